@@ -1,0 +1,150 @@
+//! Configuration: `config/default.toml` (compiled in), an optional file named by
+//! `PRINTFARM_CONFIG`, then `PRINTFARM_<SECTION>__<KEY>` variables and `DATABASE_URL`.
+
+use serde::Deserialize;
+
+const DEFAULTS: &str = include_str!("../config/default.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub auth: AuthConfig,
+    pub storage: StorageConfig,
+    pub log: LogConfig,
+    pub bootstrap: BootstrapConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerConfig {
+    pub bind: String,
+    pub workers: usize,
+    pub max_form_bytes: usize,
+    pub shutdown_timeout_secs: u64,
+    pub trust_forwarded_for: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseConfig {
+    pub url: String,
+    pub pool_size: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthConfig {
+    pub session_idle_minutes: i64,
+    pub session_max_days: i64,
+    pub throttle_window_secs: i64,
+    pub throttle_max_per_account: i64,
+    pub throttle_max_per_address: i64,
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub argon2_parallelism: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct StorageConfig {
+    pub files_dir: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogConfig {
+    pub level: String,
+    pub format: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct BootstrapConfig {
+    pub organization: String,
+    pub admin_email: String,
+}
+
+impl Config {
+    /// Loads the layered configuration from the process environment.
+    pub fn load() -> Result<Config, config::ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_from(&env)
+    }
+
+    /// Same as `load`, with the environment given explicitly (tests).
+    pub fn load_from(env: &[(String, String)]) -> Result<Config, config::ConfigError> {
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
+        if let Some(path) = get("PRINTFARM_CONFIG") {
+            builder = builder.add_source(config::File::with_name(&path).required(true));
+        }
+        let vars: std::collections::HashMap<String, String> = env
+            .iter()
+            .filter(|(k, _)| k.starts_with("PRINTFARM_") && k != "PRINTFARM_CONFIG")
+            .cloned()
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("PRINTFARM")
+                .prefix_separator("_")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(vars)),
+        );
+        if let Some(url) = get("DATABASE_URL").filter(|u| !u.is_empty()) {
+            builder = builder.set_override("database.url", url)?;
+        }
+        let cfg: Config = builder.build()?.try_deserialize()?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), config::ConfigError> {
+        let bad = |m: &str| Err(config::ConfigError::Message(m.to_string()));
+        if self.auth.session_idle_minutes <= 0 {
+            return bad("auth.session_idle_minutes must be positive");
+        }
+        if self.auth.throttle_max_per_account <= 0 || self.auth.throttle_max_per_address <= 0 {
+            return bad("auth.throttle_max_* must be positive");
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return bad("log.format must be \"text\" or \"json\"");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_load() {
+        let c = Config::load_from(&[]).unwrap();
+        assert_eq!(c.server.bind, "127.0.0.1:8080");
+        assert_eq!(c.database.url, "data/printfarm.db");
+    }
+
+    #[test]
+    fn env_overrides_and_database_url() {
+        let c = Config::load_from(&env(&[
+            ("PRINTFARM_SERVER__BIND", "0.0.0.0:9000"),
+            ("PRINTFARM_AUTH__THROTTLE_MAX_PER_ACCOUNT", "3"),
+            ("DATABASE_URL", "postgres://x@127.0.0.1/db"),
+        ]))
+        .unwrap();
+        assert_eq!(c.server.bind, "0.0.0.0:9000");
+        assert_eq!(c.auth.throttle_max_per_account, 3);
+        assert_eq!(c.database.url, "postgres://x@127.0.0.1/db");
+    }
+
+    #[test]
+    fn invalid_values_are_refused() {
+        assert!(Config::load_from(&env(&[("PRINTFARM_LOG__FORMAT", "xml")])).is_err());
+        assert!(
+            Config::load_from(&env(&[("PRINTFARM_AUTH__SESSION_IDLE_MINUTES", "abc")])).is_err()
+        );
+    }
+}

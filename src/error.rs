@@ -1,0 +1,125 @@
+//! The one error type of the application, mapped once to an HTTP status and the
+//! `{"result": false, "message": "…"}` envelope every 3DPrinterOS client expects.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use diesel::result::DatabaseErrorKind;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    TooManyRequests(String),
+    #[error("{0}")]
+    NotImplemented(String),
+    #[error("{0}")]
+    Unavailable(String),
+    /// Details go to the log, never to the client.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn bad_request(m: impl Into<String>) -> Self {
+        Error::BadRequest(m.into())
+    }
+    pub fn not_found(m: impl Into<String>) -> Self {
+        Error::NotFound(m.into())
+    }
+    pub fn forbidden(m: impl Into<String>) -> Self {
+        Error::Forbidden(m.into())
+    }
+    pub fn internal(m: impl std::fmt::Display) -> Self {
+        Error::Internal(m.to_string())
+    }
+
+    fn client_message(&self) -> String {
+        match self {
+            Error::Internal(_) => "Internal server error".to_string(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl From<diesel::result::Error> for Error {
+    fn from(e: diesel::result::Error) -> Self {
+        use diesel::result::Error as D;
+        match e {
+            D::NotFound => Error::NotFound("Not found".into()),
+            D::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+                Error::Conflict("Already exists".into())
+            }
+            D::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _) => {
+                Error::Conflict("Refers to a record that does not exist or is still in use".into())
+            }
+            D::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => {
+                Error::Conflict("Concurrent update, please retry".into())
+            }
+            D::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
+                Error::Unavailable(format!("Database unavailable: {}", info.message()))
+            }
+            other => Error::Internal(format!("database: {other}")),
+        }
+    }
+}
+
+impl From<r2d2::Error> for Error {
+    fn from(e: r2d2::Error) -> Self {
+        Error::Unavailable(format!("Database unavailable: {e}"))
+    }
+}
+
+impl From<actix_web::error::BlockingError> for Error {
+    fn from(e: actix_web::error::BlockingError) -> Self {
+        Error::Internal(format!("blocking task: {e}"))
+    }
+}
+
+impl From<crate::http::apiglobal::form::FormError> for Error {
+    fn from(e: crate::http::apiglobal::form::FormError) -> Self {
+        Error::BadRequest(e.to_string())
+    }
+}
+
+impl ResponseError for Error {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            Error::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let Error::Internal(detail) = self {
+            tracing::error!(%detail, "internal error");
+        }
+        HttpResponse::build(self.status_code()).json(serde_json::json!({
+            "result": false,
+            "message": self.client_message(),
+        }))
+    }
+}

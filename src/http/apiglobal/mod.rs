@@ -1,0 +1,189 @@
+//! The 3DPrinterOS Global API (`/apiglobal/*`): the one route table, the lenient parameter
+//! extractor, and the handlers, one file per group of calls.
+
+pub mod envelope;
+pub mod form;
+mod sessions;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{web, FromRequest, Handler, HttpRequest, HttpResponse, Responder};
+use futures_util::StreamExt;
+
+use crate::error::Error;
+use crate::services::sessions::Authenticated;
+use crate::AppState;
+use form::Params;
+
+/// The 35 calls of the Global API v2.1, numbered as in the seed document.
+pub const CALLS: [(u8, &str); 35] = [
+    (1, "login"),
+    (2, "loginout"),
+    (3, "check_session"),
+    (4, "upload"),
+    (5, "get_projects"),
+    (6, "get_workgroups_simple_list"),
+    (7, "get_organization_printers_list"),
+    (8, "get_printer_jobs"),
+    (9, "get_job_info"),
+    (10, "get_slicer_settings_for_gcode"),
+    (11, "file_update"),
+    (12, "get_printer_types"),
+    (13, "get_printer_shares"),
+    (14, "share_printer"),
+    (15, "unshare_printer"),
+    (16, "add_printer_by_registration_code"),
+    (17, "get_printers_list"),
+    (18, "get_workgroup_users"),
+    (19, "add_user_to_workgroup"),
+    (20, "delete_user_from_workgroup"),
+    (21, "get_printer_types_detailed"),
+    (22, "get_custom_report"),
+    (23, "get_camera_list_token"),
+    (24, "google_login"),
+    (25, "gdpr_registration"),
+    (26, "create_organization_user"),
+    (27, "get_finished_jobs_report"),
+    (28, "slice"),
+    (29, "print_file"),
+    (30, "job_start"),
+    (31, "job_pause"),
+    (32, "job_unpause"),
+    (33, "job_cancel"),
+    (34, "update_user_settings"),
+    (35, "printer_clear_build_tray"),
+];
+
+/// Calls real clients make beyond the document (slicer sign-in flow).
+pub const EXTRA_CALLS: [&str; 2] = ["generate_login_token", "login_with_token"];
+
+/// Calls answered by real handlers; every other listed call answers 501 in the envelope.
+pub const IMPLEMENTED: [&str; 4] = ["login", "loginout", "logout", "check_session"];
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    call(cfg, "login", sessions::login);
+    call(cfg, "loginout", sessions::logout);
+    // What clients actually send; the document spells it `loginout`.
+    call(cfg, "logout", sessions::logout);
+    call(cfg, "check_session", sessions::check_session);
+
+    let pending = CALLS
+        .iter()
+        .map(|(_, name)| *name)
+        .chain(EXTRA_CALLS)
+        .filter(|name| !IMPLEMENTED.contains(name));
+    for name in pending {
+        call(cfg, name, move || not_implemented(name));
+    }
+}
+
+/// Registers one call: POST on the path with and without a trailing slash, 405 otherwise.
+fn call<F, Args>(cfg: &mut web::ServiceConfig, name: &str, handler: F)
+where
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    let path = format!("/apiglobal/{name}");
+    cfg.service(
+        web::resource([path.clone(), format!("{path}/")])
+            .route(web::post().to(handler))
+            .default_service(web::to(method_not_allowed)),
+    );
+}
+
+async fn not_implemented(name: &'static str) -> Result<HttpResponse, Error> {
+    Err(Error::NotImplemented(format!(
+        "{name} is not implemented on this server yet"
+    )))
+}
+
+async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, Error> {
+    Err(Error::MethodNotAllowed(format!(
+        "{} is not allowed on {}; Global API calls use POST",
+        req.method(),
+        req.path()
+    )))
+}
+
+/// The parameters of one call, read leniently from the body (any content type) and the
+/// query string. Bodies over `server.max_form_bytes` answer 413.
+pub struct Form(pub Params);
+
+impl FromRequest for Form {
+    type Error = Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = req
+            .app_data::<web::Data<AppState>>()
+            .map(|s| s.config.server.max_form_bytes)
+            .unwrap_or(1 << 20);
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let query = req.query_string().to_string();
+        let mut payload = payload.take();
+        Box::pin(async move {
+            let too_large =
+                || Error::PayloadTooLarge(format!("Request body is larger than {limit} bytes"));
+            if declared.is_some_and(|n| n > limit) {
+                return Err(too_large());
+            }
+            let mut body = web::BytesMut::new();
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk
+                    .map_err(|e| Error::bad_request(format!("Cannot read request body: {e}")))?;
+                if body.len() + chunk.len() > limit {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            let mut params = Params::parse(content_type.as_deref(), &body)?;
+            if !query.is_empty() {
+                let pairs = url::form_urlencoded::parse(query.as_bytes()).into_owned();
+                params.extend_pairs(pairs);
+            }
+            Ok(Form(params))
+        })
+    }
+}
+
+/// The address failed logins are counted against.
+pub fn client_addr(req: &HttpRequest, trust_forwarded: bool) -> String {
+    let info = req.connection_info();
+    let addr = if trust_forwarded {
+        info.realip_remote_addr()
+    } else {
+        info.peer_addr()
+    };
+    addr.map(|a| {
+        // Strip the port so one client's connections share a counter.
+        a.parse::<std::net::SocketAddr>()
+            .map(|s| s.ip().to_string())
+            .unwrap_or_else(|_| a.to_string())
+    })
+    .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// The caller's live session, from the `session` parameter.
+pub async fn authenticate(state: &AppState, params: &Params) -> Result<Authenticated, Error> {
+    let token = params
+        .str("session")
+        .ok_or_else(|| Error::Unauthorized("missing required parameter 'session'".into()))?
+        .to_string();
+    let policy = state.session_policy.clone();
+    state
+        .db(move |c| crate::services::sessions::authenticate(c, &policy, &token))
+        .await
+}

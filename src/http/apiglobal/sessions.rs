@@ -1,0 +1,60 @@
+//! Calls 1–3: login, loginout (alias logout), check_session.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::json;
+
+use super::envelope::ok;
+use super::{client_addr, Form};
+use crate::error::Error;
+use crate::services::sessions;
+use crate::AppState;
+
+pub async fn login(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    Form(p): Form,
+) -> Result<HttpResponse, Error> {
+    // Some clients send the account as `email`.
+    let username = match p.str("username") {
+        Some(u) => u.to_string(),
+        None => p
+            .str("email")
+            .ok_or_else(|| Error::bad_request("missing required parameter 'username'"))?
+            .to_string(),
+    };
+    let password = p.raw("password").unwrap_or_default().to_string();
+    if password.is_empty() {
+        return Err(Error::bad_request("missing required parameter 'password'"));
+    }
+    let addr = client_addr(&req, state.config.server.trust_forwarded_for);
+    let st = state.clone();
+    let outcome = web::block(move || {
+        sessions::login(
+            &st.pool,
+            &st.hasher,
+            &st.session_policy,
+            &username,
+            &password,
+            &addr,
+        )
+    })
+    .await??;
+    Ok(ok(json!({ "session": outcome.token })))
+}
+
+pub async fn logout(state: web::Data<AppState>, Form(p): Form) -> Result<HttpResponse, Error> {
+    let token = p
+        .str("session")
+        .ok_or_else(|| Error::Unauthorized("missing required parameter 'session'".into()))?
+        .to_string();
+    state.db(move |c| sessions::logout(c, &token)).await?;
+    Ok(ok(json!([])))
+}
+
+pub async fn check_session(
+    state: web::Data<AppState>,
+    Form(p): Form,
+) -> Result<HttpResponse, Error> {
+    super::authenticate(&state, &p).await?;
+    Ok(ok("Session is valid"))
+}

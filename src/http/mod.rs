@@ -1,0 +1,46 @@
+//! HTTP: the route table, health and metrics endpoints, and JSON answers for everything
+//! the router itself refuses.
+
+pub mod apiglobal;
+pub mod metrics;
+
+use actix_web::{web, HttpResponse};
+
+use crate::error::Error;
+use crate::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics::export));
+    apiglobal::configure(cfg);
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"result": true, "message": "ok"}))
+}
+
+/// Ready when a pooled connection answers a ping.
+async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, Error> {
+    let pool = state.pool.clone();
+    web::block(move || -> Result<(), Error> {
+        use diesel::r2d2::R2D2Connection;
+        let mut conn = pool.get()?;
+        conn.ping()
+            .map_err(|e| Error::Unavailable(format!("Database unavailable: {e}")))
+    })
+    .await??;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "result": true,
+        "message": {"database": state.backend.name()},
+    })))
+}
+
+/// Unknown paths answer the envelope too, so strict JSON clients can report the problem.
+pub async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, Error> {
+    Err(Error::not_found(format!(
+        "Unknown route {} {}",
+        req.method(),
+        req.path()
+    )))
+}

@@ -1,0 +1,141 @@
+//! printfarm: a self-hosted print-farm backend speaking the 3DPrinterOS Global API.
+//!
+//! Assembly: config → database pool (migrated) → services → HTTP routes.
+
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod services;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::{middleware, web, App, HttpServer};
+
+use crate::config::Config;
+use crate::db::{Backend, DbConn, Pool};
+use crate::error::{Error, Result};
+use crate::services::auth::PasswordHasher;
+use crate::services::sessions::SessionPolicy;
+
+/// Everything a request handler needs, shared across workers.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub pool: Pool,
+    pub backend: Backend,
+    pub hasher: PasswordHasher,
+    pub session_policy: SessionPolicy,
+    pub metrics: http::metrics::Metrics,
+}
+
+impl AppState {
+    /// Connects (and migrates) the database, loads the printer-type catalogue, and creates
+    /// the first organization and admin when there are no users yet.
+    pub fn init(config: Config) -> anyhow::Result<AppState> {
+        let pool_size = (config.database.pool_size > 0).then_some(config.database.pool_size);
+        let pool = db::connect(&config.database.url, pool_size)?;
+        let backend = db::backend_for_url(&config.database.url);
+        let hasher = PasswordHasher::new(&config.auth)?;
+        let state = AppState {
+            session_policy: SessionPolicy::from_config(&config.auth),
+            config: Arc::new(config),
+            pool,
+            backend,
+            hasher,
+            metrics: http::metrics::Metrics::new(),
+        };
+        let mut conn = state.pool.get()?;
+        let loaded = services::bootstrap::load_printer_types(&mut conn)?;
+        if loaded > 0 {
+            tracing::info!(count = loaded, "loaded the printer-type catalogue");
+        }
+        let boot = &state.config.bootstrap;
+        if let Some(first) = services::bootstrap::ensure_first_admin(
+            &mut conn,
+            &state.hasher,
+            &boot.organization,
+            &boot.admin_email,
+        )? {
+            tracing::warn!(
+                organization = %first.organization.name,
+                email = %first.user.email,
+                password = %first.password,
+                "first start: created the organization and its admin; this one-time password is shown only once, change it with `printfarm admin reset-password`"
+            );
+        }
+        Ok(state)
+    }
+
+    /// Runs blocking database work on the thread pool with a pooled connection.
+    pub async fn db<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(&mut DbConn) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let pool = self.pool.clone();
+        web::block(move || {
+            let mut conn = pool.get()?;
+            f(&mut conn)
+        })
+        .await?
+    }
+}
+
+/// JSON envelope answers for bodies and queries actix itself refuses.
+fn json_config(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(
+        web::QueryConfig::default()
+            .error_handler(|e, _| Error::bad_request(format!("Malformed query: {e}")).into()),
+    );
+}
+
+/// Builds the HTTP server on an already bound listener (tests bind port 0).
+pub fn server(state: AppState, listener: TcpListener) -> std::io::Result<actix_web::dev::Server> {
+    let workers = match state.config.server.workers {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
+    let shutdown = state.config.server.shutdown_timeout_secs;
+    let data = web::Data::new(state);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .wrap(middleware::from_fn(http::metrics::track))
+            .wrap(tracing_actix())
+            .configure(json_config)
+            .configure(http::configure)
+            .default_service(web::to(http::not_found))
+    })
+    .workers(workers)
+    .shutdown_timeout(shutdown)
+    .listen(listener)?
+    .run();
+    Ok(server)
+}
+
+fn tracing_actix() -> middleware::Logger {
+    middleware::Logger::new("%a \"%r\" %s %b %Dms")
+}
+
+/// Periodic housekeeping: expired sessions and stale login failures.
+pub fn spawn_maintenance(state: AppState) {
+    actix_web::rt::spawn(async move {
+        let mut tick = actix_web::rt::time::interval(std::time::Duration::from_secs(600));
+        loop {
+            tick.tick().await;
+            let policy = state.session_policy.clone();
+            match state
+                .db(move |c| services::sessions::prune(c, &policy))
+                .await
+            {
+                Ok((s, f)) if s + f > 0 => {
+                    tracing::info!(sessions = s, login_failures = f, "pruned expired rows")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "maintenance failed"),
+            }
+        }
+    });
+}

@@ -1,0 +1,6 @@
+//! Domain rules. Services know nothing of HTTP; they take a connection (or the pool when a
+//! call must not hold a connection during slow work such as password hashing).
+
+pub mod auth;
+pub mod bootstrap;
+pub mod sessions;

@@ -1,0 +1,219 @@
+//! Sign-in, sessions with sliding expiry, and throttling of failed logins.
+
+use chrono::{Duration, NaiveDateTime};
+
+use crate::config::AuthConfig;
+use crate::db::models::{LoginFailure, NewSession, Session, User};
+use crate::db::{self, DbConn, Pool};
+use crate::error::{Error, Result};
+use crate::services::auth::{random_token, token_hash, PasswordHasher};
+
+#[derive(Debug, Clone)]
+pub struct SessionPolicy {
+    pub idle: Duration,
+    pub max_age: Duration,
+    pub throttle_window: Duration,
+    pub max_failures_per_account: i64,
+    pub max_failures_per_address: i64,
+}
+
+impl SessionPolicy {
+    pub fn from_config(cfg: &AuthConfig) -> Self {
+        SessionPolicy {
+            idle: Duration::minutes(cfg.session_idle_minutes),
+            max_age: Duration::days(cfg.session_max_days.max(0)),
+            throttle_window: Duration::seconds(cfg.throttle_window_secs.max(1)),
+            max_failures_per_account: cfg.throttle_max_per_account,
+            max_failures_per_address: cfg.throttle_max_per_address,
+        }
+    }
+
+    fn expiry(&self, created_at: NaiveDateTime, now: NaiveDateTime) -> NaiveDateTime {
+        let idle = now + self.idle;
+        if self.max_age > Duration::zero() {
+            idle.min(created_at + self.max_age)
+        } else {
+            idle
+        }
+    }
+}
+
+/// The result of a successful login.
+#[derive(Debug, Clone)]
+pub struct LoginOutcome {
+    pub token: String,
+    pub user: User,
+}
+
+fn account_key(email: &str) -> String {
+    format!("account:{}", crate::db::models::normalize_email(email))
+}
+
+fn address_key(addr: &str) -> String {
+    format!("address:{addr}")
+}
+
+/// Refuses with 429 while either key has too many failures inside the window.
+fn check_throttle(
+    conn: &mut DbConn,
+    policy: &SessionPolicy,
+    keys: &[(String, i64, &str)],
+    now: NaiveDateTime,
+) -> Result<()> {
+    let since = now - policy.throttle_window;
+    for (key, max, what) in keys {
+        if LoginFailure::count_since(conn, key, since)? >= *max {
+            let oldest = LoginFailure::oldest_since(conn, key, since)?.unwrap_or(now);
+            let wait = (oldest + policy.throttle_window - now).num_seconds().max(1);
+            return Err(Error::TooManyRequests(format!(
+                "Too many failed login attempts for this {what}; try again in {wait} seconds"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Username + password sign-in. The password check runs without holding a connection.
+pub fn login(
+    pool: &Pool,
+    hasher: &PasswordHasher,
+    policy: &SessionPolicy,
+    username: &str,
+    password: &str,
+    client_addr: &str,
+) -> Result<LoginOutcome> {
+    let keys = [
+        (
+            account_key(username),
+            policy.max_failures_per_account,
+            "account",
+        ),
+        (
+            address_key(client_addr),
+            policy.max_failures_per_address,
+            "address",
+        ),
+    ];
+    let user = {
+        let mut conn = pool.get()?;
+        check_throttle(&mut conn, policy, &keys, db::now())?;
+        User::find_by_email(&mut conn, username)?
+    };
+
+    let verified = hasher.verify(
+        password,
+        user.as_ref().and_then(|u| u.password_hash.as_deref()),
+    );
+
+    let mut conn = pool.get()?;
+    let now = db::now();
+    match user {
+        Some(user) if verified => {
+            if user.disabled {
+                return Err(Error::forbidden("This account is disabled"));
+            }
+            let token = db::write_transaction(&mut conn, |c| -> Result<String> {
+                LoginFailure::clear(c, &keys[0].0)?;
+                create_session(c, policy, user.id, Some(client_addr), now)
+            })?;
+            Ok(LoginOutcome { token, user })
+        }
+        _ => {
+            db::write_transaction(&mut conn, |c| -> Result<()> {
+                for (key, _, _) in &keys {
+                    LoginFailure::record(c, key, now)?;
+                }
+                Ok(())
+            })?;
+            Err(Error::Unauthorized("Invalid username or password".into()))
+        }
+    }
+}
+
+/// Creates a session for a user and returns the only copy of its token.
+pub fn create_session(
+    conn: &mut DbConn,
+    policy: &SessionPolicy,
+    user_id: i64,
+    client_addr: Option<&str>,
+    now: NaiveDateTime,
+) -> Result<String> {
+    let token = random_token();
+    let hash = token_hash(&token);
+    Session::insert(
+        conn,
+        &NewSession {
+            user_id: Some(user_id),
+            token_hash: &hash,
+            gdpr_pending: None,
+            client_addr,
+            created_at: now,
+            last_seen_at: now,
+            expires_at: policy.expiry(now, now),
+        },
+    )?;
+    Ok(token)
+}
+
+/// A live session and its user.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub session: Session,
+    pub user: User,
+}
+
+/// Validates a session token and slides its expiry. Expired sessions are removed.
+pub fn authenticate(
+    conn: &mut DbConn,
+    policy: &SessionPolicy,
+    token: &str,
+) -> Result<Authenticated> {
+    let session = find_live(conn, token)?;
+    let Some(user_id) = session.user_id else {
+        return Err(Error::forbidden(
+            "Registration is waiting for GDPR consent; call gdpr_registration first",
+        ));
+    };
+    let user = User::find(conn, user_id)?.ok_or_else(invalid_session)?;
+    if user.disabled {
+        return Err(Error::forbidden("This account is disabled"));
+    }
+    let now = db::now();
+    // Sliding expiry without a write on every request: refresh once a minute at most.
+    if now - session.last_seen_at >= Duration::minutes(1) {
+        let expires_at = policy.expiry(session.created_at, now);
+        Session::touch(conn, session.id, now, expires_at)?;
+    }
+    Ok(Authenticated { session, user })
+}
+
+fn invalid_session() -> Error {
+    Error::Unauthorized("Invalid session".into())
+}
+
+fn find_live(conn: &mut DbConn, token: &str) -> Result<Session> {
+    if token.is_empty() {
+        return Err(Error::Unauthorized("Missing session".into()));
+    }
+    let session = Session::find_by_hash(conn, &token_hash(token))?.ok_or_else(invalid_session)?;
+    if session.expires_at <= db::now() {
+        Session::delete(conn, session.id)?;
+        return Err(Error::Unauthorized("Session expired".into()));
+    }
+    Ok(session)
+}
+
+/// Ends a session (pending GDPR sessions included).
+pub fn logout(conn: &mut DbConn, token: &str) -> Result<()> {
+    let session = find_live(conn, token)?;
+    Session::delete(conn, session.id)?;
+    Ok(())
+}
+
+/// Housekeeping: drop expired sessions and login failures older than the throttle window.
+pub fn prune(conn: &mut DbConn, policy: &SessionPolicy) -> Result<(usize, usize)> {
+    let now = db::now();
+    let sessions = Session::delete_expired(conn, now)?;
+    let failures = LoginFailure::prune(conn, now - policy.throttle_window)?;
+    Ok((sessions, failures))
+}

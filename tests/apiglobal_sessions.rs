@@ -1,0 +1,399 @@
+//! Calls 1–3 and the envelope rules every Global API call shares, on both backends.
+
+mod common;
+
+use chrono::{Duration, Utc};
+use common::{assert_fail, TestApp, PASSWORD};
+use diesel::prelude::*;
+use printfarm::db::schema::{sessions, users};
+use serde_json::{json, Value};
+
+backend_tests!(
+    login_check_and_logout,
+    login_accepts_sloppy_clients,
+    wrong_password_and_unknown_user_are_refused_alike,
+    missing_parameters_name_the_parameter,
+    sessions_are_stored_only_as_hashes,
+    expired_session_is_refused_and_removed,
+    use_slides_the_expiry,
+    throttles_failed_logins_per_account,
+    throttles_failed_logins_per_address,
+    logout_alias_and_trailing_slash,
+    router_refusals_answer_the_envelope,
+    not_implemented_calls_answer_501,
+    first_start_created_the_admin,
+    health_ready_and_metrics,
+    password_reset_ends_sessions,
+);
+
+async fn login_check_and_logout(app: &TestApp) {
+    let session = app.login_new_user("alice@example.com").await;
+    assert_eq!(session.len(), 64);
+
+    let (status, body) = app
+        .post("/apiglobal/check_session", &[("session", &session)])
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body, json!({"result": true, "message": "Session is valid"}));
+
+    let (status, body) = app
+        .post("/apiglobal/loginout", &[("session", &session)])
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body, json!({"result": true, "message": []}));
+
+    let got = app
+        .post("/apiglobal/check_session", &[("session", &session)])
+        .await;
+    assert_fail(&got, 401);
+    let got = app
+        .post("/apiglobal/loginout", &[("session", &session)])
+        .await;
+    assert_fail(&got, 401);
+}
+
+async fn login_accepts_sloppy_clients(app: &TestApp) {
+    app.create_user(app.org_id, "bob@example.com", 0);
+    // Email case and surrounding spaces do not matter.
+    let s1 = app.login(" Bob@Example.COM ", PASSWORD).await;
+    // No content type at all.
+    let body = format!("username=bob%40example.com&password={PASSWORD}").into_bytes();
+    let (status, v) = app.post_raw("/apiglobal/login", None, body.clone()).await;
+    assert_eq!(status, 200, "{v}");
+    // A wrong content type.
+    let (status, v) = app
+        .post_raw("/apiglobal/login", Some("text/plain"), body)
+        .await;
+    assert_eq!(status, 200, "{v}");
+    // A JSON body.
+    let json_body =
+        serde_json::to_vec(&json!({"username": "bob@example.com", "password": PASSWORD})).unwrap();
+    let (status, v) = app
+        .post_raw("/apiglobal/login", Some("application/json"), json_body)
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let s2 = v["message"]["session"].as_str().unwrap().to_string();
+    assert_ne!(s1, s2, "every login gets its own session");
+    // The session may also come in the query string.
+    let res = app
+        .client
+        .post(app.url(&format!("/apiglobal/check_session?session={s2}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+}
+
+async fn wrong_password_and_unknown_user_are_refused_alike(app: &TestApp) {
+    app.create_user(app.org_id, "carol@example.com", 0);
+    let wrong = app
+        .post(
+            "/apiglobal/login",
+            &[
+                ("username", "carol@example.com"),
+                ("password", "nope-nope-nope"),
+            ],
+        )
+        .await;
+    let unknown = app
+        .post(
+            "/apiglobal/login",
+            &[
+                ("username", "nobody@example.com"),
+                ("password", "nope-nope-nope"),
+            ],
+        )
+        .await;
+    assert_eq!(assert_fail(&wrong, 401), assert_fail(&unknown, 401));
+}
+
+async fn missing_parameters_name_the_parameter(app: &TestApp) {
+    let got = app.post("/apiglobal/login", &[("password", "x")]).await;
+    assert!(assert_fail(&got, 400).contains("username"));
+    let got = app.post("/apiglobal/login", &[("username", "a@b.c")]).await;
+    assert!(assert_fail(&got, 400).contains("password"));
+    let got = app.post("/apiglobal/check_session", &[]).await;
+    assert!(assert_fail(&got, 401).contains("session"));
+    let got = app
+        .post("/apiglobal/check_session", &[("session", "deadbeef")])
+        .await;
+    assert_fail(&got, 401);
+}
+
+async fn sessions_are_stored_only_as_hashes(app: &TestApp) {
+    let token = app.login_new_user("dave@example.com").await;
+    let mut c = app.conn();
+    let stored: Vec<String> = sessions::table
+        .select(sessions::token_hash)
+        .load(&mut *c)
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_ne!(stored[0], token);
+    assert_eq!(stored[0], printfarm::services::auth::token_hash(&token));
+    let hash: Option<String> = users::table
+        .filter(users::email.eq("dave@example.com"))
+        .select(users::password_hash)
+        .first(&mut *c)
+        .unwrap();
+    assert!(hash.unwrap().starts_with("$argon2id$"));
+}
+
+async fn expired_session_is_refused_and_removed(app: &TestApp) {
+    let token = app.login_new_user("erin@example.com").await;
+    let past = Utc::now().naive_utc() - Duration::minutes(1);
+    let mut c = app.conn();
+    diesel::update(sessions::table)
+        .set(sessions::expires_at.eq(past))
+        .execute(&mut *c)
+        .unwrap();
+    let got = app
+        .post("/apiglobal/check_session", &[("session", &token)])
+        .await;
+    assert!(assert_fail(&got, 401).to_lowercase().contains("expired"));
+    let left: i64 = sessions::table.count().get_result(&mut *c).unwrap();
+    assert_eq!(left, 0);
+}
+
+async fn use_slides_the_expiry(app: &TestApp) {
+    let token = app.login_new_user("frank@example.com").await;
+    let now = Utc::now().naive_utc();
+    let mut c = app.conn();
+    diesel::update(sessions::table)
+        .set((
+            sessions::last_seen_at.eq(now - Duration::minutes(10)),
+            sessions::expires_at.eq(now + Duration::minutes(2)),
+        ))
+        .execute(&mut *c)
+        .unwrap();
+    let (status, _) = app
+        .post("/apiglobal/check_session", &[("session", &token)])
+        .await;
+    assert_eq!(status, 200);
+    let expires: chrono::NaiveDateTime = sessions::table
+        .select(sessions::expires_at)
+        .first(&mut *c)
+        .unwrap();
+    // Default idle time is 24 h: the expiry moved from +2 min to about +24 h.
+    assert!(
+        expires > now + Duration::hours(23),
+        "expiry did not slide: {expires}"
+    );
+}
+
+async fn throttles_failed_logins_per_account(app: &TestApp) {
+    app.create_user(app.org_id, "gina@example.com", 0);
+    for _ in 0..5 {
+        let got = app
+            .post(
+                "/apiglobal/login",
+                &[
+                    ("username", "gina@example.com"),
+                    ("password", "wrong-password"),
+                ],
+            )
+            .await;
+        assert_fail(&got, 401);
+    }
+    // Locked now, even with the right password.
+    let got = app
+        .post(
+            "/apiglobal/login",
+            &[("username", "GINA@example.com"), ("password", PASSWORD)],
+        )
+        .await;
+    let msg = assert_fail(&got, 429);
+    assert!(msg.contains("try again in"), "{msg}");
+    // Other accounts from elsewhere are not affected by this account's lock.
+    app.login_new_user("harry@example.com").await;
+}
+
+async fn throttles_failed_logins_per_address(app: &TestApp) {
+    app.create_user(app.org_id, "ivan@example.com", 0);
+    // Spread over many accounts so no single account reaches its own limit.
+    for i in 0..20 {
+        let email = format!("spray{}@example.com", i % 10);
+        let got = app
+            .post(
+                "/apiglobal/login",
+                &[("username", &email), ("password", "guess-guess")],
+            )
+            .await;
+        assert_fail(&got, 401);
+    }
+    let got = app
+        .post(
+            "/apiglobal/login",
+            &[("username", "ivan@example.com"), ("password", PASSWORD)],
+        )
+        .await;
+    assert!(assert_fail(&got, 429).contains("address"));
+}
+
+async fn logout_alias_and_trailing_slash(app: &TestApp) {
+    let token = app.login_new_user("judy@example.com").await;
+    let (status, _) = app
+        .post("/apiglobal/check_session/", &[("session", &token)])
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = app.post("/apiglobal/logout/", &[("session", &token)]).await;
+    assert_eq!(
+        (status, body),
+        (200, json!({"result": true, "message": []}))
+    );
+    assert_fail(
+        &app.post("/apiglobal/check_session", &[("session", &token)])
+            .await,
+        401,
+    );
+}
+
+async fn router_refusals_answer_the_envelope(app: &TestApp) {
+    // Wrong method.
+    let res = app
+        .client
+        .get(app.url("/apiglobal/login"))
+        .send()
+        .await
+        .unwrap();
+    let got = common::read(res).await;
+    assert!(assert_fail(&got, 405).contains("POST"));
+    let res = app
+        .client
+        .delete(app.url("/apiglobal/get_projects/"))
+        .send()
+        .await
+        .unwrap();
+    assert_fail(&common::read(res).await, 405);
+    // Unknown routes, inside and outside the API.
+    assert_fail(&app.post("/apiglobal/no_such_call", &[]).await, 404);
+    let res = app.client.get(app.url("/nowhere")).send().await.unwrap();
+    assert_fail(&common::read(res).await, 404);
+    // Oversized body (default limit 1 MiB), with and without a declared length.
+    let big = vec![b'a'; 2 * 1024 * 1024];
+    assert_fail(
+        &app.post_raw(
+            "/apiglobal/login",
+            Some("application/x-www-form-urlencoded"),
+            big,
+        )
+        .await,
+        413,
+    );
+    let stream = futures_util::stream::iter(
+        (0..40).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'b'; 64 * 1024]))),
+    );
+    let res = app
+        .client
+        .post(app.url("/apiglobal/login"))
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap();
+    assert_fail(&common::read(res).await, 413);
+    // Malformed bodies.
+    let got = app
+        .post_raw(
+            "/apiglobal/login",
+            Some("application/json"),
+            b"{\"username\": ".to_vec(),
+        )
+        .await;
+    assert_fail(&got, 400);
+    let got = app
+        .post_raw(
+            "/apiglobal/login",
+            Some("application/x-www-form-urlencoded"),
+            vec![0xff, 0xfe, b'=', 0xc3],
+        )
+        .await;
+    assert_fail(&got, 400);
+}
+
+async fn not_implemented_calls_answer_501(app: &TestApp) {
+    for (_, name) in printfarm::http::apiglobal::CALLS {
+        if printfarm::http::apiglobal::IMPLEMENTED.contains(&name) {
+            continue;
+        }
+        let got = app
+            .post(&format!("/apiglobal/{name}"), &[("session", "x")])
+            .await;
+        assert!(assert_fail(&got, 501).contains(name));
+    }
+}
+
+async fn first_start_created_the_admin(app: &TestApp) {
+    let mut c = app.conn();
+    let admins: Vec<(String, i32, i64)> = users::table
+        .select((users::email, users::access_role, users::organization_id))
+        .load(&mut *c)
+        .unwrap();
+    assert_eq!(
+        admins,
+        vec![("bootstrap-admin@printfarm.test".to_string(), 1, app.org_id)]
+    );
+    // A second start on the same database creates nobody new.
+    let created = printfarm::services::bootstrap::ensure_first_admin(
+        &mut c,
+        &app.state.hasher,
+        "Other",
+        "x@y.z",
+    )
+    .unwrap();
+    assert!(created.is_none());
+    let n: i64 = printfarm::db::schema::printer_types::table
+        .count()
+        .get_result(&mut *c)
+        .unwrap();
+    assert!(n >= 25, "printer-type catalogue loaded: {n}");
+}
+
+async fn health_ready_and_metrics(app: &TestApp) {
+    let res = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let (status, body) =
+        common::read(app.client.get(app.url("/readyz")).send().await.unwrap()).await;
+    assert_eq!(status, 200);
+    assert!(body["message"]["database"].is_string());
+    app.post("/apiglobal/check_session", &[("session", "nope")])
+        .await;
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("printfarm_http_requests_total{method=\"POST\",route=\"/apiglobal/check_session\",status=\"401\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("printfarm_http_request_duration_seconds_bucket"));
+}
+
+async fn password_reset_ends_sessions(app: &TestApp) {
+    let token = app.login_new_user("kim@example.com").await;
+    let mut c = app.conn();
+    let new_pw = printfarm::services::bootstrap::reset_password(
+        &mut c,
+        &app.state.hasher,
+        "KIM@example.com",
+        None,
+    )
+    .unwrap();
+    assert_fail(
+        &app.post("/apiglobal/check_session", &[("session", &token)])
+            .await,
+        401,
+    );
+    let got = app
+        .post(
+            "/apiglobal/login",
+            &[("username", "kim@example.com"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_fail(&got, 401);
+    app.login("kim@example.com", &new_pw).await;
+    let _: Value = json!(null);
+}

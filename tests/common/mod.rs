@@ -1,0 +1,276 @@
+//! Test harness: a real printfarm HTTP server on 127.0.0.1:<random port> over a database of
+//! its own — a fresh SQLite file, or a fresh Postgres database created for the test.
+//!
+//! Postgres: `TEST_PG_URL` names an admin connection (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`). When Postgres cannot be reached the
+//! Postgres half of each test is skipped with a loud message — unless
+//! `PRINTFARM_TEST_REQUIRE_PG=1` (set by CI), which turns the skip into a failure.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use diesel::{Connection, PgConnection, RunQueryDsl};
+use printfarm::config::Config;
+use printfarm::db::DbConn;
+use printfarm::services::bootstrap::{self, NewAccount};
+use printfarm::AppState;
+use serde_json::Value;
+
+pub const PASSWORD: &str = "correct-horse-battery";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub state: AppState,
+    pub client: reqwest::Client,
+    pub org_id: i64,
+    handle: actix_web::dev::ServerHandle,
+    _dir: tempfile::TempDir,
+    pg_drop: Option<(String, String)>,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn pg_admin_url() -> String {
+    std::env::var("TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn require_pg() -> bool {
+    std::env::var("PRINTFARM_TEST_REQUIRE_PG").is_ok_and(|v| v == "1")
+}
+
+fn with_database(admin: &str, name: &str) -> String {
+    let mut url = url::Url::parse(admin).expect("TEST_PG_URL is a URL");
+    url.set_path(&format!("/{name}"));
+    url.to_string()
+}
+
+/// Configuration overrides a test may set (same keys as the environment variables).
+pub type Overrides<'a> = &'a [(&'a str, &'a str)];
+
+impl TestApp {
+    /// Starts a server; `None` when Postgres was asked for and is unavailable (and not required).
+    pub async fn start(db: Db, overrides: Overrides<'_>) -> Option<TestApp> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut pg_drop = None;
+        let url = match db {
+            Db::Sqlite => dir.path().join("test.db").display().to_string(),
+            Db::Postgres => {
+                let admin = pg_admin_url();
+                let name = format!(
+                    "pf_test_{}_{}_{}",
+                    std::process::id(),
+                    COUNTER.fetch_add(1, Ordering::SeqCst),
+                    rand_suffix()
+                );
+                match PgConnection::establish(&admin) {
+                    Ok(mut c) => {
+                        diesel::sql_query(format!("CREATE DATABASE {name}"))
+                            .execute(&mut c)
+                            .expect("create test database");
+                    }
+                    Err(e) => {
+                        if require_pg() {
+                            panic!("Postgres is required (PRINTFARM_TEST_REQUIRE_PG=1) but {admin} is unreachable: {e}");
+                        }
+                        eprintln!("!!! SKIPPING the Postgres half of this test: {admin} is unreachable ({e}). Set PRINTFARM_TEST_REQUIRE_PG=1 to fail instead.");
+                        return None;
+                    }
+                }
+                pg_drop = Some((admin.clone(), name.clone()));
+                with_database(&admin, &name)
+            }
+        };
+        let files = dir.path().join("files").display().to_string();
+        let mut env: Vec<(String, String)> = vec![
+            ("DATABASE_URL".into(), url),
+            ("PRINTFARM_STORAGE__FILES_DIR".into(), files),
+            ("PRINTFARM_SERVER__WORKERS".into(), "2".into()),
+            ("PRINTFARM_SERVER__SHUTDOWN_TIMEOUT_SECS".into(), "1".into()),
+            // Cheaper hashing keeps the suite fast; production cost is the default.
+            ("PRINTFARM_AUTH__ARGON2_MEMORY_KIB".into(), "1024".into()),
+            ("PRINTFARM_AUTH__ARGON2_ITERATIONS".into(), "1".into()),
+            (
+                "PRINTFARM_BOOTSTRAP__ADMIN_EMAIL".into(),
+                "bootstrap-admin@printfarm.test".into(),
+            ),
+        ];
+        for (k, v) in overrides {
+            env.push((k.to_string(), v.to_string()));
+        }
+        let config = Config::load_from(&env).expect("test config");
+        let state = AppState::init(config).expect("app state");
+        let org_id = {
+            use diesel::prelude::*;
+            use printfarm::db::schema::organizations;
+            let mut c = state.pool.get().unwrap();
+            organizations::table
+                .select(organizations::id)
+                .order(organizations::id)
+                .first::<i64>(&mut *c)
+                .expect("bootstrap organization")
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = printfarm::server(state.clone(), listener).expect("server");
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        Some(TestApp {
+            base: format!("http://127.0.0.1:{port}"),
+            state,
+            client: reqwest::Client::builder().build().unwrap(),
+            org_id,
+            handle,
+            _dir: dir,
+            pg_drop,
+        })
+    }
+
+    pub fn conn(&self) -> printfarm::db::PooledConn {
+        self.state.pool.get().unwrap()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// POSTs a form and returns (status, JSON body).
+    pub async fn post(&self, path: &str, form: &[(&str, &str)]) -> (u16, Value) {
+        let res = self
+            .client
+            .post(self.url(path))
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        read(res).await
+    }
+
+    /// POSTs a raw body with the given content type (None = no header).
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> (u16, Value) {
+        let mut req = self.client.post(self.url(path)).body(body);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        read(req.send().await.unwrap()).await
+    }
+
+    pub fn create_org(&self, name: &str) -> i64 {
+        let mut c = self.conn();
+        bootstrap::create_organization(&mut c, name).unwrap().id
+    }
+
+    pub fn create_user(&self, org: i64, email: &str, role: i32) -> i64 {
+        let mut c = self.conn();
+        let conn: &mut DbConn = &mut c;
+        bootstrap::create_user(
+            conn,
+            &self.state.hasher,
+            &NewAccount {
+                organization_id: org,
+                email,
+                password: Some(PASSWORD),
+                firstname: "Test",
+                lastname: "User",
+                access_role: role,
+            },
+        )
+        .unwrap()
+        .id
+    }
+
+    /// Creates a member in the default organization and signs in; returns the session.
+    pub async fn login_new_user(&self, email: &str) -> String {
+        self.create_user(self.org_id, email, 0);
+        self.login(email, PASSWORD).await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> String {
+        let (status, body) = self
+            .post(
+                "/apiglobal/login",
+                &[("username", email), ("password", password)],
+            )
+            .await;
+        assert_eq!(status, 200, "login failed: {body}");
+        body["message"]["session"].as_str().unwrap().to_string()
+    }
+
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+        let TestApp { state, pg_drop, .. } = self;
+        drop(state);
+        if let Some((admin, name)) = pg_drop {
+            if let Ok(mut c) = PgConnection::establish(&admin) {
+                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut c);
+            }
+        }
+    }
+}
+
+fn rand_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{nanos:08x}")
+}
+
+pub async fn read(res: reqwest::Response) -> (u16, Value) {
+    let status = res.status().as_u16();
+    let text = res.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text:?}"));
+    (status, body)
+}
+
+/// Asserts the failure envelope: the status, `result: false`, and a string message.
+pub fn assert_fail(got: &(u16, Value), status: u16) -> String {
+    assert_eq!(got.0, status, "unexpected status, body {}", got.1);
+    assert_eq!(got.1["result"], Value::Bool(false), "body {}", got.1);
+    let msg = got.1["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("message must be a string: {}", got.1));
+    assert!(!msg.is_empty());
+    msg.to_string()
+}
+
+/// Declares each listed `async fn name(app: &TestApp)` as two tests, `sqlite::name` and
+/// `postgres::name`, each on its own server and database.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[actix_web::test]
+                async fn $name() {
+                    let app = $crate::common::TestApp::start($crate::common::Db::Sqlite, &[]).await.unwrap();
+                    super::$name(&app).await;
+                    app.stop().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[actix_web::test]
+                async fn $name() {
+                    let Some(app) = $crate::common::TestApp::start($crate::common::Db::Postgres, &[]).await else { return };
+                    super::$name(&app).await;
+                    app.stop().await;
+                }
+            )*
+        }
+    };
+}
