@@ -74,6 +74,34 @@ async fn login_accepts_sloppy_clients(app: &TestApp) {
     assert_eq!(status, 200, "{v}");
     let s2 = v["message"]["session"].as_str().unwrap().to_string();
     assert_ne!(s1, s2, "every login gets its own session");
+    // multipart/form-data text parts.
+    let form = reqwest::multipart::Form::new()
+        .text("username", "bob@example.com")
+        .text("password", PASSWORD);
+    let res = app
+        .client
+        .post(app.url("/apiglobal/login"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let (status, v) = common::read(res).await;
+    assert_eq!(status, 200, "{v}");
+    // A file part on a call that takes none is refused by name.
+    let form = reqwest::multipart::Form::new()
+        .text("username", "bob@example.com")
+        .part(
+            "password",
+            reqwest::multipart::Part::bytes(b"x".to_vec()).file_name("pw.txt"),
+        );
+    let res = app
+        .client
+        .post(app.url("/apiglobal/login"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert!(assert_fail(&common::read(res).await, 400).contains("password"));
     // The session may also come in the query string.
     let res = app
         .client

@@ -67,10 +67,10 @@ fn sqlite_path(url: &str) -> &str {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnError {
-    #[error("cannot connect to {backend}: {source}")]
+    #[error("cannot connect to {backend}: {detail}")]
     Connect {
         backend: &'static str,
-        source: diesel::ConnectionError,
+        detail: diesel::ConnectionError,
     },
     #[error("database query failed: {0}")]
     Query(#[from] diesel::result::Error),
@@ -94,9 +94,9 @@ impl ConnectionManager {
         match self.backend {
             Backend::Postgres => {
                 let mut c =
-                    PgConnection::establish(&self.url).map_err(|source| ConnError::Connect {
+                    PgConnection::establish(&self.url).map_err(|detail| ConnError::Connect {
                         backend: "postgres",
-                        source,
+                        detail,
                     })?;
                 // Timestamps are UTC everywhere; make the session agree so any server-side
                 // conversion cannot shift them.
@@ -105,10 +105,10 @@ impl ConnectionManager {
             }
             Backend::Sqlite => {
                 let mut c =
-                    SqliteConnection::establish(sqlite_path(&self.url)).map_err(|source| {
+                    SqliteConnection::establish(sqlite_path(&self.url)).map_err(|detail| {
                         ConnError::Connect {
                             backend: "sqlite",
-                            source,
+                            detail,
                         }
                     })?;
                 c.batch_execute(

@@ -32,7 +32,7 @@ pub struct TestApp {
     pub org_id: i64,
     handle: actix_web::dev::ServerHandle,
     _dir: tempfile::TempDir,
-    pg_drop: Option<(String, String)>,
+    pg_drop: Option<PgDatabase>,
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -63,29 +63,10 @@ impl TestApp {
         let url = match db {
             Db::Sqlite => dir.path().join("test.db").display().to_string(),
             Db::Postgres => {
-                let admin = pg_admin_url();
-                let name = format!(
-                    "pf_test_{}_{}_{}",
-                    std::process::id(),
-                    COUNTER.fetch_add(1, Ordering::SeqCst),
-                    rand_suffix()
-                );
-                match PgConnection::establish(&admin) {
-                    Ok(mut c) => {
-                        diesel::sql_query(format!("CREATE DATABASE {name}"))
-                            .execute(&mut c)
-                            .expect("create test database");
-                    }
-                    Err(e) => {
-                        if require_pg() {
-                            panic!("Postgres is required (PRINTFARM_TEST_REQUIRE_PG=1) but {admin} is unreachable: {e}");
-                        }
-                        eprintln!("!!! SKIPPING the Postgres half of this test: {admin} is unreachable ({e}). Set PRINTFARM_TEST_REQUIRE_PG=1 to fail instead.");
-                        return None;
-                    }
-                }
-                pg_drop = Some((admin.clone(), name.clone()));
-                with_database(&admin, &name)
+                let db = PgDatabase::create()?;
+                let url = db.url.clone();
+                pg_drop = Some(db);
+                url
             }
         };
         let files = dir.path().join("files").display().to_string();
@@ -212,11 +193,54 @@ impl TestApp {
         self.handle.stop(true).await;
         let TestApp { state, pg_drop, .. } = self;
         drop(state);
-        if let Some((admin, name)) = pg_drop {
-            if let Ok(mut c) = PgConnection::establish(&admin) {
-                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .execute(&mut c);
+        drop(pg_drop);
+    }
+}
+
+/// A Postgres database made for one test and dropped with it.
+pub struct PgDatabase {
+    admin: String,
+    pub name: String,
+    pub url: String,
+}
+
+impl PgDatabase {
+    /// `None` (with a loud message) when Postgres is unreachable and not required.
+    pub fn create() -> Option<PgDatabase> {
+        let admin = pg_admin_url();
+        let name = format!(
+            "pf_test_{}_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst),
+            rand_suffix()
+        );
+        match PgConnection::establish(&admin) {
+            Ok(mut c) => {
+                diesel::sql_query(format!("CREATE DATABASE {name}"))
+                    .execute(&mut c)
+                    .expect("create test database");
             }
+            Err(e) => {
+                if require_pg() {
+                    panic!("Postgres is required (PRINTFARM_TEST_REQUIRE_PG=1) but {admin} is unreachable: {e}");
+                }
+                eprintln!("!!! SKIPPING the Postgres half of this test: {admin} is unreachable ({e}). Set PRINTFARM_TEST_REQUIRE_PG=1 to fail instead.");
+                return None;
+            }
+        }
+        let url = with_database(&admin, &name);
+        Some(PgDatabase { admin, name, url })
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        if let Ok(mut c) = PgConnection::establish(&self.admin) {
+            let _ = diesel::sql_query(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .execute(&mut c);
         }
     }
 }

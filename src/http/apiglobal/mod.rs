@@ -133,23 +133,22 @@ impl FromRequest for Form {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
         let query = req.query_string().to_string();
-        let mut payload = payload.take();
+        let is_multipart = content_type
+            .as_deref()
+            .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("multipart/"));
+        let headers = req.headers().clone();
+        let payload = payload.take();
         Box::pin(async move {
-            let too_large =
-                || Error::PayloadTooLarge(format!("Request body is larger than {limit} bytes"));
             if declared.is_some_and(|n| n > limit) {
-                return Err(too_large());
+                return Err(too_large(limit));
             }
-            let mut body = web::BytesMut::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk
-                    .map_err(|e| Error::bad_request(format!("Cannot read request body: {e}")))?;
-                if body.len() + chunk.len() > limit {
-                    return Err(too_large());
-                }
-                body.extend_from_slice(&chunk);
-            }
-            let mut params = Params::parse(content_type.as_deref(), &body)?;
+            let mut params = if is_multipart {
+                let mut params = Params::default();
+                params.extend_pairs(multipart_text_fields(&headers, payload, limit).await?);
+                params
+            } else {
+                Params::parse(content_type.as_deref(), &read_body(payload, limit).await?)?
+            };
             if !query.is_empty() {
                 let pairs = url::form_urlencoded::parse(query.as_bytes()).into_owned();
                 params.extend_pairs(pairs);
@@ -157,6 +156,69 @@ impl FromRequest for Form {
             Ok(Form(params))
         })
     }
+}
+
+fn too_large(limit: usize) -> Error {
+    Error::PayloadTooLarge(format!("Request body is larger than {limit} bytes"))
+}
+
+async fn read_body(mut payload: Payload, limit: usize) -> Result<web::BytesMut, Error> {
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|e| Error::bad_request(format!("Cannot read request body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Some clients send plain calls as multipart/form-data (HTTP libraries do when any file
+/// part is attached). Text parts become parameters; file parts are refused here because only
+/// `upload` takes files.
+async fn multipart_text_fields(
+    headers: &header::HeaderMap,
+    payload: Payload,
+    limit: usize,
+) -> Result<Vec<(String, String)>, Error> {
+    let mut parts = actix_multipart::Multipart::new(headers, payload);
+    let mut pairs = Vec::new();
+    let mut total = 0usize;
+    while let Some(field) = parts.next().await {
+        let mut field =
+            field.map_err(|e| Error::bad_request(format!("Malformed multipart body: {e}")))?;
+        let disposition = field.content_disposition().cloned();
+        let name = disposition
+            .as_ref()
+            .and_then(|d| d.get_name())
+            .unwrap_or_default()
+            .to_string();
+        if disposition
+            .as_ref()
+            .and_then(|d| d.get_filename())
+            .is_some()
+        {
+            return Err(Error::bad_request(format!(
+                "part '{name}' is a file; this call takes no files"
+            )));
+        }
+        let mut value = Vec::new();
+        while let Some(chunk) = field.next().await {
+            let chunk =
+                chunk.map_err(|e| Error::bad_request(format!("Malformed multipart body: {e}")))?;
+            total += chunk.len();
+            if total > limit {
+                return Err(too_large(limit));
+            }
+            value.extend_from_slice(&chunk);
+        }
+        let value = String::from_utf8(value)
+            .map_err(|_| Error::bad_request(format!("part '{name}' is not valid UTF-8 text")))?;
+        pairs.push((name, value));
+    }
+    Ok(pairs)
 }
 
 /// The address failed logins are counted against.
