@@ -251,7 +251,8 @@ run_wrk() {
         'BEGIN { x = (b - o - w) / 100 / (z - a); if (x < 0) x = 0; printf "%.2f", x }')"
     {
         echo "# load before: $LOAD_BEFORE; other CPU during run: $other cores"
-        echo "# server+postgres CPU: $(((own1 - own0) / 100))s, wrk CPU: $((wrk_ticks / 100))s"
+        awk -v o=$((own1 - own0)) -v w="$wrk_ticks" -v a="$t0" -v z="$t1" \
+            'BEGIN { printf "# wall %.2fs; CPU: server+postgres %.2fs, wrk %.2fs\n", z - a, o / 100, w / 100 }'
     } >>"$out"
     cat "$out" >&2
 
@@ -289,7 +290,9 @@ bench_backend() {
             DB_URL="$WORK_DIR/printfarm.db"
             ;;
         postgres)
-            PG_DB="pf_bench_$(tr -dc 'a-z0-9' </dev/urandom | head -c 10)"
+            local uuid
+            uuid="$(cat /proc/sys/kernel/random/uuid)"
+            PG_DB="pf_bench_${uuid//-/}"
             pg_admin -c "CREATE DATABASE $PG_DB" >/dev/null || die "cannot CREATE DATABASE through $BENCH_PG_URL"
             # Same server and credentials as the admin URL, our fresh database.
             local base="${BENCH_PG_URL%%\?*}" query=""
