@@ -13,11 +13,13 @@ pub struct Config {
     pub storage: StorageConfig,
     pub log: LogConfig,
     pub bootstrap: BootstrapConfig,
+    pub google: GoogleConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct ServerConfig {
     pub bind: String,
+    pub public_url: String,
     pub workers: usize,
     pub max_form_bytes: usize,
     pub shutdown_timeout_secs: u64,
@@ -40,6 +42,19 @@ pub struct AuthConfig {
     pub argon2_memory_kib: u32,
     pub argon2_iterations: u32,
     pub argon2_parallelism: u32,
+    pub invitation_hours: i64,
+    pub login_token_minutes: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct GoogleConfig {
+    pub client_ids: Vec<String>,
+    pub jwks_url: String,
+    pub issuers: Vec<String>,
+    pub leeway_secs: u64,
+    pub allow_signup: bool,
+    pub signup_organization_id: i64,
+    pub hosted_domains: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -84,6 +99,10 @@ impl Config {
                 .prefix_separator("_")
                 .separator("__")
                 .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("google.client_ids")
+                .with_list_parse_key("google.issuers")
+                .with_list_parse_key("google.hosted_domains")
                 .source(Some(vars)),
         );
         if let Some(url) = get("DATABASE_URL").filter(|u| !u.is_empty()) {
@@ -138,6 +157,10 @@ mod tests {
         assert_eq!(c.server.bind, "0.0.0.0:9000");
         assert_eq!(c.auth.throttle_max_per_account, 3);
         assert_eq!(c.database.url, "postgres://x@127.0.0.1/db");
+        let c =
+            Config::load_from(&env(&[("PRINTFARM_GOOGLE__CLIENT_IDS", "a.apps,b.apps")])).unwrap();
+        assert_eq!(c.google.client_ids, vec!["a.apps", "b.apps"]);
+        assert_eq!(c.google.issuers.len(), 2);
     }
 
     #[test]

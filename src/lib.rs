@@ -28,6 +28,7 @@ pub struct AppState {
     pub hasher: PasswordHasher,
     pub session_policy: SessionPolicy,
     pub metrics: http::metrics::Metrics,
+    pub google: Arc<services::google::GoogleVerifier>,
 }
 
 impl AppState {
@@ -40,6 +41,7 @@ impl AppState {
         let hasher = PasswordHasher::new(&config.auth)?;
         let state = AppState {
             session_policy: SessionPolicy::from_config(&config.auth),
+            google: Arc::new(services::google::GoogleVerifier::new(config.google.clone())),
             config: Arc::new(config),
             pool,
             backend,

@@ -61,6 +61,21 @@ enum Admin {
         #[arg(long, env = "PRINTFARM_NEW_PASSWORD")]
         password: Option<String>,
     },
+    /// Create a workgroup in an organization; prints its id.
+    CreateWorkgroup {
+        #[arg(long)]
+        org: i64,
+        #[arg(long)]
+        name: String,
+        /// The join password shown in reports.
+        #[arg(long, default_value = "")]
+        password: String,
+    },
+    /// Print a fresh set-password link for a user (earlier links stop working).
+    InviteLink {
+        #[arg(long)]
+        email: String,
+    },
     /// Create the first organization and admin if the database has no users.
     Bootstrap {
         #[arg(long)]
@@ -160,7 +175,9 @@ fn admin(config: Config, cmd: Admin) -> anyhow::Result<()> {
                     password: Some(&password),
                     firstname: &firstname,
                     lastname: &lastname,
+                    company: "",
                     access_role: role,
+                    gdpr: 3,
                 },
             )?;
             println!(
@@ -175,6 +192,27 @@ fn admin(config: Config, cmd: Admin) -> anyhow::Result<()> {
                 "password for {} reset: {}",
                 email.trim().to_lowercase(),
                 password
+            );
+        }
+        Admin::CreateWorkgroup {
+            org,
+            name,
+            password,
+        } => {
+            let wg =
+                printfarm::services::orgs::create_workgroup_in(&mut conn, org, &name, &password)?;
+            println!("workgroup {} created: {}", wg.id, wg.name);
+        }
+        Admin::InviteLink { email } => {
+            let user = printfarm::db::models::User::find_by_email(&mut conn, &email)?.ok_or_else(
+                || anyhow::anyhow!("no user with email {}", email.trim().to_lowercase()),
+            )?;
+            let ttl = chrono::Duration::hours(config.auth.invitation_hours);
+            let token = printfarm::services::orgs::issue_invitation(&mut conn, user.id, ttl)?;
+            println!(
+                "{}/noauth/set_password/{token}  (valid {} hours, single use)",
+                printfarm::http::public_base(&config, None),
+                config.auth.invitation_hours
             );
         }
         Admin::Bootstrap {

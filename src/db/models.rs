@@ -288,3 +288,282 @@ impl PrinterType {
             .load(conn)
     }
 }
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = workgroups, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct Workgroup {
+    pub id: i64,
+    pub organization_id: i64,
+    pub name: String,
+    pub join_password: String,
+    pub created_at: NaiveDateTime,
+}
+
+/// Workgroup rights as the Global API numbers them.
+pub mod rights {
+    pub const CAN_PRINT: i32 = 2;
+    pub const CAN_QUEUE: i32 = 3;
+
+    pub fn is_valid(r: i32) -> bool {
+        r == CAN_PRINT || r == CAN_QUEUE
+    }
+}
+
+impl Workgroup {
+    pub fn insert(
+        conn: &mut DbConn,
+        org: i64,
+        name: &str,
+        join_password: &str,
+    ) -> QResult<Workgroup> {
+        diesel::insert_into(workgroups::table)
+            .values((
+                workgroups::organization_id.eq(org),
+                workgroups::name.eq(name),
+                workgroups::join_password.eq(join_password),
+                workgroups::created_at.eq(super::now()),
+            ))
+            .get_result(conn)
+    }
+
+    /// Only within the caller's organization: another organization's ids look absent.
+    pub fn find_in_org(conn: &mut DbConn, org: i64, id: i64) -> QResult<Option<Workgroup>> {
+        workgroups::table
+            .filter(workgroups::id.eq(id))
+            .filter(workgroups::organization_id.eq(org))
+            .first(conn)
+            .optional()
+    }
+
+    pub fn all_in_org(conn: &mut DbConn, org: i64) -> QResult<Vec<Workgroup>> {
+        workgroups::table
+            .filter(workgroups::organization_id.eq(org))
+            .order(workgroups::id.asc())
+            .load(conn)
+    }
+
+    /// The user's workgroups with their rights in each.
+    pub fn of_user(conn: &mut DbConn, user_id: i64) -> QResult<Vec<(Workgroup, i32)>> {
+        workgroups::table
+            .inner_join(workgroup_members::table)
+            .filter(workgroup_members::user_id.eq(user_id))
+            .order(workgroups::id.asc())
+            .select((Workgroup::as_select(), workgroup_members::rights))
+            .load(conn)
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = workgroup_members, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct WorkgroupMember {
+    pub id: i64,
+    pub workgroup_id: i64,
+    pub user_id: i64,
+    pub rights: i32,
+    pub created_at: NaiveDateTime,
+}
+
+impl WorkgroupMember {
+    pub fn find(
+        conn: &mut DbConn,
+        workgroup_id: i64,
+        user_id: i64,
+    ) -> QResult<Option<WorkgroupMember>> {
+        workgroup_members::table
+            .filter(workgroup_members::workgroup_id.eq(workgroup_id))
+            .filter(workgroup_members::user_id.eq(user_id))
+            .first(conn)
+            .optional()
+    }
+
+    pub fn insert(
+        conn: &mut DbConn,
+        workgroup_id: i64,
+        user_id: i64,
+        rights: i32,
+    ) -> QResult<usize> {
+        diesel::insert_into(workgroup_members::table)
+            .values((
+                workgroup_members::workgroup_id.eq(workgroup_id),
+                workgroup_members::user_id.eq(user_id),
+                workgroup_members::rights.eq(rights),
+                workgroup_members::created_at.eq(super::now()),
+            ))
+            .execute(conn)
+    }
+
+    pub fn set_rights(conn: &mut DbConn, id: i64, rights: i32) -> QResult<usize> {
+        diesel::update(workgroup_members::table.find(id))
+            .set(workgroup_members::rights.eq(rights))
+            .execute(conn)
+    }
+
+    pub fn delete(conn: &mut DbConn, workgroup_id: i64, user_id: i64) -> QResult<usize> {
+        diesel::delete(
+            workgroup_members::table
+                .filter(workgroup_members::workgroup_id.eq(workgroup_id))
+                .filter(workgroup_members::user_id.eq(user_id)),
+        )
+        .execute(conn)
+    }
+
+    /// Users of a workgroup, by id.
+    pub fn users_of(conn: &mut DbConn, workgroup_id: i64) -> QResult<Vec<User>> {
+        users::table
+            .inner_join(workgroup_members::table)
+            .filter(workgroup_members::workgroup_id.eq(workgroup_id))
+            .order(users::id.asc())
+            .select(User::as_select())
+            .load(conn)
+    }
+}
+
+/// Single-use tokens tied to a user: set-password invitations and slicer sign-in tokens.
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = user_tokens, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct UserToken {
+    pub id: i64,
+    pub purpose: String,
+    pub token_hash: String,
+    pub user_id: Option<i64>,
+    pub created_at: NaiveDateTime,
+    pub expires_at: NaiveDateTime,
+    pub confirmed_at: Option<NaiveDateTime>,
+    pub used_at: Option<NaiveDateTime>,
+}
+
+impl UserToken {
+    pub fn insert(
+        conn: &mut DbConn,
+        purpose: &str,
+        hash: &str,
+        user_id: Option<i64>,
+        expires_at: NaiveDateTime,
+    ) -> QResult<UserToken> {
+        diesel::insert_into(user_tokens::table)
+            .values((
+                user_tokens::purpose.eq(purpose),
+                user_tokens::token_hash.eq(hash),
+                user_tokens::user_id.eq(user_id),
+                user_tokens::created_at.eq(super::now()),
+                user_tokens::expires_at.eq(expires_at),
+            ))
+            .get_result(conn)
+    }
+
+    pub fn find(conn: &mut DbConn, purpose: &str, hash: &str) -> QResult<Option<UserToken>> {
+        user_tokens::table
+            .filter(user_tokens::purpose.eq(purpose))
+            .filter(user_tokens::token_hash.eq(hash))
+            .first(conn)
+            .optional()
+    }
+
+    pub fn delete_unused_for_user(
+        conn: &mut DbConn,
+        purpose: &str,
+        user_id: i64,
+    ) -> QResult<usize> {
+        diesel::delete(
+            user_tokens::table
+                .filter(user_tokens::purpose.eq(purpose))
+                .filter(user_tokens::user_id.eq(user_id))
+                .filter(user_tokens::used_at.is_null()),
+        )
+        .execute(conn)
+    }
+
+    /// Marks the token used, only if it still is unused: a second redeemer updates nothing.
+    pub fn mark_used(conn: &mut DbConn, id: i64, now: NaiveDateTime) -> QResult<bool> {
+        let n = diesel::update(
+            user_tokens::table
+                .filter(user_tokens::id.eq(id))
+                .filter(user_tokens::used_at.is_null()),
+        )
+        .set(user_tokens::used_at.eq(now))
+        .execute(conn)?;
+        Ok(n == 1)
+    }
+
+    pub fn confirm(conn: &mut DbConn, id: i64, user_id: i64, now: NaiveDateTime) -> QResult<bool> {
+        let n = diesel::update(
+            user_tokens::table
+                .filter(user_tokens::id.eq(id))
+                .filter(user_tokens::confirmed_at.is_null()),
+        )
+        .set((
+            user_tokens::user_id.eq(Some(user_id)),
+            user_tokens::confirmed_at.eq(now),
+        ))
+        .execute(conn)?;
+        Ok(n == 1)
+    }
+}
+
+impl User {
+    pub fn find_in_org(conn: &mut DbConn, org: i64, id: i64) -> QResult<Option<User>> {
+        users::table
+            .filter(users::id.eq(id))
+            .filter(users::organization_id.eq(org))
+            .first(conn)
+            .optional()
+    }
+
+    pub fn find_by_google_sub(conn: &mut DbConn, sub: &str) -> QResult<Option<User>> {
+        users::table
+            .filter(users::google_sub.eq(sub))
+            .first(conn)
+            .optional()
+    }
+
+    pub fn set_google_sub(conn: &mut DbConn, id: i64, sub: &str) -> QResult<usize> {
+        diesel::update(users::table.find(id))
+            .set((
+                users::google_sub.eq(Some(sub)),
+                users::updated_at.eq(super::now()),
+            ))
+            .execute(conn)
+    }
+
+    pub fn set_balance_and_quota(
+        conn: &mut DbConn,
+        id: i64,
+        balance: Option<Option<f64>>,
+        quota: Option<Option<i32>>,
+    ) -> QResult<usize> {
+        let now = super::now();
+        let mut n = 0;
+        if let Some(b) = balance {
+            n += diesel::update(users::table.find(id))
+                .set((users::balance.eq(b), users::updated_at.eq(now)))
+                .execute(conn)?;
+        }
+        if let Some(q) = quota {
+            n += diesel::update(users::table.find(id))
+                .set((users::monthly_quota.eq(q), users::updated_at.eq(now)))
+                .execute(conn)?;
+        }
+        Ok(n)
+    }
+}
+
+impl Session {
+    /// Turns a GDPR-pending session into a normal one for the newly registered user.
+    pub fn attach_user(conn: &mut DbConn, id: i64, user_id: i64) -> QResult<usize> {
+        diesel::update(sessions::table.find(id))
+            .set((
+                sessions::user_id.eq(Some(user_id)),
+                sessions::gdpr_pending.eq(None::<String>),
+            ))
+            .execute(conn)
+    }
+}
+
+impl Organization {
+    pub fn first(conn: &mut DbConn) -> QResult<Option<Organization>> {
+        organizations::table
+            .order(organizations::id.asc())
+            .first(conn)
+            .optional()
+    }
+}

@@ -98,7 +98,6 @@ diesel::table! {
         workgroup_id -> BigInt,
         user_id -> BigInt,
         rights -> Integer,
-        is_admin -> Bool,
         created_at -> Timestamp,
     }
 }

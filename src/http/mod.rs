@@ -3,6 +3,7 @@
 
 pub mod apiglobal;
 pub mod metrics;
+mod noauth;
 
 use actix_web::{web, HttpResponse};
 
@@ -14,6 +15,23 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics::export));
     apiglobal::configure(cfg);
+    noauth::configure(cfg);
+}
+
+/// The base URL for links handed to clients: `server.public_url`, else the request's own
+/// scheme and host, else the bind address.
+pub fn public_base(config: &crate::config::Config, req: Option<&actix_web::HttpRequest>) -> String {
+    let configured = config.server.public_url.trim_end_matches('/');
+    if !configured.is_empty() {
+        return configured.to_string();
+    }
+    match req {
+        Some(r) => {
+            let info = r.connection_info();
+            format!("{}://{}", info.scheme(), info.host())
+        }
+        None => format!("http://{}", config.server.bind),
+    }
 }
 
 async fn healthz() -> HttpResponse {

@@ -67,7 +67,10 @@ pub struct NewAccount<'a> {
     pub password: Option<&'a str>,
     pub firstname: &'a str,
     pub lastname: &'a str,
+    pub company: &'a str,
     pub access_role: i32,
+    /// 1: consent to processing email and IP address; 3: also personal data across the system.
+    pub gdpr: i32,
 }
 
 fn check_email(email: &str) -> Result<String> {
@@ -123,9 +126,9 @@ pub fn create_user(conn: &mut DbConn, hasher: &PasswordHasher, new: &NewAccount)
             password_hash: hash.as_deref(),
             firstname: new.firstname,
             lastname: new.lastname,
-            company: "",
+            company: new.company,
             access_role: new.access_role,
-            gdpr: 3,
+            gdpr: new.gdpr,
             quota_used: 0,
             disabled: false,
             created_at: now,
@@ -188,7 +191,9 @@ pub fn ensure_first_admin(
                 password: Some(&password),
                 firstname: "Admin",
                 lastname: "",
+                company: "",
                 access_role: access_role::ADMIN,
+                gdpr: 3,
             },
         )?;
         Ok(Some(FirstAdmin {

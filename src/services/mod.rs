@@ -3,4 +3,8 @@
 
 pub mod auth;
 pub mod bootstrap;
+pub mod google;
+pub mod login_tokens;
+pub mod orgs;
+pub mod printer_types;
 pub mod sessions;

@@ -73,7 +73,7 @@ fn check_throttle(
     Ok(())
 }
 
-/// Username + password sign-in. The password check runs without holding a connection.
+/// Username + password sign-in: checks the credentials and opens a session.
 pub fn login(
     pool: &Pool,
     hasher: &PasswordHasher,
@@ -82,6 +82,22 @@ pub fn login(
     password: &str,
     client_addr: &str,
 ) -> Result<LoginOutcome> {
+    let user = verify_credentials(pool, hasher, policy, username, password, client_addr)?;
+    let mut conn = pool.get()?;
+    let token = create_session(&mut conn, policy, user.id, Some(client_addr), db::now())?;
+    Ok(LoginOutcome { token, user })
+}
+
+/// Checks a password under the login throttle (per account and per client address). The
+/// password hash is verified without holding a connection.
+pub fn verify_credentials(
+    pool: &Pool,
+    hasher: &PasswordHasher,
+    policy: &SessionPolicy,
+    username: &str,
+    password: &str,
+    client_addr: &str,
+) -> Result<User> {
     let keys = [
         (
             account_key(username),
@@ -112,11 +128,8 @@ pub fn login(
             if user.disabled {
                 return Err(Error::forbidden("This account is disabled"));
             }
-            let token = db::write_transaction(&mut conn, |c| -> Result<String> {
-                LoginFailure::clear(c, &keys[0].0)?;
-                create_session(c, policy, user.id, Some(client_addr), now)
-            })?;
-            Ok(LoginOutcome { token, user })
+            LoginFailure::clear(&mut conn, &keys[0].0)?;
+            Ok(user)
         }
         _ => {
             db::write_transaction(&mut conn, |c| -> Result<()> {
@@ -150,6 +163,32 @@ pub fn create_session(
             created_at: now,
             last_seen_at: now,
             expires_at: policy.expiry(now, now),
+        },
+    )?;
+    Ok(token)
+}
+
+/// How long a Google sign-up may wait for its GDPR consent.
+const PENDING_REGISTRATION: i64 = 30;
+
+/// A session with no user yet: it can only complete or cancel the GDPR registration.
+pub fn create_pending_session(
+    conn: &mut DbConn,
+    pending: &str,
+    client_addr: Option<&str>,
+    now: NaiveDateTime,
+) -> Result<String> {
+    let token = random_token();
+    Session::insert(
+        conn,
+        &NewSession {
+            user_id: None,
+            token_hash: &token_hash(&token),
+            gdpr_pending: Some(pending),
+            client_addr,
+            created_at: now,
+            last_seen_at: now,
+            expires_at: now + Duration::minutes(PENDING_REGISTRATION),
         },
     )?;
     Ok(token)
@@ -191,7 +230,8 @@ fn invalid_session() -> Error {
     Error::Unauthorized("Invalid session".into())
 }
 
-fn find_live(conn: &mut DbConn, token: &str) -> Result<Session> {
+/// A session that has not expired (GDPR-pending ones included).
+pub fn find_live(conn: &mut DbConn, token: &str) -> Result<Session> {
     if token.is_empty() {
         return Err(Error::Unauthorized("Missing session".into()));
     }

@@ -165,11 +165,19 @@ impl TestApp {
                 password: Some(PASSWORD),
                 firstname: "Test",
                 lastname: "User",
+                company: "",
                 access_role: role,
+                gdpr: 3,
             },
         )
         .unwrap()
         .id
+    }
+
+    /// Creates a user with a role in an organization and signs in; returns (user id, session).
+    pub async fn user_with_session(&self, org: i64, email: &str, role: i32) -> (i64, String) {
+        let id = self.create_user(org, email, role);
+        (id, self.login(email, PASSWORD).await)
     }
 
     /// Creates a member in the default organization and signs in; returns the session.
@@ -269,6 +277,30 @@ pub fn assert_fail(got: &(u16, Value), status: u16) -> String {
         .unwrap_or_else(|| panic!("message must be a string: {}", got.1));
     assert!(!msg.is_empty());
     msg.to_string()
+}
+
+/// Declares each listed `async fn name(db: Db)` as two tests, `sqlite::name` and
+/// `postgres::name`, for tests that start their own server (with configuration overrides).
+#[macro_export]
+macro_rules! backend_cases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[actix_web::test]
+                async fn $name() {
+                    super::$name($crate::common::Db::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[actix_web::test]
+                async fn $name() {
+                    super::$name($crate::common::Db::Postgres).await;
+                }
+            )*
+        }
+    };
 }
 
 /// Declares each listed `async fn name(app: &TestApp)` as two tests, `sqlite::name` and

@@ -88,7 +88,6 @@ CREATE TABLE workgroup_members (
     workgroup_id BIGINT NOT NULL REFERENCES workgroups(id) ON DELETE CASCADE,
     user_id BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
     rights INTEGER NOT NULL,
-    is_admin BOOLEAN NOT NULL,
     created_at TIMESTAMP NOT NULL,
     UNIQUE (workgroup_id, user_id)
 );

@@ -1,9 +1,12 @@
 //! The 3DPrinterOS Global API (`/apiglobal/*`): the one route table, the lenient parameter
 //! extractor, and the handlers, one file per group of calls.
 
+mod catalogue;
 pub mod envelope;
 pub mod form;
+mod google;
 mod sessions;
+mod users;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -60,8 +63,29 @@ pub const CALLS: [(u8, &str); 35] = [
 /// Calls real clients make beyond the document (slicer sign-in flow).
 pub const EXTRA_CALLS: [&str; 2] = ["generate_login_token", "login_with_token"];
 
+/// printfarm's own calls beside the 3DPrinterOS ones.
+pub const EXTENSION_CALLS: [&str; 1] = ["create_workgroup"];
+
 /// Calls answered by real handlers; every other listed call answers 501 in the envelope.
-pub const IMPLEMENTED: [&str; 4] = ["login", "loginout", "logout", "check_session"];
+pub const IMPLEMENTED: [&str; 17] = [
+    "login",
+    "loginout",
+    "logout",
+    "check_session",
+    "get_workgroups_simple_list",
+    "get_printer_types",
+    "get_workgroup_users",
+    "add_user_to_workgroup",
+    "delete_user_from_workgroup",
+    "get_printer_types_detailed",
+    "google_login",
+    "gdpr_registration",
+    "create_organization_user",
+    "update_user_settings",
+    "generate_login_token",
+    "login_with_token",
+    "create_workgroup",
+];
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     call(cfg, "login", sessions::login);
@@ -69,6 +93,35 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     // What clients actually send; the document spells it `loginout`.
     call(cfg, "logout", sessions::logout);
     call(cfg, "check_session", sessions::check_session);
+    call(
+        cfg,
+        "get_workgroups_simple_list",
+        users::get_workgroups_simple_list,
+    );
+    call(cfg, "get_printer_types", catalogue::get_printer_types);
+    call(cfg, "get_workgroup_users", users::get_workgroup_users);
+    call(cfg, "add_user_to_workgroup", users::add_user_to_workgroup);
+    call(
+        cfg,
+        "delete_user_from_workgroup",
+        users::delete_user_from_workgroup,
+    );
+    call(
+        cfg,
+        "get_printer_types_detailed",
+        catalogue::get_printer_types_detailed,
+    );
+    call(cfg, "google_login", google::google_login);
+    call(cfg, "gdpr_registration", google::gdpr_registration);
+    call(
+        cfg,
+        "create_organization_user",
+        users::create_organization_user,
+    );
+    call(cfg, "update_user_settings", users::update_user_settings);
+    call(cfg, "generate_login_token", google::generate_login_token);
+    call(cfg, "login_with_token", google::login_with_token);
+    call(cfg, "create_workgroup", users::create_workgroup);
 
     let pending = CALLS
         .iter()

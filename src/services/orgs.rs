@@ -1,0 +1,270 @@
+//! Organizations, their users and workgroups, and who may manage what.
+//!
+//! Roles: organization admins manage their whole organization; workgroup admins (org role 2)
+//! manage the workgroups they belong to; members see their own memberships. Ids from another
+//! organization answer 404, exactly like ids that do not exist.
+
+use crate::db::models::{
+    access_role, rights, Organization, User, UserToken, Workgroup, WorkgroupMember,
+};
+use crate::db::{self, DbConn};
+use crate::error::{Error, Result};
+use crate::services::auth::{random_token, token_hash, PasswordHasher};
+use crate::services::bootstrap::{create_user, NewAccount};
+
+pub const INVITATION: &str = "invitation";
+
+pub fn is_org_admin(user: &User) -> bool {
+    user.access_role == access_role::ADMIN
+}
+
+pub fn require_org_admin(user: &User) -> Result<()> {
+    if is_org_admin(user) {
+        Ok(())
+    } else {
+        Err(Error::forbidden("Only organization admins may do this"))
+    }
+}
+
+/// A workgroup of the caller's organization, or 404.
+pub fn visible_workgroup(conn: &mut DbConn, caller: &User, id: i64) -> Result<Workgroup> {
+    Workgroup::find_in_org(conn, caller.organization_id, id)?
+        .ok_or_else(|| Error::not_found(format!("Workgroup {id} not found")))
+}
+
+/// A workgroup the caller may manage: 404 outside the organization, 403 inside without rights.
+pub fn manageable_workgroup(conn: &mut DbConn, caller: &User, id: i64) -> Result<Workgroup> {
+    let wg = visible_workgroup(conn, caller, id)?;
+    if is_org_admin(caller) {
+        return Ok(wg);
+    }
+    if caller.access_role == access_role::WORKGROUP_ADMIN
+        && WorkgroupMember::find(conn, wg.id, caller.id)?.is_some()
+    {
+        return Ok(wg);
+    }
+    Err(Error::forbidden(
+        "Only organization admins and this workgroup's admins may manage it",
+    ))
+}
+
+/// `get_workgroups_simple_list`: admins see every workgroup of the organization, others their own.
+pub fn workgroups_for(conn: &mut DbConn, caller: &User) -> Result<Vec<(Workgroup, i32)>> {
+    let mine = Workgroup::of_user(conn, caller.id)?;
+    if !is_org_admin(caller) {
+        return Ok(mine);
+    }
+    let all = Workgroup::all_in_org(conn, caller.organization_id)?;
+    Ok(all
+        .into_iter()
+        .map(|wg| {
+            let r = mine
+                .iter()
+                .find(|(m, _)| m.id == wg.id)
+                .map_or(rights::CAN_PRINT, |(_, r)| *r);
+            (wg, r)
+        })
+        .collect())
+}
+
+pub fn workgroup_users(conn: &mut DbConn, caller: &User, workgroup_id: i64) -> Result<Vec<User>> {
+    let wg = manageable_workgroup(conn, caller, workgroup_id)?;
+    Ok(WorkgroupMember::users_of(conn, wg.id)?)
+}
+
+/// Adds a user of the same organization (by email) to a workgroup; an existing member gets the
+/// given rights. Returns the user's id.
+pub fn add_user_to_workgroup(
+    conn: &mut DbConn,
+    caller: &User,
+    workgroup_id: i64,
+    email: &str,
+    member_rights: i32,
+) -> Result<i64> {
+    if !rights::is_valid(member_rights) {
+        return Err(Error::bad_request(
+            "rights must be 2 (can print) or 3 (can queue)",
+        ));
+    }
+    db::write_transaction(conn, |c| {
+        let wg = manageable_workgroup(c, caller, workgroup_id)?;
+        let user = User::find_by_email(c, email)?
+            .filter(|u| u.organization_id == caller.organization_id)
+            .ok_or_else(|| {
+                Error::not_found(format!(
+                    "No user with email {} in your organization",
+                    email.trim()
+                ))
+            })?;
+        match WorkgroupMember::find(c, wg.id, user.id)? {
+            Some(m) => WorkgroupMember::set_rights(c, m.id, member_rights)?,
+            None => WorkgroupMember::insert(c, wg.id, user.id, member_rights)?,
+        };
+        Ok(user.id)
+    })
+}
+
+pub fn delete_user_from_workgroup(
+    conn: &mut DbConn,
+    caller: &User,
+    workgroup_id: i64,
+    user_id: i64,
+) -> Result<()> {
+    db::write_transaction(conn, |c| {
+        let wg = manageable_workgroup(c, caller, workgroup_id)?;
+        if WorkgroupMember::delete(c, wg.id, user_id)? == 0 {
+            return Err(Error::not_found(format!(
+                "User {user_id} is not a member of workgroup {workgroup_id}"
+            )));
+        }
+        Ok(())
+    })
+}
+
+pub fn create_workgroup(
+    conn: &mut DbConn,
+    caller: &User,
+    name: &str,
+    join_password: &str,
+) -> Result<Workgroup> {
+    require_org_admin(caller)?;
+    create_workgroup_in(conn, caller.organization_id, name, join_password)
+}
+
+pub fn create_workgroup_in(
+    conn: &mut DbConn,
+    org: i64,
+    name: &str,
+    join_password: &str,
+) -> Result<Workgroup> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(Error::bad_request("workgroup name must not be empty"));
+    }
+    if Organization::find(conn, org)?.is_none() {
+        return Err(Error::not_found(format!("organization {org} not found")));
+    }
+    Ok(Workgroup::insert(conn, org, name, join_password)?)
+}
+
+pub struct OrgUserRequest<'a> {
+    pub email: &'a str,
+    pub gdpr: i32,
+    pub firstname: &'a str,
+    pub lastname: &'a str,
+    pub company: &'a str,
+    pub access_role: i32,
+}
+
+/// `create_organization_user`: a user without a password, with a set-password invitation.
+/// Returns the user and the invitation token (shown to nobody but the admin CLI and tests).
+pub fn create_organization_user(
+    conn: &mut DbConn,
+    hasher: &PasswordHasher,
+    caller: &User,
+    req: &OrgUserRequest,
+    invitation_ttl: chrono::Duration,
+) -> Result<(User, String)> {
+    require_org_admin(caller)?;
+    if req.gdpr != 1 && req.gdpr != 3 {
+        return Err(Error::bad_request("gdpr must be 1 or 3"));
+    }
+    db::write_transaction(conn, |c| {
+        let user = create_user(
+            c,
+            hasher,
+            &NewAccount {
+                organization_id: caller.organization_id,
+                email: req.email,
+                password: None,
+                firstname: req.firstname.trim(),
+                lastname: req.lastname.trim(),
+                company: req.company.trim(),
+                access_role: req.access_role,
+                gdpr: req.gdpr,
+            },
+        )?;
+        let token = issue_invitation(c, user.id, invitation_ttl)?;
+        Ok((user, token))
+    })
+}
+
+/// A fresh set-password invitation; earlier unused ones stop working.
+pub fn issue_invitation(conn: &mut DbConn, user_id: i64, ttl: chrono::Duration) -> Result<String> {
+    let token = random_token();
+    UserToken::delete_unused_for_user(conn, INVITATION, user_id)?;
+    UserToken::insert(
+        conn,
+        INVITATION,
+        &token_hash(&token),
+        Some(user_id),
+        db::now() + ttl,
+    )?;
+    Ok(token)
+}
+
+/// The user an invitation is for, if it is still usable.
+pub fn check_invitation(conn: &mut DbConn, token: &str) -> Result<(UserToken, User)> {
+    let t = UserToken::find(conn, INVITATION, &token_hash(token))?
+        .ok_or_else(|| Error::not_found("This invitation link is not valid"))?;
+    if t.used_at.is_some() {
+        return Err(Error::Gone("This invitation link was already used".into()));
+    }
+    if t.expires_at <= db::now() {
+        return Err(Error::Gone(
+            "This invitation link has expired; ask your admin for a new one".into(),
+        ));
+    }
+    let user = t
+        .user_id
+        .and_then(|id| User::find(conn, id).transpose())
+        .transpose()?
+        .ok_or_else(|| Error::not_found("This invitation link is not valid"))?;
+    Ok((t, user))
+}
+
+/// Sets the invited user's password; the invitation then stops working.
+pub fn accept_invitation(
+    conn: &mut DbConn,
+    hasher: &PasswordHasher,
+    token: &str,
+    password: &str,
+) -> Result<User> {
+    crate::services::auth::check_new_password(password)?;
+    let hash = hasher.hash(password)?;
+    db::write_transaction(conn, |c| {
+        let (t, user) = check_invitation(c, token)?;
+        if !UserToken::mark_used(c, t.id, db::now())? {
+            return Err(Error::Gone("This invitation link was already used".into()));
+        }
+        User::set_password_hash(c, user.id, &hash)?;
+        Ok(user)
+    })
+}
+
+/// `update_user_settings`: balance and monthly quota of a user of the admin's organization.
+pub fn update_user_settings(
+    conn: &mut DbConn,
+    caller: &User,
+    user_id: i64,
+    balance: Option<f64>,
+    quota: Option<i64>,
+) -> Result<()> {
+    require_org_admin(caller)?;
+    if balance.is_none() && quota.is_none() {
+        return Err(Error::bad_request("give balance and/or quota"));
+    }
+    if balance.is_some_and(|b| b < 0.0) {
+        return Err(Error::bad_request("balance must not be negative"));
+    }
+    let quota = quota
+        .map(|q| i32::try_from(q).ok().filter(|q| *q >= 0))
+        .map(|q| q.ok_or_else(|| Error::bad_request("quota must be a non-negative integer")))
+        .transpose()?;
+    db::write_transaction(conn, |c| {
+        let user = User::find_in_org(c, caller.organization_id, user_id)?
+            .ok_or_else(|| Error::not_found(format!("User {user_id} not found")))?;
+        User::set_balance_and_quota(c, user.id, balance.map(Some), quota.map(Some))?;
+        Ok(())
+    })
+}
