@@ -59,7 +59,13 @@ pub struct GoogleConfig {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct StorageConfig {
+    pub backend: String,
     pub files_dir: String,
+    pub staging_dir: String,
+    pub max_upload_mb: u64,
+    pub s3_bucket: String,
+    pub s3_endpoint: String,
+    pub s3_region: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -120,6 +126,12 @@ impl Config {
         }
         if self.auth.throttle_max_per_account <= 0 || self.auth.throttle_max_per_address <= 0 {
             return bad("auth.throttle_max_* must be positive");
+        }
+        if !matches!(self.storage.backend.as_str(), "local" | "s3") {
+            return bad("storage.backend must be \"local\" or \"s3\"");
+        }
+        if self.storage.backend == "s3" && self.storage.s3_bucket.is_empty() {
+            return bad("storage.s3_bucket is required with storage.backend = \"s3\"");
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return bad("log.format must be \"text\" or \"json\"");

@@ -26,6 +26,9 @@ pub enum Error {
     Gone(String),
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// A `Range` outside the object (its size is reported back).
+    #[error("Requested range not satisfiable (size {0} bytes)")]
+    RangeNotSatisfiable(u64),
     #[error("{0}")]
     TooManyRequests(String),
     #[error("{0}")]
@@ -110,6 +113,7 @@ impl ResponseError for Error {
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::Gone(_) => StatusCode::GONE,
             Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             Error::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -121,7 +125,11 @@ impl ResponseError for Error {
         if let Error::Internal(detail) = self {
             tracing::error!(%detail, "internal error");
         }
-        HttpResponse::build(self.status_code()).json(serde_json::json!({
+        let mut res = HttpResponse::build(self.status_code());
+        if let Error::RangeNotSatisfiable(size) = self {
+            res.insert_header(("Content-Range", format!("bytes */{size}")));
+        }
+        res.json(serde_json::json!({
             "result": false,
             "message": self.client_message(),
         }))

@@ -5,8 +5,12 @@
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod gcode;
 pub mod http;
+pub mod mesh;
+pub mod render;
 pub mod services;
+pub mod storage;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -29,6 +33,7 @@ pub struct AppState {
     pub session_policy: SessionPolicy,
     pub metrics: http::metrics::Metrics,
     pub google: Arc<services::google::GoogleVerifier>,
+    pub storage: storage::Storage,
 }
 
 impl AppState {
@@ -42,6 +47,7 @@ impl AppState {
         let state = AppState {
             session_policy: SessionPolicy::from_config(&config.auth),
             google: Arc::new(services::google::GoogleVerifier::new(config.google.clone())),
+            storage: storage::Storage::from_config(&config.storage)?,
             config: Arc::new(config),
             pool,
             backend,

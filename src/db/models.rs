@@ -567,3 +567,163 @@ impl Organization {
             .optional()
     }
 }
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = projects, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct Project {
+    pub id: i64,
+    pub user_id: i64,
+    pub name: String,
+    pub color: String,
+    pub created_at: NaiveDateTime,
+}
+
+impl Project {
+    pub fn insert(conn: &mut DbConn, user_id: i64, name: &str, color: &str) -> QResult<Project> {
+        diesel::insert_into(projects::table)
+            .values((
+                projects::user_id.eq(user_id),
+                projects::name.eq(name),
+                projects::color.eq(color),
+                projects::created_at.eq(super::now()),
+            ))
+            .get_result(conn)
+    }
+
+    pub fn find_for_user(conn: &mut DbConn, user_id: i64, id: i64) -> QResult<Option<Project>> {
+        projects::table
+            .filter(projects::id.eq(id))
+            .filter(projects::user_id.eq(user_id))
+            .first(conn)
+            .optional()
+    }
+
+    pub fn find_by_name(conn: &mut DbConn, user_id: i64, name: &str) -> QResult<Option<Project>> {
+        projects::table
+            .filter(projects::user_id.eq(user_id))
+            .filter(projects::name.eq(name))
+            .order(projects::id.asc())
+            .first(conn)
+            .optional()
+    }
+
+    pub fn of_user(conn: &mut DbConn, user_id: i64) -> QResult<Vec<Project>> {
+        projects::table
+            .filter(projects::user_id.eq(user_id))
+            .order(projects::id.asc())
+            .load(conn)
+    }
+}
+
+/// An uploaded or generated file (`files` table).
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = files, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct StoredFile {
+    pub id: i64,
+    pub user_id: i64,
+    pub organization_id: i64,
+    pub project_id: Option<i64>,
+    /// "ready", or "reserved" for a slicer output id handed out before the slice ends.
+    pub state: String,
+    pub filename: String,
+    /// "gcode", "stl", "3mf" or "obj".
+    pub kind: String,
+    pub size: i64,
+    pub sha256: String,
+    pub storage_key: String,
+    pub upload_type_id: i32,
+    pub upload_soft_name: Option<String>,
+    pub printer_type_id: Option<i64>,
+    pub slicer: Option<String>,
+    pub zip: bool,
+    /// JSON of the G-code or mesh analysis.
+    pub analysis: Option<String>,
+    /// JSON object of the slicer settings embedded in a G-code file.
+    pub slicer_settings: Option<String>,
+    /// Preview image name, served at `/render/<picture>`.
+    pub picture: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = files)]
+pub struct NewFile<'a> {
+    pub user_id: i64,
+    pub organization_id: i64,
+    pub project_id: Option<i64>,
+    pub state: &'a str,
+    pub filename: &'a str,
+    pub kind: &'a str,
+    pub size: i64,
+    pub sha256: &'a str,
+    pub storage_key: &'a str,
+    pub upload_type_id: i32,
+    pub upload_soft_name: Option<&'a str>,
+    pub printer_type_id: Option<i64>,
+    pub slicer: Option<&'a str>,
+    pub zip: bool,
+    pub analysis: Option<&'a str>,
+    pub slicer_settings: Option<&'a str>,
+    pub picture: Option<&'a str>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+impl StoredFile {
+    pub fn insert(conn: &mut DbConn, new: &NewFile) -> QResult<StoredFile> {
+        diesel::insert_into(files::table)
+            .values(new)
+            .get_result(conn)
+    }
+
+    /// The caller's own file: anybody else's id looks absent.
+    pub fn find_owned(conn: &mut DbConn, user_id: i64, id: i64) -> QResult<Option<StoredFile>> {
+        files::table
+            .filter(files::id.eq(id))
+            .filter(files::user_id.eq(user_id))
+            .first(conn)
+            .optional()
+    }
+
+    pub fn find(conn: &mut DbConn, id: i64) -> QResult<Option<StoredFile>> {
+        files::table.find(id).first(conn).optional()
+    }
+
+    pub fn set_printer_type(conn: &mut DbConn, id: i64, ptype: Option<i64>) -> QResult<usize> {
+        diesel::update(files::table.find(id))
+            .set((
+                files::printer_type_id.eq(ptype),
+                files::updated_at.eq(super::now()),
+            ))
+            .execute(conn)
+    }
+
+    pub fn set_slicer(conn: &mut DbConn, id: i64, slicer: &str) -> QResult<usize> {
+        diesel::update(files::table.find(id))
+            .set((
+                files::slicer.eq(Some(slicer)),
+                files::updated_at.eq(super::now()),
+            ))
+            .execute(conn)
+    }
+
+    pub fn set_content(
+        conn: &mut DbConn,
+        id: i64,
+        storage_key: &str,
+        size: i64,
+        sha256: &str,
+        zip: bool,
+    ) -> QResult<usize> {
+        diesel::update(files::table.find(id))
+            .set((
+                files::storage_key.eq(storage_key),
+                files::size.eq(size),
+                files::sha256.eq(sha256),
+                files::zip.eq(zip),
+                files::updated_at.eq(super::now()),
+            ))
+            .execute(conn)
+    }
+}

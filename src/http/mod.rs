@@ -2,6 +2,7 @@
 //! the router itself refuses.
 
 pub mod apiglobal;
+pub mod files;
 pub mod metrics;
 mod noauth;
 
@@ -16,6 +17,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/metrics", web::get().to(metrics::export));
     apiglobal::configure(cfg);
     noauth::configure(cfg);
+    files::configure(cfg);
 }
 
 /// The base URL for links handed to clients: `server.public_url`, else the request's own

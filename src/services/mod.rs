@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod bootstrap;
+pub mod files;
 pub mod google;
 pub mod login_tokens;
 pub mod orgs;

@@ -70,9 +70,11 @@ impl TestApp {
             }
         };
         let files = dir.path().join("files").display().to_string();
+        let staging = dir.path().join("staging").display().to_string();
         let mut env: Vec<(String, String)> = vec![
             ("DATABASE_URL".into(), url),
             ("PRINTFARM_STORAGE__FILES_DIR".into(), files),
+            ("PRINTFARM_STORAGE__STAGING_DIR".into(), staging),
             ("PRINTFARM_SERVER__WORKERS".into(), "2".into()),
             ("PRINTFARM_SERVER__SHUTDOWN_TIMEOUT_SECS".into(), "1".into()),
             // Cheaper hashing keeps the suite fast; production cost is the default.
@@ -112,6 +114,54 @@ impl TestApp {
             _dir: dir,
             pg_drop,
         })
+    }
+
+    /// Every file under the test's storage and staging folders (relative paths).
+    pub fn stored_files(&self) -> Vec<String> {
+        fn walk(base: &std::path::Path, dir: &std::path::Path, out: &mut Vec<String>) {
+            if let Ok(entries) = std::fs::read_dir(dir) {
+                for e in entries.flatten() {
+                    let p = e.path();
+                    if p.is_dir() {
+                        walk(base, &p, out);
+                    } else {
+                        out.push(p.strip_prefix(base).unwrap().display().to_string());
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for sub in ["files", "staging"] {
+            walk(self._dir.path(), &self._dir.path().join(sub), &mut out);
+        }
+        out.sort();
+        out
+    }
+
+    /// Uploads bytes as `filename` with extra form fields; returns (status, body).
+    pub async fn upload(
+        &self,
+        session: &str,
+        filename: &str,
+        bytes: Vec<u8>,
+        extra: &[(&str, &str)],
+    ) -> (u16, Value) {
+        let mut form = reqwest::multipart::Form::new().text("session", session.to_string());
+        for (k, v) in extra {
+            form = form.text(k.to_string(), v.to_string());
+        }
+        form = form.part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes).file_name(filename.to_string()),
+        );
+        let res = self
+            .client
+            .post(self.url("/apiglobal/upload"))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        read(res).await
     }
 
     pub fn conn(&self) -> printfarm::db::PooledConn {
@@ -284,7 +334,7 @@ pub fn assert_fail(got: &(u16, Value), status: u16) -> String {
 #[macro_export]
 macro_rules! backend_cases {
     ($($name:ident),* $(,)?) => {
-        mod sqlite {
+        mod sqlite_configured {
             $(
                 #[actix_web::test]
                 async fn $name() {
@@ -292,7 +342,7 @@ macro_rules! backend_cases {
                 }
             )*
         }
-        mod postgres {
+        mod postgres_configured {
             $(
                 #[actix_web::test]
                 async fn $name() {

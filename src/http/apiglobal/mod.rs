@@ -3,6 +3,7 @@
 
 mod catalogue;
 pub mod envelope;
+mod files;
 pub mod form;
 mod google;
 mod sessions;
@@ -67,7 +68,11 @@ pub const EXTRA_CALLS: [&str; 2] = ["generate_login_token", "login_with_token"];
 pub const EXTENSION_CALLS: [&str; 1] = ["create_workgroup"];
 
 /// Calls answered by real handlers; every other listed call answers 501 in the envelope.
-pub const IMPLEMENTED: [&str; 17] = [
+pub const IMPLEMENTED: [&str; 21] = [
+    "upload",
+    "get_projects",
+    "get_slicer_settings_for_gcode",
+    "file_update",
     "login",
     "loginout",
     "logout",
@@ -93,6 +98,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     // What clients actually send; the document spells it `loginout`.
     call(cfg, "logout", sessions::logout);
     call(cfg, "check_session", sessions::check_session);
+    call(cfg, "upload", files::upload);
+    call(cfg, "get_projects", files::get_projects);
+    call(
+        cfg,
+        "get_slicer_settings_for_gcode",
+        files::get_slicer_settings_for_gcode,
+    );
+    call(cfg, "file_update", files::file_update);
     call(
         cfg,
         "get_workgroups_simple_list",

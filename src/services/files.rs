@@ -1,0 +1,510 @@
+//! Files and projects: what an upload is, its analysis and preview, registering it, and the
+//! metadata calls (`get_projects`, `file_update`, `get_slicer_settings_for_gcode`).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use crate::db::models::{NewFile, PrinterType, Project, StoredFile, User};
+use crate::db::{self, DbConn};
+use crate::error::{Error, Result};
+use crate::gcode::{self, MachineLimits};
+use crate::mesh::{self, MeshFormat};
+use crate::render::{self, RenderOptions, ToolpathPreview};
+
+/// `upload_type_id` when the client gives none ("Website Upload" in 3DPrinterOS terms).
+pub const WEBSITE_UPLOAD: i32 = 1;
+pub const DEFAULT_PROJECT: &str = "Default";
+pub const DEFAULT_COLOR: &str = "#3b82f6";
+const ACCEPTED: &str = "accepted: .gcode, .gco, .g (also zipped), .stl, .3mf, .obj";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Gcode,
+    Mesh(MeshFormat),
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Gcode => "gcode",
+            Kind::Mesh(f) => f.extension(),
+        }
+    }
+}
+
+fn is_gcode_ext(ext: &str) -> bool {
+    matches!(ext, "gcode" | "gco" | "g")
+}
+
+/// The kind a file name announces, and whether it is a zip around a G-code file.
+pub fn kind_from_filename(name: &str, zip_flag: bool) -> Result<(Kind, bool)> {
+    let lower = name.to_lowercase();
+    let ext = lower.rsplit_once('.').map(|(_, e)| e).unwrap_or("");
+    if ext == "zip" {
+        return Ok((Kind::Gcode, true));
+    }
+    if is_gcode_ext(ext) {
+        return Ok((Kind::Gcode, zip_flag));
+    }
+    if let Some(f) = MeshFormat::from_extension(ext) {
+        return Ok((Kind::Mesh(f), false));
+    }
+    Err(Error::bad_request(format!(
+        "unsupported file type '{}'; {ACCEPTED}",
+        if ext.is_empty() { name } else { ext }
+    )))
+}
+
+/// A file name safe to store and show: the last path component, no control characters.
+pub fn clean_filename(name: &str) -> Result<String> {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or("");
+    let cleaned: String = base.chars().filter(|c| !c.is_control()).collect();
+    let cleaned = cleaned.trim().to_string();
+    if cleaned.is_empty() || cleaned == "." || cleaned == ".." {
+        return Err(Error::bad_request("the uploaded file has no usable name"));
+    }
+    Ok(cleaned.chars().take(255).collect())
+}
+
+/// What the analysis of an upload found.
+pub struct Analysed {
+    pub kind: Kind,
+    pub zipped: bool,
+    pub analysis: Value,
+    pub settings: Option<BTreeMap<String, String>>,
+    pub slicer: Option<String>,
+    pub preview_png: Vec<u8>,
+}
+
+fn refuse(what: &str, why: impl std::fmt::Display) -> Error {
+    Error::bad_request(format!("the file is not a valid {what}: {why}"))
+}
+
+/// Checks that the content matches the announced kind, measures it and renders a preview.
+/// Blocking (runs on the blocking pool); reads the staged file, never the whole into memory
+/// for G-code.
+pub fn analyse_staged(path: &Path, size: u64, kind: Kind, zipped: bool) -> Result<Analysed> {
+    let open = || File::open(path).map_err(|e| Error::internal(format!("staged upload: {e}")));
+    let mut head = vec![0u8; mesh::SNIFF_LEN.max(64 * 1024)];
+    let n = read_head(&mut open()?, &mut head)?;
+    head.truncate(n);
+    if size == 0 {
+        return Err(Error::bad_request("the uploaded file is empty"));
+    }
+    match kind {
+        Kind::Gcode if zipped => {
+            let mut archive =
+                zip::ZipArchive::new(BufReader::new(open()?)).map_err(|e| refuse("zip file", e))?;
+            let index = (0..archive.len())
+                .find(|&i| {
+                    archive.by_index(i).is_ok_and(|f| {
+                        f.is_file()
+                            && f.name()
+                                .ok()
+                                .and_then(|n| n.rsplit_once('.').map(|(_, e)| e.to_string()))
+                                .is_some_and(|e| is_gcode_ext(&e.to_lowercase()))
+                    })
+                })
+                .ok_or_else(|| refuse("zipped G-code", "the zip holds no .gcode file"))?;
+            let mut entry = archive.by_index(index).map_err(|e| refuse("zip file", e))?;
+            let mut entry_head = vec![0u8; 64 * 1024];
+            let n = read_head(&mut entry, &mut entry_head)?;
+            entry_head.truncate(n);
+            if !gcode::looks_like_gcode(&entry_head) {
+                return Err(refuse(
+                    "zipped G-code",
+                    "its content does not look like G-code",
+                ));
+            }
+            drop(entry);
+            let entry = archive.by_index(index).map_err(|e| refuse("zip file", e))?;
+            gcode_analysis(BufReader::new(entry), true)
+        }
+        Kind::Gcode => {
+            if !gcode::looks_like_gcode(&head) {
+                return Err(refuse(
+                    "G-code file",
+                    "its content does not look like G-code",
+                ));
+            }
+            gcode_analysis(BufReader::with_capacity(256 * 1024, open()?), false)
+        }
+        Kind::Mesh(format) => {
+            if mesh::sniff(&head, size) != Some(format) {
+                return Err(refuse(
+                    &format.extension().to_uppercase(),
+                    "its content does not match the file type",
+                ));
+            }
+            let m = mesh::read_mesh(format, BufReader::new(open()?)).map_err(|e| match e {
+                mesh::MeshError::Io(e) => Error::internal(format!("staged upload: {e}")),
+                other => refuse(&format.extension().to_uppercase(), other),
+            })?;
+            let analysis = mesh::analyse(format, &m);
+            let preview_png = render::render_mesh_png(&m, &RenderOptions::default());
+            Ok(Analysed {
+                kind,
+                zipped: false,
+                analysis: serde_json::to_value(&analysis).map_err(Error::internal)?,
+                settings: None,
+                slicer: None,
+                preview_png,
+            })
+        }
+    }
+}
+
+fn read_head(r: &mut impl Read, buf: &mut [u8]) -> Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(refuse("file", e)),
+        }
+    }
+    Ok(n)
+}
+
+struct PreviewVisitor(ToolpathPreview);
+
+impl gcode::ToolpathVisitor for PreviewVisitor {
+    fn segment(&mut self, from: [f64; 3], to: [f64; 3], extruding: bool) {
+        self.0.add_segment(from, to, extruding);
+    }
+}
+
+fn gcode_analysis(reader: impl std::io::BufRead, zipped: bool) -> Result<Analysed> {
+    let mut preview = PreviewVisitor(ToolpathPreview::new());
+    // Starting limits for files that carry none; the file's own M201/M203/M204/M205 win.
+    let a = gcode::analyse_with(
+        reader,
+        &MachineLimits::marlin_defaults(),
+        Some(&mut preview),
+    )
+    .map_err(|e| refuse("G-code file", e))?;
+    if a.moves == 0 {
+        return Err(refuse("G-code file", "it contains no moves"));
+    }
+    let preview_png = preview.0.render_png(&RenderOptions::default());
+    Ok(Analysed {
+        kind: Kind::Gcode,
+        zipped,
+        slicer: a.slicer.clone(),
+        settings: Some(a.settings.clone()),
+        analysis: serde_json::to_value(&a).map_err(Error::internal)?,
+        preview_png,
+    })
+}
+
+/// Project parameters of an upload.
+#[derive(Debug, Default, Clone)]
+pub struct UploadMeta {
+    pub project_id: Option<i64>,
+    pub project_name: Option<String>,
+    pub project_color: Option<String>,
+    pub upload_type_id: Option<i32>,
+    pub upload_soft_name: Option<String>,
+}
+
+/// Validates the project choice before anything is stored (read only).
+pub fn check_project(conn: &mut DbConn, user: &User, meta: &UploadMeta) -> Result<()> {
+    if let Some(id) = meta.project_id {
+        Project::find_for_user(conn, user.id, id)?
+            .ok_or_else(|| Error::not_found(format!("Project {id} not found")))?;
+    }
+    Ok(())
+}
+
+fn resolve_project(conn: &mut DbConn, user: &User, meta: &UploadMeta) -> Result<Project> {
+    if let Some(id) = meta.project_id {
+        return Project::find_for_user(conn, user.id, id)?
+            .ok_or_else(|| Error::not_found(format!("Project {id} not found")));
+    }
+    let name = meta
+        .project_name
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .unwrap_or(DEFAULT_PROJECT);
+    if let Some(p) = Project::find_by_name(conn, user.id, name)? {
+        return Ok(p);
+    }
+    let color = meta
+        .project_color
+        .as_deref()
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .unwrap_or(DEFAULT_COLOR);
+    Ok(Project::insert(conn, user.id, name, color)?)
+}
+
+/// Everything known about a stored upload, ready to register.
+pub struct Upload<'a> {
+    pub filename: &'a str,
+    pub size: u64,
+    pub sha256: &'a str,
+    pub storage_key: &'a str,
+    pub picture: &'a str,
+    pub analysed: &'a Analysed,
+}
+
+/// Registers a completely stored upload in one transaction.
+pub fn register(
+    conn: &mut DbConn,
+    user: &User,
+    meta: &UploadMeta,
+    up: &Upload,
+) -> Result<(StoredFile, Project)> {
+    let analysis = up.analysed.analysis.to_string();
+    let settings = up
+        .analysed
+        .settings
+        .as_ref()
+        .map(|s| serde_json::to_string(s).map_err(Error::internal))
+        .transpose()?;
+    db::write_transaction(conn, |c| {
+        let project = resolve_project(c, user, meta)?;
+        let now = db::now();
+        let file = StoredFile::insert(
+            c,
+            &NewFile {
+                user_id: user.id,
+                organization_id: user.organization_id,
+                project_id: Some(project.id),
+                state: "ready",
+                filename: up.filename,
+                kind: up.analysed.kind.as_str(),
+                size: i64::try_from(up.size).map_err(Error::internal)?,
+                sha256: up.sha256,
+                storage_key: up.storage_key,
+                upload_type_id: meta.upload_type_id.unwrap_or(WEBSITE_UPLOAD),
+                upload_soft_name: meta.upload_soft_name.as_deref(),
+                printer_type_id: None,
+                slicer: up.analysed.slicer.as_deref(),
+                zip: up.analysed.zipped,
+                analysis: Some(&analysis),
+                slicer_settings: settings.as_deref(),
+                picture: Some(up.picture),
+                created_at: now,
+                updated_at: now,
+            },
+        )?;
+        Ok((file, project))
+    })
+}
+
+pub fn projects(conn: &mut DbConn, user: &User) -> Result<Vec<Project>> {
+    Ok(Project::of_user(conn, user.id)?)
+}
+
+/// The caller's G-code file and the settings embedded in it, as a flat map of strings.
+pub fn slicer_settings(
+    conn: &mut DbConn,
+    user: &User,
+    file_id: i64,
+) -> Result<BTreeMap<String, Value>> {
+    let file = StoredFile::find_owned(conn, user.id, file_id)?
+        .ok_or_else(|| Error::not_found(format!("File {file_id} not found")))?;
+    if file.kind != "gcode" {
+        return Err(Error::bad_request(format!(
+            "File {file_id} is not a G-code file"
+        )));
+    }
+    let settings: BTreeMap<String, String> = file
+        .slicer_settings
+        .as_deref()
+        .map(serde_json::from_str)
+        .transpose()
+        .map_err(Error::internal)?
+        .unwrap_or_default();
+    let mut out: BTreeMap<String, Value> = settings
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
+    out.insert("file_id".into(), json!(file.id.to_string()));
+    if let Some(t) = file.printer_type_id {
+        out.insert("printer_type_id".into(), json!(t.to_string()));
+    }
+    if let Some(s) = &file.slicer {
+        out.insert("slicer".into(), json!(s));
+    }
+    Ok(out)
+}
+
+/// One entry of `file_update`'s `updates`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileChange {
+    pub file_id: i64,
+    pub ptype: Option<i64>,
+    pub gtype: Option<String>,
+    pub zip: Option<bool>,
+}
+
+fn as_i64(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn as_bool(v: &Value) -> Option<bool> {
+    match v {
+        Value::Bool(b) => Some(*b),
+        Value::Number(n) => n.as_i64().map(|n| n != 0),
+        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "on" | "yes" | "t" => Some(true),
+            "0" | "false" | "off" | "no" | "f" | "" => Some(false),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Reads `updates` (`{file_id: {ptype, gtype, zip}}`, from JSON or nested form keys).
+pub fn parse_updates(updates: &Value) -> Result<Vec<FileChange>> {
+    let bad = |m: String| Error::bad_request(format!("updates: {m}"));
+    let map = updates
+        .as_object()
+        .ok_or_else(|| bad("must be an object keyed by file id".into()))?;
+    if map.is_empty() {
+        return Err(bad("no files given".into()));
+    }
+    map.iter()
+        .map(|(key, v)| {
+            let file_id = key
+                .trim()
+                .parse::<i64>()
+                .map_err(|_| bad(format!("'{key}' is not a file id")))?;
+            let obj = v
+                .as_object()
+                .ok_or_else(|| bad(format!("the entry for file {file_id} must be an object")))?;
+            let ptype =
+                match obj.get("ptype") {
+                    None | Some(Value::Null) => None,
+                    Some(p) => Some(as_i64(p).ok_or_else(|| {
+                        bad(format!("ptype of file {file_id} must be an integer"))
+                    })?),
+                };
+            let gtype = match obj.get("gtype") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
+                Some(_) => {
+                    return Err(bad(format!(
+                        "gtype of file {file_id} must be a slicer name"
+                    )))
+                }
+            };
+            let zip =
+                match obj.get("zip") {
+                    None | Some(Value::Null) => None,
+                    Some(z) => Some(as_bool(z).ok_or_else(|| {
+                        bad(format!("zip of file {file_id} must be true or false"))
+                    })?),
+                };
+            Ok(FileChange {
+                file_id,
+                ptype,
+                gtype,
+                zip,
+            })
+        })
+        .collect()
+}
+
+/// Checks every change before any is applied: the files are the caller's, printer types exist,
+/// only G-code is zipped. Returns the files in the order of the changes.
+pub fn check_changes(
+    conn: &mut DbConn,
+    user: &User,
+    changes: &[FileChange],
+) -> Result<Vec<StoredFile>> {
+    let types: Vec<i64> = PrinterType::all(conn)?.iter().map(|t| t.id).collect();
+    changes
+        .iter()
+        .map(|ch| {
+            let file = StoredFile::find_owned(conn, user.id, ch.file_id)?
+                .ok_or_else(|| Error::not_found(format!("File {} not found", ch.file_id)))?;
+            if let Some(t) = ch.ptype {
+                if !types.contains(&t) {
+                    return Err(Error::bad_request(format!(
+                        "updates: unknown printer type {t}"
+                    )));
+                }
+            }
+            if ch.zip.is_some() && file.kind != "gcode" {
+                return Err(Error::bad_request(format!(
+                    "updates: file {} is not G-code; only G-code can be zipped",
+                    ch.file_id
+                )));
+            }
+            Ok(file)
+        })
+        .collect()
+}
+
+/// Applies checked metadata changes (and new content keys for re-zipped files) in one transaction.
+pub fn apply_changes(
+    conn: &mut DbConn,
+    user: &User,
+    changes: &[FileChange],
+    new_content: &[(i64, String, i64, String, bool)],
+) -> Result<()> {
+    db::write_transaction(conn, |c| {
+        check_changes(c, user, changes)?;
+        for ch in changes {
+            if ch.ptype.is_some() {
+                StoredFile::set_printer_type(c, ch.file_id, ch.ptype)?;
+            }
+            if let Some(g) = &ch.gtype {
+                StoredFile::set_slicer(c, ch.file_id, g)?;
+            }
+        }
+        for (id, key, size, sha, zip) in new_content {
+            StoredFile::set_content(c, *id, key, *size, sha, *zip)?;
+        }
+        Ok(())
+    })
+}
+
+/// Writes the zipped (or unzipped) form of a G-code file to a new staging file; returns it with
+/// its size and sha256. Blocking.
+pub fn rezip(
+    source: &Path,
+    filename: &str,
+    to_zip: bool,
+    out: &mut tempfile::NamedTempFile,
+) -> Result<(u64, String)> {
+    use sha2::{Digest, Sha256};
+    use std::io::Write;
+    let io = |e: std::io::Error| Error::internal(format!("re-zipping: {e}"));
+    let mut src = BufReader::new(File::open(source).map_err(io)?);
+    if to_zip {
+        let mut zip = zip::ZipWriter::new(out.as_file_mut());
+        let inner = filename.strip_suffix(".zip").unwrap_or(filename);
+        zip.start_file(inner, zip::write::SimpleFileOptions::default())
+            .map_err(Error::internal)?;
+        std::io::copy(&mut src, &mut zip).map_err(io)?;
+        zip.finish().map_err(Error::internal)?;
+    } else {
+        let mut archive = zip::ZipArchive::new(src).map_err(|e| refuse("zip file", e))?;
+        let index = (0..archive.len())
+            .find(|&i| archive.by_index(i).is_ok_and(|f| f.is_file()))
+            .ok_or_else(|| refuse("zipped G-code", "the zip is empty"))?;
+        let mut entry = archive.by_index(index).map_err(|e| refuse("zip file", e))?;
+        std::io::copy(&mut entry, out.as_file_mut()).map_err(io)?;
+    }
+    let f = out.as_file_mut();
+    f.flush().map_err(io)?;
+    let size = f.seek(SeekFrom::End(0)).map_err(io)?;
+    f.seek(SeekFrom::Start(0)).map_err(io)?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut BufReader::new(&*f), &mut hasher).map_err(io)?;
+    Ok((size, hex::encode(hasher.finalize())))
+}

@@ -1,0 +1,727 @@
+//! Files and projects (calls 4, 5, 10, 11), downloads and previews, on both backends.
+
+mod common;
+
+use std::io::{Read, Write};
+
+use common::{assert_fail, Db, TestApp};
+use diesel::prelude::*;
+use printfarm::db::schema::files;
+use serde_json::{json, Value};
+
+backend_tests!(
+    uploads_every_kind_and_measures_it,
+    gcode_upload_settings_and_preview,
+    zipped_gcode_upload,
+    bad_and_mismatched_files_are_refused,
+    projects_and_their_refusals,
+    file_update_json_and_nested,
+    file_update_is_all_or_nothing,
+    file_update_zips_and_unzips,
+    downloads_resume_with_range,
+    other_users_files_are_not_found,
+    interrupted_upload_leaves_nothing,
+);
+backend_cases!(size_limit_leaves_nothing_behind);
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+fn analysis(app: &TestApp, id: i64) -> Value {
+    let mut c = app.conn();
+    let text: Option<String> = files::table
+        .find(id)
+        .select(files::analysis)
+        .first(&mut *c)
+        .unwrap();
+    serde_json::from_str(&text.unwrap()).unwrap()
+}
+
+fn cube_obj() -> Vec<u8> {
+    b"# cube\nv 0 0 0\nv 20 0 0\nv 20 20 0\nv 0 20 0\nv 0 0 20\nv 20 0 20\nv 20 20 20\nv 0 20 20\n\
+      f 1 4 3 2\nf 5 6 7 8\nf 1 2 6 5\nf 2 3 7 6\nf 3 4 8 7\nf 4 1 5 8\n"
+        .to_vec()
+}
+
+/// A 3MF of the 20 mm cube given in centimetres (2 × 2 × 2 cm), placed by a build transform.
+fn cube_3mf() -> Vec<u8> {
+    let v = [
+        (0, 0, 0),
+        (2, 0, 0),
+        (2, 2, 0),
+        (0, 2, 0),
+        (0, 0, 2),
+        (2, 0, 2),
+        (2, 2, 2),
+        (0, 2, 2),
+    ];
+    let t = [
+        (0, 3, 2),
+        (0, 2, 1),
+        (4, 5, 6),
+        (4, 6, 7),
+        (0, 1, 5),
+        (0, 5, 4),
+        (1, 2, 6),
+        (1, 6, 5),
+        (2, 3, 7),
+        (2, 7, 6),
+        (3, 0, 4),
+        (3, 4, 7),
+    ];
+    let mut model = String::from(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<model unit=\"centimeter\" xml:lang=\"en-US\" \
+         xmlns=\"http://schemas.microsoft.com/3dmanufacturing/core/2015/02\"><resources><object id=\"1\" type=\"model\"><mesh><vertices>",
+    );
+    for (x, y, z) in v {
+        model += &format!("<vertex x=\"{x}\" y=\"{y}\" z=\"{z}\"/>");
+    }
+    model += "</vertices><triangles>";
+    for (a, b, c) in t {
+        model += &format!("<triangle v1=\"{a}\" v2=\"{b}\" v3=\"{c}\"/>");
+    }
+    model += "</triangles></mesh></object></resources><build><item objectid=\"1\" transform=\"1 0 0 0 1 0 0 0 1 1 0 0\"/></build></model>";
+    let mut buf = std::io::Cursor::new(Vec::new());
+    {
+        let mut z = zip::ZipWriter::new(&mut buf);
+        let o = zip::write::SimpleFileOptions::default();
+        z.start_file("[Content_Types].xml", o).unwrap();
+        z.write_all(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Types xmlns=\"http://schemas.openxmlformats.org/package/2006/content-types\"><Default Extension=\"rels\" ContentType=\"application/vnd.openxmlformats-package.relationships+xml\"/><Default Extension=\"model\" ContentType=\"application/vnd.ms-package.3dmanufacturing-3dmodel+xml\"/></Types>").unwrap();
+        z.start_file("_rels/.rels", o).unwrap();
+        z.write_all(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Relationships xmlns=\"http://schemas.openxmlformats.org/package/2006/relationships\"><Relationship Target=\"/3D/3dmodel.model\" Id=\"rel0\" Type=\"http://schemas.microsoft.com/3dmanufacturing/2013/01/3dmodel\"/></Relationships>").unwrap();
+        z.start_file("3D/3dmodel.model", o).unwrap();
+        z.write_all(model.as_bytes()).unwrap();
+        z.finish().unwrap();
+    }
+    buf.into_inner()
+}
+
+fn zipped(name: &str, bytes: &[u8]) -> Vec<u8> {
+    let mut buf = std::io::Cursor::new(Vec::new());
+    let mut z = zip::ZipWriter::new(&mut buf);
+    z.start_file(name, zip::write::SimpleFileOptions::default())
+        .unwrap();
+    z.write_all(bytes).unwrap();
+    z.finish().unwrap();
+    buf.into_inner()
+}
+
+async fn uploads_every_kind_and_measures_it(app: &TestApp) {
+    let s = app.login_new_user("maker@example.com").await;
+    let cases: [(&str, Vec<u8>, &str); 4] = [
+        ("cube.stl", fixture("cube_20mm.stl"), "stl"),
+        ("cube-ascii.STL", fixture("cube_20mm_ascii.stl"), "stl"),
+        ("cube.obj", cube_obj(), "obj"),
+        ("cube.3mf", cube_3mf(), "3mf"),
+    ];
+    for (name, bytes, kind) in cases {
+        let size = bytes.len() as i64;
+        let (status, body) = app.upload(&s, name, bytes.clone(), &[]).await;
+        assert_eq!(status, 200, "{name}: {body}");
+        let m = &body["message"];
+        assert!(m["file_id"].is_i64() && m["project_id"].is_i64(), "{body}");
+        assert_eq!(m["show_select_printers"], json!(false));
+        assert_eq!(m["slicer"], json!(""));
+        let id = m["file_id"].as_i64().unwrap();
+        let a = analysis(app, id);
+        assert!(
+            (a["volume_mm3"].as_f64().unwrap() - 8000.0).abs() < 0.05,
+            "{name}: {a}"
+        );
+        assert!(
+            (a["area_mm2"].as_f64().unwrap() - 2400.0).abs() < 0.05,
+            "{name}: {a}"
+        );
+        assert_eq!(a["watertight"], json!(true), "{name}");
+        assert_eq!(a["triangles"], json!(12), "{name}");
+        for (i, v) in a["size"].as_array().unwrap().iter().enumerate() {
+            assert!(
+                (v.as_f64().unwrap() - 20.0).abs() < 1e-6,
+                "{name} axis {i}: {a}"
+            );
+        }
+        let mut c = app.conn();
+        let row: (String, i64, String, String) = files::table
+            .find(id)
+            .select((files::kind, files::size, files::sha256, files::filename))
+            .first(&mut *c)
+            .unwrap();
+        use sha2::Digest;
+        assert_eq!(
+            row,
+            (
+                kind.to_string(),
+                size,
+                hex::encode(sha2::Sha256::digest(&bytes)),
+                name.to_string()
+            )
+        );
+    }
+    // The 3MF's build transform moved it +10 mm (1 cm) in x.
+    let (_, body) = app.upload(&s, "moved.3mf", cube_3mf(), &[]).await;
+    let a = analysis(app, body["message"]["file_id"].as_i64().unwrap());
+    assert!(
+        (a["bbox_min"][0].as_f64().unwrap() - 10.0).abs() < 1e-6,
+        "{a}"
+    );
+}
+
+async fn gcode_upload_settings_and_preview(app: &TestApp) {
+    let s = app.login_new_user("maker@example.com").await;
+    let (status, body) = app
+        .upload(
+            &s,
+            "cube.gcode",
+            fixture("cube_20mm.gcode"),
+            &[("upload_type_id", "7"), ("upload_soft_name", "PrusaSlicer")],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["message"]["show_select_printers"], json!(true));
+    assert_eq!(body["message"]["slicer"], json!("PrusaSlicer"));
+    let id = body["message"]["file_id"].as_i64().unwrap();
+    let a = analysis(app, id);
+    assert_eq!(a["slicer_estimated_time_s"], json!(956.0));
+    let ours = a["estimated_time_s"].as_f64().unwrap();
+    assert!(
+        (ours - 956.0).abs() / 956.0 < 0.02,
+        "our estimate {ours} s vs PrusaSlicer 956 s"
+    );
+    assert!(
+        (a["filament_used_mm"].as_f64().unwrap() - 1282.57).abs() < 1.0,
+        "{a}"
+    );
+    assert_eq!(a["layer_height"], json!(0.2));
+    assert_eq!(a["bed_temperature"], json!(60.0));
+
+    let (status, body) = app
+        .post(
+            "/apiglobal/get_slicer_settings_for_gcode",
+            &[("session", &s), ("file_id", &id.to_string())],
+        )
+        .await;
+    assert_eq!(status, 200);
+    let m = body["message"].as_object().unwrap();
+    assert_eq!(m["fill_density"], json!("15%"));
+    assert_eq!(m["file_id"], json!(id.to_string()));
+    assert!(m.values().all(Value::is_string), "a flat map of strings");
+
+    // The preview is a PNG at /render/<picture>.
+    let mut c = app.conn();
+    let (picture, upload_type, soft): (Option<String>, i32, Option<String>) = files::table
+        .find(id)
+        .select((
+            files::picture,
+            files::upload_type_id,
+            files::upload_soft_name,
+        ))
+        .first(&mut *c)
+        .unwrap();
+    assert_eq!((upload_type, soft.as_deref()), (7, Some("PrusaSlicer")));
+    let res = app
+        .client
+        .get(app.url(&format!("/render/{}", picture.unwrap())))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(res.headers()["content-type"], "image/png");
+    assert!(res.bytes().await.unwrap().starts_with(b"\x89PNG"));
+    assert_eq!(
+        app.client
+            .get(app.url("/render/nope.png"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        404
+    );
+    // A mesh is not G-code.
+    let (_, body) = app
+        .upload(&s, "cube.stl", fixture("cube_20mm.stl"), &[])
+        .await;
+    let stl = body["message"]["file_id"].as_i64().unwrap().to_string();
+    assert_fail(
+        &app.post(
+            "/apiglobal/get_slicer_settings_for_gcode",
+            &[("session", &s), ("file_id", &stl)],
+        )
+        .await,
+        400,
+    );
+}
+
+async fn zipped_gcode_upload(app: &TestApp) {
+    let s = app.login_new_user("maker@example.com").await;
+    let (status, body) = app
+        .upload(
+            &s,
+            "cube.zip",
+            zipped("cube.gcode", &fixture("cube_20mm.gcode")),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let id = body["message"]["file_id"].as_i64().unwrap();
+    let mut c = app.conn();
+    let (kind, zip): (String, bool) = files::table
+        .find(id)
+        .select((files::kind, files::zip))
+        .first(&mut *c)
+        .unwrap();
+    assert_eq!((kind.as_str(), zip), ("gcode", true));
+    assert_eq!(analysis(app, id)["slicer_estimated_time_s"], json!(956.0));
+    // A zip without G-code in it is refused.
+    let got = app
+        .upload(&s, "junk.zip", zipped("readme.txt", b"hello"), &[])
+        .await;
+    assert!(assert_fail(&got, 400).contains("G-code"));
+}
+
+async fn bad_and_mismatched_files_are_refused(app: &TestApp) {
+    let s = app.login_new_user("maker@example.com").await;
+    let stl = fixture("cube_20mm.stl");
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("notes.txt", b"hello".to_vec()),
+        ("no_extension", b"G1 X1\n".to_vec()),
+        ("cube.stl", fixture("cube_20mm.gcode")),
+        ("cube.gcode", stl.clone()),
+        ("truncated.stl", stl[..stl.len() - 20].to_vec()),
+        ("empty.gcode", Vec::new()),
+        ("cube.3mf", b"PK\x03\x04 not really a zip".to_vec()),
+        (
+            "cube.obj",
+            b"this is not an obj file at all\n\x00\x01".to_vec(),
+        ),
+        (
+            "binary.gcode",
+            (0..4096u32).map(|i| (i * 7 % 256) as u8).collect(),
+        ),
+    ];
+    for (name, bytes) in cases {
+        let got = app.upload(&s, name, bytes, &[]).await;
+        assert_fail(&got, 400);
+    }
+    // No file part, no session, not multipart.
+    let form = reqwest::multipart::Form::new().text("session", s.clone());
+    let res = app
+        .client
+        .post(app.url("/apiglobal/upload"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert!(assert_fail(&common::read(res).await, 400).contains("file"));
+    assert_fail(&app.upload("", "cube.stl", stl.clone(), &[]).await, 401);
+    assert_fail(
+        &app.post("/apiglobal/upload", &[("session", &s)]).await,
+        400,
+    );
+    // Nothing was kept from any refusal.
+    let mut c = app.conn();
+    let n: i64 = files::table.count().get_result(&mut *c).unwrap();
+    assert_eq!(n, 0);
+    assert_eq!(app.stored_files(), Vec::<String>::new());
+}
+
+async fn projects_and_their_refusals(app: &TestApp) {
+    let s = app.login_new_user("maker@example.com").await;
+    let other = app.login_new_user("other@example.com").await;
+    let stl = fixture("cube_20mm.stl");
+    let (_, body) = app.upload(&s, "a.stl", stl.clone(), &[]).await;
+    let default_project = body["message"]["project_id"].as_i64().unwrap();
+    let (_, body) = app
+        .upload(
+            &s,
+            "b.stl",
+            stl.clone(),
+            &[("project_name", "Widgets"), ("project_color", "#ff0000")],
+        )
+        .await;
+    let widgets = body["message"]["project_id"].as_i64().unwrap();
+    let (_, body) = app
+        .upload(
+            &s,
+            "c.stl",
+            stl.clone(),
+            &[("project_id", &widgets.to_string())],
+        )
+        .await;
+    assert_eq!(body["message"]["project_id"], json!(widgets));
+    let (_, body) = app
+        .upload(&s, "d.stl", stl.clone(), &[("project_name", "Widgets")])
+        .await;
+    assert_eq!(body["message"]["project_id"], json!(widgets));
+
+    let (status, body) = app
+        .post("/apiglobal/get_projects", &[("session", &s)])
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["message"],
+        json!([{"id": default_project, "name": "Default", "color": "#3b82f6"}, {"id": widgets, "name": "Widgets", "color": "#ff0000"}])
+    );
+    let (_, body) = app
+        .post("/apiglobal/get_projects", &[("session", &other)])
+        .await;
+    assert_eq!(body["message"], json!([]));
+    // Another user's project id is not found, and nothing is stored.
+    let got = app
+        .upload(
+            &other,
+            "e.stl",
+            stl.clone(),
+            &[("project_id", &widgets.to_string())],
+        )
+        .await;
+    assert_fail(&got, 404);
+    let got = app.upload(&s, "e.stl", stl, &[("project_id", "abc")]).await;
+    assert!(assert_fail(&got, 400).contains("project_id"));
+    assert_fail(&app.post("/apiglobal/get_projects", &[]).await, 401);
+    let mut c = app.conn();
+    let n: i64 = files::table.count().get_result(&mut *c).unwrap();
+    assert_eq!(n, 4);
+}
+
+fn ptype_and_slicer(app: &TestApp, id: i64) -> (Option<i64>, Option<String>) {
+    let mut c = app.conn();
+    files::table
+        .find(id)
+        .select((files::printer_type_id, files::slicer))
+        .first(&mut *c)
+        .unwrap()
+}
+
+async fn upload_gcode(app: &TestApp, s: &str) -> i64 {
+    let (status, body) = app
+        .upload(s, "cube.gcode", fixture("cube_20mm.gcode"), &[])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["message"]["file_id"].as_i64().unwrap()
+}
+
+async fn file_update_json_and_nested(app: &TestApp) {
+    let s = app.login_new_user("maker@example.com").await;
+    let a = upload_gcode(app, &s).await;
+    let b = upload_gcode(app, &s).await;
+    let updates = json!({a.to_string(): {"ptype": 3, "gtype": "Cura"}}).to_string();
+    let (status, body) = app
+        .post(
+            "/apiglobal/file_update",
+            &[("session", &s), ("updates", &updates)],
+        )
+        .await;
+    assert_eq!(
+        (status, body),
+        (200, json!({"result": true, "message": []}))
+    );
+    assert_eq!(ptype_and_slicer(app, a), (Some(3), Some("Cura".into())));
+
+    let key = format!("updates[{b}][ptype]");
+    let (status, _) = app
+        .post("/apiglobal/file_update", &[("session", &s), (&key, "5")])
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        ptype_and_slicer(app, b),
+        (Some(5), Some("PrusaSlicer".into()))
+    );
+    // The printer type shows in the slicer settings.
+    let (_, body) = app
+        .post(
+            "/apiglobal/get_slicer_settings_for_gcode",
+            &[("session", &s), ("file_id", &b.to_string())],
+        )
+        .await;
+    assert_eq!(body["message"]["printer_type_id"], json!("5"));
+}
+
+async fn file_update_is_all_or_nothing(app: &TestApp) {
+    let s = app.login_new_user("maker@example.com").await;
+    let a = upload_gcode(app, &s).await;
+    let stl = {
+        let (_, body) = app
+            .upload(&s, "cube.stl", fixture("cube_20mm.stl"), &[])
+            .await;
+        body["message"]["file_id"].as_i64().unwrap()
+    };
+    let bad = [
+        json!({a.to_string(): {"ptype": 1}, "999999": {"ptype": 1}}),
+        json!({a.to_string(): {"ptype": 1}, stl.to_string(): {"zip": true}}),
+        json!({a.to_string(): {"ptype": 424242}}),
+        json!({a.to_string(): {"ptype": "abc"}}),
+        json!({"abc": {"ptype": 1}}),
+        json!({}),
+        json!([1, 2]),
+    ];
+    let statuses: Vec<u16> = {
+        let mut v = Vec::new();
+        for u in &bad {
+            v.push(
+                app.post(
+                    "/apiglobal/file_update",
+                    &[("session", &s), ("updates", &u.to_string())],
+                )
+                .await
+                .0,
+            );
+        }
+        v
+    };
+    assert_eq!(statuses, vec![404, 400, 400, 400, 400, 400, 400]);
+    assert_fail(
+        &app.post(
+            "/apiglobal/file_update",
+            &[("session", &s), ("updates", "{not json")],
+        )
+        .await,
+        400,
+    );
+    assert!(assert_fail(
+        &app.post("/apiglobal/file_update", &[("session", &s)]).await,
+        400
+    )
+    .contains("updates"));
+    assert_eq!(
+        ptype_and_slicer(app, a),
+        (None, Some("PrusaSlicer".into())),
+        "nothing was applied"
+    );
+}
+
+async fn download(app: &TestApp, s: &str, id: i64, range: Option<&str>) -> reqwest::Response {
+    let mut req = app
+        .client
+        .get(app.url(&format!("/files/{id}/download")))
+        .bearer_auth(s);
+    if let Some(r) = range {
+        req = req.header("Range", r);
+    }
+    req.send().await.unwrap()
+}
+
+async fn file_update_zips_and_unzips(app: &TestApp) {
+    let s = app.login_new_user("maker@example.com").await;
+    let id = upload_gcode(app, &s).await;
+    let original = fixture("cube_20mm.gcode");
+    let before = app.stored_files();
+    let updates = json!({id.to_string(): {"zip": "true"}}).to_string();
+    assert_eq!(
+        app.post(
+            "/apiglobal/file_update",
+            &[("session", &s), ("updates", &updates)]
+        )
+        .await
+        .0,
+        200
+    );
+    let body = download(app, &s, id, None)
+        .await
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(body)).unwrap();
+    let mut inner = Vec::new();
+    archive
+        .by_index(0)
+        .unwrap()
+        .read_to_end(&mut inner)
+        .unwrap();
+    assert_eq!(inner, original);
+    assert_eq!(
+        app.stored_files().len(),
+        before.len(),
+        "the old content was replaced, not kept"
+    );
+
+    let updates = json!({id.to_string(): {"zip": false}}).to_string();
+    assert_eq!(
+        app.post(
+            "/apiglobal/file_update",
+            &[("session", &s), ("updates", &updates)]
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        download(app, &s, id, None)
+            .await
+            .bytes()
+            .await
+            .unwrap()
+            .to_vec(),
+        original
+    );
+    let mut c = app.conn();
+    let (zip, size): (bool, i64) = files::table
+        .find(id)
+        .select((files::zip, files::size))
+        .first(&mut *c)
+        .unwrap();
+    assert_eq!((zip, size), (false, original.len() as i64));
+}
+
+async fn downloads_resume_with_range(app: &TestApp) {
+    let s = app.login_new_user("maker@example.com").await;
+    let id = upload_gcode(app, &s).await;
+    let original = fixture("cube_20mm.gcode");
+    let res = download(app, &s, id, None).await;
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(
+        res.headers()["content-length"],
+        original.len().to_string().as_str()
+    );
+    assert_eq!(res.headers()["accept-ranges"], "bytes");
+    assert_eq!(res.bytes().await.unwrap().to_vec(), original);
+
+    // Resume after the first 100,000 bytes.
+    let res = download(app, &s, id, Some("bytes=100000-")).await;
+    assert_eq!(res.status().as_u16(), 206);
+    assert_eq!(
+        res.headers()["content-range"],
+        format!("bytes 100000-{}/{}", original.len() - 1, original.len()).as_str()
+    );
+    assert_eq!(
+        res.headers()["content-length"],
+        (original.len() - 100000).to_string().as_str()
+    );
+    assert_eq!(
+        res.bytes().await.unwrap().to_vec(),
+        original[100000..].to_vec()
+    );
+    let res = download(app, &s, id, Some("bytes=10-19")).await;
+    assert_eq!(
+        res.bytes().await.unwrap().to_vec(),
+        original[10..20].to_vec()
+    );
+    let res = download(app, &s, id, Some(&format!("bytes={}-", original.len()))).await;
+    assert_eq!(res.status().as_u16(), 416);
+    // The session may also come in the query string; none at all is refused.
+    let res = app
+        .client
+        .get(app.url(&format!("/files/{id}/download?session={s}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let res = app
+        .client
+        .get(app.url(&format!("/files/{id}/download")))
+        .send()
+        .await
+        .unwrap();
+    assert_fail(&common::read(res).await, 401);
+}
+
+async fn other_users_files_are_not_found(app: &TestApp) {
+    let s = app.login_new_user("maker@example.com").await;
+    let thief = app.login_new_user("thief@example.com").await;
+    let id = upload_gcode(app, &s).await;
+    let sid = id.to_string();
+    assert_fail(
+        &app.post(
+            "/apiglobal/get_slicer_settings_for_gcode",
+            &[("session", &thief), ("file_id", &sid)],
+        )
+        .await,
+        404,
+    );
+    let updates = json!({sid.clone(): {"ptype": 1}}).to_string();
+    assert_fail(
+        &app.post(
+            "/apiglobal/file_update",
+            &[("session", &thief), ("updates", &updates)],
+        )
+        .await,
+        404,
+    );
+    let res = download(app, &thief, id, None).await;
+    assert_fail(&common::read(res).await, 404);
+    assert_eq!(ptype_and_slicer(app, id).0, None);
+}
+
+async fn interrupted_upload_leaves_nothing(app: &TestApp) {
+    let s = app.login_new_user("maker@example.com").await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let boundary = "XBOUNDARYX";
+    let head = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"session\"\r\n\r\n{s}\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.gcode\"\r\n\
+         Content-Type: application/octet-stream\r\n\r\n"
+    );
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        stream,
+        "POST /apiglobal/upload HTTP/1.1\r\nHost: {addr}\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n\
+         Content-Length: 10000000\r\n\r\n{head}"
+    )
+    .unwrap();
+    for _ in 0..20 {
+        stream.write_all(&[b'G'; 10000]).unwrap();
+    }
+    stream.flush().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    drop(stream); // the client goes away mid-upload
+    for _ in 0..50 {
+        if app.stored_files().is_empty() {
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.stored_files(), Vec::<String>::new());
+    let mut c = app.conn();
+    let n: i64 = files::table.count().get_result(&mut *c).unwrap();
+    assert_eq!(n, 0);
+}
+
+async fn size_limit_leaves_nothing_behind(db: Db) {
+    let Some(app) = TestApp::start(db, &[("PRINTFARM_STORAGE__MAX_UPLOAD_MB", "1")]).await else {
+        return;
+    };
+    let s = app.login_new_user("maker@example.com").await;
+    let mut big = b"G1 X1 Y1 E1\n".repeat(200_000); // 2.4 MB
+    big.truncate(2_400_000);
+    let got = app.upload(&s, "big.gcode", big.clone(), &[]).await;
+    assert!(assert_fail(&got, 413).contains("1 MiB"));
+    // Without a declared length (chunked), the limit still holds while streaming.
+    let boundary = "B0UNDARY";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"session\"\r\n\r\n{s}\r\n--{boundary}\r\n\
+         Content-Disposition: form-data; name=\"file\"; filename=\"big.gcode\"\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(&big);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        body.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
+    let res = app
+        .client
+        .post(app.url("/apiglobal/upload"))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_fail(&common::read(res).await, 413);
+    assert_eq!(app.stored_files(), Vec::<String>::new());
+    {
+        let mut c = app.conn();
+        let n: i64 = files::table.count().get_result(&mut *c).unwrap();
+        assert_eq!(n, 0);
+    }
+    // A file under the limit still works.
+    let (status, _) = app
+        .upload(&s, "cube.gcode", fixture("cube_20mm.gcode"), &[])
+        .await;
+    assert_eq!(status, 200);
+    app.stop().await;
+}
