@@ -14,6 +14,16 @@ pub struct Config {
     pub log: LogConfig,
     pub bootstrap: BootstrapConfig,
     pub google: GoogleConfig,
+    pub printers: PrintersConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PrintersConfig {
+    pub registration_code_minutes: i64,
+    pub offline_after_secs: i64,
+    pub long_poll_max_secs: u64,
+    pub camera_token_secs: i64,
+    pub camera_watch_secs: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -34,6 +34,7 @@ pub struct AppState {
     pub metrics: http::metrics::Metrics,
     pub google: Arc<services::google::GoogleVerifier>,
     pub storage: storage::Storage,
+    pub notifier: Arc<services::notify::Notifier>,
 }
 
 impl AppState {
@@ -48,12 +49,19 @@ impl AppState {
             session_policy: SessionPolicy::from_config(&config.auth),
             google: Arc::new(services::google::GoogleVerifier::new(config.google.clone())),
             storage: storage::Storage::from_config(&config.storage)?,
+            notifier: Arc::new(services::notify::Notifier::default()),
             config: Arc::new(config),
             pool,
             backend,
             hasher,
             metrics: http::metrics::Metrics::new(),
         };
+        if backend == Backend::Postgres {
+            services::notify::spawn_pg_listener(
+                state.config.database.url.clone(),
+                Arc::downgrade(&state.notifier),
+            );
+        }
         let mut conn = state.pool.get()?;
         let loaded = services::bootstrap::load_printer_types(&mut conn)?;
         if loaded > 0 {
@@ -74,6 +82,22 @@ impl AppState {
             );
         }
         Ok(state)
+    }
+
+    /// Queues a command for a printer's agent and wakes the agent if it is long-polling here
+    /// (other instances are woken through Postgres NOTIFY).
+    pub async fn send_command(
+        &self,
+        printer_id: i64,
+        command: &'static str,
+        extra: serde_json::Map<String, serde_json::Value>,
+        job_id: Option<i64>,
+    ) -> Result<db::models::PrinterCommand> {
+        let cmd = self
+            .db(move |c| services::agent::enqueue(c, printer_id, command, extra, job_id))
+            .await?;
+        self.notifier.wake(printer_id);
+        Ok(cmd)
     }
 
     /// Runs blocking database work on the thread pool with a pooled connection.

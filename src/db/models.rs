@@ -727,3 +727,537 @@ impl StoredFile {
             .execute(conn)
     }
 }
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = printers, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct Printer {
+    pub id: i64,
+    pub organization_id: i64,
+    pub owner_user_id: Option<i64>,
+    pub printer_type_id: Option<i64>,
+    pub name: String,
+    pub snr: String,
+    pub host_num: String,
+    pub local_ip: String,
+    pub vid: String,
+    pub pid: String,
+    pub mac: String,
+    pub agent_version: Option<String>,
+    pub auth_token_hash: Option<String>,
+    /// The agent's own state string (`ready`, `printing`, …) as last reported.
+    pub state: String,
+    pub percent: f64,
+    /// JSON arrays of numbers.
+    pub temps: Option<String>,
+    pub target_temps: Option<String>,
+    /// The last report, merged (agents omit unchanged fields).
+    pub report: Option<String>,
+    /// The latest error the agent sent (JSON).
+    pub last_error: Option<String>,
+    pub current_job_id: Option<i64>,
+    pub tray_clear: bool,
+    pub filaments: Option<String>,
+    pub camera_watched_until: Option<NaiveDateTime>,
+    pub last_seen_at: Option<NaiveDateTime>,
+    pub next_command_number: i64,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = printers)]
+pub struct NewPrinter<'a> {
+    pub organization_id: i64,
+    pub owner_user_id: Option<i64>,
+    pub printer_type_id: Option<i64>,
+    pub name: &'a str,
+    pub snr: &'a str,
+    pub host_num: &'a str,
+    pub local_ip: &'a str,
+    pub vid: &'a str,
+    pub pid: &'a str,
+    pub mac: &'a str,
+    pub agent_version: Option<&'a str>,
+    pub auth_token_hash: Option<&'a str>,
+    pub state: &'a str,
+    pub percent: f64,
+    pub tray_clear: bool,
+    pub next_command_number: i64,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+impl Printer {
+    pub fn insert(conn: &mut DbConn, new: &NewPrinter) -> QResult<Printer> {
+        diesel::insert_into(printers::table)
+            .values(new)
+            .get_result(conn)
+    }
+
+    pub fn find(conn: &mut DbConn, id: i64) -> QResult<Option<Printer>> {
+        printers::table.find(id).first(conn).optional()
+    }
+
+    pub fn find_by_token_hash(conn: &mut DbConn, hash: &str) -> QResult<Option<Printer>> {
+        printers::table
+            .filter(printers::auth_token_hash.eq(hash))
+            .first(conn)
+            .optional()
+    }
+
+    pub fn find_device(
+        conn: &mut DbConn,
+        org: i64,
+        vid: &str,
+        pid: &str,
+        snr: &str,
+    ) -> QResult<Option<Printer>> {
+        printers::table
+            .filter(printers::organization_id.eq(org))
+            .filter(printers::vid.eq(vid))
+            .filter(printers::pid.eq(pid))
+            .filter(printers::snr.eq(snr))
+            .first(conn)
+            .optional()
+    }
+
+    pub fn in_org(conn: &mut DbConn, org: i64) -> QResult<Vec<Printer>> {
+        printers::table
+            .filter(printers::organization_id.eq(org))
+            .order(printers::id.asc())
+            .load(conn)
+    }
+
+    pub fn by_ids(conn: &mut DbConn, ids: &[i64]) -> QResult<Vec<Printer>> {
+        printers::table
+            .filter(printers::id.eq_any(ids))
+            .order(printers::id.asc())
+            .load(conn)
+    }
+
+    pub fn set_token_hash(conn: &mut DbConn, id: i64, hash: &str) -> QResult<usize> {
+        diesel::update(printers::table.find(id))
+            .set((
+                printers::auth_token_hash.eq(Some(hash)),
+                printers::updated_at.eq(super::now()),
+            ))
+            .execute(conn)
+    }
+
+    pub fn set_tray_clear(conn: &mut DbConn, id: i64, clear: bool) -> QResult<usize> {
+        diesel::update(printers::table.find(id))
+            .set((
+                printers::tray_clear.eq(clear),
+                printers::updated_at.eq(super::now()),
+            ))
+            .execute(conn)
+    }
+
+    /// Takes the next per-printer command number. The update locks the printer row, so
+    /// numbers are handed out in commit order.
+    pub fn take_command_number(conn: &mut DbConn, id: i64) -> QResult<i64> {
+        diesel::update(printers::table.find(id))
+            .set(printers::next_command_number.eq(printers::next_command_number + 1))
+            .returning(printers::next_command_number)
+            .get_result::<i64>(conn)
+            .map(|next| next - 1)
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = registration_codes, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct RegistrationCode {
+    pub id: i64,
+    pub code: String,
+    /// `VID:PID:SNR` of the agent's printer: only that device may collect the token.
+    pub device_key: String,
+    pub agent_info: String,
+    pub printer_type_alias: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub expires_at: NaiveDateTime,
+    pub redeemed_by_user_id: Option<i64>,
+    pub redeemed_at: Option<NaiveDateTime>,
+    pub printer_id: Option<i64>,
+    /// The printer's auth token, kept only until the agent first uses it.
+    pub pending_auth_token: Option<String>,
+    pub delivered_at: Option<NaiveDateTime>,
+}
+
+impl RegistrationCode {
+    pub fn insert(
+        conn: &mut DbConn,
+        code: &str,
+        device_key: &str,
+        agent_info: &str,
+        alias: Option<&str>,
+        expires_at: NaiveDateTime,
+    ) -> QResult<RegistrationCode> {
+        diesel::insert_into(registration_codes::table)
+            .values((
+                registration_codes::code.eq(code),
+                registration_codes::device_key.eq(device_key),
+                registration_codes::agent_info.eq(agent_info),
+                registration_codes::printer_type_alias.eq(alias),
+                registration_codes::created_at.eq(super::now()),
+                registration_codes::expires_at.eq(expires_at),
+            ))
+            .get_result(conn)
+    }
+
+    pub fn find(conn: &mut DbConn, code: &str) -> QResult<Option<RegistrationCode>> {
+        registration_codes::table
+            .filter(registration_codes::code.eq(code))
+            .first(conn)
+            .optional()
+    }
+
+    /// Marks the code redeemed unless someone else did first.
+    pub fn redeem(
+        conn: &mut DbConn,
+        id: i64,
+        user: i64,
+        printer: i64,
+        token: &str,
+    ) -> QResult<bool> {
+        let n = diesel::update(
+            registration_codes::table
+                .filter(registration_codes::id.eq(id))
+                .filter(registration_codes::redeemed_at.is_null()),
+        )
+        .set((
+            registration_codes::redeemed_by_user_id.eq(Some(user)),
+            registration_codes::redeemed_at.eq(super::now()),
+            registration_codes::printer_id.eq(Some(printer)),
+            registration_codes::pending_auth_token.eq(Some(token)),
+        ))
+        .execute(conn)?;
+        Ok(n == 1)
+    }
+
+    /// The agent has used its token: forget the plain copy.
+    pub fn forget_token(conn: &mut DbConn, printer: i64) -> QResult<usize> {
+        diesel::update(
+            registration_codes::table
+                .filter(registration_codes::printer_id.eq(printer))
+                .filter(registration_codes::pending_auth_token.is_not_null()),
+        )
+        .set((
+            registration_codes::pending_auth_token.eq(None::<String>),
+            registration_codes::delivered_at.eq(Some(super::now())),
+        ))
+        .execute(conn)
+    }
+
+    pub fn prune(conn: &mut DbConn, before: NaiveDateTime) -> QResult<usize> {
+        diesel::delete(
+            registration_codes::table
+                .filter(registration_codes::expires_at.le(before))
+                .filter(registration_codes::pending_auth_token.is_null()),
+        )
+        .execute(conn)
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = printer_shares, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct PrinterShare {
+    pub id: i64,
+    pub printer_id: i64,
+    /// Shares are by email, so a share to someone without an account yet takes effect when
+    /// that account is created.
+    pub email: String,
+    pub user_id: Option<i64>,
+    /// 2 can print, 5 can queue.
+    pub role_id: i32,
+    pub number_of_prints: Option<i32>,
+    pub prints_used: i32,
+    pub created_by_user_id: Option<i64>,
+    pub created_at: NaiveDateTime,
+}
+
+pub mod share_role {
+    pub const CAN_PRINT: i32 = 2;
+    pub const CAN_QUEUE: i32 = 5;
+}
+
+impl PrinterShare {
+    pub fn of_printer(conn: &mut DbConn, printer: i64) -> QResult<Vec<PrinterShare>> {
+        printer_shares::table
+            .filter(printer_shares::printer_id.eq(printer))
+            .order(printer_shares::id.asc())
+            .load(conn)
+    }
+
+    pub fn for_email(conn: &mut DbConn, email: &str) -> QResult<Vec<PrinterShare>> {
+        printer_shares::table
+            .filter(printer_shares::email.eq(email))
+            .load(conn)
+    }
+
+    pub fn find(conn: &mut DbConn, id: i64) -> QResult<Option<PrinterShare>> {
+        printer_shares::table.find(id).first(conn).optional()
+    }
+
+    pub fn find_for(conn: &mut DbConn, printer: i64, email: &str) -> QResult<Option<PrinterShare>> {
+        printer_shares::table
+            .filter(printer_shares::printer_id.eq(printer))
+            .filter(printer_shares::email.eq(email))
+            .first(conn)
+            .optional()
+    }
+
+    pub fn insert(
+        conn: &mut DbConn,
+        printer: i64,
+        email: &str,
+        role: i32,
+        prints: Option<i32>,
+        by: i64,
+    ) -> QResult<PrinterShare> {
+        diesel::insert_into(printer_shares::table)
+            .values((
+                printer_shares::printer_id.eq(printer),
+                printer_shares::email.eq(email),
+                printer_shares::role_id.eq(role),
+                printer_shares::number_of_prints.eq(prints),
+                printer_shares::prints_used.eq(0),
+                printer_shares::created_by_user_id.eq(Some(by)),
+                printer_shares::created_at.eq(super::now()),
+            ))
+            .get_result(conn)
+    }
+
+    pub fn update_terms(
+        conn: &mut DbConn,
+        id: i64,
+        role: i32,
+        prints: Option<i32>,
+    ) -> QResult<usize> {
+        diesel::update(printer_shares::table.find(id))
+            .set((
+                printer_shares::role_id.eq(role),
+                printer_shares::number_of_prints.eq(prints),
+            ))
+            .execute(conn)
+    }
+
+    pub fn delete(conn: &mut DbConn, id: i64) -> QResult<usize> {
+        diesel::delete(printer_shares::table.find(id)).execute(conn)
+    }
+}
+
+pub struct PrinterWorkgroups;
+
+impl PrinterWorkgroups {
+    /// Workgroup ids per printer, for the given printers.
+    pub fn of(conn: &mut DbConn, printer_ids: &[i64]) -> QResult<Vec<(i64, i64)>> {
+        printer_workgroups::table
+            .filter(printer_workgroups::printer_id.eq_any(printer_ids))
+            .order((
+                printer_workgroups::printer_id,
+                printer_workgroups::workgroup_id,
+            ))
+            .select((
+                printer_workgroups::printer_id,
+                printer_workgroups::workgroup_id,
+            ))
+            .load(conn)
+    }
+
+    /// Printers in any of the workgroups, with the workgroup they are reached through.
+    pub fn printers_in(conn: &mut DbConn, workgroup_ids: &[i64]) -> QResult<Vec<(i64, i64)>> {
+        printer_workgroups::table
+            .filter(printer_workgroups::workgroup_id.eq_any(workgroup_ids))
+            .select((
+                printer_workgroups::printer_id,
+                printer_workgroups::workgroup_id,
+            ))
+            .load(conn)
+    }
+
+    pub fn set(conn: &mut DbConn, printer: i64, workgroups: &[i64]) -> QResult<()> {
+        diesel::delete(
+            printer_workgroups::table.filter(printer_workgroups::printer_id.eq(printer)),
+        )
+        .execute(conn)?;
+        for wg in workgroups {
+            diesel::insert_into(printer_workgroups::table)
+                .values((
+                    printer_workgroups::printer_id.eq(printer),
+                    printer_workgroups::workgroup_id.eq(wg),
+                ))
+                .execute(conn)?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = printer_commands, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct PrinterCommand {
+    pub id: i64,
+    pub printer_id: i64,
+    pub number: i64,
+    pub command: String,
+    /// JSON object of the extra keys sent with the command (`payload`, `filename`, …).
+    pub payload: Option<String>,
+    pub job_id: Option<i64>,
+    /// pending → sent → acked | failed
+    pub status: String,
+    pub result: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub sent_at: Option<NaiveDateTime>,
+    pub finished_at: Option<NaiveDateTime>,
+}
+
+impl PrinterCommand {
+    pub fn insert(
+        conn: &mut DbConn,
+        printer: i64,
+        number: i64,
+        command: &str,
+        payload: Option<&str>,
+        job: Option<i64>,
+    ) -> QResult<PrinterCommand> {
+        diesel::insert_into(printer_commands::table)
+            .values((
+                printer_commands::printer_id.eq(printer),
+                printer_commands::number.eq(number),
+                printer_commands::command.eq(command),
+                printer_commands::payload.eq(payload),
+                printer_commands::job_id.eq(job),
+                printer_commands::status.eq("pending"),
+                printer_commands::created_at.eq(super::now()),
+            ))
+            .get_result(conn)
+    }
+
+    /// The oldest command the agent has not acknowledged yet.
+    pub fn next_unacked(conn: &mut DbConn, printer: i64) -> QResult<Option<PrinterCommand>> {
+        printer_commands::table
+            .filter(printer_commands::printer_id.eq(printer))
+            .filter(printer_commands::status.eq_any(["pending", "sent"]))
+            .order(printer_commands::number.asc())
+            .first(conn)
+            .optional()
+    }
+
+    pub fn mark_sent(conn: &mut DbConn, id: i64, now: NaiveDateTime) -> QResult<usize> {
+        diesel::update(printer_commands::table.find(id))
+            .set((
+                printer_commands::status.eq("sent"),
+                printer_commands::sent_at.eq(Some(now)),
+            ))
+            .execute(conn)
+    }
+
+    /// Records the agent's acknowledgement of a delivered command (only once).
+    pub fn ack(
+        conn: &mut DbConn,
+        printer: i64,
+        number: i64,
+        ok: bool,
+        now: NaiveDateTime,
+    ) -> QResult<Option<PrinterCommand>> {
+        let cmd: Option<PrinterCommand> = printer_commands::table
+            .filter(printer_commands::printer_id.eq(printer))
+            .filter(printer_commands::number.eq(number))
+            .filter(printer_commands::status.eq("sent"))
+            .first(conn)
+            .optional()?;
+        if let Some(c) = &cmd {
+            diesel::update(printer_commands::table.find(c.id))
+                .set((
+                    printer_commands::status.eq(if ok { "acked" } else { "failed" }),
+                    printer_commands::result.eq(Some(if ok { "ok" } else { "failed" })),
+                    printer_commands::finished_at.eq(Some(now)),
+                ))
+                .execute(conn)?;
+        }
+        Ok(cmd)
+    }
+
+    pub fn of_printer(conn: &mut DbConn, printer: i64) -> QResult<Vec<PrinterCommand>> {
+        printer_commands::table
+            .filter(printer_commands::printer_id.eq(printer))
+            .order(printer_commands::number.asc())
+            .load(conn)
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = camera_tokens, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct CameraToken {
+    pub id: i64,
+    pub token_hash: String,
+    pub user_id: i64,
+    pub printer_id: Option<i64>,
+    pub created_at: NaiveDateTime,
+    pub expires_at: NaiveDateTime,
+}
+
+impl CameraToken {
+    pub fn insert(
+        conn: &mut DbConn,
+        hash: &str,
+        user: i64,
+        printer: Option<i64>,
+        expires_at: NaiveDateTime,
+    ) -> QResult<usize> {
+        diesel::insert_into(camera_tokens::table)
+            .values((
+                camera_tokens::token_hash.eq(hash),
+                camera_tokens::user_id.eq(user),
+                camera_tokens::printer_id.eq(printer),
+                camera_tokens::created_at.eq(super::now()),
+                camera_tokens::expires_at.eq(expires_at),
+            ))
+            .execute(conn)
+    }
+
+    pub fn find(conn: &mut DbConn, hash: &str) -> QResult<Option<CameraToken>> {
+        camera_tokens::table
+            .filter(camera_tokens::token_hash.eq(hash))
+            .first(conn)
+            .optional()
+    }
+
+    pub fn prune(conn: &mut DbConn, before: NaiveDateTime) -> QResult<usize> {
+        diesel::delete(camera_tokens::table.filter(camera_tokens::expires_at.le(before)))
+            .execute(conn)
+    }
+}
+
+pub struct CameraFrame;
+
+impl CameraFrame {
+    /// Keeps only the latest frame per printer.
+    pub fn store(
+        conn: &mut DbConn,
+        printer: i64,
+        jpeg: &[u8],
+        now: NaiveDateTime,
+    ) -> QResult<usize> {
+        crate::per_backend!(conn, |c| diesel::insert_into(camera_frames::table)
+            .values((
+                camera_frames::printer_id.eq(printer),
+                camera_frames::jpeg.eq(jpeg),
+                camera_frames::received_at.eq(now),
+            ))
+            .on_conflict(camera_frames::printer_id)
+            .do_update()
+            .set((
+                camera_frames::jpeg.eq(jpeg),
+                camera_frames::received_at.eq(now)
+            ))
+            .execute(c))
+    }
+
+    pub fn latest(conn: &mut DbConn, printer: i64) -> QResult<Option<(Vec<u8>, NaiveDateTime)>> {
+        camera_frames::table
+            .find(printer)
+            .select((camera_frames::jpeg, camera_frames::received_at))
+            .first(conn)
+            .optional()
+    }
+}

@@ -6,13 +6,21 @@
 //!   the settings map is capped).
 //! * The planner ([`MachineLimits`], `planner.rs`) is the Marlin-style model described in
 //!   `shared/notes/slicing.md` §3.1 (per-axis feedrate / acceleration limits, classic jerk
-//!   junctions, reverse + forward pass, trapezoids). With the file's own M201/M203/M204/M205
-//!   lines it reproduces PrusaSlicer's "normal mode" estimate to well under 1 % on the fixtures.
-//! * Filament ([`GcodeAnalysis::filament_used_mm`]): per extruder, the maximum cumulative E
+//!   junctions, forward + reverse pass, trapezoids, bounded chunks), with two details settled
+//!   by measurement (see `planner.rs`). With the file's own M201/M203/M204/M205 lines it
+//!   reproduces PrusaSlicer 2.5's "normal mode" estimate within ±0.2 % on every slice tried.
+//!   Heating waits (M109/M190) and homing (G28) count as 0 s, G4 dwells count, arcs (G2/G3)
+//!   are linearised (≤ 1 mm segments, ≤ 0.005 mm chord error).
+//! * Filament measurement, measured on the fixtures: PrusaSlicer's `filament used [mm]` is
+//!   Σ E − the purge line of the custom start G-code + the final retraction
+//!   (cube: 1303.27 − 21.5 + 0.8 = 1282.57).
+//!   Our rule ([`GcodeAnalysis::filament_used_mm`]): per extruder, the maximum cumulative E
 //!   reached (a final, never-undone retraction is not subtracted), counted from the first
 //!   layer marker (`;LAYER_CHANGE`, `;LAYER:`, `; layer 1, Z =`…) when the file has one, so that
 //!   the purge line of the custom start G-code is left out, as the slicers do; otherwise from
-//!   the start of the file. The extent (`bounds_*`, `max_z`) uses the same rule.
+//!   the start of the file. It gives 1282.570 mm on the cube and matches the footer to
+//!   0.02 mm on all 37 PrusaSlicer slices tried. The extent (`bounds_*`, `max_z`) uses the
+//!   same rule; the toolpath visitor still sees every move, purge line included.
 //! * [`looks_like_gcode`] is the cheap upload sniff.
 //!
 //! Nothing in here panics on malformed input; numbers that cannot be parsed, or whose

@@ -2,9 +2,11 @@
 //! the router itself refuses.
 
 pub mod apiglobal;
+mod camera;
 pub mod files;
 pub mod metrics;
 mod noauth;
+mod printer;
 
 use actix_web::{web, HttpResponse};
 
@@ -18,6 +20,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     apiglobal::configure(cfg);
     noauth::configure(cfg);
     files::configure(cfg);
+    printer::configure(cfg);
+    camera::configure(cfg);
 }
 
 /// The base URL for links handed to clients: `server.public_url`, else the request's own

@@ -2,14 +2,19 @@
 //!
 //! Why not the `threemf` crate: `threemf::read` returns every `*.model` part of the package
 //! without its path, so it cannot tell the root model from the others and cannot resolve
-//! Production-extension components (`<component p:path="/3D/Objects/object_1.model" …>`), which
-//! is how Bambu Studio and OrcaSlicer store every plate. It also deserialises the whole XML tree
-//! into `f64`/`usize` structures first. Here the root part comes from `_rels/.rels`, parts named
-//! by `p:path` are loaded on demand, and vertices stream straight into the output mesh.
+//! Production-extension components (`<component p:path="/3D/Objects/object_1.model" …>`), as
+//! found in Bambu Studio and OrcaSlicer project files. It also builds a serde tree of the whole
+//! XML first. Here the root part comes from `_rels/.rels`, parts named by `p:path` are loaded on
+//! demand, and the XML is parsed as a stream (no document tree is kept).
 //!
 //! Applied: the model `unit` (micron … meter), each build item's 3×4 `transform`, nested
 //! `components` with their own transforms (any depth up to [`MAX_DEPTH`], cycles refused), and
 //! mirrored transforms (triangle winding flipped so volumes stay positive).
+//!
+//! Guards against hostile packages: at most [`MAX_TRIANGLES`] triangles (parsed and after
+//! instancing), [`MAX_INSTANCES`] expanded object instances and 1 GiB of XML per model part.
+//! Objects of every `type` are included; materials, colours, slices, beam lattices and other
+//! extension data are ignored.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufReader, Read, Seek};

@@ -1,11 +1,14 @@
 //! Domain rules. Services know nothing of HTTP; they take a connection (or the pool when a
 //! call must not hold a connection during slow work such as password hashing).
 
+pub mod agent;
 pub mod auth;
 pub mod bootstrap;
 pub mod files;
 pub mod google;
 pub mod login_tokens;
+pub mod notify;
 pub mod orgs;
 pub mod printer_types;
+pub mod printers;
 pub mod sessions;

@@ -26,6 +26,7 @@ pub enum Db {
 }
 
 pub struct TestApp {
+    pub db_url: String,
     pub base: String,
     pub state: AppState,
     pub client: reqwest::Client,
@@ -69,10 +70,26 @@ impl TestApp {
                 url
             }
         };
+        Some(Self::start_on(url, dir, pg_drop, overrides).await)
+    }
+
+    /// A second server instance on this one's database (files kept apart), as when several
+    /// instances serve one farm.
+    pub async fn second_instance(&self) -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start_on(self.db_url.clone(), dir, None, &[]).await
+    }
+
+    async fn start_on(
+        url: String,
+        dir: tempfile::TempDir,
+        pg_drop: Option<PgDatabase>,
+        overrides: Overrides<'_>,
+    ) -> TestApp {
         let files = dir.path().join("files").display().to_string();
         let staging = dir.path().join("staging").display().to_string();
         let mut env: Vec<(String, String)> = vec![
-            ("DATABASE_URL".into(), url),
+            ("DATABASE_URL".into(), url.clone()),
             ("PRINTFARM_STORAGE__FILES_DIR".into(), files),
             ("PRINTFARM_STORAGE__STAGING_DIR".into(), staging),
             ("PRINTFARM_SERVER__WORKERS".into(), "2".into()),
@@ -105,7 +122,8 @@ impl TestApp {
         let server = printfarm::server(state.clone(), listener).expect("server");
         let handle = server.handle();
         actix_web::rt::spawn(server);
-        Some(TestApp {
+        TestApp {
+            db_url: url,
             base: format!("http://127.0.0.1:{port}"),
             state,
             client: reqwest::Client::builder().build().unwrap(),
@@ -113,7 +131,7 @@ impl TestApp {
             handle,
             _dir: dir,
             pg_drop,
-        })
+        }
     }
 
     /// Every file under the test's storage and staging folders (relative paths).

@@ -6,6 +6,7 @@ pub mod envelope;
 mod files;
 pub mod form;
 mod google;
+mod printers;
 mod sessions;
 mod users;
 
@@ -65,10 +66,19 @@ pub const CALLS: [(u8, &str); 35] = [
 pub const EXTRA_CALLS: [&str; 2] = ["generate_login_token", "login_with_token"];
 
 /// printfarm's own calls beside the 3DPrinterOS ones.
-pub const EXTENSION_CALLS: [&str; 1] = ["create_workgroup"];
+pub const EXTENSION_CALLS: [&str; 2] = ["create_workgroup", "set_printer_workgroups"];
 
 /// Calls answered by real handlers; every other listed call answers 501 in the envelope.
-pub const IMPLEMENTED: [&str; 21] = [
+pub const IMPLEMENTED: [&str; 30] = [
+    "get_organization_printers_list",
+    "get_printer_shares",
+    "share_printer",
+    "unshare_printer",
+    "add_printer_by_registration_code",
+    "get_printers_list",
+    "get_camera_list_token",
+    "printer_clear_build_tray",
+    "set_printer_workgroups",
     "upload",
     "get_projects",
     "get_slicer_settings_for_gcode",
@@ -98,6 +108,35 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     // What clients actually send; the document spells it `loginout`.
     call(cfg, "logout", sessions::logout);
     call(cfg, "check_session", sessions::check_session);
+    call(
+        cfg,
+        "get_organization_printers_list",
+        printers::get_organization_printers_list,
+    );
+    call(cfg, "get_printer_shares", printers::get_printer_shares);
+    call(cfg, "share_printer", printers::share_printer);
+    call(cfg, "unshare_printer", printers::unshare_printer);
+    call(
+        cfg,
+        "add_printer_by_registration_code",
+        printers::add_printer_by_registration_code,
+    );
+    call(cfg, "get_printers_list", printers::get_printers_list);
+    call(
+        cfg,
+        "get_camera_list_token",
+        printers::get_camera_list_token,
+    );
+    call(
+        cfg,
+        "printer_clear_build_tray",
+        printers::printer_clear_build_tray,
+    );
+    call(
+        cfg,
+        "set_printer_workgroups",
+        printers::set_printer_workgroups,
+    );
     call(cfg, "upload", files::upload);
     call(cfg, "get_projects", files::get_projects);
     call(
@@ -228,7 +267,7 @@ fn too_large(limit: usize) -> Error {
     Error::PayloadTooLarge(format!("Request body is larger than {limit} bytes"))
 }
 
-async fn read_body(mut payload: Payload, limit: usize) -> Result<web::BytesMut, Error> {
+pub(crate) async fn read_body(mut payload: Payload, limit: usize) -> Result<web::BytesMut, Error> {
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk =

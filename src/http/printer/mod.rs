@@ -1,0 +1,349 @@
+//! The printer-agent channel: the 3DPrinterOS printer protocol. JSON over POST, always
+//! `200 OK` for protocol answers, `{}` for "nothing to do", errors as
+//! `{"error": {"code", "message"}}`.
+
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use serde_json::{json, Value};
+
+use crate::db::models::Printer;
+use crate::error::Error;
+use crate::services::agent::{self, Poll};
+use crate::services::auth::random_token;
+use crate::services::printers::{self, AgentError, DeviceInfo, Registration};
+use crate::services::sessions;
+use crate::AppState;
+
+const MAX_COMMAND_BODY: usize = 256 * 1024;
+const MAX_CAMERA_BODY: usize = 4 * 1024 * 1024;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    for prefix in ["/apiprinter/v1/printer", "/apiprinter/v1/{vendor}/printer"] {
+        cfg.route(&format!("{prefix}/register"), web::post().to(register))
+            .route(&format!("{prefix}/command"), web::post().to(command))
+            .route(&format!("{prefix}/camera"), web::post().to(camera))
+            .route(
+                &format!("{prefix}/get_printer_profiles"),
+                web::post().to(printer_profiles),
+            )
+            .route(
+                &format!("{prefix}/get_queued_jobs"),
+                web::post().to(queued_jobs),
+            )
+            .route(
+                &format!("{prefix}/start_queued_job"),
+                web::post().to(start_queued_job),
+            );
+    }
+    cfg.route("/streamerapi/user_login", web::post().to(user_login))
+        .route("/streamerapi/printer_login", web::post().to(printer_login))
+        .route("/streamerapi/command", web::post().to(command))
+        .route("/streamerapi/camera", web::post().to(camera))
+        .route("/streamerapi/get_queued_jobs", web::post().to(queued_jobs))
+        .route(
+            "/streamerapi/start_queued_job",
+            web::post().to(start_queued_job),
+        );
+}
+
+fn answer(v: Value) -> HttpResponse {
+    HttpResponse::Ok().json(v)
+}
+
+fn agent_error(e: AgentError) -> HttpResponse {
+    answer(json!({"error": {"code": e.code, "message": e.message}}))
+}
+
+/// Server-side failures keep their HTTP status (agents retry), in the protocol's shape.
+fn server_error(e: Error) -> HttpResponse {
+    let status = e.status_code();
+    if status == StatusCode::INTERNAL_SERVER_ERROR {
+        tracing::error!(error = %e, "agent request failed");
+    }
+    let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
+        "Internal server error".to_string()
+    } else {
+        e.to_string()
+    };
+    HttpResponse::build(status)
+        .json(json!({"error": {"code": status.as_u16(), "message": message}}))
+}
+
+async fn body_json(payload: web::Payload, limit: usize) -> Result<Value, HttpResponse> {
+    let bytes = crate::http::apiglobal::read_body(payload.into_inner(), limit)
+        .await
+        .map_err(|_| {
+            agent_error(AgentError {
+                code: 413,
+                message: format!("request body over {limit} bytes"),
+            })
+        })?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .filter(Value::is_object)
+        .ok_or_else(|| {
+            agent_error(AgentError {
+                code: 400,
+                message: "the body must be a JSON object".into(),
+            })
+        })
+}
+
+fn text(v: &Value, key: &str) -> String {
+    match v.get(key) {
+        Some(Value::String(s)) => s.chars().take(128).collect(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => String::new(),
+    }
+}
+
+fn device_from(v: &Value) -> DeviceInfo {
+    DeviceInfo {
+        vid: text(v, "VID"),
+        pid: text(v, "PID"),
+        snr: text(v, "SNR"),
+        mac: text(v, "mac"),
+        version: Some(text(v, "version")).filter(|s| !s.is_empty()),
+        type_alias: Some(text(v, "type")).filter(|s| !s.is_empty()),
+        local_ip: text(v, "local_ip"),
+        raw: v.clone(),
+    }
+}
+
+async fn register(state: web::Data<AppState>, payload: web::Payload) -> HttpResponse {
+    let body = match body_json(payload, MAX_COMMAND_BODY).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let device = device_from(&body);
+    let code = body
+        .get("registration_code")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let ttl = chrono::Duration::minutes(state.config.printers.registration_code_minutes);
+    match state
+        .db(move |c| printers::agent_register(c, &device, code.as_deref(), ttl))
+        .await
+    {
+        Ok(Ok(Registration::Code(code))) => answer(json!({"registration_code": code})),
+        Ok(Ok(Registration::Token { token, email })) => {
+            answer(json!({"auth_token": token, "email": email}))
+        }
+        Ok(Err(e)) => agent_error(e),
+        Err(e) => server_error(e),
+    }
+}
+
+/// The printer token of a request: `auth_token` (APIPrinter) or `printer_token` (StreamerAPI).
+fn printer_token(body: &Value) -> String {
+    body.get("auth_token")
+        .or_else(|| body.get("printer_token"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+async fn authenticated(state: &AppState, body: &Value) -> Result<Printer, HttpResponse> {
+    let token = printer_token(body);
+    match state.db(move |c| agent::authenticate(c, &token)).await {
+        Ok(Ok(p)) => Ok(p),
+        Ok(Err(e)) => Err(agent_error(e)),
+        Err(e) => Err(server_error(e)),
+    }
+}
+
+fn command_answer(cmd: Option<crate::db::models::PrinterCommand>) -> HttpResponse {
+    match cmd {
+        Some(c) => answer(agent::command_json(&c)),
+        None => answer(json!({})),
+    }
+}
+
+/// The agent's poll: report in, at most one command out. With `wait` (printfarm extension,
+/// seconds) the request is held until a command arrives or the time is up.
+async fn command(state: web::Data<AppState>, payload: web::Payload) -> HttpResponse {
+    let body = match body_json(payload, MAX_COMMAND_BODY).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let printer = match authenticated(&state, &body).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let poll = Poll::from_json(&body);
+    let id = printer.id;
+    let first = {
+        let poll = poll.clone();
+        state.db(move |c| agent::poll(c, &printer, &poll)).await
+    };
+    let first = match first {
+        Ok(c) => c,
+        Err(e) => return server_error(e),
+    };
+    let wait = body
+        .get("wait")
+        .and_then(Value::as_f64)
+        .filter(|w| w.is_finite() && *w > 0.0)
+        .map(|w| w.min(state.config.printers.long_poll_max_secs as f64));
+    let Some(wait) = wait.filter(|_| first.is_none()) else {
+        return command_answer(first);
+    };
+    let handle = state.notifier.handle(id);
+    let notified = handle.notified();
+    tokio::pin!(notified);
+    notified.as_mut().enable();
+    // A command may have been queued between the poll and arming the wake-up.
+    match state.db(move |c| agent::deliver(c, id)).await {
+        Ok(Some(cmd)) => return command_answer(Some(cmd)),
+        Ok(None) => {}
+        Err(e) => return server_error(e),
+    }
+    let _ = tokio::time::timeout(Duration::from_secs_f64(wait), notified).await;
+    match state
+        .db(move |c| {
+            agent::touch(c, id)?;
+            agent::deliver(c, id)
+        })
+        .await
+    {
+        Ok(cmd) => command_answer(cmd),
+        Err(e) => server_error(e),
+    }
+}
+
+async fn camera(state: web::Data<AppState>, payload: web::Payload) -> HttpResponse {
+    let body = match body_json(payload, MAX_CAMERA_BODY).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let printer = match authenticated(&state, &body).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let image = body
+        .get("image")
+        .or_else(|| body.get("file_data"))
+        .and_then(Value::as_str)
+        .unwrap_or("S")
+        .to_string();
+    match state
+        .db(move |c| agent::camera_frame(c, &printer, &image))
+        .await
+    {
+        Ok(Ok(watched)) => answer(json!({"state": i32::from(watched)})),
+        Ok(Err(e)) => agent_error(e),
+        Err(e) => server_error(e),
+    }
+}
+
+/// We ship no client-side printer profiles: agents keep their own.
+async fn printer_profiles(state: web::Data<AppState>, payload: web::Payload) -> HttpResponse {
+    let body = match body_json(payload, MAX_COMMAND_BODY).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    if let Err(r) = authenticated(&state, &body).await {
+        return r;
+    }
+    answer(json!([]))
+}
+
+async fn queued_jobs() -> HttpResponse {
+    agent_error(AgentError {
+        code: 501,
+        message: "get_queued_jobs is not implemented on this server yet".into(),
+    })
+}
+
+async fn start_queued_job() -> HttpResponse {
+    agent_error(AgentError {
+        code: 501,
+        message: "start_queued_job is not implemented on this server yet".into(),
+    })
+}
+
+/// StreamerAPI: an agent signs in as a user and gets a user token (a session).
+async fn user_login(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    let body = match body_json(payload, MAX_COMMAND_BODY).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let login = body.get("login").cloned().unwrap_or(Value::Null);
+    let user = text(&login, "user");
+    let password = login
+        .get("password")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let addr = crate::http::apiglobal::client_addr(&req, state.config.server.trust_forwarded_for);
+    let st = state.clone();
+    let outcome = web::block(move || {
+        sessions::login(
+            &st.pool,
+            &st.hasher,
+            &st.session_policy,
+            &user,
+            &password,
+            &addr,
+        )
+    })
+    .await;
+    match outcome.map_err(Error::from).and_then(|r| r) {
+        // The 2015 client wants all_profiles as a JSON string.
+        Ok(o) => answer(json!({"user_token": o.token, "all_profiles": "[]"})),
+        Err(Error::Unauthorized(m)) | Err(Error::Forbidden(m)) | Err(Error::TooManyRequests(m)) => {
+            agent_error(AgentError {
+                code: 3,
+                message: m,
+            })
+        }
+        Err(e) => server_error(e),
+    }
+}
+
+/// StreamerAPI: a signed-in agent attaches a printer (created in the user's organization the
+/// first time) and gets its printer token.
+async fn printer_login(state: web::Data<AppState>, payload: web::Payload) -> HttpResponse {
+    let body = match body_json(payload, MAX_COMMAND_BODY).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let user_token = text(&body, "user_token");
+    let device = device_from(body.get("printer").unwrap_or(&Value::Null));
+    if device.snr.is_empty() {
+        return agent_error(AgentError {
+            code: 30,
+            message: "printer.SNR is required".into(),
+        });
+    }
+    let policy = state.session_policy.clone();
+    let result = state
+        .db(move |c| {
+            let user = sessions::authenticate(c, &policy, &user_token)?.user;
+            let token = random_token();
+            crate::db::write_transaction(c, |c| {
+                let printer = printers::pair_device(c, &user, &device, None, &token)?;
+                Ok((printer, token))
+            })
+        })
+        .await;
+    match result {
+        Ok((printer, token)) => {
+            answer(json!({"printer_token": token, "printer_profile": "{}", "name": printer.name}))
+        }
+        Err(Error::Unauthorized(m)) | Err(Error::Forbidden(m)) => agent_error(AgentError {
+            code: 3,
+            message: m,
+        }),
+        Err(e) => server_error(e),
+    }
+}

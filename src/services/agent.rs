@@ -1,0 +1,273 @@
+//! The printer-agent channel: reports, durable commands (pending → sent → acked/failed, one
+//! per poll, in number order, re-sent until acknowledged), and camera frames.
+
+use chrono::Duration;
+use serde_json::{Map, Value};
+
+use crate::db::models::{CameraFrame, Printer, PrinterCommand, RegistrationCode};
+use crate::db::schema::printers;
+use crate::db::{self, DbConn};
+use crate::error::{Error, Result};
+use crate::services::auth::token_hash;
+use crate::services::printers::{AgentError, AGENT_BAD_TOKEN};
+
+/// The printer an agent token belongs to. The first use of a freshly issued token also
+/// forgets the plain copy kept for the registration poll.
+pub fn authenticate(
+    conn: &mut DbConn,
+    token: &str,
+) -> Result<std::result::Result<Printer, AgentError>> {
+    let bad = || AgentError {
+        code: AGENT_BAD_TOKEN,
+        message: "Invalid auth token; register the printer again".into(),
+    };
+    if token.is_empty() {
+        return Ok(Err(bad()));
+    }
+    let Some(printer) = Printer::find_by_token_hash(conn, &token_hash(token))? else {
+        return Ok(Err(bad()));
+    };
+    RegistrationCode::forget_token(conn, printer.id)?;
+    Ok(Ok(printer))
+}
+
+/// One `command` request, decoded.
+#[derive(Debug, Default, Clone)]
+pub struct Poll {
+    pub report: Option<Map<String, Value>>,
+    pub ack: Option<(i64, bool)>,
+    pub errors: Option<Value>,
+    pub reset_job: bool,
+    pub bed_clear: bool,
+}
+
+impl Poll {
+    pub fn from_json(body: &Value) -> Poll {
+        let ack = body.get("command_ack").and_then(|a| {
+            let number = match a.get("number")? {
+                Value::Number(n) => n.as_i64(),
+                Value::String(s) => s.trim().parse().ok(),
+                _ => None,
+            }?;
+            // A missing or null result counts as success (the reference client does the same).
+            let ok = !matches!(a.get("result"), Some(Value::Bool(false)));
+            Some((number, ok))
+        });
+        let errors = body
+            .get("error")
+            .filter(|e| !e.is_null() && e.as_array().is_none_or(|a| !a.is_empty()))
+            .cloned();
+        Poll {
+            report: body.get("report").and_then(Value::as_object).cloned(),
+            ack,
+            errors,
+            reset_job: body.get("reset_job").is_some_and(truthy),
+            bed_clear: body.get("bed_clear").is_some_and(truthy),
+        }
+    }
+}
+
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|n| n != 0.0),
+        Value::String(s) => matches!(s.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"),
+        _ => false,
+    }
+}
+
+/// Temperatures as agents send them, tolerating odd entries (`[60.1, [215, 2], null, "x"]`):
+/// numbers are kept, a list contributes its first number, anything else becomes null.
+pub fn temps(v: &Value) -> Option<Vec<Option<f64>>> {
+    let list = v.as_array()?;
+    Some(
+        list.iter()
+            .map(|t| match t {
+                Value::Number(n) => n.as_f64(),
+                Value::Array(inner) => inner.iter().find_map(Value::as_f64),
+                Value::String(s) => s.trim().parse().ok(),
+                _ => None,
+            })
+            .map(|t| t.filter(|x| x.is_finite()))
+            .collect(),
+    )
+}
+
+/// Applies a report to the printer row. Agents omit fields that did not change, so the stored
+/// report is merged, not replaced.
+fn apply_report(
+    conn: &mut DbConn,
+    printer: &Printer,
+    poll: &Poll,
+    now: chrono::NaiveDateTime,
+) -> Result<()> {
+    use diesel::prelude::*;
+    let mut merged: Map<String, Value> = printer
+        .report
+        .as_deref()
+        .and_then(|r| serde_json::from_str(r).ok())
+        .unwrap_or_default();
+    let mut state = printer.state.clone();
+    let mut percent = printer.percent;
+    let mut temps_json = printer.temps.clone();
+    let mut targets_json = printer.target_temps.clone();
+    let mut local_ip = printer.local_ip.clone();
+    if let Some(report) = &poll.report {
+        for (k, v) in report {
+            merged.insert(k.clone(), v.clone());
+        }
+        if let Some(s) = report
+            .get("state")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty() && s.len() <= 32)
+        {
+            state = s.to_string();
+        }
+        if let Some(p) = report
+            .get("percent")
+            .and_then(|p| p.as_f64().or_else(|| p.as_str()?.parse().ok()))
+        {
+            if p.is_finite() {
+                percent = p.clamp(0.0, 100.0);
+            }
+        }
+        if let Some(t) = report.get("temps").and_then(temps) {
+            temps_json = Some(serde_json::to_string(&t).map_err(Error::internal)?);
+        }
+        if let Some(t) = report.get("target_temps").and_then(temps) {
+            targets_json = Some(serde_json::to_string(&t).map_err(Error::internal)?);
+        }
+        if let Some(ip) = report.get("local_ip").and_then(Value::as_str) {
+            local_ip = ip.chars().take(64).collect();
+        }
+    }
+    let last_error = match &poll.errors {
+        Some(e) => Some(e.to_string()),
+        None => printer.last_error.clone(),
+    };
+    diesel::update(printers::table.find(printer.id))
+        .set((
+            printers::state.eq(&state),
+            printers::percent.eq(percent),
+            printers::temps.eq(&temps_json),
+            printers::target_temps.eq(&targets_json),
+            printers::local_ip.eq(&local_ip),
+            printers::report.eq(Some(Value::Object(merged).to_string())),
+            printers::last_error.eq(&last_error),
+            printers::last_seen_at.eq(Some(now)),
+            printers::updated_at.eq(now),
+        ))
+        .execute(conn)?;
+    if poll.bed_clear {
+        Printer::set_tray_clear(conn, printer.id, true)?;
+    }
+    Ok(())
+}
+
+/// Handles a poll: the report, the acknowledgement of the previous command, then hands out the
+/// oldest unacknowledged command (re-sending one the agent never acknowledged).
+pub fn poll(conn: &mut DbConn, printer: &Printer, poll: &Poll) -> Result<Option<PrinterCommand>> {
+    db::write_transaction(conn, |c| {
+        let now = db::now();
+        apply_report(c, printer, poll, now)?;
+        if let Some((number, ok)) = poll.ack {
+            PrinterCommand::ack(c, printer.id, number, ok, now)?;
+        }
+        deliver(c, printer.id)
+    })
+}
+
+/// The next command for a printer, marked as sent.
+pub fn deliver(conn: &mut DbConn, printer_id: i64) -> Result<Option<PrinterCommand>> {
+    let next = PrinterCommand::next_unacked(conn, printer_id)?;
+    if let Some(cmd) = &next {
+        PrinterCommand::mark_sent(conn, cmd.id, db::now())?;
+    }
+    Ok(next)
+}
+
+/// Keeps a long-polling printer marked as connected while its request is held.
+pub fn touch(conn: &mut DbConn, printer_id: i64) -> Result<()> {
+    use diesel::prelude::*;
+    diesel::update(printers::table.find(printer_id))
+        .set(printers::last_seen_at.eq(Some(db::now())))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The wire form of a command: `{"command", "number", …extra keys}`.
+pub fn command_json(cmd: &PrinterCommand) -> Value {
+    let mut obj: Map<String, Value> = cmd
+        .payload
+        .as_deref()
+        .and_then(|p| serde_json::from_str(p).ok())
+        .unwrap_or_default();
+    obj.insert("command".into(), Value::String(cmd.command.clone()));
+    obj.insert("number".into(), Value::from(cmd.number));
+    Value::Object(obj)
+}
+
+/// Queues a command for a printer's agent (numbered per printer, in commit order). The caller
+/// wakes a waiting agent after the transaction commits; on Postgres the NOTIFY sent here
+/// reaches other server instances at commit.
+pub fn enqueue(
+    conn: &mut DbConn,
+    printer_id: i64,
+    command: &str,
+    extra: Map<String, Value>,
+    job_id: Option<i64>,
+) -> Result<PrinterCommand> {
+    db::write_transaction(conn, |c| {
+        let number = Printer::take_command_number(c, printer_id)?;
+        let payload = (!extra.is_empty()).then(|| Value::Object(extra.clone()).to_string());
+        let cmd =
+            PrinterCommand::insert(c, printer_id, number, command, payload.as_deref(), job_id)?;
+        if let DbConn::Pg(pg) = c {
+            use diesel::RunQueryDsl;
+            diesel::sql_query("SELECT pg_notify($1, $2)")
+                .bind::<diesel::sql_types::Text, _>(crate::services::notify::CHANNEL)
+                .bind::<diesel::sql_types::Text, _>(printer_id.to_string())
+                .execute(pg)?;
+        }
+        Ok(cmd)
+    })
+}
+
+/// Largest camera frame accepted from an agent.
+pub const MAX_FRAME_BYTES: usize = 2 * 1024 * 1024;
+
+/// An agent's camera post: a base64 JPEG (kept as the printer's latest frame) or "S" (same
+/// frame, keep-alive). Answers whether someone is watching (1 = send full frames).
+pub fn camera_frame(
+    conn: &mut DbConn,
+    printer: &Printer,
+    image: &str,
+) -> Result<std::result::Result<bool, AgentError>> {
+    use base64::Engine;
+    let now = db::now();
+    if image != "S" && !image.is_empty() {
+        let Ok(jpeg) = base64::engine::general_purpose::STANDARD.decode(image.trim()) else {
+            return Ok(Err(AgentError {
+                code: 40,
+                message: "image is not valid base64".into(),
+            }));
+        };
+        if jpeg.len() > MAX_FRAME_BYTES || !jpeg.starts_with(&[0xFF, 0xD8]) {
+            return Ok(Err(AgentError {
+                code: 41,
+                message: "image must be a JPEG of at most 2 MiB".into(),
+            }));
+        }
+        CameraFrame::store(conn, printer.id, &jpeg, now)?;
+    }
+    Ok(Ok(printer.camera_watched_until.is_some_and(|t| t > now)))
+}
+
+/// A viewer is looking: ask the agent for full frames for a while.
+pub fn mark_watched(conn: &mut DbConn, printer_id: i64, for_how_long: Duration) -> Result<()> {
+    use diesel::prelude::*;
+    diesel::update(printers::table.find(printer_id))
+        .set(printers::camera_watched_until.eq(Some(db::now() + for_how_long)))
+        .execute(conn)?;
+    Ok(())
+}

@@ -1,0 +1,79 @@
+//! Wake-ups for long-polling agents: a local table of waiters per printer, fed directly on
+//! this instance and, on Postgres, by LISTEN/NOTIFY so a command queued on one server instance
+//! reaches an agent held open on another.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use diesel::{Connection, PgConnection, RunQueryDsl};
+use tokio::sync::Notify;
+
+pub const CHANNEL: &str = "printfarm_commands";
+
+#[derive(Default)]
+pub struct Notifier {
+    waiters: Mutex<HashMap<i64, Arc<Notify>>>,
+}
+
+impl Notifier {
+    /// The wake-up handle of one printer; create its `notified()` future before checking for
+    /// work, so a wake-up between the check and the wait is not lost.
+    pub fn handle(&self, printer: i64) -> Arc<Notify> {
+        let mut map = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(printer).or_default().clone()
+    }
+
+    pub fn wake(&self, printer: i64) {
+        let map = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get(&printer) {
+            n.notify_waiters();
+        }
+    }
+}
+
+/// Listens on Postgres for commands queued by any instance. Runs on its own thread until the
+/// notifier is dropped (the server stopped).
+pub fn spawn_pg_listener(url: String, notifier: Weak<Notifier>) {
+    std::thread::Builder::new()
+        .name("pg-listen".into())
+        .spawn(move || {
+            let mut backoff = Duration::from_millis(200);
+            while notifier.strong_count() > 0 {
+                match listen(&url, &notifier) {
+                    Ok(()) => return,
+                    Err(e) => {
+                        if notifier.strong_count() == 0 {
+                            return;
+                        }
+                        tracing::warn!(error = %e, "LISTEN connection lost; reconnecting");
+                        std::thread::sleep(backoff);
+                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                    }
+                }
+            }
+        })
+        .map(drop)
+        .unwrap_or_else(|e| tracing::error!(error = %e, "cannot start the LISTEN thread"));
+}
+
+fn listen(url: &str, notifier: &Weak<Notifier>) -> Result<(), String> {
+    let mut conn = PgConnection::establish(url).map_err(|e| e.to_string())?;
+    diesel::sql_query(format!("LISTEN {CHANNEL}"))
+        .execute(&mut conn)
+        .map_err(|e| e.to_string())?;
+    loop {
+        let Some(n) = notifier.upgrade() else {
+            return Ok(());
+        };
+        // Reads what arrived on the socket without a round trip.
+        for note in conn.notifications_iter() {
+            let note = note.map_err(|e| e.to_string())?;
+            if let Ok(printer) = note.payload.parse::<i64>() {
+                n.wake(printer);
+            }
+        }
+        drop(n);
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}

@@ -1,0 +1,656 @@
+//! Printers: who sees and manages which, the Global API lists, shares, registration codes,
+//! the build-tray flag and camera tokens.
+//!
+//! Visibility: organization admins see their organization's printers; owners see theirs;
+//! workgroup members see the printers of their workgroups; a share to the user's email gives
+//! access to that printer (across organizations, too). Everything else answers 404.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{Duration, NaiveDateTime};
+use rand::Rng;
+use serde_json::{json, Value};
+
+use crate::db::models::{
+    access_role, normalize_email, rights, share_role, CameraToken, NewPrinter, Printer,
+    PrinterShare, PrinterType, PrinterWorkgroups, RegistrationCode, User, Workgroup,
+};
+use crate::db::{self, DbConn};
+use crate::error::{Error, Result};
+use crate::services::auth::{random_token, token_hash};
+use crate::services::orgs::is_org_admin;
+
+/// What a user may do with a printer, weakest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Access {
+    /// May queue jobs (workgroup rights 3, share role 5).
+    Queue,
+    /// May start jobs (workgroup rights 2, share role 2).
+    Print,
+    /// Owner or organization admin: shares, workgroups, everything.
+    Manage,
+}
+
+fn access_via_rights(r: i32) -> Access {
+    if r == rights::CAN_QUEUE {
+        Access::Queue
+    } else {
+        Access::Print
+    }
+}
+
+fn access_via_share(s: &PrinterShare) -> Access {
+    if s.role_id == share_role::CAN_QUEUE {
+        Access::Queue
+    } else {
+        Access::Print
+    }
+}
+
+/// Every printer the user can reach, with the strongest access they have to it.
+pub fn reachable(conn: &mut DbConn, user: &User) -> Result<BTreeMap<i64, Access>> {
+    let mut out: BTreeMap<i64, Access> = BTreeMap::new();
+    let mut grant = |id: i64, a: Access| {
+        let e = out.entry(id).or_insert(a);
+        if a > *e {
+            *e = a;
+        }
+    };
+    for p in Printer::in_org(conn, user.organization_id)? {
+        if is_org_admin(user) || p.owner_user_id == Some(user.id) {
+            grant(p.id, Access::Manage);
+        }
+    }
+    let mine = Workgroup::of_user(conn, user.id)?;
+    let wg_rights: BTreeMap<i64, i32> = mine.iter().map(|(w, r)| (w.id, *r)).collect();
+    let wg_ids: Vec<i64> = wg_rights.keys().copied().collect();
+    for (printer, wg) in PrinterWorkgroups::printers_in(conn, &wg_ids)? {
+        grant(
+            printer,
+            access_via_rights(wg_rights.get(&wg).copied().unwrap_or(rights::CAN_PRINT)),
+        );
+    }
+    for s in PrinterShare::for_email(conn, &user.email)? {
+        grant(s.printer_id, access_via_share(&s));
+    }
+    Ok(out)
+}
+
+/// The user's access to one printer, or `None` when it is out of reach.
+pub fn access(conn: &mut DbConn, user: &User, printer: &Printer) -> Result<Option<Access>> {
+    let mut best = None;
+    if printer.organization_id == user.organization_id
+        && (is_org_admin(user) || printer.owner_user_id == Some(user.id))
+    {
+        return Ok(Some(Access::Manage));
+    }
+    if printer.organization_id == user.organization_id {
+        let mine = Workgroup::of_user(conn, user.id)?;
+        let groups: BTreeSet<i64> = PrinterWorkgroups::of(conn, &[printer.id])?
+            .into_iter()
+            .map(|(_, wg)| wg)
+            .collect();
+        for (wg, r) in mine {
+            if groups.contains(&wg.id) {
+                best = best.max(Some(access_via_rights(r)));
+            }
+        }
+    }
+    if let Some(s) = PrinterShare::find_for(conn, printer.id, &user.email)? {
+        best = best.max(Some(access_via_share(&s)));
+    }
+    Ok(best)
+}
+
+fn not_found(id: i64) -> Error {
+    Error::not_found(format!("Printer {id} not found"))
+}
+
+/// A printer the user can reach (404 otherwise, exactly as for a missing id).
+pub fn visible(conn: &mut DbConn, user: &User, id: i64) -> Result<(Printer, Access)> {
+    let printer = Printer::find(conn, id)?.ok_or_else(|| not_found(id))?;
+    let a = access(conn, user, &printer)?.ok_or_else(|| not_found(id))?;
+    Ok((printer, a))
+}
+
+/// A printer the user manages: 404 out of reach, 403 reachable without the right.
+pub fn managed(conn: &mut DbConn, user: &User, id: i64) -> Result<Printer> {
+    let (printer, a) = visible(conn, user, id)?;
+    if a < Access::Manage {
+        return Err(Error::forbidden(
+            "Only the printer's owner and organization admins may do this",
+        ));
+    }
+    Ok(printer)
+}
+
+/// The state clients see: the agent's, or `notconnected` when it stopped polling.
+pub fn display_state(p: &Printer, offline_after: Duration, now: NaiveDateTime) -> String {
+    match p.last_seen_at {
+        Some(seen) if now - seen <= offline_after => p.state.clone(),
+        _ => "notconnected".to_string(),
+    }
+}
+
+fn int_temps(text: Option<&str>) -> Value {
+    let Some(list) = text.and_then(|t| serde_json::from_str::<Vec<Option<f64>>>(t).ok()) else {
+        return Value::Null;
+    };
+    Value::Array(
+        list.into_iter()
+            .map(|t| t.map_or(Value::Null, |v| json!(v.round() as i64)))
+            .collect(),
+    )
+}
+
+pub struct ListContext {
+    pub offline_after: Duration,
+    pub types: BTreeMap<i64, PrinterType>,
+    pub workgroups: BTreeMap<i64, Vec<i64>>,
+}
+
+pub fn list_context(
+    conn: &mut DbConn,
+    printers: &[Printer],
+    offline_after: Duration,
+) -> Result<ListContext> {
+    let types = PrinterType::all(conn)?
+        .into_iter()
+        .map(|t| (t.id, t))
+        .collect();
+    let ids: Vec<i64> = printers.iter().map(|p| p.id).collect();
+    let mut workgroups: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for (p, wg) in PrinterWorkgroups::of(conn, &ids)? {
+        workgroups.entry(p).or_default().push(wg);
+    }
+    Ok(ListContext {
+        offline_after,
+        types,
+        workgroups,
+    })
+}
+
+fn type_name(ctx: &ListContext, p: &Printer) -> String {
+    p.printer_type_id
+        .and_then(|t| ctx.types.get(&t))
+        .map(|t| t.short_name.clone())
+        .unwrap_or_default()
+}
+
+/// One item of `get_organization_printers_list`, with exactly the seed's keys.
+pub fn org_list_item(ctx: &ListContext, p: &Printer, now: NaiveDateTime) -> Value {
+    json!({
+        "id": p.id,
+        "name": p.name,
+        "type": type_name(ctx, p),
+        "snr": p.snr,
+        "host_num": p.host_num,
+        "local_ip": p.local_ip,
+        "workgroups": ctx.workgroups.get(&p.id).filter(|w| !w.is_empty()),
+        "state": display_state(p, ctx.offline_after, now),
+        "temps": int_temps(p.temps.as_deref()),
+        "target_temps": int_temps(p.target_temps.as_deref()),
+        "percent": p.percent.round() as i64,
+    })
+}
+
+/// One item of `get_printers_list`.
+pub fn user_list_item(ctx: &ListContext, p: &Printer, now: NaiveDateTime) -> Value {
+    json!({
+        "id": p.id,
+        "printer_id": p.id,
+        "name": p.name,
+        "type": type_name(ctx, p),
+        "state": display_state(p, ctx.offline_after, now),
+        "local_ip": p.local_ip,
+        "filaments": p.filaments,
+        "percent": p.percent.round() as i64,
+        "temps": int_temps(p.temps.as_deref()),
+        "target_temps": int_temps(p.target_temps.as_deref()),
+        "tray_clear": p.tray_clear,
+    })
+}
+
+/// `get_organization_printers_list`: organization admins see the organization, workgroup admins
+/// the printers of their workgroups; optional filters by printer and workgroup.
+pub fn organization_printers(
+    conn: &mut DbConn,
+    user: &User,
+    printer_id: Option<i64>,
+    workgroup_id: Option<i64>,
+) -> Result<Vec<Printer>> {
+    let all = Printer::in_org(conn, user.organization_id)?;
+    let allowed: Option<BTreeSet<i64>> = if is_org_admin(user) {
+        None
+    } else if user.access_role == access_role::WORKGROUP_ADMIN {
+        let wgs: Vec<i64> = Workgroup::of_user(conn, user.id)?
+            .iter()
+            .map(|(w, _)| w.id)
+            .collect();
+        Some(
+            PrinterWorkgroups::printers_in(conn, &wgs)?
+                .into_iter()
+                .map(|(p, _)| p)
+                .collect(),
+        )
+    } else {
+        return Err(Error::forbidden(
+            "Only organization and workgroup admins may list the organization's printers",
+        ));
+    };
+    if let Some(wg) = workgroup_id {
+        crate::services::orgs::visible_workgroup(conn, user, wg)?;
+    }
+    let in_wg: Option<BTreeSet<i64>> = workgroup_id
+        .map(|wg| {
+            PrinterWorkgroups::printers_in(conn, &[wg])
+                .map(|v| v.into_iter().map(|(p, _)| p).collect())
+        })
+        .transpose()?;
+    let list: Vec<Printer> = all
+        .into_iter()
+        .filter(|p| allowed.as_ref().is_none_or(|a| a.contains(&p.id)))
+        .filter(|p| in_wg.as_ref().is_none_or(|w| w.contains(&p.id)))
+        .filter(|p| printer_id.is_none_or(|id| p.id == id))
+        .collect();
+    if let Some(id) = printer_id {
+        if list.is_empty() {
+            return Err(not_found(id));
+        }
+    }
+    Ok(list)
+}
+
+/// `get_printers_list`: every printer the user can reach, optionally filtered.
+pub fn user_printers(
+    conn: &mut DbConn,
+    user: &User,
+    printer_type: Option<&str>,
+    ids: &[i64],
+) -> Result<Vec<Printer>> {
+    let reach = reachable(conn, user)?;
+    let wanted: Vec<i64> = reach
+        .keys()
+        .copied()
+        .filter(|id| ids.is_empty() || ids.contains(id))
+        .collect();
+    let mut printers = Printer::by_ids(conn, &wanted)?;
+    if let Some(t) = printer_type {
+        let t = t.trim().to_uppercase();
+        let types: BTreeMap<i64, String> = PrinterType::all(conn)?
+            .into_iter()
+            .map(|pt| (pt.id, pt.short_name))
+            .collect();
+        printers.retain(|p| {
+            p.printer_type_id
+                .and_then(|id| types.get(&id))
+                .is_some_and(|s| *s == t)
+        });
+    }
+    Ok(printers)
+}
+
+/// Organization admins assign a printer to workgroups of its organization (printfarm extension).
+pub fn set_workgroups(
+    conn: &mut DbConn,
+    user: &User,
+    printer_id: i64,
+    workgroups: &[i64],
+) -> Result<()> {
+    db::write_transaction(conn, |c| {
+        let printer = managed(c, user, printer_id)?;
+        for wg in workgroups {
+            Workgroup::find_in_org(c, printer.organization_id, *wg)?
+                .ok_or_else(|| Error::not_found(format!("Workgroup {wg} not found")))?;
+        }
+        let unique: BTreeSet<i64> = workgroups.iter().copied().collect();
+        PrinterWorkgroups::set(c, printer.id, &unique.into_iter().collect::<Vec<_>>())?;
+        Ok(())
+    })
+}
+
+pub fn shares(conn: &mut DbConn, user: &User, printer_id: i64) -> Result<Vec<PrinterShare>> {
+    let printer = managed(conn, user, printer_id)?;
+    Ok(PrinterShare::of_printer(conn, printer.id)?)
+}
+
+/// `share_printer`: a new share, or new terms for an existing share to the same email.
+pub fn share(
+    conn: &mut DbConn,
+    user: &User,
+    printer_id: i64,
+    role: i64,
+    email: &str,
+    prints: Option<i64>,
+) -> Result<PrinterShare> {
+    let role = i32::try_from(role)
+        .ok()
+        .filter(|r| *r == share_role::CAN_PRINT || *r == share_role::CAN_QUEUE)
+        .ok_or_else(|| Error::bad_request("role_id must be 2 (can print) or 5 (can queue)"))?;
+    let prints = prints
+        .map(|n| {
+            i32::try_from(n).ok().filter(|n| *n >= 0).ok_or_else(|| {
+                Error::bad_request("number_of_prints must be a non-negative integer")
+            })
+        })
+        .transpose()?;
+    let email = normalize_email(email);
+    if !email.contains('@') || email.len() > 254 {
+        return Err(Error::bad_request(
+            "user_email is not a valid email address",
+        ));
+    }
+    db::write_transaction(conn, |c| {
+        let printer = managed(c, user, printer_id)?;
+        match PrinterShare::find_for(c, printer.id, &email)? {
+            Some(s) => {
+                PrinterShare::update_terms(c, s.id, role, prints)?;
+                Ok(
+                    PrinterShare::find(c, s.id)?
+                        .ok_or_else(|| Error::internal("share vanished"))?,
+                )
+            }
+            None => Ok(PrinterShare::insert(
+                c, printer.id, &email, role, prints, user.id,
+            )?),
+        }
+    })
+}
+
+pub fn unshare(conn: &mut DbConn, user: &User, share_id: i64) -> Result<()> {
+    db::write_transaction(conn, |c| {
+        let missing = || Error::not_found(format!("Share {share_id} not found"));
+        let share = PrinterShare::find(c, share_id)?.ok_or_else(missing)?;
+        // Someone who cannot manage the printer learns nothing about its shares.
+        match managed(c, user, share.printer_id) {
+            Ok(_) => {}
+            Err(Error::Forbidden(_)) | Err(Error::NotFound(_)) => return Err(missing()),
+            Err(e) => return Err(e),
+        }
+        PrinterShare::delete(c, share.id)?;
+        Ok(())
+    })
+}
+
+/// `printer_clear_build_tray`: anyone who can use the printer confirms the tray is clear (or not).
+pub fn set_tray(conn: &mut DbConn, user: &User, printer_id: i64, clear: bool) -> Result<Printer> {
+    db::write_transaction(conn, |c| {
+        let (printer, _) = visible(c, user, printer_id)?;
+        Printer::set_tray_clear(c, printer.id, clear)?;
+        Printer::find(c, printer.id)?.ok_or_else(|| not_found(printer_id))
+    })
+}
+
+/// Short, unambiguous codes (no 0/O, 1/I/L) shown by agents, like `K7QM-W3XR`.
+fn new_code() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
+    let mut rng = rand::rng();
+    let chars: String = (0..8)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect();
+    format!("{}-{}", &chars[..4], &chars[4..])
+}
+
+pub fn normalize_code(code: &str) -> String {
+    let c: String = code
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_uppercase())
+        .collect();
+    if c.len() == 8 {
+        format!("{}-{}", &c[..4], &c[4..])
+    } else {
+        c
+    }
+}
+
+/// What a printer agent told us about itself when registering.
+#[derive(Debug, Clone, Default)]
+pub struct DeviceInfo {
+    pub vid: String,
+    pub pid: String,
+    pub snr: String,
+    pub mac: String,
+    pub version: Option<String>,
+    pub type_alias: Option<String>,
+    pub local_ip: String,
+    pub raw: Value,
+}
+
+impl DeviceInfo {
+    pub fn key(&self) -> String {
+        format!("{}:{}:{}", self.vid, self.pid, self.snr)
+    }
+}
+
+pub enum Registration {
+    /// Show this code to the user; poll again with it.
+    Code(String),
+    /// Redeemed: the agent's credentials.
+    Token { token: String, email: String },
+}
+
+/// Agent error: `{"error": {"code", "message"}}` in the printer protocol.
+#[derive(Debug)]
+pub struct AgentError {
+    pub code: i32,
+    pub message: String,
+}
+
+pub const AGENT_BAD_TOKEN: i32 = 3;
+pub const AGENT_BAD_CODE: i32 = 31;
+
+/// The agent's `register` poll.
+pub fn agent_register(
+    conn: &mut DbConn,
+    device: &DeviceInfo,
+    code: Option<&str>,
+    ttl: Duration,
+) -> Result<std::result::Result<Registration, AgentError>> {
+    if device.snr.is_empty() {
+        return Ok(Err(AgentError {
+            code: 30,
+            message: "SNR is required to register".into(),
+        }));
+    }
+    let now = db::now();
+    let Some(code) = code.map(normalize_code).filter(|c| !c.is_empty()) else {
+        let code = new_code();
+        RegistrationCode::insert(
+            conn,
+            &code,
+            &device.key(),
+            &device.raw.to_string(),
+            device.type_alias.as_deref(),
+            now + ttl,
+        )?;
+        return Ok(Ok(Registration::Code(code)));
+    };
+    let bad = |m: &str| {
+        Ok(Err(AgentError {
+            code: AGENT_BAD_CODE,
+            message: m.to_string(),
+        }))
+    };
+    let Some(row) = RegistrationCode::find(conn, &code)? else {
+        return bad("Unknown registration code; register again without a code");
+    };
+    if row.device_key != device.key() {
+        return bad("This registration code belongs to another device");
+    }
+    if let Some(token) = &row.pending_auth_token {
+        let email = row
+            .redeemed_by_user_id
+            .and_then(|u| User::find(conn, u).transpose())
+            .transpose()?
+            .map(|u| u.email)
+            .unwrap_or_default();
+        return Ok(Ok(Registration::Token {
+            token: token.clone(),
+            email,
+        }));
+    }
+    if row.redeemed_at.is_some() {
+        return bad("This registration code was already used; register again without a code");
+    }
+    if row.expires_at <= now {
+        return bad("The registration code expired; register again without a code");
+    }
+    Ok(Ok(Registration::Code(row.code)))
+}
+
+/// `add_printer_by_registration_code`: the code's device becomes a printer of the caller's
+/// organization, owned by the caller (a device already known there is re-paired).
+pub fn redeem_code(conn: &mut DbConn, user: &User, code: &str) -> Result<Printer> {
+    let code = normalize_code(code);
+    db::write_transaction(conn, |c| {
+        let row = RegistrationCode::find(c, &code)?
+            .ok_or_else(|| Error::not_found("Unknown registration code"))?;
+        if row.redeemed_at.is_some() {
+            return Err(Error::Gone(
+                "This registration code was already used".into(),
+            ));
+        }
+        if row.expires_at <= db::now() {
+            return Err(Error::Gone(
+                "This registration code has expired; restart the printer's registration".into(),
+            ));
+        }
+        let info: Value = serde_json::from_str(&row.agent_info).unwrap_or(Value::Null);
+        let text = |k: &str| {
+            info.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        let mut parts = row.device_key.splitn(3, ':');
+        let device = DeviceInfo {
+            vid: parts.next().unwrap_or("").to_string(),
+            pid: parts.next().unwrap_or("").to_string(),
+            snr: parts.next().unwrap_or("").to_string(),
+            mac: text("mac"),
+            version: Some(text("version")).filter(|v| !v.is_empty()),
+            type_alias: row.printer_type_alias.clone(),
+            local_ip: text("local_ip"),
+            raw: info.clone(),
+        };
+        let token = random_token();
+        let printer = pair_device(c, user, &device, Some(text("name")), &token)?;
+        if !RegistrationCode::redeem(c, row.id, user.id, printer.id, &token)? {
+            return Err(Error::Gone(
+                "This registration code was already used".into(),
+            ));
+        }
+        Ok(printer)
+    })
+}
+
+/// Gives a device of the user's organization a new auth token: the printer already known
+/// there (same VID, PID and serial) is re-paired, otherwise a new printer owned by the user is
+/// created.
+pub fn pair_device(
+    conn: &mut DbConn,
+    user: &User,
+    device: &DeviceInfo,
+    name: Option<String>,
+    token: &str,
+) -> Result<Printer> {
+    if let Some(p) = Printer::find_device(
+        conn,
+        user.organization_id,
+        &device.vid,
+        &device.pid,
+        &device.snr,
+    )? {
+        Printer::set_token_hash(conn, p.id, &token_hash(token))?;
+        return Ok(p);
+    }
+    let ptype = match &device.type_alias {
+        Some(alias) => PrinterType::all(conn)?
+            .into_iter()
+            .find(|t| t.short_name.eq_ignore_ascii_case(alias)),
+        None => None,
+    };
+    let name = name.filter(|n| !n.trim().is_empty()).unwrap_or_else(|| {
+        format!(
+            "{} {}",
+            ptype.as_ref().map_or("Printer", |t| t.description.as_str()),
+            device.snr
+        )
+    });
+    let now = db::now();
+    Ok(Printer::insert(
+        conn,
+        &NewPrinter {
+            organization_id: user.organization_id,
+            owner_user_id: Some(user.id),
+            printer_type_id: ptype.as_ref().map(|t| t.id),
+            name: name.trim(),
+            snr: &device.snr,
+            host_num: &device.mac,
+            local_ip: &device.local_ip,
+            vid: &device.vid,
+            pid: &device.pid,
+            mac: &device.mac,
+            agent_version: device.version.as_deref(),
+            auth_token_hash: Some(&token_hash(token)),
+            state: "connecting",
+            percent: 0.0,
+            tray_clear: true,
+            next_command_number: 1,
+            created_at: now,
+            updated_at: now,
+        },
+    )?)
+}
+
+/// `get_camera_list_token`: a short-lived viewer token for one printer or all reachable ones.
+pub fn camera_token(
+    conn: &mut DbConn,
+    user: &User,
+    printer_id: Option<i64>,
+    ttl: Duration,
+) -> Result<String> {
+    if let Some(id) = printer_id {
+        visible(conn, user, id)?;
+    }
+    let token = random_token();
+    CameraToken::insert(
+        conn,
+        &token_hash(&token),
+        user.id,
+        printer_id,
+        db::now() + ttl,
+    )?;
+    Ok(token)
+}
+
+/// The printer a camera token lets its holder watch (re-checking the user's access).
+pub fn camera_printer(conn: &mut DbConn, token: &str, printer_id: i64) -> Result<Printer> {
+    let invalid = || Error::not_found("Unknown or expired camera link");
+    let t = CameraToken::find(conn, &token_hash(token))?.ok_or_else(invalid)?;
+    if t.expires_at <= db::now() {
+        return Err(Error::Gone("This camera link has expired".into()));
+    }
+    if t.printer_id.is_some_and(|p| p != printer_id) {
+        return Err(invalid());
+    }
+    let user = User::find(conn, t.user_id)?.ok_or_else(invalid)?;
+    let (printer, _) = visible(conn, &user, printer_id)?;
+    Ok(printer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_short_and_unambiguous() {
+        for _ in 0..200 {
+            let c = new_code();
+            assert_eq!(c.len(), 9);
+            assert!(!c.contains(['0', 'O', '1', 'I', 'L']));
+            assert_eq!(normalize_code(&c.to_lowercase().replace('-', " ")), c);
+        }
+    }
+}
