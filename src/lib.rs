@@ -100,6 +100,15 @@ impl AppState {
         Ok(cmd)
     }
 
+    /// What job transitions need: the base URL agents download from, and when a printer
+    /// counts as offline.
+    pub fn job_context(&self, req: Option<&actix_web::HttpRequest>) -> services::jobs::JobContext {
+        services::jobs::JobContext {
+            base_url: http::public_base(&self.config, req),
+            offline_after: chrono::Duration::seconds(self.config.printers.offline_after_secs),
+        }
+    }
+
     /// Runs blocking database work on the thread pool with a pooled connection.
     pub async fn db<T, F>(&self, f: F) -> Result<T>
     where

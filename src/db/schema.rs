@@ -264,6 +264,7 @@ diesel::table! {
         started_at -> Nullable<Timestamp>,
         ended_at -> Nullable<Timestamp>,
         updated_at -> Timestamp,
+        download_token_hash -> Nullable<Text>,
     }
 }
 

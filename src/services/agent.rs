@@ -9,6 +9,7 @@ use crate::db::schema::printers;
 use crate::db::{self, DbConn};
 use crate::error::{Error, Result};
 use crate::services::auth::token_hash;
+use crate::services::jobs::{self, JobContext};
 use crate::services::printers::{AgentError, AGENT_BAD_TOKEN};
 
 /// The printer an agent token belongs to. The first use of a freshly issued token also
@@ -164,14 +165,31 @@ fn apply_report(
     Ok(())
 }
 
-/// Handles a poll: the report, the acknowledgement of the previous command, then hands out the
-/// oldest unacknowledged command (re-sending one the agent never acknowledged).
-pub fn poll(conn: &mut DbConn, printer: &Printer, poll: &Poll) -> Result<Option<PrinterCommand>> {
+/// Handles a poll: the report (and what it means for the running job), the acknowledgement of
+/// the previous command, the auto-start of the next queued job when the printer became free,
+/// then hands out the oldest unacknowledged command (re-sending one never acknowledged).
+pub fn poll(
+    conn: &mut DbConn,
+    printer: &Printer,
+    poll: &Poll,
+    ctx: &JobContext,
+) -> Result<Option<PrinterCommand>> {
     db::write_transaction(conn, |c| {
         let now = db::now();
         apply_report(c, printer, poll, now)?;
         if let Some((number, ok)) = poll.ack {
             PrinterCommand::ack(c, printer.id, number, ok, now)?;
+        }
+        let ended = jobs::follow_report(c, printer, poll)?;
+        let became_ready = printer.state != "ready"
+            && poll
+                .report
+                .as_ref()
+                .and_then(|r| r.get("state"))
+                .and_then(Value::as_str)
+                == Some("ready");
+        if ended || poll.bed_clear || became_ready {
+            jobs::auto_start(c, printer.id, ctx)?;
         }
         deliver(c, printer.id)
     })

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod bootstrap;
 pub mod files;
 pub mod google;
+pub mod jobs;
 pub mod login_tokens;
 pub mod notify;
 pub mod orgs;

@@ -6,6 +6,7 @@ pub mod envelope;
 mod files;
 pub mod form;
 mod google;
+mod jobs;
 mod printers;
 mod sessions;
 mod users;
@@ -66,10 +67,22 @@ pub const CALLS: [(u8, &str); 35] = [
 pub const EXTRA_CALLS: [&str; 2] = ["generate_login_token", "login_with_token"];
 
 /// printfarm's own calls beside the 3DPrinterOS ones.
-pub const EXTENSION_CALLS: [&str; 2] = ["create_workgroup", "set_printer_workgroups"];
+pub const EXTENSION_CALLS: [&str; 3] = [
+    "create_workgroup",
+    "set_printer_workgroups",
+    "update_organization_settings",
+];
 
 /// Calls answered by real handlers; every other listed call answers 501 in the envelope.
-pub const IMPLEMENTED: [&str; 30] = [
+pub const IMPLEMENTED: [&str; 38] = [
+    "print_file",
+    "job_start",
+    "job_pause",
+    "job_unpause",
+    "job_cancel",
+    "get_printer_jobs",
+    "get_job_info",
+    "update_organization_settings",
     "get_organization_printers_list",
     "get_printer_shares",
     "share_printer",
@@ -136,6 +149,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         cfg,
         "set_printer_workgroups",
         printers::set_printer_workgroups,
+    );
+    call(cfg, "print_file", jobs::print_file);
+    call(cfg, "job_start", jobs::job_start);
+    call(cfg, "job_pause", jobs::job_pause);
+    call(cfg, "job_unpause", jobs::job_unpause);
+    call(cfg, "job_cancel", jobs::job_cancel);
+    call(cfg, "get_printer_jobs", jobs::get_printer_jobs);
+    call(cfg, "get_job_info", jobs::get_job_info);
+    call(
+        cfg,
+        "update_organization_settings",
+        jobs::update_organization_settings,
     );
     call(cfg, "upload", files::upload);
     call(cfg, "get_projects", files::get_projects);

@@ -119,14 +119,29 @@ pub async fn get_camera_list_token(
 
 pub async fn printer_clear_build_tray(
     state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
     Form(p): Form,
 ) -> Result<HttpResponse> {
     let me = authenticate(&state, &p).await?.user;
     let printer = p.required_i64("printer_id")?;
     let clear = p.bool("is_clear")?.unwrap_or(true);
-    state
-        .db(move |c| printers::set_tray(c, &me, printer, clear))
+    let ctx = state.job_context(Some(&req));
+    let started = state
+        .db(move |c| {
+            crate::db::write_transaction(c, |c| {
+                let printer = printers::set_tray(c, &me, printer, clear)?;
+                // A cleared tray lets the next queued job start (when the organization auto-starts).
+                if clear {
+                    crate::services::jobs::auto_start(c, printer.id, &ctx)
+                } else {
+                    Ok(None)
+                }
+            })
+        })
         .await?;
+    if let Some(job) = started {
+        state.notifier.wake(job.printer_id);
+    }
     Ok(ok("Ok"))
 }
 

@@ -8,12 +8,12 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde_json::{json, Value};
 
-use crate::db::models::Printer;
+use crate::db::models::{Job, Printer, StoredFile, User};
 use crate::error::Error;
 use crate::services::agent::{self, Poll};
 use crate::services::auth::random_token;
 use crate::services::printers::{self, AgentError, DeviceInfo, Registration};
-use crate::services::sessions;
+use crate::services::{jobs, sessions};
 use crate::AppState;
 
 const MAX_COMMAND_BODY: usize = 256 * 1024;
@@ -37,6 +37,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 web::post().to(start_queued_job),
             );
     }
+    cfg.route(
+        "/apiprinter/v1/download/{job_id}/{token}",
+        web::get().to(download),
+    );
     cfg.route("/streamerapi/user_login", web::post().to(user_login))
         .route("/streamerapi/printer_login", web::post().to(printer_login))
         .route("/streamerapi/command", web::post().to(command))
@@ -166,7 +170,11 @@ fn command_answer(cmd: Option<crate::db::models::PrinterCommand>) -> HttpRespons
 
 /// The agent's poll: report in, at most one command out. With `wait` (printfarm extension,
 /// seconds) the request is held until a command arrives or the time is up.
-async fn command(state: web::Data<AppState>, payload: web::Payload) -> HttpResponse {
+async fn command(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
     let body = match body_json(payload, MAX_COMMAND_BODY).await {
         Ok(b) => b,
         Err(r) => return r,
@@ -177,9 +185,12 @@ async fn command(state: web::Data<AppState>, payload: web::Payload) -> HttpRespo
     };
     let poll = Poll::from_json(&body);
     let id = printer.id;
+    let ctx = state.job_context(Some(&req));
     let first = {
         let poll = poll.clone();
-        state.db(move |c| agent::poll(c, &printer, &poll)).await
+        state
+            .db(move |c| agent::poll(c, &printer, &poll, &ctx))
+            .await
     };
     let first = match first {
         Ok(c) => c,
@@ -253,18 +264,98 @@ async fn printer_profiles(state: web::Data<AppState>, payload: web::Payload) -> 
     answer(json!([]))
 }
 
-async fn queued_jobs() -> HttpResponse {
-    agent_error(AgentError {
-        code: 501,
-        message: "get_queued_jobs is not implemented on this server yet".into(),
-    })
+/// The printer's queue, next job first.
+async fn queued_jobs(state: web::Data<AppState>, payload: web::Payload) -> HttpResponse {
+    let body = match body_json(payload, MAX_COMMAND_BODY).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let printer = match authenticated(&state, &body).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let list = state
+        .db(move |c| {
+            let queued = Job::queued(c, printer.id)?;
+            let mut out = Vec::new();
+            for j in queued {
+                let file = StoredFile::find(c, j.file_id)?;
+                let email = User::find(c, j.user_id)?
+                    .map(|u| u.email)
+                    .unwrap_or_default();
+                out.push(json!({
+                    "id": j.id,
+                    "filename": file.as_ref().map(|f| f.filename.clone()).unwrap_or_default(),
+                    "file_size": file.as_ref().map_or(0, |f| f.size),
+                    "printing_duration": j.printing_duration,
+                    "email": email,
+                    "datetime": j.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                }));
+            }
+            Ok(out)
+        })
+        .await;
+    match list {
+        Ok(l) => answer(Value::Array(l)),
+        Err(e) => server_error(e),
+    }
 }
 
-async fn start_queued_job() -> HttpResponse {
-    agent_error(AgentError {
-        code: 501,
-        message: "start_queued_job is not implemented on this server yet".into(),
-    })
+/// The agent starts a job of its own queue (e.g. after a print, with `automatic: true`).
+async fn start_queued_job(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    let body = match body_json(payload, MAX_COMMAND_BODY).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let printer = match authenticated(&state, &body).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let Some(job_id) = body
+        .get("job_id")
+        .and_then(|j| j.as_i64().or_else(|| j.as_str()?.trim().parse().ok()))
+    else {
+        return agent_error(AgentError {
+            code: 400,
+            message: "job_id is required".into(),
+        });
+    };
+    let ctx = state.job_context(Some(&req));
+    let id = printer.id;
+    match state
+        .db(move |c| jobs::agent_start(c, &printer, job_id, &ctx))
+        .await
+    {
+        Ok(_) => {
+            state.notifier.wake(id);
+            answer(json!([]))
+        }
+        Err(e @ (Error::Conflict(_) | Error::NotFound(_) | Error::Forbidden(_))) => {
+            agent_error(AgentError {
+                code: e.status_code().as_u16().into(),
+                message: e.to_string(),
+            })
+        }
+        Err(e) => server_error(e),
+    }
+}
+
+/// A started job's G-code, for its printer's agent: the link carries the job's secret.
+/// Content-Length and `Range` let the agent verify and resume the download.
+async fn download(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(i64, String)>,
+) -> Result<HttpResponse, Error> {
+    let (job_id, token) = path.into_inner();
+    let file = state
+        .db(move |c| jobs::download_target(c, job_id, &token))
+        .await?;
+    crate::http::files::serve_file(&state, &req, &file).await
 }
 
 /// StreamerAPI: an agent signs in as a user and gets a user token (a session).

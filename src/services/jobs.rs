@@ -1,0 +1,753 @@
+//! The print-job queue: creating jobs, starting them (one per printer, never twice), charging
+//! balance/quota/share prints exactly once, following the agent's reports to the job's end,
+//! and the auto-start of the next queued job.
+
+use chrono::{Datelike, Duration, NaiveDateTime};
+use diesel::prelude::*;
+use serde_json::{json, Map, Value};
+
+use crate::db::models::{
+    job_status, Job, NewJob, Organization, Printer, PrinterCommand, PrinterShare, StoredFile, User,
+};
+use crate::db::schema::{jobs, printer_shares, printers, users};
+use crate::db::{self, DbConn};
+use crate::error::{Error, Result};
+use crate::services::agent;
+use crate::services::auth::{random_token, token_hash};
+use crate::services::printers::{self as printer_access, Access};
+
+/// What job transitions need from outside the database.
+#[derive(Debug, Clone)]
+pub struct JobContext {
+    /// Base URL agents download G-code from.
+    pub base_url: String,
+    pub offline_after: Duration,
+}
+
+fn not_found(id: i64) -> Error {
+    Error::not_found(format!("Job {id} not found"))
+}
+
+/// Re-reads a printer and, on Postgres, locks its row until the transaction ends, so two
+/// starts racing for one printer are serialised (SQLite's BEGIN IMMEDIATE already is).
+fn lock_printer(conn: &mut DbConn, id: i64) -> Result<Printer> {
+    let printer = match conn {
+        DbConn::Pg(pg) => printers::table
+            .find(id)
+            .for_update()
+            .select(Printer::as_select())
+            .first(pg)
+            .optional()?,
+        DbConn::Sqlite(_) => Printer::find(conn, id)?,
+    };
+    printer.ok_or_else(|| Error::not_found(format!("Printer {id} not found")))
+}
+
+/// Why a printer cannot start a job now, if it cannot.
+pub fn start_blocker(p: &Printer, offline_after: Duration, now: NaiveDateTime) -> Option<Error> {
+    let state = printer_access::display_state(p, offline_after, now);
+    let conflict = |m: String| Some(Error::Conflict(m));
+    match state.as_str() {
+        "notconnected" => conflict("The printer is offline".into()),
+        "error" => conflict(format!(
+            "The printer is in error{}",
+            p.last_error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        )),
+        _ if p.current_job_id.is_some()
+            || matches!(state.as_str(), "printing" | "paused" | "downloading") =>
+        {
+            conflict("The printer is busy with another job".into())
+        }
+        "bed_not_clear" => conflict("The build tray is not clear; clear it first".into()),
+        _ if !p.tray_clear => conflict("The build tray is not clear; clear it first".into()),
+        "ready" => None,
+        other => conflict(format!("The printer is not ready (state {other})")),
+    }
+}
+
+fn month(now: NaiveDateTime) -> String {
+    format!("{:04}-{:02}", now.year(), now.month())
+}
+
+/// Prints this user has started in the current month.
+fn quota_used(user: &User, now: NaiveDateTime) -> i32 {
+    if user.quota_period.as_deref() == Some(month(now).as_str()) {
+        user.quota_used
+    } else {
+        0
+    }
+}
+
+/// Refuses a job its user cannot pay for: monthly quota, balance, share prints.
+fn check_means(
+    conn: &mut DbConn,
+    user: &User,
+    share: Option<&PrinterShare>,
+    cost: Option<f64>,
+    now: NaiveDateTime,
+) -> Result<()> {
+    if let Some(q) = user.monthly_quota {
+        if quota_used(user, now) >= q {
+            return Err(Error::forbidden("Your monthly print quota is used up"));
+        }
+    }
+    if let (Some(balance), Some(cost)) = (user.balance, cost) {
+        if balance < cost {
+            return Err(Error::forbidden(format!(
+                "Your balance ({balance:.2}) does not cover this print ({cost:.2})"
+            )));
+        }
+    }
+    if let Some(s) = share {
+        let s = PrinterShare::find(conn, s.id)?
+            .ok_or_else(|| Error::forbidden("The share of this printer was removed"))?;
+        if s.number_of_prints.is_some_and(|n| s.prints_used >= n) {
+            return Err(Error::forbidden(
+                "The prints of your share of this printer are used up",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The share through which the user reaches a printer, when that is their only way in.
+fn share_used(
+    conn: &mut DbConn,
+    user: &User,
+    printer: &Printer,
+    access: Access,
+) -> Result<Option<PrinterShare>> {
+    if access == Access::Manage {
+        return Ok(None);
+    }
+    let share = PrinterShare::find_for(conn, printer.id, &user.email)?;
+    let via_workgroup = printer.organization_id == user.organization_id && {
+        let groups: Vec<i64> = crate::db::models::PrinterWorkgroups::of(conn, &[printer.id])?
+            .into_iter()
+            .map(|(_, w)| w)
+            .collect();
+        crate::db::models::Workgroup::of_user(conn, user.id)?
+            .iter()
+            .any(|(w, _)| groups.contains(&w.id))
+    };
+    Ok(if via_workgroup { None } else { share })
+}
+
+struct Estimates {
+    duration: i32,
+    material: String,
+    layer_height: f64,
+    extruders: String,
+    weight: f64,
+    heated_bed: bool,
+    bed_temp: i32,
+    raft: bool,
+    supports: bool,
+    colors: i32,
+}
+
+fn estimates(file: &StoredFile) -> Estimates {
+    let a: Value = file
+        .analysis
+        .as_deref()
+        .and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or(Value::Null);
+    let f = |k: &str| a.get(k).and_then(Value::as_f64);
+    let temps: Vec<f64> = a
+        .get("nozzle_temperatures")
+        .and_then(Value::as_array)
+        .map(|v| v.iter().filter_map(Value::as_f64).collect())
+        .unwrap_or_default();
+    let extruders = json!({
+        "R": temps.first().map_or(0, |t| t.round() as i64),
+        "L": temps.get(1).map_or(0, |t| t.round() as i64),
+    })
+    .to_string();
+    Estimates {
+        duration: f("slicer_estimated_time_s")
+            .or(f("estimated_time_s"))
+            .unwrap_or(0.0)
+            .round() as i32,
+        material: a
+            .get("filament_type")
+            .and_then(Value::as_str)
+            .unwrap_or("PLA")
+            .to_string(),
+        layer_height: f("layer_height").unwrap_or(0.0),
+        extruders,
+        weight: (f("filament_weight_g").unwrap_or(0.0) * 100.0).round() / 100.0,
+        heated_bed: a
+            .get("heated_bed")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        bed_temp: f("bed_temperature").unwrap_or(0.0).round() as i32,
+        raft: a.get("raft").and_then(Value::as_bool).unwrap_or(false),
+        supports: a.get("supports").and_then(Value::as_bool).unwrap_or(false),
+        colors: a
+            .get("extruders_used")
+            .and_then(Value::as_i64)
+            .unwrap_or(1)
+            .max(1) as i32,
+    }
+}
+
+/// Material cost from the organization's prices (per kg, by material name).
+fn material_cost(org: &Organization, material: &str, weight_g: f64) -> Option<f64> {
+    let prices: Map<String, Value> = org
+        .material_prices
+        .as_deref()
+        .and_then(|p| serde_json::from_str(p).ok())?;
+    let per_kg = prices
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(material))
+        .or_else(|| prices.iter().find(|(k, _)| k.as_str() == "default"))
+        .and_then(|(_, v)| v.as_f64())?;
+    Some((weight_g / 1000.0 * per_kg * 100.0).round() / 100.0)
+}
+
+/// Updates a job and stamps the next change-counter value on it.
+fn change(
+    conn: &mut DbConn,
+    job_id: i64,
+    f: impl FnOnce(&mut DbConn, i64) -> Result<()>,
+) -> Result<Job> {
+    let seq = Job::next_change(conn)?;
+    f(conn, seq)?;
+    diesel::update(jobs::table.find(job_id))
+        .set((jobs::change_seq.eq(seq), jobs::updated_at.eq(db::now())))
+        .execute(conn)?;
+    Job::find(conn, job_id)?.ok_or_else(|| not_found(job_id))
+}
+
+pub struct Created {
+    pub job: Job,
+    /// Set when the job started at once: the printer to wake.
+    pub started: bool,
+}
+
+/// `print_file`: queues the caller's G-code on a printer they may use, and starts it at once
+/// unless `only_queue` (or the printer is busy / its tray not clear: then it waits its turn).
+pub fn print_file(
+    conn: &mut DbConn,
+    user: &User,
+    file_id: i64,
+    printer_id: i64,
+    only_queue: bool,
+    ctx: &JobContext,
+) -> Result<Created> {
+    db::write_transaction(conn, |c| {
+        let now = db::now();
+        let (printer, access) = printer_access::visible(c, user, printer_id)?;
+        if !only_queue && access < Access::Print {
+            return Err(Error::forbidden(
+                "You may only queue jobs on this printer (only_queue=1)",
+            ));
+        }
+        let file = StoredFile::find_owned(c, user.id, file_id)?
+            .ok_or_else(|| Error::not_found(format!("File {file_id} not found")))?;
+        if file.kind != "gcode" || file.state != "ready" {
+            return Err(Error::bad_request(format!(
+                "File {file_id} is not a printable G-code file"
+            )));
+        }
+        if let (Some(ft), Some(pt)) = (file.printer_type_id, printer.printer_type_id) {
+            if ft != pt {
+                return Err(Error::bad_request(format!(
+                    "File {file_id} was made for another printer type ({ft}); this printer is type {pt}"
+                )));
+            }
+        }
+        let printer = lock_printer(c, printer.id)?;
+        if !only_queue {
+            match start_blocker(&printer, ctx.offline_after, now) {
+                Some(Error::Conflict(m)) if m.contains("offline") || m.contains("error") => {
+                    return Err(Error::Conflict(m))
+                }
+                _ => {}
+            }
+        }
+        let org = Organization::find(c, printer.organization_id)?
+            .ok_or_else(|| Error::internal("printer without organization"))?;
+        let est = estimates(&file);
+        let cost = material_cost(&org, &est.material, est.weight);
+        let share = share_used(c, user, &printer, access)?;
+        check_means(c, user, share.as_ref(), cost, now)?;
+        let seq = Job::next_change(c)?;
+        let job = Job::insert(
+            c,
+            &NewJob {
+                organization_id: printer.organization_id,
+                printer_id: printer.id,
+                file_id: file.id,
+                user_id: user.id,
+                share_id: share.as_ref().map(|s| s.id),
+                status_id: job_status::QUEUED,
+                change_seq: seq,
+                notes: None,
+                percent: 0.0,
+                print_time: 0,
+                printing_duration: est.duration,
+                material_type: &est.material,
+                layer_height: est.layer_height,
+                color_numbers: est.colors,
+                extruders: &est.extruders,
+                weight: est.weight,
+                heated_bed: est.heated_bed,
+                heated_bed_temperature: est.bed_temp,
+                raft: est.raft,
+                supports: est.supports,
+                file_cost: cost,
+                charged: false,
+                created_at: now,
+                updated_at: now,
+            },
+        )?;
+        // Jobs queued earlier go first.
+        let first_in_line = Job::next_queued(c, printer.id)?.is_some_and(|j| j.id == job.id);
+        if !only_queue && first_in_line && start_blocker(&printer, ctx.offline_after, now).is_none()
+        {
+            let job = start(c, job, user.id, ctx)?;
+            return Ok(Created { job, started: true });
+        }
+        Ok(Created {
+            job,
+            started: false,
+        })
+    })
+}
+
+/// Starts a queued job on its (locked, ready) printer: charges the user once, marks the tray
+/// used, and queues the agent's `gcodes` command with a download link.
+fn start(c: &mut DbConn, job: Job, by: i64, ctx: &JobContext) -> Result<Job> {
+    let now = db::now();
+    let printer = lock_printer(c, job.printer_id)?;
+    if job.status_id != job_status::QUEUED {
+        return Err(Error::Conflict(format!("Job {} is not queued", job.id)));
+    }
+    if let Some(e) = start_blocker(&printer, ctx.offline_after, now) {
+        return Err(e);
+    }
+    let user = User::find(c, job.user_id)?.ok_or_else(|| Error::internal("job without user"))?;
+    let share = job
+        .share_id
+        .map(|s| PrinterShare::find(c, s))
+        .transpose()?
+        .flatten();
+    check_means(c, &user, share.as_ref(), job.file_cost, now)?;
+    // Charge exactly once: the job's `charged` flag is set in this same transaction.
+    if !job.charged {
+        let used = quota_used(&user, now) + 1;
+        diesel::update(users::table.find(user.id))
+            .set((
+                users::quota_used.eq(used),
+                users::quota_period.eq(Some(month(now))),
+                users::balance.eq(user.balance.map(|b| b - job.file_cost.unwrap_or(0.0))),
+                users::updated_at.eq(now),
+            ))
+            .execute(c)?;
+        if let Some(s) = &share {
+            diesel::update(printer_shares::table.find(s.id))
+                .set(printer_shares::prints_used.eq(printer_shares::prints_used + 1))
+                .execute(c)?;
+        }
+    }
+    let file =
+        StoredFile::find(c, job.file_id)?.ok_or_else(|| Error::internal("job without file"))?;
+    let token = random_token();
+    let job = change(c, job.id, |c, _| {
+        diesel::update(jobs::table.find(job.id))
+            .set((
+                jobs::status_id.eq(job_status::IN_PROGRESS),
+                jobs::started_at.eq(Some(now)),
+                jobs::started_by_user_id.eq(Some(by)),
+                jobs::charged.eq(true),
+                jobs::cost.eq(job.file_cost),
+                jobs::download_token_hash.eq(Some(token_hash(&token))),
+            ))
+            .execute(c)?;
+        Ok(())
+    })?;
+    diesel::update(printers::table.find(printer.id))
+        .set((
+            printers::current_job_id.eq(Some(job.id)),
+            printers::tray_clear.eq(false),
+            printers::updated_at.eq(now),
+        ))
+        .execute(c)?;
+    let mut extra = Map::new();
+    extra.insert("is_link".into(), json!(true));
+    extra.insert(
+        "payload".into(),
+        json!(format!(
+            "{}/apiprinter/v1/download/{}/{token}",
+            ctx.base_url, job.id
+        )),
+    );
+    extra.insert("filename".into(), json!(file.filename));
+    extra.insert("size".into(), json!(file.size));
+    extra.insert("zip".into(), json!(file.zip));
+    extra.insert("job_id".into(), json!(job.id));
+    extra.insert("printing_duration".into(), json!(job.printing_duration));
+    agent::enqueue(c, printer.id, "gcodes", extra, Some(job.id))?;
+    Ok(job)
+}
+
+/// A job the user may act on: their own, or any job of a printer they manage. 404 otherwise.
+fn actionable(c: &mut DbConn, user: &User, job_id: i64) -> Result<(Job, Access)> {
+    let job = Job::find(c, job_id)?.ok_or_else(|| not_found(job_id))?;
+    let printer = Printer::find(c, job.printer_id)?.ok_or_else(|| not_found(job_id))?;
+    let access = printer_access::access(c, user, &printer)?;
+    match access {
+        Some(Access::Manage) => Ok((job, Access::Manage)),
+        Some(a) if job.user_id == user.id => Ok((job, a)),
+        _ => Err(not_found(job_id)),
+    }
+}
+
+/// A job the user may see: any job of a printer they can reach.
+pub fn visible_job(c: &mut DbConn, user: &User, job_id: i64) -> Result<Job> {
+    let job = Job::find(c, job_id)?.ok_or_else(|| not_found(job_id))?;
+    let printer = Printer::find(c, job.printer_id)?.ok_or_else(|| not_found(job_id))?;
+    printer_access::access(c, user, &printer)?.ok_or_else(|| not_found(job_id))?;
+    Ok(job)
+}
+
+/// `job_start`: starts a queued job now (needs "can print" rights and a ready printer).
+pub fn job_start(conn: &mut DbConn, user: &User, job_id: i64, ctx: &JobContext) -> Result<Job> {
+    db::write_transaction(conn, |c| {
+        let (job, access) = actionable(c, user, job_id)?;
+        if access < Access::Print {
+            return Err(Error::forbidden("You may only queue jobs on this printer"));
+        }
+        if job.status_id != job_status::QUEUED {
+            return Err(Error::Conflict(format!("Job {job_id} is not queued")));
+        }
+        start(c, job, user.id, ctx)
+    })
+}
+
+/// `job_pause` / `job_unpause`: forwards the command to the agent of a running job.
+pub fn job_command(
+    conn: &mut DbConn,
+    user: &User,
+    job_id: i64,
+    command: &str,
+) -> Result<PrinterCommand> {
+    db::write_transaction(conn, |c| {
+        let (job, _) = actionable(c, user, job_id)?;
+        if job.status_id != job_status::IN_PROGRESS {
+            return Err(Error::Conflict(format!("Job {job_id} is not printing")));
+        }
+        let mut extra = Map::new();
+        extra.insert("job_id".into(), json!(job.id));
+        agent::enqueue(c, job.printer_id, command, extra, Some(job.id))
+    })
+}
+
+pub const CANCELLED_WEB: &str = "CANCELLED_WEB";
+
+/// `job_cancel`: a queued job is aborted at once; a running one gets a `cancel` command and
+/// ends when the agent reports it. Returns the printer to wake, if a command was sent.
+pub fn job_cancel(
+    conn: &mut DbConn,
+    user: &User,
+    job_id: i64,
+    details: Option<&str>,
+) -> Result<Option<i64>> {
+    db::write_transaction(conn, |c| {
+        let (job, _) = actionable(c, user, job_id)?;
+        let now = db::now();
+        match job.status_id {
+            job_status::QUEUED => {
+                change(c, job.id, |c, _| {
+                    diesel::update(jobs::table.find(job.id))
+                        .set((
+                            jobs::status_id.eq(job_status::ABORTED),
+                            jobs::ended_at.eq(Some(now)),
+                            jobs::cancel_reason.eq(Some(CANCELLED_WEB)),
+                            jobs::cancel_details.eq(details),
+                            jobs::cancelled_by_user_id.eq(Some(user.id)),
+                        ))
+                        .execute(c)?;
+                    Ok(())
+                })?;
+                Ok(None)
+            }
+            job_status::IN_PROGRESS => {
+                change(c, job.id, |c, _| {
+                    diesel::update(jobs::table.find(job.id))
+                        .set((
+                            jobs::cancel_reason.eq(Some(CANCELLED_WEB)),
+                            jobs::cancel_details.eq(details),
+                            jobs::cancelled_by_user_id.eq(Some(user.id)),
+                        ))
+                        .execute(c)?;
+                    Ok(())
+                })?;
+                let mut extra = Map::new();
+                extra.insert("job_id".into(), json!(job.id));
+                agent::enqueue(c, job.printer_id, "cancel", extra, Some(job.id))?;
+                Ok(Some(job.printer_id))
+            }
+            _ => Err(Error::Conflict(format!("Job {job_id} has already ended"))),
+        }
+    })
+}
+
+fn end_job(c: &mut DbConn, job: &Job, status: i32, reason: Option<&str>) -> Result<()> {
+    let now = db::now();
+    let print_time = job.started_at.map_or(0, |s| {
+        (now - s).num_seconds().clamp(0, i64::from(i32::MAX)) as i32
+    });
+    change(c, job.id, |c, _| {
+        diesel::update(jobs::table.find(job.id))
+            .set((
+                jobs::status_id.eq(status),
+                jobs::ended_at.eq(Some(now)),
+                jobs::print_time.eq(print_time),
+                jobs::percent.eq(if status == job_status::FINISHED {
+                    100.0
+                } else {
+                    job.percent
+                }),
+                jobs::download_token_hash.eq(None::<String>),
+            ))
+            .execute(c)?;
+        if job.cancel_reason.is_none() {
+            if let Some(r) = reason {
+                diesel::update(jobs::table.find(job.id))
+                    .set(jobs::cancel_reason.eq(Some(r)))
+                    .execute(c)?;
+            }
+        }
+        Ok(())
+    })?;
+    diesel::update(
+        printers::table
+            .find(job.printer_id)
+            .filter(printers::current_job_id.eq(Some(job.id))),
+    )
+    .set(printers::current_job_id.eq(None::<i64>))
+    .execute(c)?;
+    Ok(())
+}
+
+/// Follows the running job through an agent report (`before` = the printer as it was):
+/// printing → ready at 100 % finished (77); `cancel` aborted (45); `error`, a blocking error or
+/// `reset_job` failed (43). Returns true when a job ended.
+pub fn follow_report(c: &mut DbConn, before: &Printer, poll: &agent::Poll) -> Result<bool> {
+    let Some(job_id) = before.current_job_id else {
+        return Ok(false);
+    };
+    let Some(job) = Job::find(c, job_id)? else {
+        return Ok(false);
+    };
+    if job.status_id != job_status::IN_PROGRESS {
+        return Ok(false);
+    }
+    let report = poll.report.as_ref();
+    let state = report
+        .and_then(|r| r.get("state"))
+        .and_then(Value::as_str)
+        .unwrap_or(&before.state);
+    let percent = report
+        .and_then(|r| r.get("percent"))
+        .and_then(|p| p.as_f64().or_else(|| p.as_str()?.parse().ok()))
+        .unwrap_or(before.percent);
+    let blocking_error = poll
+        .errors
+        .as_ref()
+        .and_then(Value::as_array)
+        .is_some_and(|errs| {
+            errs.iter().any(|e| {
+                e.get("level")
+                    .and_then(Value::as_i64)
+                    .is_some_and(|l| l >= 40)
+            })
+        });
+    let was_active = matches!(before.state.as_str(), "printing" | "paused" | "downloading");
+    let outcome = if poll.reset_job {
+        Some((job_status::FAILED, "AGENT_RESET"))
+    } else if state == "cancel" {
+        Some((job_status::ABORTED, "CANCELLED_PRINTER"))
+    } else if state == "error" || blocking_error {
+        Some((job_status::FAILED, "PRINTER_ERROR"))
+    } else if state == "ready" && was_active {
+        if percent >= 99.9 || before.percent >= 99.9 {
+            Some((job_status::FINISHED, ""))
+        } else {
+            Some((job_status::ABORTED, "STOPPED_ON_PRINTER"))
+        }
+    } else {
+        None
+    };
+    match outcome {
+        Some((status, reason)) => {
+            end_job(c, &job, status, Some(reason).filter(|r| !r.is_empty()))?;
+            Ok(true)
+        }
+        None => {
+            if (percent - job.percent).abs() >= 1.0 && matches!(state, "printing" | "paused") {
+                change(c, job.id, |c, _| {
+                    diesel::update(jobs::table.find(job.id))
+                        .set(jobs::percent.eq(percent))
+                        .execute(c)?;
+                    Ok(())
+                })?;
+            }
+            Ok(false)
+        }
+    }
+}
+
+/// Starts the printer's next queued job when its organization enables auto-start and the
+/// printer is ready with a clear tray. Returns the started job.
+pub fn auto_start(c: &mut DbConn, printer_id: i64, ctx: &JobContext) -> Result<Option<Job>> {
+    let printer = lock_printer(c, printer_id)?;
+    let org = Organization::find(c, printer.organization_id)?;
+    if !org.is_some_and(|o| o.auto_start_queue)
+        || start_blocker(&printer, ctx.offline_after, db::now()).is_some()
+    {
+        return Ok(None);
+    }
+    let Some(job) = Job::next_queued(c, printer.id)? else {
+        return Ok(None);
+    };
+    let by = job.user_id;
+    match c.transaction(|c| start(c, job.clone(), by, ctx)) {
+        Ok(job) => Ok(Some(job)),
+        // The next job's owner cannot pay any more: it fails instead of blocking the queue.
+        Err(Error::Forbidden(reason)) => {
+            end_job(c, &job, job_status::FAILED, Some("NOT_CHARGEABLE"))?;
+            tracing::info!(job = job.id, %reason, "queued job could not be charged");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// `start_queued_job` from the agent (its own printer's queue).
+pub fn agent_start(
+    conn: &mut DbConn,
+    printer: &Printer,
+    job_id: i64,
+    ctx: &JobContext,
+) -> Result<Job> {
+    db::write_transaction(conn, |c| {
+        let job = Job::find(c, job_id)?
+            .filter(|j| j.printer_id == printer.id)
+            .ok_or_else(|| not_found(job_id))?;
+        let by = job.user_id;
+        start(c, job, by, ctx)
+    })
+}
+
+/// The job and file an agent download link names, if its secret matches a running job.
+pub fn download_target(conn: &mut DbConn, job_id: i64, token: &str) -> Result<StoredFile> {
+    let job = Job::find(conn, job_id)?
+        .filter(|j| j.download_token_hash.as_deref() == Some(token_hash(token).as_str()))
+        .ok_or_else(|| Error::not_found("Unknown download link"))?;
+    StoredFile::find(conn, job.file_id)?.ok_or_else(|| Error::not_found("Unknown download link"))
+}
+
+pub struct JobPage {
+    pub jobs: Vec<(Job, String, String)>,
+    pub cursor: i64,
+}
+
+/// `get_printer_jobs`: newest first, paged, optionally only active/recent ones, optionally only
+/// those changed after a cursor. The cursor is read before the jobs, so every change up to it
+/// is already committed and visible here; later ones come with the next cursor.
+pub fn printer_jobs(
+    conn: &mut DbConn,
+    user: &User,
+    printer_id: i64,
+    limit: i64,
+    offset: i64,
+    prev: Option<i64>,
+    actual: bool,
+) -> Result<JobPage> {
+    use crate::db::schema::files;
+    let (printer, _) = printer_access::visible(conn, user, printer_id)?;
+    let cursor = Job::current_change(conn)?;
+    let mut q = jobs::table
+        .inner_join(files::table)
+        .inner_join(users::table.on(users::id.eq(jobs::user_id)))
+        .filter(jobs::printer_id.eq(printer.id))
+        .filter(jobs::change_seq.le(cursor))
+        .into_boxed::<crate::db::MultiBackend>();
+    if let Some(p) = prev.filter(|p| *p > 0) {
+        q = q.filter(jobs::change_seq.gt(p));
+    }
+    if actual {
+        let hours =
+            Organization::find(conn, printer.organization_id)?.map_or(24, |o| o.actual_jobs_hours);
+        let since = db::now() - Duration::hours(i64::from(hours));
+        q = q.filter(
+            jobs::status_id
+                .eq_any([job_status::QUEUED, job_status::IN_PROGRESS])
+                .or(jobs::ended_at.ge(since)),
+        );
+    }
+    let rows: Vec<(Job, String, String)> = q
+        .order(jobs::id.desc())
+        .limit(limit)
+        .offset(offset)
+        .select((Job::as_select(), files::filename, users::email))
+        .load(conn)?;
+    Ok(JobPage { jobs: rows, cursor })
+}
+
+/// Organization settings that drive the queue (printfarm extension, organization admins).
+pub fn update_org_settings(
+    conn: &mut DbConn,
+    user: &User,
+    auto_start: Option<bool>,
+    actual_hours: Option<i64>,
+    prices: Option<Value>,
+    currency: Option<&str>,
+) -> Result<()> {
+    use crate::db::schema::organizations;
+    crate::services::orgs::require_org_admin(user)?;
+    let org = user.organization_id;
+    db::write_transaction(conn, |c| {
+        if let Some(a) = auto_start {
+            diesel::update(organizations::table.find(org))
+                .set(organizations::auto_start_queue.eq(a))
+                .execute(c)?;
+        }
+        if let Some(h) = actual_hours {
+            let h = i32::try_from(h)
+                .ok()
+                .filter(|h| (1..=24 * 365).contains(h))
+                .ok_or_else(|| Error::bad_request("actual_jobs_hours must be 1..8760"))?;
+            diesel::update(organizations::table.find(org))
+                .set(organizations::actual_jobs_hours.eq(h))
+                .execute(c)?;
+        }
+        if let Some(p) = prices {
+            let valid = p
+                .as_object()
+                .is_some_and(|m| m.values().all(|v| v.as_f64().is_some_and(|x| x >= 0.0)));
+            if !valid {
+                return Err(Error::bad_request("material_prices must be an object of non-negative prices per kg, e.g. {\"PLA\": 25}"));
+            }
+            diesel::update(organizations::table.find(org))
+                .set(organizations::material_prices.eq(Some(p.to_string())))
+                .execute(c)?;
+        }
+        if let Some(cur) = currency {
+            let cur = cur.trim().to_uppercase();
+            if cur.len() != 3 || !cur.chars().all(|c| c.is_ascii_alphabetic()) {
+                return Err(Error::bad_request("currency must be a 3-letter code"));
+            }
+            diesel::update(organizations::table.find(org))
+                .set(organizations::currency.eq(cur))
+                .execute(c)?;
+        }
+        Ok(())
+    })
+}
