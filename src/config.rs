@@ -15,6 +15,23 @@ pub struct Config {
     pub bootstrap: BootstrapConfig,
     pub google: GoogleConfig,
     pub printers: PrintersConfig,
+    pub slicer: SlicerConfig,
+    pub v1: V1Config,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct V1Config {
+    pub quote_wait_secs: u64,
+    pub quotes_per_month: i64,
+    pub storage_limit_mb: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SlicerConfig {
+    pub prusa_slicer: String,
+    pub max_concurrent: usize,
+    pub time_limit_secs: u64,
+    pub in_process_workers: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

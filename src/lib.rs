@@ -2,6 +2,7 @@
 //!
 //! Assembly: config → database pool (migrated) → services → HTTP routes.
 
+pub mod agent;
 pub mod config;
 pub mod db;
 pub mod error;
@@ -10,6 +11,7 @@ pub mod http;
 pub mod mesh;
 pub mod render;
 pub mod services;
+pub mod slicer;
 pub mod storage;
 
 use std::net::TcpListener;
@@ -35,6 +37,10 @@ pub struct AppState {
     pub google: Arc<services::google::GoogleVerifier>,
     pub storage: storage::Storage,
     pub notifier: Arc<services::notify::Notifier>,
+    /// Limits the slices running at once on this instance.
+    pub slice_permits: Arc<tokio::sync::Semaphore>,
+    /// Wakes this instance's slice workers when a slice is queued here.
+    pub slice_wake: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
@@ -50,6 +56,10 @@ impl AppState {
             google: Arc::new(services::google::GoogleVerifier::new(config.google.clone())),
             storage: storage::Storage::from_config(&config.storage)?,
             notifier: Arc::new(services::notify::Notifier::default()),
+            slice_permits: Arc::new(tokio::sync::Semaphore::new(
+                config.slicer.max_concurrent.max(1),
+            )),
+            slice_wake: Arc::new(tokio::sync::Notify::new()),
             config: Arc::new(config),
             pool,
             backend,
@@ -158,6 +168,16 @@ pub fn server(state: AppState, listener: TcpListener) -> std::io::Result<actix_w
 
 fn tracing_actix() -> middleware::Logger {
     middleware::Logger::new("%a \"%r\" %s %b %Dms")
+}
+
+/// Background work of a server instance: housekeeping and, unless disabled, slice workers.
+/// Call from within the server's runtime.
+pub fn spawn_background(state: AppState) {
+    if state.config.slicer.in_process_workers {
+        let n = state.config.slicer.max_concurrent.max(1);
+        slicer::worker::spawn(state.clone(), n, state.slice_wake.clone());
+    }
+    spawn_maintenance(state);
 }
 
 /// Periodic housekeeping: expired sessions and stale login failures.

@@ -23,6 +23,8 @@ struct Cli {
 enum Command {
     /// Run the HTTP server (the default).
     Serve,
+    /// Run slice workers only (no HTTP), sharing the database and file store with the servers.
+    Worker,
     /// Apply pending database migrations and exit.
     Migrate,
     /// Administrative actions on the configured database.
@@ -75,6 +77,27 @@ enum Admin {
     InviteLink {
         #[arg(long)]
         email: String,
+    },
+    /// Create an API token for a user's `/v1` calls; prints it once.
+    TokenCreate {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        days: Option<i64>,
+    },
+    /// List a user's API tokens.
+    TokenList {
+        #[arg(long)]
+        email: String,
+    },
+    /// Revoke one of a user's API tokens (effective at once).
+    TokenRevoke {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        id: i64,
     },
     /// Create the first organization and admin if the database has no users.
     Bootstrap {
@@ -130,6 +153,16 @@ fn run() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin(cmd) => admin(config, cmd),
+        Command::Worker => {
+            let state = AppState::init(config)?;
+            let n = state.config.slicer.max_concurrent.max(1);
+            tracing::info!(workers = n, "printfarm slice workers running");
+            actix_web::rt::System::new().block_on(async move {
+                printfarm::slicer::worker::spawn(state.clone(), n, state.slice_wake.clone());
+                tokio::signal::ctrl_c().await
+            })?;
+            Ok(())
+        }
     }
 }
 
@@ -140,12 +173,20 @@ fn serve(config: Config) -> anyhow::Result<()> {
         TcpListener::bind(&bind).map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
     tracing::info!(address = %bind, database = state.backend.name(), "printfarm listening");
     actix_web::rt::System::new().block_on(async move {
-        printfarm::spawn_maintenance(state.clone());
+        printfarm::spawn_background(state.clone());
         // actix stops on SIGINT/SIGTERM and lets in-flight requests finish (shutdown_timeout).
         printfarm::server(state, listener)?.await
     })?;
     tracing::info!("printfarm stopped");
     Ok(())
+}
+
+fn find_user(
+    conn: &mut printfarm::db::DbConn,
+    email: &str,
+) -> anyhow::Result<printfarm::db::models::User> {
+    printfarm::db::models::User::find_by_email(conn, email)?
+        .ok_or_else(|| anyhow::anyhow!("no user with email {}", email.trim().to_lowercase()))
 }
 
 fn admin(config: Config, cmd: Admin) -> anyhow::Result<()> {
@@ -193,6 +234,38 @@ fn admin(config: Config, cmd: Admin) -> anyhow::Result<()> {
                 email.trim().to_lowercase(),
                 password
             );
+        }
+        Admin::TokenCreate { email, name, days } => {
+            let user = find_user(&mut conn, &email)?;
+            let (row, jwt) =
+                printfarm::services::api_tokens::create(&mut conn, &user, &name, days)?;
+            println!(
+                "API token {} \"{}\" for {}:\n{jwt}",
+                row.id, row.name, user.email
+            );
+        }
+        Admin::TokenList { email } => {
+            let user = find_user(&mut conn, &email)?;
+            for t in printfarm::services::api_tokens::list(&mut conn, &user)? {
+                let state = if t.revoked_at.is_some() {
+                    "revoked"
+                } else {
+                    "active"
+                };
+                println!(
+                    "{}\t{}\t{}\tcreated {}\texpires {}",
+                    t.id,
+                    t.name,
+                    state,
+                    t.created_at,
+                    t.expires_at.map_or("never".into(), |e| e.to_string())
+                );
+            }
+        }
+        Admin::TokenRevoke { email, id } => {
+            let user = find_user(&mut conn, &email)?;
+            printfarm::services::api_tokens::revoke(&mut conn, &user, id)?;
+            println!("API token {id} revoked");
         }
         Admin::CreateWorkgroup {
             org,

@@ -671,6 +671,14 @@ pub struct NewFile<'a> {
 }
 
 impl StoredFile {
+    /// The stored analysis as JSON (null when there is none).
+    pub fn analysis_json(&self) -> serde_json::Value {
+        self.analysis
+            .as_deref()
+            .and_then(|t| serde_json::from_str(t).ok())
+            .unwrap_or(serde_json::Value::Null)
+    }
+
     pub fn insert(conn: &mut DbConn, new: &NewFile) -> QResult<StoredFile> {
         diesel::insert_into(files::table)
             .values(new)
@@ -1393,4 +1401,79 @@ impl Job {
             .order(jobs::id.asc())
             .load(conn)
     }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = slice_jobs, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct SliceJob {
+    pub id: i64,
+    pub uuid: String,
+    pub user_id: i64,
+    pub file_id: i64,
+    /// The G-code file id reserved when the slice was requested.
+    pub output_file_id: Option<i64>,
+    pub slicer_id: i32,
+    /// The complete PrusaSlicer profile (JSON object of keys).
+    pub profile: String,
+    pub printer_id: Option<i64>,
+    pub start_print: bool,
+    /// pending → running → done | failed
+    pub status: String,
+    pub error: Option<String>,
+    pub stderr: Option<String>,
+    pub attempts: i32,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<NaiveDateTime>,
+    pub print_job_id: Option<i64>,
+    pub created_at: NaiveDateTime,
+    pub started_at: Option<NaiveDateTime>,
+    pub finished_at: Option<NaiveDateTime>,
+}
+
+impl SliceJob {
+    pub fn find_by_uuid(conn: &mut DbConn, uuid: &str) -> QResult<Option<SliceJob>> {
+        slice_jobs::table
+            .filter(slice_jobs::uuid.eq(uuid))
+            .first(conn)
+            .optional()
+    }
+
+    pub fn find(conn: &mut DbConn, id: i64) -> QResult<Option<SliceJob>> {
+        slice_jobs::table.find(id).first(conn).optional()
+    }
+
+    /// Slices waiting or running ahead of this one.
+    pub fn ahead_of(conn: &mut DbConn, id: i64) -> QResult<i64> {
+        slice_jobs::table
+            .filter(slice_jobs::id.lt(id))
+            .filter(slice_jobs::status.eq_any(["pending", "running"]))
+            .count()
+            .get_result(conn)
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = quotes, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct Quote {
+    pub id: i64,
+    pub uuid: String,
+    pub user_id: i64,
+    pub file_id: i64,
+    pub slice_job_id: Option<i64>,
+    /// The request's `printer_config` and `quote_config`, as given (JSON).
+    pub printer_config: String,
+    pub quote_config: String,
+    /// pending → success | error
+    pub status: String,
+    pub error: Option<String>,
+    pub gcode_file_id: Option<i64>,
+    pub estimated_time_seconds: Option<i64>,
+    pub filament_used_mm: Option<f64>,
+    pub filament_weight: Option<f64>,
+    pub filament_cost: Option<f64>,
+    pub time_cost: Option<f64>,
+    pub total_price: Option<f64>,
+    pub currency: String,
+    pub created_at: NaiveDateTime,
+    pub finished_at: Option<NaiveDateTime>,
 }

@@ -79,6 +79,15 @@ diesel::table! {
         created_at -> Timestamp,
         last_used_at -> Nullable<Timestamp>,
         revoked_at -> Nullable<Timestamp>,
+        expires_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    server_secrets (name) {
+        name -> Text,
+        value -> Text,
+        created_at -> Timestamp,
     }
 }
 
@@ -400,6 +409,7 @@ diesel::joinable!(quotes -> users (user_id));
 diesel::joinable!(quotes -> slice_jobs (slice_job_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    server_secrets,
     organizations,
     users,
     sessions,

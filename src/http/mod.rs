@@ -7,6 +7,8 @@ pub mod files;
 pub mod metrics;
 mod noauth;
 mod printer;
+pub mod upload;
+mod v1;
 
 use actix_web::{web, HttpResponse};
 
@@ -22,6 +24,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     files::configure(cfg);
     printer::configure(cfg);
     camera::configure(cfg);
+    v1::configure(cfg);
 }
 
 /// The base URL for links handed to clients: `server.public_url`, else the request's own

@@ -150,11 +150,7 @@ struct Estimates {
 }
 
 fn estimates(file: &StoredFile) -> Estimates {
-    let a: Value = file
-        .analysis
-        .as_deref()
-        .and_then(|t| serde_json::from_str(t).ok())
-        .unwrap_or(Value::Null);
+    let a = file.analysis_json();
     let f = |k: &str| a.get(k).and_then(Value::as_f64);
     let temps: Vec<f64> = a
         .get("nozzle_temperatures")
@@ -701,7 +697,8 @@ pub fn printer_jobs(
     Ok(JobPage { jobs: rows, cursor })
 }
 
-/// Organization settings that drive the queue (printfarm extension, organization admins).
+/// Organization settings that drive the queue and the reports' default fields (printfarm
+/// extension, organization admins).
 pub fn update_org_settings(
     conn: &mut DbConn,
     user: &User,
@@ -709,11 +706,21 @@ pub fn update_org_settings(
     actual_hours: Option<i64>,
     prices: Option<Value>,
     currency: Option<&str>,
+    report_fields: Option<&[String]>,
 ) -> Result<()> {
     use crate::db::schema::organizations;
     crate::services::orgs::require_org_admin(user)?;
     let org = user.organization_id;
+    // Checked before anything is written.
+    let report_fields = report_fields
+        .map(crate::services::reports::report_fields_setting)
+        .transpose()?;
     db::write_transaction(conn, |c| {
+        if let Some(fields) = report_fields {
+            diesel::update(organizations::table.find(org))
+                .set(organizations::report_fields.eq(fields))
+                .execute(c)?;
+        }
         if let Some(a) = auto_start {
             diesel::update(organizations::table.find(org))
                 .set(organizations::auto_start_queue.eq(a))

@@ -2,6 +2,7 @@
 //! call must not hold a connection during slow work such as password hashing).
 
 pub mod agent;
+pub mod api_tokens;
 pub mod auth;
 pub mod bootstrap;
 pub mod files;
@@ -12,4 +13,7 @@ pub mod notify;
 pub mod orgs;
 pub mod printer_types;
 pub mod printers;
+pub mod quotes;
+pub mod reports;
 pub mod sessions;
+pub mod slicing;

@@ -73,11 +73,18 @@ impl TestApp {
         Some(Self::start_on(url, dir, pg_drop, overrides).await)
     }
 
-    /// A second server instance on this one's database (files kept apart), as when several
+    /// A second server instance on this one's database and file store, as when several
     /// instances serve one farm.
     pub async fn second_instance(&self) -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
-        Self::start_on(self.db_url.clone(), dir, None, &[]).await
+        // The file store is shared, as an S3 bucket would be.
+        let files = self._dir.path().join("files").display().to_string();
+        let staging = self._dir.path().join("staging").display().to_string();
+        let shared = [
+            ("PRINTFARM_STORAGE__FILES_DIR", files.as_str()),
+            ("PRINTFARM_STORAGE__STAGING_DIR", staging.as_str()),
+        ];
+        Self::start_on(self.db_url.clone(), dir, None, &shared).await
     }
 
     async fn start_on(
@@ -105,6 +112,13 @@ impl TestApp {
         for (k, v) in overrides {
             env.push((k.to_string(), v.to_string()));
         }
+        // Bound first, so links the server hands out (downloads) name the real port.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        env.push((
+            "PRINTFARM_SERVER__PUBLIC_URL".into(),
+            format!("http://127.0.0.1:{port}"),
+        ));
         let config = Config::load_from(&env).expect("test config");
         let state = AppState::init(config).expect("app state");
         let org_id = {
@@ -117,9 +131,8 @@ impl TestApp {
                 .first::<i64>(&mut *c)
                 .expect("bootstrap organization")
         };
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
         let server = printfarm::server(state.clone(), listener).expect("server");
+        printfarm::spawn_background(state.clone());
         let handle = server.handle();
         actix_web::rt::spawn(server);
         TestApp {

@@ -180,7 +180,8 @@ pub async fn get_job_info(state: web::Data<AppState>, Form(p): Form) -> Result<H
 }
 
 /// printfarm extension: `auto_start_queue` (bool), `actual_jobs_hours` (int), `material_prices`
-/// (JSON object, price per kg by material), `currency` (3 letters). Organization admins.
+/// (JSON object, price per kg by material), `currency` (3 letters), `report_fields` (comma list
+/// of `get_custom_report` fields, or `default`). Organization admins.
 pub async fn update_organization_settings(
     state: web::Data<AppState>,
     Form(p): Form,
@@ -190,8 +191,19 @@ pub async fn update_organization_settings(
     let hours = p.i64("actual_jobs_hours")?;
     let prices = p.value("material_prices")?;
     let currency = p.str("currency").map(str::to_string);
+    let report_fields = super::reports::name_list(&p, "report_fields")?;
     state
-        .db(move |c| jobs::update_org_settings(c, &me, auto, hours, prices, currency.as_deref()))
+        .db(move |c| {
+            jobs::update_org_settings(
+                c,
+                &me,
+                auto,
+                hours,
+                prices,
+                currency.as_deref(),
+                report_fields.as_deref(),
+            )
+        })
         .await?;
     Ok(ok("Ok"))
 }

@@ -8,7 +8,10 @@ pub mod form;
 mod google;
 mod jobs;
 mod printers;
+mod reports;
 mod sessions;
+mod slicing;
+mod tokens;
 mod users;
 
 use std::future::Future;
@@ -67,14 +70,25 @@ pub const CALLS: [(u8, &str); 35] = [
 pub const EXTRA_CALLS: [&str; 2] = ["generate_login_token", "login_with_token"];
 
 /// printfarm's own calls beside the 3DPrinterOS ones.
-pub const EXTENSION_CALLS: [&str; 3] = [
+pub const EXTENSION_CALLS: [&str; 7] = [
+    "create_api_token",
+    "list_api_tokens",
+    "revoke_api_token",
+    "get_slice_status",
     "create_workgroup",
     "set_printer_workgroups",
     "update_organization_settings",
 ];
 
 /// Calls answered by real handlers; every other listed call answers 501 in the envelope.
-pub const IMPLEMENTED: [&str; 38] = [
+pub const IMPLEMENTED: [&str; 45] = [
+    "create_api_token",
+    "list_api_tokens",
+    "revoke_api_token",
+    "get_custom_report",
+    "get_finished_jobs_report",
+    "slice",
+    "get_slice_status",
     "print_file",
     "job_start",
     "job_pause",
@@ -150,6 +164,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         "set_printer_workgroups",
         printers::set_printer_workgroups,
     );
+    call(cfg, "create_api_token", tokens::create_api_token);
+    call(cfg, "list_api_tokens", tokens::list_api_tokens);
+    call(cfg, "revoke_api_token", tokens::revoke_api_token);
+    call(cfg, "slice", slicing::slice);
+    call(cfg, "get_slice_status", slicing::get_slice_status);
     call(cfg, "print_file", jobs::print_file);
     call(cfg, "job_start", jobs::job_start);
     call(cfg, "job_pause", jobs::job_pause);
@@ -199,6 +218,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     call(cfg, "generate_login_token", google::generate_login_token);
     call(cfg, "login_with_token", google::login_with_token);
     call(cfg, "create_workgroup", users::create_workgroup);
+    call(cfg, "get_custom_report", reports::get_custom_report);
+    call(
+        cfg,
+        "get_finished_jobs_report",
+        reports::get_finished_jobs_report,
+    );
 
     let pending = CALLS
         .iter()

@@ -161,6 +161,17 @@ async fn authenticated(state: &AppState, body: &Value) -> Result<Printer, HttpRe
     }
 }
 
+/// A protocol request from a registered printer: its JSON body and the printer its token names.
+async fn printer_request(
+    state: &AppState,
+    payload: web::Payload,
+    limit: usize,
+) -> Result<(Value, Printer), HttpResponse> {
+    let body = body_json(payload, limit).await?;
+    let printer = authenticated(state, &body).await?;
+    Ok((body, printer))
+}
+
 fn command_answer(cmd: Option<crate::db::models::PrinterCommand>) -> HttpResponse {
     match cmd {
         Some(c) => answer(agent::command_json(&c)),
@@ -175,12 +186,8 @@ async fn command(
     req: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
-    let body = match body_json(payload, MAX_COMMAND_BODY).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let printer = match authenticated(&state, &body).await {
-        Ok(p) => p,
+    let (body, printer) = match printer_request(&state, payload, MAX_COMMAND_BODY).await {
+        Ok(r) => r,
         Err(r) => return r,
     };
     let poll = Poll::from_json(&body);
@@ -228,12 +235,8 @@ async fn command(
 }
 
 async fn camera(state: web::Data<AppState>, payload: web::Payload) -> HttpResponse {
-    let body = match body_json(payload, MAX_CAMERA_BODY).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let printer = match authenticated(&state, &body).await {
-        Ok(p) => p,
+    let (body, printer) = match printer_request(&state, payload, MAX_CAMERA_BODY).await {
+        Ok(r) => r,
         Err(r) => return r,
     };
     let image = body
@@ -254,11 +257,7 @@ async fn camera(state: web::Data<AppState>, payload: web::Payload) -> HttpRespon
 
 /// We ship no client-side printer profiles: agents keep their own.
 async fn printer_profiles(state: web::Data<AppState>, payload: web::Payload) -> HttpResponse {
-    let body = match body_json(payload, MAX_COMMAND_BODY).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    if let Err(r) = authenticated(&state, &body).await {
+    if let Err(r) = printer_request(&state, payload, MAX_COMMAND_BODY).await {
         return r;
     }
     answer(json!([]))
@@ -266,12 +265,8 @@ async fn printer_profiles(state: web::Data<AppState>, payload: web::Payload) -> 
 
 /// The printer's queue, next job first.
 async fn queued_jobs(state: web::Data<AppState>, payload: web::Payload) -> HttpResponse {
-    let body = match body_json(payload, MAX_COMMAND_BODY).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let printer = match authenticated(&state, &body).await {
-        Ok(p) => p,
+    let (_, printer) = match printer_request(&state, payload, MAX_COMMAND_BODY).await {
+        Ok(r) => r,
         Err(r) => return r,
     };
     let list = state
@@ -307,12 +302,8 @@ async fn start_queued_job(
     req: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
-    let body = match body_json(payload, MAX_COMMAND_BODY).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let printer = match authenticated(&state, &body).await {
-        Ok(p) => p,
+    let (body, printer) = match printer_request(&state, payload, MAX_COMMAND_BODY).await {
+        Ok(r) => r,
         Err(r) => return r,
     };
     let Some(job_id) = body

@@ -1,0 +1,185 @@
+//! Moonraker HTTP driver (Klipper). Verified against Moonraker 0.11 with the stand-in
+//! Klippy of tests/peers. `print_stats.state` names the job outcome directly
+//! (complete / cancelled / error), so no inference is needed here.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::octoprint::{multipart, path_segment};
+use super::{check, http_error, round2, DriverError, DriverState, PrinterStatus};
+use crate::agent::config::PrinterConfig;
+
+const QUERY: &str =
+    "/printer/objects/query?webhooks&print_stats&virtual_sdcard&heater_bed&extruder";
+
+pub struct Moonraker {
+    http: reqwest::Client,
+    base: String,
+    key: Option<String>,
+}
+
+impl Moonraker {
+    pub fn new(base: &str, key: Option<String>, timeout: Duration) -> anyhow::Result<Moonraker> {
+        Ok(Moonraker {
+            http: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .timeout(timeout)
+                .build()?,
+            base: base.trim_end_matches('/').to_string(),
+            key: key.filter(|k| !k.is_empty()),
+        })
+    }
+
+    pub fn from_config(p: &PrinterConfig) -> anyhow::Result<Moonraker> {
+        Moonraker::new(
+            p.url.as_deref().unwrap_or_default(),
+            p.api_key.clone(),
+            p.driver_timeout(),
+        )
+    }
+
+    fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let r = self.http.request(method, format!("{}{path}", self.base));
+        match &self.key {
+            Some(k) => r.header("X-Api-Key", k),
+            None => r,
+        }
+    }
+
+    async fn get_result(&self, path: &str) -> Result<Value, DriverError> {
+        let res = self
+            .req(reqwest::Method::GET, path)
+            .send()
+            .await
+            .map_err(http_error)?;
+        let v: Value = check(res).await?.json().await.map_err(http_error)?;
+        Ok(v.get("result").cloned().unwrap_or(Value::Null))
+    }
+
+    async fn post(&self, path: &str) -> Result<(), DriverError> {
+        let res = self
+            .req(reqwest::Method::POST, path)
+            .send()
+            .await
+            .map_err(http_error)?;
+        check(res).await.map(|_| ())
+    }
+}
+
+fn num(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(0.0)
+}
+
+impl super::Driver for Moonraker {
+    async fn connect(&self) -> Result<(), DriverError> {
+        let info = self.get_result("/server/info").await?;
+        match info["klippy_state"].as_str().unwrap_or("") {
+            // A Klippy shutdown (e.g. an emergency stop) needs a firmware restart.
+            "shutdown" => self.post("/printer/firmware_restart").await,
+            _ => Ok(()),
+        }
+    }
+
+    async fn status(&self) -> Result<PrinterStatus, DriverError> {
+        let res = self
+            .req(reqwest::Method::GET, QUERY)
+            .send()
+            .await
+            .map_err(http_error)?;
+        // 404 (endpoint not registered yet) / 503 (Klippy not connected): Moonraker is up
+        // but its printer is not.
+        if matches!(res.status().as_u16(), 404 | 503) {
+            return Ok(PrinterStatus::offline("Klippy is not connected"));
+        }
+        let v: Value = check(res).await?.json().await.map_err(http_error)?;
+        let st = &v["result"]["status"];
+        let wh = st["webhooks"]["state"].as_str().unwrap_or("");
+        let ps = &st["print_stats"];
+        let file = ps["filename"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
+        let progress = num(&st["virtual_sdcard"]["progress"]) * 100.0;
+        let (state, message) = match wh {
+            "ready" => match ps["state"].as_str().unwrap_or("") {
+                "printing" => (DriverState::Printing, None),
+                "paused" => (DriverState::Paused, None),
+                "complete" => (DriverState::Finished, None),
+                "cancelled" => (DriverState::Cancelled, None),
+                "error" => (
+                    DriverState::Failed,
+                    ps["message"].as_str().map(str::to_string),
+                ),
+                _ => (DriverState::Idle, None),
+            },
+            "startup" | "" => (DriverState::Offline, Some(format!("Klippy state {wh:?}"))),
+            other => (
+                DriverState::Error,
+                Some(
+                    st["webhooks"]["state_message"]
+                        .as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| format!("Klippy state {other}")),
+                ),
+            ),
+        };
+        Ok(PrinterStatus {
+            percent: round2(if state == DriverState::Finished {
+                100.0
+            } else {
+                progress
+            }),
+            state,
+            message,
+            temps: [
+                round2(num(&st["heater_bed"]["temperature"])),
+                round2(num(&st["extruder"]["temperature"])),
+            ],
+            target_temps: [
+                round2(num(&st["heater_bed"]["target"])),
+                round2(num(&st["extruder"]["target"])),
+            ],
+            job_file: file,
+        })
+    }
+
+    async fn upload(&self, path: &Path, name: &str) -> Result<(), DriverError> {
+        let bytes = std::fs::read(path).map_err(|e| DriverError::Other(e.to_string()))?;
+        let (content_type, body) = multipart(&[("root", "gcodes")], "file", name, &bytes);
+        let res = self
+            .req(reqwest::Method::POST, "/server/files/upload")
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .timeout(Duration::from_secs(120))
+            .body(body)
+            .send()
+            .await
+            .map_err(http_error)?;
+        check(res).await.map(|_| ())
+    }
+
+    async fn start(&self, name: &str) -> Result<(), DriverError> {
+        self.post(&format!(
+            "/printer/print/start?filename={}",
+            path_segment(name)
+        ))
+        .await
+    }
+
+    async fn pause(&self) -> Result<(), DriverError> {
+        self.post("/printer/print/pause").await
+    }
+
+    async fn resume(&self) -> Result<(), DriverError> {
+        self.post("/printer/print/resume").await
+    }
+
+    async fn cancel(&self) -> Result<(), DriverError> {
+        self.post("/printer/print/cancel").await
+    }
+
+    async fn snapshot(&self) -> Option<Vec<u8>> {
+        None
+    }
+}

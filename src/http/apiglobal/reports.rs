@@ -1,0 +1,265 @@
+//! Calls 22 (`get_custom_report`) and 27 (`get_finished_jobs_report`).
+//!
+//! The custom report streams: a blocking task reads the rows in keyset-paginated batches
+//! (each batch on a connection borrowed from the pool only for that query), encodes them as
+//! CSV or JSON into chunks of about 64 KiB, and pushes the chunks through a bounded channel
+//! into the response body. A slow client therefore holds back the reader instead of filling
+//! memory, and memory stays flat however many rows a report has. Everything that can be
+//! refused (session, role, parameters) and the first batch's query are checked before the
+//! response starts, so those failures still answer the JSON envelope; a failure later can
+//! only cut the transfer short (the body then ends without its final chunk).
+
+use actix_web::web::{self, Bytes};
+use actix_web::HttpResponse;
+use chrono::Utc;
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use super::envelope::ok;
+use super::form::Params;
+use super::{authenticate, Form};
+use crate::db::Pool;
+use crate::error::{Error, Result};
+use crate::services::reports::{self, Cell, CustomReport, CustomReportRequest};
+use crate::AppState;
+
+/// Rows read per query.
+const BATCH_ROWS: i64 = 5_000;
+/// Encoded bytes per body chunk.
+const CHUNK_BYTES: usize = 64 * 1024;
+/// Chunks buffered between the reader and the client.
+const CHANNEL_CHUNKS: usize = 4;
+/// Excel only reads a CSV file as UTF-8 when it starts with a byte-order mark.
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Csv,
+    Json,
+}
+
+fn format_param(p: &Params) -> Result<Format> {
+    match p.str("type") {
+        None => Ok(Format::Csv),
+        Some(t) if t.eq_ignore_ascii_case("csv") => Ok(Format::Csv),
+        Some(t) if t.eq_ignore_ascii_case("json") => Ok(Format::Json),
+        Some(t) => Err(Error::bad_request(format!(
+            "parameter 'type' must be json or CSV (got '{t}')"
+        ))),
+    }
+}
+
+/// A list of names: `a,b`, `name[]=a&name[]=b`, or a JSON array. `None` when not given.
+pub(super) fn name_list(p: &Params, name: &str) -> Result<Option<Vec<String>>> {
+    let Some(v) = p.value(name)? else {
+        return Ok(None);
+    };
+    let scalar = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    Ok(Some(match &v {
+        Value::Array(items) => items.iter().map(scalar).collect(),
+        Value::Object(m) => m.values().map(scalar).collect(),
+        other => vec![scalar(other)],
+    }))
+}
+
+/// Encodes rows as CSV (BOM, header row, RFC 4180 quoting, CRLF) or as the JSON envelope
+/// `{"result": true, "message": [headers, types, row, …]}`.
+enum Encoder {
+    Csv(Box<csv::Writer<Vec<u8>>>),
+    Json(Vec<u8>),
+}
+
+/// RFC 4180: fields quoted when they hold a comma, quote or line break; CRLF line ends.
+fn csv_writer(buf: Vec<u8>) -> csv::Writer<Vec<u8>> {
+    csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(buf)
+}
+
+fn csv_text(c: &Cell) -> String {
+    match c {
+        Cell::Null => String::new(),
+        Cell::Int(i) => i.to_string(),
+        Cell::Float(f) => f.to_string(),
+        Cell::Text(t) => t.clone(),
+    }
+}
+
+fn json_value(c: &Cell) -> Value {
+    match c {
+        Cell::Null => Value::Null,
+        Cell::Int(i) => json!(i),
+        Cell::Float(f) => json!(f),
+        Cell::Text(t) => json!(t),
+    }
+}
+
+impl Encoder {
+    fn new(format: Format, report: &CustomReport) -> Result<Encoder> {
+        match format {
+            Format::Csv => {
+                let mut buf = Vec::with_capacity(CHUNK_BYTES * 2);
+                buf.extend_from_slice(UTF8_BOM);
+                let mut w = csv_writer(buf);
+                w.write_record(report.headers()).map_err(Error::internal)?;
+                Ok(Encoder::Csv(Box::new(w)))
+            }
+            Format::Json => {
+                let mut buf = Vec::with_capacity(CHUNK_BYTES * 2);
+                buf.extend_from_slice(br#"{"result":true,"message":["#);
+                serde_json::to_writer(&mut buf, &report.headers()).map_err(Error::internal)?;
+                buf.push(b',');
+                serde_json::to_writer(&mut buf, &report.types()).map_err(Error::internal)?;
+                Ok(Encoder::Json(buf))
+            }
+        }
+    }
+
+    fn row(&mut self, cells: &[Cell]) -> Result<()> {
+        match self {
+            Encoder::Csv(w) => w
+                .write_record(cells.iter().map(csv_text))
+                .map_err(Error::internal),
+            Encoder::Json(buf) => {
+                buf.push(b',');
+                let row: Vec<Value> = cells.iter().map(json_value).collect();
+                serde_json::to_writer(buf, &row).map_err(Error::internal)
+            }
+        }
+    }
+
+    /// Bytes ready to send (for CSV, without the writer's small internal buffer).
+    fn buffered(&self) -> usize {
+        match self {
+            Encoder::Csv(w) => w.get_ref().len(),
+            Encoder::Json(buf) => buf.len(),
+        }
+    }
+
+    fn take(&mut self) -> Result<Bytes> {
+        let fresh = Vec::with_capacity(CHUNK_BYTES * 2);
+        let bytes = match self {
+            Encoder::Csv(w) => std::mem::replace(w.as_mut(), csv_writer(fresh))
+                .into_inner()
+                .map_err(|e| Error::internal(e.error()))?,
+            Encoder::Json(buf) => std::mem::replace(buf, fresh),
+        };
+        Ok(Bytes::from(bytes))
+    }
+
+    fn finish(&mut self) -> Result<Bytes> {
+        if let Encoder::Json(buf) = self {
+            buf.extend_from_slice(b"]}");
+        }
+        self.take()
+    }
+}
+
+/// The blocking reader: batches → encoder → channel. Stops quietly when the client is gone
+/// (the receiver was dropped); sends the error when a query fails.
+fn produce(pool: Pool, report: CustomReport, format: Format, tx: mpsc::Sender<Result<Bytes>>) {
+    let run = || -> Result<()> {
+        let now = crate::db::now();
+        let mut enc = Encoder::new(format, &report)?;
+        let mut after = 0i64;
+        loop {
+            let rows = {
+                let mut conn = pool.get()?;
+                report.batch(&mut conn, after, BATCH_ROWS, now)?
+            };
+            // Chunks go out only after a batch was read, so the first query's failure still
+            // becomes the JSON error answer.
+            for (_, cells) in &rows {
+                enc.row(cells)?;
+                if enc.buffered() >= CHUNK_BYTES && tx.blocking_send(Ok(enc.take()?)).is_err() {
+                    return Ok(()); // the client went away
+                }
+            }
+            match rows.last() {
+                Some((id, _)) if rows.len() as i64 == BATCH_ROWS => after = *id,
+                _ => break,
+            }
+        }
+        let _ = tx.blocking_send(Ok(enc.finish()?));
+        Ok(())
+    };
+    if let Err(e) = run() {
+        tracing::warn!(error = %e, "custom report failed");
+        let _ = tx.blocking_send(Err(e));
+    }
+}
+
+/// `get_custom_report`: `from`, `to` (Y-m-d), `type` (CSV default, or json), `fields`,
+/// `all_fields`, `workgroups`. Organization admins and workgroup admins.
+pub async fn get_custom_report(state: web::Data<AppState>, Form(p): Form) -> Result<HttpResponse> {
+    let me = authenticate(&state, &p).await?.user;
+    let format = format_param(&p)?;
+    let req = CustomReportRequest {
+        from: p.str("from").map(str::to_string),
+        to: p.str("to").map(str::to_string),
+        fields: name_list(&p, "fields")?.unwrap_or_default(),
+        all_fields: p.bool("all_fields")?.unwrap_or(false),
+        workgroups: p.bool("workgroups")?.unwrap_or(false),
+    };
+    let today = Utc::now().date_naive();
+    let report = state
+        .db(move |c| reports::custom_report(c, &me, &req, today))
+        .await?;
+    let filename = format!("report_{}_{}.csv", report.range.from, report.range.to);
+
+    let (tx, mut rx) = mpsc::channel::<Result<Bytes>>(CHANNEL_CHUNKS);
+    let pool = state.pool.clone();
+    actix_web::rt::task::spawn_blocking(move || produce(pool, report, format, tx));
+    let first = match rx.recv().await {
+        Some(Ok(bytes)) => bytes,
+        Some(Err(e)) => return Err(e),
+        None => return Err(Error::internal("the report reader stopped without output")),
+    };
+    let rest = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let body = futures_util::stream::once(async move { Ok::<_, Error>(first) }).chain(rest);
+
+    let mut res = HttpResponse::Ok();
+    res.insert_header(("Cache-Control", "no-store"));
+    match format {
+        Format::Csv => res.content_type("text/csv; charset=utf-8").insert_header((
+            "Content-Disposition",
+            format!("attachment; filename=\"{filename}\""),
+        )),
+        Format::Json => res.content_type("application/json"),
+    };
+    Ok(res.streaming(body))
+}
+
+/// `get_finished_jobs_report`: `[{email, firstname, lastname, filename, endtime}]` for the
+/// jobs finished between `from` and `to` (by end time).
+pub async fn get_finished_jobs_report(
+    state: web::Data<AppState>,
+    Form(p): Form,
+) -> Result<HttpResponse> {
+    let me = authenticate(&state, &p).await?.user;
+    let from = p.str("from").map(str::to_string);
+    let to = p.str("to").map(str::to_string);
+    let today = Utc::now().date_naive();
+    let rows = state
+        .db(move |c| reports::finished_jobs(c, &me, from.as_deref(), to.as_deref(), today))
+        .await?;
+    let list: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "email": r.email,
+                "firstname": r.firstname,
+                "lastname": r.lastname,
+                "filename": r.filename,
+                "endtime": r.endtime(),
+            })
+        })
+        .collect();
+    Ok(ok(list))
+}

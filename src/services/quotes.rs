@@ -1,0 +1,357 @@
+//! Instant quotes (`/v1`): a quote is a slice (through the durable slice queue) priced from
+//! the G-code's own footer: time and grams come from the slicer's figures.
+//!
+//! Pricing: `filament_cost = grams × cost_per_gram` (or `grams / 1000 × cost_per_kg`),
+//! `time_cost = hours × cost_per_hour`, `total_price = max(base_price + filament_cost +
+//! time_cost, minimum_price)`; money is rounded once, to cents, at the end.
+
+use chrono::Datelike;
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::db::models::{Quote, SliceJob, StoredFile, User};
+use crate::db::schema::{files, jobs, quotes, slice_jobs};
+use crate::db::{self, DbConn};
+use crate::error::{Error, Result};
+use crate::services::slicing::{self, SliceRequest};
+
+fn default_currency() -> String {
+    "USD".into()
+}
+fn default_per_hour() -> f64 {
+    2.5
+}
+fn default_per_gram() -> f64 {
+    0.02
+}
+fn default_base() -> f64 {
+    5.0
+}
+
+/// Cloud Slicer's `quote_config`, plus `cost_per_kg` and `minimum_price`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct QuoteConfig {
+    #[serde(default = "default_currency")]
+    pub currency: String,
+    #[serde(default = "default_per_hour")]
+    pub cost_per_hour: f64,
+    #[serde(default = "default_per_gram")]
+    pub cost_per_gram: f64,
+    #[serde(default = "default_base")]
+    pub base_price: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_per_kg: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimum_price: Option<f64>,
+}
+
+impl Default for QuoteConfig {
+    fn default() -> Self {
+        QuoteConfig {
+            currency: default_currency(),
+            cost_per_hour: default_per_hour(),
+            cost_per_gram: default_per_gram(),
+            base_price: default_base(),
+            cost_per_kg: None,
+            minimum_price: None,
+        }
+    }
+}
+
+/// The priced figures of a quote.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Price {
+    pub filament_cost: f64,
+    pub time_cost: f64,
+    pub total_price: f64,
+}
+
+fn cents(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+pub fn price(cfg: &QuoteConfig, seconds: f64, grams: f64) -> Price {
+    let filament = match cfg.cost_per_kg {
+        Some(per_kg) => grams / 1000.0 * per_kg,
+        None => grams * cfg.cost_per_gram,
+    };
+    let time = seconds / 3600.0 * cfg.cost_per_hour;
+    let total = (cfg.base_price + filament + time).max(cfg.minimum_price.unwrap_or(0.0));
+    Price {
+        filament_cost: cents(filament),
+        time_cost: cents(time),
+        total_price: cents(total),
+    }
+}
+
+fn month_start(now: chrono::NaiveDateTime) -> chrono::NaiveDateTime {
+    now.date()
+        .with_day(1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .unwrap_or(now)
+}
+
+pub struct Usage {
+    pub quotes_used: i64,
+    pub storage_used: i64,
+    pub files: i64,
+}
+
+pub fn usage(conn: &mut DbConn, user: &User) -> Result<Usage> {
+    let since = month_start(db::now());
+    let quotes_used: i64 = quotes::table
+        .filter(quotes::user_id.eq(user.id))
+        .filter(quotes::created_at.ge(since))
+        .count()
+        .get_result(conn)?;
+    let sizes: Vec<i64> = files::table
+        .filter(files::user_id.eq(user.id))
+        .select(files::size)
+        .load(conn)?;
+    Ok(Usage {
+        quotes_used,
+        storage_used: sizes.iter().sum(),
+        files: sizes.len() as i64,
+    })
+}
+
+/// Starts a quote: validates, queues the slice, records the quote (pending).
+pub fn create(
+    conn: &mut DbConn,
+    user: &User,
+    file_id: i64,
+    printer_config: &Value,
+    quote_config: &QuoteConfig,
+    quotes_per_month: i64,
+) -> Result<Quote> {
+    for (name, v) in [
+        ("cost_per_hour", Some(quote_config.cost_per_hour)),
+        ("cost_per_gram", Some(quote_config.cost_per_gram)),
+        ("base_price", Some(quote_config.base_price)),
+        ("cost_per_kg", quote_config.cost_per_kg),
+        ("minimum_price", quote_config.minimum_price),
+    ] {
+        if v.is_some_and(|v| !v.is_finite() || v < 0.0) {
+            return Err(Error::bad_request(format!(
+                "quote_config.{name} must not be negative"
+            )));
+        }
+    }
+    db::write_transaction(conn, |c| {
+        if quotes_per_month > 0 && usage(c, user)?.quotes_used >= quotes_per_month {
+            return Err(Error::TooManyRequests(format!(
+                "Monthly quote limit of {quotes_per_month} reached"
+            )));
+        }
+        let requested = slicing::request(
+            c,
+            user,
+            &SliceRequest {
+                file_id,
+                slicer_id: None,
+                profile: printer_config.clone(),
+                printer_id: None,
+                start_print: false,
+            },
+        )?;
+        let q: Quote = diesel::insert_into(quotes::table)
+            .values((
+                quotes::uuid.eq(uuid::Uuid::new_v4().to_string()),
+                quotes::user_id.eq(user.id),
+                quotes::file_id.eq(file_id),
+                quotes::slice_job_id.eq(Some(requested.job.id)),
+                quotes::printer_config.eq(printer_config.to_string()),
+                quotes::quote_config
+                    .eq(serde_json::to_string(quote_config).map_err(Error::internal)?),
+                quotes::status.eq("pending"),
+                quotes::currency.eq(&quote_config.currency),
+                quotes::created_at.eq(db::now()),
+            ))
+            .get_result(c)?;
+        Ok(q)
+    })
+}
+
+/// The caller's quote, brought up to date with its slice.
+pub fn get(conn: &mut DbConn, user: &User, uuid: &str) -> Result<Quote> {
+    let q = quotes::table
+        .filter(quotes::uuid.eq(uuid))
+        .filter(quotes::user_id.eq(user.id))
+        .first::<Quote>(conn)
+        .optional()?
+        .ok_or_else(|| Error::not_found(format!("Quote {uuid} not found")))?;
+    refresh(conn, q)
+}
+
+fn refresh(conn: &mut DbConn, q: Quote) -> Result<Quote> {
+    if q.status != "pending" {
+        return Ok(q);
+    }
+    let Some(job) = q
+        .slice_job_id
+        .map(|id| SliceJob::find(conn, id))
+        .transpose()?
+        .flatten()
+    else {
+        return Ok(q);
+    };
+    let now = db::now();
+    match job.status.as_str() {
+        "done" => {
+            let file = job
+                .output_file_id
+                .map(|id| StoredFile::find(conn, id))
+                .transpose()?
+                .flatten()
+                .ok_or_else(|| Error::internal("finished slice without output"))?;
+            let a = file.analysis_json();
+            let f = |k: &str| a.get(k).and_then(Value::as_f64);
+            // The G-code is the source of truth: the slicer's own footer figures first.
+            let seconds = f("slicer_estimated_time_s")
+                .or(f("estimated_time_s"))
+                .unwrap_or(0.0);
+            let grams = f("slicer_filament_g")
+                .or(f("filament_weight_g"))
+                .unwrap_or(0.0);
+            let mm = f("slicer_filament_mm")
+                .or(f("filament_used_mm"))
+                .unwrap_or(0.0);
+            let cfg: QuoteConfig = serde_json::from_str(&q.quote_config).unwrap_or_default();
+            let p = price(&cfg, seconds, grams);
+            diesel::update(quotes::table.find(q.id))
+                .set((
+                    quotes::status.eq("success"),
+                    quotes::gcode_file_id.eq(Some(file.id)),
+                    quotes::estimated_time_seconds.eq(Some(seconds.round() as i64)),
+                    quotes::filament_used_mm.eq(Some(mm)),
+                    quotes::filament_weight.eq(Some(grams)),
+                    quotes::filament_cost.eq(Some(p.filament_cost)),
+                    quotes::time_cost.eq(Some(p.time_cost)),
+                    quotes::total_price.eq(Some(p.total_price)),
+                    quotes::finished_at.eq(Some(now)),
+                ))
+                .execute(conn)?;
+        }
+        "failed" => {
+            diesel::update(quotes::table.find(q.id))
+                .set((
+                    quotes::status.eq("error"),
+                    quotes::error.eq(job.error.clone()),
+                    quotes::finished_at.eq(Some(now)),
+                ))
+                .execute(conn)?;
+        }
+        _ => return Ok(q),
+    }
+    Ok(quotes::table.find(q.id).first(conn)?)
+}
+
+/// Storage keys to remove once the deleting transaction committed.
+pub type Removed = Vec<String>;
+
+fn file_keys(f: &StoredFile) -> Removed {
+    let mut keys = Vec::new();
+    if !f.storage_key.is_empty() {
+        keys.push(f.storage_key.clone());
+    }
+    if let Some(p) = &f.picture {
+        keys.push(format!("render/{p}"));
+    }
+    keys
+}
+
+fn used_by_jobs(conn: &mut DbConn, file_id: i64) -> Result<bool> {
+    let n: i64 = jobs::table
+        .filter(jobs::file_id.eq(file_id))
+        .count()
+        .get_result(conn)?;
+    Ok(n > 0)
+}
+
+fn delete_quote_rows(conn: &mut DbConn, q: &Quote) -> Result<Removed> {
+    let mut removed = Vec::new();
+    diesel::delete(quotes::table.find(q.id)).execute(conn)?;
+    if let Some(gid) = q.gcode_file_id {
+        // A quote's G-code that became a print job stays with the job's history.
+        if !used_by_jobs(conn, gid)? {
+            if let Some(f) = StoredFile::find(conn, gid)? {
+                diesel::delete(slice_jobs::table.filter(slice_jobs::output_file_id.eq(gid)))
+                    .execute(conn)?;
+                diesel::delete(files::table.find(gid)).execute(conn)?;
+                removed.extend(file_keys(&f));
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// Deletes the caller's quote and its G-code.
+pub fn delete_quote(conn: &mut DbConn, user: &User, uuid: &str) -> Result<(Quote, Removed)> {
+    db::write_transaction(conn, |c| {
+        let q = quotes::table
+            .filter(quotes::uuid.eq(uuid))
+            .filter(quotes::user_id.eq(user.id))
+            .first::<Quote>(c)
+            .optional()?
+            .ok_or_else(|| Error::not_found(format!("Quote {uuid} not found")))?;
+        let removed = delete_quote_rows(c, &q)?;
+        Ok((q, removed))
+    })
+}
+
+/// Deletes the caller's file with its quotes (and their G-code). A file printed by a job
+/// cannot be deleted (409): the job history needs it.
+pub fn delete_file(conn: &mut DbConn, user: &User, file_id: i64) -> Result<(StoredFile, Removed)> {
+    db::write_transaction(conn, |c| {
+        let f = StoredFile::find_owned(c, user.id, file_id)?
+            .ok_or_else(|| Error::not_found(format!("File {file_id} not found")))?;
+        if used_by_jobs(c, f.id)? {
+            return Err(Error::Conflict(format!(
+                "File {file_id} was printed; it stays for the job history"
+            )));
+        }
+        let mut removed = Vec::new();
+        let qs: Vec<Quote> = quotes::table.filter(quotes::file_id.eq(f.id)).load(c)?;
+        for q in &qs {
+            removed.extend(delete_quote_rows(c, q)?);
+        }
+        // Slices of this model that are not quotes lose their input; their outputs stay.
+        diesel::delete(slice_jobs::table.filter(slice_jobs::file_id.eq(f.id))).execute(c)?;
+        diesel::delete(files::table.find(f.id)).execute(c)?;
+        removed.extend(file_keys(&f));
+        Ok((f, removed))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pricing_rounds_once() {
+        let cfg = QuoteConfig::default();
+        // 1 h, 10 g: 5.00 + 0.20 + 2.50
+        assert_eq!(price(&cfg, 3600.0, 10.0).total_price, 7.7);
+        let per_kg = QuoteConfig {
+            cost_per_kg: Some(25.0),
+            minimum_price: Some(20.0),
+            ..QuoteConfig::default()
+        };
+        let p = price(&per_kg, 1800.0, 4.0);
+        assert_eq!(
+            (p.filament_cost, p.time_cost, p.total_price),
+            (0.1, 1.25, 20.0)
+        );
+        // Parts that round down individually do not make the total drift.
+        let tiny = QuoteConfig {
+            base_price: 0.0,
+            cost_per_hour: 0.0,
+            cost_per_gram: 0.004,
+            ..QuoteConfig::default()
+        };
+        assert_eq!(price(&tiny, 0.0, 1.0).total_price, 0.0);
+        assert_eq!(price(&tiny, 0.0, 3.0).total_price, 0.01);
+    }
+}

@@ -1,0 +1,760 @@
+//! Reports for organization admins: the custom job report (call 22, `get_custom_report`) and
+//! the finished-jobs report (call 27, `get_finished_jobs_report`).
+//!
+//! Who sees what: organization admins see every job of their organization; workgroup admins
+//! (org role 2) see the jobs on printers assigned to the workgroups they belong to; everyone
+//! else is refused (403). A job belongs to the organization of its printer
+//! (`jobs.organization_id`), so another organization's jobs never appear.
+//!
+//! Dates are whole UTC days, `from` and `to` inclusive. The custom report selects jobs by
+//! their creation time, the finished-jobs report by their end time.
+//!
+//! The custom report is read in keyset-paginated batches (by job id), so an export of a year of
+//! a large farm never holds more than one batch in memory; [`CustomReport::batch`] is the unit
+//! the HTTP layer streams.
+
+use std::collections::HashMap;
+
+use chrono::{Duration, NaiveDate, NaiveDateTime};
+use diesel::prelude::*;
+
+use crate::db::models::{access_role, job_status, Organization, User, Workgroup};
+use crate::db::schema::{
+    files, jobs, printer_types, printer_workgroups, printers, users, workgroups,
+};
+use crate::db::{DbConn, MultiBackend};
+use crate::error::{Error, Result};
+use crate::services::jobs::CANCELLED_WEB;
+
+/// Longest allowed `to - from`, in days.
+pub const MAX_RANGE_DAYS: i64 = 365;
+/// `from` defaults to `to` minus this many days.
+pub const DEFAULT_RANGE_DAYS: i64 = 31;
+
+const DATETIME: &str = "%Y-%m-%d %H:%M:%S";
+
+/// The custom report's selectable fields, in the seed's order (which is also column order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Field {
+    JobId,
+    PrinterId,
+    PrinterName,
+    PrinterType,
+    FileId,
+    FileName,
+    PrintDate,
+    Email,
+    Fname,
+    Lname,
+    Filament,
+    Cost,
+    Status,
+    PrintTime,
+    RealPrintTime,
+    CancelReason,
+    CancelDetails,
+    StartedByEmail,
+    Feedback,
+}
+
+impl Field {
+    pub const ALL: [Field; 19] = [
+        Field::JobId,
+        Field::PrinterId,
+        Field::PrinterName,
+        Field::PrinterType,
+        Field::FileId,
+        Field::FileName,
+        Field::PrintDate,
+        Field::Email,
+        Field::Fname,
+        Field::Lname,
+        Field::Filament,
+        Field::Cost,
+        Field::Status,
+        Field::PrintTime,
+        Field::RealPrintTime,
+        Field::CancelReason,
+        Field::CancelDetails,
+        Field::StartedByEmail,
+        Field::Feedback,
+    ];
+
+    /// The fields of the seed's example answer: used when the organization chose none.
+    pub const DEFAULT: [Field; 16] = [
+        Field::JobId,
+        Field::PrinterId,
+        Field::PrinterName,
+        Field::PrinterType,
+        Field::FileId,
+        Field::FileName,
+        Field::PrintDate,
+        Field::Email,
+        Field::Filament,
+        Field::Cost,
+        Field::Status,
+        Field::PrintTime,
+        Field::RealPrintTime,
+        Field::CancelReason,
+        Field::CancelDetails,
+        Field::Feedback,
+    ];
+
+    /// The parameter name (`fields=job_id,email`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Field::JobId => "job_id",
+            Field::PrinterId => "printer_id",
+            Field::PrinterName => "printer_name",
+            Field::PrinterType => "printer_type",
+            Field::FileId => "file_id",
+            Field::FileName => "file_name",
+            Field::PrintDate => "print_date",
+            Field::Email => "email",
+            Field::Fname => "fname",
+            Field::Lname => "lname",
+            Field::Filament => "filament",
+            Field::Cost => "cost",
+            Field::Status => "status",
+            Field::PrintTime => "print_time",
+            Field::RealPrintTime => "real_print_time",
+            Field::CancelReason => "cancel_reason",
+            Field::CancelDetails => "cancel_details",
+            Field::StartedByEmail => "started_by_email",
+            Field::Feedback => "feedback",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Field> {
+        Field::ALL.into_iter().find(|f| f.name() == name)
+    }
+}
+
+/// One column of the custom report: a field, or one of the workgroup columns (`workgroups=1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Column {
+    Field(Field),
+    WorkgroupIds,
+    WorkgroupNames,
+    WorkgroupPasswords,
+}
+
+impl Column {
+    /// The human header name.
+    pub fn header(self) -> &'static str {
+        match self {
+            Column::Field(f) => match f {
+                Field::JobId => "Job ID",
+                Field::PrinterId => "Printer ID",
+                Field::PrinterName => "Printer Name",
+                Field::PrinterType => "Printer Type",
+                Field::FileId => "File ID",
+                Field::FileName => "File Name",
+                Field::PrintDate => "Started Date/Time",
+                Field::Email => "Account Email",
+                Field::Fname => "First Name",
+                Field::Lname => "Last Name",
+                Field::Filament => "Filament",
+                Field::Cost => "Material Cost",
+                Field::Status => "Status",
+                Field::PrintTime => "Estimated Print Time",
+                Field::RealPrintTime => "Real Print Time",
+                Field::CancelReason => "Cancel Reason",
+                Field::CancelDetails => "Cancel Details",
+                Field::StartedByEmail => "Started By",
+                Field::Feedback => "Feedback",
+            },
+            Column::WorkgroupIds => "Workgroup IDs",
+            Column::WorkgroupNames => "Workgroup Names",
+            Column::WorkgroupPasswords => "Workgroup Passwords",
+        }
+    }
+
+    /// The type name of the second row, as the seed writes them.
+    pub fn type_name(self) -> &'static str {
+        match self {
+            Column::Field(Field::JobId | Field::PrinterId | Field::FileId) => "int",
+            Column::Field(Field::Filament | Field::Cost) => "float",
+            Column::Field(_) => "text",
+            Column::WorkgroupIds => "int,int,...",
+            Column::WorkgroupNames | Column::WorkgroupPasswords => "text,text,...",
+        }
+    }
+}
+
+/// Parses a comma-separated field list (`job_id, email`): names are trimmed and
+/// case-insensitive, duplicates collapse, and the result is in the report's column order.
+/// Unknown names answer 400 naming them and the parameter.
+pub fn parse_fields<'a>(
+    param: &str,
+    names: impl IntoIterator<Item = &'a str>,
+) -> Result<Vec<Field>> {
+    let mut chosen = Vec::new();
+    let mut unknown = Vec::new();
+    for name in names
+        .into_iter()
+        .flat_map(|n| n.split(','))
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+    {
+        match Field::parse(&name.to_ascii_lowercase()) {
+            Some(f) => chosen.push(f),
+            None => unknown.push(name.to_string()),
+        }
+    }
+    if !unknown.is_empty() {
+        let known: Vec<&str> = Field::ALL.iter().map(|f| f.name()).collect();
+        return Err(Error::bad_request(format!(
+            "parameter '{param}' names unknown fields: {}; known fields: {}",
+            unknown.join(", "),
+            known.join(", ")
+        )));
+    }
+    Ok(Field::ALL
+        .into_iter()
+        .filter(|f| chosen.contains(f))
+        .collect())
+}
+
+/// The organization's default fields (`organizations.report_fields`), or [`Field::DEFAULT`]
+/// when unset. Names that are no longer known are skipped rather than failing every report.
+pub fn organization_fields(org: &Organization) -> Vec<Field> {
+    let stored: Vec<Field> = org
+        .report_fields
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|n| Field::parse(n.trim()))
+        .collect();
+    if stored.is_empty() {
+        Field::DEFAULT.to_vec()
+    } else {
+        Field::ALL
+            .into_iter()
+            .filter(|f| stored.contains(f))
+            .collect()
+    }
+}
+
+/// What `update_organization_settings(report_fields=…)` stores: the validated, canonical comma
+/// list, or `None` for `default` (back to the server's default set).
+pub fn report_fields_setting(names: &[String]) -> Result<Option<String>> {
+    if names.len() == 1 && names[0].trim().eq_ignore_ascii_case("default") {
+        return Ok(None);
+    }
+    let fields = parse_fields("report_fields", names.iter().map(String::as_str))?;
+    if fields.is_empty() {
+        return Err(Error::bad_request(
+            "parameter 'report_fields' must name at least one field (or be 'default')",
+        ));
+    }
+    Ok(Some(
+        fields
+            .iter()
+            .map(|f| f.name())
+            .collect::<Vec<_>>()
+            .join(","),
+    ))
+}
+
+/// A report's days, both ends inclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DateRange {
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+}
+
+fn parse_day(param: &str, text: &str) -> Result<NaiveDate> {
+    NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").map_err(|_| {
+        Error::bad_request(format!(
+            "parameter '{param}' must be a date as Y-m-d, e.g. 2019-06-01 (got '{text}')"
+        ))
+    })
+}
+
+impl DateRange {
+    /// `from`/`to` as `Y-m-d`; `to` defaults to today, `from` to `to` minus 31 days. At most
+    /// 365 days apart, `from` not after `to`.
+    pub fn parse(from: Option<&str>, to: Option<&str>, today: NaiveDate) -> Result<DateRange> {
+        let to = to.map(|t| parse_day("to", t)).transpose()?.unwrap_or(today);
+        let from = from
+            .map(|f| parse_day("from", f))
+            .transpose()?
+            .unwrap_or(to - Duration::days(DEFAULT_RANGE_DAYS));
+        if from > to {
+            return Err(Error::bad_request(format!(
+                "parameter 'from' ({from}) is after 'to' ({to})"
+            )));
+        }
+        let days = (to - from).num_days();
+        if days > MAX_RANGE_DAYS {
+            return Err(Error::bad_request(format!(
+                "the range from {from} to {to} spans {days} days; at most {MAX_RANGE_DAYS} days are allowed"
+            )));
+        }
+        Ok(DateRange { from, to })
+    }
+
+    /// The first instant of `from` (UTC).
+    pub fn start(&self) -> NaiveDateTime {
+        self.from.and_hms_opt(0, 0, 0).expect("midnight exists")
+    }
+
+    /// The first instant after `to` (UTC), exclusive.
+    pub fn end(&self) -> NaiveDateTime {
+        (self.to + Duration::days(1))
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight exists")
+    }
+}
+
+/// Whose jobs a caller's reports cover.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    Organization(i64),
+    /// A workgroup admin: the printers of their workgroups, inside their organization.
+    Workgroups {
+        organization: i64,
+        workgroups: Vec<i64>,
+        printers: Vec<i64>,
+    },
+}
+
+impl Scope {
+    pub fn organization(&self) -> i64 {
+        match self {
+            Scope::Organization(o)
+            | Scope::Workgroups {
+                organization: o, ..
+            } => *o,
+        }
+    }
+}
+
+/// Organization admins get their organization, workgroup admins their workgroups; others 403.
+pub fn scope_for(conn: &mut DbConn, user: &User) -> Result<Scope> {
+    match user.access_role {
+        access_role::ADMIN => Ok(Scope::Organization(user.organization_id)),
+        access_role::WORKGROUP_ADMIN => {
+            let workgroups: Vec<i64> = Workgroup::of_user(conn, user.id)?
+                .into_iter()
+                .filter(|(w, _)| w.organization_id == user.organization_id)
+                .map(|(w, _)| w.id)
+                .collect();
+            let mut printers: Vec<i64> = printer_workgroups::table
+                .inner_join(printers::table)
+                .filter(printer_workgroups::workgroup_id.eq_any(&workgroups))
+                .filter(printers::organization_id.eq(user.organization_id))
+                .select(printer_workgroups::printer_id)
+                .load(conn)?;
+            printers.sort_unstable();
+            printers.dedup();
+            Ok(Scope::Workgroups {
+                organization: user.organization_id,
+                workgroups,
+                printers,
+            })
+        }
+        _ => Err(Error::forbidden(
+            "Reports are for organization admins and workgroup admins",
+        )),
+    }
+}
+
+/// One value of a report row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    Null,
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+/// Seconds as `H:MM:SS` (hours unbounded).
+pub fn hms(seconds: i64) -> String {
+    let s = seconds.max(0);
+    format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+/// The status word of a job: DONE, CANCELLED_WEB (cancelled from the web), CANCELLED (other
+/// aborts), FAILED, IN_PROGRESS, QUEUED.
+pub fn status_word(status: i32, cancel_reason: Option<&str>) -> String {
+    match status {
+        job_status::FINISHED => "DONE".into(),
+        job_status::ABORTED if cancel_reason == Some(CANCELLED_WEB) => CANCELLED_WEB.into(),
+        job_status::ABORTED => "CANCELLED".into(),
+        job_status::FAILED => "FAILED".into(),
+        job_status::IN_PROGRESS => "IN_PROGRESS".into(),
+        job_status::QUEUED => "QUEUED".into(),
+        other => other.to_string(),
+    }
+}
+
+/// What the parameters of `get_custom_report` ask for.
+#[derive(Debug, Clone, Default)]
+pub struct CustomReportRequest {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    /// `fields`, as sent (comma lists, or the elements of an array).
+    pub fields: Vec<String>,
+    pub all_fields: bool,
+    pub workgroups: bool,
+}
+
+/// A checked custom report, ready to be read batch by batch.
+#[derive(Debug, Clone)]
+pub struct CustomReport {
+    pub scope: Scope,
+    pub range: DateRange,
+    pub columns: Vec<Column>,
+    /// Printer id → its workgroups (id, name, join password) the caller may see; only loaded
+    /// with `workgroups=1`.
+    workgroups: HashMap<i64, Vec<(i64, String, String)>>,
+}
+
+/// Checks the caller and the parameters of `get_custom_report`. Everything that can be refused
+/// is refused here, before any row is read.
+pub fn custom_report(
+    conn: &mut DbConn,
+    user: &User,
+    req: &CustomReportRequest,
+    today: NaiveDate,
+) -> Result<CustomReport> {
+    let scope = scope_for(conn, user)?;
+    let range = DateRange::parse(req.from.as_deref(), req.to.as_deref(), today)?;
+    let requested = parse_fields("fields", req.fields.iter().map(String::as_str))?;
+    let fields = if req.all_fields {
+        Field::ALL.to_vec()
+    } else if !requested.is_empty() {
+        requested
+    } else {
+        let org = Organization::find(conn, scope.organization())?
+            .ok_or_else(|| Error::internal("user without organization"))?;
+        organization_fields(&org)
+    };
+    let mut columns: Vec<Column> = fields.into_iter().map(Column::Field).collect();
+    let mut wg_map: HashMap<i64, Vec<(i64, String, String)>> = HashMap::new();
+    if req.workgroups {
+        columns.extend([
+            Column::WorkgroupIds,
+            Column::WorkgroupNames,
+            Column::WorkgroupPasswords,
+        ]);
+        let mut q = printer_workgroups::table
+            .inner_join(workgroups::table)
+            .filter(workgroups::organization_id.eq(scope.organization()))
+            .into_boxed::<MultiBackend>();
+        // A workgroup admin sees only their own workgroups (and their passwords).
+        if let Scope::Workgroups {
+            workgroups: own, ..
+        } = &scope
+        {
+            q = q.filter(workgroups::id.eq_any(own.clone()));
+        }
+        let rows: Vec<(i64, i64, String, String)> = q
+            .order((printer_workgroups::printer_id, workgroups::id))
+            .select((
+                printer_workgroups::printer_id,
+                workgroups::id,
+                workgroups::name,
+                workgroups::join_password,
+            ))
+            .load(conn)?;
+        for (printer, id, name, password) in rows {
+            wg_map
+                .entry(printer)
+                .or_default()
+                .push((id, name, password));
+        }
+    }
+    Ok(CustomReport {
+        scope,
+        range,
+        columns,
+        workgroups: wg_map,
+    })
+}
+
+/// The columns a report row is built from.
+#[derive(Debug, Queryable)]
+struct JobRow {
+    id: i64,
+    user_id: i64,
+    printer_id: i64,
+    printer_name: String,
+    printer_type: Option<String>,
+    file_id: i64,
+    file_name: String,
+    created_at: NaiveDateTime,
+    started_at: Option<NaiveDateTime>,
+    email: String,
+    firstname: String,
+    lastname: String,
+    weight: f64,
+    cost: Option<f64>,
+    file_cost: Option<f64>,
+    status_id: i32,
+    printing_duration: i32,
+    print_time: i32,
+    cancel_reason: Option<String>,
+    cancel_details: Option<String>,
+    started_by: Option<i64>,
+    feedback: Option<String>,
+}
+
+fn text(s: &str) -> Cell {
+    Cell::Text(s.to_string())
+}
+
+fn opt_text(s: &Option<String>) -> Cell {
+    s.as_deref().map_or(Cell::Null, text)
+}
+
+impl CustomReport {
+    pub fn headers(&self) -> Vec<&'static str> {
+        self.columns.iter().map(|c| c.header()).collect()
+    }
+
+    pub fn types(&self) -> Vec<&'static str> {
+        self.columns.iter().map(|c| c.type_name()).collect()
+    }
+
+    fn has(&self, f: Field) -> bool {
+        self.columns.contains(&Column::Field(f))
+    }
+
+    /// The next rows after job id `after` (ascending job id), at most `limit`, as
+    /// `(job id, cells)`. An empty or short batch means the report is complete.
+    pub fn batch(
+        &self,
+        conn: &mut DbConn,
+        after: i64,
+        limit: i64,
+        now: NaiveDateTime,
+    ) -> Result<Vec<(i64, Vec<Cell>)>> {
+        let mut q = jobs::table
+            .inner_join(printers::table.left_join(printer_types::table))
+            .inner_join(files::table)
+            .inner_join(users::table.on(users::id.eq(jobs::user_id)))
+            .filter(jobs::organization_id.eq(self.scope.organization()))
+            .filter(jobs::created_at.ge(self.range.start()))
+            .filter(jobs::created_at.lt(self.range.end()))
+            .filter(jobs::id.gt(after))
+            .into_boxed::<MultiBackend>();
+        if let Scope::Workgroups { printers: ids, .. } = &self.scope {
+            q = q.filter(jobs::printer_id.eq_any(ids.clone()));
+        }
+        let rows: Vec<JobRow> = q
+            .order(jobs::id.asc())
+            .limit(limit)
+            .select((
+                jobs::id,
+                jobs::user_id,
+                jobs::printer_id,
+                printers::name,
+                printer_types::description.nullable(),
+                jobs::file_id,
+                files::filename,
+                jobs::created_at,
+                jobs::started_at,
+                users::email,
+                users::firstname,
+                users::lastname,
+                jobs::weight,
+                jobs::cost,
+                jobs::file_cost,
+                jobs::status_id,
+                jobs::printing_duration,
+                jobs::print_time,
+                jobs::cancel_reason,
+                jobs::cancel_details,
+                jobs::started_by_user_id,
+                jobs::feedback,
+            ))
+            .load(conn)?;
+
+        // "Started By": usually the job's own user; others are looked up once per batch.
+        let mut starters: HashMap<i64, String> = HashMap::new();
+        if self.has(Field::StartedByEmail) {
+            let mut ids: Vec<i64> = rows
+                .iter()
+                .filter_map(|r| r.started_by.filter(|s| *s != r.user_id))
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            if !ids.is_empty() {
+                starters = users::table
+                    .filter(users::id.eq_any(ids))
+                    .select((users::id, users::email))
+                    .load::<(i64, String)>(conn)?
+                    .into_iter()
+                    .collect();
+            }
+        }
+        Ok(rows
+            .iter()
+            .map(|r| (r.id, self.cells(r, &starters, now)))
+            .collect())
+    }
+
+    fn cells(&self, r: &JobRow, starters: &HashMap<i64, String>, now: NaiveDateTime) -> Vec<Cell> {
+        let no_groups = Vec::new();
+        let groups = self.workgroups.get(&r.printer_id).unwrap_or(&no_groups);
+        let join = |f: &dyn Fn(&(i64, String, String)) -> String| {
+            Cell::Text(groups.iter().map(f).collect::<Vec<_>>().join(","))
+        };
+        self.columns
+            .iter()
+            .map(|c| match c {
+                Column::Field(f) => match f {
+                    Field::JobId => Cell::Int(r.id),
+                    Field::PrinterId => Cell::Int(r.printer_id),
+                    Field::PrinterName => text(&r.printer_name),
+                    Field::PrinterType => opt_text(&r.printer_type),
+                    Field::FileId => Cell::Int(r.file_id),
+                    Field::FileName => text(&r.file_name),
+                    Field::PrintDate => Cell::Text(
+                        r.started_at
+                            .unwrap_or(r.created_at)
+                            .format(DATETIME)
+                            .to_string(),
+                    ),
+                    Field::Email => text(&r.email),
+                    Field::Fname => text(&r.firstname),
+                    Field::Lname => text(&r.lastname),
+                    Field::Filament => Cell::Float(r.weight),
+                    // What was charged; before a start, what the material would cost.
+                    Field::Cost => r.cost.or(r.file_cost).map_or(Cell::Null, Cell::Float),
+                    Field::Status => {
+                        Cell::Text(status_word(r.status_id, r.cancel_reason.as_deref()))
+                    }
+                    Field::PrintTime => Cell::Text(hms(i64::from(r.printing_duration))),
+                    Field::RealPrintTime => match r.started_at {
+                        None => Cell::Null,
+                        Some(s) if r.status_id == job_status::IN_PROGRESS => {
+                            Cell::Text(hms((now - s).num_seconds()))
+                        }
+                        Some(_) => Cell::Text(hms(i64::from(r.print_time))),
+                    },
+                    Field::CancelReason => opt_text(&r.cancel_reason),
+                    Field::CancelDetails => opt_text(&r.cancel_details),
+                    Field::StartedByEmail => match r.started_by {
+                        None => Cell::Null,
+                        Some(s) if s == r.user_id => text(&r.email),
+                        Some(s) => starters.get(&s).map_or(Cell::Null, |e| text(e)),
+                    },
+                    Field::Feedback => opt_text(&r.feedback),
+                },
+                Column::WorkgroupIds => join(&|g| g.0.to_string()),
+                Column::WorkgroupNames => join(&|g| g.1.clone()),
+                Column::WorkgroupPasswords => join(&|g| g.2.clone()),
+            })
+            .collect()
+    }
+}
+
+/// One line of `get_finished_jobs_report`.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
+pub struct FinishedJob {
+    pub email: String,
+    pub firstname: String,
+    pub lastname: String,
+    pub filename: String,
+    pub ended_at: NaiveDateTime,
+}
+
+impl FinishedJob {
+    pub fn endtime(&self) -> String {
+        self.ended_at.format(DATETIME).to_string()
+    }
+}
+
+/// `get_finished_jobs_report`: jobs finished (77) in the range, by end time, oldest first.
+pub fn finished_jobs(
+    conn: &mut DbConn,
+    user: &User,
+    from: Option<&str>,
+    to: Option<&str>,
+    today: NaiveDate,
+) -> Result<Vec<FinishedJob>> {
+    let scope = scope_for(conn, user)?;
+    let range = DateRange::parse(from, to, today)?;
+    let mut q = jobs::table
+        .inner_join(files::table)
+        .inner_join(users::table.on(users::id.eq(jobs::user_id)))
+        .filter(jobs::organization_id.eq(scope.organization()))
+        .filter(jobs::status_id.eq(job_status::FINISHED))
+        .filter(jobs::ended_at.ge(range.start()))
+        .filter(jobs::ended_at.lt(range.end()))
+        .into_boxed::<MultiBackend>();
+    if let Scope::Workgroups { printers: ids, .. } = &scope {
+        q = q.filter(jobs::printer_id.eq_any(ids.clone()));
+    }
+    let rows: Vec<(String, String, String, String, Option<NaiveDateTime>)> = q
+        .order((jobs::ended_at.asc(), jobs::id.asc()))
+        .select((
+            users::email,
+            users::firstname,
+            users::lastname,
+            files::filename,
+            jobs::ended_at,
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(email, firstname, lastname, filename, ended)| {
+            Some(FinishedJob {
+                email,
+                firstname,
+                lastname,
+                filename,
+                ended_at: ended?,
+            })
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    #[test]
+    fn ranges() {
+        let today = day("2024-03-31");
+        let r = DateRange::parse(None, None, today).unwrap();
+        assert_eq!((r.from, r.to), (day("2024-02-29"), today));
+        assert_eq!(r.end().to_string(), "2024-04-01 00:00:00");
+        // 2024 is a leap year: 2023-04-01 .. 2024-03-31 is 365 days apart.
+        assert!(DateRange::parse(Some("2023-04-01"), None, today).is_ok());
+        let e = DateRange::parse(Some("2023-03-31"), None, today).unwrap_err();
+        assert!(e.to_string().contains("366 days"), "{e}");
+        assert!(DateRange::parse(Some("2024-04-01"), None, today).is_err());
+        let e = DateRange::parse(Some("31.03.2024"), None, today).unwrap_err();
+        assert!(e.to_string().contains("'from'"), "{e}");
+        let e = DateRange::parse(None, Some("2024-02-30"), today).unwrap_err();
+        assert!(e.to_string().contains("'to'"), "{e}");
+    }
+
+    #[test]
+    fn fields_and_words() {
+        let f = parse_fields("fields", ["email, JOB_ID", "job_id"]).unwrap();
+        assert_eq!(f, vec![Field::JobId, Field::Email]);
+        let e = parse_fields("fields", ["job_id,bogus,nope"]).unwrap_err();
+        assert!(e.to_string().contains("bogus, nope"), "{e}");
+        assert_eq!(hms(0), "0:00:00");
+        assert_eq!(hms(956), "0:15:56");
+        assert_eq!(hms(93_784), "26:03:04");
+        assert_eq!(status_word(45, Some("CANCELLED_WEB")), "CANCELLED_WEB");
+        assert_eq!(status_word(45, Some("CANCELLED_PRINTER")), "CANCELLED");
+        assert_eq!(
+            report_fields_setting(&["email,job_id".into()]).unwrap(),
+            Some("job_id,email".into())
+        );
+        assert_eq!(report_fields_setting(&["default".into()]).unwrap(), None);
+        assert!(report_fields_setting(&[",".into()]).is_err());
+    }
+}

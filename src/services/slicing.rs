@@ -1,0 +1,270 @@
+//! The durable slice queue. A request is a row (pending → running → done | failed); workers
+//! claim rows under a lease (`FOR UPDATE SKIP LOCKED` on Postgres, `BEGIN IMMEDIATE` on
+//! SQLite), so a slice survives a restart and never runs twice at once; results are committed
+//! only by the lease holder.
+
+use chrono::{Duration, NaiveDateTime};
+use diesel::prelude::*;
+use serde_json::Value;
+
+use crate::db::models::{NewFile, SliceJob, StoredFile, User};
+use crate::db::schema::{files, slice_jobs};
+use crate::db::{self, DbConn};
+use crate::error::{Error, Result};
+use crate::mesh::MeshAnalysis;
+use crate::services::printers::{self, Access};
+use crate::slicer::{Profile, DEFAULT_SLICER, SLICERS};
+
+pub struct SliceRequest {
+    pub file_id: i64,
+    pub slicer_id: Option<i64>,
+    pub profile: Value,
+    pub printer_id: Option<i64>,
+    pub start_print: bool,
+}
+
+pub struct Requested {
+    pub job: SliceJob,
+    pub waiting: bool,
+}
+
+/// `slice`: checks everything that can be checked before slicing (the file, the slicer, every
+/// profile key, the printer, the model's size against the bed in X, Y **and** Z), reserves the
+/// output file id, and queues the slice.
+pub fn request(conn: &mut DbConn, user: &User, req: &SliceRequest) -> Result<Requested> {
+    let slicer = req.slicer_id.unwrap_or(DEFAULT_SLICER);
+    if !SLICERS.contains(&slicer) {
+        return Err(Error::bad_request(format!(
+            "slicer_id {slicer} is not available on this server; it slices with {} (PrusaSlicer)",
+            SLICERS.map(|s| s.to_string()).join(", ")
+        )));
+    }
+    let profile = Profile::from_json(&req.profile)
+        .map_err(|e| Error::bad_request(format!("profile: {e}")))?;
+    db::write_transaction(conn, |c| {
+        let file = StoredFile::find_owned(c, user.id, req.file_id)?
+            .ok_or_else(|| Error::not_found(format!("File {} not found", req.file_id)))?;
+        if !matches!(file.kind.as_str(), "stl" | "3mf" | "obj") || file.state != "ready" {
+            return Err(Error::bad_request(format!(
+                "File {} is not a model (STL, 3MF or OBJ) to slice",
+                file.id
+            )));
+        }
+        if let Some(p) = req.printer_id {
+            let (_, access) = printers::visible(c, user, p)?;
+            if req.start_print && access < Access::Print {
+                return Err(Error::forbidden("You may only queue jobs on this printer"));
+            }
+        }
+        let analysis: MeshAnalysis = file
+            .analysis
+            .as_deref()
+            .and_then(|a| serde_json::from_str(a).ok())
+            .ok_or_else(|| Error::internal("model without analysis"))?;
+        let bed = profile.build_volume();
+        if !crate::mesh::fits(&analysis, bed) {
+            return Err(Error::bad_request(format!(
+                "the model ({:.1} × {:.1} × {:.1} mm) does not fit the printer ({} × {} × {} mm)",
+                analysis.size[0], analysis.size[1], analysis.size[2], bed[0], bed[1], bed[2]
+            )));
+        }
+        let now = db::now();
+        let stem = file
+            .filename
+            .rsplit_once('.')
+            .map_or(file.filename.as_str(), |(s, _)| s);
+        let name = format!("{stem}.gcode");
+        let output = StoredFile::insert(
+            c,
+            &NewFile {
+                user_id: user.id,
+                organization_id: user.organization_id,
+                project_id: file.project_id,
+                state: "reserved",
+                filename: &name,
+                kind: "gcode",
+                size: 0,
+                sha256: "",
+                storage_key: "",
+                upload_type_id: crate::services::files::WEBSITE_UPLOAD,
+                upload_soft_name: Some("printfarm slicer"),
+                printer_type_id: None,
+                slicer: Some("PrusaSlicer"),
+                zip: false,
+                analysis: None,
+                slicer_settings: None,
+                picture: None,
+                created_at: now,
+                updated_at: now,
+            },
+        )?;
+        let profile_json = serde_json::to_string(&profile.keys).map_err(Error::internal)?;
+        let job: SliceJob = diesel::insert_into(slice_jobs::table)
+            .values((
+                slice_jobs::uuid.eq(uuid::Uuid::new_v4().to_string()),
+                slice_jobs::user_id.eq(user.id),
+                slice_jobs::file_id.eq(file.id),
+                slice_jobs::output_file_id.eq(Some(output.id)),
+                slice_jobs::slicer_id.eq(slicer as i32),
+                slice_jobs::profile.eq(profile_json),
+                slice_jobs::printer_id.eq(req.printer_id),
+                slice_jobs::start_print.eq(req.start_print),
+                slice_jobs::status.eq("pending"),
+                slice_jobs::attempts.eq(0),
+                slice_jobs::created_at.eq(now),
+            ))
+            .get_result(c)?;
+        let waiting = SliceJob::ahead_of(c, job.id)? > 0;
+        Ok(Requested { job, waiting })
+    })
+}
+
+/// Claims the oldest pending slice, or a running one whose lease ran out (its worker died).
+pub fn claim(conn: &mut DbConn, owner: &str, lease: Duration) -> Result<Option<SliceJob>> {
+    let now = db::now();
+    let claimable = slice_jobs::status.eq("pending").or(slice_jobs::status
+        .eq("running")
+        .and(slice_jobs::lease_until.lt(Some(now))));
+    db::write_transaction(conn, |c| {
+        let id: Option<i64> = match c {
+            DbConn::Pg(pg) => slice_jobs::table
+                .filter(claimable)
+                .order(slice_jobs::id.asc())
+                .select(slice_jobs::id)
+                .for_update()
+                .skip_locked()
+                .first(pg)
+                .optional()?,
+            // SQLite: the transaction holds the database's write lock (BEGIN IMMEDIATE).
+            DbConn::Sqlite(_) => slice_jobs::table
+                .filter(claimable)
+                .order(slice_jobs::id.asc())
+                .select(slice_jobs::id)
+                .first(c)
+                .optional()?,
+        };
+        let Some(id) = id else { return Ok(None) };
+        diesel::update(slice_jobs::table.find(id))
+            .set((
+                slice_jobs::status.eq("running"),
+                slice_jobs::lease_owner.eq(Some(owner)),
+                slice_jobs::lease_until.eq(Some(now + lease)),
+                slice_jobs::attempts.eq(slice_jobs::attempts + 1),
+                slice_jobs::started_at.eq(Some(now)),
+            ))
+            .execute(c)?;
+        Ok(SliceJob::find(c, id)?)
+    })
+}
+
+/// Extends the lease of a slice this worker still holds.
+pub fn renew(conn: &mut DbConn, id: i64, owner: &str, lease: Duration) -> Result<bool> {
+    let n = diesel::update(
+        slice_jobs::table
+            .filter(slice_jobs::id.eq(id))
+            .filter(slice_jobs::status.eq("running"))
+            .filter(slice_jobs::lease_owner.eq(owner)),
+    )
+    .set(slice_jobs::lease_until.eq(Some(db::now() + lease)))
+    .execute(conn)?;
+    Ok(n == 1)
+}
+
+fn holds(c: &mut DbConn, id: i64, owner: &str) -> Result<bool> {
+    let job = SliceJob::find(c, id)?;
+    Ok(job.is_some_and(|j| j.status == "running" && j.lease_owner.as_deref() == Some(owner)))
+}
+
+/// The G-code a worker produced, stored and analysed.
+pub struct Output<'a> {
+    pub storage_key: &'a str,
+    pub picture: &'a str,
+    pub size: i64,
+    pub sha256: &'a str,
+    pub analysis: &'a str,
+    pub settings: &'a str,
+}
+
+/// Commits a finished slice: the reserved file becomes a normal G-code file. Returns false
+/// (and changes nothing) when this worker no longer holds the lease.
+pub fn complete(
+    conn: &mut DbConn,
+    job: &SliceJob,
+    owner: &str,
+    out: &Output,
+    log: &str,
+) -> Result<bool> {
+    db::write_transaction(conn, |c| {
+        if !holds(c, job.id, owner)? {
+            return Ok(false);
+        }
+        let now = db::now();
+        if let Some(fid) = job.output_file_id {
+            diesel::update(files::table.find(fid))
+                .set((
+                    files::state.eq("ready"),
+                    files::storage_key.eq(out.storage_key),
+                    files::size.eq(out.size),
+                    files::sha256.eq(out.sha256),
+                    files::analysis.eq(Some(out.analysis)),
+                    files::slicer_settings.eq(Some(out.settings)),
+                    files::picture.eq(Some(out.picture)),
+                    files::updated_at.eq(now),
+                ))
+                .execute(c)?;
+        }
+        diesel::update(slice_jobs::table.find(job.id))
+            .set((
+                slice_jobs::status.eq("done"),
+                slice_jobs::stderr.eq(Some(log)),
+                slice_jobs::finished_at.eq(Some(now)),
+                slice_jobs::lease_until.eq(None::<NaiveDateTime>),
+            ))
+            .execute(c)?;
+        Ok(true)
+    })
+}
+
+/// Records a failed slice (the reserved output file is removed).
+pub fn fail(
+    conn: &mut DbConn,
+    job: &SliceJob,
+    owner: &str,
+    error: &str,
+    log: &str,
+) -> Result<bool> {
+    db::write_transaction(conn, |c| {
+        if !holds(c, job.id, owner)? {
+            return Ok(false);
+        }
+        diesel::update(slice_jobs::table.find(job.id))
+            .set((
+                slice_jobs::status.eq("failed"),
+                slice_jobs::error.eq(Some(error)),
+                slice_jobs::stderr.eq(Some(log)),
+                slice_jobs::output_file_id.eq(None::<i64>),
+                slice_jobs::finished_at.eq(Some(db::now())),
+                slice_jobs::lease_until.eq(None::<NaiveDateTime>),
+            ))
+            .execute(c)?;
+        if let Some(fid) = job.output_file_id {
+            diesel::delete(files::table.find(fid).filter(files::state.eq("reserved")))
+                .execute(c)?;
+        }
+        Ok(true)
+    })
+}
+
+pub fn set_print_job(conn: &mut DbConn, id: i64, job: i64) -> Result<()> {
+    diesel::update(slice_jobs::table.find(id))
+        .set(slice_jobs::print_job_id.eq(Some(job)))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The caller's own slice, by its UUID.
+pub fn status(conn: &mut DbConn, user: &User, uuid: &str) -> Result<SliceJob> {
+    SliceJob::find_by_uuid(conn, uuid)?
+        .filter(|j| j.user_id == user.id)
+        .ok_or_else(|| Error::not_found(format!("Slice job {uuid} not found")))
+}

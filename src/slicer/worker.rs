@@ -1,0 +1,207 @@
+//! Slice workers: claim a queued slice, run PrusaSlicer in a folder of its own, store and
+//! analyse the G-code, and queue the print job when one was asked for.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use crate::db::models::{SliceJob, StoredFile, User};
+use crate::error::{Error, Result};
+use crate::services::auth::random_token;
+use crate::services::files::{self, Kind};
+use crate::services::{jobs, slicing};
+use crate::AppState;
+
+/// Starts `count` workers on the current runtime; they run until the process ends.
+pub fn spawn(state: AppState, count: usize, wake: Arc<Notify>) {
+    let owner_base = format!("{}-{}", std::process::id(), &random_token()[..8]);
+    for n in 0..count {
+        let (state, wake, owner) = (state.clone(), wake.clone(), format!("{owner_base}-{n}"));
+        actix_web::rt::spawn(async move {
+            loop {
+                let notified = wake.notified();
+                match work_once(&state, &owner).await {
+                    Ok(true) => continue,
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(error = %e, "slice worker error"),
+                }
+                // Poll now and then too: rows may come from other instances or expired leases.
+                let _ = tokio::time::timeout(Duration::from_secs(2), notified).await;
+            }
+        });
+    }
+}
+
+fn lease(state: &AppState) -> chrono::Duration {
+    chrono::Duration::seconds(state.config.slicer.time_limit_secs as i64 + 60)
+}
+
+/// Claims and runs one slice; false when there was nothing to do.
+pub async fn work_once(state: &AppState, owner: &str) -> Result<bool> {
+    let lease_for = lease(state);
+    let o = owner.to_string();
+    let Some(job) = state.db(move |c| slicing::claim(c, &o, lease_for)).await? else {
+        return Ok(false);
+    };
+    tracing::info!(slice = %job.uuid, attempt = job.attempts, "slicing");
+    // Keep the lease while the slicer runs.
+    let renew = {
+        let (state, id, owner) = (state.clone(), job.id, owner.to_string());
+        actix_web::rt::spawn(async move {
+            let every = Duration::from_secs((lease_for.num_seconds() as u64 / 3).max(1));
+            loop {
+                tokio::time::sleep(every).await;
+                let o = owner.clone();
+                if !matches!(
+                    state
+                        .db(move |c| slicing::renew(c, id, &o, lease_for))
+                        .await,
+                    Ok(true)
+                ) {
+                    break;
+                }
+            }
+        })
+    };
+    let result = run(state, &job, owner).await;
+    renew.abort();
+    if let Err(e) = result {
+        let (o, msg) = (owner.to_string(), e.to_string());
+        let j = job.clone();
+        state
+            .db(move |c| slicing::fail(c, &j, &o, &msg, ""))
+            .await?;
+    }
+    Ok(true)
+}
+
+async fn run(state: &AppState, job: &SliceJob, owner: &str) -> Result<()> {
+    let file_id = job.file_id;
+    let input = state
+        .db(move |c| Ok(StoredFile::find(c, file_id)?))
+        .await?
+        .ok_or_else(|| Error::not_found("the model file was deleted"))?;
+    let dir = tempfile::Builder::new()
+        .prefix("slice-")
+        .tempdir_in(&state.config.storage.staging_dir)
+        .map_err(|e| Error::internal(format!("slice folder: {e}")))?;
+    let model = dir.path().join(format!("model.{}", input.kind));
+    let staged = state.storage.fetch_to_staging(&input.storage_key).await?;
+    std::fs::copy(staged.path(), &model)
+        .map_err(|e| Error::internal(format!("slice folder: {e}")))?;
+    let keys: std::collections::BTreeMap<String, String> =
+        serde_json::from_str(&job.profile).map_err(Error::internal)?;
+    let ini = dir.path().join("profile.ini");
+    let text: String = keys.iter().map(|(k, v)| format!("{k} = {v}\n")).collect();
+    std::fs::write(&ini, text).map_err(|e| Error::internal(format!("slice folder: {e}")))?;
+    let output = dir.path().join("out.gcode");
+
+    let permit = state
+        .slice_permits
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(Error::internal)?;
+    let limit = Duration::from_secs(state.config.slicer.time_limit_secs);
+    let (result, log) = crate::slicer::run(
+        &state.config.slicer.prusa_slicer,
+        &ini,
+        &model,
+        &output,
+        limit,
+    )
+    .await;
+    drop(permit);
+    let log: String = log
+        .chars()
+        .rev()
+        .take(16_000)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    if let Err(e) = result {
+        let (j, o, msg) = (job.clone(), owner.to_string(), e.to_string());
+        state
+            .db(move |c| slicing::fail(c, &j, &o, &msg, &log))
+            .await?;
+        return Ok(());
+    }
+
+    // Measure, preview and store the G-code like an upload.
+    let size = std::fs::metadata(&output).map_err(Error::internal)?.len();
+    let sha = {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        let mut f = std::fs::File::open(&output).map_err(Error::internal)?;
+        std::io::copy(&mut f, &mut h).map_err(Error::internal)?;
+        hex::encode(h.finalize())
+    };
+    let out_path = output.clone();
+    let analysed =
+        actix_web::web::block(move || files::analyse_staged(&out_path, size, Kind::Gcode, false))
+            .await??;
+    let storage_key = format!("files/{}", random_token());
+    let picture = format!("{}.png", random_token());
+    state.storage.put_file(&storage_key, &output).await?;
+    state
+        .storage
+        .put_bytes(&format!("render/{picture}"), analysed.preview_png.clone())
+        .await?;
+    let analysis = analysed.analysis.to_string();
+    let settings = serde_json::to_string(&analysed.settings.clone().unwrap_or_default())
+        .map_err(Error::internal)?;
+    let committed = {
+        let (j, o, key, pic) = (
+            job.clone(),
+            owner.to_string(),
+            storage_key.clone(),
+            picture.clone(),
+        );
+        state
+            .db(move |c| {
+                slicing::complete(
+                    c,
+                    &j,
+                    &o,
+                    &slicing::Output {
+                        storage_key: &key,
+                        picture: &pic,
+                        size: size as i64,
+                        sha256: &sha,
+                        analysis: &analysis,
+                        settings: &settings,
+                    },
+                    &log,
+                )
+            })
+            .await?
+    };
+    if !committed {
+        // Another worker took over after our lease ran out: its result stands, ours goes.
+        let _ = state.storage.delete(&storage_key).await;
+        let _ = state.storage.delete(&format!("render/{picture}")).await;
+        return Ok(());
+    }
+    if let (Some(printer), Some(output_id)) = (job.printer_id, job.output_file_id) {
+        let (user_id, start, id) = (job.user_id, job.start_print, job.id);
+        let ctx = state.job_context(None);
+        let created = state
+            .db(move |c| {
+                let user = User::find(c, user_id)?.ok_or_else(|| Error::not_found("user gone"))?;
+                let created = jobs::print_file(c, &user, output_id, printer, !start, &ctx)?;
+                slicing::set_print_job(c, id, created.job.id)?;
+                Ok(created)
+            })
+            .await;
+        match created {
+            Ok(c) if c.started => state.notifier.wake(c.job.printer_id),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(slice = %job.uuid, error = %e, "the sliced file could not be queued on the printer")
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,29 @@
+# Shared by the peer scripts: where the venvs live, and small helpers.
+# PEERS_DIR (default <repo>/target/peers) holds one venv per peer:
+#   $PEERS_DIR/octoprint-venv  (pip: octoprint)
+#   $PEERS_DIR/moonraker-venv  (pip: moonraker)
+# They are separate because pip cannot resolve both into one environment.
+PEERS_HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+PEERS_REPO="$(cd "$PEERS_HERE/../.." && pwd)"
+PEERS_DIR="${PEERS_DIR:-$PEERS_REPO/target/peers}"
+OCTOPRINT_VENV="$PEERS_DIR/octoprint-venv"
+MOONRAKER_VENV="$PEERS_DIR/moonraker-venv"
+# Versions verified on this machine (see the notes on printer peers).
+OCTOPRINT_VERSION="${OCTOPRINT_VERSION:-1.11.8}"
+MOONRAKER_VERSION="${MOONRAKER_VERSION:-0.11.0}"
+
+# A TCP port that is free on 127.0.0.1 right now.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# wait_http URL SECONDS [curl args...]: until URL answers 2xx.
+wait_http() {
+  local url=$1 secs=$2; shift 2
+  local deadline=$((SECONDS + secs))
+  while [ $SECONDS -lt $deadline ]; do
+    if curl -fsS -o /dev/null --max-time 2 "$@" "$url" 2>/dev/null; then return 0; fi
+    sleep 0.2
+  done
+  return 1
+}

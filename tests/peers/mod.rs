@@ -1,0 +1,106 @@
+//! Test helper: starts a real printer peer with the scripts in this folder and stops it
+//! when dropped. Shared by the `tests/agent_*.rs` files (`mod peers;`).
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use printfarm::agent::driver::{Driver, DriverState, PrinterStatus};
+
+pub fn peers_script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/peers")
+        .join(name)
+}
+
+fn peers_dir() -> PathBuf {
+    std::env::var_os("PEERS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/peers"))
+}
+
+fn require_peers() -> bool {
+    std::env::var("PRINTFARM_TEST_REQUIRE_PEERS").is_ok_and(|v| v == "1")
+}
+
+/// A running peer; `env` holds what its start script printed (URL, API key).
+pub struct Peer {
+    pub env: HashMap<String, String>,
+    pub run_dir: tempfile::TempDir,
+}
+
+impl Peer {
+    /// Starts `kind` ("octoprint" | "moonraker"); `None` (after a loud message) when the
+    /// peers are not installed and not required.
+    pub fn start(kind: &str, env: &[(&str, &str)]) -> Option<Peer> {
+        let venv = peers_dir().join(format!("{kind}-venv"));
+        if !venv.join("bin").join(kind).exists() {
+            let msg = format!(
+                "the {kind} peer is not installed in {} (run tests/peers/setup.sh)",
+                venv.display()
+            );
+            if require_peers() {
+                panic!("PRINTFARM_TEST_REQUIRE_PEERS=1 but {msg}");
+            }
+            eprintln!("!!! SKIPPING this test: {msg}. Set PRINTFARM_TEST_REQUIRE_PEERS=1 to fail instead.");
+            return None;
+        }
+        // Short path: Moonraker's Unix socket lives in it (108-byte limit).
+        let run_dir = tempfile::Builder::new()
+            .prefix("pfpeer")
+            .tempdir_in("/tmp")
+            .expect("temp dir");
+        let started = Instant::now();
+        let out = Command::new("bash")
+            .arg(peers_script(&format!("start_{kind}.sh")))
+            .arg(run_dir.path())
+            .envs(env.iter().copied())
+            .output()
+            .expect("run the start script");
+        // Created before checking the outcome so that Drop stops a half-started peer.
+        let mut peer = Peer {
+            env: HashMap::new(),
+            run_dir,
+        };
+        if !out.status.success() {
+            panic!(
+                "start_{kind}.sh failed ({}):\n{}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        peer.env = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect();
+        eprintln!("{kind} peer up in {:?}", started.elapsed());
+        Some(peer)
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(peers_script("stop.sh"))
+            .arg(self.run_dir.path())
+            .status();
+    }
+}
+
+/// Polls the driver until it reports one of `states` (panics after `secs`).
+pub async fn wait_state(d: &impl Driver, states: &[DriverState], secs: u64) -> PrinterStatus {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut last = None;
+    while Instant::now() < deadline {
+        match d.status().await {
+            Ok(s) if states.contains(&s.state) => return s,
+            other => last = Some(other),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("no state in {states:?} within {secs} s; last: {last:?}");
+}

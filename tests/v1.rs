@@ -1,0 +1,591 @@
+//! The Cloud-Slicer-compatible `/v1` API with API tokens, on both backends.
+
+mod common;
+
+use common::{Db, TestApp};
+use diesel::prelude::*;
+use printfarm::db::schema::{api_tokens, files, upload_ids};
+use serde_json::{json, Value};
+
+backend_tests!(
+    tokens_and_their_refusals,
+    files_uploads_and_printability,
+    public_upload_ids,
+    quotes_priced_from_the_gcode
+);
+backend_cases!(async_quotes_and_limits);
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+async fn token(app: &TestApp, session: &str, name: &str) -> (i64, String) {
+    let (status, body) = app
+        .post(
+            "/apiglobal/create_api_token",
+            &[("session", session), ("name", name)],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    (
+        body["message"]["id"].as_i64().unwrap(),
+        body["message"]["token"].as_str().unwrap().to_string(),
+    )
+}
+
+async fn get(app: &TestApp, path: &str, bearer: Option<&str>) -> (u16, Value) {
+    let mut req = app.client.get(app.url(path));
+    if let Some(t) = bearer {
+        req = req.bearer_auth(t);
+    }
+    common::read(req.send().await.unwrap()).await
+}
+
+async fn upload(
+    app: &TestApp,
+    path: &str,
+    bearer: Option<&str>,
+    name: &str,
+    bytes: Vec<u8>,
+) -> reqwest::Response {
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(bytes).file_name(name.to_string()),
+    );
+    let mut req = app.client.post(app.url(path)).multipart(form);
+    if let Some(t) = bearer {
+        req = req.bearer_auth(t);
+    }
+    req.send().await.unwrap()
+}
+
+fn detail(body: &Value) -> &Value {
+    body.get("detail")
+        .unwrap_or_else(|| panic!("no detail: {body}"))
+}
+
+async fn tokens_and_their_refusals(app: &TestApp) {
+    let s = app.login_new_user("shop@example.com").await;
+    let (id, t) = token(app, &s, "web shop").await;
+    let (status, body) = get(app, "/v1/user", Some(&t)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["user_id"].is_string());
+    assert_eq!(body["email"], "shop@example.com");
+    let usage = body["data_usage"].as_object().unwrap();
+    for k in [
+        "quotes_used",
+        "quotes_limit",
+        "storage_used",
+        "storage_limit",
+        "files",
+        "days_till_reset",
+        "reset_date",
+        "last_updated",
+    ] {
+        assert!(usage.contains_key(k), "{k}");
+    }
+    // Absent, garbage and wrongly signed tokens.
+    let (status, body) = get(app, "/v1/user", None).await;
+    assert_eq!(status, 401);
+    assert!(detail(&body).is_string());
+    assert_eq!(get(app, "/v1/user", Some("not.a.jwt")).await.0, 401);
+    let claims = json!({"sub": "1", "jti": id.to_string(), "iat": 0});
+    let forged = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(b"guess"),
+    )
+    .unwrap();
+    assert_eq!(get(app, "/v1/user", Some(&forged)).await.0, 401);
+    // Listing and revocation (effective at once).
+    let (_, body) = app
+        .post("/apiglobal/list_api_tokens", &[("session", &s)])
+        .await;
+    assert_eq!(body["message"][0]["name"], "web shop");
+    assert_eq!(body["message"][0]["revoked"], json!(false));
+    let other = app.login_new_user("other@example.com").await;
+    common::assert_fail(
+        &app.post(
+            "/apiglobal/revoke_api_token",
+            &[("session", &other), ("token_id", &id.to_string())],
+        )
+        .await,
+        404,
+    );
+    let (status, _) = app
+        .post(
+            "/apiglobal/revoke_api_token",
+            &[("session", &s), ("token_id", &id.to_string())],
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = get(app, "/v1/user", Some(&t)).await;
+    assert_eq!(status, 401);
+    assert!(detail(&body).as_str().unwrap().contains("revoked"));
+    // Expired tokens.
+    let (id2, t2) = token(app, &s, "short").await;
+    {
+        let mut c = app.conn();
+        let past = chrono::Utc::now().naive_utc() - chrono::Duration::seconds(1);
+        diesel::update(api_tokens::table.find(id2))
+            .set(api_tokens::expires_at.eq(Some(past)))
+            .execute(&mut *c)
+            .unwrap();
+    }
+    assert_eq!(get(app, "/v1/user", Some(&t2)).await.0, 401);
+    common::assert_fail(
+        &app.post(
+            "/apiglobal/create_api_token",
+            &[("session", &s), ("name", "")],
+        )
+        .await,
+        400,
+    );
+}
+
+async fn files_uploads_and_printability(app: &TestApp) {
+    let s = app.login_new_user("shop@example.com").await;
+    let (_, t) = token(app, &s, "shop").await;
+    let res = upload(
+        app,
+        "/v1/file",
+        Some(&t),
+        "cube.stl",
+        fixture("cube_20mm.stl"),
+    )
+    .await;
+    let (status, body) = common::read(res).await;
+    assert_eq!(status, 200, "{body}");
+    let keys: Vec<&str> = body
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "user_id",
+            "file_id",
+            "file_path",
+            "status",
+            "timestamp",
+            "file_name",
+            "file_size"
+        ]
+    );
+    let fid = body["file_id"].as_str().unwrap().to_string();
+    assert_eq!(body["file_size"], json!(684));
+    upload(
+        app,
+        "/v1/file",
+        Some(&t),
+        "cube.obj",
+        b"v 0 0 0\nv 10 0 0\nv 0 10 0\nv 0 0 10\nf 1 3 2\nf 1 2 4\nf 2 3 4\nf 1 4 3\n".to_vec(),
+    )
+    .await;
+    let (_, list) = get(app, "/v1/user/uploads", Some(&t)).await;
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["file_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["cube.obj", "cube.stl"], "newest first");
+    // G-code is not a model for /v1.
+    let res = upload(
+        app,
+        "/v1/file",
+        Some(&t),
+        "cube.gcode",
+        fixture("cube_20mm.gcode"),
+    )
+    .await;
+    assert_eq!(res.status().as_u16(), 422);
+    assert_eq!(
+        upload(app, "/v1/file", None, "cube.stl", fixture("cube_20mm.stl"))
+            .await
+            .status()
+            .as_u16(),
+        401
+    );
+
+    let check = |dims: Value| {
+        let (t, fid) = (t.clone(), fid.clone());
+        async move {
+            let res = app
+                .client
+                .post(app.url(&format!("/v1/printability/{fid}")))
+                .bearer_auth(&t)
+                .json(&dims)
+                .send()
+                .await
+                .unwrap();
+            common::read(res).await
+        }
+    };
+    let (status, body) = check(json!({})).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["fits_printer"], json!(true));
+    assert_eq!(
+        body["printer_dimensions"],
+        json!({"x": 210.0, "y": 210.0, "z": 250.0})
+    );
+    assert_eq!(
+        body["model_dimensions"],
+        json!({"x": 20.0, "y": 20.0, "z": 20.0})
+    );
+    assert_eq!(
+        check(json!({"x": 100, "y": 100, "z": 10})).await.1["fits_printer"],
+        json!(false)
+    );
+    let (status, body) = check(json!({"x": "wide"})).await;
+    assert_eq!(status, 422);
+    assert!(detail(&body)[0]["loc"].is_array());
+    // Another user's file, download and deletion.
+    let s2 = app.login_new_user("other@example.com").await;
+    let (_, t2) = token(app, &s2, "x").await;
+    assert_eq!(get(app, &format!("/v1/file/{fid}"), Some(&t2)).await.0, 404);
+    let res = app
+        .client
+        .get(app.url(&format!("/v1/file/{fid}")))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.bytes().await.unwrap().to_vec(),
+        fixture("cube_20mm.stl")
+    );
+    let res = app
+        .client
+        .delete(app.url(&format!("/v1/file/{fid}")))
+        .bearer_auth(&t2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 404);
+    let (status, body) = common::read(
+        app.client
+            .delete(app.url(&format!("/v1/file/{fid}")))
+            .bearer_auth(&t)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (body["file_id"].clone(), body["status"].clone()),
+        (json!(fid), json!("success"))
+    );
+    assert_eq!(get(app, &format!("/v1/file/{fid}"), Some(&t)).await.0, 404);
+}
+
+async fn public_upload_ids(app: &TestApp) {
+    let s = app.login_new_user("shop@example.com").await;
+    let (_, t) = token(app, &s, "shop").await;
+    let (status, body) = get(app, "/v1/file/upload-id", Some(&t)).await;
+    assert_eq!(status, 200);
+    let id = body["upload_id"].as_str().unwrap().to_string();
+    let pre = app
+        .client
+        .request(
+            reqwest::Method::OPTIONS,
+            app.url(&format!("/v1/file/public/{id}")),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pre.headers()["access-control-allow-origin"], "*");
+    let res = upload(
+        app,
+        &format!("/v1/file/public/{id}"),
+        None,
+        "cube.stl",
+        fixture("cube_20mm.stl"),
+    )
+    .await;
+    assert_eq!(res.headers()["access-control-allow-origin"], "*");
+    let (status, body) = common::read(res).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["file_name"], "cube.stl");
+    // Single use.
+    let res = upload(
+        app,
+        &format!("/v1/file/public/{id}"),
+        None,
+        "cube.stl",
+        fixture("cube_20mm.stl"),
+    )
+    .await;
+    assert_eq!(res.status().as_u16(), 410);
+    // Expired and unknown ids.
+    let (_, body) = get(app, "/v1/file/upload-id", Some(&t)).await;
+    let old = body["upload_id"].as_str().unwrap().to_string();
+    {
+        let mut c = app.conn();
+        let past = chrono::Utc::now().naive_utc() - chrono::Duration::seconds(1);
+        diesel::update(upload_ids::table.filter(upload_ids::upload_id.eq(&old)))
+            .set(upload_ids::expires_at.eq(past))
+            .execute(&mut *c)
+            .unwrap();
+    }
+    assert_eq!(
+        upload(
+            app,
+            &format!("/v1/file/public/{old}"),
+            None,
+            "cube.stl",
+            fixture("cube_20mm.stl")
+        )
+        .await
+        .status()
+        .as_u16(),
+        410
+    );
+    assert_eq!(
+        upload(
+            app,
+            "/v1/file/public/nope",
+            None,
+            "cube.stl",
+            fixture("cube_20mm.stl")
+        )
+        .await
+        .status()
+        .as_u16(),
+        404
+    );
+    let mut c = app.conn();
+    let n: i64 = files::table.count().get_result(&mut *c).unwrap();
+    assert_eq!(n, 1, "refused uploads stored nothing");
+}
+
+async fn post_quote(app: &TestApp, t: &str, path: &str, body: Value) -> (u16, Value) {
+    common::read(
+        app.client
+            .post(app.url(path))
+            .bearer_auth(t)
+            .json(&body)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+async fn quotes_priced_from_the_gcode(app: &TestApp) {
+    let s = app.login_new_user("shop@example.com").await;
+    let (_, t) = token(app, &s, "shop").await;
+    let (_, body) = common::read(
+        upload(
+            app,
+            "/v1/file",
+            Some(&t),
+            "cube.stl",
+            fixture("cube_20mm.stl"),
+        )
+        .await,
+    )
+    .await;
+    let fid = body["file_id"].as_str().unwrap().to_string();
+    let cfg = json!({
+        "printer_config": {"bed_size_x": 250, "bed_size_y": 210, "bed_size_z": 220, "fill_density": 15, "perimeters": 2},
+        "quote_config": {"currency": "EUR", "cost_per_hour": 3.0, "cost_per_gram": 0.05, "base_price": 2.0}
+    });
+    let (status, q) = post_quote(app, &t, &format!("/v1/quote/{fid}"), cfg.clone()).await;
+    assert_eq!(status, 200, "{q}");
+    for k in [
+        "quote_id",
+        "user_id",
+        "status",
+        "timestamp",
+        "quote_duration",
+        "file_path",
+        "gcode_path",
+        "gcode_name",
+        "gcode_file_size",
+        "estimated_time",
+        "estimated_time_seconds",
+        "filament_weight",
+        "filament_cost",
+        "total_price",
+    ] {
+        assert!(q.get(k).is_some_and(|v| !v.is_null()), "{k} in {q}");
+    }
+    assert_eq!(q["status"], "success");
+    // Time and grams are the G-code footer's.
+    let qid = q["quote_id"].as_str().unwrap().to_string();
+    let res = app
+        .client
+        .get(app.url(&format!("/v1/quote/gcode/{qid}")))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    let gcode = res.text().await.unwrap();
+    let footer = |key: &str| {
+        gcode
+            .lines()
+            .find(|l| l.starts_with(key))
+            .map(|l| l.split('=').nth(1).unwrap().trim().to_string())
+            .unwrap()
+    };
+    let grams: f64 = footer("; filament used [g]").parse().unwrap();
+    assert_eq!(q["filament_weight"].as_f64().unwrap(), grams);
+    assert_eq!(
+        q["estimated_time"],
+        footer("; estimated printing time (normal mode)")
+    );
+    let secs = q["estimated_time_seconds"].as_f64().unwrap();
+    let expected = ((2.0 + grams * 0.05 + secs / 3600.0 * 3.0) * 100.0).round() / 100.0;
+    assert_eq!(q["total_price"].as_f64().unwrap(), expected);
+    // Details carry the configs; the deprecated path works; other users see nothing.
+    let (status, d) = get(app, &format!("/v1/quote/{qid}"), Some(&t)).await;
+    assert_eq!(status, 200);
+    assert_eq!(d["quote_config"]["currency"], "EUR");
+    assert_eq!(d["printer_config"]["fill_density"], 15);
+    assert_eq!(
+        post_quote(app, &t, &format!("/v1/file/quote/{fid}"), json!({}))
+            .await
+            .0,
+        200
+    );
+    let s2 = app.login_new_user("other@example.com").await;
+    let (_, t2) = token(app, &s2, "x").await;
+    assert_eq!(
+        get(app, &format!("/v1/quote/{qid}"), Some(&t2)).await.0,
+        404
+    );
+    assert_eq!(
+        post_quote(app, &t2, &format!("/v1/quote/{fid}"), json!({}))
+            .await
+            .0,
+        404
+    );
+    // Validation: unknown printer_config keys and too-tall models.
+    let (status, body) = post_quote(
+        app,
+        &t,
+        &format!("/v1/quote/{fid}"),
+        json!({"printer_config": {"bed_size_q": 1}}),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert!(detail(&body)[0]["msg"]
+        .as_str()
+        .unwrap()
+        .contains("bed_size_q"));
+    assert_eq!(
+        post_quote(
+            app,
+            &t,
+            &format!("/v1/quote/{fid}"),
+            json!({"quote_config": {"tip": 1}})
+        )
+        .await
+        .0,
+        422
+    );
+    let (status, _) = post_quote(
+        app,
+        &t,
+        &format!("/v1/quote/{fid}"),
+        json!({"printer_config": {"bed_size_z": 10}}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    // Deleting the quote deletes its G-code; deleting the file deletes its quotes.
+    let (status, body) = common::read(
+        app.client
+            .delete(app.url(&format!("/v1/quote/{qid}")))
+            .bearer_auth(&t)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["removed_gcode_path"].is_string());
+    assert_eq!(
+        app.client
+            .get(app.url(&format!("/v1/quote/gcode/{qid}")))
+            .bearer_auth(&t)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        404
+    );
+    let (_, q2) = post_quote(app, &t, &format!("/v1/quote/{fid}"), json!({})).await;
+    let q2 = q2["quote_id"].as_str().unwrap().to_string();
+    app.client
+        .delete(app.url(&format!("/v1/file/{fid}")))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get(app, &format!("/v1/quote/{q2}"), Some(&t)).await.0, 404);
+    let mut c = app.conn();
+    let left: i64 = files::table.count().get_result(&mut *c).unwrap();
+    assert_eq!(
+        left, 0,
+        "the model, its quotes' G-code and all were deleted"
+    );
+}
+
+async fn async_quotes_and_limits(db: Db) {
+    let Some(app) = TestApp::start(
+        db,
+        &[
+            ("PRINTFARM_V1__QUOTE_WAIT_SECS", "0"),
+            ("PRINTFARM_V1__QUOTES_PER_MONTH", "1"),
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    let s = app.login_new_user("shop@example.com").await;
+    let (_, t) = token(&app, &s, "shop").await;
+    let (_, body) = common::read(
+        upload(
+            &app,
+            "/v1/file",
+            Some(&t),
+            "cube.stl",
+            fixture("cube_20mm.stl"),
+        )
+        .await,
+    )
+    .await;
+    let fid = body["file_id"].as_str().unwrap().to_string();
+    let (status, q) = post_quote(&app, &t, &format!("/v1/quote/{fid}"), json!({})).await;
+    assert_eq!(status, 202, "{q}");
+    assert_eq!(q["status"], "pending");
+    let qid = q["quote_id"].as_str().unwrap().to_string();
+    let mut last = (0, Value::Null);
+    for _ in 0..300 {
+        last = get(&app, &format!("/v1/quote/{qid}"), Some(&t)).await;
+        if last.0 != 202 {
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(last.0, 200, "{}", last.1);
+    assert!(last.1["total_price"].as_f64().unwrap() > 5.0);
+    let (status, body) = post_quote(&app, &t, &format!("/v1/quote/{fid}"), json!({})).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(detail(&body).as_str().unwrap().contains("limit"));
+    let (_, user) = get(&app, "/v1/user", Some(&t)).await;
+    assert_eq!(
+        (
+            user["data_usage"]["quotes_used"].clone(),
+            user["data_usage"]["quotes_limit"].clone()
+        ),
+        (json!(1), json!(1))
+    );
+    app.stop().await;
+}
