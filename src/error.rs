@@ -32,8 +32,6 @@ pub enum Error {
     #[error("{0}")]
     TooManyRequests(String),
     #[error("{0}")]
-    NotImplemented(String),
-    #[error("{0}")]
     Unavailable(String),
     /// Details go to the log, never to the client.
     #[error("internal error: {0}")]
@@ -115,7 +113,6 @@ impl ResponseError for Error {
             Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             Error::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
-            Error::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

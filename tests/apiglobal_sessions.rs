@@ -20,7 +20,7 @@ backend_tests!(
     throttles_failed_logins_per_address,
     logout_alias_and_trailing_slash,
     router_refusals_answer_the_envelope,
-    not_implemented_calls_answer_501,
+    every_documented_call_is_routed,
     first_start_created_the_admin,
     health_ready_and_metrics,
     password_reset_ends_sessions,
@@ -337,15 +337,34 @@ async fn router_refusals_answer_the_envelope(app: &TestApp) {
     assert_fail(&got, 400);
 }
 
-async fn not_implemented_calls_answer_501(app: &TestApp) {
-    for (_, name) in printfarm::http::apiglobal::CALLS {
-        if printfarm::http::apiglobal::IMPLEMENTED.contains(&name) {
-            continue;
-        }
-        let got = app
-            .post(&format!("/apiglobal/{name}"), &[("session", "x")])
+async fn every_documented_call_is_routed(app: &TestApp) {
+    use printfarm::http::apiglobal::{CALLS, EXTENSION_CALLS, EXTRA_CALLS};
+    let names = CALLS
+        .iter()
+        .map(|(_, n)| *n)
+        .chain(EXTRA_CALLS)
+        .chain(EXTENSION_CALLS);
+    for name in names {
+        // A bogus session: every call answers the envelope with a real refusal.
+        let (status, body) = app
+            .post(
+                &format!("/apiglobal/{name}"),
+                &[("session", "bogus"), ("token", "bogus")],
+            )
             .await;
-        assert!(assert_fail(&got, 501).contains(name));
+        // 404 only as a refusal of a thing (bad token), never as a missing route.
+        let unrouted = status == 404
+            && body["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("Unknown route"));
+        assert!(
+            !unrouted && ![405, 500, 501].contains(&status),
+            "{name}: {status} {body}"
+        );
+        assert!(
+            body["result"].is_boolean() && body.get("message").is_some(),
+            "{name}: {body}"
+        );
     }
 }
 

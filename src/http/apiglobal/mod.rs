@@ -80,55 +80,6 @@ pub const EXTENSION_CALLS: [&str; 7] = [
     "update_organization_settings",
 ];
 
-/// Calls answered by real handlers; every other listed call answers 501 in the envelope.
-pub const IMPLEMENTED: [&str; 45] = [
-    "create_api_token",
-    "list_api_tokens",
-    "revoke_api_token",
-    "get_custom_report",
-    "get_finished_jobs_report",
-    "slice",
-    "get_slice_status",
-    "print_file",
-    "job_start",
-    "job_pause",
-    "job_unpause",
-    "job_cancel",
-    "get_printer_jobs",
-    "get_job_info",
-    "update_organization_settings",
-    "get_organization_printers_list",
-    "get_printer_shares",
-    "share_printer",
-    "unshare_printer",
-    "add_printer_by_registration_code",
-    "get_printers_list",
-    "get_camera_list_token",
-    "printer_clear_build_tray",
-    "set_printer_workgroups",
-    "upload",
-    "get_projects",
-    "get_slicer_settings_for_gcode",
-    "file_update",
-    "login",
-    "loginout",
-    "logout",
-    "check_session",
-    "get_workgroups_simple_list",
-    "get_printer_types",
-    "get_workgroup_users",
-    "add_user_to_workgroup",
-    "delete_user_from_workgroup",
-    "get_printer_types_detailed",
-    "google_login",
-    "gdpr_registration",
-    "create_organization_user",
-    "update_user_settings",
-    "generate_login_token",
-    "login_with_token",
-    "create_workgroup",
-];
-
 pub fn configure(cfg: &mut web::ServiceConfig) {
     call(cfg, "login", sessions::login);
     call(cfg, "loginout", sessions::logout);
@@ -224,15 +175,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         "get_finished_jobs_report",
         reports::get_finished_jobs_report,
     );
-
-    let pending = CALLS
-        .iter()
-        .map(|(_, name)| *name)
-        .chain(EXTRA_CALLS)
-        .filter(|name| !IMPLEMENTED.contains(name));
-    for name in pending {
-        call(cfg, name, move || not_implemented(name));
-    }
 }
 
 /// Registers one call: POST on the path with and without a trailing slash, 405 otherwise.
@@ -248,12 +190,6 @@ where
             .route(web::post().to(handler))
             .default_service(web::to(method_not_allowed)),
     );
-}
-
-async fn not_implemented(name: &'static str) -> Result<HttpResponse, Error> {
-    Err(Error::NotImplemented(format!(
-        "{name} is not implemented on this server yet"
-    )))
 }
 
 async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, Error> {
