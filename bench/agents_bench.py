@@ -170,6 +170,8 @@ class Stats:
         self.protocol_errors = 0
         self.commands = 0
         self.error_samples = []
+        self.error_times = []  # seconds after the start of the window
+        self.t_window = time.monotonic()
 
 
 async def register_all(http, base, session, agents, concurrency):
@@ -224,8 +226,9 @@ async def agent_loop(http, url, a, mode, interval, wait, stop_evt, stats, measur
         except Exception as e:  # noqa: BLE001
             if measuring[0]:
                 stats.errors += 1
+                stats.error_times.append(round(time.monotonic() - stats.t_window, 1))
                 if len(stats.error_samples) < 5:
-                    stats.error_samples.append(repr(e))
+                    stats.error_samples.append(f"{e!r} after {time.monotonic() - t0:.3f}s")
             next_t = time.monotonic() + interval
             continue
         t1 = time.monotonic()
@@ -330,6 +333,7 @@ async def run_mode(http, args, agents, job_agents, mode, stats):
         proc_ticks(server_pids), proc_ticks(pg_pids), proc_ticks(me), machine_busy_ticks()
     )
     w0 = time.monotonic()
+    stats.t_window = w0
     measuring[0] = True
     delays, pause_calls = [], []
     loop = asyncio.get_running_loop()
@@ -385,6 +389,8 @@ async def run_mode(http, args, agents, job_agents, mode, stats):
         "held_polls": len(stats.held),
         "held_s_p50": round(pct(stats.held, 50), 3) if stats.held else None,
         "held_s_p99": round(pct(stats.held, 99), 3) if stats.held else None,
+        "held_s_min_p10_p90_max": [round(f(stats.held), 3) for f in (
+            min, lambda v: pct(v, 10), lambda v: pct(v, 90), max)] if stats.held else None,
         "commands_received": stats.commands,
         "pauses": len(job_agents),
         "pauses_received": len(delays),
@@ -397,6 +403,11 @@ async def run_mode(http, args, agents, job_agents, mode, stats):
         "http_errors": stats.http_errors,
         "protocol_errors": stats.protocol_errors,
         "error_samples": stats.error_samples,
+        "errors_per_5s": {
+            str(5 * k): n
+            for k in range(int(secs // 5) + 1)
+            if (n := sum(1 for t in stats.error_times if 5 * k <= t < 5 * (k + 1)))
+        },
     }
     return res
 
