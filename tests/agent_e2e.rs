@@ -632,7 +632,8 @@ async fn ok(app: &TestApp, call: &str, form: &[(&str, &str)]) -> Value {
 }
 
 /// The Global API job calls, carried out by the agent: print_file → finished (77);
-/// print_file → job_pause → job_unpause → job_cancel → aborted (45).
+/// print_file → job_pause → job_unpause → job_cancel → aborted (45); a queue of three run by
+/// auto-start after the agent clears the bed; an agent error → failed (43).
 async fn global_api_jobs_with_the_agent(app: &TestApp) {
     let session = app.login_new_user("jobs@example.com").await;
     let dir = tempfile::tempdir().unwrap();
@@ -729,6 +730,87 @@ async fn global_api_jobs_with_the_agent(app: &TestApp) {
     }
     assert_eq!(statuses, vec!["45", "77"], "aborted, newest first");
     wait_until("ready", 20, || printer_row(app, id).0 == "ready").await;
+
+    // A queue of three with auto-start: the agent's own bed-clear after each print lets the
+    // server start the next queued job.
+    let (_, admin) = app
+        .user_with_session(app.org_id, "jobs-admin@example.com", 1)
+        .await;
+    ok(
+        app,
+        "update_organization_settings",
+        &[("session", &admin), ("auto_start_queue", "1")],
+    )
+    .await;
+    ok(
+        app,
+        "printer_clear_build_tray",
+        &[("session", &session), ("printer_id", &pid)],
+    )
+    .await;
+    for _ in 0..3 {
+        ok(
+            app,
+            "print_file",
+            &[
+                ("session", &session),
+                ("file_id", &short),
+                ("printer_id", &pid),
+            ],
+        )
+        .await;
+    }
+    let mut statuses = Vec::new();
+    for _ in 0..300 {
+        statuses = job_statuses(app, &session, id).await;
+        if statuses.len() == 5 && statuses[..3].iter().all(|s| s == "77") {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        statuses,
+        vec!["77", "77", "77", "45", "77"],
+        "the queue ran by itself"
+    );
+
+    // An agent error fails the job (43).
+    wait_until("the tray cleared by the agent", 10, || {
+        let mut c = app.conn();
+        printers::table
+            .find(id)
+            .select(printers::tray_clear)
+            .first::<bool>(&mut *c)
+            .unwrap()
+    })
+    .await;
+    let mut failing = timed_gcode(1000);
+    failing.extend_from_slice(b"; printfarm:fail_at=20\n");
+    let (_, body) = app.upload(&session, "fail.gcode", failing, &[]).await;
+    let fail = body["message"]["file_id"].as_i64().unwrap().to_string();
+    ok(
+        app,
+        "print_file",
+        &[
+            ("session", &session),
+            ("file_id", &fail),
+            ("printer_id", &pid),
+        ],
+    )
+    .await;
+    let mut statuses = Vec::new();
+    for _ in 0..200 {
+        statuses = job_statuses(app, &session, id).await;
+        if statuses.first().map(String::as_str) == Some("43") {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        statuses.first().map(String::as_str),
+        Some("43"),
+        "failed: {statuses:?}"
+    );
     agent.stop().await;
 }
 
