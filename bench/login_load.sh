@@ -351,8 +351,10 @@ bench_backend() {
     done
 
     stop_server
-    # Keep the server log without the per-request access lines.
-    grep -v 'middleware::logger' "$WORK_DIR/server.log" >"$BENCH_RESULTS_DIR/$backend-server.log" || true
+    # Keep the server log without the per-request access lines and without the throwaway
+    # admin's one-time password.
+    grep -v 'middleware::logger' "$WORK_DIR/server.log" |
+        sed -E 's/(password=)[^ ]+/\1<redacted>/g' >"$BENCH_RESULTS_DIR/$backend-server.log" || true
     cleanup
 }
 
