@@ -12,6 +12,8 @@
 #   BENCH_LOAD_WAIT_SECS ... for at most this long, then run anyway and say so (default 600)
 #   BENCH_RESULTS_DIR    where raw outputs and the tables are kept
 #                        (default bench/results/<script>-<timestamp>)
+#   BENCH_KEEP_WORK      set: keep the temp work dir (database file, full server log with
+#                        access lines, files) instead of deleting it
 
 BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$BENCH_DIR/.." && pwd)"

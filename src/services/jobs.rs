@@ -673,10 +673,15 @@ pub fn printer_jobs(
         .inner_join(files::table)
         .inner_join(users::table.on(users::id.eq(jobs::user_id)))
         .filter(jobs::printer_id.eq(printer.id))
-        .filter(jobs::change_seq.le(cursor))
         .into_boxed::<crate::db::MultiBackend>();
+    // Only live updates are bounded by the cursor (and walk the change index). A plain listing
+    // is not: bounding it made SQLite plan on the change index and sort every job of the
+    // printer. A job changed after the cursor may then be listed now and again with the next
+    // cursor — sent twice, never missed.
     if let Some(p) = prev.filter(|p| *p > 0) {
-        q = q.filter(jobs::change_seq.gt(p));
+        q = q
+            .filter(jobs::change_seq.gt(p))
+            .filter(jobs::change_seq.le(cursor));
     }
     if actual {
         let hours =
