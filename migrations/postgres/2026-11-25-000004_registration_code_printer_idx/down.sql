@@ -1,0 +1,1 @@
+DROP INDEX registration_codes_printer_idx;
