@@ -183,7 +183,11 @@ pub fn spawn_background(state: AppState) {
 /// Periodic housekeeping: expired sessions and stale login failures.
 pub fn spawn_maintenance(state: AppState) {
     actix_web::rt::spawn(async move {
-        let mut tick = actix_web::rt::time::interval(std::time::Duration::from_secs(600));
+        // The first pass runs one period after start, not at once: a fresh server has little
+        // to prune, and tests that plant expired rows must not race it.
+        let period = std::time::Duration::from_secs(600);
+        let mut tick =
+            actix_web::rt::time::interval_at(actix_web::rt::time::Instant::now() + period, period);
         loop {
             tick.tick().await;
             let policy = state.session_policy.clone();
