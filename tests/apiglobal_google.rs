@@ -399,7 +399,7 @@ async fn signup_can_be_disabled_and_google_turned_off(db: Db) {
     };
     assert!(assert_fail(
         &google(&app, &sign(&claims("a@example.com", "g-y"))).await,
-        503
+        403
     )
     .contains("not configured"));
     app.stop().await;

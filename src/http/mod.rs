@@ -6,9 +6,10 @@ mod camera;
 pub mod files;
 pub mod metrics;
 mod noauth;
+pub mod openapi;
 mod printer;
 pub mod upload;
-mod v1;
+pub(crate) mod v1;
 
 use actix_web::{web, HttpResponse};
 
@@ -25,6 +26,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     printer::configure(cfg);
     camera::configure(cfg);
     v1::configure(cfg);
+    openapi::configure(cfg);
 }
 
 /// The base URL for links handed to clients: `server.public_url`, else the request's own

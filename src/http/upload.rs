@@ -135,6 +135,7 @@ pub async fn receive(
         params
             .extend_pairs(url::form_urlencoded::parse(req.query_string().as_bytes()).into_owned());
     }
+    crate::http::apiglobal::refuse_nul(&params)?;
     let staged = staged.ok_or_else(|| Error::bad_request("missing required parameter 'file'"))?;
     Ok((params, staged))
 }

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::db::models::{NewFile, PrinterType, Project, StoredFile, User};
 use crate::db::{self, DbConn};
@@ -308,7 +308,7 @@ pub fn slicer_settings(
     conn: &mut DbConn,
     user: &User,
     file_id: i64,
-) -> Result<BTreeMap<String, Value>> {
+) -> Result<BTreeMap<String, String>> {
     let file = StoredFile::find_owned(conn, user.id, file_id)?
         .ok_or_else(|| Error::not_found(format!("File {file_id} not found")))?;
     if file.kind != "gcode" {
@@ -316,23 +316,19 @@ pub fn slicer_settings(
             "File {file_id} is not a G-code file"
         )));
     }
-    let settings: BTreeMap<String, String> = file
+    let mut out: BTreeMap<String, String> = file
         .slicer_settings
         .as_deref()
         .map(serde_json::from_str)
         .transpose()
         .map_err(Error::internal)?
         .unwrap_or_default();
-    let mut out: BTreeMap<String, Value> = settings
-        .into_iter()
-        .map(|(k, v)| (k, Value::String(v)))
-        .collect();
-    out.insert("file_id".into(), json!(file.id.to_string()));
+    out.insert("file_id".into(), file.id.to_string());
     if let Some(t) = file.printer_type_id {
-        out.insert("printer_type_id".into(), json!(t.to_string()));
+        out.insert("printer_type_id".into(), t.to_string());
     }
     if let Some(s) = &file.slicer {
-        out.insert("slicer".into(), json!(s));
+        out.insert("slicer".into(), s.clone());
     }
     Ok(out)
 }

@@ -83,9 +83,10 @@ impl GoogleVerifier {
     }
 
     pub async fn verify(&self, token: &str) -> Result<GoogleIdentity> {
+        // A switched-off feature is the caller's dead end, not a server fault (no 5xx).
         if !self.enabled() {
-            return Err(Error::Unavailable(
-                "Google sign-in is not configured on this server".into(),
+            return Err(Error::forbidden(
+                "Google sign-in is not configured on this server",
             ));
         }
         let header = decode_header(token).map_err(bad_token)?;

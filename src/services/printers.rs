@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{Duration, NaiveDateTime};
 use rand::Rng;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::db::models::{
     access_role, normalize_email, rights, share_role, CameraToken, NewPrinter, Printer,
@@ -132,13 +134,12 @@ pub fn display_state(p: &Printer, offline_after: Duration, now: NaiveDateTime) -
     }
 }
 
-fn int_temps(text: Option<&str>) -> Value {
-    let Some(list) = text.and_then(|t| serde_json::from_str::<Vec<Option<f64>>>(t).ok()) else {
-        return Value::Null;
-    };
-    Value::Array(
+/// Temperatures as whole degrees; the agent's odd entries (not numbers) become null.
+fn int_temps(text: Option<&str>) -> Option<Vec<Option<i64>>> {
+    let list = serde_json::from_str::<Vec<Option<f64>>>(text?).ok()?;
+    Some(
         list.into_iter()
-            .map(|t| t.map_or(Value::Null, |v| json!(v.round() as i64)))
+            .map(|t| t.map(|v| v.round() as i64))
             .collect(),
     )
 }
@@ -178,37 +179,74 @@ fn type_name(ctx: &ListContext, p: &Printer) -> String {
 }
 
 /// One item of `get_organization_printers_list`, with exactly the seed's keys.
-pub fn org_list_item(ctx: &ListContext, p: &Printer, now: NaiveDateTime) -> Value {
-    json!({
-        "id": p.id,
-        "name": p.name,
-        "type": type_name(ctx, p),
-        "snr": p.snr,
-        "host_num": p.host_num,
-        "local_ip": p.local_ip,
-        "workgroups": ctx.workgroups.get(&p.id).filter(|w| !w.is_empty()),
-        "state": display_state(p, ctx.offline_after, now),
-        "temps": int_temps(p.temps.as_deref()),
-        "target_temps": int_temps(p.target_temps.as_deref()),
-        "percent": p.percent.round() as i64,
-    })
+#[derive(Serialize, ToSchema)]
+pub struct OrgPrinterItem {
+    pub id: i64,
+    pub name: String,
+    /// The printer type's short name.
+    pub r#type: String,
+    pub snr: String,
+    pub host_num: String,
+    pub local_ip: String,
+    /// The workgroups the printer belongs to, or null for none.
+    pub workgroups: Option<Vec<i64>>,
+    /// The agent's state, or `notconnected`.
+    #[schema(example = "ready")]
+    pub state: String,
+    pub temps: Option<Vec<Option<i64>>>,
+    pub target_temps: Option<Vec<Option<i64>>>,
+    pub percent: i64,
+}
+
+pub fn org_list_item(ctx: &ListContext, p: &Printer, now: NaiveDateTime) -> OrgPrinterItem {
+    OrgPrinterItem {
+        id: p.id,
+        name: p.name.clone(),
+        r#type: type_name(ctx, p),
+        snr: p.snr.clone(),
+        host_num: p.host_num.clone(),
+        local_ip: p.local_ip.clone(),
+        workgroups: ctx.workgroups.get(&p.id).filter(|w| !w.is_empty()).cloned(),
+        state: display_state(p, ctx.offline_after, now),
+        temps: int_temps(p.temps.as_deref()),
+        target_temps: int_temps(p.target_temps.as_deref()),
+        percent: p.percent.round() as i64,
+    }
 }
 
 /// One item of `get_printers_list`.
-pub fn user_list_item(ctx: &ListContext, p: &Printer, now: NaiveDateTime) -> Value {
-    json!({
-        "id": p.id,
-        "printer_id": p.id,
-        "name": p.name,
-        "type": type_name(ctx, p),
-        "state": display_state(p, ctx.offline_after, now),
-        "local_ip": p.local_ip,
-        "filaments": p.filaments,
-        "percent": p.percent.round() as i64,
-        "temps": int_temps(p.temps.as_deref()),
-        "target_temps": int_temps(p.target_temps.as_deref()),
-        "tray_clear": p.tray_clear,
-    })
+#[derive(Serialize, ToSchema)]
+pub struct UserPrinterItem {
+    pub id: i64,
+    /// The same as `id`.
+    pub printer_id: i64,
+    pub name: String,
+    pub r#type: String,
+    #[schema(example = "ready")]
+    pub state: String,
+    pub local_ip: String,
+    /// The agent's filament report as a JSON string, or null.
+    pub filaments: Option<String>,
+    pub percent: i64,
+    pub temps: Option<Vec<Option<i64>>>,
+    pub target_temps: Option<Vec<Option<i64>>>,
+    pub tray_clear: bool,
+}
+
+pub fn user_list_item(ctx: &ListContext, p: &Printer, now: NaiveDateTime) -> UserPrinterItem {
+    UserPrinterItem {
+        id: p.id,
+        printer_id: p.id,
+        name: p.name.clone(),
+        r#type: type_name(ctx, p),
+        state: display_state(p, ctx.offline_after, now),
+        local_ip: p.local_ip.clone(),
+        filaments: p.filaments.clone(),
+        percent: p.percent.round() as i64,
+        temps: int_temps(p.temps.as_deref()),
+        target_temps: int_temps(p.target_temps.as_deref()),
+        tray_clear: p.tray_clear,
+    }
 }
 
 /// `get_organization_printers_list`: organization admins see the organization, workgroup admins

@@ -30,19 +30,25 @@ fn default_base() -> f64 {
 }
 
 /// Cloud Slicer's `quote_config`, plus `cost_per_kg` and `minimum_price`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuoteConfig {
     #[serde(default = "default_currency")]
+    #[schema(default = "USD")]
     pub currency: String,
     #[serde(default = "default_per_hour")]
+    #[schema(default = 2.5)]
     pub cost_per_hour: f64,
     #[serde(default = "default_per_gram")]
+    #[schema(default = 0.02)]
     pub cost_per_gram: f64,
     #[serde(default = "default_base")]
+    #[schema(default = 5.0)]
     pub base_price: f64,
+    /// printfarm extension: material price per kg, instead of `cost_per_gram`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost_per_kg: Option<f64>,
+    /// printfarm extension: the least a quote costs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub minimum_price: Option<f64>,
 }

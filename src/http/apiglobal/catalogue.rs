@@ -1,14 +1,35 @@
 //! Calls 12 and 21: the printer-type catalogue.
 
 use actix_web::{web, HttpResponse};
-use serde_json::json;
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
 
-use super::envelope::ok;
-use super::{authenticate, Form};
+use super::envelope::{ok, Envelope, Failures};
+use super::{authenticate, forms, Form};
 use crate::error::Error;
 use crate::services::printer_types;
 use crate::AppState;
 
+#[derive(Serialize, ToSchema)]
+pub struct PrinterTypeItem {
+    pub id: i64,
+    pub description: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PrinterTypeDetailed {
+    pub id: i64,
+    pub description: String,
+    /// Build volume, filament diameter, offsets, … as strings, e.g.
+    /// `{"x": "340", "y": "340", "z": "230", "filament_diameter": "1.75"}`.
+    #[schema(value_type = Object)]
+    pub printer_parameters: Value,
+}
+
+#[utoipa::path(post, path = "/apiglobal/get_printer_types", tag = "Printer types",
+    request_body(content = forms::PrinterTypes, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "The printer types", body = Envelope<Vec<PrinterTypeItem>>), Failures))]
 pub async fn get_printer_types(
     state: web::Data<AppState>,
     Form(p): Form,
@@ -21,11 +42,17 @@ pub async fn get_printer_types(
         .await?;
     Ok(ok(types
         .iter()
-        .map(|t| json!({"id": t.id, "description": t.description}))
+        .map(|t| PrinterTypeItem {
+            id: t.id,
+            description: t.description.clone(),
+        })
         .collect::<Vec<_>>()))
 }
 
 /// No session needed: slicer plugins call it before anyone signs in.
+#[utoipa::path(post, path = "/apiglobal/get_printer_types_detailed", tag = "Printer types",
+    request_body(content = forms::PrinterTypesDetailed, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "The printer types with their parameters (no session needed)", body = Envelope<Vec<PrinterTypeDetailed>>), Failures))]
 pub async fn get_printer_types_detailed(
     state: web::Data<AppState>,
     Form(p): Form,
@@ -38,9 +65,12 @@ pub async fn get_printer_types_detailed(
     let list = types
         .iter()
         .map(|t| {
-            let params: serde_json::Value =
-                serde_json::from_str(&t.printer_parameters).map_err(Error::internal)?;
-            Ok(json!({"id": t.id, "description": t.description, "printer_parameters": params}))
+            Ok(PrinterTypeDetailed {
+                id: t.id,
+                description: t.description.clone(),
+                printer_parameters: serde_json::from_str(&t.printer_parameters)
+                    .map_err(Error::internal)?,
+            })
         })
         .collect::<Result<Vec<_>, Error>>()?;
     Ok(ok(list))

@@ -1,16 +1,36 @@
 //! Calls 4, 5, 10, 11: upload, get_projects, get_slicer_settings_for_gcode, file_update.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::json;
+use std::collections::BTreeMap;
 
-use super::envelope::ok;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::envelope::{ok, Envelope, Failures, Nothing};
 use super::form::Params;
-use super::{authenticate, Form};
+use super::{authenticate, forms, Form};
 use crate::error::{Error, Result};
 use crate::http::upload;
 use crate::services::auth::random_token;
 use crate::services::files::{self, UploadMeta};
 use crate::AppState;
+
+#[derive(Serialize, ToSchema)]
+pub struct UploadMessage {
+    pub file_id: i64,
+    /// True for G-code, which can be printed as it is.
+    pub show_select_printers: bool,
+    pub project_id: i64,
+    /// The slicer that wrote the G-code, or empty.
+    pub slicer: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ProjectItem {
+    pub id: i64,
+    pub name: String,
+    pub color: String,
+}
 
 fn upload_meta(p: &Params) -> Result<UploadMeta> {
     Ok(UploadMeta {
@@ -27,6 +47,9 @@ fn upload_meta(p: &Params) -> Result<UploadMeta> {
     })
 }
 
+#[utoipa::path(post, path = "/apiglobal/upload", tag = "Files",
+    request_body(content = forms::Upload, content_type = "multipart/form-data"),
+    responses((status = 200, description = "The stored file", body = Envelope<UploadMessage>), Failures))]
 pub async fn upload(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -37,23 +60,33 @@ pub async fn upload(
     let meta = upload_meta(&p)?;
     let zip_flag = p.bool("zip")?.unwrap_or(false);
     let (file, project) = upload::store(&state, &me, &meta, staged, zip_flag).await?;
-    Ok(ok(json!({
-        "file_id": file.id,
-        "show_select_printers": file.kind == "gcode",
-        "project_id": project.id,
-        "slicer": file.slicer.unwrap_or_default(),
-    })))
+    Ok(ok(UploadMessage {
+        file_id: file.id,
+        show_select_printers: file.kind == "gcode",
+        project_id: project.id,
+        slicer: file.slicer.unwrap_or_default(),
+    }))
 }
 
+#[utoipa::path(post, path = "/apiglobal/get_projects", tag = "Files",
+    request_body(content = forms::SessionOnly, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "The caller's projects", body = Envelope<Vec<ProjectItem>>), Failures))]
 pub async fn get_projects(state: web::Data<AppState>, Form(p): Form) -> Result<HttpResponse> {
     let me = authenticate(&state, &p).await?.user;
     let list = state.db(move |c| files::projects(c, &me)).await?;
     Ok(ok(list
         .iter()
-        .map(|p| json!({"id": p.id, "name": p.name, "color": p.color}))
+        .map(|p| ProjectItem {
+            id: p.id,
+            name: p.name.clone(),
+            color: p.color.clone(),
+        })
         .collect::<Vec<_>>()))
 }
 
+#[utoipa::path(post, path = "/apiglobal/get_slicer_settings_for_gcode", tag = "Files",
+    request_body(content = forms::FileId, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "The settings the slicer embedded, as a flat map of strings, with `file_id`, `printer_type_id` and `slicer`", body = Envelope<BTreeMap<String, String>>), Failures))]
 pub async fn get_slicer_settings_for_gcode(
     state: web::Data<AppState>,
     Form(p): Form,
@@ -66,6 +99,9 @@ pub async fn get_slicer_settings_for_gcode(
     Ok(ok(settings))
 }
 
+#[utoipa::path(post, path = "/apiglobal/file_update", tag = "Files",
+    request_body(content = forms::FileUpdate, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "Applied (all changes or none)", body = Envelope<Nothing>), Failures))]
 pub async fn file_update(state: web::Data<AppState>, Form(p): Form) -> Result<HttpResponse> {
     let me = authenticate(&state, &p).await?.user;
     let updates = p
@@ -129,5 +165,5 @@ pub async fn file_update(state: web::Data<AppState>, Form(p): Form) -> Result<Ht
         let _ = state.storage.delete(&key).await;
     }
     applied?;
-    Ok(ok(json!([])))
+    Ok(ok(Nothing))
 }

@@ -442,6 +442,26 @@ impl Params {
         }
     }
 
+    /// The first parameter with a NUL character anywhere in its name or values. Postgres text
+    /// cannot hold NUL, so such input is refused up front on every backend alike.
+    pub fn with_nul(&self) -> Option<&str> {
+        fn has_nul(node: &Node) -> bool {
+            match node {
+                Node::Text(t) | Node::Scalar(t, _) => t.contains('\0'),
+                Node::List(items) => items.iter().any(has_nul),
+                Node::Map(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+            }
+        }
+        self.entries
+            .iter()
+            .find(|(name, e)| {
+                name.contains('\0')
+                    || e.plain.iter().any(has_nul)
+                    || e.tree.as_ref().is_some_and(has_nul)
+            })
+            .map(|(name, _)| name)
+    }
+
     /// Raw scalar text, or None when absent. Empty string counts as present here.
     ///
     /// A name sent only as a flat list (`name[]=1`, `name[0]=1`, JSON `[1]`) yields its first element.

@@ -2,15 +2,65 @@
 //! (`generate_login_token`, `login_with_token`).
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
-use super::envelope::ok;
-use super::{client_addr, Form};
+use super::envelope::{ok, Envelope, Failures, Nothing};
+use super::{client_addr, forms, Form};
 use crate::error::Error;
 use crate::services::google::{self, SignIn};
 use crate::services::login_tokens;
 use crate::AppState;
 
+#[derive(Serialize, ToSchema)]
+pub struct SignedIn {
+    pub session: String,
+    pub email: String,
+}
+
+/// A new user: the session may only call `gdpr_registration`.
+#[derive(Serialize, ToSchema)]
+pub struct GdprPending {
+    pub session: String,
+    pub gdpr_needed: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum GoogleLoginMessage {
+    SignedIn(SignedIn),
+    GdprNeeded(GdprPending),
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum GdprMessage {
+    SignedIn(SignedIn),
+    Cancelled(Nothing),
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LoginToken {
+    pub token: String,
+    /// `/noauth/apiglobal_login_with_token/<token>`: the user confirms there.
+    pub url: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Waiting {
+    pub waiting: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum TokenLoginMessage {
+    SignedIn(SignedIn),
+    Waiting(Waiting),
+}
+
+#[utoipa::path(post, path = "/apiglobal/google_login", tag = "Sessions",
+    request_body(content = forms::GoogleLogin, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "A session for a known user, or a GDPR-pending one for a new user", body = Envelope<GoogleLoginMessage>), Failures))]
 pub async fn google_login(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -24,11 +74,20 @@ pub async fn google_login(
         .db(move |c| google::sign_in(c, &st.session_policy, st.google.config(), &who, &addr))
         .await?;
     Ok(match outcome {
-        SignIn::Session { token, email } => ok(json!({"session": token, "email": email})),
-        SignIn::GdprNeeded { token } => ok(json!({"session": token, "gdpr_needed": true})),
+        SignIn::Session { token, email } => ok(GoogleLoginMessage::SignedIn(SignedIn {
+            session: token,
+            email,
+        })),
+        SignIn::GdprNeeded { token } => ok(GoogleLoginMessage::GdprNeeded(GdprPending {
+            session: token,
+            gdpr_needed: true,
+        })),
     })
 }
 
+#[utoipa::path(post, path = "/apiglobal/gdpr_registration", tag = "Sessions",
+    request_body(content = forms::GdprRegistration, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "The registered user's session, or `[]` after `cancel`", body = Envelope<GdprMessage>), Failures))]
 pub async fn gdpr_registration(
     state: web::Data<AppState>,
     Form(p): Form,
@@ -55,11 +114,14 @@ pub async fn gdpr_registration(
         })
         .await?;
     Ok(match done {
-        Some((session, email)) => ok(json!({"session": session, "email": email})),
-        None => ok(json!([])),
+        Some((session, email)) => ok(GdprMessage::SignedIn(SignedIn { session, email })),
+        None => ok(GdprMessage::Cancelled(Nothing)),
     })
 }
 
+/// Slicer sign-in: the slicer opens `url` in a browser and polls `login_with_token`.
+#[utoipa::path(post, path = "/apiglobal/generate_login_token", tag = "Sessions",
+    responses((status = 200, description = "A login token and the page that confirms it", body = Envelope<LoginToken>), Failures))]
 pub async fn generate_login_token(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -70,10 +132,13 @@ pub async fn generate_login_token(
         "{}/noauth/apiglobal_login_with_token/{token}",
         crate::http::public_base(&state.config, Some(&req))
     );
-    Ok(ok(json!({"token": token, "url": url})))
+    Ok(ok(LoginToken { token, url }))
 }
 
 /// The slicer's poll: `result: true` without a session means "keep waiting".
+#[utoipa::path(post, path = "/apiglobal/login_with_token", tag = "Sessions",
+    request_body(content = forms::LoginWithToken, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "`{waiting: true}` until the user confirms in the browser, then the session once", body = Envelope<TokenLoginMessage>), Failures))]
 pub async fn login_with_token(
     state: web::Data<AppState>,
     Form(p): Form,
@@ -84,7 +149,7 @@ pub async fn login_with_token(
         .db(move |c| login_tokens::poll(c, &st.session_policy, &token))
         .await?;
     Ok(match outcome {
-        Some((session, email)) => ok(json!({"session": session, "email": email})),
-        None => ok(json!({"waiting": true})),
+        Some((session, email)) => ok(TokenLoginMessage::SignedIn(SignedIn { session, email })),
+        None => ok(TokenLoginMessage::Waiting(Waiting { waiting: true })),
     })
 }

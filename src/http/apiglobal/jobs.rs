@@ -2,10 +2,11 @@
 //! `update_organization_settings`.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::{json, Value};
+use serde::Serialize;
+use utoipa::ToSchema;
 
-use super::envelope::ok;
-use super::{authenticate, Form};
+use super::envelope::{ok, Envelope, Failures};
+use super::{authenticate, forms, Form};
 use crate::db::models::{Job, StoredFile, User};
 use crate::error::{Error, Result};
 use crate::services::jobs;
@@ -31,6 +32,9 @@ fn tf(b: bool) -> &'static str {
     }
 }
 
+#[utoipa::path(post, path = "/apiglobal/print_file", tag = "Jobs",
+    request_body(content = forms::PrintFile, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "The new job (`11` queued, or started at once)", body = Envelope<PrintFileMessage>), Failures))]
 pub async fn print_file(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -47,9 +51,14 @@ pub async fn print_file(
     if created.started {
         state.notifier.wake(created.job.printer_id);
     }
-    Ok(ok(json!({"job_id": created.job.id.to_string()})))
+    Ok(ok(PrintFileMessage {
+        job_id: created.job.id.to_string(),
+    }))
 }
 
+#[utoipa::path(post, path = "/apiglobal/job_start", tag = "Jobs",
+    request_body(content = forms::JobId, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "`Ok`: the job is printing (`21`)", body = Envelope<String>), Failures))]
 pub async fn job_start(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -79,14 +88,23 @@ async fn forward(
     Ok(ok("Ok"))
 }
 
+#[utoipa::path(post, path = "/apiglobal/job_pause", tag = "Jobs",
+    request_body(content = forms::JobId, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "`Ok`: the pause is on its way to the printer", body = Envelope<String>), Failures))]
 pub async fn job_pause(state: web::Data<AppState>, Form(p): Form) -> Result<HttpResponse> {
     forward(&state, &p, "pause").await
 }
 
+#[utoipa::path(post, path = "/apiglobal/job_unpause", tag = "Jobs",
+    request_body(content = forms::JobId, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "`Ok`: the resume is on its way to the printer", body = Envelope<String>), Failures))]
 pub async fn job_unpause(state: web::Data<AppState>, Form(p): Form) -> Result<HttpResponse> {
     forward(&state, &p, "unpause").await
 }
 
+#[utoipa::path(post, path = "/apiglobal/job_cancel", tag = "Jobs",
+    request_body(content = forms::JobCancel, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "`Ok`: a queued job is aborted; a printing one is cancelled on the printer", body = Envelope<String>), Failures))]
 pub async fn job_cancel(state: web::Data<AppState>, Form(p): Form) -> Result<HttpResponse> {
     let me = authenticate(&state, &p).await?.user;
     let job = p.required_i64("job_id")?;
@@ -101,6 +119,11 @@ pub async fn job_cancel(state: web::Data<AppState>, Form(p): Form) -> Result<Htt
     Ok(ok("Ok"))
 }
 
+/// 8. The printer's jobs, newest first. The answer's top-level `time` is a change cursor:
+/// send it back as `prev_time` to get only the jobs changed since.
+#[utoipa::path(post, path = "/apiglobal/get_printer_jobs", tag = "Jobs",
+    request_body(content = forms::PrinterJobs, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "The jobs and the change cursor", body = PrinterJobsAnswer), Failures))]
 pub async fn get_printer_jobs(state: web::Data<AppState>, Form(p): Form) -> Result<HttpResponse> {
     let me = authenticate(&state, &p).await?.user;
     let printer = p.required_i64("printer_id")?;
@@ -117,51 +140,128 @@ pub async fn get_printer_jobs(state: web::Data<AppState>, Form(p): Form) -> Resu
     let page = state
         .db(move |c| jobs::printer_jobs(c, &me, printer, limit, offset, prev, actual))
         .await?;
-    let list: Vec<Value> = page
+    let message = page
         .jobs
         .iter()
-        .map(|(j, filename, email)| {
-            json!({
-                "id": j.id.to_string(),
-                "status_id": j.status_id.to_string(),
-                "filename": filename,
-                "datetime": j.created_at.format(DATETIME).to_string(),
-                "email": email,
-            })
+        .map(|(j, filename, email)| JobListItem {
+            id: j.id.to_string(),
+            status_id: j.status_id.to_string(),
+            filename: filename.clone(),
+            datetime: j.created_at.format(DATETIME).to_string(),
+            email: email.clone(),
         })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({"result": true, "message": list, "time": page.cursor})))
+    Ok(HttpResponse::Ok().json(PrinterJobsAnswer {
+        result: true,
+        message,
+        time: page.cursor,
+    }))
 }
 
-fn job_info(job: &Job, file: &StoredFile, email: &str) -> Value {
-    json!({
-        "id": job.id.to_string(),
-        "status_id": job.status_id.to_string(),
-        "datetime": job.created_at.format(DATETIME).to_string(),
-        "printer_id": job.printer_id.to_string(),
-        "print_time": job.print_time.to_string(),
-        "gif_image": null,
-        "picture": file.picture,
-        "notes": job.notes,
-        "file_id": file.id.to_string(),
-        "filename": file.filename,
-        "file_size": file.size.to_string(),
-        "printing_duration": job.printing_duration.to_string(),
-        "material_type": job.material_type,
-        "layer_height": num(job.layer_height),
-        "color_numbers": job.color_numbers.to_string(),
-        "extruders": job.extruders,
-        "weight": num(job.weight),
-        "heated_bed": tf(job.heated_bed),
-        "heated_bed_temperature": job.heated_bed_temperature.to_string(),
-        "raft": tf(job.raft),
-        "supports": tf(job.supports),
-        "file_cost": job.file_cost.map(num),
-        "cost": job.cost.map(num),
-        "email": email,
-    })
+/// One job of `get_printer_jobs`: every value is a string, as the seed writes them.
+#[derive(Serialize, ToSchema)]
+pub struct JobListItem {
+    #[schema(example = "26590")]
+    pub id: String,
+    /// 11 queued, 21 in progress, 43 failed, 45 aborted, 77 finished.
+    #[schema(example = "11")]
+    pub status_id: String,
+    pub filename: String,
+    #[schema(example = "2016-08-18 20:39:52")]
+    pub datetime: String,
+    pub email: String,
 }
 
+/// `get_printer_jobs` answers the cursor beside the envelope.
+#[derive(Serialize, ToSchema)]
+pub struct PrinterJobsAnswer {
+    #[schema(example = true)]
+    pub result: bool,
+    pub message: Vec<JobListItem>,
+    /// The change cursor for `prev_time`.
+    pub time: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PrintFileMessage {
+    /// The new job's id (a string, like every job id of the Global API).
+    pub job_id: String,
+}
+
+/// `get_job_info`: the seed's keys and types (numbers as strings, `t`/`f` flags,
+/// `extruders` a JSON-encoded string).
+#[derive(Serialize, ToSchema)]
+pub struct JobInfo {
+    pub id: String,
+    pub status_id: String,
+    pub datetime: String,
+    pub printer_id: String,
+    /// Real print time, seconds.
+    pub print_time: String,
+    /// Always null: no GIF recordings here.
+    #[schema(value_type = Option<String>)]
+    pub gif_image: Option<()>,
+    /// The preview's name, served at `/render/<picture>`.
+    pub picture: Option<String>,
+    pub notes: Option<String>,
+    pub file_id: String,
+    pub filename: String,
+    /// Bytes.
+    pub file_size: String,
+    /// Estimated print time, seconds.
+    pub printing_duration: String,
+    #[schema(example = "PLA")]
+    pub material_type: String,
+    pub layer_height: String,
+    pub color_numbers: String,
+    /// JSON-encoded target temperatures (and weight/material per extruder).
+    #[schema(example = "{\"R\":230,\"L\":0}")]
+    pub extruders: String,
+    /// Estimated filament weight, grams.
+    pub weight: String,
+    /// `t` or `f`.
+    #[schema(example = "t")]
+    pub heated_bed: &'static str,
+    pub heated_bed_temperature: String,
+    pub raft: &'static str,
+    pub supports: &'static str,
+    pub file_cost: Option<String>,
+    pub cost: Option<String>,
+    pub email: String,
+}
+
+fn job_info(job: &Job, file: &StoredFile, email: &str) -> JobInfo {
+    JobInfo {
+        id: job.id.to_string(),
+        status_id: job.status_id.to_string(),
+        datetime: job.created_at.format(DATETIME).to_string(),
+        printer_id: job.printer_id.to_string(),
+        print_time: job.print_time.to_string(),
+        gif_image: None,
+        picture: file.picture.clone(),
+        notes: job.notes.clone(),
+        file_id: file.id.to_string(),
+        filename: file.filename.clone(),
+        file_size: file.size.to_string(),
+        printing_duration: job.printing_duration.to_string(),
+        material_type: job.material_type.clone(),
+        layer_height: num(job.layer_height),
+        color_numbers: job.color_numbers.to_string(),
+        extruders: job.extruders.clone(),
+        weight: num(job.weight),
+        heated_bed: tf(job.heated_bed),
+        heated_bed_temperature: job.heated_bed_temperature.to_string(),
+        raft: tf(job.raft),
+        supports: tf(job.supports),
+        file_cost: job.file_cost.map(num),
+        cost: job.cost.map(num),
+        email: email.to_string(),
+    }
+}
+
+#[utoipa::path(post, path = "/apiglobal/get_job_info", tag = "Jobs",
+    request_body(content = forms::JobId, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "The job, with the seed's string-typed fields", body = Envelope<JobInfo>), Failures))]
 pub async fn get_job_info(state: web::Data<AppState>, Form(p): Form) -> Result<HttpResponse> {
     let me = authenticate(&state, &p).await?.user;
     let job = p.required_i64("job_id")?;
@@ -182,6 +282,9 @@ pub async fn get_job_info(state: web::Data<AppState>, Form(p): Form) -> Result<H
 /// printfarm extension: `auto_start_queue` (bool), `actual_jobs_hours` (int), `material_prices`
 /// (JSON object, price per kg by material), `currency` (3 letters), `report_fields` (comma list
 /// of `get_custom_report` fields, or `default`). Organization admins.
+#[utoipa::path(post, path = "/apiglobal/update_organization_settings", tag = "printfarm extensions",
+    request_body(content = forms::OrganizationSettings, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "`Ok`", body = Envelope<String>), Failures))]
 pub async fn update_organization_settings(
     state: web::Data<AppState>,
     Form(p): Form,

@@ -1,18 +1,19 @@
 //! The 3DPrinterOS Global API (`/apiglobal/*`): the one route table, the lenient parameter
 //! extractor, and the handlers, one file per group of calls.
 
-mod catalogue;
+pub(crate) mod catalogue;
 pub mod envelope;
-mod files;
+pub(crate) mod files;
 pub mod form;
-mod google;
-mod jobs;
-mod printers;
-mod reports;
-mod sessions;
-mod slicing;
-mod tokens;
-mod users;
+pub(crate) mod forms;
+pub(crate) mod google;
+pub(crate) mod jobs;
+pub(crate) mod printers;
+pub(crate) mod reports;
+pub(crate) mod sessions;
+pub(crate) mod slicing;
+pub(crate) mod tokens;
+pub(crate) mod users;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -244,8 +245,20 @@ impl FromRequest for Form {
                 let pairs = url::form_urlencoded::parse(query.as_bytes()).into_owned();
                 params.extend_pairs(pairs);
             }
+            refuse_nul(&params)?;
             Ok(Form(params))
         })
+    }
+}
+
+/// Refuses parameters holding NUL characters (Postgres text cannot store them).
+pub(crate) fn refuse_nul(params: &Params) -> Result<(), Error> {
+    match params.with_nul() {
+        Some(name) => Err(Error::bad_request(format!(
+            "parameter '{}' contains a NUL character",
+            name.replace('\0', "\\0")
+        ))),
+        None => Ok(()),
     }
 }
 

@@ -3,18 +3,51 @@
 
 use actix_web::{web, HttpResponse};
 use chrono::Duration;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
-use super::envelope::ok;
-use super::{authenticate, Form};
+use super::envelope::{ok, Envelope, Failures, Nothing};
+use super::{authenticate, forms, Form};
 use crate::error::{Error, Result};
 use crate::services::printers;
 use crate::AppState;
+
+/// One share of a printer.
+#[derive(Serialize, ToSchema)]
+pub struct ShareItem {
+    /// The share id for `unshare_printer`.
+    pub id: i64,
+    pub email: String,
+    /// Prints left, or null for no limit.
+    pub number_of_prints: Option<i32>,
+    /// The share's role: 2 can print, 5 can queue.
+    pub printer_ownership_id: i32,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ShareId {
+    pub id: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PrinterIdMessage {
+    pub printer_id: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CameraToken {
+    pub token: String,
+    pub webcam_id: i64,
+    pub rotate: bool,
+}
 
 fn offline_after(state: &AppState) -> Duration {
     Duration::seconds(state.config.printers.offline_after_secs)
 }
 
+#[utoipa::path(post, path = "/apiglobal/get_organization_printers_list", tag = "Printers",
+    request_body(content = forms::OrganizationPrinters, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "The organization's printers (admins and workgroup admins)", body = Envelope<Vec<printers::OrgPrinterItem>>), Failures))]
 pub async fn get_organization_printers_list(
     state: web::Data<AppState>,
     Form(p): Form,
@@ -37,6 +70,9 @@ pub async fn get_organization_printers_list(
     Ok(ok(items))
 }
 
+#[utoipa::path(post, path = "/apiglobal/get_printers_list", tag = "Printers",
+    request_body(content = forms::PrintersList, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "The printers the caller may use", body = Envelope<Vec<printers::UserPrinterItem>>), Failures))]
 pub async fn get_printers_list(state: web::Data<AppState>, Form(p): Form) -> Result<HttpResponse> {
     let me = authenticate(&state, &p).await?.user;
     let printer_type = p.str("printer_type").map(str::to_string);
@@ -56,23 +92,27 @@ pub async fn get_printers_list(state: web::Data<AppState>, Form(p): Form) -> Res
     Ok(ok(items))
 }
 
+#[utoipa::path(post, path = "/apiglobal/get_printer_shares", tag = "Printers",
+    request_body(content = forms::PrinterId, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "The printer's shares", body = Envelope<Vec<ShareItem>>), Failures))]
 pub async fn get_printer_shares(state: web::Data<AppState>, Form(p): Form) -> Result<HttpResponse> {
     let me = authenticate(&state, &p).await?.user;
     let printer = p.required_i64("printer_id")?;
     let shares = state.db(move |c| printers::shares(c, &me, printer)).await?;
     Ok(ok(shares
         .iter()
-        .map(|s| {
-            json!({
-                "id": s.id,
-                "email": s.email,
-                "number_of_prints": s.number_of_prints.map(|n| (n - s.prints_used).max(0)),
-                "printer_ownership_id": s.role_id,
-            })
+        .map(|s| ShareItem {
+            id: s.id,
+            email: s.email.clone(),
+            number_of_prints: s.number_of_prints.map(|n| (n - s.prints_used).max(0)),
+            printer_ownership_id: s.role_id,
         })
         .collect::<Vec<_>>()))
 }
 
+#[utoipa::path(post, path = "/apiglobal/share_printer", tag = "Printers",
+    request_body(content = forms::SharePrinter, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "The share's id", body = Envelope<ShareId>), Failures))]
 pub async fn share_printer(state: web::Data<AppState>, Form(p): Form) -> Result<HttpResponse> {
     let me = authenticate(&state, &p).await?.user;
     let printer = p.required_i64("printer_id")?;
@@ -82,16 +122,22 @@ pub async fn share_printer(state: web::Data<AppState>, Form(p): Form) -> Result<
     let share = state
         .db(move |c| printers::share(c, &me, printer, role, &email, prints))
         .await?;
-    Ok(ok(json!({ "id": share.id })))
+    Ok(ok(ShareId { id: share.id }))
 }
 
+#[utoipa::path(post, path = "/apiglobal/unshare_printer", tag = "Printers",
+    request_body(content = forms::UnsharePrinter, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "Removed", body = Envelope<Nothing>), Failures))]
 pub async fn unshare_printer(state: web::Data<AppState>, Form(p): Form) -> Result<HttpResponse> {
     let me = authenticate(&state, &p).await?.user;
     let share = p.required_i64("share_id")?;
     state.db(move |c| printers::unshare(c, &me, share)).await?;
-    Ok(ok(json!([])))
+    Ok(ok(Nothing))
 }
 
+#[utoipa::path(post, path = "/apiglobal/add_printer_by_registration_code", tag = "Printers",
+    request_body(content = forms::RegistrationCode, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "The new printer's id", body = Envelope<PrinterIdMessage>), Failures))]
 pub async fn add_printer_by_registration_code(
     state: web::Data<AppState>,
     Form(p): Form,
@@ -101,9 +147,14 @@ pub async fn add_printer_by_registration_code(
     let printer = state
         .db(move |c| printers::redeem_code(c, &me, &code))
         .await?;
-    Ok(ok(json!({ "printer_id": printer.id })))
+    Ok(ok(PrinterIdMessage {
+        printer_id: printer.id,
+    }))
 }
 
+#[utoipa::path(post, path = "/apiglobal/get_camera_list_token", tag = "Printers",
+    request_body(content = forms::CameraListToken, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "A short-lived token for `/camera/<token>/<printer_id>.jpg` and `.mjpeg`", body = Envelope<CameraToken>), Failures))]
 pub async fn get_camera_list_token(
     state: web::Data<AppState>,
     Form(p): Form,
@@ -114,9 +165,16 @@ pub async fn get_camera_list_token(
     let token = state
         .db(move |c| printers::camera_token(c, &me, printer, ttl))
         .await?;
-    Ok(ok(json!({"token": token, "webcam_id": 0, "rotate": false})))
+    Ok(ok(CameraToken {
+        token,
+        webcam_id: 0,
+        rotate: false,
+    }))
 }
 
+#[utoipa::path(post, path = "/apiglobal/printer_clear_build_tray", tag = "Printers",
+    request_body(content = forms::ClearBuildTray, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "`Ok`", body = Envelope<String>), Failures))]
 pub async fn printer_clear_build_tray(
     state: web::Data<AppState>,
     req: actix_web::HttpRequest,
@@ -147,6 +205,9 @@ pub async fn printer_clear_build_tray(
 
 /// printfarm extension: the printer's owner or an organization admin puts it into workgroups
 /// (`workgroup_id[]=…`; an empty list takes it out of all).
+#[utoipa::path(post, path = "/apiglobal/set_printer_workgroups", tag = "printfarm extensions",
+    request_body(content = forms::SetPrinterWorkgroups, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "`Ok`", body = Envelope<String>), Failures))]
 pub async fn set_printer_workgroups(
     state: web::Data<AppState>,
     Form(p): Form,

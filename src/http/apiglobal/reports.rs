@@ -13,12 +13,14 @@ use actix_web::web::{self, Bytes};
 use actix_web::HttpResponse;
 use chrono::Utc;
 use futures_util::StreamExt;
+use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
+use utoipa::ToSchema;
 
-use super::envelope::ok;
+use super::envelope::{ok, Envelope, Failures};
 use super::form::Params;
-use super::{authenticate, Form};
+use super::{authenticate, forms, Form};
 use crate::db::Pool;
 use crate::error::{Error, Result};
 use crate::services::reports::{self, Cell, CustomReport, CustomReportRequest};
@@ -195,6 +197,17 @@ fn produce(pool: Pool, report: CustomReport, format: Format, tx: mpsc::Sender<Re
 
 /// `get_custom_report`: `from`, `to` (Y-m-d), `type` (CSV default, or json), `fields`,
 /// `all_fields`, `workgroups`. Organization admins and workgroup admins.
+#[utoipa::path(post, path = "/apiglobal/get_custom_report", tag = "Reports",
+    request_body(content = forms::CustomReport, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "`type=CSV` (default): a `text/csv` attachment with a byte-order mark. \
+`type=json`: `[header names, type names, row, …]`, numbers as numbers, missing values null. \
+Fields: job_id, printer_id, printer_name, printer_type, file_id, file_name, print_date, email, \
+fname, lname, filament, cost, status, print_time, real_print_time, cancel_reason, \
+cancel_details, started_by_email, feedback.",
+        content(
+            (String = "text/csv"),
+            (Envelope<ReportTable> = "application/json"),
+        )), Failures))]
 pub async fn get_custom_report(state: web::Data<AppState>, Form(p): Form) -> Result<HttpResponse> {
     let me = authenticate(&state, &p).await?.user;
     let format = format_param(&p)?;
@@ -236,8 +249,36 @@ pub async fn get_custom_report(state: web::Data<AppState>, Form(p): Form) -> Res
     Ok(res.streaming(body))
 }
 
+/// `get_custom_report` with `type=json`: `[header names, type names, row, …]`; cells are
+/// strings, numbers or null.
+pub struct ReportTable;
+
+impl utoipa::PartialSchema for ReportTable {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::ArrayBuilder;
+        ArrayBuilder::new()
+            .items(ArrayBuilder::new().items(Value::schema()))
+            .into()
+    }
+}
+
+impl ToSchema for ReportTable {}
+
+#[derive(Serialize, ToSchema)]
+pub struct FinishedJobItem {
+    pub email: String,
+    pub firstname: String,
+    pub lastname: String,
+    pub filename: String,
+    #[schema(example = "2021-07-18 14:31:05")]
+    pub endtime: String,
+}
+
 /// `get_finished_jobs_report`: `[{email, firstname, lastname, filename, endtime}]` for the
 /// jobs finished between `from` and `to` (by end time).
+#[utoipa::path(post, path = "/apiglobal/get_finished_jobs_report", tag = "Reports",
+    request_body(content = forms::FinishedJobsReport, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "The jobs finished in the range (by end time)", body = Envelope<Vec<FinishedJobItem>>), Failures))]
 pub async fn get_finished_jobs_report(
     state: web::Data<AppState>,
     Form(p): Form,
@@ -249,16 +290,14 @@ pub async fn get_finished_jobs_report(
     let rows = state
         .db(move |c| reports::finished_jobs(c, &me, from.as_deref(), to.as_deref(), today))
         .await?;
-    let list: Vec<Value> = rows
+    let list: Vec<FinishedJobItem> = rows
         .iter()
-        .map(|r| {
-            json!({
-                "email": r.email,
-                "firstname": r.firstname,
-                "lastname": r.lastname,
-                "filename": r.filename,
-                "endtime": r.endtime(),
-            })
+        .map(|r| FinishedJobItem {
+            email: r.email.clone(),
+            firstname: r.firstname.clone(),
+            lastname: r.lastname.clone(),
+            filename: r.filename.clone(),
+            endtime: r.endtime(),
         })
         .collect();
     Ok(ok(list))

@@ -1,14 +1,25 @@
 //! Calls 1–3: login, loginout (alias logout), check_session.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
-use super::envelope::ok;
-use super::{client_addr, Form};
+use super::envelope::{ok, Envelope, Failures, Nothing};
+use super::{client_addr, forms, Form};
 use crate::error::Error;
 use crate::services::sessions;
 use crate::AppState;
 
+/// A new session.
+#[derive(Serialize, ToSchema)]
+pub struct SessionMessage {
+    pub session: String,
+}
+
+/// 1. User login.
+#[utoipa::path(post, path = "/apiglobal/login", tag = "Sessions",
+    request_body(content = forms::Login, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "Signed in", body = Envelope<SessionMessage>), Failures))]
 pub async fn login(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -39,18 +50,28 @@ pub async fn login(
         )
     })
     .await??;
-    Ok(ok(json!({ "session": outcome.token })))
+    Ok(ok(SessionMessage {
+        session: outcome.token,
+    }))
 }
 
+/// 2. User logout (`logout` is an alias of the documented `loginout`).
+#[utoipa::path(post, path = "/apiglobal/loginout", tag = "Sessions",
+    request_body(content = forms::SessionOnly, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "The session is over", body = Envelope<Nothing>), Failures))]
 pub async fn logout(state: web::Data<AppState>, Form(p): Form) -> Result<HttpResponse, Error> {
     let token = p
         .str("session")
         .ok_or_else(|| Error::Unauthorized("missing required parameter 'session'".into()))?
         .to_string();
     state.db(move |c| sessions::logout(c, &token)).await?;
-    Ok(ok(json!([])))
+    Ok(ok(Nothing))
 }
 
+/// 3. Check session.
+#[utoipa::path(post, path = "/apiglobal/check_session", tag = "Sessions",
+    request_body(content = forms::SessionOnly, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "`Session is valid`", body = Envelope<String>), Failures))]
 pub async fn check_session(
     state: web::Data<AppState>,
     Form(p): Form,

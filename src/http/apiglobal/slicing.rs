@@ -1,14 +1,43 @@
 //! Call 28 `slice` and the printfarm extension `get_slice_status`.
 
 use actix_web::{web, HttpResponse};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
 
-use super::envelope::ok;
-use super::{authenticate, Form};
+use super::envelope::{ok, Envelope, Failures};
+use super::{authenticate, forms, Form};
 use crate::error::{Error, Result};
 use crate::services::slicing::{self, SliceRequest};
 use crate::AppState;
 
+#[derive(Serialize, ToSchema)]
+pub struct SliceMessage {
+    /// The slice's UUID, for `get_slice_status`.
+    pub job_id: String,
+    /// True when the slice waits for a free slicer.
+    pub job_waiting: bool,
+    pub running_jobs_limit: i64,
+    pub output_file_id: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SliceStatusMessage {
+    pub job_id: String,
+    /// `pending`, `running`, `done` or `failed`.
+    #[schema(example = "done")]
+    pub status: String,
+    /// Why it failed.
+    pub error: Option<String>,
+    pub output_file_id: Option<i64>,
+    /// The print job it queued, as the job ids of the Global API (a string).
+    pub print_job_id: Option<String>,
+    pub attempts: i32,
+}
+
+#[utoipa::path(post, path = "/apiglobal/slice", tag = "Slicing",
+    request_body(content = forms::Slice, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "The slice is queued; `output_file_id` becomes the G-code file when it ends", body = Envelope<SliceMessage>), Failures))]
 pub async fn slice(state: web::Data<AppState>, Form(p): Form) -> Result<HttpResponse> {
     let me = authenticate(&state, &p).await?.user;
     let file_id = p.required_i64("file_id")?;
@@ -30,26 +59,33 @@ pub async fn slice(state: web::Data<AppState>, Form(p): Form) -> Result<HttpResp
     };
     let requested = state.db(move |c| slicing::request(c, &me, &req)).await?;
     state.slice_wake.notify_waiters();
-    Ok(ok(json!({
-        "job_id": requested.job.uuid,
-        "job_waiting": requested.waiting,
-        "running_jobs_limit": state.config.slicer.max_concurrent,
-        "output_file_id": requested.job.output_file_id,
-    })))
+    let output_file_id = requested
+        .job
+        .output_file_id
+        .ok_or_else(|| Error::internal("a slice without a reserved output file"))?;
+    Ok(ok(SliceMessage {
+        job_id: requested.job.uuid,
+        job_waiting: requested.waiting,
+        running_jobs_limit: state.config.slicer.max_concurrent as i64,
+        output_file_id,
+    }))
 }
 
 /// printfarm extension: a slice's state (`pending`, `running`, `done`, `failed`), its error,
 /// the output file and the print job it queued.
+#[utoipa::path(post, path = "/apiglobal/get_slice_status", tag = "printfarm extensions",
+    request_body(content = forms::SliceStatus, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "The slice's state", body = Envelope<SliceStatusMessage>), Failures))]
 pub async fn get_slice_status(state: web::Data<AppState>, Form(p): Form) -> Result<HttpResponse> {
     let me = authenticate(&state, &p).await?.user;
     let uuid = p.required_str("job_id")?.to_string();
     let job = state.db(move |c| slicing::status(c, &me, &uuid)).await?;
-    Ok(ok(json!({
-        "job_id": job.uuid,
-        "status": job.status,
-        "error": job.error,
-        "output_file_id": job.output_file_id,
-        "print_job_id": job.print_job_id.map(|j| j.to_string()),
-        "attempts": job.attempts,
-    })))
+    Ok(ok(SliceStatusMessage {
+        job_id: job.uuid,
+        status: job.status,
+        error: job.error,
+        output_file_id: job.output_file_id,
+        print_job_id: job.print_job_id.map(|j| j.to_string()),
+        attempts: job.attempts,
+    }))
 }

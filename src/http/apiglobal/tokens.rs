@@ -2,17 +2,40 @@
 //! `revoke_api_token`).
 
 use actix_web::{web, HttpResponse};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
-use super::envelope::ok;
-use super::{authenticate, Form};
+use super::envelope::{ok, Envelope, Failures};
+use super::{authenticate, forms, Form};
 use crate::error::Result;
 use crate::services::api_tokens;
 use crate::AppState;
 
 const DATETIME: &str = "%Y-%m-%d %H:%M:%S";
 
+#[derive(Serialize, ToSchema)]
+pub struct NewApiToken {
+    pub id: i64,
+    pub name: String,
+    /// `Authorization: Bearer <token>` for `/v1`.
+    pub token: String,
+    pub expires_at: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ApiTokenItem {
+    pub id: i64,
+    pub name: String,
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+    pub expires_at: Option<String>,
+    pub revoked: bool,
+}
+
 /// `name`, optional `expires_in_days`; the token is shown once.
+#[utoipa::path(post, path = "/apiglobal/create_api_token", tag = "printfarm extensions",
+    request_body(content = forms::CreateApiToken, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "The new token, shown only this once", body = Envelope<NewApiToken>), Failures))]
 pub async fn create_api_token(state: web::Data<AppState>, Form(p): Form) -> Result<HttpResponse> {
     let me = authenticate(&state, &p).await?.user;
     let name = p.required_str("name")?.to_string();
@@ -20,33 +43,37 @@ pub async fn create_api_token(state: web::Data<AppState>, Form(p): Form) -> Resu
     let (row, jwt) = state
         .db(move |c| api_tokens::create(c, &me, &name, days))
         .await?;
-    Ok(ok(json!({
-        "id": row.id,
-        "name": row.name,
-        "token": jwt,
-        "expires_at": row.expires_at.map(|e| e.format(DATETIME).to_string()),
-    })))
+    Ok(ok(NewApiToken {
+        id: row.id,
+        name: row.name,
+        token: jwt,
+        expires_at: row.expires_at.map(|e| e.format(DATETIME).to_string()),
+    }))
 }
 
+#[utoipa::path(post, path = "/apiglobal/list_api_tokens", tag = "printfarm extensions",
+    request_body(content = forms::SessionOnly, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "The caller's tokens (without their secrets)", body = Envelope<Vec<ApiTokenItem>>), Failures))]
 pub async fn list_api_tokens(state: web::Data<AppState>, Form(p): Form) -> Result<HttpResponse> {
     let me = authenticate(&state, &p).await?.user;
     let rows = state.db(move |c| api_tokens::list(c, &me)).await?;
     let fmt = |t: Option<chrono::NaiveDateTime>| t.map(|t| t.format(DATETIME).to_string());
     Ok(ok(rows
         .iter()
-        .map(|t| {
-            json!({
-                "id": t.id,
-                "name": t.name,
-                "created_at": t.created_at.format(DATETIME).to_string(),
-                "last_used_at": fmt(t.last_used_at),
-                "expires_at": fmt(t.expires_at),
-                "revoked": t.revoked_at.is_some(),
-            })
+        .map(|t| ApiTokenItem {
+            id: t.id,
+            name: t.name.clone(),
+            created_at: t.created_at.format(DATETIME).to_string(),
+            last_used_at: fmt(t.last_used_at),
+            expires_at: fmt(t.expires_at),
+            revoked: t.revoked_at.is_some(),
         })
         .collect::<Vec<_>>()))
 }
 
+#[utoipa::path(post, path = "/apiglobal/revoke_api_token", tag = "printfarm extensions",
+    request_body(content = forms::RevokeApiToken, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "`Ok`; the token stops working at once", body = Envelope<String>), Failures))]
 pub async fn revoke_api_token(state: web::Data<AppState>, Form(p): Form) -> Result<HttpResponse> {
     let me = authenticate(&state, &p).await?.user;
     let id = p.required_i64("token_id")?;

@@ -2,15 +2,53 @@
 //! extension `create_workgroup`.
 
 use actix_web::{web, HttpResponse};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
-use super::envelope::ok;
-use super::{authenticate, Form};
+use super::envelope::{ok, Envelope, Failures, Nothing};
+use super::{authenticate, forms, Form};
 use crate::db::models::rights;
 use crate::error::Error;
 use crate::services::orgs::{self, OrgUserRequest};
 use crate::AppState;
 
+#[derive(Serialize, ToSchema)]
+pub struct WorkgroupItem {
+    pub id: i64,
+    pub name: String,
+    /// 2 can print, 3 can queue.
+    pub rights: i32,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct WorkgroupUser {
+    pub id: i64,
+    pub email: String,
+    /// First and last name.
+    pub name: String,
+    /// Prints per month, or null for no quota.
+    pub monthly_quota: Option<i32>,
+    pub balance: Option<f64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserIdMessage {
+    pub user_id: i64,
+}
+
+/// The seed's empty object `{}`.
+#[derive(Serialize, ToSchema)]
+pub struct EmptyObject {}
+
+#[derive(Serialize, ToSchema)]
+pub struct WorkgroupCreated {
+    pub id: i64,
+    pub name: String,
+}
+
+#[utoipa::path(post, path = "/apiglobal/get_workgroups_simple_list", tag = "Workgroups and users",
+    request_body(content = forms::SessionOnly, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "The caller's workgroups (all of the organization's for admins)", body = Envelope<Vec<WorkgroupItem>>), Failures))]
 pub async fn get_workgroups_simple_list(
     state: web::Data<AppState>,
     Form(p): Form,
@@ -19,10 +57,17 @@ pub async fn get_workgroups_simple_list(
     let list = state.db(move |c| orgs::workgroups_for(c, &me)).await?;
     Ok(ok(list
         .iter()
-        .map(|(wg, r)| json!({"id": wg.id, "name": wg.name, "rights": r}))
+        .map(|(wg, r)| WorkgroupItem {
+            id: wg.id,
+            name: wg.name.clone(),
+            rights: *r,
+        })
         .collect::<Vec<_>>()))
 }
 
+#[utoipa::path(post, path = "/apiglobal/get_workgroup_users", tag = "Workgroups and users",
+    request_body(content = forms::WorkgroupId, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "The workgroup's members", body = Envelope<Vec<WorkgroupUser>>), Failures))]
 pub async fn get_workgroup_users(
     state: web::Data<AppState>,
     Form(p): Form,
@@ -32,18 +77,19 @@ pub async fn get_workgroup_users(
     let users = state.db(move |c| orgs::workgroup_users(c, &me, wg)).await?;
     Ok(ok(users
         .iter()
-        .map(|u| {
-            json!({
-                "id": u.id,
-                "email": u.email,
-                "name": u.full_name(),
-                "monthly_quota": u.monthly_quota,
-                "balance": u.balance,
-            })
+        .map(|u| WorkgroupUser {
+            id: u.id,
+            email: u.email.clone(),
+            name: u.full_name(),
+            monthly_quota: u.monthly_quota,
+            balance: u.balance,
         })
         .collect::<Vec<_>>()))
 }
 
+#[utoipa::path(post, path = "/apiglobal/add_user_to_workgroup", tag = "Workgroups and users",
+    request_body(content = forms::AddUserToWorkgroup, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "The member's user id", body = Envelope<UserIdMessage>), Failures))]
 pub async fn add_user_to_workgroup(
     state: web::Data<AppState>,
     Form(p): Form,
@@ -58,9 +104,12 @@ pub async fn add_user_to_workgroup(
     let user_id = state
         .db(move |c| orgs::add_user_to_workgroup(c, &me, wg, &email, r))
         .await?;
-    Ok(ok(json!({ "user_id": user_id })))
+    Ok(ok(UserIdMessage { user_id }))
 }
 
+#[utoipa::path(post, path = "/apiglobal/delete_user_from_workgroup", tag = "Workgroups and users",
+    request_body(content = forms::DeleteUserFromWorkgroup, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "Removed", body = Envelope<Nothing>), Failures))]
 pub async fn delete_user_from_workgroup(
     state: web::Data<AppState>,
     Form(p): Form,
@@ -71,9 +120,12 @@ pub async fn delete_user_from_workgroup(
     state
         .db(move |c| orgs::delete_user_from_workgroup(c, &me, wg, user))
         .await?;
-    Ok(ok(json!([])))
+    Ok(ok(Nothing))
 }
 
+#[utoipa::path(post, path = "/apiglobal/create_organization_user", tag = "Workgroups and users",
+    request_body(content = forms::CreateOrganizationUser, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "Created; `printfarm admin invite-link` prints the user's set-password link", body = Envelope<EmptyObject>), Failures))]
 pub async fn create_organization_user(
     state: web::Data<AppState>,
     Form(p): Form,
@@ -109,9 +161,12 @@ pub async fn create_organization_user(
         email = %user.email,
         "organization user created; `printfarm admin invite-link --email …` prints a set-password link"
     );
-    Ok(ok(json!({})))
+    Ok(ok(EmptyObject {}))
 }
 
+#[utoipa::path(post, path = "/apiglobal/update_user_settings", tag = "Workgroups and users",
+    request_body(content = forms::UpdateUserSettings, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "`Ok`", body = Envelope<String>), Failures))]
 pub async fn update_user_settings(
     state: web::Data<AppState>,
     Form(p): Form,
@@ -127,6 +182,9 @@ pub async fn update_user_settings(
 }
 
 /// printfarm extension: an organization admin creates a workgroup (`name`, `password`).
+#[utoipa::path(post, path = "/apiglobal/create_workgroup", tag = "printfarm extensions",
+    request_body(content = forms::CreateWorkgroup, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "The new workgroup", body = Envelope<WorkgroupCreated>), Failures))]
 pub async fn create_workgroup(
     state: web::Data<AppState>,
     Form(p): Form,
@@ -137,5 +195,8 @@ pub async fn create_workgroup(
     let wg = state
         .db(move |c| orgs::create_workgroup(c, &me, &name, &password))
         .await?;
-    Ok(ok(json!({"id": wg.id, "name": wg.name})))
+    Ok(ok(WorkgroupCreated {
+        id: wg.id,
+        name: wg.name,
+    }))
 }

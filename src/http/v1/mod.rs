@@ -8,8 +8,11 @@ use std::time::Duration;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
 use chrono::Datelike;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use utoipa::openapi::response::{Response, ResponseBuilder};
+use utoipa::openapi::{ContentBuilder, RefOr};
+use utoipa::{IntoResponses, ToSchema};
 
 use crate::db::models::{Quote, StoredFile, User};
 use crate::db::schema::{files, upload_ids};
@@ -79,21 +82,110 @@ impl ResponseError for V1Error {
                 if let Error::Internal(d) = e {
                     tracing::error!(detail = %d, "internal error");
                 }
-                let detail = if matches!(e, Error::Internal(_)) { "Internal server error".to_string() } else { e.to_string() };
+                let detail = if matches!(e, Error::Internal(_)) {
+                    "Internal server error".to_string()
+                } else {
+                    e.to_string()
+                };
                 let mut res = HttpResponse::build(e.status_code());
                 if e.status_code() == StatusCode::UNAUTHORIZED {
                     res.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
                 }
-                res.json(json!({ "detail": detail }))
+                res.json(ErrorBody {
+                    detail: Detail::Message(detail),
+                })
             }
-            V1Error::Validation(items) => HttpResponse::UnprocessableEntity().json(json!({
-                "detail": items.iter().map(|(loc, msg)| json!({"loc": loc, "msg": msg, "type": "value_error"})).collect::<Vec<_>>()
-            })),
+            V1Error::Validation(items) => HttpResponse::UnprocessableEntity().json(ErrorBody {
+                detail: Detail::Problems(
+                    items
+                        .iter()
+                        .map(|(loc, msg)| ValidationItem {
+                            loc: loc.clone(),
+                            msg: msg.clone(),
+                            r#type: "value_error".into(),
+                        })
+                        .collect(),
+                ),
+            }),
         }
     }
 }
 
 type V1Result<T = HttpResponse> = Result<T, V1Error>;
+
+/// One validation problem, as FastAPI writes them.
+#[derive(Serialize, ToSchema)]
+pub struct ValidationItem {
+    /// Where: `["body", "printer_config"]`, `["path", "file_id"]`, …
+    pub loc: Vec<String>,
+    pub msg: String,
+    #[schema(example = "value_error")]
+    pub r#type: String,
+}
+
+/// `detail` is a message, or for validation errors (422) a list of problems.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum Detail {
+    Message(String),
+    Problems(Vec<ValidationItem>),
+}
+
+/// Every `/v1` error.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub detail: Detail,
+}
+
+/// The failures every `/v1` call may answer, each with the `ErrorBody`.
+pub struct V1Failures;
+
+impl IntoResponses for V1Failures {
+    fn responses() -> std::collections::BTreeMap<String, RefOr<Response>> {
+        [
+            (
+                "400",
+                "The request cannot be served as asked (e.g. the file is not a model)",
+            ),
+            ("401", "No, an invalid, expired or revoked API token"),
+            ("403", "Not allowed"),
+            ("404", "No such thing visible to the caller"),
+            ("405", "Wrong method"),
+            ("409", "The thing is in a state that does not allow it"),
+            (
+                "410",
+                "A one-time upload id was already used or has expired",
+            ),
+            (
+                "413",
+                "The upload is too large, or the storage limit is reached",
+            ),
+            (
+                "422",
+                "Validation error (a list of problems), or a failed slice",
+            ),
+            ("429", "The monthly quote limit is reached"),
+            ("500", "The server failed"),
+            ("503", "The database is unavailable"),
+        ]
+        .into_iter()
+        .map(|(status, why)| {
+            let response = ResponseBuilder::new()
+                .description(why)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                            "ErrorBody",
+                        ))))
+                        .build(),
+                )
+                .build();
+            (status.to_string(), RefOr::T(response))
+        })
+        .collect()
+    }
+}
 
 fn invalid(loc: &[&str], msg: impl Into<String>) -> V1Error {
     V1Error::Validation(vec![(
@@ -146,6 +238,35 @@ fn parse_id(raw: &str, what: &str) -> V1Result<i64> {
         .map_err(|_| invalid(&["path", what], format!("{what} must be an integer id")))
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct DataUsage {
+    /// Quotes made this calendar month (UTC).
+    pub quotes_used: i64,
+    /// 0 for no limit.
+    pub quotes_limit: i64,
+    /// Bytes.
+    pub storage_used: i64,
+    /// Bytes; 0 for no limit.
+    pub storage_limit: i64,
+    pub files: i64,
+    pub days_till_reset: i64,
+    #[schema(example = "2027-01-01")]
+    pub reset_date: String,
+    pub last_updated: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AccountInfo {
+    pub user_id: String,
+    pub email: String,
+    pub user_name: Option<String>,
+    pub created_at: String,
+    pub data_usage: DataUsage,
+}
+
+/// Account details and usage.
+#[utoipa::path(get, path = "/v1/user", tag = "v1 Account", security(("api_token" = [])),
+    responses((status = 200, body = AccountInfo), V1Failures))]
 async fn user(state: web::Data<AppState>, ApiUser(u): ApiUser) -> V1Result {
     let me = u.clone();
     let usage = state.db(move |c| quotes::usage(c, &me)).await?;
@@ -157,36 +278,53 @@ async fn user(state: web::Data<AppState>, ApiUser(u): ApiUser) -> V1Result {
     }
     .unwrap_or(now.date());
     let cfg = &state.config.v1;
-    Ok(HttpResponse::Ok().json(json!({
-        "user_id": u.id.to_string(),
-        "email": u.email,
-        "user_name": Some(u.full_name()).filter(|n| !n.is_empty()),
-        "created_at": ts(u.created_at),
-        "data_usage": {
-            "quotes_used": usage.quotes_used,
-            "quotes_limit": cfg.quotes_per_month,
-            "storage_used": usage.storage_used,
-            "storage_limit": cfg.storage_limit_mb * 1024 * 1024,
-            "files": usage.files,
-            "days_till_reset": (next_month - now.date()).num_days(),
-            "reset_date": next_month.to_string(),
-            "last_updated": ts(now),
+    Ok(HttpResponse::Ok().json(AccountInfo {
+        user_id: u.id.to_string(),
+        user_name: Some(u.full_name()).filter(|n| !n.is_empty()),
+        email: u.email,
+        created_at: ts(u.created_at),
+        data_usage: DataUsage {
+            quotes_used: usage.quotes_used,
+            quotes_limit: cfg.quotes_per_month,
+            storage_used: usage.storage_used,
+            storage_limit: cfg.storage_limit_mb * 1024 * 1024,
+            files: usage.files,
+            days_till_reset: (next_month - now.date()).num_days(),
+            reset_date: next_month.to_string(),
+            last_updated: ts(now),
         },
-    })))
+    }))
 }
 
-fn upload_record(f: &StoredFile) -> Value {
-    json!({
-        "user_id": f.user_id.to_string(),
-        "file_id": f.id.to_string(),
-        "file_path": file_path(f),
-        "status": "success",
-        "timestamp": ts(f.created_at),
-        "file_name": f.filename,
-        "file_size": f.size,
-    })
+/// An uploaded file.
+#[derive(Serialize, ToSchema)]
+pub struct UploadRecord {
+    pub user_id: String,
+    pub file_id: String,
+    pub file_path: String,
+    #[schema(example = "success")]
+    pub status: String,
+    pub timestamp: String,
+    pub file_name: String,
+    /// Bytes.
+    pub file_size: i64,
 }
 
+fn upload_record(f: &StoredFile) -> UploadRecord {
+    UploadRecord {
+        user_id: f.user_id.to_string(),
+        file_id: f.id.to_string(),
+        file_path: file_path(f),
+        status: "success".into(),
+        timestamp: ts(f.created_at),
+        file_name: f.filename.clone(),
+        file_size: f.size,
+    }
+}
+
+/// The caller's uploads, newest first.
+#[utoipa::path(get, path = "/v1/user/uploads", tag = "v1 Account", security(("api_token" = [])),
+    responses((status = 200, body = Vec<UploadRecord>), V1Failures))]
 async fn uploads(state: web::Data<AppState>, ApiUser(u): ApiUser) -> V1Result {
     use diesel::prelude::*;
     let list: Vec<StoredFile> = state
@@ -201,14 +339,18 @@ async fn uploads(state: web::Data<AppState>, ApiUser(u): ApiUser) -> V1Result {
     Ok(HttpResponse::Ok().json(list.iter().map(upload_record).collect::<Vec<_>>()))
 }
 
-#[derive(Deserialize)]
+/// The printer's build volume, mm.
+#[derive(Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct BedDimensions {
+pub struct BedDimensions {
     #[serde(default = "d210")]
+    #[schema(default = 210.0)]
     x: f64,
     #[serde(default = "d210")]
+    #[schema(default = 210.0)]
     y: f64,
     #[serde(default = "d250")]
+    #[schema(default = 250.0)]
     z: f64,
 }
 fn d210() -> f64 {
@@ -218,9 +360,10 @@ fn d250() -> f64 {
     250.0
 }
 
-/// A JSON body, or the defaults when there is none; problems answer 422.
+/// A JSON body, or the defaults when there is none (or `null`); problems answer 422.
 fn json_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> V1Result<T> {
-    let text = if bytes.iter().all(u8::is_ascii_whitespace) {
+    let trimmed = bytes.trim_ascii();
+    let text = if trimmed.is_empty() || trimmed == b"null" {
         b"{}".as_slice()
     } else {
         bytes
@@ -239,6 +382,28 @@ async fn own_file(state: &AppState, u: &User, id: i64) -> V1Result<StoredFile> {
         .await?)
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct Dimensions {
+    pub x: f64,
+    pub y: f64,
+    pub z: f64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Printability {
+    pub user_id: String,
+    pub file_path: String,
+    /// The model fits the build volume (in any of its upright rotations by 90°).
+    pub fits_printer: bool,
+    pub model_dimensions: Dimensions,
+    pub printer_dimensions: Dimensions,
+}
+
+/// Does the model fit the printer?
+#[utoipa::path(post, path = "/v1/printability/{file_id}", tag = "v1 Part info", security(("api_token" = [])),
+    params(("file_id" = i64, Path, description = "A model file of the caller")),
+    request_body(content = Option<BedDimensions>, content_type = "application/json"),
+    responses((status = 200, body = Printability), V1Failures))]
 async fn printability(
     state: web::Data<AppState>,
     ApiUser(u): ApiUser,
@@ -253,16 +418,36 @@ async fn printability(
         .as_deref()
         .and_then(|t| serde_json::from_str(t).ok())
         .ok_or_else(|| Error::bad_request(format!("File {id} is not a model")))?;
-    Ok(HttpResponse::Ok().json(json!({
-        "user_id": u.id.to_string(),
-        "file_path": file_path(&f),
-        "fits_printer": crate::mesh::fits(&a, [bed.x, bed.y, bed.z]),
-        "model_dimensions": {"x": a.size[0], "y": a.size[1], "z": a.size[2]},
-        "printer_dimensions": {"x": bed.x, "y": bed.y, "z": bed.z},
-    })))
+    Ok(HttpResponse::Ok().json(Printability {
+        user_id: u.id.to_string(),
+        file_path: file_path(&f),
+        fits_printer: crate::mesh::fits(&a, [bed.x, bed.y, bed.z]),
+        model_dimensions: Dimensions {
+            x: a.size[0],
+            y: a.size[1],
+            z: a.size[2],
+        },
+        printer_dimensions: Dimensions {
+            x: bed.x,
+            y: bed.y,
+            z: bed.z,
+        },
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct FileUploadLink {
+    pub user_id: String,
+    /// For `POST /v1/file/public/{upload_id}`: single use, valid for an hour.
+    pub upload_id: String,
+    /// Always null here: the file gets its id when it is uploaded.
+    pub file_id: Option<String>,
+    pub timestamp: String,
 }
 
 /// One-time id for a browser upload that does not go through the shop's backend.
+#[utoipa::path(get, path = "/v1/file/upload-id", tag = "v1 Files", security(("api_token" = [])),
+    responses((status = 200, body = FileUploadLink), V1Failures))]
 async fn upload_id(state: web::Data<AppState>, ApiUser(u): ApiUser) -> V1Result {
     use diesel::prelude::*;
     let id = auth::random_token();
@@ -282,12 +467,12 @@ async fn upload_id(state: web::Data<AppState>, ApiUser(u): ApiUser) -> V1Result 
             Ok(())
         })
         .await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "user_id": u.id.to_string(),
-        "upload_id": id,
-        "file_id": null,
-        "timestamp": ts(now),
-    })))
+    Ok(HttpResponse::Ok().json(FileUploadLink {
+        user_id: u.id.to_string(),
+        upload_id: id,
+        file_id: None,
+        timestamp: ts(now),
+    }))
 }
 
 fn cors(res: &mut actix_web::HttpResponseBuilder) -> &mut actix_web::HttpResponseBuilder {
@@ -341,7 +526,20 @@ async fn receive_model(
     Ok(file)
 }
 
+/// A model upload: multipart with the file in the part `file`.
+#[derive(ToSchema)]
+#[allow(dead_code)] // describes the body `upload::receive` streams
+pub struct ModelUpload {
+    /// An `.stl`, `.3mf` or `.obj` model.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+}
+
 /// Browser upload with a one-time id: no token, single use, one hour, CORS.
+#[utoipa::path(post, path = "/v1/file/public/{upload_id}", tag = "v1 Files",
+    params(("upload_id" = String, Path, description = "From `GET /v1/file/upload-id`")),
+    request_body(content = ModelUpload, content_type = "multipart/form-data"),
+    responses((status = 200, body = UploadRecord), V1Failures))]
 async fn public_upload(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -408,6 +606,10 @@ async fn public_upload(
     }
 }
 
+/// Server-side upload (keep the token out of browsers; they use the public upload).
+#[utoipa::path(post, path = "/v1/file", tag = "v1 Files", security(("api_token" = [])),
+    request_body(content = ModelUpload, content_type = "multipart/form-data"),
+    responses((status = 200, body = UploadRecord), V1Failures))]
 async fn file_upload(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -418,6 +620,14 @@ async fn file_upload(
     Ok(HttpResponse::Ok().json(upload_record(&f)))
 }
 
+/// The original file; `Range` requests answer 206.
+#[utoipa::path(get, path = "/v1/file/{file_id}", tag = "v1 Files", security(("api_token" = [])),
+    params(("file_id" = i64, Path)),
+    responses(
+        (status = 200, description = "The file", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 206, description = "The requested range", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 416, description = "The range is outside the file", body = ErrorBody),
+        V1Failures))]
 async fn file_download(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -435,6 +645,19 @@ async fn remove_keys(state: &AppState, keys: &[String]) {
     }
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct DeletedFile {
+    pub user_id: String,
+    pub status: String,
+    pub timestamp: String,
+    pub file_id: String,
+    pub removed_file_path: String,
+}
+
+/// Deletes the file, its quotes and their G-code.
+#[utoipa::path(delete, path = "/v1/file/{file_id}", tag = "v1 Files", security(("api_token" = [])),
+    params(("file_id" = i64, Path)),
+    responses((status = 200, body = DeletedFile), V1Failures))]
 async fn file_delete(
     state: web::Data<AppState>,
     ApiUser(u): ApiUser,
@@ -444,19 +667,70 @@ async fn file_delete(
     let me = u.clone();
     let (f, removed) = state.db(move |c| quotes::delete_file(c, &me, id)).await?;
     remove_keys(&state, &removed).await;
-    Ok(HttpResponse::Ok().json(json!({
-        "user_id": u.id.to_string(),
-        "status": "success",
-        "timestamp": ts(crate::db::now()),
-        "file_id": f.id.to_string(),
-        "removed_file_path": file_path(&f),
-    })))
+    Ok(HttpResponse::Ok().json(DeletedFile {
+        user_id: u.id.to_string(),
+        status: "success".into(),
+        timestamp: ts(crate::db::now()),
+        file_id: f.id.to_string(),
+        removed_file_path: file_path(&f),
+    }))
 }
 
-#[derive(Deserialize, Default)]
+/// Cloud Slicer's `printer_config`: every field is optional. PrusaSlicer keys
+/// (`perimeter_speed`, `machine_max_acceleration_x`, …) are accepted beside these names;
+/// unknown keys answer 422 naming them.
+#[derive(ToSchema)]
+#[allow(dead_code)] // documents the object `slicer::Profile::from_json` reads
+pub struct PrinterConfig {
+    #[schema(default = 210)]
+    bed_size_x: Option<f64>,
+    #[schema(default = 210)]
+    bed_size_y: Option<f64>,
+    /// Models taller than this are refused before slicing.
+    #[schema(default = 250)]
+    bed_size_z: Option<f64>,
+    /// mm/s
+    #[schema(default = 100)]
+    print_speed: Option<f64>,
+    #[schema(default = 50)]
+    first_layer_speed: Option<f64>,
+    #[schema(default = 0.4)]
+    nozzle_diameter: Option<f64>,
+    #[schema(default = 0.2)]
+    layer_height: Option<f64>,
+    #[schema(default = 3)]
+    perimeters: Option<i64>,
+    #[schema(default = 3)]
+    top_solid_layers: Option<i64>,
+    #[schema(default = 3)]
+    bottom_solid_layers: Option<i64>,
+    /// Percent, 0–100.
+    #[schema(default = 20)]
+    fill_density: Option<f64>,
+    #[schema(default = false)]
+    support_material: Option<bool>,
+    #[schema(default = "white")]
+    color: Option<String>,
+    #[schema(default = "PLA")]
+    filament_type: Option<String>,
+    #[schema(default = 210)]
+    temperature: Option<f64>,
+    #[schema(default = 60)]
+    bed_temperature: Option<f64>,
+    /// printfarm extension, mm.
+    #[schema(default = 1.75)]
+    filament_diameter: Option<f64>,
+    /// printfarm extension, g/cm³.
+    #[schema(default = 1.24)]
+    filament_density: Option<f64>,
+}
+
+/// The quote request.
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ProfileConfig {
+pub struct ProfileConfig {
     #[serde(default)]
+    #[schema(value_type = Option<PrinterConfig>)]
     printer_config: Option<Value>,
     #[serde(default)]
     quote_config: Option<QuoteConfig>,
@@ -477,7 +751,52 @@ fn human(seconds: i64) -> String {
     }
 }
 
-async fn quote_body(state: &AppState, q: &Quote, details: bool) -> V1Result<Value> {
+/// A quote: Cloud Slicer's `QuoteResponse` fields plus printfarm's `currency`, `time_cost`,
+/// `filament_used_mm` and `error`. `GET /v1/quote/{quote_id}` adds the configs.
+#[derive(Serialize, ToSchema)]
+pub struct QuoteBody {
+    pub quote_id: String,
+    pub user_id: String,
+    /// `pending`, `success` or `error`.
+    #[schema(example = "success")]
+    pub status: String,
+    pub timestamp: String,
+    /// Seconds the quote took.
+    pub quote_duration: f64,
+    pub file_path: String,
+    pub gcode_path: Option<String>,
+    pub gcode_name: Option<String>,
+    /// MB.
+    pub gcode_file_size: f64,
+    #[schema(example = "1h 10m 14s")]
+    pub estimated_time: String,
+    pub estimated_time_seconds: i64,
+    /// Grams.
+    pub filament_weight: f64,
+    pub filament_cost: f64,
+    pub total_price: f64,
+    pub currency: String,
+    pub time_cost: f64,
+    pub filament_used_mm: f64,
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub printer_config: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub quote_config: Option<Value>,
+}
+
+/// A failed slice: the error as a validation problem, with the quote's id.
+#[derive(Serialize, ToSchema)]
+pub struct FailedQuote {
+    pub detail: Vec<ValidationItem>,
+    pub quote_id: String,
+    #[schema(example = "error")]
+    pub status: String,
+}
+
+async fn quote_body(state: &AppState, q: &Quote, details: bool) -> V1Result<QuoteBody> {
     let gcode = match q.gcode_file_id {
         Some(id) => state.db(move |c| Ok(StoredFile::find(c, id)?)).await?,
         None => None,
@@ -485,48 +804,62 @@ async fn quote_body(state: &AppState, q: &Quote, details: bool) -> V1Result<Valu
     let fid = q.file_id;
     let model = state.db(move |c| Ok(StoredFile::find(c, fid)?)).await?;
     let secs = q.estimated_time_seconds.unwrap_or(0);
-    let mut v = json!({
-        "quote_id": q.uuid,
-        "user_id": q.user_id.to_string(),
-        "status": q.status,
-        "timestamp": ts(q.created_at),
-        "quote_duration": q.finished_at.map_or(0.0, |f| (f - q.created_at).num_milliseconds() as f64 / 1000.0),
-        "file_path": model.as_ref().map(file_path).unwrap_or_default(),
-        "gcode_path": gcode.as_ref().map(|g| format!("quotes/{}/{}", q.uuid, g.filename)),
-        "gcode_name": gcode.as_ref().map(|g| g.filename.clone()),
-        "gcode_file_size": gcode.as_ref().map_or(0.0, |g| g.size as f64 / 1_000_000.0),
-        "estimated_time": human(secs),
-        "estimated_time_seconds": secs,
-        "filament_weight": q.filament_weight.unwrap_or(0.0),
-        "filament_cost": q.filament_cost.unwrap_or(0.0),
-        "total_price": q.total_price.unwrap_or(0.0),
-        "currency": q.currency,
-        "time_cost": q.time_cost.unwrap_or(0.0),
-        "filament_used_mm": q.filament_used_mm.unwrap_or(0.0),
-        "error": q.error,
-    });
-    if details {
-        v["printer_config"] = serde_json::from_str(&q.printer_config).unwrap_or(json!({}));
-        v["quote_config"] = serde_json::from_str(&q.quote_config).unwrap_or(json!({}));
-    }
-    Ok(v)
+    let config = |text: &str| Some(serde_json::from_str(text).unwrap_or(json!({})));
+    Ok(QuoteBody {
+        quote_id: q.uuid.clone(),
+        user_id: q.user_id.to_string(),
+        status: q.status.clone(),
+        timestamp: ts(q.created_at),
+        quote_duration: q.finished_at.map_or(0.0, |f| {
+            (f - q.created_at).num_milliseconds() as f64 / 1000.0
+        }),
+        file_path: model.as_ref().map(file_path).unwrap_or_default(),
+        gcode_path: gcode
+            .as_ref()
+            .map(|g| format!("quotes/{}/{}", q.uuid, g.filename)),
+        gcode_name: gcode.as_ref().map(|g| g.filename.clone()),
+        gcode_file_size: gcode.as_ref().map_or(0.0, |g| g.size as f64 / 1_000_000.0),
+        estimated_time: human(secs),
+        estimated_time_seconds: secs,
+        filament_weight: q.filament_weight.unwrap_or(0.0),
+        filament_cost: q.filament_cost.unwrap_or(0.0),
+        total_price: q.total_price.unwrap_or(0.0),
+        currency: q.currency.clone(),
+        time_cost: q.time_cost.unwrap_or(0.0),
+        filament_used_mm: q.filament_used_mm.unwrap_or(0.0),
+        error: q.error.clone(),
+        printer_config: details.then(|| config(&q.printer_config)).flatten(),
+        quote_config: details.then(|| config(&q.quote_config)).flatten(),
+    })
 }
 
 async fn quote_answer(state: &AppState, q: &Quote, details: bool) -> V1Result {
     let body = quote_body(state, q, details).await?;
     Ok(match q.status.as_str() {
         "pending" => HttpResponse::Accepted().json(body),
-        "error" => HttpResponse::UnprocessableEntity().json(json!({
-            "detail": [{"loc": ["body", "file"], "msg": q.error.clone().unwrap_or_default(), "type": "slicing_error"}],
-            "quote_id": q.uuid,
-            "status": "error",
-        })),
+        "error" => HttpResponse::UnprocessableEntity().json(FailedQuote {
+            detail: vec![ValidationItem {
+                loc: vec!["body".into(), "file".into()],
+                msg: q.error.clone().unwrap_or_default(),
+                r#type: "slicing_error".into(),
+            }],
+            quote_id: q.uuid.clone(),
+            status: "error".into(),
+        }),
         _ => HttpResponse::Ok().json(body),
     })
 }
 
 /// Slices and prices a model: answers 200 when the slice ends within `v1.quote_wait_secs`,
 /// else 202 with the pending quote (poll `GET /v1/quote/{quote_id}`).
+#[utoipa::path(post, path = "/v1/quote/{file_id}", tag = "v1 Quotes", security(("api_token" = [])),
+    params(("file_id" = i64, Path, description = "A model file of the caller")),
+    request_body(content = Option<ProfileConfig>, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The quote", body = QuoteBody),
+        (status = 202, description = "Still slicing: poll `GET /v1/quote/{quote_id}`", body = QuoteBody),
+        (status = 422, description = "Invalid configuration, or the slice failed", body = FailedQuoteOrError),
+        V1Failures))]
 async fn create_quote(
     state: web::Data<AppState>,
     ApiUser(u): ApiUser,
@@ -559,6 +892,37 @@ async fn create_quote(
     quote_answer(&state, &q, false).await
 }
 
+/// Deprecated alias of `POST /v1/quote/{file_id}`.
+#[utoipa::path(post, path = "/v1/file/quote/{file_id}", tag = "v1 Quotes", security(("api_token" = [])),
+    params(("file_id" = i64, Path)),
+    request_body(content = Option<ProfileConfig>, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The quote", body = QuoteBody),
+        (status = 202, description = "Still slicing", body = QuoteBody),
+        (status = 422, description = "Invalid configuration, or the slice failed", body = FailedQuoteOrError),
+        V1Failures))]
+#[allow(dead_code)] // documents the alias route of `create_quote`
+#[deprecated = "use POST /v1/quote/{file_id}"]
+fn create_quote_deprecated() {}
+
+/// 422 answers of quote calls: a failed slice, or a validation error (documentation only:
+/// the handlers build the two bodies directly).
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum FailedQuoteOrError {
+    Failed(FailedQuote),
+    Invalid(ErrorBody),
+}
+
+/// The quote with the configs it was made with.
+#[utoipa::path(get, path = "/v1/quote/{quote_id}", tag = "v1 Quotes", security(("api_token" = [])),
+    params(("quote_id" = String, Path)),
+    responses(
+        (status = 200, description = "The quote", body = QuoteBody),
+        (status = 202, description = "Still slicing", body = QuoteBody),
+        (status = 422, description = "The slice failed", body = FailedQuoteOrError),
+        V1Failures))]
 async fn get_quote(
     state: web::Data<AppState>,
     ApiUser(u): ApiUser,
@@ -569,6 +933,19 @@ async fn get_quote(
     quote_answer(&state, &q, true).await
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct DeletedQuote {
+    pub user_id: String,
+    pub quote_id: String,
+    pub status: String,
+    pub timestamp: String,
+    pub removed_gcode_path: Option<String>,
+}
+
+/// Deletes the quote and its G-code.
+#[utoipa::path(delete, path = "/v1/quote/{quote_id}", tag = "v1 Quotes", security(("api_token" = [])),
+    params(("quote_id" = String, Path)),
+    responses((status = 200, body = DeletedQuote), V1Failures))]
 async fn delete_quote(
     state: web::Data<AppState>,
     ApiUser(u): ApiUser,
@@ -580,15 +957,23 @@ async fn delete_quote(
         .db(move |c| quotes::delete_quote(c, &me, &uuid))
         .await?;
     remove_keys(&state, &removed).await;
-    Ok(HttpResponse::Ok().json(json!({
-        "user_id": u.id.to_string(),
-        "quote_id": q.uuid,
-        "status": "success",
-        "timestamp": ts(crate::db::now()),
-        "removed_gcode_path": removed.iter().find(|k| k.starts_with("files/")),
-    })))
+    Ok(HttpResponse::Ok().json(DeletedQuote {
+        user_id: u.id.to_string(),
+        quote_id: q.uuid,
+        status: "success".into(),
+        timestamp: ts(crate::db::now()),
+        removed_gcode_path: removed.iter().find(|k| k.starts_with("files/")).cloned(),
+    }))
 }
 
+/// The quote's G-code; `Range` requests answer 206.
+#[utoipa::path(get, path = "/v1/quote/gcode/{quote_id}", tag = "v1 Quotes", security(("api_token" = [])),
+    params(("quote_id" = String, Path)),
+    responses(
+        (status = 200, description = "The G-code", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 206, description = "The requested range", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 416, description = "The range is outside the file", body = ErrorBody),
+        V1Failures))]
 async fn quote_gcode(
     state: web::Data<AppState>,
     req: HttpRequest,

@@ -1,0 +1,374 @@
+//! The parameters of each Global API call, for the OpenAPI document. Handlers read them
+//! through the lenient `Params` extractor (numbers as strings, booleans as 1/0/true/on,
+//! `name[]` lists, JSON strings), so these types describe the canonical spelling only and
+//! are never built.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use utoipa::ToSchema;
+
+/// 1 `login`. Some clients send the account as `email` instead of `username`.
+#[derive(ToSchema)]
+pub struct Login {
+    #[schema(example = "admin@printfarm.local")]
+    pub username: String,
+    pub password: String,
+}
+
+/// Calls that take only the session (`loginout`, `check_session`, `get_projects`, …).
+#[derive(ToSchema)]
+pub struct SessionOnly {
+    /// The session token from `login`.
+    pub session: String,
+}
+
+/// 4 `upload` (multipart/form-data).
+#[derive(ToSchema)]
+pub struct Upload {
+    pub session: String,
+    /// G-code (`.gcode`, `.gco`, `.g`, also zipped), STL, 3MF or OBJ.
+    #[schema(value_type = String, format = Binary)]
+    pub file: Vec<u8>,
+    pub project_id: Option<i64>,
+    pub project_name: Option<String>,
+    pub project_color: Option<String>,
+    /// 7 for a plugin upload.
+    pub upload_type_id: Option<i32>,
+    pub upload_soft_name: Option<String>,
+    /// Store the G-code zipped.
+    pub zip: Option<bool>,
+}
+
+/// 7 `get_organization_printers_list`.
+#[derive(ToSchema)]
+pub struct OrganizationPrinters {
+    pub session: String,
+    pub printer_id: Option<i64>,
+    pub workgroup_id: Option<i64>,
+}
+
+/// 8 `get_printer_jobs`.
+#[derive(ToSchema)]
+pub struct PrinterJobs {
+    pub session: String,
+    pub printer_id: i64,
+    /// 1–1000, default 20.
+    #[schema(minimum = 1, maximum = 1000)]
+    pub limit: Option<i64>,
+    #[schema(minimum = 0)]
+    pub offset: Option<i64>,
+    /// `0` for the first request, then the `time` of the previous answer: only jobs
+    /// changed since are listed.
+    pub prev_time: Option<i64>,
+    /// Only queued/printing jobs and those ended within the organization's period.
+    pub is_actual: Option<bool>,
+}
+
+/// Calls on one job (`get_job_info`, `job_start`, `job_pause`, `job_unpause`).
+#[derive(ToSchema)]
+pub struct JobId {
+    pub session: String,
+    pub job_id: i64,
+}
+
+/// 33 `job_cancel`.
+#[derive(ToSchema)]
+pub struct JobCancel {
+    pub session: String,
+    pub job_id: i64,
+    /// printfarm extension: why, kept as the job's cancel details.
+    pub reason: Option<String>,
+}
+
+/// Calls on one file (`get_slicer_settings_for_gcode`).
+#[derive(ToSchema)]
+pub struct FileId {
+    pub session: String,
+    pub file_id: i64,
+}
+
+/// One file's changes in `file_update`.
+#[derive(ToSchema)]
+pub struct FileChange {
+    /// Printer type id.
+    pub ptype: Option<i64>,
+    /// Slicer name (Simplify3D, Cura, …).
+    pub gtype: Option<String>,
+    /// Store the G-code zipped (true) or plain (false).
+    pub zip: Option<bool>,
+}
+
+/// 11 `file_update`: `updates` as a JSON object or as `updates[<file_id>][ptype]=…` keys.
+#[derive(ToSchema)]
+pub struct FileUpdate {
+    pub session: String,
+    #[schema(example = json!({"12": {"ptype": 5, "gtype": "Cura", "zip": true}}))]
+    pub updates: BTreeMap<String, FileChange>,
+}
+
+/// 12 `get_printer_types` (21 takes the same filters without a session).
+#[derive(ToSchema)]
+pub struct PrinterTypes {
+    pub session: String,
+    /// printfarm: only types whose description contains this.
+    pub description: Option<String>,
+    /// printfarm: only types a slicer of this version supports.
+    pub software_version: Option<String>,
+}
+
+/// 21 `get_printer_types_detailed`: no session.
+#[derive(ToSchema)]
+pub struct PrinterTypesDetailed {
+    pub description: Option<String>,
+    pub software_version: Option<String>,
+}
+
+/// Calls on one printer (`get_printer_shares`).
+#[derive(ToSchema)]
+pub struct PrinterId {
+    pub session: String,
+    pub printer_id: i64,
+}
+
+/// 14 `share_printer`.
+#[derive(ToSchema)]
+pub struct SharePrinter {
+    pub session: String,
+    pub printer_id: i64,
+    /// 2 can print, 5 can queue.
+    pub role_id: i64,
+    pub user_email: String,
+    pub number_of_prints: Option<i64>,
+}
+
+/// 15 `unshare_printer`.
+#[derive(ToSchema)]
+pub struct UnsharePrinter {
+    pub session: String,
+    pub share_id: i64,
+}
+
+/// 16 `add_printer_by_registration_code`.
+#[derive(ToSchema)]
+pub struct RegistrationCode {
+    pub session: String,
+    #[schema(example = "K7QM-W3XR")]
+    pub registration_code: String,
+}
+
+/// 17 `get_printers_list`.
+#[derive(ToSchema)]
+pub struct PrintersList {
+    pub session: String,
+    /// Printer short type, e.g. `K_PORTRAIT`.
+    pub printer_type: Option<String>,
+    /// One id, or several as `printer_id[]=1&printer_id[]=2`.
+    pub printer_id: Option<Vec<i64>>,
+}
+
+/// 18 `get_workgroup_users`.
+#[derive(ToSchema)]
+pub struct WorkgroupId {
+    pub session: String,
+    pub workgroup_id: i64,
+}
+
+/// 19 `add_user_to_workgroup`.
+#[derive(ToSchema)]
+pub struct AddUserToWorkgroup {
+    pub session: String,
+    pub workgroup_id: i64,
+    pub email: String,
+    /// printfarm extension: 2 can print (default), 3 can queue.
+    pub rights: Option<i64>,
+}
+
+/// 20 `delete_user_from_workgroup`.
+#[derive(ToSchema)]
+pub struct DeleteUserFromWorkgroup {
+    pub session: String,
+    pub workgroup_id: i64,
+    pub user_id: i64,
+}
+
+/// 22 `get_custom_report`.
+#[derive(ToSchema)]
+pub struct CustomReport {
+    pub session: String,
+    /// `Y-m-d`, default today − 31 days.
+    #[schema(example = "2026-11-01")]
+    pub from: Option<String>,
+    /// `Y-m-d`, default today; at most 365 days after `from`.
+    #[schema(example = "2026-11-30")]
+    pub to: Option<String>,
+    /// `CSV` (default) or `json`.
+    #[schema(example = "json")]
+    pub r#type: Option<String>,
+    /// Add the workgroup columns.
+    pub workgroups: Option<bool>,
+    /// Comma-separated field names (see the description).
+    #[schema(example = "job_id,printer_name,status")]
+    pub fields: Option<String>,
+    /// All fields; `fields` is then ignored.
+    pub all_fields: Option<bool>,
+}
+
+/// 27 `get_finished_jobs_report`.
+#[derive(ToSchema)]
+pub struct FinishedJobsReport {
+    pub session: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+/// 23 `get_camera_list_token`.
+#[derive(ToSchema)]
+pub struct CameraListToken {
+    pub session: String,
+    pub printer_id: Option<i64>,
+}
+
+/// 24 `google_login`.
+#[derive(ToSchema)]
+pub struct GoogleLogin {
+    /// A Google ID token (RS256 JWT).
+    pub token: String,
+}
+
+/// 25 `gdpr_registration`.
+#[derive(ToSchema)]
+pub struct GdprRegistration {
+    /// The session from `google_login` with `gdpr_needed`.
+    pub session: String,
+    /// Must be `on`.
+    #[schema(example = "on")]
+    pub gdpr1: String,
+    pub gdpr2: Option<String>,
+    /// Any non-empty value drops the pending registration.
+    pub cancel: Option<String>,
+}
+
+/// 26 `create_organization_user`.
+#[derive(ToSchema)]
+pub struct CreateOrganizationUser {
+    pub session: String,
+    pub email: String,
+    /// 1 or 3.
+    pub gdpr: i64,
+    pub firstname: Option<String>,
+    pub lastname: Option<String>,
+    pub company: Option<String>,
+    /// 0 member, 1 admin, 2 workgroup admin.
+    pub access_role: Option<i64>,
+}
+
+/// 28 `slice`.
+#[derive(ToSchema)]
+pub struct Slice {
+    pub session: String,
+    /// The caller's STL, 3MF or OBJ file.
+    pub file_id: i64,
+    /// 61 (default), 51 and 3 slice with PrusaSlicer here.
+    pub slicer_id: Option<i64>,
+    /// A JSON object (or JSON string) of PrusaSlicer keys and/or Cloud Slicer
+    /// `printer_config` names.
+    #[schema(value_type = Object, example = json!({"layer_height": 0.2, "fill_density": 20}))]
+    pub profile: Value,
+    pub add_print_job_to_printer_id: Option<i64>,
+    pub start_print_job: Option<bool>,
+}
+
+/// printfarm extension `get_slice_status`.
+#[derive(ToSchema)]
+pub struct SliceStatus {
+    pub session: String,
+    /// The `job_id` (UUID) `slice` answered.
+    pub job_id: String,
+}
+
+/// 29 `print_file`.
+#[derive(ToSchema)]
+pub struct PrintFile {
+    pub session: String,
+    pub file_id: i64,
+    pub printer_id: i64,
+    /// Only queue the job, do not start it.
+    pub only_queue: Option<bool>,
+}
+
+/// 34 `update_user_settings`.
+#[derive(ToSchema)]
+pub struct UpdateUserSettings {
+    pub session: String,
+    pub user_id: i64,
+    pub balance: Option<f64>,
+    pub quota: Option<i64>,
+}
+
+/// 35 `printer_clear_build_tray`.
+#[derive(ToSchema)]
+pub struct ClearBuildTray {
+    pub session: String,
+    pub printer_id: i64,
+    /// Default true: the tray is clear.
+    pub is_clear: Option<bool>,
+}
+
+/// `login_with_token`: the token `generate_login_token` answered.
+#[derive(ToSchema)]
+pub struct LoginWithToken {
+    pub token: String,
+}
+
+/// printfarm extension `create_api_token`.
+#[derive(ToSchema)]
+pub struct CreateApiToken {
+    pub session: String,
+    pub name: String,
+    /// The token stops working after this many days; never when absent.
+    #[schema(minimum = 1)]
+    pub expires_in_days: Option<i64>,
+}
+
+/// printfarm extension `revoke_api_token`.
+#[derive(ToSchema)]
+pub struct RevokeApiToken {
+    pub session: String,
+    pub token_id: i64,
+}
+
+/// printfarm extension `create_workgroup`.
+#[derive(ToSchema)]
+pub struct CreateWorkgroup {
+    pub session: String,
+    pub name: String,
+    pub password: Option<String>,
+}
+
+/// printfarm extension `set_printer_workgroups`: an empty list takes the printer out of all.
+#[derive(ToSchema)]
+pub struct SetPrinterWorkgroups {
+    pub session: String,
+    pub printer_id: i64,
+    /// `workgroup_id[]=1&workgroup_id[]=2`, or a JSON array.
+    pub workgroup_id: Vec<i64>,
+}
+
+/// printfarm extension `update_organization_settings` (organization admins).
+#[derive(ToSchema)]
+pub struct OrganizationSettings {
+    pub session: String,
+    /// Start the next queued job when a tray is cleared.
+    pub auto_start_queue: Option<bool>,
+    /// The period `is_actual` keeps ended jobs for.
+    pub actual_jobs_hours: Option<i64>,
+    /// Price per kg by material, e.g. `{"PLA": 25}`.
+    #[schema(value_type = Option<Object>)]
+    pub material_prices: Option<Value>,
+    /// Three letters.
+    pub currency: Option<String>,
+    /// Comma list of `get_custom_report` fields, or `default`.
+    pub report_fields: Option<String>,
+}

@@ -1,0 +1,125 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations and the wire types
+//! they serialize, served at `/openapi.json`, with Swagger UI (vendored, works offline) at
+//! `/docs/`.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_swagger_ui::{Config, SwaggerUi};
+
+use crate::http::{apiglobal, v1};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "printfarm",
+        description = include_str!("openapi_intro.md"),
+        license(name = "MIT"),
+    ),
+    paths(
+        apiglobal::sessions::login,
+        apiglobal::sessions::logout,
+        apiglobal::sessions::check_session,
+        apiglobal::files::upload,
+        apiglobal::files::get_projects,
+        apiglobal::users::get_workgroups_simple_list,
+        apiglobal::printers::get_organization_printers_list,
+        apiglobal::jobs::get_printer_jobs,
+        apiglobal::jobs::get_job_info,
+        apiglobal::files::get_slicer_settings_for_gcode,
+        apiglobal::files::file_update,
+        apiglobal::catalogue::get_printer_types,
+        apiglobal::printers::get_printer_shares,
+        apiglobal::printers::share_printer,
+        apiglobal::printers::unshare_printer,
+        apiglobal::printers::add_printer_by_registration_code,
+        apiglobal::printers::get_printers_list,
+        apiglobal::users::get_workgroup_users,
+        apiglobal::users::add_user_to_workgroup,
+        apiglobal::users::delete_user_from_workgroup,
+        apiglobal::catalogue::get_printer_types_detailed,
+        apiglobal::reports::get_custom_report,
+        apiglobal::printers::get_camera_list_token,
+        apiglobal::google::google_login,
+        apiglobal::google::gdpr_registration,
+        apiglobal::users::create_organization_user,
+        apiglobal::reports::get_finished_jobs_report,
+        apiglobal::slicing::slice,
+        apiglobal::jobs::print_file,
+        apiglobal::jobs::job_start,
+        apiglobal::jobs::job_pause,
+        apiglobal::jobs::job_unpause,
+        apiglobal::jobs::job_cancel,
+        apiglobal::users::update_user_settings,
+        apiglobal::printers::printer_clear_build_tray,
+        apiglobal::google::generate_login_token,
+        apiglobal::google::login_with_token,
+        apiglobal::tokens::create_api_token,
+        apiglobal::tokens::list_api_tokens,
+        apiglobal::tokens::revoke_api_token,
+        apiglobal::slicing::get_slice_status,
+        apiglobal::users::create_workgroup,
+        apiglobal::printers::set_printer_workgroups,
+        apiglobal::jobs::update_organization_settings,
+        v1::user,
+        v1::uploads,
+        v1::printability,
+        v1::upload_id,
+        v1::public_upload,
+        v1::file_upload,
+        v1::file_download,
+        v1::file_delete,
+        v1::create_quote,
+        v1::create_quote_deprecated,
+        v1::get_quote,
+        v1::delete_quote,
+        v1::quote_gcode,
+    ),
+    components(schemas(apiglobal::envelope::Failure, v1::ErrorBody)),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "Sessions", description = "Global API: sign-in (password, Google, slicer login tokens) and sessions"),
+        (name = "Files", description = "Global API: uploads, projects, G-code metadata"),
+        (name = "Workgroups and users", description = "Global API: workgroups and organization users"),
+        (name = "Printer types", description = "Global API: the printer-type catalogue"),
+        (name = "Printers", description = "Global API: printers, shares, registration, camera, build tray"),
+        (name = "Jobs", description = "Global API: the job queue and print control"),
+        (name = "Reports", description = "Global API: reports for organization and workgroup admins"),
+        (name = "Slicing", description = "Global API: slicing with PrusaSlicer"),
+        (name = "printfarm extensions", description = "Global API calls printfarm adds"),
+        (name = "v1 Account", description = " the API token's account"),
+        (name = "v1 Part info", description = " measurements before quoting"),
+        (name = "v1 Files", description = " model uploads and downloads"),
+        (name = "v1 Quotes", description = " instant quotes sliced with PrusaSlicer"),
+    )
+)]
+pub struct ApiDoc;
+
+/// `/v1` takes `Authorization: Bearer <API token>`.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "An API token from `create_api_token` or `printfarm admin token-create`",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {
+    cfg.service(
+        SwaggerUi::new("/docs/{_:.*}")
+            .url("/openapi.json", ApiDoc::openapi())
+            // The default validator badge calls swagger.io; the page must work offline.
+            .config(Config::default().validator_url("none")),
+    );
+}
