@@ -463,7 +463,13 @@ async def main():
     if args.jobs * len(modes) > args.agents:
         ap.error("not enough agents for the jobs")
 
-    conn = aiohttp.TCPConnector(limit=args.agents + 200, limit_per_host=0, force_close=False)
+    # The server (actix) closes a keep-alive connection after 5 s idle. aiohttp keeps idle
+    # connections 15 s by default and reuses the OLDEST first, so it picked connections the
+    # server was closing at that moment: "Can not write request body" (882 in the first
+    # SQLite long run). Reusing only connections idle for less than 3 s avoids the race.
+    conn = aiohttp.TCPConnector(
+        limit=args.agents + 200, limit_per_host=0, force_close=False, keepalive_timeout=3.0
+    )
     async with aiohttp.ClientSession(connector=conn) as http:
         agents = [Agent(i) for i in range(args.agents)]
         log(f"registering {len(agents)} agents, {args.register_concurrency} at a time")

@@ -149,6 +149,7 @@ pub fn server(state: AppState, listener: TcpListener) -> std::io::Result<actix_w
         n => n,
     };
     let shutdown = state.config.server.shutdown_timeout_secs;
+    let notifier = state.notifier.clone();
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         App::new()
@@ -161,9 +162,44 @@ pub fn server(state: AppState, listener: TcpListener) -> std::io::Result<actix_w
     })
     .workers(workers)
     .shutdown_timeout(shutdown)
+    .shutdown_signal(stop_requested(notifier))
+    // A client that closes its side is gone: actix then drops its request, which ends a
+    // held long poll instead of keeping it until its timeout.
+    .h1_allow_half_closed(false)
     .listen(listener)?
     .run();
     Ok(server)
+}
+
+/// Resolves when the server should stop gracefully: SIGINT/SIGTERM, or `Notifier::shut_down`.
+/// Marks the notifier first, so held long polls answer at once instead of waiting out their
+/// timeout during the graceful shutdown.
+async fn stop_requested(notifier: Arc<services::notify::Notifier>) {
+    let term = async {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await
+            }
+        }
+    };
+    let int = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await
+        }
+    };
+    tokio::select! {
+        _ = int => {}
+        _ = term => {}
+        _ = notifier.shutting_down() => {}
+    }
+    tracing::info!("shutting down");
+    notifier.shut_down();
 }
 
 fn tracing_actix() -> middleware::Logger {

@@ -21,6 +21,47 @@ fn tiny_gcode(dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
     p
 }
 
+/// A G-code of a few MiB whose every line differs, so a dropped, repeated or reordered
+/// chunk of the streamed upload shows.
+fn big_gcode(dir: &std::path::Path) -> (std::path::PathBuf, Vec<u8>) {
+    let mut text = String::new();
+    let mut i = 0u64;
+    while text.len() < 6 << 20 {
+        text.push_str(&format!("G1 X{} Y{} ; line {i}\n", i % 200, (i * 7) % 200));
+        i += 1;
+    }
+    let p = dir.join("big.gcode");
+    std::fs::write(&p, &text).unwrap();
+    (p, text.into_bytes())
+}
+
+/// Uploads are streamed from disk: a large file arrives byte for byte, and a missing local
+/// file is an error, not a panic.
+async fn check_streamed_upload(
+    d: &impl Driver,
+    download: impl std::future::Future<Output = Vec<u8>>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, bytes) = big_gcode(dir.path());
+    d.upload(&path, "pf9_big.gcode").await.unwrap();
+    assert!(download.await == bytes, "the uploaded file differs");
+    assert!(matches!(
+        d.upload(&dir.path().join("missing.gcode"), "pf9_missing.gcode")
+            .await,
+        Err(DriverError::Other(_))
+    ));
+}
+
+async fn fetch(url: String, key: Option<&str>) -> Vec<u8> {
+    let mut req = reqwest::Client::new().get(url);
+    if let Some(k) = key {
+        req = req.header("X-Api-Key", k);
+    }
+    let res = req.send().await.unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    res.bytes().await.unwrap().to_vec()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn octoprint_driver_against_real_octoprint() {
     let Some(peer) = Peer::start("octoprint", &[]) else {
@@ -65,6 +106,11 @@ async fn octoprint_driver_against_real_octoprint() {
     let s = wait_state(&d, &[DriverState::Finished], 30).await;
     assert_eq!(s.percent, 100.0);
     assert_eq!(s.job_file.as_deref(), Some("pf1_tiny.gcode"));
+    let url = format!(
+        "{}/downloads/files/local/pf9_big.gcode",
+        peer.env["OCTOPRINT_URL"]
+    );
+    check_streamed_upload(&d, fetch(url, Some(&peer.env["OCTOPRINT_API_KEY"]))).await;
 
     // The cube takes minutes on the virtual printer: pause, resume, cancel it.
     d.upload(std::path::Path::new(CUBE), "pf2_cube.gcode")
@@ -114,6 +160,11 @@ async fn moonraker_driver_against_real_moonraker() {
     let s = wait_state(&d, &[DriverState::Finished], 30).await;
     assert_eq!(s.percent, 100.0);
     assert_eq!(s.job_file.as_deref(), Some("pf1_tiny.gcode"));
+    let url = format!(
+        "{}/server/files/gcodes/pf9_big.gcode",
+        peer.env["MOONRAKER_URL"]
+    );
+    check_streamed_upload(&d, fetch(url, None)).await;
 
     // The stand-in Klippy fails files that ask for it.
     d.upload(

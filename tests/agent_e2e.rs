@@ -912,6 +912,105 @@ async fn dead_printer_does_not_hold_up_a_zipped_job(app: &TestApp) {
         .unwrap();
 }
 
+/// A tiny webcam: serves its current JPEG at `/snap.jpg` and counts the requests.
+struct Webcam {
+    url: String,
+    jpeg: Arc<Mutex<Vec<u8>>>,
+    hits: Arc<std::sync::atomic::AtomicUsize>,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl Webcam {
+    async fn start(jpeg: &[u8]) -> Webcam {
+        let frame = Arc::new(Mutex::new(jpeg.to_vec()));
+        let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (f, h) = (frame.clone(), hits.clone());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = HttpServer::new(move || {
+            let (f, h) = (f.clone(), h.clone());
+            App::new().route(
+                "/snap.jpg",
+                web::get().to(move || {
+                    let (f, h) = (f.clone(), h.clone());
+                    async move {
+                        h.fetch_add(1, Ordering::SeqCst);
+                        let body = f.lock().unwrap().clone();
+                        HttpResponse::Ok().content_type("image/jpeg").body(body)
+                    }
+                }),
+            )
+        })
+        .workers(1)
+        .shutdown_timeout(1)
+        .listen(listener)
+        .unwrap()
+        .run();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        Webcam {
+            url: format!("http://127.0.0.1:{port}/snap.jpg"),
+            jpeg: frame,
+            hits,
+            handle,
+        }
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+/// Points the peer's webcam snapshot URL at `url` through its own settings API.
+async fn configure_webcam(kind: DriverKind, peer: &peers::Peer, url: &str) {
+    let http = reqwest::Client::new();
+    let res = match kind {
+        DriverKind::Octoprint => http
+            .post(format!("{}/api/settings", peer.env["OCTOPRINT_URL"]))
+            .header("X-Api-Key", &peer.env["OCTOPRINT_API_KEY"])
+            .json(&json!({"plugins": {"classicwebcam": {"snapshot": url}}}))
+            .send()
+            .await
+            .unwrap(),
+        _ => http
+            .post(format!("{}/server/webcams/item", peer.env["MOONRAKER_URL"]))
+            .json(&json!({"name": "farmcam", "snapshot_url": url, "stream_url": url}))
+            .send()
+            .await
+            .unwrap(),
+    };
+    assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+}
+
+/// The frame the server's viewer shows for a printer (`get_camera_list_token` →
+/// `/camera/<token>/<id>.jpg`); viewing it marks the camera as watched.
+async fn viewer_frame(app: &TestApp, session: &str, id: i64) -> Option<Vec<u8>> {
+    let (status, body) = app
+        .post(
+            "/apiglobal/get_camera_list_token",
+            &[("session", session), ("printer_id", &id.to_string())],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["message"]["token"].as_str().unwrap();
+    let res = app
+        .client
+        .get(app.url(&format!("/camera/{token}/{id}.jpg")))
+        .send()
+        .await
+        .unwrap();
+    res.status().is_success().then_some(())?;
+    Some(res.bytes().await.unwrap().to_vec())
+}
+
+fn camera_posts(proxy: &Proxy) -> Vec<String> {
+    proxy
+        .requests("camera")
+        .iter()
+        .map(|b| b["image"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
 /// The same agent against a real OctoPrint / Moonraker (skipped when not installed).
 async fn real_peer_end_to_end(app: &TestApp, kind: DriverKind) {
     let (name, env): (&str, &[(&str, &str)]) = match kind {
@@ -936,11 +1035,59 @@ async fn real_peer_end_to_end(app: &TestApp, kind: DriverKind) {
         }
         _ => printer.url = Some(peer.env["MOONRAKER_URL"].clone()),
     }
+    // The peer's webcam: a tiny HTTP server with a JPEG of its own.
+    let first_frame = b"\xFF\xD8\xFF\xE0peer-webcam-frame-1\xFF\xD9".to_vec();
+    let second_frame = b"\xFF\xD8\xFF\xE0peer-webcam-frame-2\xFF\xD9".to_vec();
+    let webcam = Webcam::start(&first_frame).await;
+    configure_webcam(kind, &peer, &webcam.url).await;
+    printer.camera = Some(true);
     let driver = Arc::new(AnyDriver::from_config(&printer).unwrap());
     let agent = Agent::start(&cfg, &printer, &driver);
     let id = redeem(app, &session, dir.path(), &snr).await;
     // The agent connects OctoPrint to its printer itself.
     wait_report(&proxy, "ready", 60, |r| r["state"] == "ready").await;
+
+    // Camera: the first post is a real frame (agents start as if watched), then, nobody
+    // watching, only "S" keep-alives and no webcam fetches.
+    use base64::Engine;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    wait_until("the first webcam frame and three keep-alives", 30, || {
+        let posts = camera_posts(&proxy);
+        posts
+            .iter()
+            .position(|i| *i == b64(&first_frame))
+            .is_some_and(|p| posts[p + 1..].iter().filter(|i| *i == "S").count() >= 3)
+    })
+    .await;
+    let hits = webcam.hits();
+    let seen = camera_posts(&proxy).len();
+    wait_until("three more keep-alives", 30, || {
+        camera_posts(&proxy)[seen..]
+            .iter()
+            .filter(|i| *i == "S")
+            .count()
+            >= 3
+    })
+    .await;
+    assert_eq!(webcam.hits(), hits, "no webcam fetch while nobody watches");
+    // A viewer gets the peer's frame, and while it watches the agent sends fresh ones.
+    assert_eq!(
+        viewer_frame(app, &session, id).await,
+        Some(first_frame.clone())
+    );
+    *webcam.jpeg.lock().unwrap() = second_frame.clone();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if viewer_frame(app, &session, id).await == Some(second_frame.clone()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new webcam frame never reached the viewer"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(webcam.hits() > hits);
 
     // A short print runs to the end: printing 100 → ready 100.
     let tiny = b"M104 S0\nG28\nG1 X10 Y10\nG1 X20 Y20\n".to_vec();
@@ -995,6 +1142,7 @@ async fn real_peer_end_to_end(app: &TestApp, kind: DriverKind) {
     assert!(statuses.iter().all(|(_, s)| s == "acked"), "{statuses:?}");
     agent.stop().await;
     proxy.handle.stop(true).await;
+    webcam.handle.stop(true).await;
     drop(peer);
 }
 

@@ -21,8 +21,13 @@ backend_tests!(
     camera_frames_and_tokens,
     build_tray_and_agent_refusals,
     streamer_api_login,
+    steady_polls_leave_the_registration_code_alone,
 );
-backend_cases!(notconnected_after_silence);
+backend_cases!(
+    notconnected_after_silence,
+    held_poll_ends_when_its_client_goes_away,
+    held_polls_end_when_the_server_shuts_down,
+);
 
 const PREFIX: &str = "/apiprinter/v1/printer";
 
@@ -1096,5 +1101,197 @@ async fn notconnected_after_silence(db: Db) {
         ),
         json!("ready")
     );
+    app.stop().await;
+}
+
+fn pending_tokens(app: &TestApp, printer: i64) -> Vec<Option<String>> {
+    let mut c = app.conn();
+    registration_codes::table
+        .filter(registration_codes::printer_id.eq(printer))
+        .order(registration_codes::id)
+        .select(registration_codes::pending_auth_token)
+        .load(&mut *c)
+        .unwrap()
+}
+
+async fn steady_polls_leave_the_registration_code_alone(app: &TestApp) {
+    let owner = app.login_new_user("owner@example.com").await;
+    let (id, token) = register(app, &owner, "SN-F").await;
+    report(app, &token, json!({})).await;
+    assert_eq!(
+        pending_tokens(app, id),
+        vec![None],
+        "forgotten on first use"
+    );
+    // A plain token put back after that first use stays: steady-state polls do not write
+    // registration_codes any more.
+    {
+        let mut c = app.conn();
+        diesel::update(registration_codes::table.filter(registration_codes::printer_id.eq(id)))
+            .set(registration_codes::pending_auth_token.eq(Some("sentinel")))
+            .execute(&mut *c)
+            .unwrap();
+    }
+    report(app, &token, json!({})).await;
+    assert_eq!(pending_tokens(app, id), vec![Some("sentinel".to_string())]);
+    // Re-pairing the device (a new code redeemed) issues a new token; its first use
+    // forgets the plain copies again.
+    let (again, new_token) = register(app, &owner, "SN-F").await;
+    assert_eq!(again, id, "the same device is re-paired");
+    assert_ne!(new_token, token);
+    assert_eq!(pending_tokens(app, id).iter().flatten().count(), 2);
+    report(app, &new_token, json!({})).await;
+    assert_eq!(pending_tokens(app, id), vec![None, None]);
+    // The old token is dead.
+    assert_eq!(
+        report(app, &token, json!({})).await["error"]["code"],
+        json!(3)
+    );
+}
+
+/// Waits (generously: these are not speed checks) until `f` holds.
+async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !f() {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Holds may last 10 minutes here, so a hold that is not cancelled cannot pass for one
+/// that is.
+const LONG_HOLDS: [(&str, &str); 1] = [("PRINTFARM_PRINTERS__LONG_POLL_MAX_SECS", "600")];
+
+async fn held_poll_ends_when_its_client_goes_away(db: Db) {
+    use tokio::io::AsyncWriteExt;
+    let Some(app) = TestApp::start(db, &LONG_HOLDS).await else {
+        return;
+    };
+    let owner = app.login_new_user("owner@example.com").await;
+    let (id, token) = register(&app, &owner, "SN-GONE").await;
+    let body = json!({"auth_token": token, "report": {"state": "ready"}, "wait": 600}).to_string();
+    let mut conn = tokio::net::TcpStream::connect(app.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST {PREFIX}/command HTTP/1.1\r\nHost: printfarm\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn.write_all(body.as_bytes()).await.unwrap();
+    let notifier = app.state.notifier.clone();
+    eventually("the poll is held", || notifier.held() == 1).await;
+    // The agent goes away (crash, network change): the server stops holding its poll.
+    drop(conn);
+    eventually("the held poll is dropped", || notifier.held() == 0).await;
+    // So a command queued now is not handed to the departed client: it waits, pending,
+    // for the agent's next poll.
+    app.state
+        .send_command(id, "pause", Map::new(), None)
+        .await
+        .unwrap();
+    assert_eq!(statuses(&app, id), vec![(1, "pending".to_string())]);
+    assert_eq!(
+        report(&app, &token, json!({})).await,
+        json!({"command": "pause", "number": 1})
+    );
+    app.stop().await;
+}
+
+async fn held_polls_end_when_the_server_shuts_down(db: Db) {
+    let Some(app) = TestApp::start(db, &[]).await else {
+        return;
+    };
+    let owner = app.login_new_user("owner@example.com").await;
+    let (id, token) = register(&app, &owner, "SN-STOP").await;
+    // A second instance on the same database: the real `printfarm serve` process, which
+    // gets SIGTERM like a deployment would send it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_printfarm"))
+        .arg("serve")
+        .env("DATABASE_URL", &app.db_url)
+        .env("PRINTFARM_SERVER__BIND", format!("127.0.0.1:{port}"))
+        .env("PRINTFARM_SERVER__WORKERS", "2")
+        // Both long: only an ended hold lets the process exit within the test's patience.
+        .env("PRINTFARM_SERVER__SHUTDOWN_TIMEOUT_SECS", "600")
+        .env(LONG_HOLDS[0].0, LONG_HOLDS[0].1)
+        .env("PRINTFARM_SLICER__IN_PROCESS_WORKERS", "false")
+        .env("PRINTFARM_STORAGE__FILES_DIR", dir.path().join("files"))
+        .env("PRINTFARM_STORAGE__STAGING_DIR", dir.path().join("staging"))
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start printfarm serve");
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..600 {
+        if client
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            up = true;
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(up, "printfarm serve did not come up");
+
+    let held = actix_web::rt::spawn({
+        let url = format!("{base}{PREFIX}/command");
+        let body = json!({"auth_token": token, "report": {"state": "ready", "percent": 42.5}, "wait": 600});
+        async move {
+            let res = reqwest::Client::new()
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (res.status().as_u16(), res.json::<Value>().await.unwrap())
+        }
+    });
+    // The poll's report is in: the request is being held (or about to be).
+    eventually("the poll reached the server", || {
+        let mut c = app.conn();
+        printers::table
+            .find(id)
+            .select(printers::percent)
+            .first::<f64>(&mut *c)
+            .unwrap()
+            == 42.5
+    })
+    .await;
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    // The held poll answers "nothing to do" (the agent polls again) …
+    let answer = actix_web::rt::time::timeout(std::time::Duration::from_secs(120), held)
+        .await
+        .expect("the held poll was answered at shutdown")
+        .unwrap();
+    assert_eq!(answer, (200, json!({})));
+    // … and the process exits cleanly instead of waiting out the hold.
+    let mut status = None;
+    for _ in 0..1200 {
+        status = server.try_wait().unwrap();
+        if status.is_some() {
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let Some(status) = status else {
+        let _ = server.kill();
+        panic!("printfarm serve did not exit after SIGTERM");
+    };
+    assert!(status.success(), "{status}");
     app.stop().await;
 }

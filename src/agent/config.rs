@@ -78,7 +78,8 @@ pub struct PrinterConfig {
     /// Virtual printer: every print fails when it reaches this percent.
     #[serde(default)]
     pub fail_after_percent: Option<f64>,
-    /// Virtual printer: post generated camera frames.
+    /// Post camera frames while a viewer watches: generated ones (virtual), the snapshot
+    /// webcam of OctoPrint's settings, or Moonraker's first webcam with a snapshot URL.
     #[serde(default)]
     pub camera: Option<bool>,
     /// Timeout of one request to the printer (driver), seconds.

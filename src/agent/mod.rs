@@ -22,7 +22,7 @@
 //! speed_factor = 1.0                 # virtual: simulated seconds per real second
 //! heat_rate = 3.0                    # virtual: °C per simulated second
 //! # fail_after_percent = 50.0        # virtual: fail every print at this percent
-//! # camera = true                    # virtual: post generated JPEG frames
+//! # camera = true                    # post camera frames while someone watches (virtual: generated)
 //!
 //! [[printer]]
 //! name = "Octo"

@@ -110,6 +110,9 @@ impl Client {
     pub fn new(base: String, timeout: Duration) -> anyhow::Result<Client> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(6))
+            // Below the server's 5 s keep-alive: never write a poll on a connection the server
+            // is closing (with long poll_interval_ms that race fails a request now and then).
+            .pool_idle_timeout(Duration::from_secs(4))
             .user_agent(concat!("printfarm-agent/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Client {

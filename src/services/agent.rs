@@ -13,7 +13,9 @@ use crate::services::jobs::{self, JobContext};
 use crate::services::printers::{AgentError, AGENT_BAD_TOKEN};
 
 /// The printer an agent token belongs to. The first use of a freshly issued token also
-/// forgets the plain copy kept for the registration poll.
+/// forgets the plain copy kept for the registration poll. "First use" is a printer not seen
+/// since its token was issued (pairing clears `last_seen_at`), so steady-state polls skip
+/// that write.
 pub fn authenticate(
     conn: &mut DbConn,
     token: &str,
@@ -28,7 +30,9 @@ pub fn authenticate(
     let Some(printer) = Printer::find_by_token_hash(conn, &token_hash(token))? else {
         return Ok(Err(bad()));
     };
-    RegistrationCode::forget_token(conn, printer.id)?;
+    if printer.last_seen_at.is_none() {
+        RegistrationCode::forget_token(conn, printer.id)?;
+    }
     Ok(Ok(printer))
 }
 

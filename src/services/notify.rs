@@ -3,20 +3,69 @@
 //! reaches an agent held open on another.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use diesel::{Connection, PgConnection, RunQueryDsl};
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 
 pub const CHANNEL: &str = "printfarm_commands";
 
-#[derive(Default)]
 pub struct Notifier {
     waiters: Mutex<HashMap<i64, Arc<Notify>>>,
+    /// Flips to true once when the server starts shutting down; held polls then answer at once.
+    shutdown: watch::Sender<bool>,
+    held: AtomicUsize,
+}
+
+impl Default for Notifier {
+    fn default() -> Self {
+        Notifier {
+            waiters: Mutex::default(),
+            shutdown: watch::Sender::new(false),
+            held: AtomicUsize::new(0),
+        }
+    }
+}
+
+/// Counts one held long poll while alive (dropped when the request ends or is abandoned).
+pub struct Held<'a>(&'a AtomicUsize);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Notifier {
+    /// Starts the shutdown of this instance: held polls end and the HTTP server stops.
+    pub fn shut_down(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// Resolves once the shutdown has started (at once if it already has).
+    pub async fn shutting_down(&self) {
+        let mut rx = self.shutdown.subscribe();
+        // The sender lives as long as self, so this only ends with a shutdown.
+        let _ = rx.wait_for(|down| *down).await;
+    }
+
+    /// Marks a long poll as held until the returned guard is dropped.
+    pub fn hold(&self) -> Held<'_> {
+        self.held.fetch_add(1, Ordering::Relaxed);
+        Held(&self.held)
+    }
+
+    /// Long polls held right now on this instance.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+
     /// The wake-up handle of one printer; create its `notified()` future before checking for
     /// work, so a wake-up between the check and the wait is not lost.
     pub fn handle(&self, printer: i64) -> Arc<Notify> {

@@ -601,7 +601,18 @@ pub fn pair_device(
         &device.snr,
     )? {
         Printer::set_token_hash(conn, p.id, &token_hash(token))?;
-        return Ok(p);
+        // Not seen with the new token yet: its first use forgets the registration copy.
+        {
+            use crate::db::schema::printers;
+            use diesel::prelude::*;
+            diesel::update(printers::table.find(p.id))
+                .set(printers::last_seen_at.eq(None::<chrono::NaiveDateTime>))
+                .execute(conn)?;
+        }
+        return Ok(Printer {
+            last_seen_at: None,
+            ..p
+        });
     }
     let ptype = match &device.type_alias {
         Some(alias) => PrinterType::all(conn)?

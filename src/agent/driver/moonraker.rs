@@ -7,8 +7,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::octoprint::{multipart, path_segment};
-use super::{check, http_error, round2, DriverError, DriverState, PrinterStatus};
+use super::octoprint::path_segment;
+use super::{
+    check, http_error, round2, upload_form, DriverError, DriverState, PrinterStatus, Webcam,
+    UPLOAD_TIMEOUT,
+};
 use crate::agent::config::PrinterConfig;
 
 const QUERY: &str =
@@ -18,6 +21,7 @@ pub struct Moonraker {
     http: reqwest::Client,
     base: String,
     key: Option<String>,
+    pub(crate) camera: Webcam,
 }
 
 impl Moonraker {
@@ -29,15 +33,34 @@ impl Moonraker {
                 .build()?,
             base: base.trim_end_matches('/').to_string(),
             key: key.filter(|k| !k.is_empty()),
+            camera: Webcam::new(false),
         })
     }
 
+    /// Posts camera frames from the first enabled webcam with a snapshot URL
+    /// (`camera = true`).
+    pub fn with_camera(mut self, enabled: bool) -> Moonraker {
+        self.camera = Webcam::new(enabled);
+        self
+    }
+
+    async fn snapshot_setting(&self) -> Result<Option<String>, DriverError> {
+        let list = self.get_result("/server/webcams/list").await?;
+        Ok(list["webcams"].as_array().and_then(|cams| {
+            cams.iter()
+                .filter(|c| c["enabled"].as_bool() != Some(false))
+                .find_map(|c| c["snapshot_url"].as_str().filter(|s| !s.trim().is_empty()))
+                .map(str::to_string)
+        }))
+    }
+
     pub fn from_config(p: &PrinterConfig) -> anyhow::Result<Moonraker> {
-        Moonraker::new(
+        Ok(Moonraker::new(
             p.url.as_deref().unwrap_or_default(),
             p.api_key.clone(),
             p.driver_timeout(),
-        )
+        )?
+        .with_camera(p.camera.unwrap_or(false)))
     }
 
     fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
@@ -146,13 +169,11 @@ impl super::Driver for Moonraker {
     }
 
     async fn upload(&self, path: &Path, name: &str) -> Result<(), DriverError> {
-        let bytes = std::fs::read(path).map_err(|e| DriverError::Other(e.to_string()))?;
-        let (content_type, body) = multipart(&[("root", "gcodes")], "file", name, &bytes);
+        let form = upload_form(&[("root", "gcodes")], path, name).await?;
         let res = self
             .req(reqwest::Method::POST, "/server/files/upload")
-            .header(reqwest::header::CONTENT_TYPE, content_type)
-            .timeout(Duration::from_secs(120))
-            .body(body)
+            .timeout(UPLOAD_TIMEOUT)
+            .multipart(form)
             .send()
             .await
             .map_err(http_error)?;
@@ -180,6 +201,8 @@ impl super::Driver for Moonraker {
     }
 
     async fn snapshot(&self) -> Option<Vec<u8>> {
-        None
+        self.camera
+            .snapshot(&self.http, &self.base, self.snapshot_setting())
+            .await
     }
 }

@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::{check, http_error, round2, DriverError, DriverState, PrinterStatus};
+use super::{
+    check, http_error, round2, upload_form, DriverError, DriverState, PrinterStatus, Webcam,
+    UPLOAD_TIMEOUT,
+};
 use crate::agent::config::PrinterConfig;
 
 pub struct OctoPrint {
@@ -18,6 +21,7 @@ pub struct OctoPrint {
     base: String,
     key: String,
     port: Option<String>,
+    pub(crate) camera: Webcam,
 }
 
 impl OctoPrint {
@@ -35,16 +39,49 @@ impl OctoPrint {
             base: base.trim_end_matches('/').to_string(),
             key: key.to_string(),
             port,
+            camera: Webcam::new(false),
         })
     }
 
+    /// Posts camera frames from OctoPrint's snapshot webcam (`camera = true`).
+    pub fn with_camera(mut self, enabled: bool) -> OctoPrint {
+        self.camera = Webcam::new(enabled);
+        self
+    }
+
+    /// The snapshot URL in OctoPrint's settings (its snapshot webcam, else any that has one).
+    async fn snapshot_setting(&self) -> Result<Option<String>, DriverError> {
+        let (_, settings) = self.get_json("/api/settings").await?;
+        let cam = &settings["webcam"];
+        let snapshot = |w: &Value| {
+            w["compat"]["snapshot"]
+                .as_str()
+                .filter(|s| !s.trim().is_empty())
+                .map(str::to_string)
+        };
+        let webcams = cam["webcams"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+        let named = webcams
+            .iter()
+            .filter(|w| w["name"] == cam["snapshotWebcam"])
+            .find_map(snapshot);
+        Ok(named
+            .or_else(|| {
+                cam["snapshotUrl"]
+                    .as_str()
+                    .filter(|s| !s.trim().is_empty())
+                    .map(str::to_string)
+            })
+            .or_else(|| webcams.iter().find_map(snapshot)))
+    }
+
     pub fn from_config(p: &PrinterConfig) -> anyhow::Result<OctoPrint> {
-        OctoPrint::new(
+        Ok(OctoPrint::new(
             p.url.as_deref().unwrap_or_default(),
             p.api_key.as_deref().unwrap_or_default(),
             p.port.clone(),
             p.driver_timeout(),
-        )
+        )?
+        .with_camera(p.camera.unwrap_or(false)))
     }
 
     fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
@@ -165,19 +202,12 @@ impl super::Driver for OctoPrint {
     }
 
     async fn upload(&self, path: &Path, name: &str) -> Result<(), DriverError> {
-        let bytes = std::fs::read(path).map_err(|e| DriverError::Other(e.to_string()))?;
-        let (content_type, body) = multipart(
-            &[("select", "false"), ("print", "false")],
-            "file",
-            name,
-            &bytes,
-        );
+        let form = upload_form(&[("select", "false"), ("print", "false")], path, name).await?;
         let res = self
             .req(reqwest::Method::POST, "/api/files/local")
-            .header(reqwest::header::CONTENT_TYPE, content_type)
             // Uploads may take longer than status calls.
-            .timeout(Duration::from_secs(120))
-            .body(body)
+            .timeout(UPLOAD_TIMEOUT)
+            .multipart(form)
             .send()
             .await
             .map_err(http_error)?;
@@ -207,7 +237,9 @@ impl super::Driver for OctoPrint {
     }
 
     async fn snapshot(&self) -> Option<Vec<u8>> {
-        None
+        self.camera
+            .snapshot(&self.http, &self.base, self.snapshot_setting())
+            .await
     }
 }
 
@@ -224,56 +256,12 @@ pub(crate) fn path_segment(s: &str) -> String {
     out
 }
 
-/// A `multipart/form-data` body with text fields and one file (built by hand: the
-/// crate's multipart support is not enabled for the library).
-pub(crate) fn multipart(
-    fields: &[(&str, &str)],
-    file_field: &str,
-    file_name: &str,
-    bytes: &[u8],
-) -> (String, Vec<u8>) {
-    let boundary = format!("----printfarm{:016x}", rand::random::<u64>());
-    let mut body = Vec::with_capacity(bytes.len() + 512);
-    for (k, v) in fields {
-        body.extend_from_slice(
-            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n")
-                .as_bytes(),
-        );
-    }
-    let safe_name: String = file_name
-        .chars()
-        .map(|c| {
-            if c == '"' || c == '\\' || c.is_control() {
-                '_'
-            } else {
-                c
-            }
-        })
-        .collect();
-    body.extend_from_slice(
-        format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"{file_field}\"; filename=\"{safe_name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
-        )
-        .as_bytes(),
-    );
-    body.extend_from_slice(bytes);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn builds_multipart_and_paths() {
-        let (ct, body) = multipart(&[("print", "false")], "file", "a\"b.gcode", b"G28\n");
-        let boundary = ct.split("boundary=").nth(1).unwrap();
-        let text = String::from_utf8(body).unwrap();
-        assert!(text.starts_with(&format!("--{boundary}\r\n")));
-        assert!(text.contains("name=\"print\"\r\n\r\nfalse\r\n"));
-        assert!(text.contains("filename=\"a_b.gcode\""));
-        assert!(text.ends_with(&format!("\r\nG28\n\r\n--{boundary}--\r\n")));
+    fn encodes_path_segments() {
         assert_eq!(path_segment("pf 1/ä.gcode"), "pf%201%2F%C3%A4.gcode");
     }
 }

@@ -211,7 +211,12 @@ async fn command(
     let Some(wait) = wait.filter(|_| first.is_none()) else {
         return command_answer(first);
     };
-    let handle = state.notifier.handle(id);
+    let notifier = &state.notifier;
+    if notifier.is_shutting_down() {
+        return closing();
+    }
+    let _held = notifier.hold();
+    let handle = notifier.handle(id);
     let notified = handle.notified();
     tokio::pin!(notified);
     notified.as_mut().enable();
@@ -221,7 +226,12 @@ async fn command(
         Ok(None) => {}
         Err(e) => return server_error(e),
     }
-    let _ = tokio::time::timeout(Duration::from_secs_f64(wait), notified).await;
+    tokio::select! {
+        _ = tokio::time::sleep(hold_time(wait, rand::random())) => {}
+        _ = notified => {}
+        // Nothing was delivered: the agent simply polls again (elsewhere, or after restart).
+        _ = notifier.shutting_down() => return closing(),
+    }
     match state
         .db(move |c| {
             agent::touch(c, id)?;
@@ -232,6 +242,22 @@ async fn command(
         Ok(cmd) => command_answer(cmd),
         Err(e) => server_error(e),
     }
+}
+
+/// Share of a long poll's wait that is randomised: holds end between 75 % and 100 % of the
+/// wait, so agents that started together (a restart, a network blip) drift apart instead of
+/// re-polling in one herd every `wait` seconds.
+const HOLD_JITTER: f64 = 0.25;
+
+/// How long to hold a poll that asked for `wait` seconds; `r` is uniform in [0, 1).
+fn hold_time(wait: f64, r: f64) -> Duration {
+    Duration::from_secs_f64(wait * (1.0 - HOLD_JITTER * r.clamp(0.0, 1.0)))
+}
+
+/// "Nothing to do" while the server shuts down; the connection closes so the agent's next
+/// poll goes to a server that is still running.
+fn closing() -> HttpResponse {
+    HttpResponse::Ok().force_close().json(json!({}))
 }
 
 async fn camera(state: web::Data<AppState>, payload: web::Payload) -> HttpResponse {
@@ -427,5 +453,27 @@ async fn printer_login(state: web::Data<AppState>, payload: web::Payload) -> Htt
             message: m,
         }),
         Err(e) => server_error(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holds_end_in_the_last_quarter_of_the_wait() {
+        assert_eq!(hold_time(20.0, 0.0), Duration::from_secs(20));
+        assert_eq!(hold_time(20.0, 0.5), Duration::from_secs_f64(17.5));
+        assert_eq!(hold_time(20.0, 0.999_999).as_secs(), 15);
+        // Out-of-range randomness cannot make a hold longer than asked or negative.
+        assert_eq!(hold_time(20.0, -3.0), Duration::from_secs(20));
+        assert_eq!(hold_time(20.0, 7.0), Duration::from_secs(15));
+        // Real draws spread out.
+        let holds: std::collections::BTreeSet<Duration> =
+            (0..50).map(|_| hold_time(20.0, rand::random())).collect();
+        assert!(holds.len() > 40, "{holds:?}");
+        assert!(holds
+            .iter()
+            .all(|h| *h >= Duration::from_secs(15) && *h <= Duration::from_secs(20)));
     }
 }
