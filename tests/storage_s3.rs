@@ -321,6 +321,17 @@ async fn s3_storage_round_trip(db: Db) {
     assert_eq!(delete(gcode_id).await.0, 404);
     assert_eq!(delete(stl_id).await.0, 200);
     assert_eq!(keys(&bucket).await, Vec::<String>::new());
+    // No multipart upload was left open (they hold parts that no listing shows).
+    let open = reqwest::get(format!("{}/{BUCKET}?uploads", moto.endpoint))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        open.contains("ListMultipartUploadsResult") && !open.contains("<Upload>"),
+        "{open}"
+    );
 
     app.stop().await;
 }
