@@ -302,11 +302,11 @@ pub struct PreviewStats {
     pub budget: u64,
 }
 
-/// Rasteriser work allowed per sample of the supersampled canvas: enough for every layer of
-/// an ordinary print (a 20 mm cube of 0.2 mm layers draws about 30 per sample), little enough
-/// that drawing is never slower than reading the G-code (a 512 px preview: ~134 M, well under
-/// a second).
-pub const WORK_PER_SAMPLE: u64 = 128;
+/// Rasteriser work allowed per sample of the supersampled canvas: several times what an
+/// ordinary print needs (fixtures/cube_20mm.gcode takes about 10), little enough to bound the
+/// drawing of any G-code to about a second and a half at the ~20–30 ns per unit measured for a
+/// 512 px preview (67 M units), whatever its size.
+pub const WORK_PER_SAMPLE: u64 = 64;
 
 /// Height bins used to group segments into layers when thinning.
 const LAYER_BINS: usize = 1 << 16;
