@@ -8,7 +8,8 @@
 //!
 //! For each file it prints, in seconds and MiB/s: `analyse_staged` (what an upload runs),
 //! `gcode::analyse` alone (no preview), `gcode::analyse_with` feeding a `ToolpathPreview`
-//! (no PNG), the preview's segment counts, and the process peak RSS (`VmHWM`).
+//! (no PNG), `render_png` with what it drew and the rasteriser work against its budget, the
+//! preview's segment counts, and the process peak RSS (`VmHWM`).
 
 use std::fs::File;
 use std::io::BufReader;
@@ -88,11 +89,23 @@ fn main() {
             ),
         );
         let t = Instant::now();
-        let png = p.0.render_png(&Default::default());
+        let (png, stats) = p.0.render_png_with_stats(&Default::default());
         row(
             "ToolpathPreview::render_png",
             t.elapsed().as_secs_f64(),
-            format!("{} bytes", png.len()),
+            format!(
+                "{} bytes; {} of {} segments drawn ({} duplicates, {} layers with {} segments \
+                 and {} more left out); work {:.1} M of {:.1} M allowed",
+                png.len(),
+                stats.drawn,
+                stats.segments,
+                stats.duplicates,
+                stats.layers_left_out,
+                stats.layer_segments_left_out,
+                stats.over_budget,
+                stats.work as f64 / 1e6,
+                stats.budget as f64 / 1e6
+            ),
         );
         drop(p);
 

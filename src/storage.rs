@@ -7,15 +7,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures_util::stream::BoxStream;
+use futures_util::stream::{BoxStream, FuturesUnordered};
 use futures_util::StreamExt;
 use object_store::path::Path as ObjectPath;
-use object_store::{GetOptions, GetRange, ObjectStore, WriteMultipart};
+use object_store::{GetOptions, GetRange, ObjectStore};
 use tokio::io::AsyncReadExt;
 
 use crate::config::StorageConfig;
 use crate::error::{Error, Result};
 
+// Part size of multipart uploads (S3 wants at least 5 MiB for every part but the last).
 const CHUNK: usize = 8 * 1024 * 1024;
 
 #[derive(Clone)]
@@ -74,33 +75,51 @@ impl Storage {
             .map_err(|e| Error::internal(format!("staging file: {e}")))
     }
 
-    /// Copies a local file into the store under `key`, chunk by chunk.
+    /// Copies a local file into the store under `key`: in one request up to `CHUNK` bytes,
+    /// else as a multipart upload of `CHUNK`-sized parts, two in flight. A multipart upload that
+    /// fails is aborted, so no orphaned parts stay behind in an S3 bucket (where they would be
+    /// invisible but kept and billed).
     pub async fn put_file(&self, key: &str, path: &Path) -> Result<()> {
-        let upload = self
+        let io = |e: std::io::Error| Error::internal(format!("reading staged upload: {e}"));
+        let mut file = tokio::fs::File::open(path).await.map_err(io)?;
+        let first = read_chunk(&mut file).await.map_err(io)?;
+        let location = ObjectPath::from(key);
+        if first.len() < CHUNK {
+            self.store
+                .put(&location, first.into())
+                .await
+                .map_err(storage_error)?;
+            return Ok(());
+        }
+        let mut upload = self
             .store
-            .put_multipart(&ObjectPath::from(key))
+            .put_multipart(&location)
             .await
             .map_err(storage_error)?;
-        let mut writer = WriteMultipart::new_with_chunk_size(upload, CHUNK);
-        let mut file = tokio::fs::File::open(path)
-            .await
-            .map_err(|e| Error::internal(format!("reading staged upload: {e}")))?;
-        let mut buf = vec![0u8; 1024 * 1024];
-        loop {
-            let n = match file.read(&mut buf).await {
-                Ok(n) => n,
-                Err(e) => {
-                    let _ = writer.abort().await;
-                    return Err(Error::internal(format!("reading staged upload: {e}")));
+        let sent = async {
+            let mut in_flight: FuturesUnordered<object_store::UploadPart> = FuturesUnordered::new();
+            let mut chunk = first;
+            while !chunk.is_empty() {
+                if in_flight.len() >= 2 {
+                    if let Some(done) = in_flight.next().await {
+                        done.map_err(storage_error)?;
+                    }
                 }
-            };
-            if n == 0 {
-                break;
+                in_flight.push(upload.put_part(chunk.into()));
+                chunk = read_chunk(&mut file).await.map_err(io)?;
             }
-            writer.wait_for_capacity(2).await.map_err(storage_error)?;
-            writer.write(&buf[..n]);
+            while let Some(done) = in_flight.next().await {
+                done.map_err(storage_error)?;
+            }
+            upload.complete().await.map_err(storage_error)
         }
-        writer.finish().await.map_err(storage_error)?;
+        .await;
+        if let Err(e) = sent {
+            if let Err(abort) = upload.abort().await {
+                tracing::warn!(key, error = %abort, "could not abort a failed multipart upload");
+            }
+            return Err(e);
+        }
         Ok(())
     }
 
@@ -161,4 +180,14 @@ impl Storage {
             Err(e) => Err(storage_error(e)),
         }
     }
+}
+
+/// Reads up to `CHUNK` bytes (fewer only at the end of the file).
+async fn read_chunk(file: &mut tokio::fs::File) -> std::io::Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(CHUNK);
+    (&mut *file)
+        .take(CHUNK as u64)
+        .read_to_end(&mut buf)
+        .await?;
+    Ok(buf)
 }

@@ -13,7 +13,7 @@ mod tests;
 
 use raster::{dot, project, view_direction, Canvas, Fit};
 
-pub use toolpath::{ToolpathPreview, DEFAULT_MAX_SEGMENTS};
+pub use toolpath::{PreviewStats, ToolpathPreview, DEFAULT_MAX_SEGMENTS, WORK_PER_SAMPLE};
 
 /// Size of a rendered preview in pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -87,6 +87,8 @@ pub(super) struct Canvas {
     pub(super) height: usize,
     color: Vec<Rgb>,
     depth: Vec<f32>,
+    /// Rasteriser work done so far: rows scanned plus samples visited by `fill_convex`.
+    pub(super) work: u64,
 }
 
 impl Canvas {
@@ -109,6 +111,7 @@ impl Canvas {
             height: h,
             color,
             depth: vec![f32::NEG_INFINITY; w * h],
+            work: 0,
         }
     }
 
@@ -131,13 +134,12 @@ impl Canvas {
         y_range: (f64, f64),
         mut f: impl FnMut(&mut Canvas, usize, usize, f64, f64),
     ) {
-        let y0 = (y_range.0 - 0.5).ceil().max(0.0);
-        let y1 = (y_range.1 - 0.5).floor().min(self.height as f64 - 1.0);
-        if y0.is_nan() || y1.is_nan() || y0 > y1 {
+        let Some((y0, y1)) = self.rows(y_range) else {
             return;
-        }
+        };
         let x_last = self.width as f64 - 1.0;
-        for y in y0 as usize..=y1 as usize {
+        for y in y0..=y1 {
+            self.work += 1;
             let py = y as f64 + 0.5;
             let (mut lo, mut hi) = (f64::NEG_INFINITY, f64::INFINITY);
             for &[a, b, c] in planes {
@@ -158,10 +160,21 @@ impl Canvas {
             if x0.is_nan() || x1.is_nan() || x0 > x1 {
                 continue;
             }
+            self.work += (x1 - x0) as u64 + 1;
             for x in x0 as usize..=x1 as usize {
                 f(self, x, y, x as f64 + 0.5, py);
             }
         }
+    }
+
+    /// The sample rows `fill_convex` scans for a y range (none if it misses the canvas).
+    pub(super) fn rows(&self, y_range: (f64, f64)) -> Option<(usize, usize)> {
+        let y0 = (y_range.0 - 0.5).ceil().max(0.0);
+        let y1 = (y_range.1 - 0.5).floor().min(self.height as f64 - 1.0);
+        if y0.is_nan() || y1.is_nan() || y0 > y1 {
+            return None;
+        }
+        Some((y0 as usize, y1 as usize))
     }
 
     /// Averages the supersamples and encodes a PNG.

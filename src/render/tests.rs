@@ -300,3 +300,142 @@ fn toolpath_fit_keeps_two_real_objects() {
     let (_, x_min, x_max) = coverage(&img);
     assert!(x_max - x_min > 400, "coloured span {x_min}..{x_max}");
 }
+
+/// The moves of fixtures/cube_20mm.gcode, as the G-code analyser reports them.
+fn cube_gcode_moves() -> Vec<([f64; 3], [f64; 3], bool)> {
+    struct Moves(Vec<([f64; 3], [f64; 3], bool)>);
+    impl crate::gcode::ToolpathVisitor for Moves {
+        fn segment(&mut self, from: [f64; 3], to: [f64; 3], extruding: bool) {
+            self.0.push((from, to, extruding));
+        }
+    }
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/cube_20mm.gcode");
+    let mut moves = Moves(Vec::new());
+    crate::gcode::analyse_with(
+        std::io::BufReader::new(std::fs::File::open(path).unwrap()),
+        &crate::gcode::MachineLimits::marlin_defaults(),
+        Some(&mut moves),
+    )
+    .unwrap();
+    moves.0
+}
+
+/// The cube's moves offered `copies` times, printed in place (a dense part).
+fn cube_in_place(copies: usize) -> ToolpathPreview {
+    let moves = cube_gcode_moves();
+    let mut preview = ToolpathPreview::new();
+    for _ in 0..copies {
+        for &(a, b, e) in &moves {
+            preview.add_segment(a, b, e);
+        }
+    }
+    preview
+}
+
+#[test]
+fn an_ordinary_print_is_drawn_whole() {
+    let preview = cube_in_place(1);
+    let (png_bytes, stats) = preview.render_png_with_stats(&RenderOptions::default());
+    assert_eq!(stats.segments, preview.len() as u64);
+    assert_eq!(stats.drawn, stats.segments, "{stats:?}");
+    assert_eq!(
+        (stats.duplicates, stats.layers_left_out, stats.over_budget),
+        (0, 0, 0)
+    );
+    assert!(stats.work <= stats.budget, "{stats:?}");
+    assert_eq!(stats.budget, WORK_PER_SAMPLE * 1024 * 1024);
+    // The same image as with no budget at all.
+    let (unbounded, _) = preview.render_with_budget(&RenderOptions::default(), Some(u64::MAX));
+    assert_eq!(png_bytes, unbounded);
+    let (share, ..) = coverage(&decode(&png_bytes));
+    assert!(share > 0.2, "{share}");
+}
+
+const SMALL: RenderOptions = RenderOptions {
+    width: 128,
+    height: 128,
+};
+
+#[test]
+fn a_part_printed_over_and_over_in_place_costs_no_more_than_once() {
+    let once = cube_in_place(1);
+    let dense = cube_in_place(60);
+    let (single_png, single) = once.render_png_with_stats(&SMALL);
+    let (dense_png, stats) = dense.render_png_with_stats(&SMALL);
+    // Drawn whole, this input costs several times the budget (what the preview used to do).
+    let (_, unbounded) = dense.render_with_budget(&SMALL, Some(u64::MAX));
+    assert!(unbounded.work > 4 * stats.budget, "{unbounded:?}");
+    assert!(stats.work <= stats.budget, "{stats:?}");
+    // Only exact duplicates were left out: the picture and the work are those of one copy.
+    assert_eq!(
+        stats.duplicates,
+        stats.segments - single.segments,
+        "{stats:?}"
+    );
+    assert_eq!((stats.layers_left_out, stats.over_budget), (0, 0));
+    assert_eq!(stats.work, single.work);
+    assert_eq!(decode(&dense_png).pixels, decode(&single_png).pixels);
+}
+
+/// A 20 mm square filled with lines 0.45 mm apart, in `layers` layers `dz` mm high.
+fn filled_block(layers: usize, dz: f64) -> ToolpathPreview {
+    let mut preview = ToolpathPreview::new();
+    for layer in 0..layers {
+        let z = dz * (layer + 1) as f64;
+        for i in 0..45 {
+            let y = i as f64 * 0.45;
+            let (x0, x1) = if i % 2 == 0 { (0.0, 20.0) } else { (20.0, 0.0) };
+            preview.add_segment([x0, y, z], [x1, y, z], true);
+            preview.add_segment([x1, y, z], [x1, y + 0.45, z], true);
+        }
+        preview.add_segment([0.0, 20.0, z], [0.0, 0.0, z + dz], false);
+    }
+    preview
+}
+
+#[test]
+fn many_thin_layers_are_thinned_evenly_within_the_budget() {
+    let block = filled_block(1500, 0.02);
+    let (png_bytes, stats) = block.render_png_with_stats(&SMALL);
+    let (full_png, unbounded) = block.render_with_budget(&SMALL, Some(u64::MAX));
+    assert!(unbounded.work > 2 * stats.budget, "{unbounded:?}");
+    assert!(stats.work <= stats.budget, "{stats:?}");
+    assert!(stats.layers_left_out > 0, "{stats:?}");
+    assert_eq!(stats.over_budget, 0, "{stats:?}");
+    // Layers close enough to overlap on screen: the picture barely changes.
+    let (thinned, full) = (decode(&png_bytes), decode(&full_png));
+    let differing = thinned
+        .pixels
+        .iter()
+        .zip(&full.pixels)
+        .filter(|(a, b)| a.iter().zip(b.iter()).any(|(x, y)| x.abs_diff(*y) > 40))
+        .count();
+    assert!(
+        differing * 20 < full.pixels.len(),
+        "{differing} of {} pixels differ",
+        full.pixels.len()
+    );
+    let ((a, ..), (b, ..)) = (coverage(&thinned), coverage(&full));
+    assert!((a - b).abs() < 0.02, "coverage {a} vs {b}");
+}
+
+#[test]
+fn one_overcrowded_layer_still_stays_within_the_budget() {
+    // Thousands of distinct long strokes crossing one spot, all in one layer.
+    let mut preview = ToolpathPreview::new();
+    for i in 0..16000 {
+        let a = i as f64 / 16000.0 * std::f64::consts::PI;
+        let (dx, dy) = (10.0 * a.cos(), 10.0 * a.sin());
+        preview.add_segment([-dx, -dy, 0.2], [dx, dy, 0.2], true);
+        preview.add_segment([dx, dy, 0.2], [0.0, 0.0, 1.0], false);
+    }
+    let (png_bytes, stats) = preview.render_png_with_stats(&SMALL);
+    assert!(stats.over_budget > 0, "{stats:?}");
+    assert!(stats.work <= stats.budget, "{stats:?}");
+    assert!(stats.drawn > 100, "{stats:?}");
+    // Strokes spread over the whole fan, not its first part only.
+    let (unbounded, _) = preview.render_with_budget(&SMALL, Some(u64::MAX));
+    let (full, ..) = coverage(&decode(&unbounded));
+    let (share, ..) = coverage(&decode(&png_bytes));
+    assert!(share > 0.9 * full, "coverage {share} vs {full} unbounded");
+}

@@ -160,12 +160,42 @@ impl ToolpathPreview {
     /// print itself: a few extrusions far away from the rest (the purge line of a start G-code)
     /// are drawn but do not take part in the fit, so they may be cut off at the image border.
     /// With nothing to draw the image is the background only.
+    ///
+    /// The drawing work is bounded (see [`PreviewStats`]): at most [`WORK_PER_SAMPLE`] rows and
+    /// samples per sample of the supersampled canvas, whatever the G-code.
     pub fn render_png(&self, opts: &RenderOptions) -> Vec<u8> {
+        self.render_png_with_stats(opts).0
+    }
+
+    /// [`render_png`](Self::render_png), also telling what was drawn and the work it took.
+    pub fn render_png_with_stats(&self, opts: &RenderOptions) -> (Vec<u8>, PreviewStats) {
+        self.render_with_budget(opts, None)
+    }
+
+    /// Renders with the given work budget (`None`: [`WORK_PER_SAMPLE`] per canvas sample).
+    pub(super) fn render_with_budget(
+        &self,
+        opts: &RenderOptions,
+        budget: Option<u64>,
+    ) -> (Vec<u8>, PreviewStats) {
         let mut canvas = Canvas::new(opts.width, opts.height);
+        let budget = budget.unwrap_or(WORK_PER_SAMPLE * canvas.width as u64 * canvas.height as u64);
         let pending = self.chain.map(|c| [c.start, c.end]);
+        let count = self.segments.len() + pending.iter().len();
+        let segment = |i: usize| -> &[Point; 2] {
+            self.segments
+                .get(i)
+                .or(pending.as_ref())
+                .expect("segment index in range")
+        };
         let segments = || self.segments.iter().chain(pending.iter());
-        if segments().next().is_none() {
-            return canvas.into_png();
+        let mut stats = PreviewStats {
+            segments: count as u64,
+            budget,
+            ..Default::default()
+        };
+        if count == 0 {
+            return (canvas.into_png(), stats);
         }
 
         // Fit to the print, not to far-away strays such as the purge line of the start G-code.
@@ -193,25 +223,216 @@ impl ToolpathPreview {
             8.0 * super::raster::SUPERSAMPLE as f64,
         );
         let z_span = (z_max - z_min).max(1e-9);
-
-        for seg in segments() {
+        let line = |seg: &[Point; 2]| {
             let a = seg[0].map(f64::from);
             let b = seg[1].map(f64::from);
-            let t = ((a[2] + b[2]) / 2.0 - z_min) / z_span;
-            let colour = height_colour(t);
             let (sa, sb) = (project(a), project(b));
+            let t = ((a[2] + b[2]) / 2.0 - z_min) / z_span;
+            Line {
+                p0: fit.to_pixel(sa),
+                p1: fit.to_pixel(sb),
+                depth: [sa[2], sb[2]],
+                t,
+            }
+        };
+        let cost = |i: usize| line(segment(i)).work_bound(&canvas, half_width);
+
+        let keep = select_within_budget(
+            count,
+            budget,
+            &cost,
+            &|i| line(segment(i)).t,
+            &|i| segment(i),
+            &mut stats,
+        );
+
+        // The bound holds whatever the selection: a segment that would overrun it is left out.
+        let mut planned = 0u64;
+        for i in 0..count {
+            if keep.as_ref().is_some_and(|k| !k[i]) {
+                continue;
+            }
+            let l = line(segment(i));
+            let work = l.work_bound(&canvas, half_width);
+            if planned + work > budget {
+                stats.over_budget += 1;
+                continue;
+            }
+            planned += work;
+            stats.drawn += 1;
             draw_line(
                 &mut canvas,
-                fit.to_pixel(sa),
-                fit.to_pixel(sb),
-                [sa[2], sb[2]],
+                l.p0,
+                l.p1,
+                l.depth,
                 half_width,
                 fit.scale(),
-                colour,
+                height_colour(l.t),
             );
         }
-        canvas.into_png()
+        stats.work = canvas.work;
+        (canvas.into_png(), stats)
     }
+}
+
+/// What a toolpath preview drew, and the rasteriser work it took.
+///
+/// Ordinary prints are drawn whole. A G-code whose segments would cost more than the budget
+/// (a small part printed over and over in place, or so many layers on one spot that each
+/// pixel would be painted hundreds of times) is thinned until it fits, in this order:
+/// exact duplicate segments are left out (they cannot change the image); then whole layers,
+/// evenly spread from the top one down; then, as a last resort, segments evenly spread over
+/// what is left (and any that would still overrun the budget).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PreviewStats {
+    /// Segments stored, i.e. what an unbounded preview would draw.
+    pub segments: u64,
+    /// Segments drawn.
+    pub drawn: u64,
+    /// Exact duplicates left out.
+    pub duplicates: u64,
+    /// Layers (heights) left out, and the segments they held.
+    pub layers_left_out: u64,
+    pub layer_segments_left_out: u64,
+    /// Segments left out beyond whole layers, because the layers kept still cost too much.
+    pub over_budget: u64,
+    /// Rasteriser work done: sample rows scanned plus samples visited.
+    pub work: u64,
+    /// The most work allowed.
+    pub budget: u64,
+}
+
+/// Rasteriser work allowed per sample of the supersampled canvas: several times what an
+/// ordinary print needs (fixtures/cube_20mm.gcode takes about 10), little enough to bound the
+/// drawing of any G-code to about a second and a half at the ~20–30 ns per unit measured for a
+/// 512 px preview (67 M units), whatever its size.
+pub const WORK_PER_SAMPLE: u64 = 64;
+
+/// Height bins used to group segments into layers when thinning.
+const LAYER_BINS: usize = 1 << 16;
+
+/// Chooses the segments to draw so that their work bound stays within `budget`
+/// (`None`: all of them). See [`PreviewStats`] for the order of the thinning steps.
+fn select_within_budget<'a>(
+    count: usize,
+    budget: u64,
+    cost: &dyn Fn(usize) -> u64,
+    height: &dyn Fn(usize) -> f64,
+    segment: &dyn Fn(usize) -> &'a [Point; 2],
+    stats: &mut PreviewStats,
+) -> Option<Vec<bool>> {
+    let total: u64 = (0..count).map(cost).sum();
+    if total <= budget {
+        return None;
+    }
+
+    // Exact duplicates (either direction) paint the same samples at the same depth, and the
+    // depth test keeps the first: only the first of each is drawn.
+    let key = |i: usize| {
+        let s = segment(i);
+        let (a, b) = (s[0].map(f32::to_bits), s[1].map(f32::to_bits));
+        if a <= b {
+            [a, b]
+        } else {
+            [b, a]
+        }
+    };
+    let mut order: Vec<u32> = (0..count as u32).collect();
+    order.sort_unstable_by_key(|&i| (key(i as usize), i));
+    let mut keep = vec![false; count];
+    let mut previous = None;
+    for &i in &order {
+        let k = key(i as usize);
+        if previous != Some(k) {
+            keep[i as usize] = true;
+            previous = Some(k);
+        } else {
+            stats.duplicates += 1;
+        }
+    }
+    drop(order);
+    let total: u64 = (0..count).filter(|&i| keep[i]).map(cost).sum();
+    if total <= budget {
+        return Some(keep);
+    }
+
+    // Whole layers, from the top down, one in every `step`, the smallest step that fits.
+    let bin = |i: usize| (height(i).clamp(0.0, 1.0) * (LAYER_BINS - 1) as f64).round() as usize;
+    let mut work = vec![0u64; LAYER_BINS];
+    let mut held = vec![0u64; LAYER_BINS];
+    for i in (0..count).filter(|&i| keep[i]) {
+        work[bin(i)] += cost(i);
+        held[bin(i)] += 1;
+    }
+    let layers: Vec<usize> = (0..LAYER_BINS).rev().filter(|&b| held[b] > 0).collect();
+    let chosen = |step: usize| layers.iter().step_by(step).map(|&b| work[b]).sum::<u64>();
+    let mut step = usize::try_from(total.div_ceil(budget))
+        .unwrap_or(usize::MAX)
+        .max(2);
+    while step < layers.len() && chosen(step) > budget {
+        step = (step + 1).max(step.saturating_mul(5) / 4);
+    }
+    let mut drawn_bin = vec![false; LAYER_BINS];
+    for &b in layers.iter().step_by(step.max(1)) {
+        drawn_bin[b] = true;
+    }
+    for &b in &layers {
+        if !drawn_bin[b] {
+            stats.layers_left_out += 1;
+            stats.layer_segments_left_out += held[b];
+        }
+    }
+    for (i, k) in keep.iter_mut().enumerate() {
+        *k = *k && drawn_bin[bin(i)];
+    }
+
+    // Even the layers kept cost too much (one layer crowded with strokes): one segment in
+    // `every`, spread over the whole layer rather than its first strokes only.
+    let total: u64 = (0..count).filter(|&i| keep[i]).map(cost).sum();
+    if total > budget {
+        let every = total.div_ceil(budget);
+        for (n, k) in keep.iter_mut().filter(|k| **k).enumerate() {
+            if !(n as u64).is_multiple_of(every) {
+                *k = false;
+                stats.over_budget += 1;
+            }
+        }
+    }
+    Some(keep)
+}
+
+/// One segment in screen space: supersampled pixel ends, depths, and height (0 bottom, 1 top).
+struct Line {
+    p0: [f64; 2],
+    p1: [f64; 2],
+    depth: [f64; 2],
+    t: f64,
+}
+
+impl Line {
+    /// An upper bound of the work `draw_line` does for this line: the rows it scans, plus the
+    /// samples inside its rectangle (at most area + perimeter / 2 + 1 for a convex region, one
+    /// more per row for the rounding slack), and never more than whole rows.
+    fn work_bound(&self, canvas: &Canvas, half_width: f64) -> u64 {
+        let (dx, dy) = (self.p1[0] - self.p0[0], self.p1[1] - self.p0[1]);
+        let length = (dx * dx + dy * dy).sqrt();
+        if !length.is_finite() {
+            return 0;
+        }
+        let Some((y0, y1)) = canvas.rows(line_y_range(self.p0, self.p1, half_width)) else {
+            return 0;
+        };
+        let rows = (y1 - y0 + 1) as f64;
+        let (long, wide) = (length + 2.0 * half_width, 2.0 * half_width);
+        let samples = (long * wide + long + wide + 1.0 + rows).min(rows * canvas.width as f64);
+        (rows + samples).ceil() as u64
+    }
+}
+
+/// The rows a line of `half_width` around p0–p1 may touch (its corners, with room to spare).
+fn line_y_range(p0: [f64; 2], p1: [f64; 2], half_width: f64) -> (f64, f64) {
+    let reach = half_width * 1.5;
+    (p0[1].min(p1[1]) - reach, p0[1].max(p1[1]) + reach)
 }
 
 /// The range of one bed axis (0 = X, 1 = Y) that holds the print: the full range of the
@@ -309,8 +530,7 @@ fn draw_line(
         [nx, ny, across0 + half_width],
         [-nx, -ny, -across0 + half_width],
     ];
-    let reach = half_width * 1.5;
-    let y_range = (p0[1].min(p1[1]) - reach, p0[1].max(p1[1]) + reach);
+    let y_range = line_y_range(p0, p1, half_width);
     let bulge_mm = half_width / pixels_per_mm;
     canvas.fill_convex(&planes, y_range, |canvas, x, y, px, py| {
         let along = ux * px + uy * py + along0;

@@ -191,7 +191,11 @@ fn gcode_analysis(reader: impl std::io::BufRead, zipped: bool) -> Result<Analyse
     if a.moves == 0 {
         return Err(refuse("G-code file", "it contains no moves"));
     }
-    let preview_png = preview.0.render_png(&RenderOptions::default());
+    let (preview_png, stats) = preview.0.render_png_with_stats(&RenderOptions::default());
+    if stats.drawn < stats.segments {
+        // Dense G-code is thinned to keep drawing bounded; say so for whoever looks at a preview.
+        tracing::debug!(?stats, "toolpath preview thinned to its drawing budget");
+    }
     Ok(Analysed {
         kind: Kind::Gcode,
         zipped,

@@ -2,15 +2,18 @@
 # PEERS_DIR (default <repo>/target/peers) holds one venv per peer:
 #   $PEERS_DIR/octoprint-venv  (pip: octoprint)
 #   $PEERS_DIR/moonraker-venv  (pip: moonraker)
+#   $PEERS_DIR/moto-venv       (pip: moto[server], an S3 stand-in for tests/storage_s3.rs)
 # They are separate because pip cannot resolve both into one environment.
 PEERS_HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PEERS_REPO="$(cd "$PEERS_HERE/../.." && pwd)"
 PEERS_DIR="${PEERS_DIR:-$PEERS_REPO/target/peers}"
 OCTOPRINT_VENV="$PEERS_DIR/octoprint-venv"
 MOONRAKER_VENV="$PEERS_DIR/moonraker-venv"
+MOTO_VENV="$PEERS_DIR/moto-venv"
 # Versions verified on this machine (see the notes on printer peers).
 OCTOPRINT_VERSION="${OCTOPRINT_VERSION:-1.11.8}"
 MOONRAKER_VERSION="${MOONRAKER_VERSION:-0.11.0}"
+MOTO_VERSION="${MOTO_VERSION:-5.2.5}"
 
 # A TCP port that is free on 127.0.0.1 right now.
 free_port() {
