@@ -234,9 +234,11 @@ impl Profile {
 /// Why a slice failed, in words a client can act on.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SliceError {
-    #[error("the slicer could not read the model file")]
-    Unreadable,
-    #[error("no layers were detected: the mesh is open or empty; repair it and try again")]
+    /// With PrusaSlicer's own reason when it gave one (our upload checks accept some files its
+    /// loader refuses, e.g. OBJ polygons of more than 4 corners or STLs under 4 triangles).
+    #[error("the slicer could not read the model file{}", reason(.0))]
+    Unreadable(String),
+    #[error("no layers were detected: the mesh is open, empty or thinner than one layer; repair it or check its size and try again")]
     NoLayers,
     #[error("the model does not fit on the printer's bed")]
     DoesNotFit,
@@ -246,6 +248,27 @@ pub enum SliceError {
     TimedOut(u64),
     #[error("the slicer failed: {0}")]
     Failed(String),
+}
+
+fn reason(detail: &str) -> String {
+    if detail.is_empty() {
+        String::new()
+    } else {
+        format!(": {detail}")
+    }
+}
+
+/// PrusaSlicer's last `[error]` log line, with the slice folder's path cut to the file name
+/// (the client never sees our folders).
+fn loader_reason(log: &str, model: &Path) -> String {
+    let Some(line) = log.lines().rev().find_map(|l| l.split_once("[error]")) else {
+        return String::new();
+    };
+    let mut text = line.1.trim().to_string();
+    if let (Some(full), Some(name)) = (model.to_str(), model.file_name().and_then(|n| n.to_str())) {
+        text = text.replace(full, name);
+    }
+    text.chars().take(300).collect()
 }
 
 fn tail(s: &str, n: usize) -> String {
@@ -295,7 +318,7 @@ pub async fn run(
     }
     use std::os::unix::process::ExitStatusExt;
     let err = if log.contains("Loading of a model file failed") {
-        SliceError::Unreadable
+        SliceError::Unreadable(loader_reason(&log, model))
     } else if log.contains("No layers were detected") {
         SliceError::NoLayers
     } else if log.contains("could not fit")
