@@ -13,6 +13,8 @@ backend_tests!(
     refusals_before_slicing,
     sliced_job_prints_on_the_printer,
     slicer_failures_are_clear_and_leave_nothing,
+    stls_prusaslicer_would_misread_still_slice,
+    flat_models_are_refused_before_slicing,
 );
 backend_cases!(
     slow_slices_are_stopped,
@@ -387,7 +389,7 @@ async fn sliced_job_prints_on_the_printer(app: &TestApp) {
         info["message"]["file_id"],
         json!(done["output_file_id"].as_i64().unwrap().to_string())
     );
-    let cmd = poll(token).await;
+    let cmd = poll(token.clone()).await;
     assert_eq!(cmd["command"], "gcodes");
     assert_eq!(cmd["filename"], "cube.gcode");
     let res = app
@@ -397,6 +399,42 @@ async fn sliced_job_prints_on_the_printer(app: &TestApp) {
         .await
         .unwrap();
     assert_eq!(res.status().as_u16(), 200);
+    // A printer in error refuses the next job when its slice ends: the slice and its G-code
+    // stand (only the print job is rolled back) and no job is recorded.
+    app.client
+        .post(app.url("/apiprinter/v1/printer/command"))
+        .json(&json!({"auth_token": token, "report": {"state": "error", "percent": 0}}))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = slice(
+        app,
+        &s,
+        stl,
+        mk4(),
+        &[
+            ("add_print_job_to_printer_id", &printer.to_string()),
+            ("start_print_job", "1"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let done = wait_done(app, &s, body["message"]["job_id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!(done["print_job_id"], Value::Null, "{done}");
+    let out = done["output_file_id"].as_i64().unwrap();
+    let mut c = app.conn();
+    let state: String = files::table
+        .find(out)
+        .select(files::state)
+        .first(&mut *c)
+        .unwrap();
+    assert_eq!(state, "ready");
+    let jobs: i64 = printfarm::db::schema::jobs::table
+        .count()
+        .get_result(&mut *c)
+        .unwrap();
+    assert_eq!(jobs, 1, "only the first slice's job");
 }
 
 async fn slow_slices_are_stopped(db: Db) {
@@ -489,13 +527,7 @@ async fn a_killed_worker_s_slice_finishes_once_after_restart(db: Db) {
 /// the reserved output id unusable).
 async fn slicer_failures_are_clear_and_leave_nothing(app: &TestApp) {
     let s = app.login_new_user("maker@example.com").await;
-    let cases: [(&str, Vec<u8>, &[&str]); 4] = [
-        // One flat sheet of two triangles: PrusaSlicer's STL loader wants at least 4.
-        (
-            "sheet.stl",
-            binary_stl(&box_tris([20.0, 20.0, 0.0], &[1, 2, 3, 4, 5])),
-            &["the slicer could not read the model file", "empty file"],
-        ),
+    let cases: [(&str, Vec<u8>, &[&str]); 3] = [
         (
             "prism.obj",
             pentagon_prism_obj(),
@@ -664,4 +696,68 @@ async fn driver_names_each_failure() {
         Err(SliceError::Failed(msg)) => assert!(msg.contains("cannot run"), "{msg}"),
         other => panic!("{other:?}"),
     }
+}
+
+/// STLs our upload reads but PrusaSlicer 2.5's STL reader does not: they are handed to it as
+/// OBJ written from our own reading, and slice like any other.
+async fn stls_prusaslicer_would_misread_still_slice(app: &TestApp) {
+    let s = app.login_new_user("maker@example.com").await;
+    let mut bom = b"\xEF\xBB\xBF".to_vec();
+    bom.extend(fixture("cube_20mm_ascii.stl"));
+    let upper = String::from_utf8(fixture("cube_20mm_ascii.stl"))
+        .unwrap()
+        .replacen("solid", "SOLID", 1)
+        .into_bytes();
+    // Round coordinates and zero normals: no byte above 127 where PrusaSlicer looks for one.
+    let tower = binary_stl(&box_tris([10.0, 10.0, 150.0], &[]));
+    let cube = binary_stl(&box_tris([20.0; 3], &[]));
+    for (name, bytes) in [
+        ("bom.stl", bom),
+        ("upper.stl", upper),
+        ("tower.stl", tower),
+        ("cube.stl", cube),
+    ] {
+        let model = upload(app, &s, name, bytes).await;
+        let (status, body) = slice(app, &s, model, mk4(), &[]).await;
+        assert_eq!(status, 200, "{name}: {body}");
+        let done = wait_done(app, &s, body["message"]["job_id"].as_str().unwrap()).await;
+        assert_eq!(done["status"], "done", "{name}: {done}");
+        let out = done["output_file_id"].as_i64().unwrap();
+        let mut c = app.conn();
+        let analysis: Option<String> = files::table
+            .find(out)
+            .select(files::analysis)
+            .first(&mut *c)
+            .unwrap();
+        let a: Value = serde_json::from_str(&analysis.unwrap()).unwrap();
+        let top = if name == "tower.stl" { 150.0 } else { 20.0 };
+        // The whole part was sliced: 0.2 mm layers up to its top.
+        assert_eq!(a["layer_count"], json!((top / 0.2) as u64), "{name}: {a}");
+        assert!(
+            (a["max_z"].as_f64().unwrap() - top).abs() < 0.5,
+            "{name}: {a}"
+        );
+    }
+}
+
+/// A surface without thickness is refused when asked, not failed by the slicer later.
+async fn flat_models_are_refused_before_slicing(app: &TestApp) {
+    let s = app.login_new_user("maker@example.com").await;
+    let flat = binary_stl(&box_tris([20.0, 20.0, 0.0], &[1, 2, 3, 4, 5]));
+    let wall = binary_stl(&box_tris([20.0, 0.0, 20.0], &[0, 1, 3, 4, 5]));
+    for (name, bytes) in [("sheet.stl", flat), ("wall.stl", wall)] {
+        let model = upload(app, &s, name, bytes).await;
+        let msg = assert_fail(&slice(app, &s, model, mk4(), &[]).await, 400);
+        assert!(msg.contains("flat"), "{name}: {msg}");
+    }
+    let mut c = app.conn();
+    let (reserved, slices): (i64, i64) = (
+        files::table
+            .filter(files::state.eq("reserved"))
+            .count()
+            .get_result(&mut *c)
+            .unwrap(),
+        slice_jobs::table.count().get_result(&mut *c).unwrap(),
+    );
+    assert_eq!((reserved, slices), (0, 0));
 }
