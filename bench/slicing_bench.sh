@@ -108,7 +108,7 @@ part_a() {
 import json, sys
 r = json.load(open(sys.argv[1])); b = sys.argv[2]
 s = r["summary"]
-print(f"\n## {b}: a. PrusaSlicer alone vs a /v1 quote, {r['model']}, {r['reps']} runs (same settings: {r['same_settings']})\n")
+print(f"\n## {b}: a. PrusaSlicer alone vs a /v1 quote, {r['model']}, {r['reps']} runs (same settings, estimates within 5 s / 0.2 %: {r['same_settings']})\n")
 print(f"uptime before: {sys.argv[3]}; after: {sys.argv[4]}\n")
 print("| | median s | min s | max s |\n|---|---|---|---|")
 names = {"slicer_alone_s": "prusa-slicer alone", "upload_s": "POST /v1/file (upload + analysis)",

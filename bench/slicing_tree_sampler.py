@@ -6,8 +6,8 @@ children) until SIGTERM/SIGINT or the process's exit.
 
 Tree CPU = the process's own utime + stime, plus cutime + cstime (children it has already
 reaped: a finished prusa-slicer's time moves there), plus utime + stime of every live
-descendant. Each sample also counts the live descendants named prusa-slicer (the slices
-running at that moment). OUT.json: seconds, cpu_seconds, mean_cores, max_cores_1s (the
+descendant. Each sample also counts the live descendants whose executable is prusa-slicer (the
+slices running at that moment). OUT.json: seconds, cpu_seconds, mean_cores, max_cores_1s (the
 busiest 1-second window), max_slicers (most slicers seen at once), slicer_seconds_by_count
 (how long 0, 1, 2 … slicers ran at once); a timeline CSV is written beside it.
 """
@@ -49,7 +49,12 @@ def tree(root):
         pid = todo.pop()
         name, _, (u, s, _, _) = procs[pid]
         ticks += u + s
-        slicers += name.startswith("prusa-slicer")
+        # PrusaSlicer renames its main thread (comm "slic3r_main"): go by the executable.
+        try:
+            exe = os.path.basename(os.readlink(f"/proc/{pid}/exe"))
+        except OSError:
+            exe = name
+        slicers += exe.startswith("prusa-slicer")
         todo.extend(children.get(pid, []))
     return ticks, slicers
 
