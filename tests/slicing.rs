@@ -12,6 +12,9 @@ backend_tests!(
     slices_a_cube_into_a_normal_gcode_file,
     refusals_before_slicing,
     sliced_job_prints_on_the_printer,
+    slicer_failures_are_clear_and_leave_nothing,
+    stls_prusaslicer_would_misread_still_slice,
+    flat_models_are_refused_before_slicing,
 );
 backend_cases!(
     slow_slices_are_stopped,
@@ -20,6 +23,52 @@ backend_cases!(
 
 fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+type Tri = [[f32; 3]; 3];
+
+/// A binary STL of the given triangles (normals left zero: PrusaSlicer recomputes them).
+fn binary_stl(tris: &[Tri]) -> Vec<u8> {
+    let mut out = vec![b' '; 80];
+    out.extend_from_slice(&(tris.len() as u32).to_le_bytes());
+    for t in tris {
+        out.extend_from_slice(&[0u8; 12]);
+        for v in t {
+            for x in v {
+                out.extend_from_slice(&x.to_le_bytes());
+            }
+        }
+        out.extend_from_slice(&[0u8; 2]);
+    }
+    out
+}
+
+/// An axis-aligned box from the origin, two triangles per face, wound outwards; the faces
+/// listed in `skip` (0 bottom, 1 top, 2 front, 3 back, 4 left, 5 right) are left out.
+fn box_tris(size: [f32; 3], skip: &[usize]) -> Vec<Tri> {
+    let p = |i: usize| {
+        [
+            (i & 1) as f32 * size[0],
+            ((i >> 1) & 1) as f32 * size[1],
+            ((i >> 2) & 1) as f32 * size[2],
+        ]
+    };
+    let faces = [
+        [0, 2, 3, 1],
+        [4, 5, 7, 6],
+        [0, 1, 5, 4],
+        [2, 6, 7, 3],
+        [0, 4, 6, 2],
+        [1, 3, 7, 5],
+    ];
+    let mut tris = Vec::new();
+    for (n, [a, b, c, d]) in faces.into_iter().enumerate() {
+        if !skip.contains(&n) {
+            tris.push([p(a), p(b), p(c)]);
+            tris.push([p(a), p(c), p(d)]);
+        }
+    }
+    tris
 }
 
 /// A binary STL of a UV sphere with about `2 * n * n` triangles.
@@ -52,18 +101,29 @@ fn sphere_stl(radius: f32, n: u32) -> Vec<u8> {
             }
         }
     }
-    let mut out = vec![0u8; 80];
-    out.extend_from_slice(&(tris.len() as u32).to_le_bytes());
-    for t in tris {
-        out.extend_from_slice(&[0u8; 12]);
-        for v in t {
-            for x in v {
-                out.extend_from_slice(&x.to_le_bytes());
-            }
+    binary_stl(&tris)
+}
+
+/// A closed pentagonal prism as OBJ with its two caps as 5-corner polygons: valid OBJ (our
+/// upload triangulates it), but PrusaSlicer 2.5's loader takes only triangles and quads.
+fn pentagon_prism_obj() -> Vec<u8> {
+    let mut text = String::new();
+    for z in [0.0f32, 10.0] {
+        for i in 0..5 {
+            let a = 2.0 * std::f32::consts::PI * i as f32 / 5.0;
+            text += &format!(
+                "v {} {} {z}\n",
+                10.0 + 10.0 * a.cos(),
+                10.0 + 10.0 * a.sin()
+            );
         }
-        out.extend_from_slice(&[0u8; 2]);
     }
-    out
+    text += "f 5 4 3 2 1\nf 6 7 8 9 10\n";
+    for i in 1..=5 {
+        let j = i % 5 + 1;
+        text += &format!("f {i} {j} {} {}\n", j + 5, i + 5);
+    }
+    text.into_bytes()
 }
 
 async fn upload(app: &TestApp, s: &str, name: &str, bytes: Vec<u8>) -> i64 {
@@ -329,7 +389,7 @@ async fn sliced_job_prints_on_the_printer(app: &TestApp) {
         info["message"]["file_id"],
         json!(done["output_file_id"].as_i64().unwrap().to_string())
     );
-    let cmd = poll(token).await;
+    let cmd = poll(token.clone()).await;
     assert_eq!(cmd["command"], "gcodes");
     assert_eq!(cmd["filename"], "cube.gcode");
     let res = app
@@ -339,6 +399,42 @@ async fn sliced_job_prints_on_the_printer(app: &TestApp) {
         .await
         .unwrap();
     assert_eq!(res.status().as_u16(), 200);
+    // A printer in error refuses the next job when its slice ends: the slice and its G-code
+    // stand (only the print job is rolled back) and no job is recorded.
+    app.client
+        .post(app.url("/apiprinter/v1/printer/command"))
+        .json(&json!({"auth_token": token, "report": {"state": "error", "percent": 0}}))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = slice(
+        app,
+        &s,
+        stl,
+        mk4(),
+        &[
+            ("add_print_job_to_printer_id", &printer.to_string()),
+            ("start_print_job", "1"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let done = wait_done(app, &s, body["message"]["job_id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!(done["print_job_id"], Value::Null, "{done}");
+    let out = done["output_file_id"].as_i64().unwrap();
+    let mut c = app.conn();
+    let state: String = files::table
+        .find(out)
+        .select(files::state)
+        .first(&mut *c)
+        .unwrap();
+    assert_eq!(state, "ready");
+    let jobs: i64 = printfarm::db::schema::jobs::table
+        .count()
+        .get_result(&mut *c)
+        .unwrap();
+    assert_eq!(jobs, 1, "only the first slice's job");
 }
 
 async fn slow_slices_are_stopped(db: Db) {
@@ -424,4 +520,244 @@ async fn a_killed_worker_s_slice_finishes_once_after_restart(db: Db) {
     drop(c);
     restarted.stop().await;
     first.stop().await;
+}
+
+/// Models that pass the upload checks but that PrusaSlicer cannot slice: each slice fails with
+/// a message a client can act on, and leaves nothing behind (no output row, no stored object,
+/// the reserved output id unusable).
+async fn slicer_failures_are_clear_and_leave_nothing(app: &TestApp) {
+    let s = app.login_new_user("maker@example.com").await;
+    let cases: [(&str, Vec<u8>, &[&str]); 3] = [
+        (
+            "prism.obj",
+            pentagon_prism_obj(),
+            &[
+                "the slicer could not read the model file",
+                "more than 4 vertices",
+            ],
+        ),
+        // A cube missing three faces meeting at a corner: open, no closed cross-section.
+        (
+            "open_box.stl",
+            binary_stl(&box_tris([20.0; 3], &[1, 3, 5])),
+            &["no layers were detected", "open"],
+        ),
+        // Closed, but thinner than the first layer.
+        (
+            "thin.stl",
+            binary_stl(&box_tris([20.0, 20.0, 0.05], &[])),
+            &["no layers were detected", "thinner than one layer"],
+        ),
+    ];
+    let mut models = Vec::new();
+    for (name, bytes, expected) in cases {
+        let model = upload(app, &s, name, bytes).await;
+        models.push(model);
+        let stored = app.stored_files();
+        let (status, body) = slice(app, &s, model, mk4(), &[]).await;
+        assert_eq!(status, 200, "{name}: {body}");
+        let reserved = body["message"]["output_file_id"].as_i64().unwrap();
+        let uuid = body["message"]["job_id"].as_str().unwrap().to_string();
+        let done = wait_done(app, &s, &uuid).await;
+        assert_eq!(done["status"], "failed", "{name}: {done}");
+        let error = done["error"].as_str().unwrap();
+        for needle in expected {
+            assert!(error.contains(needle), "{name}: {error:?} lacks {needle:?}");
+        }
+        assert!(!error.contains('/'), "{name}: no server paths in {error:?}");
+        assert_eq!(done["output_file_id"], Value::Null, "{name}");
+        assert_eq!(done["print_job_id"], Value::Null, "{name}");
+        // PrusaSlicer's own words are kept with the slice.
+        let log: Option<String> = {
+            let mut c = app.conn();
+            slice_jobs::table
+                .filter(slice_jobs::uuid.eq(&uuid))
+                .select(slice_jobs::stderr)
+                .first(&mut *c)
+                .unwrap()
+        };
+        let log = log.unwrap_or_default();
+        assert!(
+            log.contains("Loading of a model file failed")
+                || log.contains("No layers were detected"),
+            "{name}: {log}"
+        );
+        // The reserved id is gone: no row, no settings, no download, no new stored object.
+        let row: i64 = {
+            let mut c = app.conn();
+            files::table
+                .filter(files::id.eq(reserved))
+                .count()
+                .get_result(&mut *c)
+                .unwrap()
+        };
+        assert_eq!(row, 0, "{name}: the reserved output row was removed");
+        assert_fail(
+            &app.post(
+                "/apiglobal/get_slicer_settings_for_gcode",
+                &[("session", &s), ("file_id", &reserved.to_string())],
+            )
+            .await,
+            404,
+        );
+        let res = app
+            .client
+            .get(app.url(&format!("/files/{reserved}/download")))
+            .bearer_auth(&s)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 404, "{name}");
+        assert_eq!(
+            app.stored_files(),
+            stored,
+            "{name}: nothing stored or staged"
+        );
+    }
+    let mut c = app.conn();
+    let ids: Vec<i64> = files::table
+        .select(files::id)
+        .order(files::id)
+        .load(&mut *c)
+        .unwrap();
+    assert_eq!(ids, models, "only the uploaded models remain");
+}
+
+/// The driver itself against the real PrusaSlicer: each way it refuses a model is named.
+#[actix_web::test]
+async fn driver_names_each_failure() {
+    use printfarm::slicer::{run, Profile, SliceError};
+    let dir = tempfile::tempdir().unwrap();
+    let ini = dir.path().join("profile.ini");
+    std::fs::write(&ini, Profile::from_json(&json!({})).unwrap().to_ini()).unwrap();
+    let out = dir.path().join("out.gcode");
+    let slice_file = |name: &str, bytes: Vec<u8>| {
+        let model = dir.path().join(name);
+        std::fs::write(&model, bytes).unwrap();
+        let (ini, out) = (ini.clone(), out.clone());
+        async move {
+            run(
+                "prusa-slicer",
+                &ini,
+                &model,
+                &out,
+                std::time::Duration::from_secs(120),
+            )
+            .await
+        }
+    };
+    // Bytes that are no mesh at all (more than a binary STL header's worth).
+    let (result, log) = slice_file("model.stl", b"garbage ".repeat(64)).await;
+    assert!(
+        matches!(result, Err(SliceError::Unreadable(_))),
+        "{result:?} {log}"
+    );
+    assert!(log.contains("Loading of a model file failed"), "{log}");
+    assert!(!out.exists());
+    // A 3MF that is not a zip archive.
+    let (result, _) = slice_file("model.3mf", b"PK\x03\x04 not really a zip".to_vec()).await;
+    assert!(
+        matches!(result, Err(SliceError::Unreadable(_))),
+        "{result:?}"
+    );
+    // An ASCII STL behind a UTF-8 byte-order mark: PrusaSlicer's reader says why.
+    let mut bom = b"\xEF\xBB\xBF".to_vec();
+    bom.extend(fixture("cube_20mm_ascii.stl"));
+    let (result, _) = slice_file("bom.stl", bom).await;
+    match result {
+        Err(e @ SliceError::Unreadable(_)) => {
+            let msg = e.to_string();
+            assert!(msg.contains("ASCII STL") && !msg.contains('/'), "{msg}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!out.exists());
+    // An open box: loaded, but nothing to slice.
+    let (result, log) = slice_file("open.stl", binary_stl(&box_tris([20.0; 3], &[1, 3, 5]))).await;
+    assert_eq!(result, Err(SliceError::NoLayers), "{log}");
+    assert!(!out.exists());
+    // The same profile slices a good cube (the failures above are the models' own).
+    let (result, log) = slice_file("cube.stl", fixture("cube_20mm.stl")).await;
+    assert_eq!(result, Ok(()), "{log}");
+    assert!(std::fs::read_to_string(&out)
+        .unwrap()
+        .contains("; estimated printing time"));
+    // A slicer that is not installed is named as such.
+    let model = dir.path().join("cube.stl");
+    let (result, _) = run(
+        "/nonexistent/prusa-slicer",
+        &ini,
+        &model,
+        &dir.path().join("never.gcode"),
+        std::time::Duration::from_secs(5),
+    )
+    .await;
+    match result {
+        Err(SliceError::Failed(msg)) => assert!(msg.contains("cannot run"), "{msg}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// STLs our upload reads but PrusaSlicer 2.5's STL reader does not: they are handed to it as
+/// OBJ written from our own reading, and slice like any other.
+async fn stls_prusaslicer_would_misread_still_slice(app: &TestApp) {
+    let s = app.login_new_user("maker@example.com").await;
+    let mut bom = b"\xEF\xBB\xBF".to_vec();
+    bom.extend(fixture("cube_20mm_ascii.stl"));
+    let upper = String::from_utf8(fixture("cube_20mm_ascii.stl"))
+        .unwrap()
+        .replacen("solid", "SOLID", 1)
+        .into_bytes();
+    // Round coordinates and zero normals: no byte above 127 where PrusaSlicer looks for one.
+    let tower = binary_stl(&box_tris([10.0, 10.0, 150.0], &[]));
+    let cube = binary_stl(&box_tris([20.0; 3], &[]));
+    for (name, bytes) in [
+        ("bom.stl", bom),
+        ("upper.stl", upper),
+        ("tower.stl", tower),
+        ("cube.stl", cube),
+    ] {
+        let model = upload(app, &s, name, bytes).await;
+        let (status, body) = slice(app, &s, model, mk4(), &[]).await;
+        assert_eq!(status, 200, "{name}: {body}");
+        let done = wait_done(app, &s, body["message"]["job_id"].as_str().unwrap()).await;
+        assert_eq!(done["status"], "done", "{name}: {done}");
+        let out = done["output_file_id"].as_i64().unwrap();
+        let mut c = app.conn();
+        let analysis: Option<String> = files::table
+            .find(out)
+            .select(files::analysis)
+            .first(&mut *c)
+            .unwrap();
+        let a: Value = serde_json::from_str(&analysis.unwrap()).unwrap();
+        let top = if name == "tower.stl" { 150.0 } else { 20.0 };
+        // The whole part was sliced: 0.2 mm layers up to its top.
+        assert_eq!(a["layer_count"], json!((top / 0.2) as u64), "{name}: {a}");
+        assert!(
+            (a["max_z"].as_f64().unwrap() - top).abs() < 0.5,
+            "{name}: {a}"
+        );
+    }
+}
+
+/// A surface without thickness is refused when asked, not failed by the slicer later.
+async fn flat_models_are_refused_before_slicing(app: &TestApp) {
+    let s = app.login_new_user("maker@example.com").await;
+    let flat = binary_stl(&box_tris([20.0, 20.0, 0.0], &[1, 2, 3, 4, 5]));
+    let wall = binary_stl(&box_tris([20.0, 0.0, 20.0], &[0, 1, 3, 4, 5]));
+    for (name, bytes) in [("sheet.stl", flat), ("wall.stl", wall)] {
+        let model = upload(app, &s, name, bytes).await;
+        let msg = assert_fail(&slice(app, &s, model, mk4(), &[]).await, 400);
+        assert!(msg.contains("flat"), "{name}: {msg}");
+    }
+    let mut c = app.conn();
+    let (reserved, slices): (i64, i64) = (
+        files::table
+            .filter(files::state.eq("reserved"))
+            .count()
+            .get_result(&mut *c)
+            .unwrap(),
+        slice_jobs::table.count().get_result(&mut *c).unwrap(),
+    );
+    assert_eq!((reserved, slices), (0, 0));
 }

@@ -61,6 +61,14 @@ pub fn request(conn: &mut DbConn, user: &User, req: &SliceRequest) -> Result<Req
             .as_deref()
             .and_then(|a| serde_json::from_str(a).ok())
             .ok_or_else(|| Error::internal("model without analysis"))?;
+        // PrusaSlicer has nothing to slice in a flat sheet, and then reports it as not
+        // fitting the bed; say what is wrong instead.
+        if analysis.size.iter().any(|&d| d <= 0.0) {
+            return Err(Error::bad_request(format!(
+                "the model is flat ({:.1} × {:.1} × {:.1} mm): a surface without thickness cannot be printed",
+                analysis.size[0], analysis.size[1], analysis.size[2]
+            )));
+        }
         let bed = profile.build_volume();
         if !crate::mesh::fits(&analysis, bed) {
             return Err(Error::bad_request(format!(

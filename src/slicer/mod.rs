@@ -4,7 +4,8 @@
 pub mod worker;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -231,12 +232,57 @@ impl Profile {
     }
 }
 
+/// Whether PrusaSlicer 2.5's STL reader (admesh) reads this STL as we do. It takes a file for
+/// binary only when one of the 128 bytes after the 84-byte header is above 127 (so binary STLs
+/// of round coordinates with zero normals pass for ASCII), refuses files shorter than that,
+/// and reads ASCII only from a plain lowercase `solid` line (no byte-order mark).
+fn prusa_reads_stl(head: &[u8], len: u64) -> bool {
+    let announced = head
+        .get(80..84)
+        .map(|c| u64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]])));
+    // The same binary rule as our reader: the size matches the announced triangle count.
+    let binary = announced.is_some_and(|n| 84 + 50 * n == len);
+    binary && head.len() >= 212 && head[84..212].iter().any(|&b| b > 127)
+}
+
+/// Puts the model where PrusaSlicer will read it, as `dir/model.<kind>`. STLs its reader
+/// would misread (see [`prusa_reads_stl`]) go as an OBJ written from our own reading of the
+/// file (the one the upload analysed), so what we accepted is what gets sliced.
+pub fn prepare_model(src: &Path, dir: &Path, kind: &str) -> Result<PathBuf, SliceError> {
+    let io = |e: std::io::Error| SliceError::Failed(format!("slice folder: {e}"));
+    let mut file = std::fs::File::open(src).map_err(io)?;
+    let len = file.metadata().map_err(io)?.len();
+    let mut head = Vec::with_capacity(212);
+    (&mut file).take(212).read_to_end(&mut head).map_err(io)?;
+    if kind != "stl" || prusa_reads_stl(&head, len) {
+        let model = dir.join(format!("model.{kind}"));
+        std::fs::copy(src, &model).map_err(io)?;
+        return Ok(model);
+    }
+    let reader = std::io::BufReader::new(std::fs::File::open(src).map_err(io)?);
+    let mesh = crate::mesh::read_mesh(crate::mesh::MeshFormat::Stl, reader)
+        .map_err(|e| SliceError::Unreadable(e.to_string()))?;
+    let model = dir.join("model.obj");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&model).map_err(io)?);
+    // f32's Display is the shortest text that reads back to the same value.
+    for [x, y, z] in &mesh.vertices {
+        writeln!(out, "v {x} {y} {z}").map_err(io)?;
+    }
+    for [a, b, c] in &mesh.triangles {
+        writeln!(out, "f {} {} {}", a + 1, b + 1, c + 1).map_err(io)?;
+    }
+    out.flush().map_err(io)?;
+    Ok(model)
+}
+
 /// Why a slice failed, in words a client can act on.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SliceError {
-    #[error("the slicer could not read the model file")]
-    Unreadable,
-    #[error("no layers were detected: the mesh is open or empty; repair it and try again")]
+    /// With PrusaSlicer's own reason when it gave one (our upload checks accept some files its
+    /// loader refuses, e.g. OBJ polygons of more than 4 corners or STLs under 4 triangles).
+    #[error("the slicer could not read the model file{}", reason(.0))]
+    Unreadable(String),
+    #[error("no layers were detected: the mesh is open, empty or thinner than one layer; repair it or check its size and try again")]
     NoLayers,
     #[error("the model does not fit on the printer's bed")]
     DoesNotFit,
@@ -246,6 +292,27 @@ pub enum SliceError {
     TimedOut(u64),
     #[error("the slicer failed: {0}")]
     Failed(String),
+}
+
+fn reason(detail: &str) -> String {
+    if detail.is_empty() {
+        String::new()
+    } else {
+        format!(": {detail}")
+    }
+}
+
+/// PrusaSlicer's last `[error]` log line, with the slice folder's path cut to the file name
+/// (the client never sees our folders).
+fn loader_reason(log: &str, model: &Path) -> String {
+    let Some(line) = log.lines().rev().find_map(|l| l.split_once("[error]")) else {
+        return String::new();
+    };
+    let mut text = line.1.trim().to_string();
+    if let (Some(full), Some(name)) = (model.to_str(), model.file_name().and_then(|n| n.to_str())) {
+        text = text.replace(full, name);
+    }
+    text.chars().take(300).collect()
 }
 
 fn tail(s: &str, n: usize) -> String {
@@ -295,7 +362,7 @@ pub async fn run(
     }
     use std::os::unix::process::ExitStatusExt;
     let err = if log.contains("Loading of a model file failed") {
-        SliceError::Unreadable
+        SliceError::Unreadable(loader_reason(&log, model))
     } else if log.contains("No layers were detected") {
         SliceError::NoLayers
     } else if log.contains("could not fit")

@@ -86,10 +86,26 @@ async fn run(state: &AppState, job: &SliceJob, owner: &str) -> Result<()> {
         .prefix("slice-")
         .tempdir_in(&state.config.storage.staging_dir)
         .map_err(|e| Error::internal(format!("slice folder: {e}")))?;
-    let model = dir.path().join(format!("model.{}", input.kind));
     let staged = state.storage.fetch_to_staging(&input.storage_key).await?;
-    std::fs::copy(staged.path(), &model)
-        .map_err(|e| Error::internal(format!("slice folder: {e}")))?;
+    let (src, folder, kind) = (
+        staged.path().to_path_buf(),
+        dir.path().to_path_buf(),
+        input.kind.clone(),
+    );
+    let prepared =
+        actix_web::web::block(move || crate::slicer::prepare_model(&src, &folder, &kind))
+            .await
+            .map_err(Error::internal)?;
+    let model = match prepared {
+        Ok(m) => m,
+        Err(e) => {
+            let (j, o, msg) = (job.clone(), owner.to_string(), e.to_string());
+            state
+                .db(move |c| slicing::fail(c, &j, &o, &msg, ""))
+                .await?;
+            return Ok(());
+        }
+    };
     let keys: std::collections::BTreeMap<String, String> =
         serde_json::from_str(&job.profile).map_err(Error::internal)?;
     let ini = dir.path().join("profile.ini");
@@ -152,56 +168,56 @@ async fn run(state: &AppState, job: &SliceJob, owner: &str) -> Result<()> {
     let analysis = analysed.analysis.to_string();
     let settings = serde_json::to_string(&analysed.settings.clone().unwrap_or_default())
         .map_err(Error::internal)?;
-    let committed = {
-        let (j, o, key, pic) = (
-            job.clone(),
-            owner.to_string(),
-            storage_key.clone(),
-            picture.clone(),
-        );
-        state
-            .db(move |c| {
-                slicing::complete(
-                    c,
-                    &j,
-                    &o,
-                    &slicing::Output {
-                        storage_key: &key,
-                        picture: &pic,
-                        size: size as i64,
-                        sha256: &sha,
-                        analysis: &analysis,
-                        settings: &settings,
-                    },
-                    &log,
-                )
+    // The print job (if one was asked for) is queued in the same transaction that marks the
+    // slice done, so a client never sees it done without the job it will get; a refused print
+    // job (printer offline, rights gone) rolls back only its own savepoint.
+    let ctx = state.job_context(None);
+    let (j, o, key, pic) = (
+        job.clone(),
+        owner.to_string(),
+        storage_key.clone(),
+        picture.clone(),
+    );
+    let committed = state
+        .db(move |c| {
+            crate::db::write_transaction(c, |c| {
+                let out = slicing::Output {
+                    storage_key: &key,
+                    picture: &pic,
+                    size: size as i64,
+                    sha256: &sha,
+                    analysis: &analysis,
+                    settings: &settings,
+                };
+                if !slicing::complete(c, &j, &o, &out, &log)? {
+                    return Ok(None);
+                }
+                let (Some(printer), Some(output_id)) = (j.printer_id, j.output_file_id) else {
+                    return Ok(Some(None));
+                };
+                let queued = crate::db::write_transaction(c, |c| {
+                    let user =
+                        User::find(c, j.user_id)?.ok_or_else(|| Error::not_found("user gone"))?;
+                    let created =
+                        jobs::print_file(c, &user, output_id, printer, !j.start_print, &ctx)?;
+                    slicing::set_print_job(c, j.id, created.job.id)?;
+                    Ok::<_, Error>(created)
+                });
+                Ok::<_, Error>(Some(Some(queued)))
             })
-            .await?
-    };
-    if !committed {
-        // Another worker took over after our lease ran out: its result stands, ours goes.
-        let _ = state.storage.delete(&storage_key).await;
-        let _ = state.storage.delete(&format!("render/{picture}")).await;
-        return Ok(());
-    }
-    if let (Some(printer), Some(output_id)) = (job.printer_id, job.output_file_id) {
-        let (user_id, start, id) = (job.user_id, job.start_print, job.id);
-        let ctx = state.job_context(None);
-        let created = state
-            .db(move |c| {
-                let user = User::find(c, user_id)?.ok_or_else(|| Error::not_found("user gone"))?;
-                let created = jobs::print_file(c, &user, output_id, printer, !start, &ctx)?;
-                slicing::set_print_job(c, id, created.job.id)?;
-                Ok(created)
-            })
-            .await;
-        match created {
-            Ok(c) if c.started => state.notifier.wake(c.job.printer_id),
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(slice = %job.uuid, error = %e, "the sliced file could not be queued on the printer")
-            }
+        })
+        .await?;
+    match committed {
+        None => {
+            // Another worker took over after our lease ran out: its result stands, ours goes.
+            let _ = state.storage.delete(&storage_key).await;
+            let _ = state.storage.delete(&format!("render/{picture}")).await;
         }
+        Some(Some(Ok(c))) if c.started => state.notifier.wake(c.job.printer_id),
+        Some(Some(Err(e))) => {
+            tracing::warn!(slice = %job.uuid, error = %e, "the sliced file could not be queued on the printer")
+        }
+        Some(_) => {}
     }
     Ok(())
 }
