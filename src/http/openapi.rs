@@ -2,7 +2,11 @@
 //! they serialize, served at `/openapi.json`, with Swagger UI (vendored, works offline) at
 //! `/docs/`.
 
+use std::collections::BTreeMap;
+
+use utoipa::openapi::response::{Response, ResponseBuilder};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
@@ -113,6 +117,26 @@ impl Modify for BearerAuth {
             ),
         );
     }
+}
+
+/// Documented failure answers: each status with its reason and the same JSON body schema.
+pub(crate) fn failure_responses(
+    statuses: &[(&str, &str)],
+    body_schema: &str,
+) -> BTreeMap<String, RefOr<Response>> {
+    statuses
+        .iter()
+        .map(|(status, why)| {
+            let body = ContentBuilder::new()
+                .schema(Some(RefOr::Ref(Ref::from_schema_name(body_schema))))
+                .build();
+            let response = ResponseBuilder::new()
+                .description(*why)
+                .content("application/json", body)
+                .build();
+            (status.to_string(), RefOr::T(response))
+        })
+        .collect()
 }
 
 pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {

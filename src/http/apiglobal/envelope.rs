@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use actix_web::HttpResponse;
 use serde::{Serialize, Serializer};
-use utoipa::openapi::response::{Response, ResponseBuilder};
+use utoipa::openapi::response::Response;
 use utoipa::openapi::schema::{ArrayBuilder, Schema};
-use utoipa::openapi::{ContentBuilder, RefOr};
+use utoipa::openapi::RefOr;
 use utoipa::{IntoResponses, PartialSchema, ToSchema};
 
 pub fn ok(message: impl Serialize) -> HttpResponse {
@@ -60,54 +60,33 @@ pub struct Failures;
 
 impl IntoResponses for Failures {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
-        [
-            (
-                "400",
-                "A parameter is missing or malformed (the message names it)",
-            ),
-            (
-                "401",
-                "No session, or an invalid, expired or logged-out one",
-            ),
-            ("403", "The caller may not do this"),
-            ("404", "No such thing visible to the caller"),
-            ("405", "Global API calls use POST"),
-            ("409", "The thing is in a state that does not allow it"),
-            ("410", "A one-time token was already used or has expired"),
-            ("413", "The body is larger than the server accepts"),
-            (
-                "429",
-                "Too many failed attempts; the message says how long to wait",
-            ),
-            (
-                "500",
-                "The server failed; the message does not leak details",
-            ),
-            ("503", "The database is unavailable"),
-        ]
-        .into_iter()
-        .map(|(status, why)| {
-            let response = ResponseBuilder::new()
-                .description(why)
-                .content(
-                    "application/json",
-                    ContentBuilder::new()
-                        .schema(Some(Failure::name_ref()))
-                        .build(),
-                )
-                .build();
-            (status.to_string(), RefOr::T(response))
-        })
-        .collect()
-    }
-}
-
-trait NameRef {
-    fn name_ref() -> RefOr<Schema>;
-}
-
-impl<T: ToSchema> NameRef for T {
-    fn name_ref() -> RefOr<Schema> {
-        RefOr::Ref(utoipa::openapi::Ref::from_schema_name(T::name()))
+        crate::http::openapi::failure_responses(
+            &[
+                (
+                    "400",
+                    "A parameter is missing or malformed (the message names it)",
+                ),
+                (
+                    "401",
+                    "No session, or an invalid, expired or logged-out one",
+                ),
+                ("403", "The caller may not do this"),
+                ("404", "No such thing visible to the caller"),
+                ("405", "Global API calls use POST"),
+                ("409", "The thing is in a state that does not allow it"),
+                ("410", "A one-time token was already used or has expired"),
+                ("413", "The body is larger than the server accepts"),
+                (
+                    "429",
+                    "Too many failed attempts; the message says how long to wait",
+                ),
+                (
+                    "500",
+                    "The server failed; the message does not leak details",
+                ),
+                ("503", "The database is unavailable"),
+            ],
+            "Failure",
+        )
     }
 }

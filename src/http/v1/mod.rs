@@ -10,8 +10,8 @@ use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
 use chrono::Datelike;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use utoipa::openapi::response::{Response, ResponseBuilder};
-use utoipa::openapi::{ContentBuilder, RefOr};
+use utoipa::openapi::response::Response;
+use utoipa::openapi::RefOr;
 use utoipa::{IntoResponses, ToSchema};
 
 use crate::db::models::{Quote, StoredFile, User};
@@ -142,48 +142,35 @@ pub struct V1Failures;
 
 impl IntoResponses for V1Failures {
     fn responses() -> std::collections::BTreeMap<String, RefOr<Response>> {
-        [
-            (
-                "400",
-                "The request cannot be served as asked (e.g. the file is not a model)",
-            ),
-            ("401", "No, an invalid, expired or revoked API token"),
-            ("403", "Not allowed"),
-            ("404", "No such thing visible to the caller"),
-            ("405", "Wrong method"),
-            ("409", "The thing is in a state that does not allow it"),
-            (
-                "410",
-                "A one-time upload id was already used or has expired",
-            ),
-            (
-                "413",
-                "The upload is too large, or the storage limit is reached",
-            ),
-            (
-                "422",
-                "Validation error (a list of problems), or a failed slice",
-            ),
-            ("429", "The monthly quote limit is reached"),
-            ("500", "The server failed"),
-            ("503", "The database is unavailable"),
-        ]
-        .into_iter()
-        .map(|(status, why)| {
-            let response = ResponseBuilder::new()
-                .description(why)
-                .content(
-                    "application/json",
-                    ContentBuilder::new()
-                        .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
-                            "ErrorBody",
-                        ))))
-                        .build(),
-                )
-                .build();
-            (status.to_string(), RefOr::T(response))
-        })
-        .collect()
+        crate::http::openapi::failure_responses(
+            &[
+                (
+                    "400",
+                    "The request cannot be served as asked (e.g. the file is not a model)",
+                ),
+                ("401", "No, an invalid, expired or revoked API token"),
+                ("403", "Not allowed"),
+                ("404", "No such thing visible to the caller"),
+                ("405", "Wrong method"),
+                ("409", "The thing is in a state that does not allow it"),
+                (
+                    "410",
+                    "A one-time upload id was already used or has expired",
+                ),
+                (
+                    "413",
+                    "The upload is too large, or the storage limit is reached",
+                ),
+                (
+                    "422",
+                    "Validation error (a list of problems), or a failed slice",
+                ),
+                ("429", "The monthly quote limit is reached"),
+                ("500", "The server failed"),
+                ("503", "The database is unavailable"),
+            ],
+            "ErrorBody",
+        )
     }
 }
 
