@@ -27,6 +27,7 @@ backend_tests!(
     global_api_jobs_with_the_agent,
     long_poll_brings_commands_at_once,
     dead_printer_does_not_hold_up_a_zipped_job,
+    sliced_model_prints_on_the_virtual_agent,
 );
 
 /// Requests seen by the proxy: (target, JSON body), in order.
@@ -816,6 +817,87 @@ async fn global_api_jobs_with_the_agent(app: &TestApp) {
 
 /// With `long_poll_secs` an idle agent's poll is held by the server, and a command
 /// reaches it at once instead of after the (here 5 s) poll period.
+/// Call 28 end to end: the real PrusaSlicer slices the cube, the G-code is queued and started
+/// on the agent's virtual printer, which prints it to the end (77).
+async fn sliced_model_prints_on_the_virtual_agent(app: &TestApp) {
+    let session = app.login_new_user("slicer@example.com").await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = agent_config(&app.base, dir.path());
+    let (printer, driver) = virtual_printer("VIRT-E2E-SLICE");
+    let agent = Agent::start(&cfg, &printer, &driver);
+    let id = redeem(app, &session, dir.path(), "VIRT-E2E-SLICE").await;
+    wait_until("ready", 10, || printer_row(app, id).0 == "ready").await;
+
+    let cube = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/cube_20mm.stl"
+    ))
+    .unwrap();
+    let (status, body) = app.upload(&session, "cube.stl", cube, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let stl = body["message"]["file_id"].as_i64().unwrap().to_string();
+    let sliced = ok(
+        app,
+        "slice",
+        &[
+            ("session", &session),
+            ("file_id", &stl),
+            (
+                "profile",
+                r#"{"bed_size_x": 250, "bed_size_y": 210, "bed_size_z": 220}"#,
+            ),
+            ("add_print_job_to_printer_id", &id.to_string()),
+            ("start_print_job", "1"),
+        ],
+    )
+    .await;
+    let uuid = sliced["job_id"].as_str().unwrap().to_string();
+    let mut status = Value::Null;
+    for _ in 0..600 {
+        status = ok(
+            app,
+            "get_slice_status",
+            &[("session", &session), ("job_id", &uuid)],
+        )
+        .await;
+        if status["status"] == "done" || status["status"] == "failed" {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status["status"], "done", "{status}");
+    let job = status["print_job_id"]
+        .as_str()
+        .expect("a print job")
+        .to_string();
+    assert_eq!(status["output_file_id"], sliced["output_file_id"]);
+
+    // The agent downloads the sliced G-code and prints it (speed factor 1000: about a second).
+    wait_until("printing", 30, || {
+        matches!(printer_row(app, id).0.as_str(), "printing" | "ready")
+    })
+    .await;
+    let mut info = Value::Null;
+    for _ in 0..300 {
+        info = ok(
+            app,
+            "get_job_info",
+            &[("session", &session), ("job_id", &job)],
+        )
+        .await;
+        if info["status_id"] == "77" {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(info["status_id"], "77", "{info}");
+    assert_eq!(info["file_id"], status["output_file_id"].to_string());
+    // The job carries the sliced file's own estimate (PrusaSlicer's 20 mm cube: ~16 min).
+    let estimate: i64 = info["printing_duration"].as_str().unwrap().parse().unwrap();
+    assert!((600..1500).contains(&estimate), "{info}");
+    agent.stop().await;
+}
+
 async fn long_poll_brings_commands_at_once(app: &TestApp) {
     let session = app.login_new_user("lp@example.com").await;
     let proxy = Proxy::start(&app.base).await;
