@@ -90,10 +90,10 @@ use crate::http::{apiglobal, v1};
         (name = "Reports", description = "Global API: reports for organization and workgroup admins"),
         (name = "Slicing", description = "Global API: slicing with PrusaSlicer"),
         (name = "printfarm extensions", description = "Global API calls printfarm adds"),
-        (name = "v1 Account", description = " the API token's account"),
-        (name = "v1 Part info", description = " measurements before quoting"),
-        (name = "v1 Files", description = " model uploads and downloads"),
-        (name = "v1 Quotes", description = " instant quotes sliced with PrusaSlicer"),
+        (name = "v1 Account", description = "/v1: the API token's account"),
+        (name = "v1 Part info", description = "/v1: measurements before quoting"),
+        (name = "v1 Files", description = "/v1: model uploads and downloads"),
+        (name = "v1 Quotes", description = "/v1: instant quotes sliced with PrusaSlicer"),
     )
 )]
 pub struct ApiDoc;
