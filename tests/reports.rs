@@ -19,6 +19,7 @@ backend_tests!(
     roles_and_organizations,
     date_ranges_and_limits,
     large_report_streams_in_batches,
+    csv_cells_cannot_run_as_formulas,
 );
 
 const PREFIX: &str = "/apiprinter/v1/printer";
@@ -1162,4 +1163,53 @@ async fn large_report_streams_in_batches(app: &TestApp) {
         .unwrap();
     let text = res.text().await.unwrap();
     assert_eq!(text.lines().count(), N + 1);
+}
+
+/// User-written text that a spreadsheet would run as a formula is neutralised in the CSV (a
+/// leading apostrophe) and kept as written in `type=json`.
+async fn csv_cells_cannot_run_as_formulas(app: &TestApp) {
+    let (admin, [org, printer, file, user]) = bare_farm(app).await;
+    let now = chrono::Utc::now().naive_utc();
+    let details = [
+        "=HYPERLINK(\"http://evil.example\",\"click\")",
+        "+1+2",
+        "-2+3",
+        "@SUM(A1:A9)",
+        "\t=1+1",
+        "plain words, = inside",
+    ];
+    let mut c = app.conn();
+    let ids: Vec<i64> = details
+        .iter()
+        .map(|d| {
+            let id = insert_job(&mut c, org, printer, file, user, 45, now, Some(now));
+            diesel::update(jobs::table.find(id))
+                .set(jobs::cancel_details.eq(Some(*d)))
+                .execute(&mut *c)
+                .unwrap();
+            id
+        })
+        .collect();
+    drop(c);
+    let fields = [("fields", "job_id,cancel_details")];
+    let json = custom_json(app, &admin, &fields).await;
+    let (_, csv) = custom_csv(app, &admin, &fields).await;
+    for (id, written) in ids.iter().zip(details) {
+        let j = row_of(&json, *id);
+        assert_eq!(
+            j[1],
+            Value::String(written.to_string()),
+            "JSON keeps the text"
+        );
+        let c = csv
+            .iter()
+            .find(|r| r[0] == id.to_string())
+            .unwrap_or_else(|| panic!("job {id} in the CSV"));
+        let expected = if written.starts_with("plain") {
+            written.to_string()
+        } else {
+            format!("'{written}")
+        };
+        assert_eq!(c[1], expected);
+    }
 }

@@ -87,7 +87,19 @@ fn csv_text(c: &Cell) -> String {
         Cell::Null => String::new(),
         Cell::Int(i) => i.to_string(),
         Cell::Float(f) => f.to_string(),
-        Cell::Text(t) => t.clone(),
+        Cell::Text(t) => formula_safe(t),
+    }
+}
+
+/// Spreadsheets run a cell that starts with `=`, `+`, `-`, `@` (or a tab or carriage return
+/// before one) as a formula; user-written text (file names, cancel reasons, feedback) must not
+/// become one in an admin's Excel. A leading apostrophe makes it text, as OWASP advises. Only
+/// the CSV is changed: `type=json` keeps the text as written, and numbers are never text cells.
+fn formula_safe(text: &str) -> String {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text.to_string()
     }
 }
 
