@@ -278,7 +278,10 @@ impl TestApp {
         body["message"]["session"].as_str().unwrap().to_string()
     }
 
+    /// Stops the server the way SIGTERM does in production: held long polls answer at once,
+    /// then in-flight requests finish.
     pub async fn stop(self) {
+        self.state.notifier.shut_down();
         self.handle.stop(true).await;
         let TestApp { state, pg_drop, .. } = self;
         drop(state);
