@@ -18,6 +18,7 @@ backend_tests!(
     use_slides_the_expiry,
     throttles_failed_logins_per_account,
     throttles_failed_logins_per_address,
+    parallel_guesses_cannot_outrun_the_throttle,
     logout_alias_and_trailing_slash,
     router_refusals_answer_the_envelope,
     every_documented_call_is_routed,
@@ -255,6 +256,45 @@ async fn throttles_failed_logins_per_address(app: &TestApp) {
         )
         .await;
     assert!(assert_fail(&got, 429).contains("address"));
+}
+
+/// 60 wrong passwords for one account sent at once: the check and the recording are one step,
+/// so no more passwords are checked (401) than the limit allows; the rest answer 429.
+async fn parallel_guesses_cannot_outrun_the_throttle(app: &TestApp) {
+    app.create_user(app.org_id, "jules@example.com", 0);
+    let guesses = (0..60).map(|i| {
+        let (client, url) = (app.client.clone(), app.url("/apiglobal/login"));
+        async move {
+            let res = client
+                .post(url)
+                .form(&[
+                    ("username", "jules@example.com".to_string()),
+                    ("password", format!("guess-{i}")),
+                ])
+                .send()
+                .await
+                .unwrap();
+            res.status().as_u16()
+        }
+    });
+    let statuses = futures_util::future::join_all(guesses).await;
+    let checked = statuses.iter().filter(|&&s| s == 401).count();
+    let throttled = statuses.iter().filter(|&&s| s == 429).count();
+    assert_eq!(checked + throttled, 60, "{statuses:?}");
+    assert_eq!(checked, 5, "passwords checked past the limit: {statuses:?}");
+    // The right password is refused while the lock holds, and a right password does not
+    // leave an attempt behind: after a successful login the account counts from zero.
+    let got = app
+        .post(
+            "/apiglobal/login",
+            &[("username", "jules@example.com"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_fail(&got, 429);
+    app.create_user(app.org_id, "kim@example.com", 0);
+    for _ in 0..6 {
+        app.login("kim@example.com", PASSWORD).await;
+    }
 }
 
 async fn logout_alias_and_trailing_slash(app: &TestApp) {

@@ -236,6 +236,24 @@ where
     }
 }
 
+/// Serialises writers that share `key` until the surrounding transaction ends, so that a
+/// check followed by a write (a rate limit, a counter) is one atomic step. Postgres takes a
+/// transaction-scoped advisory lock; SQLite needs nothing more, because `write_transaction`
+/// already holds the database's single write lock. Callers that take several keys take them
+/// in sorted order, so two of them cannot deadlock.
+pub fn lock_key(conn: &mut DbConn, key: &str) -> diesel::QueryResult<()> {
+    use diesel::RunQueryDsl;
+    use sha2::{Digest, Sha256};
+    if let DbConn::Pg(c) = conn {
+        let digest = Sha256::digest(key.as_bytes());
+        let id = i64::from_le_bytes(digest[..8].try_into().expect("8 bytes"));
+        diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+            .bind::<diesel::sql_types::BigInt, _>(id)
+            .execute(c)?;
+    }
+    Ok(())
+}
+
 /// Current UTC time truncated to microseconds: Postgres keeps micros and SQLite would keep
 /// nanoseconds, so values written and read back compare equal on both.
 pub fn now() -> chrono::NaiveDateTime {

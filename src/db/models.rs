@@ -214,13 +214,19 @@ impl Session {
 pub struct LoginFailure;
 
 impl LoginFailure {
-    pub fn record(conn: &mut DbConn, key: &str, at: NaiveDateTime) -> QResult<usize> {
+    /// Records one failure (or one attempt not yet known to succeed) and returns its id.
+    pub fn record(conn: &mut DbConn, key: &str, at: NaiveDateTime) -> QResult<i64> {
         diesel::insert_into(login_failures::table)
             .values((
                 login_failures::throttle_key.eq(key),
                 login_failures::failed_at.eq(at),
             ))
-            .execute(conn)
+            .returning(login_failures::id)
+            .get_result(conn)
+    }
+
+    pub fn delete_ids(conn: &mut DbConn, ids: &[i64]) -> QResult<usize> {
+        diesel::delete(login_failures::table.filter(login_failures::id.eq_any(ids))).execute(conn)
     }
 
     pub fn count_since(conn: &mut DbConn, key: &str, since: NaiveDateTime) -> QResult<i64> {

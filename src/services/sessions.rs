@@ -110,10 +110,24 @@ pub fn verify_credentials(
             "address",
         ),
     ];
-    let user = {
+    // The check and the recording are one atomic step: each attempt is counted as a failure
+    // before the password is checked (per key, under a lock), and the count is taken back
+    // when the password was right. Parallel guesses therefore cannot all pass one check.
+    let (user, attempt) = {
         let mut conn = pool.get()?;
-        check_throttle(&mut conn, policy, &keys, db::now())?;
-        User::find_by_email(&mut conn, username)?
+        let now = db::now();
+        let attempt = db::write_transaction(&mut conn, |c| -> Result<Vec<i64>> {
+            let mut sorted: Vec<&str> = keys.iter().map(|(k, _, _)| k.as_str()).collect();
+            sorted.sort_unstable();
+            for key in sorted {
+                db::lock_key(c, key)?;
+            }
+            check_throttle(c, policy, &keys, now)?;
+            keys.iter()
+                .map(|(key, _, _)| Ok(LoginFailure::record(c, key, now)?))
+                .collect()
+        })?;
+        (User::find_by_email(&mut conn, username)?, attempt)
     };
 
     let verified = hasher.verify(
@@ -121,25 +135,20 @@ pub fn verify_credentials(
         user.as_ref().and_then(|u| u.password_hash.as_deref()),
     );
 
-    let mut conn = pool.get()?;
-    let now = db::now();
     match user {
         Some(user) if verified => {
+            let mut conn = pool.get()?;
+            db::write_transaction(&mut conn, |c| -> Result<()> {
+                LoginFailure::clear(c, &keys[0].0)?;
+                LoginFailure::delete_ids(c, &attempt)?;
+                Ok(())
+            })?;
             if user.disabled {
                 return Err(Error::forbidden("This account is disabled"));
             }
-            LoginFailure::clear(&mut conn, &keys[0].0)?;
             Ok(user)
         }
-        _ => {
-            db::write_transaction(&mut conn, |c| -> Result<()> {
-                for (key, _, _) in &keys {
-                    LoginFailure::record(c, key, now)?;
-                }
-                Ok(())
-            })?;
-            Err(Error::Unauthorized("Invalid username or password".into()))
-        }
+        _ => Err(Error::Unauthorized("Invalid username or password".into())),
     }
 }
 
