@@ -17,6 +17,12 @@ pub struct Config {
     pub printers: PrintersConfig,
     pub slicer: SlicerConfig,
     pub v1: V1Config,
+    pub metrics: MetricsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct MetricsConfig {
+    pub token: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -155,7 +155,7 @@ pub fn server(state: AppState, listener: TcpListener) -> std::io::Result<actix_w
         App::new()
             .app_data(data.clone())
             .wrap(middleware::from_fn(http::metrics::track))
-            .wrap(tracing_actix())
+            .wrap(middleware::from_fn(http::access_log::log))
             .configure(json_config)
             .configure(http::configure)
             .default_service(web::to(http::not_found))
@@ -200,10 +200,6 @@ async fn stop_requested(notifier: Arc<services::notify::Notifier>) {
     }
     tracing::info!("shutting down");
     notifier.shut_down();
-}
-
-fn tracing_actix() -> middleware::Logger {
-    middleware::Logger::new("%a \"%r\" %s %b %Dms")
 }
 
 /// Background work of a server instance: housekeeping and, unless disabled, slice workers.

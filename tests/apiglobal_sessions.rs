@@ -19,6 +19,9 @@ backend_tests!(
     throttles_failed_logins_per_account,
     throttles_failed_logins_per_address,
     parallel_guesses_cannot_outrun_the_throttle,
+    access_log_hides_credentials,
+    metrics_only_for_local_direct_readers,
+    made_up_methods_share_one_metrics_label,
     logout_alias_and_trailing_slash,
     router_refusals_answer_the_envelope,
     every_documented_call_is_routed,
@@ -26,6 +29,8 @@ backend_tests!(
     health_ready_and_metrics,
     password_reset_ends_sessions,
 );
+
+backend_cases!(metrics_token_decides_who_reads);
 
 async fn login_check_and_logout(app: &TestApp) {
     let session = app.login_new_user("alice@example.com").await;
@@ -483,4 +488,114 @@ async fn password_reset_ends_sessions(app: &TestApp) {
     assert_fail(&got, 401);
     app.login("kim@example.com", &new_pw).await;
     let _: Value = json!(null);
+}
+
+/// Legacy scripts send `?session=` in the URL, and sign-in, set-password and agent download
+/// links carry tokens in their path: none of them may reach the access log.
+async fn access_log_hides_credentials(app: &TestApp) {
+    common::access_log(); // start capturing
+    let session = app.login_new_user("lena@example.com").await;
+    let res = app
+        .client
+        .post(app.url(&format!(
+            "/apiglobal/check_session?session={session}&probe=log-check-1"
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    for path in [
+        "/noauth/set_password/SECRET-SET-PASSWORD-TOKEN",
+        "/noauth/apiglobal_login_with_token/SECRET-LOGIN-TOKEN",
+        "/apiprinter/v1/download/1/SECRET-DOWNLOAD-TOKEN",
+        "/camera/SECRET-CAMERA-TOKEN/1.jpg",
+    ] {
+        app.client.get(app.url(path)).send().await.unwrap();
+    }
+    // The line is written after the answer is sent; give the server a moment.
+    let mut log = String::new();
+    for _ in 0..50 {
+        log = common::access_log();
+        if log.contains("/camera/[redacted]/1.jpg") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        log.contains("/apiglobal/check_session?session=[redacted]&probe=log-check-1"),
+        "{log}"
+    );
+    assert!(log.contains("/noauth/set_password/[redacted]"), "{log}");
+    assert!(
+        log.contains("/apiprinter/v1/download/1/[redacted]"),
+        "{log}"
+    );
+    assert!(!log.contains(&session), "session token in the access log");
+    assert!(
+        !log.contains("SECRET-"),
+        "a path token in the access log: {log}"
+    );
+}
+
+async fn metrics_only_for_local_direct_readers(app: &TestApp) {
+    let get = |header: Option<(&'static str, &'static str)>| {
+        let mut req = app.client.get(app.url("/metrics"));
+        if let Some((k, v)) = header {
+            req = req.header(k, v);
+        }
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(get(None).await, 200);
+    // Through a reverse proxy on the same host the page would be public: refused.
+    assert_eq!(get(Some(("X-Forwarded-For", "203.0.113.9"))).await, 403);
+    assert_eq!(get(Some(("Forwarded", "for=203.0.113.9"))).await, 403);
+    assert_eq!(get(Some(("X-Real-IP", "203.0.113.9"))).await, 403);
+}
+
+async fn metrics_token_decides_who_reads(db: common::Db) {
+    let Some(app) =
+        TestApp::start(db, &[("PRINTFARM_METRICS__TOKEN", "scrape-me-0123456789")]).await
+    else {
+        return;
+    };
+    let get = |auth: Option<&'static str>| {
+        let mut req = app.client.get(app.url("/metrics"));
+        if let Some(a) = auth {
+            req = req.header("Authorization", a);
+        }
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(get(None).await, 401);
+    assert_eq!(get(Some("Bearer wrong")).await, 401);
+    assert_eq!(get(Some("Bearer scrape-me-012345678X")).await, 401);
+    assert_eq!(get(Some("Bearer scrape-me-0123456789")).await, 200);
+    app.stop().await;
+}
+
+/// 300 made-up HTTP methods used to make 300 label sets.
+async fn made_up_methods_share_one_metrics_label(app: &TestApp) {
+    for i in 0..300 {
+        let method = reqwest::Method::from_bytes(format!("MADEUP{i}").as_bytes()).unwrap();
+        app.client
+            .request(method, app.url("/apiglobal/login"))
+            .send()
+            .await
+            .unwrap();
+    }
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!text.contains("MADEUP"), "raw methods became labels");
+    assert!(
+        text.contains(
+            "printfarm_http_requests_total{method=\"other\",route=\"/apiglobal/login\",status=\"405\"} 300"
+        ),
+        "{text}"
+    );
 }

@@ -5,8 +5,9 @@ use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{header, Method};
 use actix_web::middleware::Next;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
@@ -79,7 +80,7 @@ pub async fn track(
     let metrics = req
         .app_data::<web::Data<AppState>>()
         .map(|s| s.metrics.clone());
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let res = next.call(req).await?;
     if let Some(metrics) = metrics {
         let route = res
@@ -88,7 +89,7 @@ pub async fn track(
             .unwrap_or_else(|| "unmatched".to_string());
         metrics.observe(
             &route,
-            &method,
+            method,
             res.status().as_u16(),
             started.elapsed().as_secs_f64(),
         );
@@ -96,7 +97,64 @@ pub async fn track(
     Ok(res)
 }
 
-pub async fn export(state: web::Data<AppState>) -> HttpResponse {
+/// The method label: one of HTTP's own methods, or "other", so that made-up methods cannot
+/// create label sets without bound.
+fn method_label(method: &Method) -> &'static str {
+    const KNOWN: [(Method, &str); 9] = [
+        (Method::GET, "GET"),
+        (Method::POST, "POST"),
+        (Method::PUT, "PUT"),
+        (Method::DELETE, "DELETE"),
+        (Method::PATCH, "PATCH"),
+        (Method::HEAD, "HEAD"),
+        (Method::OPTIONS, "OPTIONS"),
+        (Method::CONNECT, "CONNECT"),
+        (Method::TRACE, "TRACE"),
+    ];
+    KNOWN
+        .iter()
+        .find(|(m, _)| m == method)
+        .map_or("other", |(_, label)| label)
+}
+
+/// Who may read `/metrics`: with `metrics.token` set, callers presenting it as a Bearer token;
+/// without one, only clients on this machine that did not come through a proxy (a reverse
+/// proxy on the same host adds forwarding headers, and would otherwise publish the page).
+fn refusal(req: &HttpRequest, token: &str) -> Option<HttpResponse> {
+    if !token.is_empty() {
+        let presented = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        let same = presented.len() == token.len()
+            && presented
+                .bytes()
+                .zip(token.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        return (!same).then(|| {
+            HttpResponse::Unauthorized()
+                .insert_header((header::WWW_AUTHENTICATE, "Bearer"))
+                .body("metrics: a valid Bearer token (metrics.token) is required\n")
+        });
+    }
+    let local = req.peer_addr().is_some_and(|a| a.ip().is_loopback());
+    let proxied = ["forwarded", "x-forwarded-for", "x-real-ip"]
+        .iter()
+        .any(|h| req.headers().contains_key(*h));
+    (!local || proxied).then(|| {
+        HttpResponse::Forbidden().body(
+            "metrics: only local clients may read this page; set metrics.token to allow others\n",
+        )
+    })
+}
+
+pub async fn export(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if let Some(refused) = refusal(&req, &state.config.metrics.token) {
+        return refused;
+    }
     let mut buf = Vec::new();
     match TextEncoder::new().encode(&state.metrics.registry.gather(), &mut buf) {
         Ok(()) => HttpResponse::Ok()

@@ -1,6 +1,7 @@
 //! HTTP: the route table, health and metrics endpoints, and JSON answers for everything
 //! the router itself refuses.
 
+pub mod access_log;
 pub mod apiglobal;
 mod camera;
 pub mod files;
