@@ -14,6 +14,7 @@ backend_tests!(
     members_and_other_organizations_are_refused,
     create_organization_user_and_invitation,
     invitation_refusals,
+    other_organizations_emails_do_not_leak,
     update_user_settings_rules,
     printer_types_catalogue,
 );
@@ -724,4 +725,56 @@ async fn printer_types_catalogue(app: &TestApp) {
         .unwrap();
     assert_eq!(mk4["printer_parameters"]["x"], Value::String("250".into()));
     let _ = PASSWORD;
+}
+
+/// An admin must not learn that an email has an account in another organization: the answer
+/// is the one a creation gets, and nothing is created or changed.
+async fn other_organizations_emails_do_not_leak(app: &TestApp) {
+    let a = org(app, app.org_id, "a").await;
+    let other = app.create_org("Other Org");
+    let b = org(app, other, "b").await;
+    let create = |email: &'static str| {
+        let session = b.admin.clone();
+        async move {
+            app.post(
+                "/apiglobal/create_organization_user",
+                &[
+                    ("session", session.as_str()),
+                    ("email", email),
+                    ("gdpr", "1"),
+                ],
+            )
+            .await
+        }
+    };
+    let taken = create("member-a@example.com").await;
+    let fresh = create("brand-new@example.com").await;
+    assert_eq!(taken, fresh);
+    assert_eq!(taken, (200, json!({"result": true, "message": {}})));
+    let mut c = app.conn();
+    let owners: Vec<i64> = users::table
+        .filter(users::email.eq("member-a@example.com"))
+        .select(users::organization_id)
+        .load(&mut c)
+        .unwrap();
+    assert_eq!(
+        owners,
+        vec![app.org_id],
+        "the victim's account moved or was duplicated"
+    );
+    drop(c);
+    // The victim keeps signing in as before.
+    app.login("member-a@example.com", common::PASSWORD).await;
+    // Within one's own organization a taken email is still named (it is the admin's own data).
+    let got = app
+        .post(
+            "/apiglobal/create_organization_user",
+            &[
+                ("session", a.admin.as_str()),
+                ("email", "member-a@example.com"),
+                ("gdpr", "1"),
+            ],
+        )
+        .await;
+    assert_fail(&got, 409);
 }

@@ -164,12 +164,20 @@ pub fn create_organization_user(
     caller: &User,
     req: &OrgUserRequest,
     invitation_ttl: chrono::Duration,
-) -> Result<(User, String)> {
+) -> Result<Option<(User, String)>> {
     require_org_admin(caller)?;
     if req.gdpr != 1 && req.gdpr != 3 {
         return Err(Error::bad_request("gdpr must be 1 or 3"));
     }
     db::write_transaction(conn, |c| {
+        // Emails are unique across organizations, but whether one is taken elsewhere is not
+        // this admin's to learn: such a request answers like a creation and creates nothing
+        // (`None`; the handler tells the operator's log).
+        if User::find_by_email(c, req.email)?
+            .is_some_and(|u| u.organization_id != caller.organization_id)
+        {
+            return Ok(None);
+        }
         let user = create_user(
             c,
             hasher,
@@ -185,7 +193,7 @@ pub fn create_organization_user(
             },
         )?;
         let token = issue_invitation(c, user.id, invitation_ttl)?;
-        Ok((user, token))
+        Ok(Some((user, token)))
     })
 }
 

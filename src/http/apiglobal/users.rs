@@ -138,7 +138,8 @@ pub async fn create_organization_user(
     let (firstname, lastname, company) = (text("firstname"), text("lastname"), text("company"));
     let ttl = chrono::Duration::hours(state.config.auth.invitation_hours);
     let st = state.clone();
-    let (user, _token) = state
+    let org = me.organization_id;
+    let created = state
         .db(move |c| {
             orgs::create_organization_user(
                 c,
@@ -156,11 +157,18 @@ pub async fn create_organization_user(
             )
         })
         .await?;
-    tracing::info!(
-        user = user.id,
-        email = %user.email,
-        "organization user created; `printfarm admin invite-link --email …` prints a set-password link"
-    );
+    match created {
+        Some((user, _token)) => tracing::info!(
+            user = user.id,
+            email = %user.email,
+            "organization user created; `printfarm admin invite-link --email …` prints a set-password link"
+        ),
+        None => tracing::warn!(
+            organization = org,
+            "create_organization_user: the email belongs to another organization's account; \
+             nothing was created (the caller was not told)"
+        ),
+    }
     Ok(ok(EmptyObject {}))
 }
 
