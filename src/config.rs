@@ -77,6 +77,7 @@ pub struct AuthConfig {
     pub argon2_parallelism: u32,
     pub invitation_hours: i64,
     pub login_token_minutes: i64,
+    pub login_token_hold_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -159,6 +160,10 @@ impl Config {
         }
         if self.auth.throttle_max_per_account <= 0 || self.auth.throttle_max_per_address <= 0 {
             return bad("auth.throttle_max_* must be positive");
+        }
+        // Slicers give each login_with_token request 60 s.
+        if self.auth.login_token_hold_secs >= 60 {
+            return bad("auth.login_token_hold_secs must be below 60");
         }
         if !matches!(self.storage.backend.as_str(), "local" | "s3") {
             return bad("storage.backend must be \"local\" or \"s3\"");

@@ -41,6 +41,11 @@ pub fn check(conn: &mut DbConn, token: &str) -> Result<()> {
     Ok(())
 }
 
+/// Whether the user has confirmed the token (read only; `poll` hands out the session).
+pub fn is_confirmed(conn: &mut DbConn, token: &str) -> Result<bool> {
+    Ok(UserToken::find(conn, LOGIN, &token_hash(token))?.is_some_and(|t| t.confirmed_at.is_some()))
+}
+
 /// The signed-in user confirms the token in the browser.
 pub fn confirm(conn: &mut DbConn, token: &str, user: &User) -> Result<()> {
     db::write_transaction(conn, |c| {

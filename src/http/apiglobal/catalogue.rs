@@ -36,9 +36,8 @@ pub async fn get_printer_types(
 ) -> Result<HttpResponse, Error> {
     authenticate(&state, &p).await?;
     let description = p.str("description").map(str::to_string);
-    let software = p.str("software_version").map(str::to_string);
     let types = state
-        .db(move |c| printer_types::list(c, description.as_deref(), software.as_deref()))
+        .db(move |c| printer_types::list(c, description.as_deref()))
         .await?;
     Ok(ok(types
         .iter()
@@ -58,9 +57,8 @@ pub async fn get_printer_types_detailed(
     Form(p): Form,
 ) -> Result<HttpResponse, Error> {
     let description = p.str("description").map(str::to_string);
-    let software = p.str("software_version").map(str::to_string);
     let types = state
-        .db(move |c| printer_types::list(c, description.as_deref(), software.as_deref()))
+        .db(move |c| printer_types::list(c, description.as_deref()))
         .await?;
     let list = types
         .iter()

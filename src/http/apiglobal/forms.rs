@@ -112,9 +112,10 @@ pub struct FileUpdate {
 #[derive(ToSchema)]
 pub struct PrinterTypes {
     pub session: String,
-    /// printfarm: only types whose description contains this.
+    /// The calling slicer's printer model: the matching types are answered, or every type
+    /// when none matches (the slicer then asks the user to pick).
     pub description: Option<String>,
-    /// printfarm: only types a slicer of this version supports.
+    /// The calling application (e.g. `OrcaSlicer`); accepted, never a filter.
     pub software_version: Option<String>,
 }
 

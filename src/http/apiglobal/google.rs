@@ -40,13 +40,6 @@ pub enum GdprMessage {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct LoginToken {
-    pub token: String,
-    /// `/noauth/apiglobal_login_with_token/<token>`: the user confirms there.
-    pub url: String,
-}
-
-#[derive(Serialize, ToSchema)]
 pub struct Waiting {
     pub waiting: bool,
 }
@@ -119,37 +112,58 @@ pub async fn gdpr_registration(
     })
 }
 
-/// Slicer sign-in: the slicer opens `url` in a browser and polls `login_with_token`.
+/// Slicer sign-in: `message` is the token itself (slicers read it as a string); the slicer
+/// opens `/noauth/apiglobal_login_with_token/<token>` in a browser and calls `login_with_token`.
 #[utoipa::path(post, path = "/apiglobal/generate_login_token", tag = "Sessions",
-    responses((status = 200, description = "A login token and the page that confirms it", body = Envelope<LoginToken>), Failures))]
-pub async fn generate_login_token(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-) -> Result<HttpResponse, Error> {
+    responses((status = 200, description = "A login token (the `message` string); the user confirms it at `/noauth/apiglobal_login_with_token/<token>`", body = Envelope<String>), Failures))]
+pub async fn generate_login_token(state: web::Data<AppState>) -> Result<HttpResponse, Error> {
     let ttl = chrono::Duration::minutes(state.config.auth.login_token_minutes);
     let token = state.db(move |c| login_tokens::generate(c, ttl)).await?;
-    let url = format!(
-        "{}/noauth/apiglobal_login_with_token/{token}",
-        crate::http::public_base(&state.config, Some(&req))
-    );
-    Ok(ok(LoginToken { token, url }))
+    Ok(ok(token))
 }
 
-/// The slicer's poll: `result: true` without a session means "keep waiting".
+/// The slicer's poll. Slicers give up after ~10 quick polls, so the request is held open until
+/// the user confirms (or `auth.login_token_hold_secs` pass, or the server shuts down); only
+/// then does it answer `result: true` without a session, meaning "keep waiting".
 #[utoipa::path(post, path = "/apiglobal/login_with_token", tag = "Sessions",
     request_body(content = forms::LoginWithToken, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 200, description = "`{waiting: true}` until the user confirms in the browser, then the session once", body = Envelope<TokenLoginMessage>), Failures))]
+    responses((status = 200, description = "The session once the user confirmed in the browser (the request waits for it, up to `auth.login_token_hold_secs`); `{waiting: true}` when the wait ran out", body = Envelope<TokenLoginMessage>), Failures))]
 pub async fn login_with_token(
     state: web::Data<AppState>,
     Form(p): Form,
 ) -> Result<HttpResponse, Error> {
     let token = p.required_str("token")?.to_string();
-    let st = state.clone();
-    let outcome = state
-        .db(move |c| login_tokens::poll(c, &st.session_policy, &token))
-        .await?;
-    Ok(match outcome {
-        Some((session, email)) => ok(TokenLoginMessage::SignedIn(SignedIn { session, email })),
-        None => ok(TokenLoginMessage::Waiting(Waiting { waiting: true })),
-    })
+    let hold = std::time::Duration::from_secs(state.config.auth.login_token_hold_secs);
+    let deadline = tokio::time::Instant::now() + hold;
+    let _held = state.notifier.hold();
+    loop {
+        let (st, t) = (state.clone(), token.clone());
+        // Unknown, expired and used tokens answer at once; a confirmed one gets its session.
+        let outcome = state
+            .db(move |c| login_tokens::poll(c, &st.session_policy, &t))
+            .await?;
+        if let Some((session, email)) = outcome {
+            return Ok(ok(TokenLoginMessage::SignedIn(SignedIn { session, email })));
+        }
+        // The confirmation may happen on another server instance, so the row is what is
+        // watched (sign-ins are rare; a read every 250 ms per waiting slicer is cheap).
+        let next = (tokio::time::Instant::now() + CONFIRM_CHECK_EVERY).min(deadline);
+        loop {
+            if tokio::time::Instant::now() >= deadline || state.notifier.is_shutting_down() {
+                return Ok(ok(TokenLoginMessage::Waiting(Waiting { waiting: true })));
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(next) => {}
+                _ = state.notifier.shutting_down() => {}
+            }
+            let t = token.clone();
+            if state.db(move |c| login_tokens::is_confirmed(c, &t)).await?
+                || tokio::time::Instant::now() >= deadline
+            {
+                break;
+            }
+        }
+    }
 }
+
+const CONFIRM_CHECK_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
