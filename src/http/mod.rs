@@ -9,6 +9,7 @@ pub mod metrics;
 mod noauth;
 pub mod openapi;
 mod printer;
+pub mod quickprint;
 pub mod upload;
 pub(crate) mod v1;
 
@@ -23,6 +24,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/metrics", web::get().to(metrics::export));
     apiglobal::configure(cfg);
     noauth::configure(cfg);
+    quickprint::configure(cfg);
     files::configure(cfg);
     printer::configure(cfg);
     camera::configure(cfg);

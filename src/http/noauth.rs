@@ -22,7 +22,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -30,24 +30,29 @@ fn escape(s: &str) -> String {
         .replace('\'', "&#39;")
 }
 
-fn page(status: StatusCode, title: &str, body: &str) -> HttpResponse {
+pub(crate) fn page(status: StatusCode, title: &str, body: &str) -> HttpResponse {
     HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
         .insert_header(("Cache-Control", "no-store"))
         .insert_header(("Referrer-Policy", "no-referrer"))
         .insert_header(("X-Frame-Options", "DENY"))
+        // Nothing but the page's own inline style and forms posting back here.
+        .insert_header((
+            "Content-Security-Policy",
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ))
         .body(format!(
             "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
              <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
              <title>{t} · printfarm</title>\
              <style>body{{font-family:system-ui,sans-serif;max-width:28rem;margin:3rem auto;padding:0 1rem}}\
-             label,input,button{{display:block;width:100%;margin:.4rem 0}}input,button{{padding:.5rem}}\
+             label,input,button{{display:block;width:100%;margin:.4rem 0}}label.choice{{display:flex;gap:.5rem;align-items:center}}label.choice input{{width:auto}}.muted{{color:#666}}input,button{{padding:.5rem}}\
              .error{{color:#a00}}</style></head><body><h1>{t}</h1>{body}</body></html>",
             t = escape(title),
         ))
 }
 
-fn error_page(title: &str, e: &Error) -> HttpResponse {
+pub(crate) fn error_page(title: &str, e: &Error) -> HttpResponse {
     page(
         e.status_code(),
         title,

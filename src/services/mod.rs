@@ -13,6 +13,7 @@ pub mod notify;
 pub mod orgs;
 pub mod printer_types;
 pub mod printers;
+pub mod quickprint;
 pub mod quotes;
 pub mod reports;
 pub mod sessions;

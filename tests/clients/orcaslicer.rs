@@ -283,6 +283,9 @@ async fn orca_signs_in_uploads_and_sets_the_printer_type(db: Db) {
         .expect("the new project is listed");
     orca_upload(&client, &host, &session, gcode, Some(&project_id), None).await;
 
+    // "Upload and print": wxLaunchDefaultBrowser(make_url("quickprint?file_id=" + file_id)).
+    quickprint_in_browser(&app, &host, &session, &file_id).await;
+
     // What the server stored, as the client asked.
     let (_, info) = app
         .post(
@@ -409,4 +412,242 @@ async fn orca_sign_in_poll_is_held_until_its_bound_or_shutdown(db: Db) {
         waited < Duration::from_secs(20),
         "held {waited:?} through a shutdown"
     );
+}
+
+/// The person's browser on the page the slicer opened: signs in, picks a printer of the
+/// file's type and queues the file there; the forged and foreign requests are refused.
+async fn quickprint_in_browser(app: &TestApp, host: &str, session: &str, file_id: &str) {
+    // A printer of the selected type (Prusa MK4S) the user owns, and one of another type.
+    let mk4s = pair_printer(app, session, "ORCA-MK4S-1", "PRUSA_MK4S").await;
+    pair_printer(app, session, "ORCA-MINI-1", "PRUSA_MINI_PLUS").await;
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let url = make_url(host, &format!("quickprint?file_id={file_id}"));
+    let page = browser.get(&url).send().await.unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(csp.contains("default-src 'none'"), "{csp}");
+    let html = page.text().await.unwrap();
+    assert!(html.contains("action=\"/quickprint/sign_in\""), "{html}");
+
+    // A wrong password stays on the form with the reason; no cookie.
+    let res = browser
+        .post(make_url(host, "quickprint/sign_in"))
+        .form(&[
+            ("username", "orca.user@example.com"),
+            ("password", "nope-nope"),
+            ("file_id", file_id),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 401);
+    assert!(res.headers().get("set-cookie").is_none());
+    let res = browser
+        .post(make_url(host, "quickprint/sign_in"))
+        .form(&[
+            ("username", "orca.user@example.com"),
+            ("password", PASSWORD),
+            ("file_id", file_id),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 303);
+    assert_eq!(
+        res.headers()["location"],
+        format!("/quickprint?file_id={file_id}")
+    );
+    let set_cookie = res.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"),
+        "{set_cookie}"
+    );
+    let cookie = set_cookie.split(';').next().unwrap().to_string();
+
+    let html = browser
+        .get(&url)
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("ORCA-MK4S-1") || html.contains(&format!("value=\"{mk4s}\"")),
+        "{html}"
+    );
+    assert!(
+        !html.contains("ORCA-MINI-1"),
+        "a printer of another type is offered: {html}"
+    );
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_string();
+    let mk4s_id = mk4s.to_string();
+    let post = |form: Vec<(&'static str, String)>, cookie: Option<String>| {
+        let mut req = browser.post(make_url(host, "quickprint")).form(&form);
+        if let Some(c) = cookie {
+            req = req.header("Cookie", c);
+        }
+        async move {
+            let res = req.send().await.unwrap();
+            (res.status().as_u16(), res.text().await.unwrap())
+        }
+    };
+    let form = |csrf: &str, file: &str, printer: &str, action: &str| {
+        vec![
+            ("csrf", csrf.to_string()),
+            ("file_id", file.to_string()),
+            ("printer_id", printer.to_string()),
+            ("action", action.to_string()),
+        ]
+    };
+    // Refusals: no session, a forged form, a file that is not the user's, a printer out of
+    // reach, an unknown action.
+    assert_eq!(
+        post(form(&csrf, file_id, &mk4s_id, "queue"), None).await.0,
+        401
+    );
+    assert_eq!(
+        post(
+            form("forged", file_id, &mk4s_id, "queue"),
+            Some(cookie.clone())
+        )
+        .await
+        .0,
+        403
+    );
+    let other = app.login_new_user("someone.else@example.com").await;
+    let gcode = std::fs::read(format!(
+        "{}/fixtures/cube_20mm.gcode",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let (_, theirs) = app.upload(&other, "theirs.gcode", gcode, &[]).await;
+    let theirs = theirs["message"]["file_id"].as_i64().unwrap().to_string();
+    assert_eq!(
+        post(
+            form(&csrf, &theirs, &mk4s_id, "queue"),
+            Some(cookie.clone())
+        )
+        .await
+        .0,
+        404
+    );
+    let (status, _) = app
+        .client
+        .get(make_url(host, &format!("quickprint?file_id={theirs}")))
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .map(|r| (r.status().as_u16(), ()))
+        .unwrap();
+    assert_eq!(status, 404);
+    let their_printer = pair_printer(app, &other, "THEIRS-1", "PRUSA_MK4S").await;
+    assert_eq!(
+        post(
+            form(&csrf, file_id, &their_printer.to_string(), "queue"),
+            Some(cookie.clone())
+        )
+        .await
+        .0,
+        404
+    );
+    assert_eq!(
+        post(
+            form(&csrf, file_id, &mk4s_id, "explode"),
+            Some(cookie.clone())
+        )
+        .await
+        .0,
+        400
+    );
+    assert_eq!(
+        browser
+            .get(make_url(host, "quickprint?file_id=abc"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        400
+    );
+
+    // Queued for real: the job is on the printer's list.
+    let (status, html) = post(
+        form(&csrf, file_id, &mk4s_id, "queue"),
+        Some(cookie.clone()),
+    )
+    .await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("queue"), "{html}");
+    let (_, jobs) = app
+        .post(
+            "/apiglobal/get_printer_jobs",
+            &[("session", session), ("printer_id", &mk4s_id)],
+        )
+        .await;
+    assert_eq!(jobs["message"][0]["status_id"], "11", "{jobs}");
+    assert_eq!(
+        jobs["message"][0]["filename"], "cube_20mm_PLA_23m.gcode",
+        "{jobs}"
+    );
+
+    // Signing out ends the browser session.
+    let res = browser
+        .post(make_url(host, "quickprint/sign_out"))
+        .header("Cookie", &cookie)
+        .form(&[("csrf", csrf.as_str()), ("file_id", file_id)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 303);
+    let html = browser
+        .get(&url)
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("quickprint/sign_in"),
+        "still signed in: {html}"
+    );
+}
+
+/// Registers a device and redeems its code as the user (who then owns the printer).
+async fn pair_printer(app: &TestApp, session: &str, snr: &str, kind: &str) -> i64 {
+    let prefix = "/apiprinter/v1/printer";
+    let dev = serde_json::json!({"VID": "VIRT", "PID": "VIRT", "SNR": snr, "type": kind, "name": snr});
+    let reg: Value = app
+        .client
+        .post(app.url(&format!("{prefix}/register")))
+        .json(&dev)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let code = reg["registration_code"].as_str().unwrap().to_string();
+    let (status, body) = app
+        .post(
+            "/apiglobal/add_printer_by_registration_code",
+            &[("session", session), ("registration_code", &code)],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["message"]["printer_id"].as_i64().unwrap()
 }

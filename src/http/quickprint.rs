@@ -1,0 +1,325 @@
+//! `/quickprint?file_id=N`: where slicers send the person after "upload and print" (OrcaSlicer
+//! opens it in the browser). The person signs in (a browser session in an HttpOnly,
+//! SameSite=Strict cookie), picks one of the printers they may use, and prints or queues the
+//! file through the same `print_file` rule as the Global API. A plain page for now; the web
+//! console will restyle it.
+
+use actix_web::cookie::{time::Duration as CookieDuration, Cookie, SameSite};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use sha2::{Digest, Sha256};
+
+use crate::db::models::User;
+use crate::error::Error;
+use crate::http::apiglobal::{client_addr, Form};
+use crate::http::noauth::{error_page, escape, page};
+use crate::services::{jobs, quickprint, sessions};
+use crate::AppState;
+
+pub const COOKIE: &str = "printfarm_session";
+const TITLE: &str = "Print your file";
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/quickprint")
+            .route(web::get().to(show))
+            .route(web::post().to(print)),
+    )
+    .service(web::resource("/quickprint/sign_in").route(web::post().to(sign_in)))
+    .service(web::resource("/quickprint/sign_out").route(web::post().to(sign_out)));
+}
+
+/// The form token that proves a POST comes from our own page: derived from the session, so
+/// another site can neither read nor forge it (and the cookie is SameSite=Strict besides).
+fn csrf_token(session: &str) -> String {
+    hex::encode(Sha256::digest(
+        format!("quickprint-csrf:{session}").as_bytes(),
+    ))
+}
+
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+fn file_id_of(raw: Option<&str>) -> Result<i64, Error> {
+    raw.and_then(|v| v.trim().parse::<i64>().ok())
+        .filter(|id| *id > 0)
+        .ok_or_else(|| Error::bad_request("file_id must be a file id (a positive number)"))
+}
+
+/// The signed-in user of this browser, with the session token.
+async fn browser_user(state: &web::Data<AppState>, req: &HttpRequest) -> Option<(User, String)> {
+    let token = req.cookie(COOKIE)?.value().to_string();
+    if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let policy = state.session_policy.clone();
+    let t = token.clone();
+    let user = state
+        .db(move |c| sessions::authenticate(c, &policy, &t).map(|a| a.user))
+        .await
+        .ok()?;
+    Some((user, token))
+}
+
+fn sign_in_form(file_id: i64, message: Option<&str>) -> String {
+    format!(
+        "<p>Sign in to print file {file_id}.</p>{}\
+         <form method=\"post\" action=\"/quickprint/sign_in\">\
+         <input type=\"hidden\" name=\"file_id\" value=\"{file_id}\">\
+         <label>Email<input type=\"email\" name=\"username\" required autocomplete=\"username\"></label>\
+         <label>Password<input type=\"password\" name=\"password\" required autocomplete=\"current-password\"></label>\
+         <button type=\"submit\">Sign in</button></form>",
+        message
+            .map(|m| format!("<p class=\"error\">{}</p>", escape(m)))
+            .unwrap_or_default()
+    )
+}
+
+fn query_file_id(req: &HttpRequest) -> Result<i64, Error> {
+    let q = url::form_urlencoded::parse(req.query_string().as_bytes())
+        .find(|(k, _)| k == "file_id")
+        .map(|(_, v)| v.into_owned());
+    file_id_of(q.as_deref())
+}
+
+async fn show(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let file_id = match query_file_id(&req) {
+        Ok(id) => id,
+        Err(e) => return error_page(TITLE, &e),
+    };
+    let Some((user, session)) = browser_user(&state, &req).await else {
+        return page(StatusCode::OK, TITLE, &sign_in_form(file_id, None));
+    };
+    let offline = chrono::Duration::seconds(state.config.printers.offline_after_secs);
+    let email = user.email.clone();
+    let offer = match state
+        .db(move |c| quickprint::offer(c, &user, file_id, offline, crate::db::now()))
+        .await
+    {
+        Ok(o) => o,
+        Err(e) => return error_page(TITLE, &e),
+    };
+    let who = format!(
+        "<form method=\"post\" action=\"/quickprint/sign_out\" class=\"muted\">Signed in as <b>{}</b>\
+         <input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"file_id\" value=\"{file_id}\">\
+         <button type=\"submit\">Sign out</button></form>",
+        escape(&email),
+        csrf_token(&session)
+    );
+    let file = format!(
+        "<p>File <b>{}</b> ({} bytes).</p>",
+        escape(&offer.file.filename),
+        offer.file.size
+    );
+    if offer.choices.is_empty() {
+        return page(
+            StatusCode::OK,
+            TITLE,
+            &format!(
+                "{who}{file}<p class=\"error\">There is no printer you may use for this file \
+                 (ask an admin for access to a printer of its type).</p>"
+            ),
+        );
+    }
+    let options: String = offer
+        .choices
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            format!(
+                "<label class=\"choice\"><input type=\"radio\" name=\"printer_id\" value=\"{}\"{}>\
+                 <span><b>{}</b> · {} · {}{}</span></label>",
+                c.printer.id,
+                if i == 0 { " checked" } else { "" },
+                escape(&c.printer.name),
+                escape(c.type_name.as_deref().unwrap_or("unknown type")),
+                escape(&c.state),
+                if c.may_start { "" } else { " · queue only" }
+            )
+        })
+        .collect();
+    page(
+        StatusCode::OK,
+        TITLE,
+        &format!(
+            "{who}{file}<form method=\"post\" action=\"/quickprint\">\
+             <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+             <input type=\"hidden\" name=\"file_id\" value=\"{file_id}\">\
+             <fieldset><legend>Printer</legend>{options}</fieldset>\
+             <button type=\"submit\" name=\"action\" value=\"print\">Print now</button>\
+             <button type=\"submit\" name=\"action\" value=\"queue\">Add to the queue</button></form>",
+            csrf_token(&session)
+        ),
+    )
+}
+
+fn see_other(location: &str) -> actix_web::HttpResponseBuilder {
+    let mut b = HttpResponse::SeeOther();
+    b.insert_header(("Location", location.to_string()))
+        .insert_header(("Cache-Control", "no-store"));
+    b
+}
+
+fn session_cookie(state: &AppState, value: String, max_age: CookieDuration) -> Cookie<'static> {
+    Cookie::build(COOKIE, value)
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(state.config.server.public_url.starts_with("https://"))
+        .max_age(max_age)
+        .finish()
+}
+
+async fn sign_in(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: Result<Form, Error>,
+) -> HttpResponse {
+    let Form(p) = match form {
+        Ok(f) => f,
+        Err(e) => return error_page(TITLE, &e),
+    };
+    let file_id = match file_id_of(p.str("file_id")) {
+        Ok(id) => id,
+        Err(e) => return error_page(TITLE, &e),
+    };
+    let username = p.str("username").unwrap_or_default().to_string();
+    let password = p.raw("password").unwrap_or_default().to_string();
+    let addr = client_addr(&req, state.config.server.trust_forwarded_for);
+    let st = state.clone();
+    let signed_in = web::block(move || {
+        sessions::login(
+            &st.pool,
+            &st.hasher,
+            &st.session_policy,
+            &username,
+            &password,
+            &addr,
+        )
+    })
+    .await
+    .map_err(Error::from)
+    .and_then(|r| r);
+    match signed_in {
+        Ok(outcome) => {
+            let idle = state.session_policy.idle.num_seconds();
+            see_other(&format!("/quickprint?file_id={file_id}"))
+                .cookie(session_cookie(
+                    &state,
+                    outcome.token,
+                    CookieDuration::seconds(idle),
+                ))
+                .finish()
+        }
+        Err(e) => {
+            use actix_web::ResponseError;
+            page(
+                e.status_code(),
+                TITLE,
+                &sign_in_form(file_id, Some(&e.to_string())),
+            )
+        }
+    }
+}
+
+/// Checks the form's CSRF token against the browser's session.
+async fn checked_user(
+    state: &web::Data<AppState>,
+    req: &HttpRequest,
+    p: &crate::http::apiglobal::form::Params,
+) -> Result<(User, String), Error> {
+    let (user, session) = browser_user(state, req)
+        .await
+        .ok_or_else(|| Error::Unauthorized("Sign in first (your session ended)".into()))?;
+    if !same(p.str("csrf").unwrap_or_default(), &csrf_token(&session)) {
+        return Err(Error::forbidden(
+            "This form did not come from this page; reload it and try again",
+        ));
+    }
+    Ok((user, session))
+}
+
+async fn print(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: Result<Form, Error>,
+) -> HttpResponse {
+    let Form(p) = match form {
+        Ok(f) => f,
+        Err(e) => return error_page(TITLE, &e),
+    };
+    let (user, _) = match checked_user(&state, &req, &p).await {
+        Ok(u) => u,
+        Err(e) => return error_page(TITLE, &e),
+    };
+    let file_id = match file_id_of(p.str("file_id")) {
+        Ok(id) => id,
+        Err(e) => return error_page(TITLE, &e),
+    };
+    let printer_id = match p
+        .str("printer_id")
+        .and_then(|v| v.trim().parse::<i64>().ok())
+    {
+        Some(id) => id,
+        None => return error_page(TITLE, &Error::bad_request("Choose a printer")),
+    };
+    let only_queue = match p.str("action") {
+        Some("print") => false,
+        Some("queue") => true,
+        _ => {
+            return error_page(
+                TITLE,
+                &Error::bad_request("action must be \"print\" or \"queue\""),
+            )
+        }
+    };
+    let ctx = state.job_context(Some(&req));
+    let created = state
+        .db(move |c| jobs::print_file(c, &user, file_id, printer_id, only_queue, &ctx))
+        .await;
+    match created {
+        Ok(c) => {
+            if c.started {
+                state.notifier.wake(c.job.printer_id);
+            }
+            let what = if c.started {
+                "is starting"
+            } else {
+                "is in the printer's queue"
+            };
+            page(
+                StatusCode::OK,
+                "Sent to the printer",
+                &format!("<p>Job {} {what}. You can close this page.</p>", c.job.id),
+            )
+        }
+        Err(e) => error_page(TITLE, &e),
+    }
+}
+
+async fn sign_out(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: Result<Form, Error>,
+) -> HttpResponse {
+    let Form(p) = match form {
+        Ok(f) => f,
+        Err(e) => return error_page(TITLE, &e),
+    };
+    let (_, session) = match checked_user(&state, &req, &p).await {
+        Ok(u) => u,
+        Err(e) => return error_page(TITLE, &e),
+    };
+    let _ = state.db(move |c| sessions::logout(c, &session)).await;
+    let back = file_id_of(p.str("file_id"))
+        .map(|id| format!("/quickprint?file_id={id}"))
+        .unwrap_or_else(|_| "/quickprint".into());
+    see_other(&back)
+        .cookie(session_cookie(&state, String::new(), CookieDuration::ZERO))
+        .finish()
+}
