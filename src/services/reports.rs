@@ -422,7 +422,12 @@ pub fn custom_report(
 ) -> Result<CustomReport> {
     let scope = scope_for(conn, user)?;
     let range = DateRange::parse(req.from.as_deref(), req.to.as_deref(), today)?;
-    let requested = parse_fields("fields", req.fields.iter().map(String::as_str))?;
+    // With all_fields=1, `fields` is ignored, as documented (clients send anything there).
+    let requested = if req.all_fields {
+        Vec::new()
+    } else {
+        parse_fields("fields", req.fields.iter().map(String::as_str))?
+    };
     let fields = if req.all_fields {
         Field::ALL.to_vec()
     } else if !requested.is_empty() {
@@ -629,8 +634,10 @@ impl CustomReport {
                         Cell::Text(status_word(r.status_id, r.cancel_reason.as_deref()))
                     }
                     Field::PrintTime => Cell::Text(hms(i64::from(r.printing_duration))),
+                    // The column promises H:MM:SS: a job that never ran printed for 0:00:00
+                    // (dashboards split this text; a null crashed one).
                     Field::RealPrintTime => match r.started_at {
-                        None => Cell::Null,
+                        None => Cell::Text(hms(0)),
                         Some(s) if r.status_id == job_status::IN_PROGRESS => {
                             Cell::Text(hms((now - s).num_seconds()))
                         }

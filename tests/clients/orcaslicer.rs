@@ -630,7 +630,8 @@ async fn quickprint_in_browser(app: &TestApp, host: &str, session: &str, file_id
 /// Registers a device and redeems its code as the user (who then owns the printer).
 async fn pair_printer(app: &TestApp, session: &str, snr: &str, kind: &str) -> i64 {
     let prefix = "/apiprinter/v1/printer";
-    let dev = serde_json::json!({"VID": "VIRT", "PID": "VIRT", "SNR": snr, "type": kind, "name": snr});
+    let dev =
+        serde_json::json!({"VID": "VIRT", "PID": "VIRT", "SNR": snr, "type": kind, "name": snr});
     let reg: Value = app
         .client
         .post(app.url(&format!("{prefix}/register")))
