@@ -177,7 +177,8 @@ async fn files_uploads_and_printability(app: &TestApp) {
         ]
     );
     let fid = body["file_id"].as_str().unwrap().to_string();
-    assert_eq!(body["file_size"], json!(684));
+    // Megabytes, as Cloud Slicer's contract has it (MiB, to the byte).
+    assert_eq!(body["file_size"], json!(0.000652));
     upload(
         app,
         "/v1/file",
@@ -448,6 +449,20 @@ async fn quotes_priced_from_the_gcode(app: &TestApp) {
     assert_eq!(status, 200);
     assert_eq!(d["quote_config"]["currency"], "EUR");
     assert_eq!(d["printer_config"]["fill_density"], 15);
+    // Every value used, defaults included (not only what the request named).
+    assert_eq!(d["printer_config"]["bed_size_x"], 250, "{d}");
+    assert_eq!(d["printer_config"]["first_layer_speed"], 50, "{d}");
+    assert_eq!(d["printer_config"]["filament_type"], "PLA", "{d}");
+    assert!(d["quote_config"]["cost_per_hour"].is_number(), "{d}");
+    // Quote G-code is not an upload.
+    let (_, list) = get(app, "/v1/user/uploads", Some(&t)).await;
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .all(|u| !u["file_name"].as_str().unwrap().ends_with(".gcode")),
+        "{list}"
+    );
     assert_eq!(
         post_quote(app, &t, &format!("/v1/file/quote/{fid}"), json!({}))
             .await
@@ -509,7 +524,9 @@ async fn quotes_priced_from_the_gcode(app: &TestApp) {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    assert!(body["removed_gcode_path"].is_string());
+    // The quote's own gcode_path, never a storage key.
+    let path = body["removed_gcode_path"].as_str().unwrap();
+    assert!(path.starts_with(&format!("quotes/{qid}/")), "{path}");
     assert_eq!(
         app.client
             .get(app.url(&format!("/v1/quote/gcode/{qid}")))
@@ -733,7 +750,7 @@ async fn a_100k_triangle_quote_matches_its_gcode(app: &TestApp) {
     assert_eq!(q["currency"], "EUR");
     assert_eq!(
         q["gcode_file_size"].as_f64(),
-        Some(gcode.len() as f64 / 1_000_000.0)
+        Some((gcode.len() as f64 / 1_048_576.0 * 1e6).round() / 1e6)
     );
     // A minimum price above the sum wins; time and grams stay the same model's.
     let (status, q2) = quote_to_end(

@@ -293,8 +293,13 @@ fn delete_quote_rows(conn: &mut DbConn, q: &Quote) -> Result<Removed> {
     Ok(removed)
 }
 
-/// Deletes the caller's quote and its G-code.
-pub fn delete_quote(conn: &mut DbConn, user: &User, uuid: &str) -> Result<(Quote, Removed)> {
+/// Deletes the caller's quote and its G-code; answers the quote, its G-code file as it was
+/// (for the path the quote had answered) and the storage keys to remove.
+pub fn delete_quote(
+    conn: &mut DbConn,
+    user: &User,
+    uuid: &str,
+) -> Result<(Quote, Option<StoredFile>, Removed)> {
     db::write_transaction(conn, |c| {
         let q = quotes::table
             .filter(quotes::uuid.eq(uuid))
@@ -302,9 +307,62 @@ pub fn delete_quote(conn: &mut DbConn, user: &User, uuid: &str) -> Result<(Quote
             .first::<Quote>(c)
             .optional()?
             .ok_or_else(|| Error::not_found(format!("Quote {uuid} not found")))?;
+        let gcode = match q.gcode_file_id {
+            Some(id) => StoredFile::find(c, id)?,
+            None => None,
+        };
         let removed = delete_quote_rows(c, &q)?;
-        Ok((q, removed))
+        Ok((q, gcode, removed))
     })
+}
+
+/// `GET /v1/user/uploads`: the files the user uploaded, newest first; G-code made by slicing
+/// (quotes, `slice`) is not an upload.
+pub fn uploads(conn: &mut DbConn, user: &User) -> Result<Vec<StoredFile>> {
+    let sliced = slice_jobs::table
+        .filter(slice_jobs::user_id.eq(user.id))
+        .filter(slice_jobs::output_file_id.is_not_null())
+        .select(slice_jobs::output_file_id.assume_not_null());
+    let quoted = quotes::table
+        .filter(quotes::user_id.eq(user.id))
+        .filter(quotes::gcode_file_id.is_not_null())
+        .select(quotes::gcode_file_id.assume_not_null());
+    Ok(files::table
+        .filter(files::user_id.eq(user.id))
+        .filter(files::state.eq("ready"))
+        .filter(diesel::dsl::not(files::id.eq_any(sliced)))
+        .filter(diesel::dsl::not(files::id.eq_any(quoted)))
+        .order(files::id.desc())
+        .load(conn)?)
+}
+
+/// Cloud Slicer's `printer_config` defaults (and ours for the extension fields).
+const PRINTER_CONFIG_DEFAULTS: &str = r#"{"bed_size_x": 210, "bed_size_y": 210,
+  "bed_size_z": 250, "print_speed": 100, "first_layer_speed": 50, "nozzle_diameter": 0.4,
+  "layer_height": 0.2, "perimeters": 3, "top_solid_layers": 3, "bottom_solid_layers": 3,
+  "fill_density": 20, "support_material": false, "color": "white", "filament_type": "PLA",
+  "temperature": 210, "bed_temperature": 60, "filament_diameter": 1.75,
+  "filament_density": 1.24}"#;
+
+/// The `printer_config` a quote was made with: the defaults with what the request gave on
+/// top (its own extra keys included), so a client sees every value used, not `{}`.
+pub fn printer_config_used(given: &Value) -> Value {
+    let mut used: Value =
+        serde_json::from_str(PRINTER_CONFIG_DEFAULTS).expect("static printer_config defaults");
+    if let (Some(out), Some(given)) = (used.as_object_mut(), given.as_object()) {
+        for (k, v) in given {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    used
+}
+
+/// The `quote_config` a quote was priced with (defaults filled in).
+pub fn quote_config_used(given: &Value) -> Value {
+    serde_json::from_value::<QuoteConfig>(given.clone())
+        .ok()
+        .and_then(|c| serde_json::to_value(c).ok())
+        .unwrap_or_else(|| given.clone())
 }
 
 /// Deletes the caller's file with its quotes (and their G-code). A file printed by a job

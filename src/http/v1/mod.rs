@@ -15,7 +15,7 @@ use utoipa::openapi::RefOr;
 use utoipa::{IntoResponses, ToSchema};
 
 use crate::db::models::{Quote, StoredFile, User};
-use crate::db::schema::{files, upload_ids};
+use crate::db::schema::upload_ids;
 use crate::error::Error;
 use crate::http::upload;
 use crate::services::files::UploadMeta;
@@ -231,10 +231,10 @@ pub struct DataUsage {
     pub quotes_used: i64,
     /// 0 for no limit.
     pub quotes_limit: i64,
-    /// Bytes.
-    pub storage_used: i64,
-    /// Bytes; 0 for no limit.
-    pub storage_limit: i64,
+    /// MB (MiB, like `v1.storage_limit_mb`).
+    pub storage_used: f64,
+    /// MB; 0 for no limit.
+    pub storage_limit: f64,
     pub files: i64,
     pub days_till_reset: i64,
     #[schema(example = "2027-01-01")]
@@ -273,14 +273,20 @@ async fn user(state: web::Data<AppState>, ApiUser(u): ApiUser) -> V1Result {
         data_usage: DataUsage {
             quotes_used: usage.quotes_used,
             quotes_limit: cfg.quotes_per_month,
-            storage_used: usage.storage_used,
-            storage_limit: cfg.storage_limit_mb * 1024 * 1024,
+            storage_used: megabytes(usage.storage_used),
+            storage_limit: cfg.storage_limit_mb as f64,
             files: usage.files,
             days_till_reset: (next_month - now.date()).num_days(),
             reset_date: next_month.to_string(),
             last_updated: ts(now),
         },
     }))
+}
+
+/// Cloud Slicer gives sizes in megabytes: here MiB (the unit of `v1.storage_limit_mb`),
+/// to the byte (six decimals).
+fn megabytes(bytes: i64) -> f64 {
+    (bytes as f64 / 1_048_576.0 * 1e6).round() / 1e6
 }
 
 /// An uploaded file.
@@ -293,8 +299,8 @@ pub struct UploadRecord {
     pub status: String,
     pub timestamp: String,
     pub file_name: String,
-    /// Bytes.
-    pub file_size: i64,
+    /// MB (MiB).
+    pub file_size: f64,
 }
 
 fn upload_record(f: &StoredFile) -> UploadRecord {
@@ -305,7 +311,7 @@ fn upload_record(f: &StoredFile) -> UploadRecord {
         status: "success".into(),
         timestamp: ts(f.created_at),
         file_name: f.filename.clone(),
-        file_size: f.size,
+        file_size: megabytes(f.size),
     }
 }
 
@@ -313,16 +319,7 @@ fn upload_record(f: &StoredFile) -> UploadRecord {
 #[utoipa::path(get, path = "/v1/user/uploads", tag = "v1 Account", security(("api_token" = [])),
     responses((status = 200, body = Vec<UploadRecord>), V1Failures))]
 async fn uploads(state: web::Data<AppState>, ApiUser(u): ApiUser) -> V1Result {
-    use diesel::prelude::*;
-    let list: Vec<StoredFile> = state
-        .db(move |c| {
-            Ok(files::table
-                .filter(files::user_id.eq(u.id))
-                .filter(files::state.eq("ready"))
-                .order(files::id.desc())
-                .load(c)?)
-        })
-        .await?;
+    let list = state.db(move |c| quotes::uploads(c, &u)).await?;
     Ok(HttpResponse::Ok().json(list.iter().map(upload_record).collect::<Vec<_>>()))
 }
 
@@ -796,7 +793,7 @@ async fn quote_body(state: &AppState, q: &Quote, details: bool) -> V1Result<Quot
     let fid = q.file_id;
     let model = state.db(move |c| Ok(StoredFile::find(c, fid)?)).await?;
     let secs = q.estimated_time_seconds.unwrap_or(0);
-    let config = |text: &str| Some(serde_json::from_str(text).unwrap_or(json!({})));
+    let given = |text: &str| serde_json::from_str::<Value>(text).unwrap_or(json!({}));
     Ok(QuoteBody {
         quote_id: q.uuid.clone(),
         user_id: q.user_id.to_string(),
@@ -810,7 +807,7 @@ async fn quote_body(state: &AppState, q: &Quote, details: bool) -> V1Result<Quot
             .as_ref()
             .map(|g| format!("quotes/{}/{}", q.uuid, g.filename)),
         gcode_name: gcode.as_ref().map(|g| g.filename.clone()),
-        gcode_file_size: gcode.as_ref().map_or(0.0, |g| g.size as f64 / 1_000_000.0),
+        gcode_file_size: gcode.as_ref().map_or(0.0, |g| megabytes(g.size)),
         estimated_time: human(secs),
         estimated_time_seconds: secs,
         filament_weight: q.filament_weight.unwrap_or(0.0),
@@ -820,8 +817,8 @@ async fn quote_body(state: &AppState, q: &Quote, details: bool) -> V1Result<Quot
         time_cost: q.time_cost.unwrap_or(0.0),
         filament_used_mm: q.filament_used_mm.unwrap_or(0.0),
         error: q.error.clone(),
-        printer_config: details.then(|| config(&q.printer_config)).flatten(),
-        quote_config: details.then(|| config(&q.quote_config)).flatten(),
+        printer_config: details.then(|| quotes::printer_config_used(&given(&q.printer_config))),
+        quote_config: details.then(|| quotes::quote_config_used(&given(&q.quote_config))),
     })
 }
 
@@ -945,16 +942,18 @@ async fn delete_quote(
 ) -> V1Result {
     let uuid = path.into_inner();
     let me = u.clone();
-    let (q, removed) = state
+    let (q, gcode, removed) = state
         .db(move |c| quotes::delete_quote(c, &me, &uuid))
         .await?;
     remove_keys(&state, &removed).await;
+    // The path the quote answered as its `gcode_path` (null when it never had G-code).
+    let gcode_path = gcode.map(|g| format!("quotes/{}/{}", q.uuid, g.filename));
     Ok(HttpResponse::Ok().json(DeletedQuote {
         user_id: u.id.to_string(),
         quote_id: q.uuid,
         status: "success".into(),
         timestamp: ts(crate::db::now()),
-        removed_gcode_path: removed.iter().find(|k| k.starts_with("files/")).cloned(),
+        removed_gcode_path: gcode_path,
     }))
 }
 
