@@ -200,6 +200,9 @@ async fn stop_requested(notifier: Arc<services::notify::Notifier>) {
     }
     tracing::info!("shutting down");
     notifier.shut_down();
+    // Running slices are lost anyway (their lease runs out and another worker retries them):
+    // do not leave their slicers running without a server.
+    slicer::kill_running();
 }
 
 fn tracing_actix() -> middleware::Logger {

@@ -623,6 +623,15 @@ async fn slicer_failures_are_clear_and_leave_nothing(app: &TestApp) {
     assert_eq!(ids, models, "only the uploaded models remain");
 }
 
+fn limits(secs: u64) -> printfarm::slicer::Limits {
+    printfarm::slicer::Limits {
+        time: std::time::Duration::from_secs(secs),
+        cpu_secs: 600,
+        memory_bytes: 4096 << 20,
+        output_bytes: 512 << 20,
+    }
+}
+
 /// The driver itself against the real PrusaSlicer: each way it refuses a model is named.
 #[actix_web::test]
 async fn driver_names_each_failure() {
@@ -635,16 +644,7 @@ async fn driver_names_each_failure() {
         let model = dir.path().join(name);
         std::fs::write(&model, bytes).unwrap();
         let (ini, out) = (ini.clone(), out.clone());
-        async move {
-            run(
-                "prusa-slicer",
-                &ini,
-                &model,
-                &out,
-                std::time::Duration::from_secs(120),
-            )
-            .await
-        }
+        async move { run("prusa-slicer", &ini, &model, &out, &limits(120)).await }
     };
     // Bytes that are no mesh at all (more than a binary STL header's worth).
     let (result, log) = slice_file("model.stl", b"garbage ".repeat(64)).await;
@@ -684,16 +684,19 @@ async fn driver_names_each_failure() {
         .contains("; estimated printing time"));
     // A slicer that is not installed is named as such.
     let model = dir.path().join("cube.stl");
+    let never = tempfile::tempdir().unwrap();
     let (result, _) = run(
         "/nonexistent/prusa-slicer",
         &ini,
         &model,
-        &dir.path().join("never.gcode"),
-        std::time::Duration::from_secs(5),
+        &never.path().join("never.gcode"),
+        &limits(5),
     )
     .await;
     match result {
-        Err(SliceError::Failed(msg)) => assert!(msg.contains("cannot run"), "{msg}"),
+        Err(SliceError::Failed(msg)) => {
+            assert!(msg.contains("cannot start") && !msg.contains('/'), "{msg}")
+        }
         other => panic!("{other:?}"),
     }
 }
