@@ -160,7 +160,7 @@ fn run() -> anyhow::Result<()> {
             actix_web::rt::System::new().block_on(async move {
                 printfarm::slicer::worker::spawn(state.clone(), n, state.slice_wake.clone());
                 let stopped = tokio::signal::ctrl_c().await;
-                printfarm::slicer::kill_running();
+                state.slicers.kill_all();
                 stopped
             })?;
             Ok(())
@@ -177,8 +177,9 @@ fn serve(config: Config) -> anyhow::Result<()> {
     actix_web::rt::System::new().block_on(async move {
         printfarm::spawn_background(state.clone());
         // actix stops on SIGINT/SIGTERM and lets in-flight requests finish (shutdown_timeout).
+        let slicers = state.slicers.clone();
         let served = printfarm::server(state, listener)?.await;
-        printfarm::slicer::kill_running();
+        slicers.kill_all();
         served
     })?;
     tracing::info!("printfarm stopped");

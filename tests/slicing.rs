@@ -20,6 +20,7 @@ backend_tests!(
 );
 backend_cases!(
     slow_slices_are_stopped,
+    shutdown_kills_running_slicers,
     a_killed_worker_s_slice_finishes_once_after_restart
 );
 
@@ -749,7 +750,10 @@ async fn driver_names_each_failure() {
         let model = dir.path().join(name);
         std::fs::write(&model, bytes).unwrap();
         let (ini, out) = (ini.clone(), out.clone());
-        async move { run("prusa-slicer", &ini, &model, &out, &limits(120)).await }
+        async move {
+            let running = printfarm::slicer::Running::default();
+            run("prusa-slicer", &ini, &model, &out, &limits(120), &running).await
+        }
     };
     // Bytes that are no mesh at all (more than a binary STL header's worth).
     let (result, log) = slice_file("model.stl", b"garbage ".repeat(64)).await;
@@ -796,6 +800,7 @@ async fn driver_names_each_failure() {
         &model,
         &never.path().join("never.gcode"),
         &limits(5),
+        &Default::default(),
     )
     .await;
     match result {
@@ -1038,4 +1043,38 @@ async fn config_embedded_in_a_3mf_never_reaches_the_slicer(app: &TestApp) {
         !gcode.contains("INJECTED"),
         "the 3MF's G-code template was used"
     );
+}
+
+/// Stopping the server kills its running slicers' whole process groups (the slice itself is
+/// retried by the next instance, as after any crash).
+async fn shutdown_kills_running_slicers(db: Db) {
+    let Some(app) = TestApp::start(db, &[("PRINTFARM_SLICER__TIME_LIMIT_SECS", "120")]).await
+    else {
+        return;
+    };
+    let s = app.login_new_user("maker@example.com").await;
+    let sphere = upload(&app, &s, "sphere.stl", sphere_stl(40.0, 400)).await;
+    let (status, body) = slice(&app, &s, sphere, mk4(), &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let staging = app.state.config.storage.staging_dir.clone();
+    let mut seen = None;
+    for _ in 0..500 {
+        if let Some(p) = slicers_under(&staging).into_iter().next() {
+            seen = Some(p);
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let slicer = seen.expect("the slicer process was seen running");
+    assert_eq!(app.state.slicers.list(), vec![slicer.pgid]);
+    app.stop().await;
+    let mut left = group_members(slicer.pgid);
+    for _ in 0..100 {
+        if left.is_empty() {
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+        left = group_members(slicer.pgid);
+    }
+    assert!(left.is_empty(), "still running after shutdown: {left:?}");
 }

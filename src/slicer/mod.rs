@@ -410,43 +410,47 @@ impl Limits {
     }
 }
 
-/// Process groups of the slicers running in this process, so shutdown can kill them.
-static RUNNING: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
+/// The process groups of the slicers one server instance runs, so its shutdown can kill them
+/// (a process may hold several instances, as the tests do).
+#[derive(Debug, Default)]
+pub struct Running(std::sync::Mutex<Vec<i32>>);
 
-/// Kills every running slicer's whole process group (server shutdown). Each slice's own
-/// guard reaps its child.
-pub fn kill_running() {
-    let groups = RUNNING.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    for pgid in groups {
-        // SAFETY: killpg only sends a signal; the group is one we created and still track.
-        unsafe { libc::killpg(pgid, libc::SIGKILL) };
+impl Running {
+    fn groups(&self) -> std::sync::MutexGuard<'_, Vec<i32>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
-}
 
-/// Process groups of running slicers (their leader's pid), for tests and diagnostics.
-pub fn running_groups() -> Vec<i32> {
-    RUNNING.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    /// Kills every running slicer's whole process group (server shutdown). Each slice's own
+    /// guard reaps its child.
+    pub fn kill_all(&self) {
+        for &pgid in self.groups().iter() {
+            // SAFETY: killpg only sends a signal to a group we created and still track.
+            unsafe { libc::killpg(pgid, libc::SIGKILL) };
+        }
+    }
+
+    /// The process groups (their leader's pid) of the running slicers.
+    pub fn list(&self) -> Vec<i32> {
+        self.groups().clone()
+    }
 }
 
 /// Owns a running slicer's process group: kills the whole group when dropped (a timeout, a
 /// cancelled slice, a panic), so no helper process outlives the slice.
-struct Group(i32);
+struct Group<'a>(i32, &'a Running);
 
-impl Group {
-    fn new(pgid: i32) -> Group {
-        RUNNING.lock().unwrap_or_else(|e| e.into_inner()).push(pgid);
-        Group(pgid)
+impl<'a> Group<'a> {
+    fn new(pgid: i32, running: &'a Running) -> Group<'a> {
+        running.groups().push(pgid);
+        Group(pgid, running)
     }
 }
 
-impl Drop for Group {
+impl Drop for Group<'_> {
     fn drop(&mut self) {
-        // SAFETY: as in kill_running; a group that already ended makes killpg fail (ESRCH).
+        // SAFETY: as in kill_all; a group that already ended makes killpg fail (ESRCH).
         unsafe { libc::killpg(self.0, libc::SIGKILL) };
-        RUNNING
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|&g| g != self.0);
+        self.1.groups().retain(|&g| g != self.0);
     }
 }
 
@@ -498,6 +502,7 @@ pub async fn run(
     model: &Path,
     output: &Path,
     limits: &Limits,
+    running: &Running,
 ) -> (Result<(), SliceError>, String) {
     let failed = |what: &str, e: std::io::Error| {
         tracing::warn!(error = %e, slicer = exe, "{what}");
@@ -556,7 +561,7 @@ pub async fn run(
     let Some(pid) = child.id() else {
         return failed("spawn", std::io::Error::other("no pid"));
     };
-    let group = Group::new(pid as i32);
+    let group = Group::new(pid as i32, running);
     let waited = tokio::time::timeout(limits.time, child.wait()).await;
     // Kill the whole group (PrusaSlicer's helpers too) whatever happened, then reap.
     drop(group);

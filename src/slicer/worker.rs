@@ -128,6 +128,7 @@ async fn run(state: &AppState, job: &SliceJob, owner: &str) -> Result<()> {
         &model,
         &output,
         &limits,
+        &state.slicers,
     )
     .await;
     drop(permit);
