@@ -21,6 +21,7 @@ backend_tests!(
 backend_cases!(
     slow_slices_are_stopped,
     shutdown_kills_running_slicers,
+    slicer_resource_limits_end_the_slice_clearly,
     a_killed_worker_s_slice_finishes_once_after_restart
 );
 
@@ -1077,4 +1078,44 @@ async fn shutdown_kills_running_slicers(db: Db) {
         left = group_members(slicer.pgid);
     }
     assert!(left.is_empty(), "still running after shutdown: {left:?}");
+}
+
+/// The slicer's CPU-time and output-size limits end a slice with a clear reason (no server
+/// path, no slicer output) and leave no output behind.
+async fn slicer_resource_limits_end_the_slice_clearly(db: Db) {
+    for (key, value, needle) in [
+        (
+            "PRINTFARM_SLICER__CPU_LIMIT_SECS",
+            "1",
+            "ran out of CPU time",
+        ),
+        (
+            "PRINTFARM_SLICER__MAX_OUTPUT_MB",
+            "1",
+            "larger than this server allows",
+        ),
+    ] {
+        let Some(app) = TestApp::start(db, &[(key, value)]).await else {
+            return;
+        };
+        let s = app.login_new_user("maker@example.com").await;
+        let sphere = upload(&app, &s, "sphere.stl", sphere_stl(40.0, 400)).await;
+        let (status, body) = slice(&app, &s, sphere, mk4(), &[]).await;
+        assert_eq!(status, 200, "{body}");
+        let done = wait_done(&app, &s, body["message"]["job_id"].as_str().unwrap()).await;
+        assert_eq!(done["status"], "failed", "{key}: {done}");
+        let error = done["error"].as_str().unwrap();
+        assert!(error.contains(needle), "{key}: {error}");
+        assert!(!error.contains('/'), "{key}: {error}");
+        assert_eq!(done["output_file_id"], Value::Null);
+        let mut c = app.conn();
+        let reserved: i64 = files::table
+            .filter(files::state.eq("reserved"))
+            .count()
+            .get_result(&mut *c)
+            .unwrap();
+        assert_eq!(reserved, 0);
+        drop(c);
+        app.stop().await;
+    }
 }

@@ -587,6 +587,9 @@ pub async fn run(
         SliceError::Unreadable(loader_reason(&log, model))
     } else if log.contains("No layers were detected") {
         SliceError::NoLayers
+    } else if log.contains("bad_alloc") {
+        // Its memory limit (RLIMIT_DATA): allocation failed.
+        SliceError::Failed("the slicer ran out of memory".into())
     } else if log.contains("could not fit")
         || status.signal() == Some(libc::SIGABRT)
         || status.code() == Some(134)
@@ -598,8 +601,6 @@ pub async fn run(
         SliceError::Failed("the slicer was stopped".into())
     } else if status.signal() == Some(libc::SIGXFSZ) {
         SliceError::Failed("the G-code would be larger than this server allows".into())
-    } else if log.contains("bad_alloc") || log.contains("std::bad_alloc") {
-        SliceError::Failed("the slicer ran out of memory".into())
     } else if status.code() == Some(1) {
         SliceError::InvalidSetting(tail(&log, 3))
     } else {
