@@ -332,8 +332,8 @@ fn reason(detail: &str) -> String {
     }
 }
 
-/// PrusaSlicer's last `[error]` log line, with the slice folder's path cut to the file name
-/// (the client never sees our folders).
+/// PrusaSlicer's last `[error]` log line, with every path cut to its file name (the client
+/// never sees our folders).
 fn loader_reason(log: &str, model: &Path) -> String {
     let Some(line) = log.lines().rev().find_map(|l| l.split_once("[error]")) else {
         return String::new();
@@ -342,7 +342,8 @@ fn loader_reason(log: &str, model: &Path) -> String {
     if let (Some(full), Some(name)) = (model.to_str(), model.file_name().and_then(|n| n.to_str())) {
         text = text.replace(full, name);
     }
-    text.chars().take(300).collect()
+    // Any other absolute path (a file the slicer looked for) goes too.
+    strip_paths(&text).chars().take(300).collect()
 }
 
 /// The last `n` non-empty lines of PrusaSlicer's log, as the client may see them: absolute
