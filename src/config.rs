@@ -37,6 +37,9 @@ pub struct SlicerConfig {
     pub prusa_slicer: String,
     pub max_concurrent: usize,
     pub time_limit_secs: u64,
+    pub cpu_limit_secs: u64,
+    pub memory_limit_mb: u64,
+    pub max_output_mb: u64,
     pub in_process_workers: bool,
 }
 

@@ -41,6 +41,8 @@ pub struct AppState {
     pub slice_permits: Arc<tokio::sync::Semaphore>,
     /// Wakes this instance's slice workers when a slice is queued here.
     pub slice_wake: Arc<tokio::sync::Notify>,
+    /// This instance's running slicer processes (killed on shutdown).
+    pub slicers: Arc<slicer::Running>,
 }
 
 impl AppState {
@@ -60,6 +62,7 @@ impl AppState {
                 config.slicer.max_concurrent.max(1),
             )),
             slice_wake: Arc::new(tokio::sync::Notify::new()),
+            slicers: Arc::new(slicer::Running::default()),
             config: Arc::new(config),
             pool,
             backend,
@@ -150,6 +153,7 @@ pub fn server(state: AppState, listener: TcpListener) -> std::io::Result<actix_w
     };
     let shutdown = state.config.server.shutdown_timeout_secs;
     let notifier = state.notifier.clone();
+    let slicers = state.slicers.clone();
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         App::new()
@@ -162,7 +166,7 @@ pub fn server(state: AppState, listener: TcpListener) -> std::io::Result<actix_w
     })
     .workers(workers)
     .shutdown_timeout(shutdown)
-    .shutdown_signal(stop_requested(notifier))
+    .shutdown_signal(stop_requested(notifier, slicers))
     // A client that closes its side is gone: actix then drops its request, which ends a
     // held long poll instead of keeping it until its timeout.
     .h1_allow_half_closed(false)
@@ -174,7 +178,7 @@ pub fn server(state: AppState, listener: TcpListener) -> std::io::Result<actix_w
 /// Resolves when the server should stop gracefully: SIGINT/SIGTERM, or `Notifier::shut_down`.
 /// Marks the notifier first, so held long polls answer at once instead of waiting out their
 /// timeout during the graceful shutdown.
-async fn stop_requested(notifier: Arc<services::notify::Notifier>) {
+async fn stop_requested(notifier: Arc<services::notify::Notifier>, slicers: Arc<slicer::Running>) {
     let term = async {
         use tokio::signal::unix::{signal, SignalKind};
         match signal(SignalKind::terminate()) {
@@ -200,6 +204,9 @@ async fn stop_requested(notifier: Arc<services::notify::Notifier>) {
     }
     tracing::info!("shutting down");
     notifier.shut_down();
+    // Running slices are lost anyway (their lease runs out and another worker retries them):
+    // do not leave their slicers running without a server.
+    slicers.kill_all();
 }
 
 /// Background work of a server instance: housekeeping and, unless disabled, slice workers.

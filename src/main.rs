@@ -159,7 +159,9 @@ fn run() -> anyhow::Result<()> {
             tracing::info!(workers = n, "printfarm slice workers running");
             actix_web::rt::System::new().block_on(async move {
                 printfarm::slicer::worker::spawn(state.clone(), n, state.slice_wake.clone());
-                tokio::signal::ctrl_c().await
+                let stopped = tokio::signal::ctrl_c().await;
+                state.slicers.kill_all();
+                stopped
             })?;
             Ok(())
         }
@@ -175,7 +177,10 @@ fn serve(config: Config) -> anyhow::Result<()> {
     actix_web::rt::System::new().block_on(async move {
         printfarm::spawn_background(state.clone());
         // actix stops on SIGINT/SIGTERM and lets in-flight requests finish (shutdown_timeout).
-        printfarm::server(state, listener)?.await
+        let slicers = state.slicers.clone();
+        let served = printfarm::server(state, listener)?.await;
+        slicers.kill_all();
+        served
     })?;
     tracing::info!("printfarm stopped");
     Ok(())

@@ -15,9 +15,13 @@ backend_tests!(
     slicer_failures_are_clear_and_leave_nothing,
     stls_prusaslicer_would_misread_still_slice,
     flat_models_are_refused_before_slicing,
+    dangerous_settings_are_refused_and_never_run,
+    config_embedded_in_a_3mf_never_reaches_the_slicer,
 );
 backend_cases!(
     slow_slices_are_stopped,
+    shutdown_kills_running_slicers,
+    slicer_resource_limits_end_the_slice_clearly,
     a_killed_worker_s_slice_finishes_once_after_restart
 );
 
@@ -105,7 +109,8 @@ fn sphere_stl(radius: f32, n: u32) -> Vec<u8> {
 }
 
 /// A closed pentagonal prism as OBJ with its two caps as 5-corner polygons: valid OBJ (our
-/// upload triangulates it), but PrusaSlicer 2.5's loader takes only triangles and quads.
+/// upload triangulates it), but PrusaSlicer 2.5's loader takes only triangles and quads (it
+/// slices because PrusaSlicer gets our own triangulated OBJ).
 fn pentagon_prism_obj() -> Vec<u8> {
     let mut text = String::new();
     for z in [0.0f32, 10.0] {
@@ -437,6 +442,78 @@ async fn sliced_job_prints_on_the_printer(app: &TestApp) {
     assert_eq!(jobs, 1, "only the first slice's job");
 }
 
+/// A running slicer as /proc shows it.
+#[derive(Debug)]
+struct Slicer {
+    pid: i32,
+    pgid: i32,
+    env: Vec<String>,
+    cwd: String,
+    limits: String,
+}
+
+/// The process group of a process, from /proc/<pid>/stat (the 5th field, after the command
+/// name in parentheses).
+fn pgid_of(pid: &str) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(2)?.parse().ok()
+}
+
+fn own_pgid() -> i32 {
+    pgid_of("self").unwrap()
+}
+
+/// Processes whose command line names a file under `dir` (the slicer of one test server).
+fn slicers_under(dir: &str) -> Vec<Slicer> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let pid = e.file_name().to_string_lossy().to_string();
+        let Ok(n) = pid.parse::<i32>() else { continue };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        if !String::from_utf8_lossy(&cmd).contains(dir) {
+            continue;
+        }
+        let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        let env = env
+            .split(|&b| b == 0)
+            .filter(|v| !v.is_empty())
+            .map(|v| {
+                String::from_utf8_lossy(v)
+                    .split('=')
+                    .next()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        out.push(Slicer {
+            pid: n,
+            pgid: pgid_of(&pid).unwrap_or(0),
+            env,
+            cwd: std::fs::read_link(format!("/proc/{pid}/cwd"))
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            limits: std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap_or_default(),
+        });
+    }
+    out
+}
+
+/// The pids of the processes in process group `pgid` (zombies included).
+fn group_members(pgid: i32) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_string_lossy().to_string();
+            let n = pid.parse::<i32>().ok()?;
+            (pgid_of(&pid)? == pgid).then_some(n)
+        })
+        .collect()
+}
+
 async fn slow_slices_are_stopped(db: Db) {
     let Some(app) = TestApp::start(db, &[("PRINTFARM_SLICER__TIME_LIMIT_SECS", "1")]).await else {
         return;
@@ -446,8 +523,46 @@ async fn slow_slices_are_stopped(db: Db) {
     let sphere = upload(&app, &s, "sphere.stl", sphere_stl(40.0, 400)).await;
     let (status, body) = slice(&app, &s, sphere, mk4(), &[]).await;
     assert_eq!(status, 200, "{body}");
+    // Watch this server's slicer (its command line names our staging folder) while it runs.
+    let staging = app.state.config.storage.staging_dir.clone();
+    let mut seen: Option<Slicer> = None;
+    for _ in 0..200 {
+        if let Some(p) = slicers_under(&staging).into_iter().next() {
+            seen = Some(p);
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let slicer = seen.expect("the slicer process was seen running");
+    // Its own process group, a minimal environment, an empty working folder, and limits.
+    assert_eq!(slicer.pgid, slicer.pid, "{slicer:?}");
+    assert_ne!(slicer.pgid, own_pgid(), "{slicer:?}");
+    let mut env = slicer.env.clone();
+    env.sort();
+    assert_eq!(env, ["HOME", "LC_ALL", "PATH", "TMPDIR"], "{slicer:?}");
+    assert!(slicer.cwd.contains("/work-"), "{slicer:?}");
+    for limit in ["Max cpu time", "Max data size", "Max file size"] {
+        let line = slicer
+            .limits
+            .lines()
+            .find(|l| l.starts_with(limit))
+            .unwrap();
+        assert!(!line.contains("unlimited"), "{line}");
+    }
+    let core = slicer
+        .limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    assert!(core.split_whitespace().nth(4) == Some("0"), "{core}");
     let done = wait_done(&app, &s, body["message"]["job_id"].as_str().unwrap()).await;
     assert_eq!(done["status"], "failed");
+    // The whole group was killed and reaped: no process of it remains.
+    assert!(
+        group_members(slicer.pgid).is_empty(),
+        "{:?}",
+        group_members(slicer.pgid)
+    );
     assert!(
         done["error"].as_str().unwrap().contains("longer than 1 s"),
         "{done}"
@@ -527,15 +642,7 @@ async fn a_killed_worker_s_slice_finishes_once_after_restart(db: Db) {
 /// the reserved output id unusable).
 async fn slicer_failures_are_clear_and_leave_nothing(app: &TestApp) {
     let s = app.login_new_user("maker@example.com").await;
-    let cases: [(&str, Vec<u8>, &[&str]); 3] = [
-        (
-            "prism.obj",
-            pentagon_prism_obj(),
-            &[
-                "the slicer could not read the model file",
-                "more than 4 vertices",
-            ],
-        ),
+    let cases: [(&str, Vec<u8>, &[&str]); 2] = [
         // A cube missing three faces meeting at a corner: open, no closed cross-section.
         (
             "open_box.stl",
@@ -623,6 +730,15 @@ async fn slicer_failures_are_clear_and_leave_nothing(app: &TestApp) {
     assert_eq!(ids, models, "only the uploaded models remain");
 }
 
+fn limits(secs: u64) -> printfarm::slicer::Limits {
+    printfarm::slicer::Limits {
+        time: std::time::Duration::from_secs(secs),
+        cpu_secs: 600,
+        memory_bytes: 4096 << 20,
+        output_bytes: 512 << 20,
+    }
+}
+
 /// The driver itself against the real PrusaSlicer: each way it refuses a model is named.
 #[actix_web::test]
 async fn driver_names_each_failure() {
@@ -636,14 +752,8 @@ async fn driver_names_each_failure() {
         std::fs::write(&model, bytes).unwrap();
         let (ini, out) = (ini.clone(), out.clone());
         async move {
-            run(
-                "prusa-slicer",
-                &ini,
-                &model,
-                &out,
-                std::time::Duration::from_secs(120),
-            )
-            .await
+            let running = printfarm::slicer::Running::default();
+            run("prusa-slicer", &ini, &model, &out, &limits(120), &running).await
         }
     };
     // Bytes that are no mesh at all (more than a binary STL header's worth).
@@ -684,22 +794,27 @@ async fn driver_names_each_failure() {
         .contains("; estimated printing time"));
     // A slicer that is not installed is named as such.
     let model = dir.path().join("cube.stl");
+    let never = tempfile::tempdir().unwrap();
     let (result, _) = run(
         "/nonexistent/prusa-slicer",
         &ini,
         &model,
-        &dir.path().join("never.gcode"),
-        std::time::Duration::from_secs(5),
+        &never.path().join("never.gcode"),
+        &limits(5),
+        &Default::default(),
     )
     .await;
     match result {
-        Err(SliceError::Failed(msg)) => assert!(msg.contains("cannot run"), "{msg}"),
+        Err(SliceError::Failed(msg)) => {
+            assert!(msg.contains("cannot start") && !msg.contains('/'), "{msg}")
+        }
         other => panic!("{other:?}"),
     }
 }
 
-/// STLs our upload reads but PrusaSlicer 2.5's STL reader does not: they are handed to it as
-/// OBJ written from our own reading, and slice like any other.
+/// STLs our upload reads but PrusaSlicer 2.5's STL reader does not, and OBJ polygons its
+/// loader refuses: they are handed to it as OBJ written from our own reading, and slice like
+/// any other.
 async fn stls_prusaslicer_would_misread_still_slice(app: &TestApp) {
     let s = app.login_new_user("maker@example.com").await;
     let mut bom = b"\xEF\xBB\xBF".to_vec();
@@ -716,6 +831,7 @@ async fn stls_prusaslicer_would_misread_still_slice(app: &TestApp) {
         ("upper.stl", upper),
         ("tower.stl", tower),
         ("cube.stl", cube),
+        ("prism.obj", pentagon_prism_obj()),
     ] {
         let model = upload(app, &s, name, bytes).await;
         let (status, body) = slice(app, &s, model, mk4(), &[]).await;
@@ -730,7 +846,11 @@ async fn stls_prusaslicer_would_misread_still_slice(app: &TestApp) {
             .first(&mut *c)
             .unwrap();
         let a: Value = serde_json::from_str(&analysis.unwrap()).unwrap();
-        let top = if name == "tower.stl" { 150.0 } else { 20.0 };
+        let top = match name {
+            "tower.stl" => 150.0,
+            "prism.obj" => 10.0,
+            _ => 20.0,
+        };
         // The whole part was sliced: 0.2 mm layers up to its top.
         assert_eq!(a["layer_count"], json!((top / 0.2) as u64), "{name}: {a}");
         assert!(
@@ -760,4 +880,242 @@ async fn flat_models_are_refused_before_slicing(app: &TestApp) {
         slice_jobs::table.count().get_result(&mut *c).unwrap(),
     );
     assert_eq!((reserved, slices), (0, 0));
+}
+
+/// Settings that would make PrusaSlicer run a program, write where it likes or expand a
+/// template are refused by name before anything is queued; nothing they name ever runs.
+async fn dangerous_settings_are_refused_and_never_run(app: &TestApp) {
+    let s = app.login_new_user("maker@example.com").await;
+    let cube = upload(app, &s, "cube.stl", fixture("cube_20mm.stl")).await;
+    let marker_dir = tempfile::tempdir().unwrap();
+    let marker = marker_dir.path().join("ran");
+    let touch = format!("touch {}", marker.display());
+    let cases: Vec<(&str, Value)> = vec![
+        ("post_process", json!(touch)),
+        (
+            "start_gcode",
+            json!("G28\\n{if 1}M117 [input_filename]{endif}"),
+        ),
+        ("end_gcode", json!("M84 ; [input_filename_base]")),
+        ("before_layer_gcode", json!("M117 {layer_num}")),
+        ("output_filename_format", json!("../../x.gcode")),
+        ("notes", json!("hello")),
+        ("printer_notes", json!("hello")),
+        ("filament_notes", json!("hello")),
+        ("template_custom_gcode", json!("M117")),
+        ("thumbnails", json!("16x16")),
+        // A newline would start a line of its own in the slicer's config file.
+        (
+            "fill_pattern",
+            json!(format!("grid\npost_process = {touch}")),
+        ),
+        (
+            "support_material",
+            json!(format!("1\npost_process = {touch}")),
+        ),
+        (
+            "filament_type",
+            json!(format!("PLA\npost_process = {touch}")),
+        ),
+        ("perimeters", json!("2\r\npost_process = x")),
+    ];
+    for (key, value) in cases {
+        let mut profile = mk4();
+        profile[key] = value;
+        let msg = assert_fail(&slice(app, &s, cube, profile, &[]).await, 400);
+        assert!(msg.contains(key), "{key}: {msg}");
+        assert!(
+            !msg.contains("touch"),
+            "{key}: the value is not echoed: {msg}"
+        );
+    }
+    // Refused before anything was written: no queued slice, no reserved output file.
+    {
+        let mut c = app.conn();
+        let queued: i64 = slice_jobs::table.count().get_result(&mut *c).unwrap();
+        assert_eq!(queued, 0);
+        let reserved: i64 = files::table
+            .filter(files::state.eq("reserved"))
+            .count()
+            .get_result(&mut *c)
+            .unwrap();
+        assert_eq!(reserved, 0);
+    }
+    // The same profile without them slices (so a queued attack would have run by now).
+    let (status, body) = slice(app, &s, cube, mk4(), &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let done = wait_done(app, &s, body["message"]["job_id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "done", "{done}");
+    assert!(!marker.exists(), "a refused post_process ran");
+}
+
+/// The 20 mm cube as a PrusaSlicer 3MF (in centimetres, placed by a build transform) whose
+/// `Metadata/Slic3r_PE.config` carries settings of its own, as a PrusaSlicer or Orca project does.
+fn cube_3mf_with_config(config: &str) -> Vec<u8> {
+    use std::io::Write;
+    let v = [
+        (0, 0, 0),
+        (2, 0, 0),
+        (2, 2, 0),
+        (0, 2, 0),
+        (0, 0, 2),
+        (2, 0, 2),
+        (2, 2, 2),
+        (0, 2, 2),
+    ];
+    let t = [
+        (0, 3, 2),
+        (0, 2, 1),
+        (4, 5, 6),
+        (4, 6, 7),
+        (0, 1, 5),
+        (0, 5, 4),
+        (1, 2, 6),
+        (1, 6, 5),
+        (2, 3, 7),
+        (2, 7, 6),
+        (3, 0, 4),
+        (3, 4, 7),
+    ];
+    let mut model = String::from(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<model unit=\"centimeter\" xml:lang=\"en-US\" \
+         xmlns=\"http://schemas.microsoft.com/3dmanufacturing/core/2015/02\"><resources><object id=\"1\" type=\"model\"><mesh><vertices>",
+    );
+    for (x, y, z) in v {
+        model += &format!("<vertex x=\"{x}\" y=\"{y}\" z=\"{z}\"/>");
+    }
+    model += "</vertices><triangles>";
+    for (a, b, c) in t {
+        model += &format!("<triangle v1=\"{a}\" v2=\"{b}\" v3=\"{c}\"/>");
+    }
+    model += "</triangles></mesh></object></resources><build><item objectid=\"1\" transform=\"1 0 0 0 1 0 0 0 1 1 0 0\"/></build></model>";
+    let mut buf = std::io::Cursor::new(Vec::new());
+    {
+        let mut z = zip::ZipWriter::new(&mut buf);
+        let o = zip::write::SimpleFileOptions::default();
+        z.start_file("[Content_Types].xml", o).unwrap();
+        z.write_all(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Types xmlns=\"http://schemas.openxmlformats.org/package/2006/content-types\"><Default Extension=\"rels\" ContentType=\"application/vnd.openxmlformats-package.relationships+xml\"/><Default Extension=\"model\" ContentType=\"application/vnd.ms-package.3dmanufacturing-3dmodel+xml\"/></Types>").unwrap();
+        z.start_file("_rels/.rels", o).unwrap();
+        z.write_all(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Relationships xmlns=\"http://schemas.openxmlformats.org/package/2006/relationships\"><Relationship Target=\"/3D/3dmodel.model\" Id=\"rel0\" Type=\"http://schemas.microsoft.com/3dmanufacturing/2013/01/3dmodel\"/></Relationships>").unwrap();
+        z.start_file("3D/3dmodel.model", o).unwrap();
+        z.write_all(model.as_bytes()).unwrap();
+        z.start_file("Metadata/Slic3r_PE.config", o).unwrap();
+        z.write_all(config.as_bytes()).unwrap();
+        z.finish().unwrap();
+    }
+    buf.into_inner()
+}
+
+/// A 3MF's own slicer configuration (here a `post_process` command, which PrusaSlicer 2.5 runs
+/// when it loads such a 3MF itself) never reaches the slicer: it gets only the mesh we read,
+/// and the part is still sliced whole and to scale.
+async fn config_embedded_in_a_3mf_never_reaches_the_slicer(app: &TestApp) {
+    let s = app.login_new_user("maker@example.com").await;
+    let marker_dir = tempfile::tempdir().unwrap();
+    let marker = marker_dir.path().join("ran");
+    let config = format!(
+        "; generated by PrusaSlicer 2.5.0\n\n; post_process = touch {}\n; before_layer_gcode = M117 INJECTED\n; layer_height = 0.3\n",
+        marker.display()
+    );
+    let model = upload(app, &s, "cube.3mf", cube_3mf_with_config(&config)).await;
+    let (status, body) = slice(app, &s, model, mk4(), &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let done = wait_done(app, &s, body["message"]["job_id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "done", "{done}");
+    assert!(!marker.exists(), "the 3MF's post_process ran");
+    let out = done["output_file_id"].as_i64().unwrap();
+    let (analysis, key): (Option<String>, String) = {
+        let mut c = app.conn();
+        files::table
+            .find(out)
+            .select((files::analysis, files::storage_key))
+            .first(&mut *c)
+            .unwrap()
+    };
+    let a: Value = serde_json::from_str(&analysis.unwrap()).unwrap();
+    // Our 0.2 mm layers (not the 3MF's 0.3) up to the cube's 20 mm top.
+    assert_eq!(a["layer_count"], json!(100), "{a}");
+    assert!((a["max_z"].as_f64().unwrap() - 20.0).abs() < 0.5, "{a}");
+    let gcode = std::fs::read_to_string(
+        std::path::Path::new(&app.state.config.storage.files_dir).join(&key),
+    )
+    .unwrap();
+    assert!(
+        !gcode.contains("INJECTED"),
+        "the 3MF's G-code template was used"
+    );
+}
+
+/// Stopping the server kills its running slicers' whole process groups (the slice itself is
+/// retried by the next instance, as after any crash).
+async fn shutdown_kills_running_slicers(db: Db) {
+    let Some(app) = TestApp::start(db, &[("PRINTFARM_SLICER__TIME_LIMIT_SECS", "120")]).await
+    else {
+        return;
+    };
+    let s = app.login_new_user("maker@example.com").await;
+    let sphere = upload(&app, &s, "sphere.stl", sphere_stl(40.0, 400)).await;
+    let (status, body) = slice(&app, &s, sphere, mk4(), &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let staging = app.state.config.storage.staging_dir.clone();
+    let mut seen = None;
+    for _ in 0..500 {
+        if let Some(p) = slicers_under(&staging).into_iter().next() {
+            seen = Some(p);
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let slicer = seen.expect("the slicer process was seen running");
+    assert_eq!(app.state.slicers.list(), vec![slicer.pgid]);
+    app.stop().await;
+    let mut left = group_members(slicer.pgid);
+    for _ in 0..100 {
+        if left.is_empty() {
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+        left = group_members(slicer.pgid);
+    }
+    assert!(left.is_empty(), "still running after shutdown: {left:?}");
+}
+
+/// The slicer's CPU-time and output-size limits end a slice with a clear reason (no server
+/// path, no slicer output) and leave no output behind.
+async fn slicer_resource_limits_end_the_slice_clearly(db: Db) {
+    for (key, value, needle) in [
+        (
+            "PRINTFARM_SLICER__CPU_LIMIT_SECS",
+            "1",
+            "ran out of CPU time",
+        ),
+        (
+            "PRINTFARM_SLICER__MAX_OUTPUT_MB",
+            "1",
+            "larger than this server allows",
+        ),
+    ] {
+        let Some(app) = TestApp::start(db, &[(key, value)]).await else {
+            return;
+        };
+        let s = app.login_new_user("maker@example.com").await;
+        let sphere = upload(&app, &s, "sphere.stl", sphere_stl(40.0, 400)).await;
+        let (status, body) = slice(&app, &s, sphere, mk4(), &[]).await;
+        assert_eq!(status, 200, "{body}");
+        let done = wait_done(&app, &s, body["message"]["job_id"].as_str().unwrap()).await;
+        assert_eq!(done["status"], "failed", "{key}: {done}");
+        let error = done["error"].as_str().unwrap();
+        assert!(error.contains(needle), "{key}: {error}");
+        assert!(!error.contains('/'), "{key}: {error}");
+        assert_eq!(done["output_file_id"], Value::Null);
+        let mut c = app.conn();
+        let reserved: i64 = files::table
+            .filter(files::state.eq("reserved"))
+            .count()
+            .get_result(&mut *c)
+            .unwrap();
+        assert_eq!(reserved, 0);
+        drop(c);
+        app.stop().await;
+    }
 }

@@ -13,7 +13,8 @@ backend_tests!(
     public_upload_ids,
     quotes_priced_from_the_gcode,
     a_100k_triangle_quote_matches_its_gcode,
-    failed_quotes_are_clear_and_leave_nothing
+    failed_quotes_are_clear_and_leave_nothing,
+    dangerous_printer_config_is_refused_and_never_runs
 );
 backend_cases!(async_quotes_and_limits);
 
@@ -802,31 +803,10 @@ async fn failed_quotes_are_clear_and_leave_nothing(app: &TestApp) {
             open_box.extend_from_slice(&[0u8; 2]);
         }
     }
-    // Valid OBJ whose 5-corner polygons PrusaSlicer 2.5's loader refuses.
-    let mut prism = String::new();
-    for z in [0.0f32, 10.0] {
-        for i in 0..5 {
-            let a = 2.0 * std::f32::consts::PI * i as f32 / 5.0;
-            prism += &format!(
-                "v {} {} {z}\n",
-                10.0 + 10.0 * a.cos(),
-                10.0 + 10.0 * a.sin()
-            );
-        }
-    }
-    prism += "f 5 4 3 2 1\nf 6 7 8 9 10\n";
-    for i in 1..=5 {
-        prism += &format!("f {i} {} {} {}\n", i % 5 + 1, i % 5 + 6, i + 5);
-    }
+    // (An OBJ of 5-corner polygons, which PrusaSlicer 2.5's loader refuses, now slices: it
+    // gets our own triangulated OBJ.)
     let mut models = Vec::new();
-    for (name, bytes, needle) in [
-        ("open_box.stl", open_box, "no layers were detected"),
-        (
-            "prism.obj",
-            prism.into_bytes(),
-            "could not read the model file",
-        ),
-    ] {
+    for (name, bytes, needle) in [("open_box.stl", open_box, "no layers were detected")] {
         let (status, body) =
             common::read(upload(app, "/v1/file", Some(&t), name, bytes).await).await;
         assert_eq!(status, 200, "{name}: {body}");
@@ -864,4 +844,81 @@ async fn failed_quotes_are_clear_and_leave_nothing(app: &TestApp) {
         .load(&mut *c)
         .unwrap();
     assert_eq!(ids, models, "only the two models remain");
+}
+
+/// `printer_config` goes through the slicer's typed allow-list: programs, templates, notes and
+/// values carrying a newline are refused by name (422, like every validation error of /v1)
+/// before any quote or slice exists, and nothing they name ever runs.
+async fn dangerous_printer_config_is_refused_and_never_runs(app: &TestApp) {
+    let s = app.login_new_user("shop@example.com").await;
+    let (_, t) = token(app, &s, "shop").await;
+    let (_, body) = common::read(
+        upload(
+            app,
+            "/v1/file",
+            Some(&t),
+            "cube.stl",
+            fixture("cube_20mm.stl"),
+        )
+        .await,
+    )
+    .await;
+    let fid = body["file_id"].as_str().unwrap().to_string();
+    let marker_dir = tempfile::tempdir().unwrap();
+    let marker = marker_dir.path().join("ran");
+    let touch = format!("touch {}", marker.display());
+    let cases: Vec<(&str, Value)> = vec![
+        ("post_process", json!(touch)),
+        (
+            "start_gcode",
+            json!("G28\\n{if 1}M117 [input_filename]{endif}"),
+        ),
+        ("end_gcode", json!("M84")),
+        ("output_filename_format", json!("../x.gcode")),
+        ("notes", json!("hello")),
+        (
+            "filament_type",
+            json!(format!("PLA\npost_process = {touch}")),
+        ),
+        (
+            "support_material",
+            json!(format!("1\npost_process = {touch}")),
+        ),
+        (
+            "fill_pattern",
+            json!(format!("grid\npost_process = {touch}")),
+        ),
+    ];
+    for (key, value) in cases {
+        let mut cfg = json!({"bed_size_x": 250, "bed_size_y": 210, "bed_size_z": 220});
+        cfg[key] = value;
+        let (status, body) = post_quote(
+            app,
+            &t,
+            &format!("/v1/quote/{fid}"),
+            json!({ "printer_config": cfg }),
+        )
+        .await;
+        assert_eq!(status, 422, "{key}: {body}");
+        let msg = detail(&body)[0]["msg"].as_str().unwrap().to_string();
+        assert!(msg.contains(key), "{key}: {msg}");
+        assert!(!msg.contains("touch"), "{key}: {msg}");
+    }
+    {
+        use printfarm::db::schema::{quotes, slice_jobs};
+        let mut c = app.conn();
+        let q: i64 = quotes::table.count().get_result(&mut *c).unwrap();
+        let j: i64 = slice_jobs::table.count().get_result(&mut *c).unwrap();
+        assert_eq!((q, j), (0, 0), "nothing was queued");
+    }
+    // A plain quote still slices (a queued attack would have run by now).
+    let (status, q) = post_quote(
+        app,
+        &t,
+        &format!("/v1/quote/{fid}"),
+        json!({"printer_config": {"bed_size_x": 250, "bed_size_y": 210, "bed_size_z": 220}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{q}");
+    assert!(!marker.exists(), "a refused post_process ran");
 }

@@ -108,9 +108,11 @@ async fn run(state: &AppState, job: &SliceJob, owner: &str) -> Result<()> {
     };
     let keys: std::collections::BTreeMap<String, String> =
         serde_json::from_str(&job.profile).map_err(Error::internal)?;
+    let profile = crate::slicer::Profile::from_stored(keys)
+        .map_err(|e| Error::bad_request(format!("profile: {e}")))?;
     let ini = dir.path().join("profile.ini");
-    let text: String = keys.iter().map(|(k, v)| format!("{k} = {v}\n")).collect();
-    std::fs::write(&ini, text).map_err(|e| Error::internal(format!("slice folder: {e}")))?;
+    std::fs::write(&ini, profile.to_ini())
+        .map_err(|e| Error::internal(format!("slice folder: {e}")))?;
     let output = dir.path().join("out.gcode");
 
     let permit = state
@@ -119,13 +121,14 @@ async fn run(state: &AppState, job: &SliceJob, owner: &str) -> Result<()> {
         .acquire_owned()
         .await
         .map_err(Error::internal)?;
-    let limit = Duration::from_secs(state.config.slicer.time_limit_secs);
+    let limits = crate::slicer::Limits::from_config(&state.config.slicer);
     let (result, log) = crate::slicer::run(
         &state.config.slicer.prusa_slicer,
         &ini,
         &model,
         &output,
-        limit,
+        &limits,
+        &state.slicers,
     )
     .await;
     drop(permit);
