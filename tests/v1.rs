@@ -607,6 +607,19 @@ async fn async_quotes_and_limits(db: Db) {
         ),
         (json!(1), json!(1))
     );
+    // Deleting the quote does not give the month's quota back.
+    let res = app
+        .client
+        .delete(app.url(&format!("/v1/quote/{qid}")))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let (status, body) = post_quote(&app, &t, &format!("/v1/quote/{fid}"), json!({})).await;
+    assert_eq!(status, 429, "deleting quotes got round the limit: {body}");
+    let (_, user) = get(&app, "/v1/user", Some(&t)).await;
+    assert_eq!(user["data_usage"]["quotes_used"], json!(1));
     app.stop().await;
 }
 

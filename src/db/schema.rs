@@ -349,6 +349,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    quote_usage (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     quotes (id) {
         id -> BigInt,
         uuid -> Text,
@@ -406,6 +414,7 @@ diesel::joinable!(slice_jobs -> jobs (print_job_id));
 diesel::joinable!(upload_ids -> users (user_id));
 diesel::joinable!(upload_ids -> files (file_id));
 diesel::joinable!(quotes -> users (user_id));
+diesel::joinable!(quote_usage -> users (user_id));
 diesel::joinable!(quotes -> slice_jobs (slice_job_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -433,4 +442,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     slice_jobs,
     upload_ids,
     quotes,
+    quote_usage,
 );

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::db::models::{Quote, SliceJob, StoredFile, User};
-use crate::db::schema::{files, jobs, quotes, slice_jobs};
+use crate::db::schema::{files, jobs, quote_usage, quotes, slice_jobs};
 use crate::db::{self, DbConn};
 use crate::error::{Error, Result};
 use crate::services::slicing::{self, SliceRequest};
@@ -107,9 +107,10 @@ pub struct Usage {
 
 pub fn usage(conn: &mut DbConn, user: &User) -> Result<Usage> {
     let since = month_start(db::now());
-    let quotes_used: i64 = quotes::table
-        .filter(quotes::user_id.eq(user.id))
-        .filter(quotes::created_at.ge(since))
+    // Quotes made, not quotes kept: deleting quotes does not give the month's quota back.
+    let quotes_used: i64 = quote_usage::table
+        .filter(quote_usage::user_id.eq(user.id))
+        .filter(quote_usage::created_at.ge(since))
         .count()
         .get_result(conn)?;
     let sizes: Vec<i64> = files::table
@@ -146,6 +147,8 @@ pub fn create(
         }
     }
     db::write_transaction(conn, |c| {
+        // One quota check at a time per user, so parallel requests cannot all pass it.
+        db::lock_key(c, &format!("quotes:user:{}", user.id))?;
         if quotes_per_month > 0 && usage(c, user)?.quotes_used >= quotes_per_month {
             return Err(Error::TooManyRequests(format!(
                 "Monthly quote limit of {quotes_per_month} reached"
@@ -176,6 +179,19 @@ pub fn create(
                 quotes::created_at.eq(db::now()),
             ))
             .get_result(c)?;
+        diesel::insert_into(quote_usage::table)
+            .values((
+                quote_usage::user_id.eq(user.id),
+                quote_usage::created_at.eq(q.created_at),
+            ))
+            .execute(c)?;
+        // Earlier months no longer count.
+        diesel::delete(
+            quote_usage::table
+                .filter(quote_usage::user_id.eq(user.id))
+                .filter(quote_usage::created_at.lt(month_start(q.created_at))),
+        )
+        .execute(c)?;
         Ok(q)
     })
 }
