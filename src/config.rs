@@ -40,6 +40,7 @@ pub struct SlicerConfig {
     pub cpu_limit_secs: u64,
     pub memory_limit_mb: u64,
     pub max_output_mb: u64,
+    pub lease_secs: u64,
     pub in_process_workers: bool,
 }
 
@@ -163,6 +164,9 @@ impl Config {
         }
         if self.auth.throttle_max_per_account <= 0 || self.auth.throttle_max_per_address <= 0 {
             return bad("auth.throttle_max_* must be positive");
+        }
+        if self.slicer.lease_secs < 3 {
+            return bad("slicer.lease_secs must be at least 3");
         }
         // Slicers give each login_with_token request 60 s.
         if self.auth.login_token_hold_secs >= 60 {

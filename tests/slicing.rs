@@ -22,7 +22,8 @@ backend_cases!(
     slow_slices_are_stopped,
     shutdown_kills_running_slicers,
     slicer_resource_limits_end_the_slice_clearly,
-    a_killed_worker_s_slice_finishes_once_after_restart
+    a_killed_worker_s_slice_finishes_once_after_restart,
+    a_long_slice_keeps_its_short_lease,
 );
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -1118,4 +1119,33 @@ async fn slicer_resource_limits_end_the_slice_clearly(db: Db) {
         drop(c);
         app.stop().await;
     }
+}
+
+/// The lease is short (the owner's heartbeat keeps it): a slice that runs several leases long
+/// is done once, by its first worker, and nobody takes it over meanwhile.
+async fn a_long_slice_keeps_its_short_lease(db: Db) {
+    let Some(app) = TestApp::start(db, &[("PRINTFARM_SLICER__LEASE_SECS", "3")]).await else {
+        return;
+    };
+    let second = app.second_instance().await; // another worker that would take a lapsed lease
+    let s = app.login_new_user("maker@example.com").await;
+    let sphere = upload(&app, &s, "sphere.stl", sphere_stl(40.0, 300)).await;
+    let (status, body) = slice(&app, &s, sphere, mk4(), &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let uuid = body["message"]["job_id"].as_str().unwrap().to_string();
+    let started = std::time::Instant::now();
+    let done = wait_done(&app, &s, &uuid).await;
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!(
+        done["attempts"],
+        json!(1),
+        "a live worker lost its lease: {done}"
+    );
+    // Only meaningful when the slice outlived the lease.
+    assert!(
+        started.elapsed() > std::time::Duration::from_secs(3),
+        "the model sliced too fast to test the lease"
+    );
+    second.stop().await;
+    app.stop().await;
 }

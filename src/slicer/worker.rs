@@ -33,8 +33,10 @@ pub fn spawn(state: AppState, count: usize, wake: Arc<Notify>) {
     }
 }
 
+/// The owner's liveness decides how long a dead worker's slice stays claimed: a short lease
+/// renewed by a heartbeat while the slice runs (not the slice's maximum duration).
 fn lease(state: &AppState) -> chrono::Duration {
-    chrono::Duration::seconds(state.config.slicer.time_limit_secs as i64 + 60)
+    chrono::Duration::seconds(state.config.slicer.lease_secs as i64)
 }
 
 /// Claims and runs one slice; false when there was nothing to do.
@@ -53,13 +55,15 @@ pub async fn work_once(state: &AppState, owner: &str) -> Result<bool> {
             loop {
                 tokio::time::sleep(every).await;
                 let o = owner.clone();
-                if !matches!(
-                    state
-                        .db(move |c| slicing::renew(c, id, &o, lease_for))
-                        .await,
-                    Ok(true)
-                ) {
-                    break;
+                match state
+                    .db(move |c| slicing::renew(c, id, &o, lease_for))
+                    .await
+                {
+                    Ok(true) => {}
+                    // Taken over: our result will not be committed.
+                    Ok(false) => break,
+                    // A database hiccup: the lease has two more beats before it runs out.
+                    Err(e) => tracing::warn!(error = %e, "slice lease renewal failed"),
                 }
             }
         })
