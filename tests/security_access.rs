@@ -241,6 +241,29 @@ async fn previews_need_the_right_to_see_them(app: &TestApp) {
             .as_u16(),
         200
     );
+    // A `/v1` API token of the owner works like the session; a tampered one is refused.
+    let (status, body) = app
+        .post(
+            "/apiglobal/create_api_token",
+            &[("session", &owner), ("name", "previews")],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let api_token = body["message"]["token"].as_str().unwrap().to_string();
+    assert_eq!(
+        render(app, &picture, Some(("bearer", &api_token)))
+            .await
+            .status()
+            .as_u16(),
+        200
+    );
+    assert_eq!(
+        render(app, &picture, Some(("bearer", &format!("{api_token}x"))))
+            .await
+            .status()
+            .as_u16(),
+        401
+    );
     // A malformed name with a good session: 404.
     assert_eq!(
         render(app, "nope.png", Some(("bearer", &owner)))
@@ -309,7 +332,45 @@ async fn queue_only_holders_cannot_toggle_the_build_tray(app: &TestApp) {
     share(app, &owner, pid, "queuer@partner.example", "5").await;
     let near_queuer = app.login_new_user("queuer@example.com").await;
     share(app, &owner, pid, "queuer@example.com", "5").await;
-    for s in [&far_queuer, &near_queuer] {
+    // And a workgroup member with rights 3 (can queue) on a workgroup holding the printer.
+    let wg_queuer = app.login_new_user("wg-queuer@example.com").await;
+    let (status, body) = app
+        .post(
+            "/apiglobal/create_workgroup",
+            &[
+                ("session", &admin),
+                ("name", "Lab"),
+                ("password", "join-me"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let wg = body["message"]["id"].as_i64().unwrap().to_string();
+    for (call, form) in [
+        (
+            "set_printer_workgroups",
+            [
+                ("printer_id", pid.to_string()),
+                ("workgroup_id[]", wg.clone()),
+            ],
+        ),
+        (
+            "add_user_to_workgroup",
+            [
+                ("workgroup_id", wg.clone()),
+                ("email", "wg-queuer@example.com".into()),
+            ],
+        ),
+    ] {
+        let mut f: Vec<(&str, &str)> = vec![("session", &admin)];
+        f.extend(form.iter().map(|(k, v)| (*k, v.as_str())));
+        if call == "add_user_to_workgroup" {
+            f.push(("rights", "3"));
+        }
+        let (status, body) = app.post(&format!("/apiglobal/{call}"), &f).await;
+        assert_eq!(status, 200, "{call}: {body}");
+    }
+    for s in [&far_queuer, &near_queuer, &wg_queuer] {
         assert_fail(&set_tray(s.clone(), "1").await, 403);
         assert!(!tray(), "the tray flag is unchanged");
         assert_eq!(job_status(), 11, "the queued job did not start");
