@@ -207,7 +207,7 @@ async fn gcode_upload_settings_and_preview(app: &TestApp) {
     assert_eq!(m["file_id"], json!(id.to_string()));
     assert!(m.values().all(Value::is_string), "a flat map of strings");
 
-    // The preview is a PNG at /render/<picture>.
+    // The preview is a PNG at /render/<picture>, for a session that may see the file.
     let mut c = app.conn();
     let (picture, upload_type, soft): (Option<String>, i32, Option<String>) = files::table
         .find(id)
@@ -222,6 +222,7 @@ async fn gcode_upload_settings_and_preview(app: &TestApp) {
     let res = app
         .client
         .get(app.url(&format!("/render/{}", picture.unwrap())))
+        .bearer_auth(&s)
         .send()
         .await
         .unwrap();
@@ -231,6 +232,7 @@ async fn gcode_upload_settings_and_preview(app: &TestApp) {
     assert_eq!(
         app.client
             .get(app.url("/render/nope.png"))
+            .bearer_auth(&s)
             .send()
             .await
             .unwrap()

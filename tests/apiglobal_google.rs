@@ -19,6 +19,8 @@ const CLIENT_ID: &str = "printfarm-test.apps.googleusercontent.com";
 const KEY: &str = include_str!("fixtures/google_test_key.pem");
 const OTHER_KEY: &str = include_str!("fixtures/google_other_key.pem");
 const KID: &str = "test-key-1";
+/// Open sign-up is off by default; the registration tests turn it on.
+const SIGNUP: &[(&str, &str)] = &[("PRINTFARM_GOOGLE__ALLOW_SIGNUP", "true")];
 
 backend_cases!(
     known_user_signs_in,
@@ -26,6 +28,9 @@ backend_cases!(
     registration_can_be_cancelled,
     bad_tokens_are_refused,
     signup_can_be_disabled_and_google_turned_off,
+    signup_is_off_by_default,
+    open_signup_joins_the_configured_organization,
+    other_organization_cannot_capture_a_google_sign_in,
 );
 mod login_tokens {
     use super::*;
@@ -166,7 +171,7 @@ async fn known_user_signs_in(db: Db) {
 
 async fn new_user_registers_after_consent(db: Db) {
     let jwks = serve_jwks().await;
-    let Some(app) = start(db, &jwks, &[]).await else {
+    let Some(app) = start(db, &jwks, SIGNUP).await else {
         return;
     };
     let token = sign(&claims("newbie@example.com", "g-new"));
@@ -263,7 +268,7 @@ async fn new_user_registers_after_consent(db: Db) {
 
 async fn registration_can_be_cancelled(db: Db) {
     let jwks = serve_jwks().await;
-    let Some(app) = start(db, &jwks, &[]).await else {
+    let Some(app) = start(db, &jwks, SIGNUP).await else {
         return;
     };
     let (_, body) = google(&app, &sign(&claims("shy@example.com", "g-shy"))).await;
@@ -304,7 +309,7 @@ async fn registration_can_be_cancelled(db: Db) {
 
 async fn bad_tokens_are_refused(db: Db) {
     let jwks = serve_jwks().await;
-    let Some(app) = start(db, &jwks, &[]).await else {
+    let Some(app) = start(db, &jwks, SIGNUP).await else {
         return;
     };
     app.create_user(app.org_id, "grace@example.com", 0);
@@ -403,6 +408,142 @@ async fn signup_can_be_disabled_and_google_turned_off(db: Db) {
     )
     .contains("not configured"));
     app.stop().await;
+}
+
+/// Issue #13 item 10: with the defaults an unknown Google account is refused, and no
+/// pending registration or account is left behind.
+async fn signup_is_off_by_default(db: Db) {
+    let jwks = serve_jwks().await;
+    let Some(app) = start(db, &jwks, &[]).await else {
+        return;
+    };
+    let msg = assert_fail(
+        &google(&app, &sign(&claims("stranger@example.com", "g-s"))).await,
+        403,
+    );
+    assert!(msg.contains("no account"), "{msg}");
+    let mut c = app.conn();
+    let n: i64 = sessions::table.count().get_result(&mut *c).unwrap();
+    assert_eq!(n, 0, "no pending registration");
+    let n: i64 = users::table
+        .filter(users::email.eq("stranger@example.com"))
+        .count()
+        .get_result(&mut *c)
+        .unwrap();
+    assert_eq!(n, 0);
+    drop(c);
+    app.stop().await;
+    jwks.handle.stop(false).await;
+}
+
+/// With open sign-up on, a new Google account joins `signup_organization_id`, not the first
+/// organization.
+async fn open_signup_joins_the_configured_organization(db: Db) {
+    let jwks = serve_jwks().await;
+    // Every test database starts with one organization; the second one gets id 2.
+    let Some(app) = start(
+        db,
+        &jwks,
+        &[
+            ("PRINTFARM_GOOGLE__ALLOW_SIGNUP", "true"),
+            ("PRINTFARM_GOOGLE__SIGNUP_ORGANIZATION_ID", "2"),
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    let lab = app.create_org("Lab");
+    assert_eq!((app.org_id, lab), (1, 2));
+    let (status, body) = google(&app, &sign(&claims("new@example.com", "g-new"))).await;
+    assert_eq!(status, 200, "{body}");
+    let pending = body["message"]["session"].as_str().unwrap().to_string();
+    let (status, body) = app
+        .post(
+            "/apiglobal/gdpr_registration",
+            &[("session", &pending), ("gdpr1", "on")],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let mut c = app.conn();
+    let org: i64 = users::table
+        .filter(users::email.eq("new@example.com"))
+        .select(users::organization_id)
+        .first(&mut *c)
+        .unwrap();
+    assert_eq!(org, lab);
+    drop(c);
+    app.stop().await;
+    jwks.handle.stop(false).await;
+}
+
+/// Issue #13 item 10: an admin of another organization pre-creates a password-less account
+/// with the victim's email; the victim's Google sign-in must not land in it. The victim's
+/// own organization (the one Google sign-in serves) still links its invited accounts.
+async fn other_organization_cannot_capture_a_google_sign_in(db: Db) {
+    let jwks = serve_jwks().await;
+    let Some(app) = start(db, &jwks, SIGNUP).await else {
+        return;
+    };
+    let evil = app.create_org("Evil Corp");
+    let (_, admin) = app.user_with_session(evil, "boss@evil.example", 1).await;
+    let (status, body) = app
+        .post(
+            "/apiglobal/create_organization_user",
+            &[
+                ("session", &admin),
+                ("email", "victim@example.com"),
+                ("gdpr", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    let msg = assert_fail(
+        &google(&app, &sign(&claims("victim@example.com", "g-victim"))).await,
+        403,
+    );
+    assert!(msg.contains("password"), "{msg}");
+    let mut c = app.conn();
+    let (org, sub): (i64, Option<String>) = users::table
+        .filter(users::email.eq("victim@example.com"))
+        .select((users::organization_id, users::google_sub))
+        .first(&mut *c)
+        .unwrap();
+    assert_eq!(
+        (org, sub),
+        (evil, None),
+        "the attacker's account stays unlinked"
+    );
+    let n: i64 = sessions::table
+        .inner_join(users::table)
+        .filter(users::email.eq("victim@example.com"))
+        .count()
+        .get_result(&mut *c)
+        .unwrap();
+    assert_eq!(n, 0, "no session in the attacker's organization");
+    drop(c);
+
+    // An account invited by the sign-in organization's admin is linked as documented.
+    let (_, own_admin) = app
+        .user_with_session(app.org_id, "head@example.com", 1)
+        .await;
+    let (status, body) = app
+        .post(
+            "/apiglobal/create_organization_user",
+            &[
+                ("session", &own_admin),
+                ("email", "invited@example.com"),
+                ("gdpr", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = google(&app, &sign(&claims("invited@example.com", "g-inv"))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["message"]["email"], "invited@example.com");
+    app.stop().await;
+    jwks.handle.stop(false).await;
 }
 
 async fn poll(app: &TestApp, token: &str) -> (u16, Value) {

@@ -704,6 +704,14 @@ impl StoredFile {
         files::table.find(id).first(conn).optional()
     }
 
+    /// The files whose preview is this picture (normally one).
+    pub fn with_picture(conn: &mut DbConn, picture: &str) -> QResult<Vec<StoredFile>> {
+        files::table
+            .filter(files::picture.eq(picture))
+            .order(files::id.asc())
+            .load(conn)
+    }
+
     pub fn set_printer_type(conn: &mut DbConn, id: i64, ptype: Option<i64>) -> QResult<usize> {
         diesel::update(files::table.find(id))
             .set((
@@ -1371,6 +1379,14 @@ impl Job {
 
     pub fn find(conn: &mut DbConn, id: i64) -> QResult<Option<Job>> {
         jobs::table.find(id).first(conn).optional()
+    }
+
+    /// Every job printing a file.
+    pub fn of_file(conn: &mut DbConn, file_id: i64) -> QResult<Vec<Job>> {
+        jobs::table
+            .filter(jobs::file_id.eq(file_id))
+            .order(jobs::id.asc())
+            .load(conn)
     }
 
     /// The next value of the job change counter. Updating the counter row locks it until the

@@ -3,9 +3,9 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use crate::db::models::StoredFile;
+use crate::db::models::{StoredFile, User};
 use crate::error::{Error, Result};
-use crate::services::sessions;
+use crate::services::{api_tokens, files, sessions};
 use crate::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -121,20 +121,49 @@ pub async fn serve_file(
         .streaming(body))
 }
 
-/// Preview images are public under unguessable names, like the blob URLs 3DPrinterOS clients
-/// build from `picture`.
-async fn render(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse> {
+/// The caller behind a bearer or `?session=` credential: a session, or a `/v1` API token
+/// (a JWT, told apart by its dots; session tokens are hex).
+fn caller(
+    c: &mut crate::db::DbConn,
+    policy: &sessions::SessionPolicy,
+    token: &str,
+) -> Result<User> {
+    if token.contains('.') {
+        api_tokens::verify(c, token)
+    } else {
+        Ok(sessions::authenticate(c, policy, token)?.user)
+    }
+}
+
+/// Preview images (clients build `/render/<picture>` from a file's or job's `picture`). They
+/// show what was printed, so they need a session (or API token) of someone who may see a
+/// file or job using the picture; anybody else gets 404, as for a missing picture.
+async fn render(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse> {
     let name = path.into_inner();
+    let token = session_token(&req).ok_or_else(|| Error::Unauthorized("missing session".into()))?;
     let valid = name
         .strip_suffix(".png")
         .is_some_and(|stem| stem.len() == 64 && stem.bytes().all(|b| b.is_ascii_hexdigit()));
-    if !valid {
-        return Err(Error::not_found("No such picture"));
-    }
+    let policy = state.session_policy.clone();
+    let picture = name.clone();
+    state
+        .db(move |c| {
+            let me = caller(c, &policy, &token)?;
+            if !valid {
+                return Err(Error::not_found("No such picture"));
+            }
+            files::visible_picture(c, &me, &picture)
+        })
+        .await?;
     let (body, size) = state.storage.get(&format!("render/{name}"), None).await?;
     Ok(HttpResponse::Ok()
         .content_type("image/png")
-        .insert_header((header::CACHE_CONTROL, "public, max-age=31536000, immutable"))
+        // Per-user permission: shared caches must not keep it.
+        .insert_header((header::CACHE_CONTROL, "private, max-age=3600"))
         .no_chunking(size)
         .streaming(body))
 }

@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::gcode::{self, MachineLimits};
 use crate::mesh::{self, MeshFormat};
 use crate::render::{self, RenderOptions, ToolpathPreview};
+use crate::services::jobs;
 
 /// `upload_type_id` when the client gives none ("Website Upload" in 3DPrinterOS terms).
 pub const WEBSITE_UPLOAD: i32 = 1;
@@ -507,4 +508,24 @@ pub fn rezip(
     let mut hasher = Sha256::new();
     std::io::copy(&mut BufReader::new(&*f), &mut hasher).map_err(io)?;
     Ok((size, hex::encode(hasher.finalize())))
+}
+
+/// `/render/<picture>`: the preview may be seen by whoever may see a file or a job using it
+/// (the file's owner, or anyone `jobs::visible_job` lets see a job printing that file).
+/// Anything else looks absent.
+pub fn visible_picture(conn: &mut DbConn, user: &User, picture: &str) -> Result<()> {
+    use crate::db::models::Job;
+    for file in StoredFile::with_picture(conn, picture)? {
+        if file.user_id == user.id {
+            return Ok(());
+        }
+        for job in Job::of_file(conn, file.id)? {
+            match jobs::visible_job(conn, user, job.id) {
+                Ok(_) => return Ok(()),
+                Err(Error::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Err(Error::not_found("No such picture"))
 }

@@ -220,8 +220,20 @@ pub enum SignIn {
     GdprNeeded { token: String },
 }
 
-/// Known users (by Google subject, else by verified email) get a session; unknown ones a
-/// GDPR-pending registration when sign-up is allowed.
+/// The organization Google sign-in lets people into (`google.signup_organization_id`, 0 = the
+/// first organization): new accounts join it, and only its accounts are linked by email.
+fn signin_org(c: &mut DbConn, cfg: &GoogleConfig) -> Result<Option<Organization>> {
+    Ok(match cfg.signup_organization_id {
+        0 => Organization::first(c)?,
+        id => Organization::find(c, id)?,
+    })
+}
+
+/// Known users (by Google subject) get a session. An account not yet linked is found by the
+/// verified email and linked only when it belongs to the sign-in organization: an admin of
+/// another organization could otherwise pre-create an account with someone's email and
+/// capture their Google sign-in. Unknown people get a GDPR-pending registration only when
+/// sign-up is on (`google.allow_signup`, off by default).
 pub fn sign_in(
     conn: &mut DbConn,
     policy: &SessionPolicy,
@@ -240,6 +252,14 @@ pub fn sign_in(
                     ));
                 }
                 Some(u) => {
+                    let org = signin_org(c, cfg)?;
+                    if org.is_none_or(|o| o.id != u.organization_id) {
+                        return Err(Error::forbidden(format!(
+                            "The account for {} is not in the organization Google sign-in \
+                             serves; sign in with your password",
+                            who.email
+                        )));
+                    }
                     User::set_google_sub(c, u.id, &who.sub)?;
                     Some(u)
                 }
@@ -296,11 +316,8 @@ pub fn complete_registration(
             ));
         }
         let who: GoogleIdentity = serde_json::from_str(pending).map_err(Error::internal)?;
-        let org = match cfg.signup_organization_id {
-            0 => Organization::first(c)?,
-            id => Organization::find(c, id)?,
-        }
-        .ok_or_else(|| Error::internal("the sign-up organization does not exist"))?;
+        let org = signin_org(c, cfg)?
+            .ok_or_else(|| Error::internal("the sign-up organization does not exist"))?;
         let user = create_user(
             c,
             hasher,

@@ -403,11 +403,15 @@ fn actionable(c: &mut DbConn, user: &User, job_id: i64) -> Result<(Job, Access)>
     }
 }
 
-/// A job the user may see: any job of a printer they can reach.
+/// A job the user may see: any job of a printer they can reach, or only their own ones when
+/// that printer is shared from another organization (`printers::sees_all_jobs`).
 pub fn visible_job(c: &mut DbConn, user: &User, job_id: i64) -> Result<Job> {
     let job = Job::find(c, job_id)?.ok_or_else(|| not_found(job_id))?;
     let printer = Printer::find(c, job.printer_id)?.ok_or_else(|| not_found(job_id))?;
     printer_access::access(c, user, &printer)?.ok_or_else(|| not_found(job_id))?;
+    if job.user_id != user.id && !printer_access::sees_all_jobs(user, &printer) {
+        return Err(not_found(job_id));
+    }
     Ok(job)
 }
 
@@ -674,6 +678,9 @@ pub fn printer_jobs(
         .inner_join(users::table.on(users::id.eq(jobs::user_id)))
         .filter(jobs::printer_id.eq(printer.id))
         .into_boxed::<crate::db::MultiBackend>();
+    if !printer_access::sees_all_jobs(user, &printer) {
+        q = q.filter(jobs::user_id.eq(user.id));
+    }
     // Only live updates are bounded by the cursor (and walk the change index). A plain listing
     // is not: bounding it made SQLite plan on the change index and sort every job of the
     // printer. A job changed after the cursor may then be listed now and again with the next

@@ -104,6 +104,14 @@ pub fn access(conn: &mut DbConn, user: &User, printer: &Printer) -> Result<Optio
     Ok(best)
 }
 
+/// Whether the user sees every job of a printer they can reach, or only their own. People
+/// of the printer's organization see all of them; holders of a share from another
+/// organization see only their own (other people's emails, files and costs are not theirs to
+/// see). The one rule for every call that lists or shows jobs of a printer.
+pub fn sees_all_jobs(user: &User, printer: &Printer) -> bool {
+    printer.organization_id == user.organization_id
+}
+
 fn not_found(id: i64) -> Error {
     Error::not_found(format!("Printer {id} not found"))
 }
@@ -410,10 +418,16 @@ pub fn unshare(conn: &mut DbConn, user: &User, share_id: i64) -> Result<()> {
     })
 }
 
-/// `printer_clear_build_tray`: anyone who can use the printer confirms the tray is clear (or not).
+/// `printer_clear_build_tray`: a user who may print on the printer confirms the tray is clear
+/// (or not). A clear tray lets queued jobs start, so queue-only users may not touch it.
 pub fn set_tray(conn: &mut DbConn, user: &User, printer_id: i64, clear: bool) -> Result<Printer> {
     db::write_transaction(conn, |c| {
-        let (printer, _) = visible(c, user, printer_id)?;
+        let (printer, access) = visible(c, user, printer_id)?;
+        if access < Access::Print {
+            return Err(Error::forbidden(
+                "Only users who may print on this printer may change its build tray",
+            ));
+        }
         Printer::set_tray_clear(c, printer.id, clear)?;
         Printer::find(c, printer.id)?.ok_or_else(|| not_found(printer_id))
     })
