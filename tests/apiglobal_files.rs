@@ -21,8 +21,10 @@ backend_tests!(
     downloads_resume_with_range,
     other_users_files_are_not_found,
     interrupted_upload_leaves_nothing,
+    zip_analyses_and_unzips_the_same_entry,
+    bidi_controls_are_stripped_from_file_names,
 );
-backend_cases!(size_limit_leaves_nothing_behind);
+backend_cases!(size_limit_leaves_nothing_behind, zip_bomb_is_refused);
 
 fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
@@ -94,6 +96,18 @@ fn cube_3mf() -> Vec<u8> {
         z.write_all(model.as_bytes()).unwrap();
         z.finish().unwrap();
     }
+    buf.into_inner()
+}
+
+fn zipped_many(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut buf = std::io::Cursor::new(Vec::new());
+    let mut z = zip::ZipWriter::new(&mut buf);
+    for (name, bytes) in entries {
+        z.start_file(*name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        z.write_all(bytes).unwrap();
+    }
+    z.finish().unwrap();
     buf.into_inner()
 }
 
@@ -724,4 +738,124 @@ async fn size_limit_leaves_nothing_behind(db: Db) {
         .await;
     assert_eq!(status, 200);
     app.stop().await;
+}
+
+/// Issue #13 item 5: the entry analysed (and priced) is the entry a printer gets after unzip.
+async fn zip_analyses_and_unzips_the_same_entry(app: &TestApp) {
+    let s = app.login_new_user("maker@example.com").await;
+    let real = fixture("cube_20mm.gcode");
+    let payload = b"\x7fELF not a print at all".repeat(100);
+    let (status, body) = app
+        .upload(
+            &s,
+            "mixed.zip",
+            zipped_many(&[("payload.bin", &payload), ("real.gcode", &real)]),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let id = body["message"]["file_id"].as_i64().unwrap();
+    assert_eq!(analysis(app, id)["slicer_estimated_time_s"], json!(956.0));
+    // Unzipping yields the analysed G-code, never the other entry.
+    let updates = json!({id.to_string(): {"zip": false}}).to_string();
+    let (status, body) = app
+        .post(
+            "/apiglobal/file_update",
+            &[("session", &s), ("updates", &updates)],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let res = download(app, &s, id, None).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.bytes().await.unwrap().to_vec(), real);
+
+    // Two G-code candidates: refused, nothing kept.
+    let got = app
+        .upload(
+            &s,
+            "two.zip",
+            zipped_many(&[("a.gcode", &real), ("b.gcode", &real)]),
+            &[],
+        )
+        .await;
+    assert!(assert_fail(&got, 400).contains("more than one G-code"));
+    // Nothing that analyses as G-code: refused.
+    let got = app
+        .upload(
+            &s,
+            "fake.zip",
+            zipped_many(&[("real.gcode", &payload), ("x.txt", b"hi")]),
+            &[],
+        )
+        .await;
+    assert!(assert_fail(&got, 400).contains("does not look like G-code"));
+    let mut c = app.conn();
+    let n: i64 = files::table.count().get_result(&mut *c).unwrap();
+    assert_eq!(n, 1);
+}
+
+/// Issue #13 item 6: a small zip expanding far beyond `storage.max_unzipped_mb` is refused
+/// with 413 naming the limit, and leaves nothing staged or stored.
+async fn zip_bomb_is_refused(db: Db) {
+    let Some(app) = TestApp::start(db, &[("PRINTFARM_STORAGE__MAX_UNZIPPED_MB", "1")]).await else {
+        return;
+    };
+    let s = app.login_new_user("maker@example.com").await;
+    let big = b"G1 X1 Y1 E1\n".repeat(2_000_000); // 24 MB, compresses to ~100 KB
+    let mut buf = std::io::Cursor::new(Vec::new());
+    {
+        let mut z = zip::ZipWriter::new(&mut buf);
+        z.start_file(
+            "bomb.gcode",
+            zip::write::SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Deflated),
+        )
+        .unwrap();
+        z.write_all(&big).unwrap();
+        z.finish().unwrap();
+    }
+    let bomb = buf.into_inner();
+    assert!(bomb.len() < 200_000, "bomb is {} bytes", bomb.len());
+    let got = app.upload(&s, "bomb.zip", bomb, &[]).await;
+    let msg = assert_fail(&got, 413);
+    assert!(msg.contains("max_unzipped_mb"), "{msg}");
+    assert_eq!(app.stored_files(), Vec::<String>::new());
+    {
+        let mut c = app.conn();
+        let n: i64 = files::table.count().get_result(&mut *c).unwrap();
+        assert_eq!(n, 0);
+    }
+    // A zip within the limit still works.
+    let (status, body) = app
+        .upload(
+            &s,
+            "cube.zip",
+            zipped("cube.gcode", &fixture("cube_20mm.gcode")),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    app.stop().await;
+}
+
+/// Issue #13 item 11: bidi overrides cannot disguise a stored file name.
+async fn bidi_controls_are_stripped_from_file_names(app: &TestApp) {
+    let s = app.login_new_user("maker@example.com").await;
+    let (status, body) = app
+        .upload(
+            &s,
+            "cube\u{202E}\u{2066}\u{200F}\u{061C}_x.gcode",
+            fixture("cube_20mm.gcode"),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let id = body["message"]["file_id"].as_i64().unwrap();
+    let mut c = app.conn();
+    let name: String = files::table
+        .find(id)
+        .select(files::filename)
+        .first(&mut *c)
+        .unwrap();
+    assert_eq!(name, "cube_x.gcode");
 }

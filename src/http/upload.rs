@@ -158,7 +158,10 @@ pub async fn store(
 
     let path = staged.file.path().to_path_buf();
     let size = staged.size;
-    let analysed = web::block(move || files::analyse_staged(&path, size, kind, zipped)).await??;
+    let max_unzipped = state.storage.max_unzipped_bytes;
+    let analysed =
+        web::block(move || files::analyse_staged_limited(&path, size, kind, zipped, max_unzipped))
+            .await??;
 
     // Store the content and the preview, then register; undo the storing if registering fails.
     let storage_key = format!("files/{}", random_token());
