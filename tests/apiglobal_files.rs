@@ -23,6 +23,7 @@ backend_tests!(
     interrupted_upload_leaves_nothing,
     zip_analyses_and_unzips_the_same_entry,
     bidi_controls_are_stripped_from_file_names,
+    upload_checks_the_session_before_the_file,
 );
 backend_cases!(size_limit_leaves_nothing_behind, zip_bomb_is_refused);
 
@@ -858,4 +859,92 @@ async fn bidi_controls_are_stripped_from_file_names(app: &TestApp) {
         .first(&mut *c)
         .unwrap();
     assert_eq!(name, "cube_x.gcode");
+}
+
+/// A multipart body with the parts in the given order; `("file", bytes)` is the file part.
+fn multipart(boundary: &str, parts: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (name, value) in parts {
+        let disposition = if *name == "file" {
+            "form-data; name=\"file\"; filename=\"big.gcode\"".to_string()
+        } else {
+            format!("form-data; name=\"{name}\"")
+        };
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n").as_bytes(),
+        );
+        body.extend_from_slice(value);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    body
+}
+
+/// Issue #13 item 7: `/apiglobal/upload` checks the session before staging the file.
+async fn upload_checks_the_session_before_the_file(app: &TestApp) {
+    let s = app.login_new_user("maker@example.com").await;
+    let boundary = "SESSIONFIRST";
+    let big = b"G1 X1 Y1 E1\n".repeat(400_000); // 4.8 MB
+    let send = |body: Vec<u8>| {
+        // Streamed in chunks (no declared length), as a slow client would send it.
+        let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+            body.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
+        app.client
+            .post(app.url("/apiglobal/upload"))
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+                chunks,
+            )))
+            .send()
+    };
+    // Invalid session first: 401 while the body is still arriving (before the fix the server
+    // waited for, and staged, the whole declared 10 MB), with nothing staged.
+    {
+        use std::io::BufRead;
+        let addr = app.base.trim_start_matches("http://").to_string();
+        let head = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"session\"\r\n\r\nnot-a-session\r\n\
+             --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.gcode\"\r\n\r\n"
+        );
+        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            stream,
+            "POST /apiglobal/upload HTTP/1.1\r\nHost: {addr}\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n\
+             Content-Length: 10000000\r\n\r\n{head}"
+        )
+        .unwrap();
+        let _ = stream.write_all(&big[..1_000_000]);
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(15)))
+            .unwrap();
+        let mut status_line = String::new();
+        std::io::BufReader::new(&stream)
+            .read_line(&mut status_line)
+            .expect("an answer before the body is complete");
+        assert!(status_line.contains(" 401 "), "{status_line}");
+        assert_eq!(app.stored_files(), Vec::<String>::new());
+    }
+    let body = multipart(boundary, &[("session", b"not-a-session"), ("file", &big)]);
+    let got = common::read(send(body).await.unwrap()).await;
+    assert_fail(&got, 401);
+    assert_eq!(app.stored_files(), Vec::<String>::new());
+    // File before the session: only a small bound is staged before the session is known.
+    let body = multipart(boundary, &[("file", &big), ("session", s.as_bytes())]);
+    let got = common::read(send(body).await.unwrap()).await;
+    assert!(assert_fail(&got, 413).contains("'session' part before"));
+    assert_eq!(app.stored_files(), Vec::<String>::new());
+    // A small file before a valid session still works, as does the usual order.
+    let cube = fixture("cube_20mm.gcode");
+    let body = multipart(boundary, &[("file", &cube), ("session", s.as_bytes())]);
+    let (status, body) = common::read(send(body).await.unwrap()).await;
+    assert_eq!(status, 200, "{body}");
+    let body = multipart(boundary, &[("session", s.as_bytes()), ("file", &cube)]);
+    let (status, body) = common::read(send(body).await.unwrap()).await;
+    assert_eq!(status, 200, "{body}");
+    let mut c = app.conn();
+    let n: i64 = files::table.count().get_result(&mut *c).unwrap();
+    assert_eq!(n, 2);
 }

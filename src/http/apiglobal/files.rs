@@ -55,7 +55,7 @@ pub async fn upload(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse> {
-    let (p, staged) = upload::receive(&state, &req, payload.into_inner()).await?;
+    let (p, staged) = upload::receive_with_session(&state, &req, payload.into_inner()).await?;
     let me = authenticate(&state, &p).await?.user;
     let meta = upload_meta(&p)?;
     let zip_flag = p.bool("zip")?.unwrap_or(false);
