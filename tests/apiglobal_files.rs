@@ -24,6 +24,7 @@ backend_tests!(
     zip_analyses_and_unzips_the_same_entry,
     bidi_controls_are_stripped_from_file_names,
     upload_checks_the_session_before_the_file,
+    huge_full_circle_arcs_are_analysed_within_the_bound,
 );
 backend_cases!(size_limit_leaves_nothing_behind, zip_bomb_is_refused);
 
@@ -947,4 +948,27 @@ async fn upload_checks_the_session_before_the_file(app: &TestApp) {
     let mut c = app.conn();
     let n: i64 = files::table.count().get_result(&mut *c).unwrap();
     assert_eq!(n, 2);
+}
+
+/// Issue #13 item 6: ~560 KiB of full-circle G2 arcs of 1 m radius (before: 4,096 chords each,
+/// 310 s) is analysed with its filament and a whole-circle path.
+async fn huge_full_circle_arcs_are_analysed_within_the_bound(app: &TestApp) {
+    let s = app.login_new_user("maker@example.com").await;
+    let arcs = 22_000;
+    let mut src = String::from("M83\nG1 X1000 Y0 F6000\n");
+    for _ in 0..arcs {
+        src += "G2 X1000 Y0 I-1000 J0 E1\n";
+    }
+    let (status, body) = app.upload(&s, "arcs.gcode", src.into_bytes(), &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let a = analysis(app, body["message"]["file_id"].as_i64().unwrap());
+    let filament = a["filament_used_mm"].as_f64().unwrap();
+    assert!((filament - arcs as f64).abs() < 1e-6, "{a}");
+    // Time: the whole circles at 100 mm/s (within 1 %).
+    let expected = arcs as f64 * 2.0 * std::f64::consts::PI * 1000.0 / 100.0;
+    let time = a["estimated_time_s"].as_f64().unwrap();
+    assert!(
+        (time - expected).abs() / expected < 0.01,
+        "{time} vs {expected}"
+    );
 }
