@@ -25,6 +25,7 @@ backend_tests!(
     bidi_controls_are_stripped_from_file_names,
     upload_checks_the_session_before_the_file,
     huge_full_circle_arcs_are_analysed_within_the_bound,
+    nested_3mf_instancing_is_refused,
 );
 backend_cases!(size_limit_leaves_nothing_behind, zip_bomb_is_refused);
 
@@ -971,4 +972,56 @@ async fn huge_full_circle_arcs_are_analysed_within_the_bound(app: &TestApp) {
         (time - expected).abs() / expected < 0.01,
         "{time} vs {expected}"
     );
+}
+
+/// Issue #13 item 6: a few KiB of 3MF whose components reference components (10 copies per
+/// level, 8 levels: 1.2 billion triangles) is refused before anything is expanded.
+async fn nested_3mf_instancing_is_refused(app: &TestApp) {
+    let s = app.login_new_user("maker@example.com").await;
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(cube_3mf())).unwrap();
+    let mut model = String::new();
+    archive
+        .by_name("3D/3dmodel.model")
+        .unwrap()
+        .read_to_string(&mut model)
+        .unwrap();
+    let mut nested = String::new();
+    for level in 2..=9 {
+        nested += &format!("<object id=\"{level}\" type=\"model\"><components>");
+        for k in 0..10 {
+            nested += &format!(
+                "<component objectid=\"{}\" transform=\"1 0 0 0 1 0 0 0 1 {k} 0 0\"/>",
+                level - 1
+            );
+        }
+        nested += "</components></object>";
+    }
+    let model = model.replace(
+        "</resources><build><item objectid=\"1\"",
+        &format!("{nested}</resources><build><item objectid=\"9\""),
+    );
+    let mut out = std::io::Cursor::new(Vec::new());
+    {
+        let mut z = zip::ZipWriter::new(&mut out);
+        for i in 0..archive.len() {
+            let mut f = archive.by_index(i).unwrap();
+            let name = f.name().unwrap().to_string();
+            let mut bytes = Vec::new();
+            f.read_to_end(&mut bytes).unwrap();
+            z.start_file(name.as_str(), zip::write::SimpleFileOptions::default())
+                .unwrap();
+            if name == "3D/3dmodel.model" {
+                z.write_all(model.as_bytes()).unwrap();
+            } else {
+                z.write_all(&bytes).unwrap();
+            }
+        }
+        z.finish().unwrap();
+    }
+    let bomb = out.into_inner();
+    assert!(bomb.len() < 16 * 1024, "{} bytes", bomb.len());
+    let got = app.upload(&s, "nested.3mf", bomb, &[]).await;
+    let msg = assert_fail(&got, 400);
+    assert!(msg.contains("instanced triangles"), "{msg}");
+    assert_eq!(app.stored_files(), Vec::<String>::new());
 }
