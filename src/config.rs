@@ -101,6 +101,7 @@ pub struct StorageConfig {
     pub files_dir: String,
     pub staging_dir: String,
     pub max_upload_mb: u64,
+    pub max_unzipped_mb: u64,
     pub s3_bucket: String,
     pub s3_endpoint: String,
     pub s3_region: String,

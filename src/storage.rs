@@ -24,6 +24,8 @@ pub struct Storage {
     store: Arc<dyn ObjectStore>,
     staging: PathBuf,
     pub max_upload_bytes: u64,
+    /// Bound on what a zipped G-code upload may expand to.
+    pub max_unzipped_bytes: u64,
 }
 
 fn storage_error(e: object_store::Error) -> Error {
@@ -64,6 +66,7 @@ impl Storage {
             store,
             staging: PathBuf::from(&cfg.staging_dir),
             max_upload_bytes: cfg.max_upload_mb.saturating_mul(1024 * 1024),
+            max_unzipped_bytes: cfg.max_unzipped_mb.saturating_mul(1024 * 1024),
         })
     }
 

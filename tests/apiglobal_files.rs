@@ -21,8 +21,13 @@ backend_tests!(
     downloads_resume_with_range,
     other_users_files_are_not_found,
     interrupted_upload_leaves_nothing,
+    zip_analyses_and_unzips_the_same_entry,
+    bidi_controls_are_stripped_from_file_names,
+    upload_checks_the_session_before_the_file,
+    huge_full_circle_arcs_are_analysed_within_the_bound,
+    nested_3mf_instancing_is_refused,
 );
-backend_cases!(size_limit_leaves_nothing_behind);
+backend_cases!(size_limit_leaves_nothing_behind, zip_bomb_is_refused);
 
 fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
@@ -94,6 +99,18 @@ fn cube_3mf() -> Vec<u8> {
         z.write_all(model.as_bytes()).unwrap();
         z.finish().unwrap();
     }
+    buf.into_inner()
+}
+
+fn zipped_many(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut buf = std::io::Cursor::new(Vec::new());
+    let mut z = zip::ZipWriter::new(&mut buf);
+    for (name, bytes) in entries {
+        z.start_file(*name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        z.write_all(bytes).unwrap();
+    }
+    z.finish().unwrap();
     buf.into_inner()
 }
 
@@ -726,4 +743,287 @@ async fn size_limit_leaves_nothing_behind(db: Db) {
         .await;
     assert_eq!(status, 200);
     app.stop().await;
+}
+
+/// Issue #13 item 5: the entry analysed (and priced) is the entry a printer gets after unzip.
+async fn zip_analyses_and_unzips_the_same_entry(app: &TestApp) {
+    let s = app.login_new_user("maker@example.com").await;
+    let real = fixture("cube_20mm.gcode");
+    let payload = b"\x7fELF not a print at all".repeat(100);
+    let (status, body) = app
+        .upload(
+            &s,
+            "mixed.zip",
+            zipped_many(&[("payload.bin", &payload), ("real.gcode", &real)]),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let id = body["message"]["file_id"].as_i64().unwrap();
+    assert_eq!(analysis(app, id)["slicer_estimated_time_s"], json!(956.0));
+    // Unzipping yields the analysed G-code, never the other entry.
+    let updates = json!({id.to_string(): {"zip": false}}).to_string();
+    let (status, body) = app
+        .post(
+            "/apiglobal/file_update",
+            &[("session", &s), ("updates", &updates)],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let res = download(app, &s, id, None).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.bytes().await.unwrap().to_vec(), real);
+
+    // Two G-code candidates: refused, nothing kept.
+    let got = app
+        .upload(
+            &s,
+            "two.zip",
+            zipped_many(&[("a.gcode", &real), ("b.gcode", &real)]),
+            &[],
+        )
+        .await;
+    assert!(assert_fail(&got, 400).contains("more than one G-code"));
+    // Nothing that analyses as G-code: refused.
+    let got = app
+        .upload(
+            &s,
+            "fake.zip",
+            zipped_many(&[("real.gcode", &payload), ("x.txt", b"hi")]),
+            &[],
+        )
+        .await;
+    assert!(assert_fail(&got, 400).contains("does not look like G-code"));
+    let mut c = app.conn();
+    let n: i64 = files::table.count().get_result(&mut *c).unwrap();
+    assert_eq!(n, 1);
+}
+
+/// Issue #13 item 6: a small zip expanding far beyond `storage.max_unzipped_mb` is refused
+/// with 413 naming the limit, and leaves nothing staged or stored.
+async fn zip_bomb_is_refused(db: Db) {
+    let Some(app) = TestApp::start(db, &[("PRINTFARM_STORAGE__MAX_UNZIPPED_MB", "1")]).await else {
+        return;
+    };
+    let s = app.login_new_user("maker@example.com").await;
+    let big = b"G1 X1 Y1 E1\n".repeat(2_000_000); // 24 MB, compresses to ~100 KB
+    let mut buf = std::io::Cursor::new(Vec::new());
+    {
+        let mut z = zip::ZipWriter::new(&mut buf);
+        z.start_file(
+            "bomb.gcode",
+            zip::write::SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Deflated),
+        )
+        .unwrap();
+        z.write_all(&big).unwrap();
+        z.finish().unwrap();
+    }
+    let bomb = buf.into_inner();
+    assert!(bomb.len() < 200_000, "bomb is {} bytes", bomb.len());
+    let got = app.upload(&s, "bomb.zip", bomb, &[]).await;
+    let msg = assert_fail(&got, 413);
+    assert!(msg.contains("max_unzipped_mb"), "{msg}");
+    assert_eq!(app.stored_files(), Vec::<String>::new());
+    {
+        let mut c = app.conn();
+        let n: i64 = files::table.count().get_result(&mut *c).unwrap();
+        assert_eq!(n, 0);
+    }
+    // A zip within the limit still works.
+    let (status, body) = app
+        .upload(
+            &s,
+            "cube.zip",
+            zipped("cube.gcode", &fixture("cube_20mm.gcode")),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    app.stop().await;
+}
+
+/// Issue #13 item 11: bidi overrides cannot disguise a stored file name.
+async fn bidi_controls_are_stripped_from_file_names(app: &TestApp) {
+    let s = app.login_new_user("maker@example.com").await;
+    let (status, body) = app
+        .upload(
+            &s,
+            "cube\u{202E}\u{2066}\u{200F}\u{061C}_x.gcode",
+            fixture("cube_20mm.gcode"),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let id = body["message"]["file_id"].as_i64().unwrap();
+    let mut c = app.conn();
+    let name: String = files::table
+        .find(id)
+        .select(files::filename)
+        .first(&mut *c)
+        .unwrap();
+    assert_eq!(name, "cube_x.gcode");
+}
+
+/// A multipart body with the parts in the given order; `("file", bytes)` is the file part.
+fn multipart(boundary: &str, parts: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (name, value) in parts {
+        let disposition = if *name == "file" {
+            "form-data; name=\"file\"; filename=\"big.gcode\"".to_string()
+        } else {
+            format!("form-data; name=\"{name}\"")
+        };
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n").as_bytes(),
+        );
+        body.extend_from_slice(value);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    body
+}
+
+/// Issue #13 item 7: `/apiglobal/upload` checks the session before staging the file.
+async fn upload_checks_the_session_before_the_file(app: &TestApp) {
+    let s = app.login_new_user("maker@example.com").await;
+    let boundary = "SESSIONFIRST";
+    let big = b"G1 X1 Y1 E1\n".repeat(400_000); // 4.8 MB
+    let send = |body: Vec<u8>| {
+        // Streamed in chunks (no declared length), as a slow client would send it.
+        let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+            body.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
+        app.client
+            .post(app.url("/apiglobal/upload"))
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+                chunks,
+            )))
+            .send()
+    };
+    // Invalid session first: 401 while the body is still arriving (before the fix the server
+    // waited for, and staged, the whole declared 10 MB), with nothing staged.
+    {
+        use std::io::BufRead;
+        let addr = app.base.trim_start_matches("http://").to_string();
+        let head = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"session\"\r\n\r\nnot-a-session\r\n\
+             --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.gcode\"\r\n\r\n"
+        );
+        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            stream,
+            "POST /apiglobal/upload HTTP/1.1\r\nHost: {addr}\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n\
+             Content-Length: 10000000\r\n\r\n{head}"
+        )
+        .unwrap();
+        let _ = stream.write_all(&big[..1_000_000]);
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(15)))
+            .unwrap();
+        let mut status_line = String::new();
+        std::io::BufReader::new(&stream)
+            .read_line(&mut status_line)
+            .expect("an answer before the body is complete");
+        assert!(status_line.contains(" 401 "), "{status_line}");
+        assert_eq!(app.stored_files(), Vec::<String>::new());
+    }
+    let body = multipart(boundary, &[("session", b"not-a-session"), ("file", &big)]);
+    let got = common::read(send(body).await.unwrap()).await;
+    assert_fail(&got, 401);
+    assert_eq!(app.stored_files(), Vec::<String>::new());
+    // File before the session: only a small bound is staged before the session is known.
+    let body = multipart(boundary, &[("file", &big), ("session", s.as_bytes())]);
+    let got = common::read(send(body).await.unwrap()).await;
+    assert!(assert_fail(&got, 413).contains("'session' part before"));
+    assert_eq!(app.stored_files(), Vec::<String>::new());
+    // A small file before a valid session still works, as does the usual order.
+    let cube = fixture("cube_20mm.gcode");
+    let body = multipart(boundary, &[("file", &cube), ("session", s.as_bytes())]);
+    let (status, body) = common::read(send(body).await.unwrap()).await;
+    assert_eq!(status, 200, "{body}");
+    let body = multipart(boundary, &[("session", s.as_bytes()), ("file", &cube)]);
+    let (status, body) = common::read(send(body).await.unwrap()).await;
+    assert_eq!(status, 200, "{body}");
+    let mut c = app.conn();
+    let n: i64 = files::table.count().get_result(&mut *c).unwrap();
+    assert_eq!(n, 2);
+}
+
+/// Issue #13 item 6: ~560 KiB of full-circle G2 arcs of 1 m radius (before: 4,096 chords each,
+/// 310 s) is analysed with its filament and a whole-circle path.
+async fn huge_full_circle_arcs_are_analysed_within_the_bound(app: &TestApp) {
+    let s = app.login_new_user("maker@example.com").await;
+    let arcs = 22_000;
+    let mut src = String::from("M83\nG1 X1000 Y0 F6000\n");
+    for _ in 0..arcs {
+        src += "G2 X1000 Y0 I-1000 J0 E1\n";
+    }
+    let (status, body) = app.upload(&s, "arcs.gcode", src.into_bytes(), &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let a = analysis(app, body["message"]["file_id"].as_i64().unwrap());
+    let filament = a["filament_used_mm"].as_f64().unwrap();
+    assert!((filament - arcs as f64).abs() < 1e-6, "{a}");
+    // Time: the whole circles at 100 mm/s (within 1 %).
+    let expected = arcs as f64 * 2.0 * std::f64::consts::PI * 1000.0 / 100.0;
+    let time = a["estimated_time_s"].as_f64().unwrap();
+    assert!(
+        (time - expected).abs() / expected < 0.01,
+        "{time} vs {expected}"
+    );
+}
+
+/// Issue #13 item 6: a few KiB of 3MF whose components reference components (10 copies per
+/// level, 8 levels: 1.2 billion triangles) is refused before anything is expanded.
+async fn nested_3mf_instancing_is_refused(app: &TestApp) {
+    let s = app.login_new_user("maker@example.com").await;
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(cube_3mf())).unwrap();
+    let mut model = String::new();
+    archive
+        .by_name("3D/3dmodel.model")
+        .unwrap()
+        .read_to_string(&mut model)
+        .unwrap();
+    let mut nested = String::new();
+    for level in 2..=9 {
+        nested += &format!("<object id=\"{level}\" type=\"model\"><components>");
+        for k in 0..10 {
+            nested += &format!(
+                "<component objectid=\"{}\" transform=\"1 0 0 0 1 0 0 0 1 {k} 0 0\"/>",
+                level - 1
+            );
+        }
+        nested += "</components></object>";
+    }
+    let model = model.replace(
+        "</resources><build><item objectid=\"1\"",
+        &format!("{nested}</resources><build><item objectid=\"9\""),
+    );
+    let mut out = std::io::Cursor::new(Vec::new());
+    {
+        let mut z = zip::ZipWriter::new(&mut out);
+        for i in 0..archive.len() {
+            let mut f = archive.by_index(i).unwrap();
+            let name = f.name().unwrap().to_string();
+            let mut bytes = Vec::new();
+            f.read_to_end(&mut bytes).unwrap();
+            z.start_file(name.as_str(), zip::write::SimpleFileOptions::default())
+                .unwrap();
+            if name == "3D/3dmodel.model" {
+                z.write_all(model.as_bytes()).unwrap();
+            } else {
+                z.write_all(&bytes).unwrap();
+            }
+        }
+        z.finish().unwrap();
+    }
+    let bomb = out.into_inner();
+    assert!(bomb.len() < 16 * 1024, "{} bytes", bomb.len());
+    let got = app.upload(&s, "nested.3mf", bomb, &[]).await;
+    let msg = assert_fail(&got, 400);
+    assert!(msg.contains("instanced triangles"), "{msg}");
+    assert_eq!(app.stored_files(), Vec::<String>::new());
 }

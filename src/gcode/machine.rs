@@ -12,7 +12,17 @@ const MAX_TOOLS: usize = 64;
 const ARC_TOLERANCE: f64 = 0.005;
 /// Maximum segment length of the arc linearisation, mm (Marlin's `MM_PER_ARC_SEGMENT`).
 const ARC_MAX_SEGMENT: f64 = 1.0;
-const ARC_MAX_SEGMENTS: usize = 4096;
+/// At most this many chords per arc (half a degree each for a full circle: a chord error of
+/// 0.001 % of the radius), whatever the radius.
+const ARC_MAX_SEGMENTS: usize = 720;
+/// Total work bound: the chords all arcs may use are an allowance per arc command plus a start
+/// amount. Real arc-welded G-code uses a few chords per arc and never runs out; a file of huge
+/// full circles does, and its later arcs get [`ARC_MIN_SEGMENTS`] per turn, so analysis time
+/// stays linear in the input.
+const ARC_ALLOWANCE_PER_ARC: u64 = 64;
+const ARC_BUDGET_START: u64 = 100_000;
+/// Chords per full turn once the budget is spent (length within 0.7 % of the true arc).
+const ARC_MIN_SEGMENTS: f64 = 32.0;
 /// Z change that counts as a new layer in the measured layer count, mm.
 const LAYER_EPS: f64 = 0.01;
 
@@ -119,6 +129,8 @@ pub(crate) struct Machine<'v> {
     bed: Option<f64>,
     moves: u64,
     lines: u64,
+    /// Arc chords still available (see [`ARC_ALLOWANCE_PER_ARC`]).
+    arc_budget: u64,
 }
 
 impl<'v> Machine<'v> {
@@ -144,6 +156,7 @@ impl<'v> Machine<'v> {
             bed: None,
             moves: 0,
             lines: 0,
+            arc_budget: ARC_BUDGET_START,
         }
     }
 
@@ -488,6 +501,15 @@ impl<'v> Machine<'v> {
         } else {
             1
         };
+        self.arc_budget = self.arc_budget.saturating_add(ARC_ALLOWANCE_PER_ARC);
+        let floor =
+            ((ARC_MIN_SEGMENTS * sweep.abs() / std::f64::consts::TAU).ceil() as usize).max(1);
+        let n = n.min(
+            usize::try_from(self.arc_budget)
+                .unwrap_or(usize::MAX)
+                .max(floor),
+        );
+        self.arc_budget = self.arc_budget.saturating_sub(n as u64);
         let start_lin = self.pos[al];
         let de_step = de / n as f64;
         for k in 1..=n {

@@ -521,6 +521,31 @@ fn arcs_are_linearised() {
     assert!(close(d.bounds_max[0], 30.0, 1e-9));
 }
 
+/// Issue #13 item 6: full-circle arcs of a huge radius cannot multiply the analysis work;
+/// the chords stay bounded by the input while time and filament stay right.
+#[test]
+fn huge_arcs_are_bounded_by_the_input() {
+    let arcs = 20_000;
+    let mut src = String::from("M83\nG1 X1000 Y0 F6000\n");
+    for _ in 0..arcs {
+        src += "G2 X1000 Y0 I-1000 J0 E1\n";
+    }
+    let mut c = Collect::default();
+    let a = analyse_with(src.as_bytes(), &fast_limits(), Some(&mut c)).unwrap();
+    // Before the bound: 4,096 chords per circle (82 M in all).
+    let chords = c.extruding as u64;
+    let bound = 100_000 + 64 * arcs as u64 + 32 * arcs as u64;
+    assert!(chords <= bound, "{chords} chords > {bound}");
+    assert!(close(a.filament_used_mm, arcs as f64, 1e-6));
+    // Every circle is still drawn whole: length within 1 % of the true circumference.
+    let full = 2.0 * std::f64::consts::PI * 1000.0 * arcs as f64;
+    assert!(
+        (c.extruded_length - full).abs() / full < 0.01,
+        "{} vs {full}",
+        c.extruded_length
+    );
+}
+
 #[test]
 fn tools_temperatures_and_extruders() {
     let a = run(

@@ -19,6 +19,11 @@ use crate::AppState;
 /// Text parts are small; anything bigger is not a parameter.
 const MAX_TEXT_PART: usize = 64 * 1024;
 
+/// Most a Global API upload may stage before its `session` is known (a file part sent before
+/// the session part). Real clients (OrcaSlicer, the 3DPrinterOS plugins) send `session` first,
+/// so this only bounds what an unauthenticated caller can make the server write.
+const MAX_BEFORE_SESSION: u64 = 1024 * 1024;
+
 /// An upload staged on local disk; the file deletes itself unless it is kept.
 pub struct StagedUpload {
     pub file: tempfile::NamedTempFile,
@@ -41,7 +46,46 @@ pub async fn receive(
     req: &HttpRequest,
     payload: Payload,
 ) -> Result<(Params, StagedUpload)> {
+    receive_inner(state, req, payload, false).await
+}
+
+/// [`receive`] for the Global API, where the session travels in the body: a `session` part (or
+/// query parameter) is checked as soon as it arrives, so an invalid one answers 401 before the
+/// file is read; a file part arriving before any session may stage at most
+/// [`MAX_BEFORE_SESSION`] bytes.
+pub async fn receive_with_session(
+    state: &AppState,
+    req: &HttpRequest,
+    payload: Payload,
+) -> Result<(Params, StagedUpload)> {
+    receive_inner(state, req, payload, true).await
+}
+
+async fn check_session(state: &AppState, token: String) -> Result<()> {
+    let mut p = Params::default();
+    p.extend_pairs([("session".to_string(), token)]);
+    crate::http::apiglobal::authenticate(state, &p).await?;
+    Ok(())
+}
+
+async fn receive_inner(
+    state: &AppState,
+    req: &HttpRequest,
+    payload: Payload,
+    session_in_body: bool,
+) -> Result<(Params, StagedUpload)> {
     let limit = state.storage.max_upload_bytes;
+    // Whether the caller is already known to hold a valid session.
+    let mut authenticated = !session_in_body;
+    if session_in_body {
+        let from_query = url::form_urlencoded::parse(req.query_string().as_bytes())
+            .find(|(k, _)| k == "session")
+            .map(|(_, v)| v.into_owned());
+        if let Some(token) = from_query {
+            check_session(state, token).await?;
+            authenticated = true;
+        }
+    }
     let ct = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -98,6 +142,13 @@ pub async fn receive(
                 if size > limit {
                     return Err(too_large(limit));
                 }
+                if !authenticated && size > MAX_BEFORE_SESSION {
+                    return Err(Error::PayloadTooLarge(format!(
+                        "send the 'session' part before the 'file' part: without a session \
+                         first, uploads are limited to {} MiB",
+                        MAX_BEFORE_SESSION / (1024 * 1024)
+                    )));
+                }
                 hasher.update(&chunk);
                 out.write_all(&chunk)
                     .await
@@ -126,6 +177,11 @@ pub async fn receive(
             let value = String::from_utf8(value).map_err(|_| {
                 Error::bad_request(format!("part '{name}' is not valid UTF-8 text"))
             })?;
+            if name == "session" && !authenticated {
+                // Refuse a bad session before a single byte of the file is read.
+                check_session(state, value.clone()).await?;
+                authenticated = true;
+            }
             pairs.push((name, value));
         }
     }
@@ -158,7 +214,10 @@ pub async fn store(
 
     let path = staged.file.path().to_path_buf();
     let size = staged.size;
-    let analysed = web::block(move || files::analyse_staged(&path, size, kind, zipped)).await??;
+    let max_unzipped = state.storage.max_unzipped_bytes;
+    let analysed =
+        web::block(move || files::analyse_staged_limited(&path, size, kind, zipped, max_unzipped))
+            .await??;
 
     // Store the content and the preview, then register; undo the storing if registering fails.
     let storage_key = format!("files/{}", random_token());

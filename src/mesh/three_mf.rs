@@ -33,6 +33,10 @@ pub(super) const MAX_DEPTH: usize = 32;
 /// Most object instances (build items and components, recursively) we expand: a few objects
 /// nested a few levels deep with many components each would otherwise take forever.
 const MAX_INSTANCES: usize = 1_000_000;
+/// Most triangles the build may expand to once components are instanced, counted before any
+/// is copied, so a few kilobytes of nested components cannot make us allocate gigabytes
+/// (about 40 bytes per instanced triangle). Real multi-plate prints stay well below.
+pub(super) const MAX_INSTANCED_TRIANGLES: u64 = 10_000_000;
 /// Largest uncompressed model part we parse (about 15 million triangles of XML).
 const MAX_PART_BYTES: u64 = 1 << 30;
 /// Most vertices we accept across all parsed parts.
@@ -141,6 +145,26 @@ pub(super) fn read<R: Read + Seek>(reader: R) -> Result<Mesh, MeshError> {
         parts.insert(name, part);
     }
 
+    // Count what the build would expand to before expanding it.
+    let mut memo = HashMap::new();
+    let mut total: u64 = 0;
+    for item in &parts[&root].build {
+        let part = item.path.as_deref().unwrap_or(&root);
+        total = total.saturating_add(instanced_triangles(
+            &parts,
+            part,
+            item.objectid,
+            0,
+            &mut memo,
+        )?);
+    }
+    if total > MAX_INSTANCED_TRIANGLES {
+        return Err(bad(format!(
+            "3MF: the build instances {total} triangles, more than this server's limit of \
+             {MAX_INSTANCED_TRIANGLES} instanced triangles"
+        )));
+    }
+
     let mut out = Mesh::default();
     let mut instances = 0;
     let to_mm = scale(unit);
@@ -169,6 +193,52 @@ fn referenced_parts(part: &Part) -> Vec<String> {
         .chain(part.build.iter())
         .filter_map(|r| r.path.clone())
         .collect()
+}
+
+/// Triangles an object expands to with its components instanced (memoised per object, so
+/// shared sub-assemblies are counted once; saturating, so nesting cannot overflow).
+fn instanced_triangles(
+    parts: &HashMap<String, Part>,
+    part_name: &str,
+    objectid: u32,
+    depth: usize,
+    memo: &mut HashMap<(String, u32), u64>,
+) -> Result<u64, MeshError> {
+    if depth > MAX_DEPTH {
+        return Err(bad(format!(
+            "3MF components are nested deeper than {MAX_DEPTH} levels (or form a cycle)"
+        )));
+    }
+    if let Some(&n) = memo.get(&(part_name.to_string(), objectid)) {
+        return Ok(n);
+    }
+    let part = parts
+        .get(part_name)
+        .ok_or_else(|| bad(format!("3MF: model part {part_name:?} is missing")))?;
+    let object = part.objects.get(&objectid).ok_or_else(|| {
+        bad(format!(
+            "3MF: object {objectid} is referenced but not defined in {part_name:?}"
+        ))
+    })?;
+    let n = match object {
+        Object::Mesh { triangles, .. } => triangles.len() as u64,
+        Object::Components(components) => {
+            let mut sum: u64 = 0;
+            for c in components {
+                let target = c.path.as_deref().unwrap_or(part_name);
+                sum = sum.saturating_add(instanced_triangles(
+                    parts,
+                    target,
+                    c.objectid,
+                    depth + 1,
+                    memo,
+                )?);
+            }
+            sum
+        }
+    };
+    memo.insert((part_name.to_string(), objectid), n);
+    Ok(n)
 }
 
 fn emit(

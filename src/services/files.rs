@@ -63,12 +63,82 @@ pub fn kind_from_filename(name: &str, zip_flag: bool) -> Result<(Kind, bool)> {
 /// A file name safe to store and show: the last path component, no control characters.
 pub fn clean_filename(name: &str) -> Result<String> {
     let base = name.rsplit(['/', '\\']).next().unwrap_or("");
-    let cleaned: String = base.chars().filter(|c| !c.is_control()).collect();
+    // Bidi controls can make `evil\u{202E}edoc.exe` display as `evilexe.gcode`; drop them
+    // with the other control characters.
+    let cleaned: String = base
+        .chars()
+        .filter(|&c| !c.is_control() && !is_bidi_control(c))
+        .collect();
     let cleaned = cleaned.trim().to_string();
     if cleaned.is_empty() || cleaned == "." || cleaned == ".." {
         return Err(Error::bad_request("the uploaded file has no usable name"));
     }
     Ok(cleaned.chars().take(255).collect())
+}
+
+/// Unicode bidirectional formatting characters (embeddings, overrides, isolates, marks).
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
+}
+
+/// Reads through a decompressing reader and fails once more than `limit` bytes came out, so a
+/// small zip cannot expand into unbounded work or disk use. `exceeded` tells the caller why a
+/// read failed, since parsers wrap the I/O error in their own.
+struct LimitedReader<R> {
+    inner: R,
+    left: u64,
+    exceeded: std::rc::Rc<std::cell::Cell<bool>>,
+}
+
+impl<R: Read> Read for LimitedReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n as u64 > self.left {
+            self.exceeded.set(true);
+            return Err(std::io::Error::other("decompressed size limit exceeded"));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+fn unzipped_too_large(limit: u64) -> Error {
+    Error::PayloadTooLarge(format!(
+        "the zipped G-code expands beyond this server's limit of {} MiB \
+         (storage.max_unzipped_mb)",
+        limit / (1024 * 1024)
+    ))
+}
+
+/// The one entry of a G-code zip that is analysed, priced, stored and unzipped: the only file
+/// entry named `.gcode/.gco/.g`. Zips with none or several are refused, so what was checked is
+/// always what a printer gets.
+fn gcode_entry<R: Read + Seek>(archive: &mut zip::ZipArchive<R>, limit: u64) -> Result<usize> {
+    let mut found = None;
+    for i in 0..archive.len() {
+        let f = archive.by_index(i).map_err(|e| refuse("zip file", e))?;
+        let is_gcode = f.is_file()
+            && f.name()
+                .ok()
+                .and_then(|n| n.rsplit_once('.').map(|(_, e)| e.to_lowercase()))
+                .is_some_and(|e| is_gcode_ext(&e));
+        if !is_gcode {
+            continue;
+        }
+        if found.is_some() {
+            return Err(refuse(
+                "zipped G-code",
+                "the zip holds more than one G-code file; upload one per zip",
+            ));
+        }
+        // The declared size may lie (the reader below is what counts), but an honest
+        // oversized entry is refused before any work.
+        if f.size() > limit {
+            return Err(unzipped_too_large(limit));
+        }
+        found = Some(i);
+    }
+    found.ok_or_else(|| refuse("zipped G-code", "the zip holds no .gcode file"))
 }
 
 /// What the analysis of an upload found.
@@ -89,6 +159,17 @@ fn refuse(what: &str, why: impl std::fmt::Display) -> Error {
 /// Blocking (runs on the blocking pool); reads the staged file, never the whole into memory
 /// for G-code.
 pub fn analyse_staged(path: &Path, size: u64, kind: Kind, zipped: bool) -> Result<Analysed> {
+    analyse_staged_limited(path, size, kind, zipped, u64::MAX)
+}
+
+/// [`analyse_staged`] with a bound on the decompressed size of a zipped G-code entry.
+pub fn analyse_staged_limited(
+    path: &Path,
+    size: u64,
+    kind: Kind,
+    zipped: bool,
+    max_unzipped: u64,
+) -> Result<Analysed> {
     let open = || File::open(path).map_err(|e| Error::internal(format!("staged upload: {e}")));
     let mut head = vec![0u8; mesh::SNIFF_LEN.max(64 * 1024)];
     let n = read_head(&mut open()?, &mut head)?;
@@ -100,17 +181,7 @@ pub fn analyse_staged(path: &Path, size: u64, kind: Kind, zipped: bool) -> Resul
         Kind::Gcode if zipped => {
             let mut archive =
                 zip::ZipArchive::new(BufReader::new(open()?)).map_err(|e| refuse("zip file", e))?;
-            let index = (0..archive.len())
-                .find(|&i| {
-                    archive.by_index(i).is_ok_and(|f| {
-                        f.is_file()
-                            && f.name()
-                                .ok()
-                                .and_then(|n| n.rsplit_once('.').map(|(_, e)| e.to_string()))
-                                .is_some_and(|e| is_gcode_ext(&e.to_lowercase()))
-                    })
-                })
-                .ok_or_else(|| refuse("zipped G-code", "the zip holds no .gcode file"))?;
+            let index = gcode_entry(&mut archive, max_unzipped)?;
             let mut entry = archive.by_index(index).map_err(|e| refuse("zip file", e))?;
             let mut entry_head = vec![0u8; 64 * 1024];
             let n = read_head(&mut entry, &mut entry_head)?;
@@ -123,7 +194,17 @@ pub fn analyse_staged(path: &Path, size: u64, kind: Kind, zipped: bool) -> Resul
             }
             drop(entry);
             let entry = archive.by_index(index).map_err(|e| refuse("zip file", e))?;
-            gcode_analysis(BufReader::new(entry), true)
+            let exceeded = std::rc::Rc::new(std::cell::Cell::new(false));
+            let limited = LimitedReader {
+                inner: entry,
+                left: max_unzipped,
+                exceeded: exceeded.clone(),
+            };
+            let r = gcode_analysis(BufReader::new(limited), true);
+            if exceeded.get() {
+                return Err(unzipped_too_large(max_unzipped));
+            }
+            r
         }
         Kind::Gcode => {
             if !gcode::looks_like_gcode(&head) {
@@ -480,6 +561,7 @@ pub fn rezip(
     source: &Path,
     filename: &str,
     to_zip: bool,
+    max_unzipped: u64,
     out: &mut tempfile::NamedTempFile,
 ) -> Result<(u64, String)> {
     use sha2::{Digest, Sha256};
@@ -495,11 +577,22 @@ pub fn rezip(
         zip.finish().map_err(Error::internal)?;
     } else {
         let mut archive = zip::ZipArchive::new(src).map_err(|e| refuse("zip file", e))?;
-        let index = (0..archive.len())
-            .find(|&i| archive.by_index(i).is_ok_and(|f| f.is_file()))
-            .ok_or_else(|| refuse("zipped G-code", "the zip is empty"))?;
-        let mut entry = archive.by_index(index).map_err(|e| refuse("zip file", e))?;
-        std::io::copy(&mut entry, out.as_file_mut()).map_err(io)?;
+        // The same entry the upload analysed, under the same bound.
+        let index = gcode_entry(&mut archive, max_unzipped)?;
+        let entry = archive.by_index(index).map_err(|e| refuse("zip file", e))?;
+        let exceeded = std::rc::Rc::new(std::cell::Cell::new(false));
+        let mut limited = LimitedReader {
+            inner: entry,
+            left: max_unzipped,
+            exceeded: exceeded.clone(),
+        };
+        if let Err(e) = std::io::copy(&mut limited, out.as_file_mut()) {
+            return Err(if exceeded.get() {
+                unzipped_too_large(max_unzipped)
+            } else {
+                refuse("zip file", e)
+            });
+        }
     }
     let f = out.as_file_mut();
     f.flush().map_err(io)?;

@@ -55,7 +55,7 @@ pub async fn upload(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse> {
-    let (p, staged) = upload::receive(&state, &req, payload.into_inner()).await?;
+    let (p, staged) = upload::receive_with_session(&state, &req, payload.into_inner()).await?;
     let me = authenticate(&state, &p).await?.user;
     let meta = upload_meta(&p)?;
     let zip_flag = p.bool("zip")?.unwrap_or(false);
@@ -127,8 +127,9 @@ pub async fn file_update(state: web::Data<AppState>, Form(p): Form) -> Result<Ht
             let source = state.storage.fetch_to_staging(&file.storage_key).await?;
             let mut out = state.storage.staging_file()?;
             let name = file.filename.clone();
+            let max_unzipped = state.storage.max_unzipped_bytes;
             let (out, size, sha) = web::block(move || {
-                let r = files::rezip(source.path(), &name, zip, &mut out);
+                let r = files::rezip(source.path(), &name, zip, max_unzipped, &mut out);
                 r.map(|(size, sha)| (out, size, sha))
             })
             .await??;
