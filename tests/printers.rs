@@ -22,6 +22,7 @@ backend_tests!(
     build_tray_and_agent_refusals,
     streamer_api_login,
     steady_polls_leave_the_registration_code_alone,
+    forged_host_never_reaches_the_agent,
 );
 backend_cases!(
     notconnected_after_silence,
@@ -1294,4 +1295,60 @@ async fn held_polls_end_when_the_server_shuts_down(db: Db) {
     };
     assert!(status.success(), "{status}");
     app.stop().await;
+}
+
+/// Issue #13 item 3: a start requested with forged `Host` / `X-Forwarded-Host` / `Forwarded`
+/// headers (forwarded headers not trusted by default) must not put the forger's host into the
+/// agent's download link; the link follows the agent's own poll and still downloads.
+async fn forged_host_never_reaches_the_agent(app: &TestApp) {
+    let owner = app.login_new_user("owner@example.com").await;
+    let (id, token) = register(app, &owner, "SN-HOST").await;
+    assert_eq!(report(app, &token, json!({})).await, json!({}));
+    let gcode = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/cube_20mm.gcode"
+    ))
+    .unwrap();
+    let (status, body) = app.upload(&owner, "cube.gcode", gcode.clone(), &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let file = body["message"]["file_id"].as_i64().unwrap().to_string();
+    let res = app
+        .client
+        .post(app.url("/apiglobal/print_file"))
+        .header("Host", "evil.example")
+        .header("X-Forwarded-Host", "evil.example")
+        .header("X-Forwarded-Proto", "https")
+        .header("Forwarded", "host=evil.example;proto=https")
+        .form(&[
+            ("session", owner.as_str()),
+            ("file_id", file.as_str()),
+            ("printer_id", &id.to_string()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = common::read(res).await;
+    assert_eq!(status, 200, "{body}");
+    // Nothing stored for the agent names the forged host.
+    let mut c = app.conn();
+    let stored: Vec<Option<String>> = printer_commands::table
+        .filter(printer_commands::printer_id.eq(id))
+        .select(printer_commands::payload)
+        .load(&mut *c)
+        .unwrap();
+    drop(c);
+    assert!(
+        stored.iter().flatten().all(|p| !p.contains("evil")),
+        "{stored:?}"
+    );
+    let cmd = report(app, &token, json!({})).await;
+    assert_eq!(cmd["command"], "gcodes", "{cmd}");
+    let link = cmd["payload"].as_str().unwrap();
+    assert!(
+        link.starts_with(&app.url("/apiprinter/v1/download/")),
+        "{link}"
+    );
+    let res = app.client.get(link).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(res.bytes().await.unwrap().len(), gcode.len());
 }

@@ -172,9 +172,19 @@ async fn printer_request(
     Ok((body, printer))
 }
 
-fn command_answer(cmd: Option<crate::db::models::PrinterCommand>) -> HttpResponse {
+/// A command on the wire. Print links stored as paths (no `server.public_url`) are made
+/// absolute with `base`, the base of the agent's own poll: 3DPrinterOS clients need a full URL.
+fn command_answer(cmd: Option<crate::db::models::PrinterCommand>, base: &str) -> HttpResponse {
     match cmd {
-        Some(c) => answer(agent::command_json(&c)),
+        Some(c) => {
+            let mut v = agent::command_json(&c);
+            if let Some(p) = v.get_mut("payload") {
+                if let Some(path) = p.as_str().filter(|s| s.starts_with('/')) {
+                    *p = Value::String(format!("{base}{path}"));
+                }
+            }
+            answer(v)
+        }
         None => answer(json!({})),
     }
 }
@@ -193,6 +203,7 @@ async fn command(
     let poll = Poll::from_json(&body);
     let id = printer.id;
     let ctx = state.job_context(Some(&req));
+    let base = crate::http::public_base(&state.config, Some(&req));
     let first = {
         let poll = poll.clone();
         state
@@ -209,7 +220,7 @@ async fn command(
         .filter(|w| w.is_finite() && *w > 0.0)
         .map(|w| w.min(state.config.printers.long_poll_max_secs as f64));
     let Some(wait) = wait.filter(|_| first.is_none()) else {
-        return command_answer(first);
+        return command_answer(first, &base);
     };
     let notifier = &state.notifier;
     if notifier.is_shutting_down() {
@@ -222,7 +233,7 @@ async fn command(
     notified.as_mut().enable();
     // A command may have been queued between the poll and arming the wake-up.
     match state.db(move |c| agent::deliver(c, id)).await {
-        Ok(Some(cmd)) => return command_answer(Some(cmd)),
+        Ok(Some(cmd)) => return command_answer(Some(cmd), &base),
         Ok(None) => {}
         Err(e) => return server_error(e),
     }
@@ -239,7 +250,7 @@ async fn command(
         })
         .await
     {
-        Ok(cmd) => command_answer(cmd),
+        Ok(cmd) => command_answer(cmd, &base),
         Err(e) => server_error(e),
     }
 }
