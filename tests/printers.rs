@@ -23,6 +23,7 @@ backend_tests!(
     streamer_api_login,
     steady_polls_leave_the_registration_code_alone,
     forged_host_never_reaches_the_agent,
+    junk_report_keys_are_not_stored,
 );
 backend_cases!(
     notconnected_after_silence,
@@ -1351,4 +1352,36 @@ async fn forged_host_never_reaches_the_agent(app: &TestApp) {
     let res = app.client.get(link).send().await.unwrap();
     assert_eq!(res.status().as_u16(), 200);
     assert_eq!(res.bytes().await.unwrap().len(), gcode.len());
+}
+
+/// Issue #13 item 8: reports are merged poll after poll, so unknown keys and oversized values
+/// must not be kept; 150 polls with junk keys leave the stored report small.
+async fn junk_report_keys_are_not_stored(app: &TestApp) {
+    let owner = app.login_new_user("owner@example.com").await;
+    let (id, token) = register(app, &owner, "SN-JUNK").await;
+    let junk = "x".repeat(20_000);
+    for i in 0..150 {
+        let body = json!({"auth_token": token, "report": {
+            "state": "ready", "percent": 0, "temps": [20, 21], "target_temps": [0, 0],
+            format!("junk{i}"): junk,
+            "filename": junk,
+            "coords": vec![1.5; 5_000],
+            "ext": {"status_bin": 1, format!("more{i}"): junk},
+        }});
+        assert_eq!(agent(app, "command", body).await, json!({}));
+    }
+    let mut c = app.conn();
+    let text: Option<String> = printers::table
+        .find(id)
+        .select(printers::report)
+        .first(&mut *c)
+        .unwrap();
+    let text = text.unwrap();
+    assert!(text.len() < 4096, "stored report is {} bytes", text.len());
+    let r: Value = serde_json::from_str(&text).unwrap();
+    assert!(r.get("junk149").is_none());
+    assert_eq!(r["filename"].as_str().unwrap().len(), 256);
+    assert_eq!(r["coords"].as_array().unwrap().len(), 16);
+    assert_eq!(r["ext"], json!({"status_bin": 1}));
+    assert_eq!(r["state"], json!("ready"));
 }
