@@ -24,6 +24,7 @@ backend_tests!(
     steady_polls_leave_the_registration_code_alone,
     forged_host_never_reaches_the_agent,
     junk_report_keys_are_not_stored,
+    register_stores_a_bounded_device,
 );
 backend_cases!(
     notconnected_after_silence,
@@ -1384,4 +1385,36 @@ async fn junk_report_keys_are_not_stored(app: &TestApp) {
     assert_eq!(r["coords"].as_array().unwrap().len(), 16);
     assert_eq!(r["ext"], json!({"status_bin": 1}));
     assert_eq!(r["state"], json!("ready"));
+}
+
+/// Issue #13 item 7: `register` refuses big bodies and stores only a bounded device description.
+async fn register_stores_a_bounded_device(app: &TestApp) {
+    let mut big = device("SN-BIG");
+    big["junk"] = json!("x".repeat(64 * 1024));
+    let got = agent(app, "register", big).await;
+    assert_eq!(got["error"]["code"], json!(413), "{got}");
+    let mut c = app.conn();
+    let none: i64 = registration_codes::table
+        .count()
+        .get_result(&mut *c)
+        .unwrap();
+    assert_eq!(none, 0, "a refused register stores nothing");
+    drop(c);
+    let mut odd = device("SN-ODD");
+    odd["nested"] = json!({"a": "x".repeat(4000), "b": [1, 2, 3]});
+    odd["long"] = json!("y".repeat(4000));
+    for i in 0..100 {
+        odd[format!("k{i}")] = json!(i);
+    }
+    let got = agent(app, "register", odd).await;
+    assert!(got["registration_code"].is_string(), "{got}");
+    let mut c = app.conn();
+    let info: String = registration_codes::table
+        .select(registration_codes::agent_info)
+        .first(&mut *c)
+        .unwrap();
+    assert!(info.len() < 2048, "stored {} bytes", info.len());
+    let v: Value = serde_json::from_str(&info).unwrap();
+    assert!(v.get("nested").is_none());
+    assert_eq!(v["long"].as_str().unwrap().len(), 128);
 }

@@ -456,6 +456,29 @@ pub struct DeviceInfo {
 }
 
 impl DeviceInfo {
+    /// What is kept of an agent's device description (`register` / `printer_login` body):
+    /// top-level scalars only, strings cut to 128 characters, at most 32 keys, so a stored
+    /// registration stays small whatever the agent sends.
+    pub fn bounded_raw(v: &Value) -> Value {
+        let Some(obj) = v.as_object() else {
+            return Value::Object(Default::default());
+        };
+        let kept = obj
+            .iter()
+            .filter(|(k, _)| k.len() <= 64)
+            .filter_map(|(k, v)| {
+                let v = match v {
+                    Value::String(s) => Value::String(s.chars().take(128).collect()),
+                    Value::Number(_) | Value::Bool(_) => v.clone(),
+                    _ => return None,
+                };
+                Some((k.clone(), v))
+            })
+            .take(32)
+            .collect();
+        Value::Object(kept)
+    }
+
     pub fn key(&self) -> String {
         format!("{}:{}:{}", self.vid, self.pid, self.snr)
     }

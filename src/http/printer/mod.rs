@@ -17,6 +17,9 @@ use crate::services::{jobs, sessions};
 use crate::AppState;
 
 const MAX_COMMAND_BODY: usize = 256 * 1024;
+/// `register`, `user_login` and `printer_login` carry a device description and credentials:
+/// a few hundred bytes in real clients.
+const MAX_LOGIN_BODY: usize = 16 * 1024;
 const MAX_CAMERA_BODY: usize = 4 * 1024 * 1024;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -115,12 +118,12 @@ fn device_from(v: &Value) -> DeviceInfo {
         version: Some(text(v, "version")).filter(|s| !s.is_empty()),
         type_alias: Some(text(v, "type")).filter(|s| !s.is_empty()),
         local_ip: text(v, "local_ip"),
-        raw: v.clone(),
+        raw: DeviceInfo::bounded_raw(v),
     }
 }
 
 async fn register(state: web::Data<AppState>, payload: web::Payload) -> HttpResponse {
-    let body = match body_json(payload, MAX_COMMAND_BODY).await {
+    let body = match body_json(payload, MAX_LOGIN_BODY).await {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -392,7 +395,7 @@ async fn user_login(
     req: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
-    let body = match body_json(payload, MAX_COMMAND_BODY).await {
+    let body = match body_json(payload, MAX_LOGIN_BODY).await {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -432,7 +435,7 @@ async fn user_login(
 /// StreamerAPI: a signed-in agent attaches a printer (created in the user's organization the
 /// first time) and gets its printer token.
 async fn printer_login(state: web::Data<AppState>, payload: web::Payload) -> HttpResponse {
-    let body = match body_json(payload, MAX_COMMAND_BODY).await {
+    let body = match body_json(payload, MAX_LOGIN_BODY).await {
         Ok(b) => b,
         Err(r) => return r,
     };
