@@ -25,6 +25,7 @@ backend_tests!(
     forged_host_never_reaches_the_agent,
     junk_report_keys_are_not_stored,
     register_stores_a_bounded_device,
+    re_pairing_needs_the_right_to_manage,
 );
 backend_cases!(
     notconnected_after_silence,
@@ -1417,4 +1418,86 @@ async fn register_stores_a_bounded_device(app: &TestApp) {
     let v: Value = serde_json::from_str(&info).unwrap();
     assert!(v.get("nested").is_none());
     assert_eq!(v["long"].as_str().unwrap().len(), 128);
+}
+
+/// Issue #13 item 2: re-pairing a known device hands out a new agent token, so only someone
+/// who may manage that printer may do it. A member of the same organization is refused (both
+/// the registration-code and the streamerapi path); a user of another organization gets a
+/// separate printer of their own. The real agent keeps its token and gets the owner's print.
+async fn re_pairing_needs_the_right_to_manage(app: &TestApp) {
+    let owner = app.login_new_user("owner@example.com").await;
+    let (victim, token) = register(app, &owner, "SN-V").await;
+    assert_eq!(report(app, &token, json!({})).await, json!({}));
+    let member = app.login_new_user("member@example.com").await;
+
+    // Registration code redeemed by a plain member for the victim's device.
+    let first = agent(app, "register", device("SN-V")).await;
+    let code = first["registration_code"].as_str().unwrap().to_string();
+    let got = app
+        .post(
+            "/apiglobal/add_printer_by_registration_code",
+            &[("session", &member), ("registration_code", &code)],
+        )
+        .await;
+    assert_fail(&got, 403);
+    let mut with_code = device("SN-V");
+    with_code["registration_code"] = json!(code);
+    let got = agent(app, "register", with_code).await;
+    assert!(got.get("auth_token").is_none(), "{got}");
+
+    // StreamerAPI login by the member for the same device.
+    let got = app
+        .client
+        .post(app.url("/streamerapi/user_login"))
+        .json(&json!({"login": {"user": "member@example.com", "password": PASSWORD}}))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let user_token = got["user_token"].as_str().unwrap().to_string();
+    let got = app
+        .client
+        .post(app.url("/streamerapi/printer_login"))
+        .json(&json!({"user_token": user_token, "printer": device("SN-V")}))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert!(got.get("printer_token").is_none(), "{got}");
+    assert!(got["error"]["code"].is_number(), "{got}");
+
+    // A user of another organization pairs the same device: a separate printer.
+    let other_org = app.create_org("Elsewhere");
+    app.create_user(other_org, "outsider@example.com", 1);
+    let outsider = app.login("outsider@example.com", PASSWORD).await;
+    let (theirs, their_token) = register(app, &outsider, "SN-V").await;
+    assert_ne!(theirs, victim);
+
+    // The real agent still holds the printer and gets the owner's next print.
+    let gcode = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/cube_20mm.gcode"
+    ))
+    .unwrap();
+    let (status, body) = app.upload(&owner, "cube.gcode", gcode, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let file = body["message"]["file_id"].as_i64().unwrap().to_string();
+    let (status, body) = app
+        .post(
+            "/apiglobal/print_file",
+            &[
+                ("session", &owner),
+                ("file_id", &file),
+                ("printer_id", &victim.to_string()),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(report(app, &their_token, json!({})).await, json!({}));
+    let cmd = report(app, &token, json!({})).await;
+    assert_eq!(cmd["command"], "gcodes", "{cmd}");
 }

@@ -623,6 +623,15 @@ pub fn pair_device(
         &device.pid,
         &device.snr,
     )? {
+        // A new token cuts off the agent that holds the old one, so re-pairing is managing
+        // the printer: anyone else could take over its next print (issue #13).
+        if access(conn, user, &p)? != Some(Access::Manage) {
+            return Err(Error::forbidden(format!(
+                "The device {} {} {} is already paired as a printer you may not manage; \
+                 ask its owner or an organization admin",
+                device.vid, device.pid, device.snr
+            )));
+        }
         Printer::set_token_hash(conn, p.id, &token_hash(token))?;
         // Not seen with the new token yet: its first use forgets the registration copy.
         {
