@@ -238,6 +238,16 @@ pub fn spawn_maintenance(state: AppState) {
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "maintenance failed"),
             }
+            match state.db(services::agent::prune_expired).await {
+                Ok((r, c, u)) if r + c + u > 0 => tracing::info!(
+                    registration_codes = r,
+                    camera_tokens = c,
+                    user_tokens = u,
+                    "pruned expired rows"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "maintenance failed"),
+            }
         }
     });
 }

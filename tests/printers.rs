@@ -26,6 +26,7 @@ backend_tests!(
     junk_report_keys_are_not_stored,
     register_stores_a_bounded_device,
     re_pairing_needs_the_right_to_manage,
+    maintenance_prunes_expired_agent_rows,
 );
 backend_cases!(
     notconnected_after_silence,
@@ -1500,4 +1501,40 @@ async fn re_pairing_needs_the_right_to_manage(app: &TestApp) {
     assert_eq!(report(app, &their_token, json!({})).await, json!({}));
     let cmd = report(app, &token, json!({})).await;
     assert_eq!(cmd["command"], "gcodes", "{cmd}");
+}
+
+/// Issue #13 item 7: the maintenance pass deletes expired registration codes and camera
+/// tokens (rows made over HTTP, then aged) and keeps live ones.
+async fn maintenance_prunes_expired_agent_rows(app: &TestApp) {
+    agent(app, "register", device("SN-OLD")).await;
+    agent(app, "register", device("SN-NEW")).await;
+    let owner = app.login_new_user("owner@example.com").await;
+    let (id, _) = register(app, &owner, "SN-CAM").await;
+    let (status, body) = app
+        .post(
+            "/apiglobal/get_camera_list_token",
+            &[("session", &owner), ("printer_id", &id.to_string())],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let past = chrono::Utc::now().naive_utc() - chrono::Duration::hours(1);
+    let mut c = app.conn();
+    diesel::update(
+        registration_codes::table.filter(registration_codes::device_key.like("%SN-OLD")),
+    )
+    .set(registration_codes::expires_at.eq(past))
+    .execute(&mut *c)
+    .unwrap();
+    diesel::update(camera_tokens::table)
+        .set(camera_tokens::expires_at.eq(past))
+        .execute(&mut *c)
+        .unwrap();
+    let (codes, cams, _) = printfarm::services::agent::prune_expired(&mut c).unwrap();
+    assert_eq!((codes, cams), (1, 1));
+    let left: Vec<String> = registration_codes::table
+        .select(registration_codes::device_key)
+        .load(&mut *c)
+        .unwrap();
+    assert!(left.iter().any(|k| k.ends_with("SN-NEW")), "{left:?}");
+    assert!(!left.iter().any(|k| k.ends_with("SN-OLD")), "{left:?}");
 }

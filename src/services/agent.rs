@@ -366,3 +366,16 @@ pub fn mark_watched(conn: &mut DbConn, printer_id: i64, for_how_long: Duration) 
         .execute(conn)?;
     Ok(())
 }
+
+/// Deletes what the agent channel leaves behind once it expired: registration codes (unless a
+/// redeemed token still waits for its agent), camera tokens and user tokens (slicer logins never
+/// confirmed, sign-in links). Returns (codes, camera tokens, user tokens).
+pub fn prune_expired(conn: &mut DbConn) -> Result<(usize, usize, usize)> {
+    use crate::db::models::{CameraToken, RegistrationCode, UserToken};
+    let now = db::now();
+    Ok((
+        RegistrationCode::prune(conn, now)?,
+        CameraToken::prune(conn, now)?,
+        UserToken::prune(conn, now)?,
+    ))
+}
