@@ -864,19 +864,15 @@ impl PrinterAgent {
                 self.status.state
             )));
         }
-        let link = b
+        let url = b
             .get("payload")
             .and_then(Value::as_str)
+            .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
             .ok_or_else(|| ErrorEntry {
                 code: codes::UNKNOWN_COMMAND,
                 message: "gcodes: payload is not a download URL".into(),
                 level: levels::INFO,
             })?;
-        let url = download::resolve_print_link(&self.cfg.server, link).map_err(|m| ErrorEntry {
-            code: codes::UNKNOWN_COMMAND,
-            message: format!("gcodes: {m}"),
-            level: levels::INFO,
-        })?;
         let filename = b
             .get("filename")
             .and_then(Value::as_str)
@@ -893,7 +889,7 @@ impl PrinterAgent {
             printer_file: printer_file_name(&job_id, &filename, zip),
             job_id,
             filename,
-            url,
+            url: url.to_string(),
             size: b
                 .get("size")
                 .and_then(as_i64)
