@@ -114,10 +114,11 @@ impl AppState {
     }
 
     /// What job transitions need: the base URL agents download from, and when a printer
-    /// counts as offline.
-    pub fn job_context(&self, req: Option<&actix_web::HttpRequest>) -> services::jobs::JobContext {
+    /// counts as offline. The request is deliberately not used: links for agents never take
+    /// their host from whoever started the job (see `http::agent_link_base`).
+    pub fn job_context(&self, _req: Option<&actix_web::HttpRequest>) -> services::jobs::JobContext {
         services::jobs::JobContext {
-            base_url: http::public_base(&self.config, req),
+            base_url: http::agent_link_base(&self.config),
             offline_after: chrono::Duration::seconds(self.config.printers.offline_after_secs),
         }
     }
@@ -237,6 +238,16 @@ pub fn spawn_maintenance(state: AppState) {
                 Ok((s, f)) if s + f > 0 => {
                     tracing::info!(sessions = s, login_failures = f, "pruned expired rows")
                 }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "maintenance failed"),
+            }
+            match state.db(services::agent::prune_expired).await {
+                Ok((r, c, u)) if r + c + u > 0 => tracing::info!(
+                    registration_codes = r,
+                    camera_tokens = c,
+                    user_tokens = u,
+                    "pruned expired rows"
+                ),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "maintenance failed"),
             }

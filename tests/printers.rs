@@ -22,6 +22,11 @@ backend_tests!(
     build_tray_and_agent_refusals,
     streamer_api_login,
     steady_polls_leave_the_registration_code_alone,
+    forged_host_never_reaches_the_agent,
+    junk_report_keys_are_not_stored,
+    register_stores_a_bounded_device,
+    re_pairing_needs_the_right_to_manage,
+    maintenance_prunes_expired_agent_rows,
 );
 backend_cases!(
     notconnected_after_silence,
@@ -1294,4 +1299,242 @@ async fn held_polls_end_when_the_server_shuts_down(db: Db) {
     };
     assert!(status.success(), "{status}");
     app.stop().await;
+}
+
+/// Issue #13 item 3: a start requested with forged `Host` / `X-Forwarded-Host` / `Forwarded`
+/// headers (forwarded headers not trusted by default) must not put the forger's host into the
+/// agent's download link; the link follows the agent's own poll and still downloads.
+async fn forged_host_never_reaches_the_agent(app: &TestApp) {
+    let owner = app.login_new_user("owner@example.com").await;
+    let (id, token) = register(app, &owner, "SN-HOST").await;
+    assert_eq!(report(app, &token, json!({})).await, json!({}));
+    let gcode = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/cube_20mm.gcode"
+    ))
+    .unwrap();
+    let (status, body) = app.upload(&owner, "cube.gcode", gcode.clone(), &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let file = body["message"]["file_id"].as_i64().unwrap().to_string();
+    let res = app
+        .client
+        .post(app.url("/apiglobal/print_file"))
+        .header("Host", "evil.example")
+        .header("X-Forwarded-Host", "evil.example")
+        .header("X-Forwarded-Proto", "https")
+        .header("Forwarded", "host=evil.example;proto=https")
+        .form(&[
+            ("session", owner.as_str()),
+            ("file_id", file.as_str()),
+            ("printer_id", &id.to_string()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = common::read(res).await;
+    assert_eq!(status, 200, "{body}");
+    // Nothing stored for the agent names the forged host.
+    let mut c = app.conn();
+    let stored: Vec<Option<String>> = printer_commands::table
+        .filter(printer_commands::printer_id.eq(id))
+        .select(printer_commands::payload)
+        .load(&mut *c)
+        .unwrap();
+    drop(c);
+    assert!(
+        stored.iter().flatten().all(|p| !p.contains("evil")),
+        "{stored:?}"
+    );
+    let cmd = report(app, &token, json!({})).await;
+    assert_eq!(cmd["command"], "gcodes", "{cmd}");
+    let link = cmd["payload"].as_str().unwrap();
+    assert!(
+        link.starts_with(&app.url("/apiprinter/v1/download/")),
+        "{link}"
+    );
+    let res = app.client.get(link).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(res.bytes().await.unwrap().len(), gcode.len());
+}
+
+/// Issue #13 item 8: reports are merged poll after poll, so unknown keys and oversized values
+/// must not be kept; 150 polls with junk keys leave the stored report small.
+async fn junk_report_keys_are_not_stored(app: &TestApp) {
+    let owner = app.login_new_user("owner@example.com").await;
+    let (id, token) = register(app, &owner, "SN-JUNK").await;
+    let junk = "x".repeat(20_000);
+    for i in 0..150 {
+        let body = json!({"auth_token": token, "report": {
+            "state": "ready", "percent": 0, "temps": [20, 21], "target_temps": [0, 0],
+            format!("junk{i}"): junk,
+            "filename": junk,
+            "coords": vec![1.5; 5_000],
+            "ext": {"status_bin": 1, format!("more{i}"): junk},
+        }});
+        assert_eq!(agent(app, "command", body).await, json!({}));
+    }
+    let mut c = app.conn();
+    let text: Option<String> = printers::table
+        .find(id)
+        .select(printers::report)
+        .first(&mut *c)
+        .unwrap();
+    let text = text.unwrap();
+    assert!(text.len() < 4096, "stored report is {} bytes", text.len());
+    let r: Value = serde_json::from_str(&text).unwrap();
+    assert!(r.get("junk149").is_none());
+    assert_eq!(r["filename"].as_str().unwrap().len(), 256);
+    assert_eq!(r["coords"].as_array().unwrap().len(), 16);
+    assert_eq!(r["ext"], json!({"status_bin": 1}));
+    assert_eq!(r["state"], json!("ready"));
+}
+
+/// Issue #13 item 7: `register` refuses big bodies and stores only a bounded device description.
+async fn register_stores_a_bounded_device(app: &TestApp) {
+    let mut big = device("SN-BIG");
+    big["junk"] = json!("x".repeat(64 * 1024));
+    let got = agent(app, "register", big).await;
+    assert_eq!(got["error"]["code"], json!(413), "{got}");
+    let mut c = app.conn();
+    let none: i64 = registration_codes::table
+        .count()
+        .get_result(&mut *c)
+        .unwrap();
+    assert_eq!(none, 0, "a refused register stores nothing");
+    drop(c);
+    let mut odd = device("SN-ODD");
+    odd["nested"] = json!({"a": "x".repeat(4000), "b": [1, 2, 3]});
+    odd["long"] = json!("y".repeat(4000));
+    for i in 0..100 {
+        odd[format!("k{i}")] = json!(i);
+    }
+    let got = agent(app, "register", odd).await;
+    assert!(got["registration_code"].is_string(), "{got}");
+    let mut c = app.conn();
+    let info: String = registration_codes::table
+        .select(registration_codes::agent_info)
+        .first(&mut *c)
+        .unwrap();
+    assert!(info.len() < 2048, "stored {} bytes", info.len());
+    let v: Value = serde_json::from_str(&info).unwrap();
+    assert!(v.get("nested").is_none());
+    assert_eq!(v["long"].as_str().unwrap().len(), 128);
+}
+
+/// Issue #13 item 2: re-pairing a known device hands out a new agent token, so only someone
+/// who may manage that printer may do it. A member of the same organization is refused (both
+/// the registration-code and the streamerapi path); a user of another organization gets a
+/// separate printer of their own. The real agent keeps its token and gets the owner's print.
+async fn re_pairing_needs_the_right_to_manage(app: &TestApp) {
+    let owner = app.login_new_user("owner@example.com").await;
+    let (victim, token) = register(app, &owner, "SN-V").await;
+    assert_eq!(report(app, &token, json!({})).await, json!({}));
+    let member = app.login_new_user("member@example.com").await;
+
+    // Registration code redeemed by a plain member for the victim's device.
+    let first = agent(app, "register", device("SN-V")).await;
+    let code = first["registration_code"].as_str().unwrap().to_string();
+    let got = app
+        .post(
+            "/apiglobal/add_printer_by_registration_code",
+            &[("session", &member), ("registration_code", &code)],
+        )
+        .await;
+    assert_fail(&got, 403);
+    let mut with_code = device("SN-V");
+    with_code["registration_code"] = json!(code);
+    let got = agent(app, "register", with_code).await;
+    assert!(got.get("auth_token").is_none(), "{got}");
+
+    // StreamerAPI login by the member for the same device.
+    let got = app
+        .client
+        .post(app.url("/streamerapi/user_login"))
+        .json(&json!({"login": {"user": "member@example.com", "password": PASSWORD}}))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let user_token = got["user_token"].as_str().unwrap().to_string();
+    let got = app
+        .client
+        .post(app.url("/streamerapi/printer_login"))
+        .json(&json!({"user_token": user_token, "printer": device("SN-V")}))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert!(got.get("printer_token").is_none(), "{got}");
+    assert!(got["error"]["code"].is_number(), "{got}");
+
+    // A user of another organization pairs the same device: a separate printer.
+    let other_org = app.create_org("Elsewhere");
+    app.create_user(other_org, "outsider@example.com", 1);
+    let outsider = app.login("outsider@example.com", PASSWORD).await;
+    let (theirs, their_token) = register(app, &outsider, "SN-V").await;
+    assert_ne!(theirs, victim);
+
+    // The real agent still holds the printer and gets the owner's next print.
+    let gcode = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/cube_20mm.gcode"
+    ))
+    .unwrap();
+    let (status, body) = app.upload(&owner, "cube.gcode", gcode, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let file = body["message"]["file_id"].as_i64().unwrap().to_string();
+    let (status, body) = app
+        .post(
+            "/apiglobal/print_file",
+            &[
+                ("session", &owner),
+                ("file_id", &file),
+                ("printer_id", &victim.to_string()),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(report(app, &their_token, json!({})).await, json!({}));
+    let cmd = report(app, &token, json!({})).await;
+    assert_eq!(cmd["command"], "gcodes", "{cmd}");
+}
+
+/// Issue #13 item 7: the maintenance pass deletes expired registration codes and camera
+/// tokens (rows made over HTTP, then aged) and keeps live ones.
+async fn maintenance_prunes_expired_agent_rows(app: &TestApp) {
+    agent(app, "register", device("SN-OLD")).await;
+    agent(app, "register", device("SN-NEW")).await;
+    let owner = app.login_new_user("owner@example.com").await;
+    let (id, _) = register(app, &owner, "SN-CAM").await;
+    let (status, body) = app
+        .post(
+            "/apiglobal/get_camera_list_token",
+            &[("session", &owner), ("printer_id", &id.to_string())],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let past = chrono::Utc::now().naive_utc() - chrono::Duration::hours(1);
+    let mut c = app.conn();
+    diesel::update(
+        registration_codes::table.filter(registration_codes::device_key.like("%SN-OLD")),
+    )
+    .set(registration_codes::expires_at.eq(past))
+    .execute(&mut *c)
+    .unwrap();
+    diesel::update(camera_tokens::table)
+        .set(camera_tokens::expires_at.eq(past))
+        .execute(&mut *c)
+        .unwrap();
+    let (codes, cams, _) = printfarm::services::agent::prune_expired(&mut c).unwrap();
+    assert_eq!((codes, cams), (1, 1));
+    let left: Vec<String> = registration_codes::table
+        .select(registration_codes::device_key)
+        .load(&mut *c)
+        .unwrap();
+    assert!(left.iter().any(|k| k.ends_with("SN-NEW")), "{left:?}");
+    assert!(!left.iter().any(|k| k.ends_with("SN-OLD")), "{left:?}");
 }

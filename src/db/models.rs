@@ -439,6 +439,11 @@ pub struct UserToken {
 }
 
 impl UserToken {
+    /// Expired sign-in, set-password and unconfirmed slicer-login tokens: never usable again.
+    pub fn prune(conn: &mut DbConn, before: NaiveDateTime) -> QResult<usize> {
+        diesel::delete(user_tokens::table.filter(user_tokens::expires_at.le(before))).execute(conn)
+    }
+
     pub fn insert(
         conn: &mut DbConn,
         purpose: &str,

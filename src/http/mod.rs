@@ -33,19 +33,43 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// The base URL for links handed to clients: `server.public_url`, else the request's own
-/// scheme and host, else the bind address.
+/// scheme and host, else the bind address. `Forwarded` / `X-Forwarded-Host` /
+/// `X-Forwarded-Proto` count only with `server.trust_forwarded_for`: otherwise anyone could
+/// point the links we hand out at their own host.
 pub fn public_base(config: &crate::config::Config, req: Option<&actix_web::HttpRequest>) -> String {
     let configured = config.server.public_url.trim_end_matches('/');
     if !configured.is_empty() {
         return configured.to_string();
     }
     match req {
-        Some(r) => {
+        Some(r) if config.server.trust_forwarded_for => {
             let info = r.connection_info();
             format!("{}://{}", info.scheme(), info.host())
         }
+        Some(r) => {
+            let scheme = if r.app_config().secure() {
+                "https"
+            } else {
+                "http"
+            };
+            let host = r
+                .headers()
+                .get(actix_web::http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .filter(|h| !h.is_empty())
+                .map(str::to_string)
+                .unwrap_or_else(|| r.app_config().host().to_string());
+            format!("{scheme}://{host}")
+        }
         None => format!("http://{}", config.server.bind),
     }
+}
+
+/// The base of G-code links stored in agent commands: `server.public_url`, or empty so the
+/// link stays a path. A path is resolved only when handed out, against the agent's own poll
+/// (see `http::printer`), so the request of whoever caused a start never picks the host.
+pub fn agent_link_base(config: &crate::config::Config) -> String {
+    config.server.public_url.trim_end_matches('/').to_string()
 }
 
 async fn healthz() -> HttpResponse {

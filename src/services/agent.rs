@@ -98,6 +98,75 @@ pub fn temps(v: &Value) -> Option<Vec<Option<f64>>> {
     )
 }
 
+/// The report fields the protocol defines (`notes/agent-protocol.md` §2.6) plus `local_ip`.
+/// Only these are stored: the report is merged poll after poll, so any other key would make
+/// the row grow without bound.
+const REPORT_FIELDS: &[&str] = &[
+    "state",
+    "percent",
+    "temps",
+    "target_temps",
+    "line_number",
+    "coords",
+    "material_names",
+    "material_desc",
+    "material_volumes",
+    "material_colors_hex",
+    "estimated_time",
+    "ext",
+    "response",
+    "clouds_job_id",
+    "printers_job_id",
+    "filename",
+    "local_ip",
+];
+/// The keys kept inside `ext`.
+const EXT_FIELDS: &[&str] = &[
+    "status_bin",
+    "id_bin",
+    "tank_error",
+    "cartridge_error",
+    "cartridge_original_volume",
+];
+/// Longest stored string (characters) and list in a report.
+const REPORT_MAX_STRING: usize = 256;
+const REPORT_MAX_LIST: usize = 16;
+
+/// A known report field with its size bounded (strings cut, lists shortened, nesting at most
+/// one list deep, as `target_temps` entries like `[215, 2]` need); unknown keys give `None`.
+fn bounded_report_field(key: &str, v: &Value) -> Option<Value> {
+    if !REPORT_FIELDS.contains(&key) {
+        return None;
+    }
+    if key == "ext" {
+        let ext = v.as_object()?;
+        let kept: Map<String, Value> = ext
+            .iter()
+            .filter(|(k, _)| EXT_FIELDS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), bounded_value(v, 0)))
+            .collect();
+        return Some(Value::Object(kept));
+    }
+    Some(bounded_value(v, 1))
+}
+
+fn bounded_value(v: &Value, list_depth: u8) -> Value {
+    match v {
+        Value::String(s) if s.chars().count() > REPORT_MAX_STRING => {
+            Value::String(s.chars().take(REPORT_MAX_STRING).collect())
+        }
+        Value::Array(items) if list_depth > 0 => Value::Array(
+            items
+                .iter()
+                .take(REPORT_MAX_LIST)
+                .map(|i| bounded_value(i, list_depth - 1))
+                .collect(),
+        ),
+        Value::Array(_) | Value::Object(_) => Value::Null,
+        other => other.clone(),
+    }
+}
+
 /// Applies a report to the printer row. Agents omit fields that did not change, so the stored
 /// report is merged, not replaced.
 fn apply_report(
@@ -112,6 +181,8 @@ fn apply_report(
         .as_deref()
         .and_then(|r| serde_json::from_str(r).ok())
         .unwrap_or_default();
+    // Rows stored before the bound shrink on their next poll.
+    merged.retain(|k, _| REPORT_FIELDS.contains(&k.as_str()));
     let mut state = printer.state.clone();
     let mut percent = printer.percent;
     let mut temps_json = printer.temps.clone();
@@ -119,7 +190,9 @@ fn apply_report(
     let mut local_ip = printer.local_ip.clone();
     if let Some(report) = &poll.report {
         for (k, v) in report {
-            merged.insert(k.clone(), v.clone());
+            if let Some(v) = bounded_report_field(k, v) {
+                merged.insert(k.clone(), v);
+            }
         }
         if let Some(s) = report
             .get("state")
@@ -292,4 +365,17 @@ pub fn mark_watched(conn: &mut DbConn, printer_id: i64, for_how_long: Duration) 
         .set(printers::camera_watched_until.eq(Some(db::now() + for_how_long)))
         .execute(conn)?;
     Ok(())
+}
+
+/// Deletes what the agent channel leaves behind once it expired: registration codes (unless a
+/// redeemed token still waits for its agent), camera tokens and user tokens (slicer logins never
+/// confirmed, sign-in links). Returns (codes, camera tokens, user tokens).
+pub fn prune_expired(conn: &mut DbConn) -> Result<(usize, usize, usize)> {
+    use crate::db::models::{CameraToken, RegistrationCode, UserToken};
+    let now = db::now();
+    Ok((
+        RegistrationCode::prune(conn, now)?,
+        CameraToken::prune(conn, now)?,
+        UserToken::prune(conn, now)?,
+    ))
 }

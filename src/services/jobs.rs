@@ -19,7 +19,8 @@ use crate::services::printers::{self as printer_access, Access};
 /// What job transitions need from outside the database.
 #[derive(Debug, Clone)]
 pub struct JobContext {
-    /// Base URL agents download G-code from.
+    /// Base URL agents download G-code from: `server.public_url`, or empty for a path that
+    /// the agent channel resolves against the agent's own poll.
     pub base_url: String,
     pub offline_after: Duration,
 }

@@ -470,6 +470,29 @@ pub struct DeviceInfo {
 }
 
 impl DeviceInfo {
+    /// What is kept of an agent's device description (`register` / `printer_login` body):
+    /// top-level scalars only, strings cut to 128 characters, at most 32 keys, so a stored
+    /// registration stays small whatever the agent sends.
+    pub fn bounded_raw(v: &Value) -> Value {
+        let Some(obj) = v.as_object() else {
+            return Value::Object(Default::default());
+        };
+        let kept = obj
+            .iter()
+            .filter(|(k, _)| k.len() <= 64)
+            .filter_map(|(k, v)| {
+                let v = match v {
+                    Value::String(s) => Value::String(s.chars().take(128).collect()),
+                    Value::Number(_) | Value::Bool(_) => v.clone(),
+                    _ => return None,
+                };
+                Some((k.clone(), v))
+            })
+            .take(32)
+            .collect();
+        Value::Object(kept)
+    }
+
     pub fn key(&self) -> String {
         format!("{}:{}:{}", self.vid, self.pid, self.snr)
     }
@@ -614,6 +637,15 @@ pub fn pair_device(
         &device.pid,
         &device.snr,
     )? {
+        // A new token cuts off the agent that holds the old one, so re-pairing is managing
+        // the printer: anyone else could take over its next print (issue #13).
+        if access(conn, user, &p)? != Some(Access::Manage) {
+            return Err(Error::forbidden(format!(
+                "The device {} {} {} is already paired as a printer you may not manage; \
+                 ask its owner or an organization admin",
+                device.vid, device.pid, device.snr
+            )));
+        }
         Printer::set_token_hash(conn, p.id, &token_hash(token))?;
         // Not seen with the new token yet: its first use forgets the registration copy.
         {

@@ -17,6 +17,9 @@ use crate::services::{jobs, sessions};
 use crate::AppState;
 
 const MAX_COMMAND_BODY: usize = 256 * 1024;
+/// `register`, `user_login` and `printer_login` carry a device description and credentials:
+/// a few hundred bytes in real clients.
+const MAX_LOGIN_BODY: usize = 16 * 1024;
 const MAX_CAMERA_BODY: usize = 4 * 1024 * 1024;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -115,12 +118,12 @@ fn device_from(v: &Value) -> DeviceInfo {
         version: Some(text(v, "version")).filter(|s| !s.is_empty()),
         type_alias: Some(text(v, "type")).filter(|s| !s.is_empty()),
         local_ip: text(v, "local_ip"),
-        raw: v.clone(),
+        raw: DeviceInfo::bounded_raw(v),
     }
 }
 
 async fn register(state: web::Data<AppState>, payload: web::Payload) -> HttpResponse {
-    let body = match body_json(payload, MAX_COMMAND_BODY).await {
+    let body = match body_json(payload, MAX_LOGIN_BODY).await {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -172,9 +175,19 @@ async fn printer_request(
     Ok((body, printer))
 }
 
-fn command_answer(cmd: Option<crate::db::models::PrinterCommand>) -> HttpResponse {
+/// A command on the wire. Print links stored as paths (no `server.public_url`) are made
+/// absolute with `base`, the base of the agent's own poll: 3DPrinterOS clients need a full URL.
+fn command_answer(cmd: Option<crate::db::models::PrinterCommand>, base: &str) -> HttpResponse {
     match cmd {
-        Some(c) => answer(agent::command_json(&c)),
+        Some(c) => {
+            let mut v = agent::command_json(&c);
+            if let Some(p) = v.get_mut("payload") {
+                if let Some(path) = p.as_str().filter(|s| s.starts_with('/')) {
+                    *p = Value::String(format!("{base}{path}"));
+                }
+            }
+            answer(v)
+        }
         None => answer(json!({})),
     }
 }
@@ -193,6 +206,7 @@ async fn command(
     let poll = Poll::from_json(&body);
     let id = printer.id;
     let ctx = state.job_context(Some(&req));
+    let base = crate::http::public_base(&state.config, Some(&req));
     let first = {
         let poll = poll.clone();
         state
@@ -209,7 +223,7 @@ async fn command(
         .filter(|w| w.is_finite() && *w > 0.0)
         .map(|w| w.min(state.config.printers.long_poll_max_secs as f64));
     let Some(wait) = wait.filter(|_| first.is_none()) else {
-        return command_answer(first);
+        return command_answer(first, &base);
     };
     let notifier = &state.notifier;
     if notifier.is_shutting_down() {
@@ -222,7 +236,7 @@ async fn command(
     notified.as_mut().enable();
     // A command may have been queued between the poll and arming the wake-up.
     match state.db(move |c| agent::deliver(c, id)).await {
-        Ok(Some(cmd)) => return command_answer(Some(cmd)),
+        Ok(Some(cmd)) => return command_answer(Some(cmd), &base),
         Ok(None) => {}
         Err(e) => return server_error(e),
     }
@@ -239,7 +253,7 @@ async fn command(
         })
         .await
     {
-        Ok(cmd) => command_answer(cmd),
+        Ok(cmd) => command_answer(cmd, &base),
         Err(e) => server_error(e),
     }
 }
@@ -381,7 +395,7 @@ async fn user_login(
     req: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
-    let body = match body_json(payload, MAX_COMMAND_BODY).await {
+    let body = match body_json(payload, MAX_LOGIN_BODY).await {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -421,7 +435,7 @@ async fn user_login(
 /// StreamerAPI: a signed-in agent attaches a printer (created in the user's organization the
 /// first time) and gets its printer token.
 async fn printer_login(state: web::Data<AppState>, payload: web::Payload) -> HttpResponse {
-    let body = match body_json(payload, MAX_COMMAND_BODY).await {
+    let body = match body_json(payload, MAX_LOGIN_BODY).await {
         Ok(b) => b,
         Err(r) => return r,
     };
