@@ -28,6 +28,7 @@ backend_tests!(
     long_poll_brings_commands_at_once,
     dead_printer_does_not_hold_up_a_zipped_job,
     sliced_model_prints_on_the_virtual_agent,
+    download_links_to_other_servers_are_refused,
 );
 
 /// Requests seen by the proxy: (target, JSON body), in order.
@@ -45,6 +46,8 @@ struct Proxy {
 
 struct ProxyState {
     target: String,
+    /// The proxy's own base: the server's public address as the agent knows it.
+    own: String,
     client: reqwest::Client,
     log: Log,
     down: Arc<AtomicBool>,
@@ -74,18 +77,39 @@ async fn forward(req: HttpRequest, body: web::Bytes, st: web::Data<ProxyState>) 
     );
     let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes()).unwrap();
     let mut out = st.client.request(method, url).body(body);
-    if let Some(ct) = req.headers().get("content-type") {
-        out = out.header("content-type", ct.as_bytes());
+    for h in ["content-type", "range", "authorization"] {
+        if let Some(v) = req.headers().get(h) {
+            out = out.header(h, v.as_bytes());
+        }
     }
     let res = match out.send().await {
         Ok(r) => r,
         Err(e) => return HttpResponse::BadGateway().body(e.to_string()),
     };
     let status = res.status().as_u16();
+    let mut answer = HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap());
+    for h in [
+        "content-type",
+        "content-range",
+        "accept-ranges",
+        "content-disposition",
+    ] {
+        if let Some(v) = res.headers().get(h) {
+            answer.insert_header((h, v.as_bytes()));
+        }
+    }
+    let json = res
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
     let bytes = res.bytes().await.unwrap_or_default();
-    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap())
-        .content_type("application/json")
-        .body(bytes)
+    if json {
+        // The server's links name its public address, which for the agent is this proxy
+        // (agents download only from the server they are registered with).
+        let text = String::from_utf8_lossy(&bytes).replace(&st.target, &st.own);
+        return answer.body(text);
+    }
+    answer.body(bytes)
 }
 
 impl Proxy {
@@ -93,15 +117,16 @@ impl Proxy {
         let log: Log = Arc::default();
         let down = Arc::new(AtomicBool::new(false));
         let block_acks = Arc::new(AtomicBool::new(false));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
         let data = web::Data::new(ProxyState {
             target: target.to_string(),
+            own: format!("http://127.0.0.1:{port}"),
             client: reqwest::Client::new(),
             log: log.clone(),
             down: down.clone(),
             block_acks: block_acks.clone(),
         });
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
@@ -1255,4 +1280,39 @@ mod peers_sqlite {
         super::moonraker_end_to_end(&app).await;
         app.stop().await;
     }
+}
+
+/// A print whose G-code link names another server (as a forged command would) is refused by
+/// the agent: it never connects there, acknowledges the command as failed and stays ready.
+async fn download_links_to_other_servers_are_refused(app: &TestApp) {
+    let session = app.login_new_user("origin@example.com").await;
+    let proxy = Proxy::start(&app.base).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = agent_config(&proxy.base, dir.path());
+    let (printer, driver) = virtual_printer("VIRT-ORIGIN-1");
+    let agent = Agent::start(&cfg, &printer, &driver);
+    let id = redeem(app, &session, dir.path(), "VIRT-ORIGIN-1").await;
+    wait_until("the first report", 10, || proxy.count("command") >= 2).await;
+    // A server the agent is not registered with: it records any connection.
+    let elsewhere = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    elsewhere.set_nonblocking(true).unwrap();
+    let foreign = format!(
+        "http://127.0.0.1:{}/apiprinter/v1/download/1/x",
+        elsewhere.local_addr().unwrap().port()
+    );
+    send(app, id, "gcodes", gcodes(&foreign, "evil.gcode", 100, 4300)).await;
+    wait_until("the refused command's ack", 20, || {
+        acked(&proxy, 1).is_some()
+    })
+    .await;
+    assert_eq!(acked(&proxy, 1), Some(false));
+    assert!(
+        elsewhere.accept().is_err(),
+        "the agent connected to a server it is not registered with"
+    );
+    assert!(reports(&proxy)
+        .iter()
+        .all(|r| r["clouds_job_id"] != json!(4300) && r["state"] != "printing"));
+    agent.stop().await;
+    proxy.handle.stop(true).await;
 }

@@ -51,8 +51,7 @@ impl Progress {
     }
 }
 
-/// NOT YET WIRED into `start_job` (see the sec-agent report: the agent_e2e proxy tests stall
-/// when links go through the proxy). Resolves a print link against the server the agent is registered with and refuses any
+/// Resolves a print link against the server the agent is registered with and refuses any
 /// other origin (scheme, host, port): a link pointing elsewhere could only come from a forged
 /// or compromised command, and would print someone else's G-code.
 pub fn resolve_print_link(server: &str, link: &str) -> Result<String, String> {

@@ -864,14 +864,23 @@ impl PrinterAgent {
                 self.status.state
             )));
         }
-        let url = b
+        let link = b
             .get("payload")
             .and_then(Value::as_str)
-            .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
             .ok_or_else(|| ErrorEntry {
                 code: codes::UNKNOWN_COMMAND,
                 message: "gcodes: payload is not a download URL".into(),
                 level: levels::INFO,
+            })?;
+        // Only G-code from the server this agent is registered with is printed: a link to any
+        // other origin could only come from a forged or compromised command.
+        let url =
+            crate::agent::download::resolve_print_link(&self.cfg.server, link).map_err(|e| {
+                ErrorEntry {
+                    code: codes::UNKNOWN_COMMAND,
+                    message: format!("gcodes: {e}"),
+                    level: levels::INFO,
+                }
             })?;
         let filename = b
             .get("filename")
@@ -889,7 +898,7 @@ impl PrinterAgent {
             printer_file: printer_file_name(&job_id, &filename, zip),
             job_id,
             filename,
-            url: url.to_string(),
+            url,
             size: b
                 .get("size")
                 .and_then(as_i64)
