@@ -22,13 +22,13 @@ backend_tests!(
     build_tray_and_agent_refusals,
     streamer_api_login,
     steady_polls_leave_the_registration_code_alone,
-    forged_host_never_reaches_the_agent,
     junk_report_keys_are_not_stored,
     register_stores_a_bounded_device,
     re_pairing_needs_the_right_to_manage,
     maintenance_prunes_expired_agent_rows,
 );
 backend_cases!(
+    forged_host_never_reaches_the_agent,
     notconnected_after_silence,
     held_poll_ends_when_its_client_goes_away,
     held_polls_end_when_the_server_shuts_down,
@@ -1304,7 +1304,14 @@ async fn held_polls_end_when_the_server_shuts_down(db: Db) {
 /// Issue #13 item 3: a start requested with forged `Host` / `X-Forwarded-Host` / `Forwarded`
 /// headers (forwarded headers not trusted by default) must not put the forger's host into the
 /// agent's download link; the link follows the agent's own poll and still downloads.
-async fn forged_host_never_reaches_the_agent(app: &TestApp) {
+/// Issue #13 item 3: with no `server.public_url`, a member who starts a print with a forged
+/// `Host` (and forwarding headers the server does not trust) must not decide where the agent
+/// downloads from: the link the agent gets names the server as the agent itself reached it.
+async fn forged_host_never_reaches_the_agent(db: common::Db) {
+    let Some(app) = TestApp::start(db, &[("PRINTFARM_SERVER__PUBLIC_URL", "")]).await else {
+        return;
+    };
+    let app = &app;
     let owner = app.login_new_user("owner@example.com").await;
     let (id, token) = register(app, &owner, "SN-HOST").await;
     assert_eq!(report(app, &token, json!({})).await, json!({}));
@@ -1316,23 +1323,23 @@ async fn forged_host_never_reaches_the_agent(app: &TestApp) {
     let (status, body) = app.upload(&owner, "cube.gcode", gcode.clone(), &[]).await;
     assert_eq!(status, 200, "{body}");
     let file = body["message"]["file_id"].as_i64().unwrap().to_string();
-    let res = app
-        .client
-        .post(app.url("/apiglobal/print_file"))
-        .header("Host", "evil.example")
-        .header("X-Forwarded-Host", "evil.example")
-        .header("X-Forwarded-Proto", "https")
-        .header("Forwarded", "host=evil.example;proto=https")
-        .form(&[
-            ("session", owner.as_str()),
-            ("file_id", file.as_str()),
-            ("printer_id", &id.to_string()),
-        ])
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = common::read(res).await;
-    assert_eq!(status, 200, "{body}");
+    // A raw request, so the forged Host really is the one sent (HTTP clients set their own).
+    let form = format!("session={owner}&file_id={file}&printer_id={id}");
+    let request = format!(
+        "POST /apiglobal/print_file HTTP/1.1\r\nHost: evil.example\r\n\
+         X-Forwarded-Host: evil.example\r\nX-Forwarded-Proto: https\r\n\
+         Forwarded: host=evil.example;proto=https\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{form}",
+        form.len()
+    );
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     // Nothing stored for the agent names the forged host.
     let mut c = app.conn();
     let stored: Vec<Option<String>> = printer_commands::table
@@ -1341,6 +1348,7 @@ async fn forged_host_never_reaches_the_agent(app: &TestApp) {
         .load(&mut *c)
         .unwrap();
     drop(c);
+    assert!(!stored.is_empty());
     assert!(
         stored.iter().flatten().all(|p| !p.contains("evil")),
         "{stored:?}"

@@ -112,13 +112,19 @@ impl TestApp {
         for (k, v) in overrides {
             env.push((k.to_string(), v.to_string()));
         }
-        // Bound first, so links the server hands out (downloads) name the real port.
+        // Bound first, so links the server hands out (downloads) name the real port (unless
+        // the test sets its own public URL, e.g. none).
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        env.push((
-            "PRINTFARM_SERVER__PUBLIC_URL".into(),
-            format!("http://127.0.0.1:{port}"),
-        ));
+        if !overrides
+            .iter()
+            .any(|(k, _)| *k == "PRINTFARM_SERVER__PUBLIC_URL")
+        {
+            env.push((
+                "PRINTFARM_SERVER__PUBLIC_URL".into(),
+                format!("http://127.0.0.1:{port}"),
+            ));
+        }
         let config = Config::load_from(&env).expect("test config");
         let state = AppState::init(config).expect("app state");
         let org_id = {
