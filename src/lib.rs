@@ -116,7 +116,7 @@ impl AppState {
     /// What job transitions need: the base URL agents download from, and when a printer
     /// counts as offline. The request is deliberately not used: links for agents never take
     /// their host from whoever started the job (see `http::agent_link_base`).
-    pub fn job_context(&self, _req: Option<&actix_web::HttpRequest>) -> services::jobs::JobContext {
+    pub fn job_context(&self) -> services::jobs::JobContext {
         services::jobs::JobContext {
             base_url: http::agent_link_base(&self.config),
             offline_after: chrono::Duration::seconds(self.config.printers.offline_after_secs),

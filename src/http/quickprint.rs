@@ -278,7 +278,7 @@ async fn print(
             )
         }
     };
-    let ctx = state.job_context(Some(&req));
+    let ctx = state.job_context();
     let created = state
         .db(move |c| jobs::print_file(c, &user, file_id, printer_id, only_queue, &ctx))
         .await;

@@ -178,7 +178,7 @@ async fn run(state: &AppState, job: &SliceJob, owner: &str) -> Result<()> {
     // The print job (if one was asked for) is queued in the same transaction that marks the
     // slice done, so a client never sees it done without the job it will get; a refused print
     // job (printer offline, rights gone) rolls back only its own savepoint.
-    let ctx = state.job_context(None);
+    let ctx = state.job_context();
     let (j, o, key, pic) = (
         job.clone(),
         owner.to_string(),

@@ -1,7 +1,7 @@
 //! Calls 8, 9, 29–33 (the job queue and print control) and the printfarm extension
 //! `update_organization_settings`.
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -35,16 +35,12 @@ fn tf(b: bool) -> &'static str {
 #[utoipa::path(post, path = "/apiglobal/print_file", tag = "Jobs",
     request_body(content = forms::PrintFile, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "The new job (`11` queued, or started at once)", body = Envelope<PrintFileMessage>), Failures))]
-pub async fn print_file(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    Form(p): Form,
-) -> Result<HttpResponse> {
+pub async fn print_file(state: web::Data<AppState>, Form(p): Form) -> Result<HttpResponse> {
     let me = authenticate(&state, &p).await?.user;
     let file = p.required_i64("file_id")?;
     let printer = p.required_i64("printer_id")?;
     let only_queue = p.bool("only_queue")?.unwrap_or(false);
-    let ctx = state.job_context(Some(&req));
+    let ctx = state.job_context();
     let created = state
         .db(move |c| jobs::print_file(c, &me, file, printer, only_queue, &ctx))
         .await?;
@@ -59,14 +55,10 @@ pub async fn print_file(
 #[utoipa::path(post, path = "/apiglobal/job_start", tag = "Jobs",
     request_body(content = forms::JobId, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "`Ok`: the job is printing (`21`)", body = Envelope<String>), Failures))]
-pub async fn job_start(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    Form(p): Form,
-) -> Result<HttpResponse> {
+pub async fn job_start(state: web::Data<AppState>, Form(p): Form) -> Result<HttpResponse> {
     let me = authenticate(&state, &p).await?.user;
     let job = p.required_i64("job_id")?;
-    let ctx = state.job_context(Some(&req));
+    let ctx = state.job_context();
     let job = state
         .db(move |c| jobs::job_start(c, &me, job, &ctx))
         .await?;

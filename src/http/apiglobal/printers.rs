@@ -177,13 +177,12 @@ pub async fn get_camera_list_token(
     responses((status = 200, description = "`Ok`", body = Envelope<String>), Failures))]
 pub async fn printer_clear_build_tray(
     state: web::Data<AppState>,
-    req: actix_web::HttpRequest,
     Form(p): Form,
 ) -> Result<HttpResponse> {
     let me = authenticate(&state, &p).await?.user;
     let printer = p.required_i64("printer_id")?;
     let clear = p.bool("is_clear")?.unwrap_or(true);
-    let ctx = state.job_context(Some(&req));
+    let ctx = state.job_context();
     let started = state
         .db(move |c| {
             crate::db::write_transaction(c, |c| {

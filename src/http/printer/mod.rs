@@ -205,7 +205,7 @@ async fn command(
     };
     let poll = Poll::from_json(&body);
     let id = printer.id;
-    let ctx = state.job_context(Some(&req));
+    let ctx = state.job_context();
     let base = crate::http::public_base(&state.config, Some(&req));
     let first = {
         let poll = poll.clone();
@@ -337,11 +337,7 @@ async fn queued_jobs(state: web::Data<AppState>, payload: web::Payload) -> HttpR
 }
 
 /// The agent starts a job of its own queue (e.g. after a print, with `automatic: true`).
-async fn start_queued_job(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> HttpResponse {
+async fn start_queued_job(state: web::Data<AppState>, payload: web::Payload) -> HttpResponse {
     let (body, printer) = match printer_request(&state, payload, MAX_COMMAND_BODY).await {
         Ok(r) => r,
         Err(r) => return r,
@@ -355,7 +351,7 @@ async fn start_queued_job(
             message: "job_id is required".into(),
         });
     };
-    let ctx = state.job_context(Some(&req));
+    let ctx = state.job_context();
     let id = printer.id;
     match state
         .db(move |c| jobs::agent_start(c, &printer, job_id, &ctx))
