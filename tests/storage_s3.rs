@@ -256,10 +256,11 @@ async fn s3_storage_round_trip(db: Db) {
     assert_eq!(res.bytes().await.unwrap().to_vec(), stl);
     let res = download(&app, &s, stl_id, Some(&format!("bytes={}-", stl.len()))).await;
     assert_eq!(res.status().as_u16(), 416);
-    // The preview is served from the bucket too.
+    // The preview is served from the bucket too (to someone who may see the file).
     let res = app
         .client
         .get(app.url(&format!("/{stl_png}")))
+        .bearer_auth(&s)
         .send()
         .await
         .unwrap();
