@@ -405,35 +405,16 @@ async fn every_call_survives_hostile_values(db: Db) {
             let fields: Vec<(Option<&str>, &str)> = if path.starts_with("/v1/printability") {
                 ["x", "y", "z"].iter().map(|f| (None, *f)).collect()
             } else {
-                [
-                    "bed_size_x",
-                    "bed_size_y",
-                    "bed_size_z",
-                    "print_speed",
-                    "first_layer_speed",
-                    "nozzle_diameter",
-                    "layer_height",
-                    "perimeters",
-                    "top_solid_layers",
-                    "bottom_solid_layers",
-                    "fill_density",
-                    "support_material",
-                    "color",
-                    "filament_type",
-                    "temperature",
-                    "bed_temperature",
-                    "filament_diameter",
-                    "filament_density",
-                ]
-                .iter()
-                .map(|f| (Some("printer_config"), *f))
-                .chain(
-                    ["currency", "cost_per_hour", "cost_per_gram", "base_price"]
-                        .iter()
-                        .map(|f| (Some("quote_config"), *f)),
-                )
-                .chain([(None, "printer_config"), (None, "quote_config")])
-                .collect()
+                printfarm::slicer::PRINTER_CONFIG_KEYS
+                    .iter()
+                    .map(|f| (Some("printer_config"), *f))
+                    .chain(
+                        ["currency", "cost_per_hour", "cost_per_gram", "base_price"]
+                            .iter()
+                            .map(|f| (Some("quote_config"), *f)),
+                    )
+                    .chain([(None, "printer_config"), (None, "quote_config")])
+                    .collect()
             };
             for (section, field) in fields {
                 for v in hostile_json_values() {
