@@ -206,6 +206,21 @@ async fn files_uploads_and_printability(app: &TestApp) {
     )
     .await;
     assert_eq!(res.status().as_u16(), 422);
+    // No `file` part, or no multipart body at all: 422 located at body.file.
+    for req in [
+        app.client
+            .post(app.url("/v1/file"))
+            .bearer_auth(&t)
+            .multipart(reqwest::multipart::Form::new().text("other", "x")),
+        app.client
+            .post(app.url("/v1/file"))
+            .bearer_auth(&t)
+            .json(&json!({})),
+    ] {
+        let (status, body) = common::read(req.send().await.unwrap()).await;
+        assert_eq!(status, 422, "{body}");
+        assert_eq!(body["detail"][0]["loc"], json!(["body", "file"]), "{body}");
+    }
     assert_eq!(
         upload(app, "/v1/file", None, "cube.stl", fixture("cube_20mm.stl"))
             .await

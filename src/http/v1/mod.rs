@@ -487,7 +487,14 @@ async fn receive_model(
     payload: web::Payload,
     user: &User,
 ) -> V1Result<StoredFile> {
-    let (_, staged) = upload::receive(state, req, payload.into_inner()).await?;
+    // A body without its `file` part is a validation error in Cloud Slicer's contract (422,
+    // located at body.file), like every other one.
+    let (_, staged) = upload::receive(state, req, payload.into_inner())
+        .await
+        .map_err(|e| match e {
+            Error::BadRequest(m) => invalid(&["body", "file"], m),
+            other => other.into(),
+        })?;
     let name = staged.filename.to_lowercase();
     if !(name.ends_with(".stl") || name.ends_with(".3mf") || name.ends_with(".obj")) {
         return Err(invalid(
