@@ -147,7 +147,7 @@ async fn render(
     let token = session_token(&req).ok_or_else(|| Error::Unauthorized("missing session".into()))?;
     let valid = name
         .strip_suffix(".png")
-        .is_some_and(|stem| stem.len() == 64 && stem.bytes().all(|b| b.is_ascii_hexdigit()));
+        .is_some_and(crate::services::auth::is_token_shaped);
     let policy = state.session_policy.clone();
     let picture = name.clone();
     state

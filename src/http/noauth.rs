@@ -60,10 +60,6 @@ pub(crate) fn error_page(title: &str, e: &Error) -> HttpResponse {
     )
 }
 
-fn valid_token(token: &str) -> bool {
-    token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
 fn set_password_html(email: &str, message: Option<&str>) -> String {
     format!(
         "<p>Choose a password for <b>{}</b>.</p>{}\
@@ -77,7 +73,7 @@ fn set_password_html(email: &str, message: Option<&str>) -> String {
 
 async fn set_password_form(state: web::Data<AppState>, path: web::Path<String>) -> HttpResponse {
     let token = path.into_inner();
-    if !valid_token(&token) {
+    if !crate::services::auth::is_token_shaped(&token) {
         return error_page(
             "Set your password",
             &Error::not_found("This invitation link is not valid"),
@@ -104,7 +100,7 @@ async fn set_password(
         Ok(f) => f,
         Err(e) => return error_page(title, &e),
     };
-    if !valid_token(&token) {
+    if !crate::services::auth::is_token_shaped(&token) {
         return error_page(
             title,
             &Error::not_found("This invitation link is not valid"),
@@ -148,7 +144,7 @@ const CONFIRM_FORM: &str = "<p>A slicer or another application asks to sign in t
 async fn confirm_login_form(state: web::Data<AppState>, path: web::Path<String>) -> HttpResponse {
     let token = path.into_inner();
     let title = "Confirm sign-in";
-    if !valid_token(&token) {
+    if !crate::services::auth::is_token_shaped(&token) {
         return error_page(title, &Error::not_found("Unknown login token"));
     }
     match state.db(move |c| login_tokens::check(c, &token)).await {
@@ -170,7 +166,7 @@ async fn confirm_login(
         Ok(f) => f,
         Err(e) => return error_page(title, &e),
     };
-    if !valid_token(&token) {
+    if !crate::services::auth::is_token_shaped(&token) {
         return error_page(title, &Error::not_found("Unknown login token"));
     }
     let user = if let Some(session) = p.str("session").map(str::to_string) {

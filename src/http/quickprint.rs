@@ -13,7 +13,7 @@ use crate::db::models::User;
 use crate::error::Error;
 use crate::http::apiglobal::{client_addr, Form};
 use crate::http::noauth::{error_page, escape, page};
-use crate::services::{jobs, quickprint, sessions};
+use crate::services::{auth, jobs, quickprint, sessions};
 use crate::AppState;
 
 pub const COOKIE: &str = "printfarm_session";
@@ -37,14 +37,6 @@ fn csrf_token(session: &str) -> String {
     ))
 }
 
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
-}
-
 fn file_id_of(raw: Option<&str>) -> Result<i64, Error> {
     raw.and_then(|v| v.trim().parse::<i64>().ok())
         .filter(|id| *id > 0)
@@ -54,7 +46,7 @@ fn file_id_of(raw: Option<&str>) -> Result<i64, Error> {
 /// The signed-in user of this browser, with the session token.
 async fn browser_user(state: &web::Data<AppState>, req: &HttpRequest) -> Option<(User, String)> {
     let token = req.cookie(COOKIE)?.value().to_string();
-    if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !auth::is_token_shaped(&token) {
         return None;
     }
     let policy = state.session_policy.clone();
@@ -236,7 +228,7 @@ async fn checked_user(
     let (user, session) = browser_user(state, req)
         .await
         .ok_or_else(|| Error::Unauthorized("Sign in first (your session ended)".into()))?;
-    if !same(p.str("csrf").unwrap_or_default(), &csrf_token(&session)) {
+    if !auth::same_secret(p.str("csrf").unwrap_or_default(), &csrf_token(&session)) {
         return Err(Error::forbidden(
             "This form did not come from this page; reload it and try again",
         ));

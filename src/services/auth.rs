@@ -73,6 +73,18 @@ pub fn random_token() -> String {
     hex::encode(bytes)
 }
 
+/// Whether `token` has the shape of [`random_token`]'s output (64 hex digits): anything else
+/// names nothing we handed out, and need not reach the database.
+pub fn is_token_shaped(token: &str) -> bool {
+    token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Compares a presented secret with the expected one in constant time.
+pub fn same_secret(presented: &str, expected: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    presented.as_bytes().ct_eq(expected.as_bytes()).into()
+}
+
 /// Tokens are stored only as this hash; a database leak does not hand out live sessions.
 pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))

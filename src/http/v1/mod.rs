@@ -539,9 +539,9 @@ async fn public_upload(
 ) -> Result<HttpResponse, V1Error> {
     use diesel::prelude::*;
     let id = path.into_inner();
-    // Ids are ours (random_token: hex); anything else names no upload, and must not reach
-    // the database (Postgres text refuses NUL).
-    if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+    // Ids are ours (random_token); anything else names no upload, and must not reach the
+    // database (Postgres text refuses NUL).
+    if !auth::is_token_shaped(&id) {
         return Err(Error::not_found("Unknown upload id").into());
     }
     let idc = id.clone();
