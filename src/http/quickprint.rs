@@ -6,7 +6,7 @@
 
 use actix_web::cookie::{time::Duration as CookieDuration, Cookie, SameSite};
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use sha2::{Digest, Sha256};
 
 use crate::db::models::User;
@@ -18,6 +18,34 @@ use crate::AppState;
 
 pub const COOKIE: &str = "printfarm_session";
 const TITLE: &str = "Print your file";
+
+/// A refusal on these pages: the error's status with the page's own error view, so handlers
+/// use `?` like the API handlers do.
+#[derive(Debug)]
+struct PageError(Error);
+
+impl From<Error> for PageError {
+    fn from(e: Error) -> Self {
+        PageError(e)
+    }
+}
+
+impl std::fmt::Display for PageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl ResponseError for PageError {
+    fn status_code(&self) -> StatusCode {
+        self.0.status_code()
+    }
+    fn error_response(&self) -> HttpResponse {
+        error_page(TITLE, &self.0)
+    }
+}
+
+type PageResult = Result<HttpResponse, PageError>;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -79,23 +107,16 @@ fn query_file_id(req: &HttpRequest) -> Result<i64, Error> {
     file_id_of(q.as_deref())
 }
 
-async fn show(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    let file_id = match query_file_id(&req) {
-        Ok(id) => id,
-        Err(e) => return error_page(TITLE, &e),
-    };
+async fn show(state: web::Data<AppState>, req: HttpRequest) -> PageResult {
+    let file_id = query_file_id(&req)?;
     let Some((user, session)) = browser_user(&state, &req).await else {
-        return page(StatusCode::OK, TITLE, &sign_in_form(file_id, None));
+        return Ok(page(StatusCode::OK, TITLE, &sign_in_form(file_id, None)));
     };
     let offline = chrono::Duration::seconds(state.config.printers.offline_after_secs);
     let email = user.email.clone();
-    let offer = match state
+    let offer = state
         .db(move |c| quickprint::offer(c, &user, file_id, offline, crate::db::now()))
-        .await
-    {
-        Ok(o) => o,
-        Err(e) => return error_page(TITLE, &e),
-    };
+        .await?;
     let who = format!(
         "<form method=\"post\" action=\"/quickprint/sign_out\" class=\"muted\">Signed in as <b>{}</b>\
          <input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"file_id\" value=\"{file_id}\">\
@@ -109,14 +130,14 @@ async fn show(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
         offer.file.size
     );
     if offer.choices.is_empty() {
-        return page(
+        return Ok(page(
             StatusCode::OK,
             TITLE,
             &format!(
                 "{who}{file}<p class=\"error\">There is no printer you may use for this file \
                  (ask an admin for access to a printer of its type).</p>"
             ),
-        );
+        ));
     }
     let options: String = offer
         .choices
@@ -135,7 +156,7 @@ async fn show(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
             )
         })
         .collect();
-    page(
+    Ok(page(
         StatusCode::OK,
         TITLE,
         &format!(
@@ -147,7 +168,7 @@ async fn show(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
              <button type=\"submit\" name=\"action\" value=\"queue\">Add to the queue</button></form>",
             csrf_token(&session)
         ),
-    )
+    ))
 }
 
 fn see_other(location: &str) -> actix_web::HttpResponseBuilder {
@@ -171,15 +192,9 @@ async fn sign_in(
     state: web::Data<AppState>,
     req: HttpRequest,
     form: Result<Form, Error>,
-) -> HttpResponse {
-    let Form(p) = match form {
-        Ok(f) => f,
-        Err(e) => return error_page(TITLE, &e),
-    };
-    let file_id = match file_id_of(p.str("file_id")) {
-        Ok(id) => id,
-        Err(e) => return error_page(TITLE, &e),
-    };
+) -> PageResult {
+    let Form(p) = form?;
+    let file_id = file_id_of(p.str("file_id"))?;
     let username = p.str("username").unwrap_or_default().to_string();
     let password = p.raw("password").unwrap_or_default().to_string();
     let addr = client_addr(&req, state.config.server.trust_forwarded_for);
@@ -197,7 +212,7 @@ async fn sign_in(
     .await
     .map_err(Error::from)
     .and_then(|r| r);
-    match signed_in {
+    Ok(match signed_in {
         Ok(outcome) => {
             let idle = state.session_policy.idle.num_seconds();
             see_other(&format!("/quickprint?file_id={file_id}"))
@@ -208,15 +223,13 @@ async fn sign_in(
                 ))
                 .finish()
         }
-        Err(e) => {
-            use actix_web::ResponseError;
-            page(
-                e.status_code(),
-                TITLE,
-                &sign_in_form(file_id, Some(&e.to_string())),
-            )
-        }
-    }
+        // A refused sign-in stays on the form, with the reason.
+        Err(e) => page(
+            e.status_code(),
+            TITLE,
+            &sign_in_form(file_id, Some(&e.to_string())),
+        ),
+    })
 }
 
 /// Checks the form's CSRF token against the browser's session.
@@ -240,78 +253,50 @@ async fn print(
     state: web::Data<AppState>,
     req: HttpRequest,
     form: Result<Form, Error>,
-) -> HttpResponse {
-    let Form(p) = match form {
-        Ok(f) => f,
-        Err(e) => return error_page(TITLE, &e),
-    };
-    let (user, _) = match checked_user(&state, &req, &p).await {
-        Ok(u) => u,
-        Err(e) => return error_page(TITLE, &e),
-    };
-    let file_id = match file_id_of(p.str("file_id")) {
-        Ok(id) => id,
-        Err(e) => return error_page(TITLE, &e),
-    };
-    let printer_id = match p
+) -> PageResult {
+    let Form(p) = form?;
+    let (user, _) = checked_user(&state, &req, &p).await?;
+    let file_id = file_id_of(p.str("file_id"))?;
+    let printer_id = p
         .str("printer_id")
         .and_then(|v| v.trim().parse::<i64>().ok())
-    {
-        Some(id) => id,
-        None => return error_page(TITLE, &Error::bad_request("Choose a printer")),
-    };
+        .ok_or_else(|| Error::bad_request("Choose a printer"))?;
     let only_queue = match p.str("action") {
         Some("print") => false,
         Some("queue") => true,
-        _ => {
-            return error_page(
-                TITLE,
-                &Error::bad_request("action must be \"print\" or \"queue\""),
-            )
-        }
+        _ => return Err(Error::bad_request("action must be \"print\" or \"queue\"").into()),
     };
     let ctx = state.job_context();
-    let created = state
+    let c = state
         .db(move |c| jobs::print_file(c, &user, file_id, printer_id, only_queue, &ctx))
-        .await;
-    match created {
-        Ok(c) => {
-            if c.started {
-                state.notifier.wake(c.job.printer_id);
-            }
-            let what = if c.started {
-                "is starting"
-            } else {
-                "is in the printer's queue"
-            };
-            page(
-                StatusCode::OK,
-                "Sent to the printer",
-                &format!("<p>Job {} {what}. You can close this page.</p>", c.job.id),
-            )
-        }
-        Err(e) => error_page(TITLE, &e),
+        .await?;
+    if c.started {
+        state.notifier.wake(c.job.printer_id);
     }
+    let what = if c.started {
+        "is starting"
+    } else {
+        "is in the printer's queue"
+    };
+    Ok(page(
+        StatusCode::OK,
+        "Sent to the printer",
+        &format!("<p>Job {} {what}. You can close this page.</p>", c.job.id),
+    ))
 }
 
 async fn sign_out(
     state: web::Data<AppState>,
     req: HttpRequest,
     form: Result<Form, Error>,
-) -> HttpResponse {
-    let Form(p) = match form {
-        Ok(f) => f,
-        Err(e) => return error_page(TITLE, &e),
-    };
-    let (_, session) = match checked_user(&state, &req, &p).await {
-        Ok(u) => u,
-        Err(e) => return error_page(TITLE, &e),
-    };
+) -> PageResult {
+    let Form(p) = form?;
+    let (_, session) = checked_user(&state, &req, &p).await?;
     let _ = state.db(move |c| sessions::logout(c, &session)).await;
     let back = file_id_of(p.str("file_id"))
         .map(|id| format!("/quickprint?file_id={id}"))
         .unwrap_or_else(|_| "/quickprint".into());
-    see_other(&back)
+    Ok(see_other(&back)
         .cookie(session_cookie(&state, String::new(), CookieDuration::ZERO))
-        .finish()
+        .finish())
 }

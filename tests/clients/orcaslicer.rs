@@ -603,6 +603,16 @@ async fn quickprint_in_browser(app: &TestApp, host: &str, session: &str, file_id
         "{jobs}"
     );
 
+    // Signing out needs the page's own form too (a forged one is refused, the session stays).
+    let res = browser
+        .post(make_url(host, "quickprint/sign_out"))
+        .header("Cookie", &cookie)
+        .form(&[("csrf", "forged"), ("file_id", file_id)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 403);
+    assert!(res.headers().get("set-cookie").is_none());
     // Signing out ends the browser session.
     let res = browser
         .post(make_url(host, "quickprint/sign_out"))
