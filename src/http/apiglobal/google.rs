@@ -136,33 +136,29 @@ pub async fn login_with_token(
     let hold = std::time::Duration::from_secs(state.config.auth.login_token_hold_secs);
     let deadline = tokio::time::Instant::now() + hold;
     let _held = state.notifier.hold();
+    // The first pass polls at once, so unknown, expired and used tokens answer without waiting.
+    let mut confirmed = true;
     loop {
-        let (st, t) = (state.clone(), token.clone());
-        // Unknown, expired and used tokens answer at once; a confirmed one gets its session.
-        let outcome = state
-            .db(move |c| login_tokens::poll(c, &st.session_policy, &t))
-            .await?;
-        if let Some((session, email)) = outcome {
-            return Ok(ok(TokenLoginMessage::SignedIn(SignedIn { session, email })));
+        if confirmed {
+            let (st, t) = (state.clone(), token.clone());
+            let outcome = state
+                .db(move |c| login_tokens::poll(c, &st.session_policy, &t))
+                .await?;
+            if let Some((session, email)) = outcome {
+                return Ok(ok(TokenLoginMessage::SignedIn(SignedIn { session, email })));
+            }
+        }
+        if tokio::time::Instant::now() >= deadline || state.notifier.is_shutting_down() {
+            return Ok(ok(TokenLoginMessage::Waiting(Waiting { waiting: true })));
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until((tokio::time::Instant::now() + CONFIRM_CHECK_EVERY).min(deadline)) => {}
+            _ = state.notifier.shutting_down() => {}
         }
         // The confirmation may happen on another server instance, so the row is what is
-        // watched (sign-ins are rare; a read every 250 ms per waiting slicer is cheap).
-        let next = (tokio::time::Instant::now() + CONFIRM_CHECK_EVERY).min(deadline);
-        loop {
-            if tokio::time::Instant::now() >= deadline || state.notifier.is_shutting_down() {
-                return Ok(ok(TokenLoginMessage::Waiting(Waiting { waiting: true })));
-            }
-            tokio::select! {
-                _ = tokio::time::sleep_until(next) => {}
-                _ = state.notifier.shutting_down() => {}
-            }
-            let t = token.clone();
-            if state.db(move |c| login_tokens::is_confirmed(c, &t)).await?
-                || tokio::time::Instant::now() >= deadline
-            {
-                break;
-            }
-        }
+        // watched (a read; sign-ins are rare, a check every 250 ms per waiting slicer is cheap).
+        let t = token.clone();
+        confirmed = state.db(move |c| login_tokens::is_confirmed(c, &t)).await?;
     }
 }
 
