@@ -49,59 +49,6 @@ fn cube_obj() -> Vec<u8> {
         .to_vec()
 }
 
-/// A 3MF of the 20 mm cube given in centimetres (2 × 2 × 2 cm), placed by a build transform.
-fn cube_3mf() -> Vec<u8> {
-    let v = [
-        (0, 0, 0),
-        (2, 0, 0),
-        (2, 2, 0),
-        (0, 2, 0),
-        (0, 0, 2),
-        (2, 0, 2),
-        (2, 2, 2),
-        (0, 2, 2),
-    ];
-    let t = [
-        (0, 3, 2),
-        (0, 2, 1),
-        (4, 5, 6),
-        (4, 6, 7),
-        (0, 1, 5),
-        (0, 5, 4),
-        (1, 2, 6),
-        (1, 6, 5),
-        (2, 3, 7),
-        (2, 7, 6),
-        (3, 0, 4),
-        (3, 4, 7),
-    ];
-    let mut model = String::from(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<model unit=\"centimeter\" xml:lang=\"en-US\" \
-         xmlns=\"http://schemas.microsoft.com/3dmanufacturing/core/2015/02\"><resources><object id=\"1\" type=\"model\"><mesh><vertices>",
-    );
-    for (x, y, z) in v {
-        model += &format!("<vertex x=\"{x}\" y=\"{y}\" z=\"{z}\"/>");
-    }
-    model += "</vertices><triangles>";
-    for (a, b, c) in t {
-        model += &format!("<triangle v1=\"{a}\" v2=\"{b}\" v3=\"{c}\"/>");
-    }
-    model += "</triangles></mesh></object></resources><build><item objectid=\"1\" transform=\"1 0 0 0 1 0 0 0 1 1 0 0\"/></build></model>";
-    let mut buf = std::io::Cursor::new(Vec::new());
-    {
-        let mut z = zip::ZipWriter::new(&mut buf);
-        let o = zip::write::SimpleFileOptions::default();
-        z.start_file("[Content_Types].xml", o).unwrap();
-        z.write_all(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Types xmlns=\"http://schemas.openxmlformats.org/package/2006/content-types\"><Default Extension=\"rels\" ContentType=\"application/vnd.openxmlformats-package.relationships+xml\"/><Default Extension=\"model\" ContentType=\"application/vnd.ms-package.3dmanufacturing-3dmodel+xml\"/></Types>").unwrap();
-        z.start_file("_rels/.rels", o).unwrap();
-        z.write_all(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Relationships xmlns=\"http://schemas.openxmlformats.org/package/2006/relationships\"><Relationship Target=\"/3D/3dmodel.model\" Id=\"rel0\" Type=\"http://schemas.microsoft.com/3dmanufacturing/2013/01/3dmodel\"/></Relationships>").unwrap();
-        z.start_file("3D/3dmodel.model", o).unwrap();
-        z.write_all(model.as_bytes()).unwrap();
-        z.finish().unwrap();
-    }
-    buf.into_inner()
-}
-
 fn zipped_many(entries: &[(&str, &[u8])]) -> Vec<u8> {
     let mut buf = std::io::Cursor::new(Vec::new());
     let mut z = zip::ZipWriter::new(&mut buf);
@@ -130,7 +77,7 @@ async fn uploads_every_kind_and_measures_it(app: &TestApp) {
         ("cube.stl", fixture("cube_20mm.stl"), "stl"),
         ("cube-ascii.STL", fixture("cube_20mm_ascii.stl"), "stl"),
         ("cube.obj", cube_obj(), "obj"),
-        ("cube.3mf", cube_3mf(), "3mf"),
+        ("cube.3mf", common::cube_3mf(&[]), "3mf"),
     ];
     for (name, bytes, kind) in cases {
         let size = bytes.len() as i64;
@@ -176,7 +123,9 @@ async fn uploads_every_kind_and_measures_it(app: &TestApp) {
         );
     }
     // The 3MF's build transform moved it +10 mm (1 cm) in x.
-    let (_, body) = app.upload(&s, "moved.3mf", cube_3mf(), &[]).await;
+    let (_, body) = app
+        .upload(&s, "moved.3mf", common::cube_3mf(&[]), &[])
+        .await;
     let a = analysis(app, body["message"]["file_id"].as_i64().unwrap());
     assert!(
         (a["bbox_min"][0].as_f64().unwrap() - 10.0).abs() < 1e-6,
@@ -980,7 +929,7 @@ async fn huge_full_circle_arcs_are_analysed_within_the_bound(app: &TestApp) {
 /// level, 8 levels: 1.2 billion triangles) is refused before anything is expanded.
 async fn nested_3mf_instancing_is_refused(app: &TestApp) {
     let s = app.login_new_user("maker@example.com").await;
-    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(cube_3mf())).unwrap();
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(common::cube_3mf(&[]))).unwrap();
     let mut model = String::new();
     archive
         .by_name("3D/3dmodel.model")

@@ -451,3 +451,62 @@ impl std::io::Write for LogSink {
         Ok(())
     }
 }
+
+/// A 3MF of the 20 mm cube given in centimetres (2 × 2 × 2 cm), placed by a build transform,
+/// with `extra` archive entries (name, content) such as a slicer's `Metadata/*.config`.
+pub fn cube_3mf(extra: &[(&str, &[u8])]) -> Vec<u8> {
+    use std::io::Write;
+    let v = [
+        (0, 0, 0),
+        (2, 0, 0),
+        (2, 2, 0),
+        (0, 2, 0),
+        (0, 0, 2),
+        (2, 0, 2),
+        (2, 2, 2),
+        (0, 2, 2),
+    ];
+    let t = [
+        (0, 3, 2),
+        (0, 2, 1),
+        (4, 5, 6),
+        (4, 6, 7),
+        (0, 1, 5),
+        (0, 5, 4),
+        (1, 2, 6),
+        (1, 6, 5),
+        (2, 3, 7),
+        (2, 7, 6),
+        (3, 0, 4),
+        (3, 4, 7),
+    ];
+    let mut model = String::from(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<model unit=\"centimeter\" xml:lang=\"en-US\" \
+         xmlns=\"http://schemas.microsoft.com/3dmanufacturing/core/2015/02\"><resources><object id=\"1\" type=\"model\"><mesh><vertices>",
+    );
+    for (x, y, z) in v {
+        model += &format!("<vertex x=\"{x}\" y=\"{y}\" z=\"{z}\"/>");
+    }
+    model += "</vertices><triangles>";
+    for (a, b, c) in t {
+        model += &format!("<triangle v1=\"{a}\" v2=\"{b}\" v3=\"{c}\"/>");
+    }
+    model += "</triangles></mesh></object></resources><build><item objectid=\"1\" transform=\"1 0 0 0 1 0 0 0 1 1 0 0\"/></build></model>";
+    let mut buf = std::io::Cursor::new(Vec::new());
+    {
+        let mut z = zip::ZipWriter::new(&mut buf);
+        let o = zip::write::SimpleFileOptions::default();
+        z.start_file("[Content_Types].xml", o).unwrap();
+        z.write_all(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Types xmlns=\"http://schemas.openxmlformats.org/package/2006/content-types\"><Default Extension=\"rels\" ContentType=\"application/vnd.openxmlformats-package.relationships+xml\"/><Default Extension=\"model\" ContentType=\"application/vnd.ms-package.3dmanufacturing-3dmodel+xml\"/></Types>").unwrap();
+        z.start_file("_rels/.rels", o).unwrap();
+        z.write_all(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Relationships xmlns=\"http://schemas.openxmlformats.org/package/2006/relationships\"><Relationship Target=\"/3D/3dmodel.model\" Id=\"rel0\" Type=\"http://schemas.microsoft.com/3dmanufacturing/2013/01/3dmodel\"/></Relationships>").unwrap();
+        z.start_file("3D/3dmodel.model", o).unwrap();
+        z.write_all(model.as_bytes()).unwrap();
+        for (name, content) in extra {
+            z.start_file(*name, o).unwrap();
+            z.write_all(content).unwrap();
+        }
+        z.finish().unwrap();
+    }
+    buf.into_inner()
+}
