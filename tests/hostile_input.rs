@@ -322,15 +322,7 @@ async fn every_call_survives_hostile_values(db: Db) {
                         reqwest::multipart::Part::bytes(fixture("cube_20mm.gcode"))
                             .file_name(name.clone()),
                     );
-                let res = app
-                    .client
-                    .post(app.url(path))
-                    .multipart(form)
-                    .send()
-                    .await
-                    .unwrap();
-                let status = res.status().as_u16();
-                let body = res.bytes().await.unwrap();
+                let (status, body) = outcome(app.client.post(app.url(path)).multipart(form)).await;
                 sent += 1;
                 check(
                     &mut failures,
@@ -357,15 +349,12 @@ async fn every_call_survives_hostile_values(db: Db) {
             };
             for seg in &segments {
                 let url = fill(path, seg);
-                let res = app
-                    .client
-                    .request(method.clone(), app.url(&url))
-                    .bearer_auth(&s.token)
-                    .send()
-                    .await
-                    .unwrap();
-                let status = res.status().as_u16();
-                let body = res.bytes().await.unwrap();
+                let (status, body) = outcome(
+                    app.client
+                        .request(method.clone(), app.url(&url))
+                        .bearer_auth(&s.token),
+                )
+                .await;
                 sent += 1;
                 check(
                     &mut failures,
@@ -382,17 +371,14 @@ async fn every_call_survives_hostile_values(db: Db) {
             }
             let url = fill(path, &s.stl_id.to_string());
             for raw in hostile_json_bodies() {
-                let res = app
-                    .client
-                    .post(app.url(&url))
-                    .bearer_auth(&s.token)
-                    .header("content-type", "application/json")
-                    .body(raw.clone())
-                    .send()
-                    .await
-                    .unwrap();
-                let status = res.status().as_u16();
-                let body = res.bytes().await.unwrap();
+                let (status, body) = outcome(
+                    app.client
+                        .post(app.url(&url))
+                        .bearer_auth(&s.token)
+                        .header("content-type", "application/json")
+                        .body(raw.clone()),
+                )
+                .await;
                 sent += 1;
                 check(
                     &mut failures,
@@ -422,16 +408,13 @@ async fn every_call_survives_hostile_values(db: Db) {
                         Some(sec) => json!({ sec: { field: v.clone() } }),
                         None => json!({ field: v.clone() }),
                     };
-                    let res = app
-                        .client
-                        .post(app.url(&url))
-                        .bearer_auth(&s.token)
-                        .json(&body)
-                        .send()
-                        .await
-                        .unwrap();
-                    let status = res.status().as_u16();
-                    let bytes = res.bytes().await.unwrap();
+                    let (status, bytes) = outcome(
+                        app.client
+                            .post(app.url(&url))
+                            .bearer_auth(&s.token)
+                            .json(&body),
+                    )
+                    .await;
                     sent += 1;
                     check(
                         &mut failures,
@@ -488,16 +471,13 @@ fn fill(path: &str, seg: &str) -> String {
 }
 
 async fn post_form(app: &TestApp, path: &str, body: String) -> (u16, Vec<u8>) {
-    let res = app
-        .client
-        .post(app.url(path))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = res.status().as_u16();
-    (status, res.bytes().await.unwrap().to_vec())
+    outcome(
+        app.client
+            .post(app.url(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body),
+    )
+    .await
 }
 
 /// The same `key=value` pairs as multipart text parts (values percent-decoded to raw bytes,
@@ -517,15 +497,7 @@ async fn post_multipart(app: &TestApp, path: &str, parts: &[String]) -> (u16, Ve
         "file",
         reqwest::multipart::Part::bytes(fixture("cube_20mm.gcode")).file_name("cube.gcode"),
     );
-    let res = app
-        .client
-        .post(app.url(path))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    let status = res.status().as_u16();
-    (status, res.bytes().await.unwrap().to_vec())
+    outcome(app.client.post(app.url(path)).multipart(form)).await
 }
 
 fn percent_decode(s: &str) -> Vec<u8> {
@@ -545,4 +517,11 @@ fn percent_decode(s: &str) -> Vec<u8> {
         i += 1;
     }
     out
+}
+
+/// Sends a request; its status and body.
+async fn outcome(req: reqwest::RequestBuilder) -> (u16, Vec<u8>) {
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    (status, res.bytes().await.unwrap().to_vec())
 }
