@@ -409,6 +409,25 @@ pub fn delete_file(conn: &mut DbConn, user: &User, file_id: i64) -> Result<(Stor
 mod tests {
     use super::*;
 
+    /// The defaults a quote reports are the ones it was sliced with: spelling them all out
+    /// gives the very profile an empty `printer_config` gives.
+    #[test]
+    fn reported_defaults_are_the_slicing_defaults() {
+        use crate::slicer::Profile;
+        let reported = printer_config_used(&serde_json::json!({}));
+        let mut spelled_out = reported.clone();
+        // Metadata only: not a slicer setting.
+        spelled_out.as_object_mut().unwrap().remove("color");
+        assert_eq!(
+            Profile::from_json(&spelled_out).unwrap().keys,
+            Profile::from_json(&serde_json::json!({})).unwrap().keys
+        );
+        assert_eq!(
+            quote_config_used(&serde_json::json!({})),
+            serde_json::to_value(QuoteConfig::default()).unwrap()
+        );
+    }
+
     #[test]
     fn pricing_rounds_once() {
         let cfg = QuoteConfig::default();
