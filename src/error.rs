@@ -33,6 +33,9 @@ pub enum Error {
     TooManyRequests(String),
     #[error("{0}")]
     Unavailable(String),
+    /// A deadlock or serialization failure that outlived its retries (503, retry later).
+    #[error("The database is busy; please retry")]
+    Transient,
     /// Details go to the log, never to the client.
     #[error("internal error: {0}")]
     Internal(String),
@@ -71,14 +74,18 @@ impl From<diesel::result::Error> for Error {
             D::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _) => {
                 Error::Conflict("Refers to a record that does not exist or is still in use".into())
             }
-            D::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => {
-                Error::Conflict("Concurrent update, please retry".into())
-            }
+            ref e if crate::db::is_transient(e) => Error::Transient,
             D::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
                 Error::Unavailable(format!("Database unavailable: {}", info.message()))
             }
             other => Error::Internal(format!("database: {other}")),
         }
+    }
+}
+
+impl crate::db::TransactionError for Error {
+    fn is_transient(&self) -> bool {
+        matches!(self, Error::Transient)
     }
 }
 
@@ -113,7 +120,7 @@ impl ResponseError for Error {
             Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             Error::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
-            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Unavailable(_) | Error::Transient => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -125,6 +132,9 @@ impl ResponseError for Error {
         let mut res = HttpResponse::build(self.status_code());
         if let Error::RangeNotSatisfiable(size) = self {
             res.insert_header(("Content-Range", format!("bytes */{size}")));
+        }
+        if self.status_code() == StatusCode::SERVICE_UNAVAILABLE {
+            res.insert_header(("Retry-After", "1"));
         }
         res.json(serde_json::json!({
             "result": false,

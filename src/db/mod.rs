@@ -204,19 +204,71 @@ pub fn backend_of(conn: &DbConn) -> Backend {
     }
 }
 
+/// Errors that a write transaction may retry: Postgres aborts one of two transactions that
+/// wait on each other (a deadlock) or that cannot both commit under their isolation level.
+/// The lock order below keeps deadlocks out of printfarm's own transactions; the retry is the
+/// safety net for what it cannot see (an operator's session, a foreign key check's lock).
+pub trait TransactionError: From<diesel::result::Error> {
+    fn is_transient(&self) -> bool;
+}
+
+impl TransactionError for diesel::result::Error {
+    fn is_transient(&self) -> bool {
+        is_transient(self)
+    }
+}
+
+/// Postgres reports a deadlock (SQLSTATE 40P01) as an unknown kind: diesel maps only 40001.
+pub fn is_transient(e: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error as D};
+    match e {
+        D::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
+        D::DatabaseError(DatabaseErrorKind::Unknown, info) => {
+            info.message().starts_with("deadlock detected")
+        }
+        _ => false,
+    }
+}
+
+/// How often an outermost write transaction runs again after a transient failure before the
+/// caller is told the database is busy (503).
+const TRANSIENT_ATTEMPTS: u32 = 5;
+
+static TRANSIENT_RETRIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Write transactions run again after a deadlock or serialization failure, since start.
+pub fn transient_retries() -> u64 {
+    TRANSIENT_RETRIES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// A transaction for work that writes. On SQLite it starts with `BEGIN IMMEDIATE`, so the write
 /// lock is taken up front and concurrent writers wait (busy_timeout) instead of failing with
 /// "database is locked" when a read has to upgrade to a write. Nested calls become savepoints.
-pub fn write_transaction<T, E, F>(conn: &mut DbConn, f: F) -> Result<T, E>
+///
+/// On Postgres every writer takes its row locks in one order, so that two of them cannot wait
+/// on each other: the printer row(s) first (lowest id first), then the `job_changes` counter,
+/// then job rows, then users and shares; a printer's command numbers come from its (already
+/// locked) printer row. An outermost transaction that still fails with a deadlock or a
+/// serialization failure runs again, up to `TRANSIENT_ATTEMPTS` times, which is why `f` may be
+/// called more than once.
+pub fn write_transaction<T, E, F>(conn: &mut DbConn, mut f: F) -> Result<T, E>
 where
-    F: FnOnce(&mut DbConn) -> Result<T, E>,
-    E: From<diesel::result::Error>,
+    F: FnMut(&mut DbConn) -> Result<T, E>,
+    E: TransactionError,
 {
     let outermost_sqlite = match conn {
         DbConn::Sqlite(c) => AnsiTransactionManager::transaction_manager_status_mut(c)
             .transaction_depth()?
             .is_none(),
-        DbConn::Pg(_) => false,
+        DbConn::Pg(c) => {
+            let outermost = AnsiTransactionManager::transaction_manager_status_mut(c)
+                .transaction_depth()?
+                .is_none();
+            if outermost {
+                return pg_retrying(conn, f);
+            }
+            false
+        }
     };
     if !outermost_sqlite {
         return conn.transaction(f);
@@ -232,6 +284,32 @@ where
         Err(err) => {
             <DbConn as Connection>::TransactionManager::rollback_transaction(conn)?;
             Err(err)
+        }
+    }
+}
+
+fn pg_retrying<T, E, F>(conn: &mut DbConn, mut f: F) -> Result<T, E>
+where
+    F: FnMut(&mut DbConn) -> Result<T, E>,
+    E: TransactionError,
+{
+    let mut attempt = 1;
+    loop {
+        match conn.transaction(&mut f) {
+            Err(e) if e.is_transient() && attempt < TRANSIENT_ATTEMPTS => {
+                TRANSIENT_RETRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(
+                    attempt,
+                    "write transaction retried after a deadlock or serialization failure"
+                );
+                // Jittered backoff so the two sides of a conflict do not meet again at once.
+                let jitter = u64::from(rand::random::<u8>() % 20);
+                std::thread::sleep(std::time::Duration::from_millis(
+                    5 * (1 << attempt) + jitter,
+                ));
+                attempt += 1;
+            }
+            other => return other,
         }
     }
 }

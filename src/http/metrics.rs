@@ -154,7 +154,23 @@ pub async fn export(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
     match TextEncoder::new().encode(&state.metrics.registry.gather(), &mut buf) {
         Ok(()) => HttpResponse::Ok()
             .content_type("text/plain; version=0.0.4")
-            .body(buf),
+            .body([buf, process_counters().into_bytes()].concat()),
         Err(e) => HttpResponse::InternalServerError().body(e.to_string()),
     }
+}
+
+/// Counters kept by code that has no `AppState` at hand (the database layer), in the text
+/// format.
+fn process_counters() -> String {
+    let counters = [(
+        "printfarm_db_transaction_retries_total",
+        "Write transactions run again after a deadlock or serialization failure",
+        crate::db::transient_retries(),
+    )];
+    counters
+        .iter()
+        .map(|(name, help, value)| {
+            format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n")
+        })
+        .collect()
 }

@@ -44,6 +44,31 @@ fn lock_printer(conn: &mut DbConn, id: i64) -> Result<Printer> {
     printer.ok_or_else(|| Error::not_found(format!("Printer {id} not found")))
 }
 
+fn lock_user(conn: &mut DbConn, id: i64) -> Result<User> {
+    let user = match conn {
+        DbConn::Pg(pg) => users::table
+            .find(id)
+            .for_update()
+            .select(User::as_select())
+            .first(pg)
+            .optional()?,
+        DbConn::Sqlite(_) => User::find(conn, id)?,
+    };
+    user.ok_or_else(|| Error::internal("job without user"))
+}
+
+fn lock_share(conn: &mut DbConn, id: i64) -> Result<Option<PrinterShare>> {
+    Ok(match conn {
+        DbConn::Pg(pg) => printer_shares::table
+            .find(id)
+            .for_update()
+            .select(PrinterShare::as_select())
+            .first(pg)
+            .optional()?,
+        DbConn::Sqlite(_) => PrinterShare::find(conn, id)?,
+    })
+}
+
 /// Why a printer cannot start a job now, if it cannot.
 pub fn start_blocker(p: &Printer, offline_after: Duration, now: NaiveDateTime) -> Option<Error> {
     let state = printer_access::display_state(p, offline_after, now);
@@ -327,15 +352,36 @@ fn start(c: &mut DbConn, job: Job, by: i64, ctx: &JobContext) -> Result<Job> {
     if let Some(e) = start_blocker(&printer, ctx.offline_after, now) {
         return Err(e);
     }
-    let user = User::find(c, job.user_id)?.ok_or_else(|| Error::internal("job without user"))?;
+    let file =
+        StoredFile::find(c, job.file_id)?.ok_or_else(|| Error::internal("job without file"))?;
+    let token = random_token();
+    // The job row (and the change counter) before the user and share rows: the lock order of
+    // `db::write_transaction`. A refusal below rolls the job's change back with the rest.
+    let charged = job.charged;
+    let job = change(c, job.id, |c, _| {
+        diesel::update(jobs::table.find(job.id))
+            .set((
+                jobs::status_id.eq(job_status::IN_PROGRESS),
+                jobs::started_at.eq(Some(now)),
+                jobs::started_by_user_id.eq(Some(by)),
+                jobs::charged.eq(true),
+                jobs::cost.eq(job.file_cost),
+                jobs::download_token_hash.eq(Some(token_hash(&token))),
+            ))
+            .execute(c)?;
+        Ok(())
+    })?;
+    // Locked, so that two jobs of one person starting at once on two printers are both
+    // checked against (and charged to) the balance the other left.
+    let user = lock_user(c, job.user_id)?;
     let share = job
         .share_id
-        .map(|s| PrinterShare::find(c, s))
+        .map(|s| lock_share(c, s))
         .transpose()?
         .flatten();
     check_means(c, &user, share.as_ref(), job.file_cost, now)?;
     // Charge exactly once: the job's `charged` flag is set in this same transaction.
-    if !job.charged {
+    if !charged {
         let used = quota_used(&user, now) + 1;
         diesel::update(users::table.find(user.id))
             .set((
@@ -351,22 +397,6 @@ fn start(c: &mut DbConn, job: Job, by: i64, ctx: &JobContext) -> Result<Job> {
                 .execute(c)?;
         }
     }
-    let file =
-        StoredFile::find(c, job.file_id)?.ok_or_else(|| Error::internal("job without file"))?;
-    let token = random_token();
-    let job = change(c, job.id, |c, _| {
-        diesel::update(jobs::table.find(job.id))
-            .set((
-                jobs::status_id.eq(job_status::IN_PROGRESS),
-                jobs::started_at.eq(Some(now)),
-                jobs::started_by_user_id.eq(Some(by)),
-                jobs::charged.eq(true),
-                jobs::cost.eq(job.file_cost),
-                jobs::download_token_hash.eq(Some(token_hash(&token))),
-            ))
-            .execute(c)?;
-        Ok(())
-    })?;
     diesel::update(printers::table.find(printer.id))
         .set((
             printers::current_job_id.eq(Some(job.id)),
@@ -460,6 +490,10 @@ pub fn job_cancel(
 ) -> Result<Option<i64>> {
     db::write_transaction(conn, |c| {
         let (job, _) = actionable(c, user, job_id)?;
+        // The printer before the change counter (the lock order of `db::write_transaction`):
+        // the cancel command takes the printer's next command number.
+        lock_printer(c, job.printer_id)?;
+        let job = Job::find(c, job.id)?.ok_or_else(|| not_found(job_id))?;
         let now = db::now();
         match job.status_id {
             job_status::QUEUED => {
@@ -729,7 +763,7 @@ pub fn update_org_settings(
         .map(crate::services::reports::report_fields_setting)
         .transpose()?;
     db::write_transaction(conn, |c| {
-        if let Some(fields) = report_fields {
+        if let Some(fields) = &report_fields {
             diesel::update(organizations::table.find(org))
                 .set(organizations::report_fields.eq(fields))
                 .execute(c)?;
@@ -748,7 +782,7 @@ pub fn update_org_settings(
                 .set(organizations::actual_jobs_hours.eq(h))
                 .execute(c)?;
         }
-        if let Some(p) = prices {
+        if let Some(p) = &prices {
             let valid = p
                 .as_object()
                 .is_some_and(|m| m.values().all(|v| v.as_f64().is_some_and(|x| x >= 0.0)));

@@ -510,3 +510,44 @@ pub fn cube_3mf(extra: &[(&str, &[u8])]) -> Vec<u8> {
     }
     buf.into_inner()
 }
+
+impl TestApp {
+    /// One call of the printer protocol (`/apiprinter/v1/printer/<action>`) that must answer 200.
+    pub async fn agent(&self, action: &str, body: Value) -> Value {
+        let res = self
+            .client
+            .post(self.url(&format!("/apiprinter/v1/printer/{action}")))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 200, "agent {action}");
+        res.json().await.unwrap()
+    }
+
+    /// Registers a virtual printer through the agent protocol and adds it to the session's
+    /// organization; returns (printer id, agent token).
+    pub async fn register_printer(&self, session: &str, snr: &str) -> (i64, String) {
+        let dev =
+            serde_json::json!({"VID": "VIRT", "PID": "VIRT", "SNR": snr, "type": "PRUSA_MK4"});
+        let code = self.agent("register", dev.clone()).await["registration_code"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (status, body) = self
+            .post(
+                "/apiglobal/add_printer_by_registration_code",
+                &[("session", session), ("registration_code", &code)],
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let id = body["message"]["printer_id"].as_i64().unwrap();
+        let mut d = dev;
+        d["registration_code"] = serde_json::json!(code);
+        let token = self.agent("register", d).await["auth_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        (id, token)
+    }
+}

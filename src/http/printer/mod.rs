@@ -450,7 +450,7 @@ async fn printer_login(state: web::Data<AppState>, payload: web::Payload) -> Htt
             let token = random_token();
             crate::db::write_transaction(c, |c| {
                 let printer = printers::pair_device(c, &user, &device, None, &token)?;
-                Ok((printer, token))
+                Ok((printer, token.clone()))
             })
         })
         .await;

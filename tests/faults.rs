@@ -1,0 +1,7 @@
+//! Faults: concurrent writers with agents, crashes at chosen points, a database that goes away,
+//! a full disk. Each module reproduces one fault from issue #15 against the real server.
+
+mod common;
+
+#[path = "faults/concurrent_writers.rs"]
+mod concurrent_writers;
