@@ -89,9 +89,9 @@ impl crate::db::TransactionError for Error {
     }
 }
 
-impl From<r2d2::Error> for Error {
-    fn from(e: r2d2::Error) -> Self {
-        Error::Unavailable(format!("Database unavailable: {e}"))
+impl From<crate::db::Unavailable> for Error {
+    fn from(e: crate::db::Unavailable) -> Self {
+        Error::Unavailable(e.to_string())
     }
 }
 

@@ -5,3 +5,5 @@ mod common;
 
 #[path = "faults/concurrent_writers.rs"]
 mod concurrent_writers;
+#[path = "faults/db_down.rs"]
+mod db_down;

@@ -31,8 +31,151 @@ macro_rules! per_backend {
     };
 }
 
-pub type Pool = r2d2::Pool<ConnectionManager>;
 pub type PooledConn = r2d2::PooledConnection<ConnectionManager>;
+
+/// Longest wait for a pooled connection when the database is reachable but every connection
+/// is busy (ordinary contention).
+const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(10);
+/// While the database is unreachable, one checkout at a time probes it, at most this often;
+/// every other one fails at once.
+const PROBE_EVERY: Duration = Duration::from_millis(250);
+/// How long a probe may wait for a connection.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(800);
+/// Slice of a normal checkout's wait, between looks at whether the database went away.
+const CHECKOUT_SLICE: Duration = Duration::from_millis(100);
+
+/// Whether the database can be reached: set down by the pool when opening a connection fails,
+/// up again when one opens. Requests fail fast while it is down instead of each waiting out
+/// the checkout timeout.
+#[derive(Debug, Default)]
+pub struct Reachability {
+    down: std::sync::atomic::AtomicBool,
+    /// Milliseconds since `epoch` of the last probe while down.
+    last_probe_ms: std::sync::atomic::AtomicU64,
+    epoch: std::sync::OnceLock<std::time::Instant>,
+    last_error: std::sync::Mutex<String>,
+}
+
+impl Reachability {
+    pub fn is_down(&self) -> bool {
+        self.down.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn mark_down(&self, error: String) {
+        if !self.down.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            tracing::error!(%error, "the database is unreachable; requests answer 503 until it is back");
+        }
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = error;
+    }
+
+    fn mark_up(&self) {
+        if self.down.swap(false, std::sync::atomic::Ordering::AcqRel) {
+            tracing::info!("the database is reachable again");
+        }
+    }
+
+    fn last_error(&self) -> String {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// True for the one caller that may probe now.
+    fn take_probe(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        let now = self
+            .epoch
+            .get_or_init(std::time::Instant::now)
+            .elapsed()
+            .as_millis() as u64
+            + 1;
+        let last = self.last_probe_ms.load(Ordering::Acquire);
+        now.saturating_sub(last) >= PROBE_EVERY.as_millis() as u64
+            && self
+                .last_probe_ms
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+    }
+}
+
+/// The pool's reports: a connection that cannot be opened marks the database down, one that
+/// opens marks it up.
+#[derive(Debug)]
+struct ReachabilityReports(std::sync::Arc<Reachability>);
+
+impl r2d2::HandleError<ConnError> for ReachabilityReports {
+    fn handle_error(&self, error: ConnError) {
+        self.0.mark_down(error.to_string());
+    }
+}
+
+impl r2d2::CustomizeConnection<DbConn, ConnError> for ReachabilityReports {
+    fn on_acquire(&self, _conn: &mut DbConn) -> Result<(), ConnError> {
+        self.0.mark_up();
+        Ok(())
+    }
+}
+
+/// No connection could be had: the database is unreachable, or busy past the checkout timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("Database unavailable: {0}")]
+pub struct Unavailable(String);
+
+/// The connection pool, aware of whether the database can be reached.
+#[derive(Clone)]
+pub struct Pool {
+    inner: r2d2::Pool<ConnectionManager>,
+    reach: std::sync::Arc<Reachability>,
+}
+
+impl Pool {
+    /// A connection: waits for a free one under contention (up to 10 s), but fails within a
+    /// fraction of a second when the database cannot be reached.
+    pub fn get(&self) -> Result<PooledConn, Unavailable> {
+        if self.reach.is_down() {
+            if !self.reach.take_probe() {
+                return Err(Unavailable(self.reach.last_error()));
+            }
+            return self
+                .inner
+                .get_timeout(PROBE_TIMEOUT)
+                .map_err(|e| Unavailable(format!("{} ({e})", self.reach.last_error())));
+        }
+        let deadline = std::time::Instant::now() + CHECKOUT_TIMEOUT;
+        loop {
+            match self.inner.get_timeout(CHECKOUT_SLICE) {
+                Ok(conn) => return Ok(conn),
+                Err(e) => {
+                    if self.reach.is_down() {
+                        return Err(Unavailable(self.reach.last_error()));
+                    }
+                    if std::time::Instant::now() >= deadline {
+                        return Err(Unavailable(e.to_string()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// A connection within `timeout`, or none (readiness checks).
+    pub fn get_within(&self, timeout: Duration) -> Result<PooledConn, Unavailable> {
+        if self.reach.is_down() && !self.reach.take_probe() {
+            return Err(Unavailable(self.reach.last_error()));
+        }
+        self.inner.get_timeout(timeout).map_err(|e| {
+            if self.reach.is_down() {
+                Unavailable(self.reach.last_error())
+            } else {
+                Unavailable(e.to_string())
+            }
+        })
+    }
+
+    pub fn reachability(&self) -> &Reachability {
+        &self.reach
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -179,11 +322,14 @@ pub fn connect(url: &str, pool_size: Option<u32>) -> Result<Pool, SetupError> {
         Backend::Postgres => 10,
         Backend::Sqlite => 4,
     });
-    let pool = r2d2::Pool::builder()
+    let reach = std::sync::Arc::new(Reachability::default());
+    let inner = r2d2::Pool::builder()
         .max_size(size)
-        .connection_timeout(Duration::from_secs(10))
+        .connection_timeout(CHECKOUT_TIMEOUT)
+        .error_handler(Box::new(ReachabilityReports(reach.clone())))
+        .connection_customizer(Box::new(ReachabilityReports(reach.clone())))
         .build(manager)?;
-    Ok(pool)
+    Ok(Pool { inner, reach })
 }
 
 pub fn run_migrations(conn: &mut DbConn) -> Result<Vec<String>, SetupError> {

@@ -79,9 +79,10 @@ async fn healthz() -> HttpResponse {
 /// Ready when a pooled connection answers a ping.
 async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, Error> {
     let pool = state.pool.clone();
+    // Within a second either way: a load balancer must not wait out the checkout timeout.
     web::block(move || -> Result<(), Error> {
         use diesel::r2d2::R2D2Connection;
-        let mut conn = pool.get()?;
+        let mut conn = pool.get_within(std::time::Duration::from_millis(900))?;
         conn.ping()
             .map_err(|e| Error::Unavailable(format!("Database unavailable: {e}")))
     })

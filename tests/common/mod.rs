@@ -87,7 +87,7 @@ impl TestApp {
         Self::start_on(self.db_url.clone(), dir, None, &shared).await
     }
 
-    async fn start_on(
+    pub async fn start_on(
         url: String,
         dir: tempfile::TempDir,
         pg_drop: Option<PgDatabase>,
