@@ -12,6 +12,7 @@ pub mod mesh;
 pub mod render;
 pub mod services;
 pub mod slicer;
+pub mod staging;
 pub mod storage;
 
 use std::net::TcpListener;
@@ -220,8 +221,20 @@ pub fn spawn_background(state: AppState) {
     spawn_maintenance(state);
 }
 
-/// Periodic housekeeping: expired sessions and stale login failures.
+/// Periodic housekeeping: expired sessions and stale login failures; staging leftovers and
+/// stored objects without a row (once at start, then every `storage.reconcile_every_secs`).
 pub fn spawn_maintenance(state: AppState) {
+    let storage_state = state.clone();
+    actix_web::rt::spawn(async move {
+        let period = std::time::Duration::from_secs(
+            storage_state.config.storage.reconcile_every_secs.max(1),
+        );
+        let mut tick = actix_web::rt::time::interval(period);
+        loop {
+            tick.tick().await;
+            services::housekeeping::storage_pass(&storage_state).await;
+        }
+    });
     actix_web::rt::spawn(async move {
         // The first pass runs one period after start, not at once: a fresh server has little
         // to prune, and tests that plant expired rows must not race it.

@@ -169,6 +169,8 @@ fn run() -> anyhow::Result<()> {
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {
+    // Crash tests stop the server at chosen points (FAILPOINTS); only test builds have them.
+    let _fail_points = fail::has_failpoints().then(fail::FailScenario::setup);
     let bind = config.server.bind.clone();
     let state = AppState::init(config)?;
     let listener =

@@ -22,7 +22,10 @@ const CHUNK: usize = 8 * 1024 * 1024;
 #[derive(Clone)]
 pub struct Storage {
     store: Arc<dyn ObjectStore>,
-    staging: PathBuf,
+    staging: Arc<crate::staging::Staging>,
+    /// The local store's folder (backend "local"), where interrupted multipart writes leave
+    /// `<key>#<n>` part files that the store's own listing does not show.
+    local_root: Option<PathBuf>,
     pub max_upload_bytes: u64,
     /// Bound on what a zipped G-code upload may expand to.
     pub max_unzipped_bytes: u64,
@@ -59,12 +62,13 @@ impl Storage {
                 )
             }
         };
-        std::fs::create_dir_all(&cfg.staging_dir).map_err(|e| {
+        let staging = crate::staging::Staging::open(Path::new(&cfg.staging_dir)).map_err(|e| {
             anyhow::anyhow!("cannot create the staging folder {}: {e}", cfg.staging_dir)
         })?;
         Ok(Storage {
             store,
-            staging: PathBuf::from(&cfg.staging_dir),
+            staging: Arc::new(staging),
+            local_root: (cfg.backend != "s3").then(|| PathBuf::from(&cfg.files_dir)),
             max_upload_bytes: cfg.max_upload_mb.saturating_mul(1024 * 1024),
             max_unzipped_bytes: cfg.max_unzipped_mb.saturating_mul(1024 * 1024),
         })
@@ -74,8 +78,19 @@ impl Storage {
     pub fn staging_file(&self) -> Result<tempfile::NamedTempFile> {
         tempfile::Builder::new()
             .prefix("upload-")
-            .tempfile_in(&self.staging)
+            .tempfile_in(self.staging.dir())
             .map_err(|e| Error::internal(format!("staging file: {e}")))
+    }
+
+    /// This process's own staging folder (for scratch folders, e.g. a slice's).
+    pub fn staging_dir(&self) -> &Path {
+        self.staging.dir()
+    }
+
+    /// Removes staging leftovers: the folders of processes that died (at once) and scratch
+    /// files older than `max_age`.
+    pub fn sweep_staging(&self, max_age: std::time::Duration) -> crate::staging::Swept {
+        self.staging.sweep(max_age)
     }
 
     /// Copies a local file into the store under `key`: in one request up to `CHUNK` bytes,
@@ -110,6 +125,7 @@ impl Storage {
                 }
                 in_flight.push(upload.put_part(chunk.into()));
                 chunk = read_chunk(&mut file).await.map_err(io)?;
+                fail::fail_point!("storage-part");
             }
             while let Some(done) = in_flight.next().await {
                 done.map_err(storage_error)?;
@@ -182,6 +198,75 @@ impl Storage {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(storage_error(e)),
         }
+    }
+}
+
+/// One stored object as a listing shows it.
+pub struct Listed {
+    pub key: String,
+    pub last_modified: chrono::DateTime<chrono::Utc>,
+    pub size: u64,
+}
+
+impl Storage {
+    /// Every object under `prefix` (e.g. "files/"), streamed.
+    pub fn list(&self, prefix: &str) -> BoxStream<'static, Result<Listed>> {
+        self.store
+            .list(Some(&ObjectPath::from(prefix)))
+            .map(|m| {
+                m.map(|m| Listed {
+                    key: m.location.to_string(),
+                    last_modified: m.last_modified,
+                    size: m.size,
+                })
+                .map_err(storage_error)
+            })
+            .boxed()
+    }
+
+    /// Whether an object exists.
+    pub async fn exists(&self, key: &str) -> Result<bool> {
+        match self.store.head(&ObjectPath::from(key)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(storage_error(e)),
+        }
+    }
+
+    /// Deletes the part files (`<key>#<n>`) that an interrupted multipart write leaves in the
+    /// local store, once older than `grace`; the store's listing never shows them. On S3 the
+    /// same leftovers are incomplete multipart uploads, which a bucket lifecycle rule
+    /// (AbortIncompleteMultipartUpload) removes. Returns (files, bytes).
+    pub fn sweep_local_parts(&self, grace: std::time::Duration) -> (usize, u64) {
+        fn walk(dir: &Path, grace: std::time::Duration, out: &mut (usize, u64)) {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return;
+            };
+            for e in entries.flatten() {
+                let Ok(meta) = e.metadata() else { continue };
+                if meta.is_dir() {
+                    walk(&e.path(), grace, out);
+                    continue;
+                }
+                let name = e.file_name();
+                let is_part = name
+                    .to_string_lossy()
+                    .rsplit_once('#')
+                    .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+                let old = meta
+                    .modified()
+                    .is_ok_and(|t| t.elapsed().unwrap_or_default() >= grace);
+                if is_part && old && std::fs::remove_file(e.path()).is_ok() {
+                    out.0 += 1;
+                    out.1 += meta.len();
+                }
+            }
+        }
+        let mut out = (0, 0);
+        if let Some(root) = &self.local_root {
+            walk(root, grace, &mut out);
+        }
+        out
     }
 }
 

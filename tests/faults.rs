@@ -5,5 +5,7 @@ mod common;
 
 #[path = "faults/concurrent_writers.rs"]
 mod concurrent_writers;
+#[path = "faults/crash.rs"]
+mod crash;
 #[path = "faults/db_down.rs"]
 mod db_down;

@@ -212,6 +212,7 @@ pub async fn store(
             .await?;
     }
 
+    fail::fail_point!("upload-staged");
     let path = staged.file.path().to_path_buf();
     let size = staged.size;
     let max_unzipped = state.storage.max_unzipped_bytes;
@@ -235,6 +236,7 @@ pub async fn store(
         let _ = state.storage.delete(&storage_key).await;
         return Err(e);
     }
+    fail::fail_point!("upload-stored");
     let registered = {
         let (me, meta) = (me.clone(), meta.clone());
         let (key, pic, name, sha) = (

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod bootstrap;
 pub mod files;
 pub mod google;
+pub mod housekeeping;
 pub mod jobs;
 pub mod login_tokens;
 pub mod notify;

@@ -88,7 +88,7 @@ async fn run(state: &AppState, job: &SliceJob, owner: &str) -> Result<()> {
         .ok_or_else(|| Error::not_found("the model file was deleted"))?;
     let dir = tempfile::Builder::new()
         .prefix("slice-")
-        .tempdir_in(&state.config.storage.staging_dir)
+        .tempdir_in(state.storage.staging_dir())
         .map_err(|e| Error::internal(format!("slice folder: {e}")))?;
     let staged = state.storage.fetch_to_staging(&input.storage_key).await?;
     let (src, folder, kind) = (
@@ -168,10 +168,15 @@ async fn run(state: &AppState, job: &SliceJob, owner: &str) -> Result<()> {
     let storage_key = format!("files/{}", random_token());
     let picture = format!("{}.png", random_token());
     state.storage.put_file(&storage_key, &output).await?;
-    state
+    if let Err(e) = state
         .storage
         .put_bytes(&format!("render/{picture}"), analysed.preview_png.clone())
-        .await?;
+        .await
+    {
+        let _ = state.storage.delete(&storage_key).await;
+        return Err(e);
+    }
+    fail::fail_point!("slice-stored");
     let analysis = analysed.analysis.to_string();
     let settings = serde_json::to_string(&analysed.settings.clone().unwrap_or_default())
         .map_err(Error::internal)?;
