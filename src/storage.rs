@@ -34,6 +34,7 @@ pub struct Storage {
 fn storage_error(e: object_store::Error) -> Error {
     match e {
         object_store::Error::NotFound { .. } => Error::not_found("File content not found"),
+        other if crate::error::is_storage_full(&other) => crate::error::storage_full(),
         other => Error::Internal(format!("storage: {other}")),
     }
 }
@@ -79,7 +80,7 @@ impl Storage {
         tempfile::Builder::new()
             .prefix("upload-")
             .tempfile_in(self.staging.dir())
-            .map_err(|e| Error::internal(format!("staging file: {e}")))
+            .map_err(|e| Error::io("staging file", e))
     }
 
     /// This process's own staging folder (for scratch folders, e.g. a slice's).
@@ -98,7 +99,7 @@ impl Storage {
     /// fails is aborted, so no orphaned parts stay behind in an S3 bucket (where they would be
     /// invisible but kept and billed).
     pub async fn put_file(&self, key: &str, path: &Path) -> Result<()> {
-        let io = |e: std::io::Error| Error::internal(format!("reading staged upload: {e}"));
+        let io = |e: std::io::Error| Error::io("reading staged upload", e);
         let mut file = tokio::fs::File::open(path).await.map_err(io)?;
         let first = read_chunk(&mut file).await.map_err(io)?;
         let location = ObjectPath::from(key);
@@ -107,6 +108,7 @@ impl Storage {
                 .put(&location, first.into())
                 .await
                 .map_err(storage_error)?;
+            crate::error::storage_recovered();
             return Ok(());
         }
         let mut upload = self
@@ -139,6 +141,7 @@ impl Storage {
             }
             return Err(e);
         }
+        crate::error::storage_recovered();
         Ok(())
     }
 
@@ -176,19 +179,17 @@ impl Storage {
     pub async fn fetch_to_staging(&self, key: &str) -> Result<tempfile::NamedTempFile> {
         use tokio::io::AsyncWriteExt;
         let tmp = self.staging_file()?;
-        let mut out = tokio::fs::File::from_std(
-            tmp.reopen()
-                .map_err(|e| Error::internal(format!("staging file: {e}")))?,
-        );
+        let mut out =
+            tokio::fs::File::from_std(tmp.reopen().map_err(|e| Error::io("staging file", e))?);
         let (mut stream, _) = self.get(key, None).await?;
         while let Some(chunk) = stream.next().await {
             out.write_all(&chunk?)
                 .await
-                .map_err(|e| Error::internal(format!("staging file: {e}")))?;
+                .map_err(|e| Error::io("staging file", e))?;
         }
         out.flush()
             .await
-            .map_err(|e| Error::internal(format!("staging file: {e}")))?;
+            .map_err(|e| Error::io("staging file", e))?;
         Ok(tmp)
     }
 

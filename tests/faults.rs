@@ -9,3 +9,5 @@ mod concurrent_writers;
 mod crash;
 #[path = "faults/db_down.rs"]
 mod db_down;
+#[path = "faults/disk_full.rs"]
+mod disk_full;

@@ -22,7 +22,7 @@ use object_store::ObjectStore;
 use printfarm::db::schema::files;
 use serde_json::json;
 
-backend_cases!(s3_storage_round_trip);
+backend_cases!(s3_storage_round_trip, reconciliation_on_s3_and_local);
 
 const BUCKET: &str = "printfarm-test";
 const REGION: &str = "us-east-1";
@@ -335,4 +335,95 @@ async fn s3_storage_round_trip(db: Db) {
     );
 
     app.stop().await;
+}
+
+/// Storage reconciliation (what a crash between storing an object and writing its row leaves):
+/// an object no row names is deleted once older than the grace period, a row whose object is
+/// gone is reported and kept, and everything a row names stays. On the bucket and on the
+/// local store alike.
+async fn reconciliation_on_s3_and_local(db: Db) {
+    use printfarm::services::housekeeping::reconcile;
+    static CREDENTIALS: std::sync::Once = std::sync::Once::new();
+    CREDENTIALS.call_once(|| {
+        std::env::set_var("AWS_ACCESS_KEY_ID", KEY_ID);
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", SECRET);
+    });
+    let Some(moto) = Moto::start() else { return };
+    let res = reqwest::Client::new()
+        .put(format!("{}/{BUCKET}", moto.endpoint))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "create bucket: {}", res.status());
+    let s3 = [
+        ("PRINTFARM_STORAGE__BACKEND", "s3"),
+        ("PRINTFARM_STORAGE__S3_BUCKET", BUCKET),
+        ("PRINTFARM_STORAGE__S3_ENDPOINT", moto.endpoint.as_str()),
+        ("PRINTFARM_STORAGE__S3_REGION", REGION),
+    ];
+    for overrides in [&s3[..], &[]] {
+        let Some(app) = TestApp::start(db, overrides).await else {
+            return;
+        };
+        let s = app.login_new_user("keeper@example.com").await;
+        let mut ids = Vec::new();
+        for _ in 0..2 {
+            let (status, body) = app
+                .upload(&s, "cube.stl", fixture("cube_20mm.stl"), &[])
+                .await;
+            assert_eq!(status, 200, "{body}");
+            ids.push(body["message"]["file_id"].as_i64().unwrap());
+        }
+        let (kept_key, kept_png) = file_keys(&app, ids[0]);
+        let (lost_key, _) = file_keys(&app, ids[1]);
+        // An orphan (as a killed upload leaves), and a row whose content vanished.
+        app.state
+            .storage
+            .put_bytes("files/orphan-of-a-crash", b"solid x".to_vec())
+            .await
+            .unwrap();
+        app.state.storage.delete(&lost_key).await.unwrap();
+        // Rows this young may belong to an upload in flight; age them past that window.
+        {
+            let mut c = app.conn();
+            let old = printfarm::db::now() - chrono::Duration::minutes(5);
+            diesel::update(files::table)
+                .set(files::created_at.eq(old))
+                .execute(&mut *c)
+                .unwrap();
+        }
+
+        // Within the grace period nothing is deleted.
+        let r = reconcile(&app.state, Duration::from_secs(3600))
+            .await
+            .unwrap();
+        assert_eq!(r.orphans_deleted, 0, "{r:?}");
+        assert!(app
+            .state
+            .storage
+            .exists("files/orphan-of-a-crash")
+            .await
+            .unwrap());
+        assert_eq!(r.missing, vec![(ids[1], lost_key.clone())], "{r:?}");
+
+        let r = reconcile(&app.state, Duration::ZERO).await.unwrap();
+        assert_eq!(r.orphans_deleted, 1, "{r:?}");
+        assert_eq!(r.orphan_bytes, 7);
+        assert_eq!(r.missing_count, 1);
+        assert!(!app
+            .state
+            .storage
+            .exists("files/orphan-of-a-crash")
+            .await
+            .unwrap());
+        for key in [&kept_key, &kept_png] {
+            assert!(app.state.storage.exists(key).await.unwrap(), "{key} kept");
+        }
+        let rows: i64 = files::table.count().get_result(&mut *app.conn()).unwrap();
+        assert_eq!(
+            rows, 2,
+            "rows are records: a missing object never deletes one"
+        );
+        app.stop().await;
+    }
 }

@@ -130,10 +130,8 @@ async fn receive_inner(
             }
             let filename = files::clean_filename(filename.as_deref().unwrap_or(""))?;
             let file = state.storage.staging_file()?;
-            let mut out = tokio::fs::File::from_std(
-                file.reopen()
-                    .map_err(|e| Error::internal(format!("staging file: {e}")))?,
-            );
+            let mut out =
+                tokio::fs::File::from_std(file.reopen().map_err(|e| Error::io("staging file", e))?);
             let mut hasher = Sha256::new();
             let mut size: u64 = 0;
             while let Some(chunk) = part.next().await {
@@ -152,11 +150,11 @@ async fn receive_inner(
                 hasher.update(&chunk);
                 out.write_all(&chunk)
                     .await
-                    .map_err(|e| Error::internal(format!("staging file: {e}")))?;
+                    .map_err(|e| Error::io("staging file", e))?;
             }
             out.flush()
                 .await
-                .map_err(|e| Error::internal(format!("staging file: {e}")))?;
+                .map_err(|e| Error::io("staging file", e))?;
             staged = Some(StagedUpload {
                 file,
                 filename,

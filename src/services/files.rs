@@ -566,7 +566,7 @@ pub fn rezip(
 ) -> Result<(u64, String)> {
     use sha2::{Digest, Sha256};
     use std::io::Write;
-    let io = |e: std::io::Error| Error::internal(format!("re-zipping: {e}"));
+    let io = |e: std::io::Error| Error::io("re-zipping", e);
     let mut src = BufReader::new(File::open(source).map_err(io)?);
     if to_zip {
         let mut zip = zip::ZipWriter::new(out.as_file_mut());

@@ -89,7 +89,7 @@ async fn run(state: &AppState, job: &SliceJob, owner: &str) -> Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("slice-")
         .tempdir_in(state.storage.staging_dir())
-        .map_err(|e| Error::internal(format!("slice folder: {e}")))?;
+        .map_err(|e| Error::io("slice folder", e))?;
     let staged = state.storage.fetch_to_staging(&input.storage_key).await?;
     let (src, folder, kind) = (
         staged.path().to_path_buf(),
@@ -115,8 +115,7 @@ async fn run(state: &AppState, job: &SliceJob, owner: &str) -> Result<()> {
     let profile = crate::slicer::Profile::from_stored(keys)
         .map_err(|e| Error::bad_request(format!("profile: {e}")))?;
     let ini = dir.path().join("profile.ini");
-    std::fs::write(&ini, profile.to_ini())
-        .map_err(|e| Error::internal(format!("slice folder: {e}")))?;
+    std::fs::write(&ini, profile.to_ini()).map_err(|e| Error::io("slice folder", e))?;
     let output = dir.path().join("out.gcode");
 
     let permit = state

@@ -84,7 +84,11 @@ impl IntoResponses for Failures {
                     "500",
                     "The server failed; the message does not leak details",
                 ),
-                ("503", "The database is unavailable"),
+                (
+                    "503",
+                    "The database is unreachable or busy; retry after the `Retry-After` seconds",
+                ),
+                ("507", "The server's storage is full; nothing was kept"),
             ],
             "Failure",
         )

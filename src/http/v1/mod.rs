@@ -167,7 +167,11 @@ impl IntoResponses for V1Failures {
                 ),
                 ("429", "The monthly quote limit is reached"),
                 ("500", "The server failed"),
-                ("503", "The database is unavailable"),
+                (
+                    "503",
+                    "The database is unreachable or busy; retry after the `Retry-After` seconds",
+                ),
+                ("507", "The server's storage is full; nothing was kept"),
             ],
             "ErrorBody",
         )
