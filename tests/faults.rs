@@ -3,6 +3,8 @@
 
 mod common;
 
+#[path = "faults/agent_vanishes.rs"]
+mod agent_vanishes;
 #[path = "faults/concurrent_writers.rs"]
 mod concurrent_writers;
 #[path = "faults/crash.rs"]
