@@ -18,9 +18,18 @@ use crate::common::{Db, TestApp};
 
 crate::backend_cases!(writers_and_agents_never_deadlock);
 
-const PRINTERS: usize = 8;
-const USERS: usize = 8;
-const LOAD: Duration = Duration::from_secs(8);
+/// Size of the load: 8 printers, 8 people, 8 s in the suite; the figures (20, 20,
+/// 30 s) with `FAULTS_LOAD=20,20,30` (printers, people, seconds).
+fn load() -> (usize, usize, Duration) {
+    let v: Vec<u64> = std::env::var("FAULTS_LOAD")
+        .ok()
+        .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_default();
+    match v[..] {
+        [p, u, secs] => (p as usize, u as usize, Duration::from_secs(secs)),
+        _ => (8, 8, Duration::from_secs(8)),
+    }
+}
 
 #[derive(Default)]
 struct Tally {
@@ -190,6 +199,7 @@ fn deadlocks_in(app: &TestApp) -> Option<i64> {
 }
 
 async fn writers_and_agents_never_deadlock(db: Db) {
+    let (printers_n, users_n, load_for) = load();
     let Some(app) = TestApp::start(db, &[]).await else {
         return;
     };
@@ -208,7 +218,7 @@ async fn writers_and_agents_never_deadlock(db: Db) {
     assert_eq!(status, 200, "{body}");
     let mut printers = Vec::new();
     let mut tokens = Vec::new();
-    for i in 0..PRINTERS {
+    for i in 0..printers_n {
         let (id, token) = app.register_printer(&admin, &format!("LOAD-{i}")).await;
         printers.push(id);
         tokens.push(token);
@@ -219,7 +229,7 @@ async fn writers_and_agents_never_deadlock(db: Db) {
     ))
     .unwrap();
     let mut people = Vec::new();
-    for i in 0..USERS {
+    for i in 0..users_n {
         // Organization admins may print on every printer of the farm, so each person's jobs
         // spread over all printers and every lock pairing occurs.
         let (_, session) = app
@@ -250,7 +260,7 @@ async fn writers_and_agents_never_deadlock(db: Db) {
     let stopper = {
         let stop = stop.clone();
         async move {
-            actix_web::rt::time::sleep(LOAD).await;
+            actix_web::rt::time::sleep(load_for).await;
             stop.store(true, Ordering::Relaxed);
         }
     };
