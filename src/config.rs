@@ -102,6 +102,7 @@ pub struct StorageConfig {
     pub staging_dir: String,
     pub max_upload_mb: u64,
     pub max_unzipped_mb: u64,
+    pub max_before_session_mb: u64,
     pub staging_max_age_secs: u64,
     pub orphan_grace_secs: u64,
     pub reconcile_every_secs: u64,

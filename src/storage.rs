@@ -29,6 +29,10 @@ pub struct Storage {
     pub max_upload_bytes: u64,
     /// Bound on what a zipped G-code upload may expand to.
     pub max_unzipped_bytes: u64,
+    /// Bound on the bytes staged at once by uploads whose session is not checked yet, and
+    /// what they hold now (shared by all requests of this process).
+    pub max_before_session_bytes: u64,
+    pub staged_before_session: Arc<std::sync::atomic::AtomicU64>,
 }
 
 fn storage_error(e: object_store::Error) -> Error {
@@ -72,6 +76,8 @@ impl Storage {
             local_root: (cfg.backend != "s3").then(|| PathBuf::from(&cfg.files_dir)),
             max_upload_bytes: cfg.max_upload_mb.saturating_mul(1024 * 1024),
             max_unzipped_bytes: cfg.max_unzipped_mb.saturating_mul(1024 * 1024),
+            max_before_session_bytes: cfg.max_before_session_mb.saturating_mul(1024 * 1024),
+            staged_before_session: Arc::default(),
         })
     }
 

@@ -27,7 +27,11 @@ backend_tests!(
     huge_full_circle_arcs_are_analysed_within_the_bound,
     nested_3mf_instancing_is_refused,
 );
-backend_cases!(size_limit_leaves_nothing_behind, zip_bomb_is_refused);
+backend_cases!(
+    size_limit_leaves_nothing_behind,
+    zip_bomb_is_refused,
+    staging_before_the_session_is_bounded
+);
 
 fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
@@ -884,14 +888,14 @@ async fn upload_checks_the_session_before_the_file(app: &TestApp) {
     let got = common::read(send(body).await.unwrap()).await;
     assert_fail(&got, 401);
     assert_eq!(app.stored_files(), Vec::<String>::new());
-    // File before the session: only a small bound is staged before the session is known.
-    let body = multipart(boundary, &[("file", &big), ("session", s.as_bytes())]);
+    // A file before an invalid session is staged, then refused, and nothing stays.
+    let body = multipart(boundary, &[("file", &big), ("session", b"not-a-session")]);
     let got = common::read(send(body).await.unwrap()).await;
-    assert!(assert_fail(&got, 413).contains("'session' part before"));
+    assert_fail(&got, 401);
     assert_eq!(app.stored_files(), Vec::<String>::new());
-    // A small file before a valid session still works, as does the usual order.
+    // File before a valid session (the Cura plugin's order) works, as does the usual order.
     let cube = fixture("cube_20mm.gcode");
-    let body = multipart(boundary, &[("file", &cube), ("session", s.as_bytes())]);
+    let body = multipart(boundary, &[("file", &big), ("session", s.as_bytes())]);
     let (status, body) = common::read(send(body).await.unwrap()).await;
     assert_eq!(status, 200, "{body}");
     let body = multipart(boundary, &[("session", s.as_bytes()), ("file", &cube)]);
@@ -900,6 +904,47 @@ async fn upload_checks_the_session_before_the_file(app: &TestApp) {
     let mut c = app.conn();
     let n: i64 = files::table.count().get_result(&mut *c).unwrap();
     assert_eq!(n, 2);
+}
+
+/// What uploads whose file comes before their session may stage is bounded for all of them
+/// together (`storage.max_before_session_mb`): beyond it, 503 and nothing kept; the budget is
+/// given back, and a session sent first is never limited by it.
+async fn staging_before_the_session_is_bounded(db: Db) {
+    let Some(app) = TestApp::start(db, &[("PRINTFARM_STORAGE__MAX_BEFORE_SESSION_MB", "1")]).await
+    else {
+        return;
+    };
+    let s = app.login_new_user("maker@example.com").await;
+    let big = b"G1 X1 Y1 E1\n".repeat(200_000); // 2.4 MB
+    let cube = fixture("cube_20mm.gcode");
+    let boundary = "BUDGET";
+    for _ in 0..2 {
+        let body = multipart(boundary, &[("file", &big), ("session", s.as_bytes())]);
+        let got = app
+            .post_raw(
+                "/apiglobal/upload",
+                Some(&format!("multipart/form-data; boundary={boundary}")),
+                body,
+            )
+            .await;
+        let msg = assert_fail(&got, 503);
+        assert!(msg.contains("'session' part before"), "{msg}");
+        assert_eq!(app.stored_files(), Vec::<String>::new());
+    }
+    for body in [
+        multipart(boundary, &[("file", &cube), ("session", s.as_bytes())]),
+        multipart(boundary, &[("session", s.as_bytes()), ("file", &big)]),
+    ] {
+        let (status, body) = app
+            .post_raw(
+                "/apiglobal/upload",
+                Some(&format!("multipart/form-data; boundary={boundary}")),
+                body,
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    app.stop().await;
 }
 
 /// Issue #13 item 6: ~560 KiB of full-circle G2 arcs of 1 m radius (before: 4,096 chords each,

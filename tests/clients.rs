@@ -7,3 +7,6 @@ mod common;
 
 #[path = "clients/orcaslicer.rs"]
 mod orcaslicer;
+
+#[path = "clients/cura.rs"]
+mod cura;

@@ -19,10 +19,110 @@ use crate::AppState;
 /// Text parts are small; anything bigger is not a parameter.
 const MAX_TEXT_PART: usize = 64 * 1024;
 
-/// Most a Global API upload may stage before its `session` is known (a file part sent before
-/// the session part). Real clients (OrcaSlicer, the 3DPrinterOS plugins) send `session` first,
-/// so this only bounds what an unauthenticated caller can make the server write.
-const MAX_BEFORE_SESSION: u64 = 1024 * 1024;
+/// Bytes staged at once, by all uploads together, whose `session` is not known yet (a file
+/// part sent before the session part, as the 3DPrinterOS Cura plugin does). It bounds what
+/// callers without a valid session can make the server write; an upload that would exceed it
+/// answers 503 (retry), and its bytes count until its session is checked.
+struct BeforeSession<'a> {
+    budget: &'a std::sync::atomic::AtomicU64,
+    limit: u64,
+    held: u64,
+}
+
+impl BeforeSession<'_> {
+    fn take(&mut self, n: u64) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        let before = self.budget.fetch_add(n, Ordering::AcqRel);
+        if before + n > self.limit {
+            self.budget.fetch_sub(n, Ordering::AcqRel);
+            return Err(Error::Unavailable(format!(
+                "Too many uploads are waiting for their session (at most {} MiB may be staged \
+                 before a session is checked); send the 'session' part before the 'file' part, \
+                 or retry",
+                self.limit / (1024 * 1024)
+            )));
+        }
+        self.held += n;
+        Ok(())
+    }
+
+    fn release(&mut self) {
+        self.budget.fetch_sub(
+            std::mem::take(&mut self.held),
+            std::sync::atomic::Ordering::AcqRel,
+        );
+    }
+}
+
+impl Drop for BeforeSession<'_> {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// The bytes of Cura plugin uploads, which put their text parts after a closing delimiter
+/// (`…file\r\n--B--\r\n\r\n--B\r\n<part>…`): the premature `--B--\r\n\r\n` before the
+/// next part is dropped, so the parser reads every part (as 3DPrinterOS does) instead of
+/// taking them for the epilogue. Boundaries never occur inside content (RFC 2046), so no
+/// other body changes.
+fn join_parts_after_close<S>(
+    inner: S,
+    boundary: &str,
+) -> impl futures_util::Stream<Item = std::result::Result<bytes::Bytes, actix_web::error::PayloadError>>
+where
+    S: futures_util::Stream<
+            Item = std::result::Result<bytes::Bytes, actix_web::error::PayloadError>,
+        > + Unpin,
+{
+    let pattern = format!("--{boundary}--\r\n\r\n--{boundary}\r\n").into_bytes();
+    let replacement = format!("--{boundary}\r\n").into_bytes();
+    let keep = pattern.len() - 1;
+    futures_util::stream::unfold(
+        (inner, Vec::new(), false),
+        move |(mut inner, mut carry, done)| {
+            let (pattern, replacement) = (pattern.clone(), replacement.clone());
+            async move {
+                if done {
+                    return None;
+                }
+                loop {
+                    match inner.next().await {
+                        Some(Ok(chunk)) => {
+                            carry.extend_from_slice(&chunk);
+                            let mut joined = replace_all(&carry, &pattern, &replacement);
+                            if joined.len() <= keep {
+                                carry = joined;
+                                continue;
+                            }
+                            let tail = joined.split_off(joined.len() - keep);
+                            return Some((Ok(bytes::Bytes::from(joined)), (inner, tail, false)));
+                        }
+                        Some(Err(e)) => return Some((Err(e), (inner, Vec::new(), true))),
+                        None => {
+                            let rest = replace_all(&carry, &pattern, &replacement);
+                            return Some((Ok(bytes::Bytes::from(rest)), (inner, Vec::new(), true)));
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+fn replace_all(data: &[u8], pattern: &[u8], replacement: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len());
+    let mut i = 0;
+    while i < data.len() {
+        if data[i..].starts_with(pattern) {
+            out.extend_from_slice(replacement);
+            i += pattern.len();
+        } else {
+            out.push(data[i]);
+            i += 1;
+        }
+    }
+    out
+}
 
 /// An upload staged on local disk; the file deletes itself unless it is kept.
 pub struct StagedUpload {
@@ -106,7 +206,25 @@ async fn receive_inner(
     if declared.is_some_and(|n| n > limit.saturating_add(1024 * 1024)) {
         return Err(too_large(limit));
     }
-    let mut parts = actix_multipart::Multipart::new(req.headers(), payload);
+    let boundary = ct
+        .split(';')
+        .filter_map(|p| p.trim().split_once('='))
+        .find(|(k, _)| k.eq_ignore_ascii_case("boundary"))
+        .map(|(_, v)| v.trim_matches('"').to_string())
+        .unwrap_or_default();
+    let mut parts = if boundary.is_empty() {
+        actix_multipart::Multipart::new(req.headers(), payload)
+    } else {
+        actix_multipart::Multipart::new(
+            req.headers(),
+            Box::pin(join_parts_after_close(payload, &boundary).fuse()),
+        )
+    };
+    let mut before_session = BeforeSession {
+        budget: &state.storage.staged_before_session,
+        limit: state.storage.max_before_session_bytes,
+        held: 0,
+    };
     let mut pairs = Vec::new();
     let mut staged: Option<StagedUpload> = None;
     let malformed = |e: actix_multipart::MultipartError| {
@@ -140,12 +258,8 @@ async fn receive_inner(
                 if size > limit {
                     return Err(too_large(limit));
                 }
-                if !authenticated && size > MAX_BEFORE_SESSION {
-                    return Err(Error::PayloadTooLarge(format!(
-                        "send the 'session' part before the 'file' part: without a session \
-                         first, uploads are limited to {} MiB",
-                        MAX_BEFORE_SESSION / (1024 * 1024)
-                    )));
+                if !authenticated {
+                    before_session.take(chunk.len() as u64)?;
                 }
                 hasher.update(&chunk);
                 out.write_all(&chunk)
@@ -179,6 +293,7 @@ async fn receive_inner(
                 // Refuse a bad session before a single byte of the file is read.
                 check_session(state, value.clone()).await?;
                 authenticated = true;
+                before_session.release();
             }
             pairs.push((name, value));
         }
@@ -270,4 +385,38 @@ pub async fn store(
         }
     };
     Ok((file, project))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn joined(body: &[u8], chunk: usize) -> Vec<u8> {
+        let chunks: Vec<std::result::Result<bytes::Bytes, actix_web::error::PayloadError>> = body
+            .chunks(chunk)
+            .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+            .collect();
+        let mut out = Vec::new();
+        let mut s =
+            Box::pin(join_parts_after_close(futures_util::stream::iter(chunks), "B1").fuse());
+        while let Some(c) = s.next().await {
+            out.extend_from_slice(&c.unwrap());
+        }
+        out
+    }
+
+    #[actix_web::test]
+    async fn parts_after_a_premature_close_are_joined_whatever_the_chunking() {
+        let cura = b"--B1\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.gcode\"\r\n\r\nG1 X1\r\n--B1--\r\n\r\n--B1\r\nContent-Disposition: form-data; name=\"session\"\r\n\r\nabc\r\n--B1--\r\n";
+        let expected = b"--B1\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.gcode\"\r\n\r\nG1 X1\r\n--B1\r\nContent-Disposition: form-data; name=\"session\"\r\n\r\nabc\r\n--B1--\r\n";
+        let plain = b"--B1\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\n--B1--\r\n\r\n--B2\r\n--B1--\r\n";
+        for chunk in [1, 2, 3, 7, 16, 1000] {
+            assert_eq!(
+                joined(cura, chunk).await,
+                expected.to_vec(),
+                "chunk {chunk}"
+            );
+            assert_eq!(joined(plain, chunk).await, plain.to_vec(), "chunk {chunk}");
+        }
+    }
 }
