@@ -94,6 +94,23 @@ impl Moto {
         Some(moto)
     }
 
+    /// A moto server with the test bucket, the server's AWS credentials set.
+    async fn with_bucket() -> Option<Moto> {
+        static CREDENTIALS: std::sync::Once = std::sync::Once::new();
+        CREDENTIALS.call_once(|| {
+            std::env::set_var("AWS_ACCESS_KEY_ID", KEY_ID);
+            std::env::set_var("AWS_SECRET_ACCESS_KEY", SECRET);
+        });
+        let moto = Moto::start()?;
+        let res = reqwest::Client::new()
+            .put(format!("{}/{BUCKET}", moto.endpoint))
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success(), "create bucket: {}", res.status());
+        Some(moto)
+    }
+
     /// A client of our own on the bucket, to look at what the server stored.
     fn bucket(&self) -> Arc<dyn ObjectStore> {
         Arc::new(
@@ -172,18 +189,9 @@ fn big_gcode() -> Vec<u8> {
 }
 
 async fn s3_storage_round_trip(db: Db) {
-    static CREDENTIALS: std::sync::Once = std::sync::Once::new();
-    CREDENTIALS.call_once(|| {
-        std::env::set_var("AWS_ACCESS_KEY_ID", KEY_ID);
-        std::env::set_var("AWS_SECRET_ACCESS_KEY", SECRET);
-    });
-    let Some(moto) = Moto::start() else { return };
-    let res = reqwest::Client::new()
-        .put(format!("{}/{BUCKET}", moto.endpoint))
-        .send()
-        .await
-        .unwrap();
-    assert!(res.status().is_success(), "create bucket: {}", res.status());
+    let Some(moto) = Moto::with_bucket().await else {
+        return;
+    };
     let bucket = moto.bucket();
     let Some(app) = TestApp::start(
         db,
@@ -343,18 +351,9 @@ async fn s3_storage_round_trip(db: Db) {
 /// local store alike.
 async fn reconciliation_on_s3_and_local(db: Db) {
     use printfarm::services::housekeeping::reconcile;
-    static CREDENTIALS: std::sync::Once = std::sync::Once::new();
-    CREDENTIALS.call_once(|| {
-        std::env::set_var("AWS_ACCESS_KEY_ID", KEY_ID);
-        std::env::set_var("AWS_SECRET_ACCESS_KEY", SECRET);
-    });
-    let Some(moto) = Moto::start() else { return };
-    let res = reqwest::Client::new()
-        .put(format!("{}/{BUCKET}", moto.endpoint))
-        .send()
-        .await
-        .unwrap();
-    assert!(res.status().is_success(), "create bucket: {}", res.status());
+    let Some(moto) = Moto::with_bucket().await else {
+        return;
+    };
     let s3 = [
         ("PRINTFARM_STORAGE__BACKEND", "s3"),
         ("PRINTFARM_STORAGE__S3_BUCKET", BUCKET),

@@ -47,6 +47,21 @@ impl Tally {
     }
 }
 
+/// One agent poll, tallied; answers (status, command or `{}`).
+async fn agent_poll(app: &TestApp, body: &Value, call: &str, tally: &Mutex<Tally>) -> (u16, Value) {
+    let res = app
+        .client
+        .post(app.url("/apiprinter/v1/printer/command"))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let answer: Value = res.json().await.unwrap_or(Value::Null);
+    tally.lock().unwrap().record(call, status, &answer);
+    (status, answer)
+}
+
 /// One printer's agent: polls, acknowledges every command, prints a started job over a few
 /// polls, reports the tray clear afterwards (which auto-starts the next job), and obeys cancels.
 async fn run_agent(app: &TestApp, token: String, stop: Arc<AtomicBool>, tally: Arc<Mutex<Tally>>) {
@@ -74,19 +89,7 @@ async fn run_agent(app: &TestApp, token: String, stop: Arc<AtomicBool>, tally: A
         if std::mem::take(&mut clear_tray) {
             body["bed_clear"] = json!(true);
         }
-        let res = app
-            .client
-            .post(app.url("/apiprinter/v1/printer/command"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = res.status().as_u16();
-        let answer: Value = res.json().await.unwrap_or(Value::Null);
-        tally
-            .lock()
-            .unwrap()
-            .record("agent command", status, &answer);
+        let (status, answer) = agent_poll(app, &body, "agent command", &tally).await;
         if status != 200 {
             continue;
         }
@@ -99,25 +102,13 @@ async fn run_agent(app: &TestApp, token: String, stop: Arc<AtomicBool>, tally: A
                 }
                 Some("cancel") if job.is_some() => {
                     // The printer stops: the server ends the job on this report.
-                    let mut b = json!({"auth_token": token,
+                    let stopped = json!({"auth_token": token,
                         "report": {"state": "cancel", "percent": progress},
                         "command_ack": {"number": n, "result": true}});
                     ack = None;
                     job = None;
                     clear_tray = true;
-                    let res = app
-                        .client
-                        .post(app.url("/apiprinter/v1/printer/command"))
-                        .json(&b.take())
-                        .send()
-                        .await
-                        .unwrap();
-                    let status = res.status().as_u16();
-                    let answer: Value = res.json().await.unwrap_or(Value::Null);
-                    tally
-                        .lock()
-                        .unwrap()
-                        .record("agent cancel", status, &answer);
+                    agent_poll(app, &stopped, "agent cancel", &tally).await;
                 }
                 _ => {}
             }

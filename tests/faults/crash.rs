@@ -35,6 +35,23 @@ struct Served {
     client: reqwest::Client,
 }
 
+impl Served {
+    /// A Global API call's JSON answer (form body, or multipart when `form` is given).
+    async fn call(
+        &self,
+        call: &str,
+        params: &[(&str, &str)],
+        form: Option<reqwest::multipart::Form>,
+    ) -> Value {
+        let req = self.client.post(format!("{}/apiglobal/{call}", self.base));
+        let req = match form {
+            Some(f) => req.multipart(f),
+            None => req.form(params),
+        };
+        req.send().await.unwrap().json().await.unwrap()
+    }
+}
+
 impl Drop for Served {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -148,16 +165,13 @@ impl Farm {
             .output()
             .unwrap();
         assert!(out.status.success(), "{out:?}");
-        let body: Value = served
-            .client
-            .post(format!("{}/apiglobal/login", served.base))
-            .form(&[("username", email), ("password", PASSWORD)])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body = served
+            .call(
+                "login",
+                &[("username", email), ("password", PASSWORD)],
+                None,
+            )
+            .await;
         body["message"]["session"].as_str().unwrap().to_string()
     }
 
@@ -395,16 +409,7 @@ async fn a_slice_killed_at_each_step_finishes_after_restart_and_leaves_nothing(d
                 "file",
                 reqwest::multipart::Part::bytes(cube_stl()).file_name("cube.stl"),
             );
-        let body: Value = served
-            .client
-            .post(format!("{}/apiglobal/upload", served.base))
-            .multipart(form)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body = served.call("upload", &[], Some(form)).await;
         body["message"]["file_id"].as_i64().unwrap()
     };
     drop(served);
@@ -418,20 +423,17 @@ async fn a_slice_killed_at_each_step_finishes_after_restart_and_leaves_nothing(d
         };
         let served = farm.serve(&extra).await;
         let profile = serde_json::json!({"bed_size_x": 250, "bed_size_y": 210, "bed_size_z": 220});
-        let body: Value = served
-            .client
-            .post(format!("{}/apiglobal/slice", served.base))
-            .form(&[
-                ("session", session.as_str()),
-                ("file_id", &stl.to_string()),
-                ("profile", &profile.to_string()),
-            ])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body = served
+            .call(
+                "slice",
+                &[
+                    ("session", session.as_str()),
+                    ("file_id", &stl.to_string()),
+                    ("profile", &profile.to_string()),
+                ],
+                None,
+            )
+            .await;
         let uuid = body["message"]["job_id"].as_str().unwrap().to_string();
         let pid = served.child.id();
         let mut slicer_pids = Vec::new();
@@ -464,16 +466,13 @@ async fn a_slice_killed_at_each_step_finishes_after_restart_and_leaves_nothing(d
             .await;
         let deadline = Instant::now() + Duration::from_secs(90);
         let done = loop {
-            let body: Value = served
-                .client
-                .post(format!("{}/apiglobal/get_slice_status", served.base))
-                .form(&[("session", session.as_str()), ("job_id", uuid.as_str())])
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let body = served
+                .call(
+                    "get_slice_status",
+                    &[("session", session.as_str()), ("job_id", uuid.as_str())],
+                    None,
+                )
+                .await;
             let status = body["message"]["status"].as_str().unwrap_or("").to_string();
             if status == "done" || status == "failed" {
                 break body["message"].clone();
