@@ -69,28 +69,58 @@ fn lock_share(conn: &mut DbConn, id: i64) -> Result<Option<PrinterShare>> {
     })
 }
 
+/// Why a printer cannot start a job now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartBlocker {
+    Offline,
+    InError(Option<String>),
+    Busy,
+    TrayNotClear,
+    NotReady(String),
+}
+
+impl StartBlocker {
+    /// The printer cannot take jobs at all now: `print_file` refuses even to queue a "print
+    /// now" on it, where a busy printer or a used tray only make the job wait its turn.
+    pub fn refuses_new_jobs(&self) -> bool {
+        matches!(self, StartBlocker::Offline | StartBlocker::InError(_))
+    }
+}
+
+impl From<StartBlocker> for Error {
+    fn from(b: StartBlocker) -> Error {
+        Error::Conflict(match b {
+            StartBlocker::Offline => "The printer is offline".into(),
+            StartBlocker::InError(detail) => format!(
+                "The printer is in error{}",
+                detail.map(|e| format!(": {e}")).unwrap_or_default()
+            ),
+            StartBlocker::Busy => "The printer is busy with another job".into(),
+            StartBlocker::TrayNotClear => "The build tray is not clear; clear it first".into(),
+            StartBlocker::NotReady(state) => format!("The printer is not ready (state {state})"),
+        })
+    }
+}
+
 /// Why a printer cannot start a job now, if it cannot.
-pub fn start_blocker(p: &Printer, offline_after: Duration, now: NaiveDateTime) -> Option<Error> {
+pub fn start_blocker(
+    p: &Printer,
+    offline_after: Duration,
+    now: NaiveDateTime,
+) -> Option<StartBlocker> {
     let state = printer_access::display_state(p, offline_after, now);
-    let conflict = |m: String| Some(Error::Conflict(m));
     match state.as_str() {
-        "notconnected" => conflict("The printer is offline".into()),
-        "error" => conflict(format!(
-            "The printer is in error{}",
-            p.last_error
-                .as_deref()
-                .map(|e| format!(": {e}"))
-                .unwrap_or_default()
-        )),
+        "notconnected" => Some(StartBlocker::Offline),
+        "error" => Some(StartBlocker::InError(p.last_error.clone())),
         _ if p.current_job_id.is_some()
             || matches!(state.as_str(), "printing" | "paused" | "downloading") =>
         {
-            conflict("The printer is busy with another job".into())
+            Some(StartBlocker::Busy)
         }
-        "bed_not_clear" => conflict("The build tray is not clear; clear it first".into()),
-        _ if !p.tray_clear => conflict("The build tray is not clear; clear it first".into()),
+        "bed_not_clear" => Some(StartBlocker::TrayNotClear),
+        _ if !p.tray_clear => Some(StartBlocker::TrayNotClear),
         "ready" => None,
-        other => conflict(format!("The printer is not ready (state {other})")),
+        _ => Some(StartBlocker::NotReady(state)),
     }
 }
 
@@ -284,11 +314,10 @@ pub fn print_file(
         }
         let printer = lock_printer(c, printer.id)?;
         if !only_queue {
-            match start_blocker(&printer, ctx.offline_after, now) {
-                Some(Error::Conflict(m)) if m.contains("offline") || m.contains("error") => {
-                    return Err(Error::Conflict(m))
-                }
-                _ => {}
+            if let Some(b) = start_blocker(&printer, ctx.offline_after, now)
+                .filter(StartBlocker::refuses_new_jobs)
+            {
+                return Err(b.into());
             }
         }
         let org = Organization::find(c, printer.organization_id)?
@@ -349,8 +378,8 @@ fn start(c: &mut DbConn, job: Job, by: i64, ctx: &JobContext) -> Result<Job> {
     if job.status_id != job_status::QUEUED {
         return Err(Error::Conflict(format!("Job {} is not queued", job.id)));
     }
-    if let Some(e) = start_blocker(&printer, ctx.offline_after, now) {
-        return Err(e);
+    if let Some(b) = start_blocker(&printer, ctx.offline_after, now) {
+        return Err(b.into());
     }
     let file =
         StoredFile::find(c, job.file_id)?.ok_or_else(|| Error::internal("job without file"))?;
