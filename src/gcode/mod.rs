@@ -27,6 +27,7 @@
 //! magnitude exceeds 1e9, are ignored.
 
 mod lexer;
+mod limits;
 mod machine;
 mod meta;
 mod planner;
@@ -37,7 +38,31 @@ mod tests;
 use std::collections::BTreeMap;
 use std::io::{BufRead, ErrorKind};
 
+pub use limits::{limits_from_tail, ConfigLimits, Flavor, TAIL_BYTES};
 pub use planner::MachineLimits;
+
+/// The last `n` bytes of a stream that cannot seek (a zipped entry), read through with at most
+/// 2·`n` bytes held.
+pub fn read_tail<R: std::io::Read>(mut r: R, n: usize) -> std::io::Result<Vec<u8>> {
+    let mut buf: Vec<u8> = Vec::with_capacity(2 * n.min(1 << 20));
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let k = match r.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(k) => k,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        buf.extend_from_slice(&chunk[..k]);
+        if buf.len() > 2 * n {
+            buf.drain(..buf.len() - n);
+        }
+    }
+    if buf.len() > n {
+        buf.drain(..buf.len() - n);
+    }
+    Ok(buf)
+}
 
 /// Longer lines are truncated to this many bytes (the rest of the line is skipped).
 pub const MAX_LINE_BYTES: usize = 1 << 20;
@@ -97,6 +122,8 @@ pub trait ToolpathVisitor {
 
 /// Streaming analysis: reads line by line from any `BufRead`; memory stays flat.
 /// `limits` are the starting machine limits; the file's M201/M203/M204/M205 override them.
+/// For a file with a slicer configuration block at its end, start from
+/// [`limits_from_tail`] of its last [`TAIL_BYTES`] (what the upload path does).
 pub fn analyse<R: BufRead>(reader: R, limits: &MachineLimits) -> std::io::Result<GcodeAnalysis> {
     analyse_with(reader, limits, None)
 }

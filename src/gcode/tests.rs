@@ -55,6 +55,7 @@ fn fast_limits() -> MachineLimits {
         max_jerk: [1e4; 4],
         min_extruding_rate: 0.0,
         min_travel_rate: 0.0,
+        ..MachineLimits::marlin_defaults()
     }
 }
 
