@@ -11,6 +11,10 @@
 //!   reproduces PrusaSlicer 2.5's "normal mode" estimate within ±0.2 % on every slice tried.
 //!   Heating waits (M109/M190) and homing (G28) count as 0 s, G4 dwells count, arcs (G2/G3)
 //!   are linearised (≤ 1 mm segments, ≤ 0.005 mm chord error).
+//! * Starting limits: [`limits_from_tail`] reads the machine limits of the slicer's
+//!   configuration block at the end of the file (a bounded tail, [`TAIL_BYTES`], read before
+//!   the main pass) with the rules of PrusaSlicer's own estimator (see `limits.rs`); without
+//!   a block the caller's limits are used. Body M-codes override either.
 //! * Filament measurement, measured on the fixtures: PrusaSlicer's `filament used [mm]` is
 //!   Σ E − the purge line of the custom start G-code + the final retraction
 //!   (cube: 1303.27 − 21.5 + 0.8 = 1282.57).
