@@ -18,8 +18,7 @@
 //!   Repetier.
 //!
 //! OrcaSlicer and Bambu Studio write the same `machine_max_*` keys but no
-//! `machine_limits_usage`; their files are taken as "limits in use" for every flavor that has
-//! them (those slicers always estimate with the machine limits).
+//! `machine_limits_usage`; their estimators always use the limits for the flavors above.
 //!
 //! The block is found by scanning a bounded tail of the file ([`TAIL_BYTES`]) before the
 //! main pass; only the few keys below are kept.
@@ -199,9 +198,11 @@ impl ConfigLimits {
         let use_config = match self.get("machine_limits_usage") {
             // PrusaSlicer / SuperSlicer.
             Some(u) => !u.trim().eq_ignore_ascii_case("ignore") && flavor.uses_machine_limits(),
-            // Orca / Bambu (`emit_machine_limits_to_gcode` only decides about the M-codes),
-            // and files that name no flavor: the limits are there to be used.
-            None => true,
+            // OrcaSlicer / Bambu Studio have no such option: their `GCodeProcessor::apply_config`
+            // (OrcaSlicer `src/libslic3r/GCode/GCodeProcessor.cpp`) takes the limits for
+            // Marlin / Marlin 2 / Klipper / RepRapFirmware whatever `emit_machine_limits_to_gcode`
+            // says. A block that names no flavor: the limits are there to be used.
+            None => flavor.uses_machine_limits() || flavor == Flavor::Unknown,
         };
         if !use_config {
             return l;
