@@ -1249,4 +1249,23 @@ fn estimates_match_prusaslicer_under_every_limits_usage_and_flavor() {
     }
     eprintln!("{report}");
     assert!(bad.is_empty(), "more than 1 % off: {bad:?}\n{report}");
+
+    // A zipped upload (no seeking into the entry) reads the same block: same estimate.
+    let (_, usage, flavor, ours, _) = results
+        .iter()
+        .find(|r| r.1 == "time_estimate_only" && r.2 == "marlin2")
+        .unwrap();
+    let gcode = std::fs::read(dir.path().join(format!("{flavor}-{usage}.gcode"))).unwrap();
+    let zipped = dir.path().join("part.gcode.zip");
+    {
+        use std::io::Write;
+        let mut z = zip::ZipWriter::new(std::fs::File::create(&zipped).unwrap());
+        z.start_file("part.gcode", zip::write::SimpleFileOptions::default())
+            .unwrap();
+        z.write_all(&gcode).unwrap();
+        z.finish().unwrap();
+    }
+    let size = std::fs::metadata(&zipped).unwrap().len();
+    let a = analyse_staged(&zipped, size, Kind::Gcode, true).unwrap();
+    assert_eq!(a.analysis["estimated_time_s"].as_f64().unwrap(), *ours);
 }
