@@ -1098,3 +1098,174 @@ async fn a_long_slice_keeps_its_short_lease(db: Db) {
     second.stop().await;
     app.stop().await;
 }
+
+/// PrusaSlicer's `gcode_flavor` values (2.5.0 `--help-fff`) and `machine_limits_usage` values.
+const FLAVORS: &[&str] = &[
+    "reprap",
+    "reprapfirmware",
+    "repetier",
+    "teacup",
+    "makerware",
+    "marlin",
+    "marlin2",
+    "sailfish",
+    "mach3",
+    "machinekit",
+    "smoothie",
+    "no-extrusion",
+];
+const LIMITS_USAGE: &[&str] = &["emit_to_gcode", "time_estimate_only", "ignore"];
+
+/// Machine limits unlike PrusaSlicer's built-in ones (so applying or not applying them shows),
+/// normal and silent values different (so reading the wrong one shows).
+const LIMITS_INI: &str = "bed_shape = 0x0,220x0,220x220,0x220
+max_print_height = 200
+nozzle_diameter = 0.4
+machine_max_feedrate_x = 200,100
+machine_max_feedrate_y = 200,100
+machine_max_feedrate_z = 12,12
+machine_max_feedrate_e = 60,60
+machine_max_acceleration_x = 800,500
+machine_max_acceleration_y = 800,500
+machine_max_acceleration_z = 200,200
+machine_max_acceleration_e = 3000,3000
+machine_max_acceleration_extruding = 600,400
+machine_max_acceleration_retracting = 1000,800
+machine_max_acceleration_travel = 1200,700
+machine_max_jerk_x = 8,7
+machine_max_jerk_y = 8,7
+machine_max_jerk_z = 0.4,0.4
+machine_max_jerk_e = 5,4
+layer_height = 0.3
+first_layer_height = 0.3
+perimeters = 2
+top_solid_layers = 3
+bottom_solid_layers = 3
+fill_density = 15%
+perimeter_speed = 60
+external_perimeter_speed = 40
+infill_speed = 120
+solid_infill_speed = 80
+top_solid_infill_speed = 50
+travel_speed = 180
+first_layer_speed = 30
+skirts = 1
+retract_length = 1
+";
+
+/// A 48-facet cylinder, r 15 mm, h 4 mm (sliced twice side by side: travel between objects).
+fn cylinder_stl() -> Vec<u8> {
+    let (n, r, h) = (48usize, 15.0f32, 4.0f32);
+    let p = |i: usize, z: f32| {
+        let a = std::f32::consts::TAU * (i % n) as f32 / n as f32;
+        [r * a.cos(), r * a.sin(), z]
+    };
+    let mut tris: Vec<Tri> = Vec::new();
+    for i in 0..n {
+        tris.push([p(i, 0.0), p(i + 1, 0.0), p(i + 1, h)]);
+        tris.push([p(i, 0.0), p(i + 1, h), p(i, h)]);
+        tris.push([[0.0, 0.0, 0.0], p(i + 1, 0.0), p(i, 0.0)]);
+        tris.push([[0.0, 0.0, h], p(i, h), p(i + 1, h)]);
+    }
+    binary_stl(&tris)
+}
+
+/// Our estimate of G-code sliced by the real PrusaSlicer, under every `machine_limits_usage`
+/// × `gcode_flavor` combination, through the upload analysis (which reads the limits from
+/// the file's configuration block when it has no M201–M205), against PrusaSlicer's own
+/// normal-mode figure: within 1 % each.
+#[test]
+fn estimates_match_prusaslicer_under_every_limits_usage_and_flavor() {
+    use printfarm::services::files::{analyse_staged, Kind};
+    let slicer = "prusa-slicer";
+    if std::process::Command::new(slicer)
+        .arg("--help")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var("PRINTFARM_TEST_REQUIRE_PEERS").as_deref() != Ok("1"),
+            "PRINTFARM_TEST_REQUIRE_PEERS=1 but {slicer} cannot be run"
+        );
+        eprintln!("skipped: {slicer} is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let stl = dir.path().join("cylinder.stl");
+    std::fs::write(&stl, cylinder_stl()).unwrap();
+    let ini = dir.path().join("limits.ini");
+    std::fs::write(&ini, LIMITS_INI).unwrap();
+    let combos: Vec<(&str, &str)> = LIMITS_USAGE
+        .iter()
+        .flat_map(|u| FLAVORS.iter().map(move |f| (*u, *f)))
+        .collect();
+    // Two slicer processes at a time (the machine has two cores).
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some(&(usage, flavor)) = combos.get(i) else {
+                    break;
+                };
+                let out = dir.path().join(format!("{flavor}-{usage}.gcode"));
+                let run = std::process::Command::new(slicer)
+                    .args(["--loglevel", "0", "--load"])
+                    .arg(&ini)
+                    .args(["--gcode-flavor", flavor, "--machine-limits-usage", usage])
+                    .args(["--duplicate", "2", "--export-gcode", "-o"])
+                    .arg(&out)
+                    .arg(&stl)
+                    .output()
+                    .unwrap();
+                assert!(
+                    run.status.success(),
+                    "{flavor}/{usage}: {}",
+                    String::from_utf8_lossy(&run.stderr)
+                );
+                let size = std::fs::metadata(&out).unwrap().len();
+                let a = analyse_staged(&out, size, Kind::Gcode, false).unwrap();
+                let ours = a.analysis["estimated_time_s"].as_f64().unwrap();
+                let theirs = a.analysis["slicer_estimated_time_s"].as_f64().unwrap();
+                results
+                    .lock()
+                    .unwrap()
+                    .push((i, usage, flavor, ours, theirs));
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap();
+    results.sort_by_key(|r| r.0);
+    assert_eq!(results.len(), combos.len());
+    let mut report = String::from("usage / flavor: ours s vs PrusaSlicer s (error)\n");
+    let mut bad = Vec::new();
+    for (_, usage, flavor, ours, theirs) in &results {
+        let err = (ours - theirs) / theirs * 100.0;
+        report += &format!("{usage:>18} {flavor:>14}: {ours:8.1} vs {theirs:6.0} ({err:+.2} %)\n");
+        if err.abs() > 1.0 {
+            bad.push(format!("{usage}/{flavor}"));
+        }
+    }
+    eprintln!("{report}");
+    assert!(bad.is_empty(), "more than 1 % off: {bad:?}\n{report}");
+
+    // A zipped upload (no seeking into the entry) reads the same block: same estimate.
+    let (_, usage, flavor, ours, _) = results
+        .iter()
+        .find(|r| r.1 == "time_estimate_only" && r.2 == "marlin2")
+        .unwrap();
+    let gcode = std::fs::read(dir.path().join(format!("{flavor}-{usage}.gcode"))).unwrap();
+    let zipped = dir.path().join("part.gcode.zip");
+    {
+        use std::io::Write;
+        let mut z = zip::ZipWriter::new(std::fs::File::create(&zipped).unwrap());
+        z.start_file("part.gcode", zip::write::SimpleFileOptions::default())
+            .unwrap();
+        z.write_all(&gcode).unwrap();
+        z.finish().unwrap();
+    }
+    let size = std::fs::metadata(&zipped).unwrap().len();
+    let a = analyse_staged(&zipped, size, Kind::Gcode, true).unwrap();
+    assert_eq!(a.analysis["estimated_time_s"].as_f64().unwrap(), *ours);
+}

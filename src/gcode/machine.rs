@@ -2,6 +2,7 @@
 //! hand-off of every move to the planner and the optional toolpath visitor.
 
 use super::lexer::{extended_param, parse_code, split_comment, Command, Words};
+use super::limits::Flavor;
 use super::meta::Meta;
 use super::planner::{MachineLimits, MoveKind, Planner, E, X, Y, Z};
 use super::{GcodeAnalysis, ToolpathVisitor};
@@ -223,8 +224,9 @@ impl<'v> Machine<'v> {
             (90, 0) => self.relative_xyz = false,
             (91, 0) => self.relative_xyz = true,
             (92, 0) => {
-                if w.any(b"XYZE") {
-                    for (a, l) in [(X, b'X'), (Y, b'Y'), (Z, b'Z'), (E, b'E')] {
+                if w.any(b"XYZE") || w.has(self.planner.limits.flavor.extrusion_letter()) {
+                    let e = self.planner.limits.flavor.extrusion_letter();
+                    for (a, l) in [(X, b'X'), (Y, b'Y'), (Z, b'Z'), (E, e)] {
                         if let Some(v) = w.get(l) {
                             self.pos[a] = v * self.unit;
                         }
@@ -270,44 +272,48 @@ impl<'v> Machine<'v> {
                 }
             }
             203 => {
+                // Repetier uses M203 for something else; RepRap-style firmwares take mm/min.
+                if l.flavor == Flavor::Repetier {
+                    return;
+                }
+                let factor = if l.flavor.m203_per_second() {
+                    1.0
+                } else {
+                    1.0 / 60.0
+                };
                 for (a, c) in [(X, b'X'), (Y, b'Y'), (Z, b'Z'), (E, b'E')] {
                     if let Some(v) = positive(w.get(c)) {
-                        l.max_feedrate[a] = v;
+                        l.max_feedrate[a] = v * factor;
                     }
                 }
             }
             204 => {
-                let s = positive(w.get(b'S'));
-                let p = positive(w.get(b'P'));
-                let r = positive(w.get(b'R'));
-                let t = positive(w.get(b'T'));
-                if let Some(s) = s {
-                    l.acceleration_print = s;
-                    l.acceleration_travel = s;
-                }
-                if s.is_some() && p.is_none() && r.is_none() {
-                    // Legacy Marlin 1.x / Prusa MK3 form `M204 S<print> T<retract>`.
-                    if let Some(t) = t {
-                        l.acceleration_retract = t;
+                // As PrusaSlicer's estimator reads it: S (legacy Marlin / MK3) sets print and
+                // travel, with T then meaning retract; otherwise P print, R retract, T travel.
+                // Each is clamped to its configured ceiling (`machine_max_acceleration_*`).
+                let clamp = |v: f64, max: f64| if max > 0.0 { v.min(max) } else { v };
+                if let Some(s) = positive(w.get(b'S')) {
+                    l.acceleration_print = clamp(s, l.max_acceleration_print);
+                    l.acceleration_travel = clamp(s, l.max_acceleration_travel);
+                    if let Some(t) = positive(w.get(b'T')) {
+                        l.acceleration_retract = clamp(t, l.max_acceleration_retract);
                     }
                 } else {
-                    if let Some(p) = p {
-                        l.acceleration_print = p;
+                    if let Some(p) = positive(w.get(b'P')) {
+                        l.acceleration_print = clamp(p, l.max_acceleration_print);
                     }
-                    if let Some(r) = r {
-                        l.acceleration_retract = r;
+                    if let Some(r) = positive(w.get(b'R')) {
+                        l.acceleration_retract = clamp(r, l.max_acceleration_retract);
                     }
-                    if let Some(t) = t {
-                        l.acceleration_travel = t;
+                    if let Some(t) = positive(w.get(b'T')) {
+                        l.acceleration_travel = clamp(t, l.max_acceleration_travel);
                     }
                 }
             }
             205 => {
                 if let Some(v) = non_negative(w.get(b'X')) {
                     l.max_jerk[X] = v;
-                    if !w.has(b'Y') {
-                        l.max_jerk[Y] = v;
-                    }
+                    l.max_jerk[Y] = v;
                 }
                 if let Some(v) = non_negative(w.get(b'Y')) {
                     l.max_jerk[Y] = v;
@@ -323,6 +329,14 @@ impl<'v> Machine<'v> {
                 }
                 if let Some(v) = non_negative(w.get(b'T')) {
                     l.min_travel_rate = v;
+                }
+            }
+            566 => {
+                // RepRapFirmware jerk, mm/min.
+                for (a, c) in [(X, b'X'), (Y, b'Y'), (Z, b'Z'), (E, b'E')] {
+                    if let Some(v) = non_negative(w.get(c)) {
+                        l.max_jerk[a] = v / 60.0;
+                    }
                 }
             }
             220 => {
@@ -377,7 +391,7 @@ impl<'v> Machine<'v> {
 
     /// E delta of a move (before the flow override); updates the logical E position.
     fn e_delta(&mut self, w: &Words) -> f64 {
-        match w.get(b'E') {
+        match w.get(self.planner.limits.flavor.extrusion_letter()) {
             Some(v) => {
                 let v = v * self.unit;
                 let de = if self.e_relative() {

@@ -11,6 +11,10 @@
 //!   reproduces PrusaSlicer 2.5's "normal mode" estimate within ±0.2 % on every slice tried.
 //!   Heating waits (M109/M190) and homing (G28) count as 0 s, G4 dwells count, arcs (G2/G3)
 //!   are linearised (≤ 1 mm segments, ≤ 0.005 mm chord error).
+//! * Starting limits: [`limits_from_tail`] reads the machine limits of the slicer's
+//!   configuration block at the end of the file (a bounded tail, [`TAIL_BYTES`], read before
+//!   the main pass) with the rules of PrusaSlicer's own estimator (see `limits.rs`); without
+//!   a block the caller's limits are used. Body M-codes override either.
 //! * Filament measurement, measured on the fixtures: PrusaSlicer's `filament used [mm]` is
 //!   Σ E − the purge line of the custom start G-code + the final retraction
 //!   (cube: 1303.27 − 21.5 + 0.8 = 1282.57).
@@ -27,6 +31,7 @@
 //! magnitude exceeds 1e9, are ignored.
 
 mod lexer;
+mod limits;
 mod machine;
 mod meta;
 mod planner;
@@ -37,7 +42,31 @@ mod tests;
 use std::collections::BTreeMap;
 use std::io::{BufRead, ErrorKind};
 
+pub use limits::{limits_from_tail, ConfigLimits, Flavor, TAIL_BYTES};
 pub use planner::MachineLimits;
+
+/// The last `n` bytes of a stream that cannot seek (a zipped entry), read through with at most
+/// 2·`n` bytes held.
+pub fn read_tail<R: std::io::Read>(mut r: R, n: usize) -> std::io::Result<Vec<u8>> {
+    let mut buf: Vec<u8> = Vec::with_capacity(2 * n.min(1 << 20));
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let k = match r.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(k) => k,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        buf.extend_from_slice(&chunk[..k]);
+        if buf.len() > 2 * n {
+            buf.drain(..buf.len() - n);
+        }
+    }
+    if buf.len() > n {
+        buf.drain(..buf.len() - n);
+    }
+    Ok(buf)
+}
 
 /// Longer lines are truncated to this many bytes (the rest of the line is skipped).
 pub const MAX_LINE_BYTES: usize = 1 << 20;
@@ -97,6 +126,8 @@ pub trait ToolpathVisitor {
 
 /// Streaming analysis: reads line by line from any `BufRead`; memory stays flat.
 /// `limits` are the starting machine limits; the file's M201/M203/M204/M205 override them.
+/// For a file with a slicer configuration block at its end, start from
+/// [`limits_from_tail`] of its last [`TAIL_BYTES`] (what the upload path does).
 pub fn analyse<R: BufRead>(reader: R, limits: &MachineLimits) -> std::io::Result<GcodeAnalysis> {
     analyse_with(reader, limits, None)
 }

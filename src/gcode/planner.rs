@@ -23,6 +23,8 @@
 //! with these two rules all 37 real slices tried (the two fixtures and 35 kept out of the
 //! repository) are within ±0.2 % of PrusaSlicer's normal-mode figure.
 
+use super::limits::Flavor;
+
 /// Axis indices used in all `[f64; 4]` arrays.
 pub(crate) const X: usize = 0;
 pub(crate) const Y: usize = 1;
@@ -59,6 +61,13 @@ pub struct MachineLimits {
     pub min_extruding_rate: f64,
     /// Minimum cruise speed of travel moves, mm/s (M205 T).
     pub min_travel_rate: f64,
+    /// Ceilings the M204 print / retract / travel accelerations are clamped to, mm/s²
+    /// (PrusaSlicer's `machine_max_acceleration_extruding / _retracting / _travel`; 0 = none).
+    pub max_acceleration_print: f64,
+    pub max_acceleration_retract: f64,
+    pub max_acceleration_travel: f64,
+    /// Firmware dialect of the file (units of M203, whether it is obeyed).
+    pub flavor: Flavor,
 }
 
 impl MachineLimits {
@@ -74,7 +83,44 @@ impl MachineLimits {
             max_jerk: [10.0, 10.0, 0.3, 5.0],
             min_extruding_rate: 0.0,
             min_travel_rate: 0.0,
+            max_acceleration_print: 0.0,
+            max_acceleration_retract: 0.0,
+            max_acceleration_travel: 0.0,
+            flavor: Flavor::Unknown,
         }
+    }
+
+    /// PrusaSlicer 2.5's built-in machine limits (the defaults of its `machine_max_*` options,
+    /// `PrintConfig.cpp`, normal mode): what its estimator uses when the configured limits are
+    /// not applied (`machine_limits_usage = ignore`, or a flavor other than Marlin / Marlin 2 /
+    /// RepRapFirmware). 500/500/12/120 mm/s, 9000/9000/500/10000 mm/s², jerk 10/10/0.2/2.5,
+    /// print / retract / travel acceleration 1500.
+    pub fn prusaslicer_defaults() -> Self {
+        let mut l = MachineLimits {
+            max_feedrate: [500.0, 500.0, 12.0, 120.0],
+            max_acceleration: [9000.0, 9000.0, 500.0, 10000.0],
+            acceleration_print: 0.0,
+            acceleration_retract: 0.0,
+            acceleration_travel: 0.0,
+            max_jerk: [10.0, 10.0, 0.2, 2.5],
+            min_extruding_rate: 0.0,
+            min_travel_rate: 0.0,
+            max_acceleration_print: 1500.0,
+            max_acceleration_retract: 1500.0,
+            max_acceleration_travel: 1500.0,
+            flavor: Flavor::Unknown,
+        };
+        l.reset_accelerations_to_maxima();
+        l
+    }
+
+    /// Starting accelerations = their ceilings, or PrusaSlicer's fallbacks (1500 / 1500 / 1250)
+    /// where a ceiling is 0, as its estimator initialises them.
+    pub fn reset_accelerations_to_maxima(&mut self) {
+        let pick = |max: f64, default: f64| if max > 0.0 { max } else { default };
+        self.acceleration_print = pick(self.max_acceleration_print, 1500.0);
+        self.acceleration_retract = pick(self.max_acceleration_retract, 1500.0);
+        self.acceleration_travel = pick(self.max_acceleration_travel, 1250.0);
     }
 
     /// Limits from one `printer_types.json` entry (the whole object as a `serde_json::Value`).
@@ -411,6 +457,7 @@ mod tests {
             max_jerk: [0.0, 0.0, 0.0, 0.0],
             min_extruding_rate: 0.0,
             min_travel_rate: 0.0,
+            ..MachineLimits::marlin_defaults()
         }
     }
 
@@ -495,6 +542,7 @@ mod tests {
             max_jerk: [0.0; 4],
             min_extruding_rate: 0.0,
             min_travel_rate: 0.0,
+            ..MachineLimits::marlin_defaults()
         };
         let mut p = Planner::new(l);
         p.add_move([10.0, 0.0, 0.0, 1.0], 10.0, MoveKind::Print);

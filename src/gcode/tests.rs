@@ -55,6 +55,7 @@ fn fast_limits() -> MachineLimits {
         max_jerk: [1e4; 4],
         min_extruding_rate: 0.0,
         min_travel_rate: 0.0,
+        ..MachineLimits::marlin_defaults()
     }
 }
 
@@ -1071,4 +1072,203 @@ fn io_errors_are_returned() {
     )
     .unwrap();
     assert_eq!(a.moves, 1);
+}
+
+// --- Machine limits from the slicer's configuration block (issue #14 item 14) ---
+
+/// Analyses `body` followed by `tail` the way uploads do: starting limits from the tail.
+fn run_file(body: &str, tail: &str) -> GcodeAnalysis {
+    let src = format!("{body}{tail}");
+    let limits = limits_from_tail(src.as_bytes(), &MachineLimits::marlin_defaults());
+    analyse(src.as_bytes(), &limits).expect("analyse")
+}
+
+/// One 100 mm travel at 100 mm/s from and to standstill.
+const TRAVEL: &str = "G90\nG1 X0 Y0 F6000\nG1 X100 F6000\n";
+
+/// A PrusaSlicer-style block: travel acceleration 100 (silent 5000), no jerk.
+fn block(flavor: &str, usage: Option<&str>) -> String {
+    let mut s = format!(
+        "; prusaslicer_config = begin\n; gcode_flavor = {flavor}\n\
+         ; machine_max_acceleration_x = 9000,9000\n; machine_max_acceleration_y = 9000,9000\n\
+         ; machine_max_acceleration_extruding = 80,5000\n\
+         ; machine_max_acceleration_retracting = 1000,5000\n\
+         ; machine_max_acceleration_travel = 100,5000\n\
+         ; machine_max_feedrate_x = 500,500\n; machine_max_feedrate_y = 500,500\n\
+         ; machine_max_jerk_x = 0,20\n; machine_max_jerk_y = 0,20\n"
+    );
+    if let Some(u) = usage {
+        s += &format!("; machine_limits_usage = {u}\n");
+    }
+    s + "; prusaslicer_config = end\n"
+}
+
+#[test]
+fn config_block_limits_start_the_planner_normal_mode_value_only() {
+    // a = 100 (not the silent 5000), no jerk: a triangle 0 → 100 → 0 mm/s over 100 mm = 2 s.
+    for usage in ["time_estimate_only", "emit_to_gcode"] {
+        let a = run_file(TRAVEL, &block("marlin2", Some(usage)));
+        assert!(
+            close(a.estimated_time_s, 2.0, 1e-6),
+            "{usage}: {}",
+            a.estimated_time_s
+        );
+    }
+    // Without the block: Marlin defaults (a = 3000, jerk 10) are much faster.
+    let plain = run_file(TRAVEL, "");
+    assert!(plain.estimated_time_s < 1.1, "{}", plain.estimated_time_s);
+}
+
+#[test]
+fn ignore_or_a_flavor_without_limits_means_prusaslicer_defaults_not_the_block() {
+    let defaults = run_with(TRAVEL, &MachineLimits::prusaslicer_defaults()).estimated_time_s;
+    // 1500 mm/s², jerk 10: 100 mm at 100 mm/s takes a little over 1 s.
+    assert!(defaults > 1.0 && defaults < 1.1, "{defaults}");
+    for (flavor, usage) in [
+        ("marlin2", "ignore"),
+        ("marlin", "ignore"),
+        ("reprapfirmware", "ignore"),
+        ("reprap", "time_estimate_only"),
+        ("smoothie", "emit_to_gcode"),
+        ("repetier", "time_estimate_only"),
+        ("teacup", "time_estimate_only"),
+    ] {
+        let a = run_file(TRAVEL, &block(flavor, Some(usage)));
+        assert!(
+            close(a.estimated_time_s, defaults, 1e-9),
+            "{flavor}/{usage}: {} vs {defaults}",
+            a.estimated_time_s
+        );
+    }
+    // RepRapFirmware with the limits in use takes them.
+    let rrf = run_file(TRAVEL, &block("reprapfirmware", Some("time_estimate_only")));
+    assert!(
+        close(rrf.estimated_time_s, 2.0, 1e-6),
+        "{}",
+        rrf.estimated_time_s
+    );
+}
+
+#[test]
+fn orca_and_bambu_blocks_without_limits_usage_are_used() {
+    let a = run_file(TRAVEL, &block("marlin", None));
+    // Marlin (legacy): travel uses the extruding acceleration, 80: 2·sqrt(100/80) s.
+    let expected = 2.0 * (100.0f64 / 80.0).sqrt();
+    assert!(
+        close(a.estimated_time_s, expected, 1e-6),
+        "{}",
+        a.estimated_time_s
+    );
+    let k = run_file(TRAVEL, &block("klipper", None));
+    assert!(
+        close(k.estimated_time_s, expected, 1e-6),
+        "{}",
+        k.estimated_time_s
+    );
+}
+
+#[test]
+fn body_m_codes_override_the_block_and_m204_is_clamped_to_its_ceiling() {
+    let tail = block("marlin2", Some("time_estimate_only"));
+    // M204 T50 below the configured ceiling (100) wins: 2·sqrt(100/50) s.
+    let a = run_file(&format!("M204 T50\n{TRAVEL}"), &tail);
+    assert!(
+        close(a.estimated_time_s, 2.0 * 2f64.sqrt(), 1e-6),
+        "{}",
+        a.estimated_time_s
+    );
+    // M204 T5000 above it is clamped to 100, as PrusaSlicer's estimator does.
+    let b = run_file(&format!("M204 T5000\n{TRAVEL}"), &tail);
+    assert!(
+        close(b.estimated_time_s, 2.0, 1e-6),
+        "{}",
+        b.estimated_time_s
+    );
+    // M201 X25 caps the X axis below the travel acceleration (per-axis rule).
+    let c = run_file(&format!("M201 X25\n{TRAVEL}"), &tail);
+    assert!(
+        close(c.estimated_time_s, 4.0, 1e-6),
+        "{}",
+        c.estimated_time_s
+    );
+    // M203 X50 (mm/s for Marlin 2): 100 mm at 50 mm/s, a = 100: 0.5 + 1.5 + 0.5 s.
+    let d = run_file(&format!("M203 X50\n{TRAVEL}"), &tail);
+    assert!(
+        close(d.estimated_time_s, 2.5, 1e-6),
+        "{}",
+        d.estimated_time_s
+    );
+    // M205 X20 (jerk) lets the move start and stop at 20 mm/s: 2·(80/100) s + the rest.
+    let e = run_file(&format!("M205 X20\n{TRAVEL}"), &tail);
+    let ramp = (100.0f64 * 100.0 - 20.0 * 20.0) / (2.0 * 100.0);
+    let expected = 2.0 * 0.8 + (100.0 - 2.0 * ramp) / 100.0;
+    assert!(
+        close(e.estimated_time_s, expected, 1e-6),
+        "{} vs {expected}",
+        e.estimated_time_s
+    );
+}
+
+#[test]
+fn m203_units_and_m566_follow_the_flavor() {
+    // RepRapFirmware: M203 in mm/min (3000 = 50 mm/s), M566 jerk in mm/min.
+    let tail = block("reprapfirmware", Some("time_estimate_only"));
+    let a = run_file(&format!("M203 X3000\n{TRAVEL}"), &tail);
+    assert!(
+        close(a.estimated_time_s, 2.5, 1e-6),
+        "{}",
+        a.estimated_time_s
+    );
+    let b = run_file(&format!("M566 X1200\n{TRAVEL}"), &tail);
+    let e = run_file(
+        &format!("M205 X20\n{TRAVEL}"),
+        &block("marlin2", Some("emit_to_gcode")),
+    );
+    assert!(close(b.estimated_time_s, e.estimated_time_s, 1e-9));
+    // Repetier uses M203 for something else: no effect.
+    let r = block("repetier", Some("time_estimate_only"));
+    let with = run_file(&format!("M203 X1\n{TRAVEL}"), &r);
+    let without = run_file(TRAVEL, &r);
+    assert!(close(with.estimated_time_s, without.estimated_time_s, 1e-9));
+}
+
+#[test]
+fn mach3_and_machinekit_extrude_on_the_a_axis() {
+    let body = "G90\nM82\nG92 A0\nG1 X0 Y0 F1200\nG1 X10 A1.5 F1200\nG1 X20 A2\n";
+    for flavor in ["mach3", "machinekit"] {
+        let a = run_file(body, &block(flavor, Some("time_estimate_only")));
+        assert!(
+            close(a.filament_used_mm, 2.0, 1e-9),
+            "{flavor}: {}",
+            a.filament_used_mm
+        );
+        assert_eq!(a.bounds_max[0], 20.0);
+    }
+    // Elsewhere A is not the extruder.
+    let m = run_file(body, &block("marlin2", Some("time_estimate_only")));
+    assert_eq!(m.filament_used_mm, 0.0);
+}
+
+#[test]
+fn config_scan_keeps_only_limit_keys_and_tolerates_junk() {
+    let c = ConfigLimits::scan(
+        b"olumn cut off = 3\n; machine_max_jerk_x = 7,3\n;machine_max_jerk_x=8,4\n\
+          ; start_gcode = G28\\nM104 S200\n; gcode_flavor = marlin2\n\
+          ; machine_max_feedrate_z = abc\n",
+    );
+    assert_eq!(c.flavor(), Flavor::Marlin2);
+    let l = c.starting_limits(&MachineLimits::marlin_defaults());
+    // The later line wins; its normal-mode value is used; an unparsable value keeps the default.
+    assert_eq!(l.max_jerk[0], 8.0);
+    assert_eq!(l.max_feedrate[2], 12.0);
+    assert!(ConfigLimits::scan(b"G1 X1\n; not = limits\n").is_empty());
+    let fallback = fast_limits();
+    assert_eq!(limits_from_tail(b"G1 X1\n", &fallback), fallback);
+}
+
+#[test]
+fn read_tail_keeps_the_last_bytes_only() {
+    let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+    assert_eq!(read_tail(&data[..], 300).unwrap(), data[data.len() - 300..]);
+    assert_eq!(read_tail(&data[..], 1 << 20).unwrap(), data);
 }

@@ -193,6 +193,18 @@ pub fn analyse_staged_limited(
                 ));
             }
             drop(entry);
+            // The slicer's configuration block (machine limits) is at the end: a first,
+            // bounded pass keeps only the tail.
+            let entry = archive.by_index(index).map_err(|e| refuse("zip file", e))?;
+            let tail = gcode::read_tail(
+                LimitedReader {
+                    inner: entry,
+                    left: max_unzipped,
+                    exceeded: std::rc::Rc::new(std::cell::Cell::new(false)),
+                },
+                gcode::TAIL_BYTES,
+            )
+            .map_err(|e| refuse("zip file", e))?;
             let entry = archive.by_index(index).map_err(|e| refuse("zip file", e))?;
             let exceeded = std::rc::Rc::new(std::cell::Cell::new(false));
             let limited = LimitedReader {
@@ -200,7 +212,7 @@ pub fn analyse_staged_limited(
                 left: max_unzipped,
                 exceeded: exceeded.clone(),
             };
-            let r = gcode_analysis(BufReader::new(limited), true);
+            let r = gcode_analysis(BufReader::new(limited), &tail, true);
             if exceeded.get() {
                 return Err(unzipped_too_large(max_unzipped));
             }
@@ -213,7 +225,8 @@ pub fn analyse_staged_limited(
                     "its content does not look like G-code",
                 ));
             }
-            gcode_analysis(BufReader::with_capacity(256 * 1024, open()?), false)
+            let tail = read_file_tail(&mut open()?, size)?;
+            gcode_analysis(BufReader::with_capacity(256 * 1024, open()?), &tail, false)
         }
         Kind::Mesh(format) => {
             if mesh::sniff(&head, size) != Some(format) {
@@ -261,15 +274,26 @@ impl gcode::ToolpathVisitor for PreviewVisitor {
     }
 }
 
-fn gcode_analysis(reader: impl std::io::BufRead, zipped: bool) -> Result<Analysed> {
+/// The last [`gcode::TAIL_BYTES`] of a staged file (where slicers put their configuration).
+fn read_file_tail(f: &mut File, size: u64) -> Result<Vec<u8>> {
+    let start = size.saturating_sub(gcode::TAIL_BYTES as u64);
+    f.seek(SeekFrom::Start(start))
+        .map_err(|e| Error::internal(format!("staged upload: {e}")))?;
+    let mut tail = Vec::with_capacity((size - start) as usize);
+    f.take(gcode::TAIL_BYTES as u64)
+        .read_to_end(&mut tail)
+        .map_err(|e| Error::internal(format!("staged upload: {e}")))?;
+    Ok(tail)
+}
+
+fn gcode_analysis(reader: impl std::io::BufRead, tail: &[u8], zipped: bool) -> Result<Analysed> {
     let mut preview = PreviewVisitor(ToolpathPreview::new());
-    // Starting limits for files that carry none; the file's own M201/M203/M204/M205 win.
-    let a = gcode::analyse_with(
-        reader,
-        &MachineLimits::marlin_defaults(),
-        Some(&mut preview),
-    )
-    .map_err(|e| refuse("G-code file", e))?;
+    // Starting limits: the slicer's configuration block at the end of the file, applied the
+    // way the slicer's own estimator does (`gcode::limits_from_tail`); Marlin 2 defaults for
+    // files that carry none. The file's own M201/M203/M204/M205 override either.
+    let limits = gcode::limits_from_tail(tail, &MachineLimits::marlin_defaults());
+    let a = gcode::analyse_with(reader, &limits, Some(&mut preview))
+        .map_err(|e| refuse("G-code file", e))?;
     if a.moves == 0 {
         return Err(refuse("G-code file", "it contains no moves"));
     }
