@@ -274,6 +274,7 @@ diesel::table! {
         ended_at -> Nullable<Timestamp>,
         updated_at -> Timestamp,
         download_token_hash -> Nullable<Text>,
+        cancel_source -> Nullable<Text>,
     }
 }
 
