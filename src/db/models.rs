@@ -696,6 +696,13 @@ impl StoredFile {
             .get_result(conn)
     }
 
+    /// Inserts with an id taken before by `db::reserve_file_id`.
+    pub fn insert_with_id(conn: &mut DbConn, id: i64, new: &NewFile) -> QResult<StoredFile> {
+        diesel::insert_into(files::table)
+            .values((files::id.eq(id), new))
+            .get_result(conn)
+    }
+
     /// The caller's own file: anybody else's id looks absent.
     pub fn find_owned(conn: &mut DbConn, user_id: i64, id: i64) -> QResult<Option<StoredFile>> {
         files::table

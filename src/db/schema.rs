@@ -346,6 +346,7 @@ diesel::table! {
         expires_at -> Timestamp,
         used_at -> Nullable<Timestamp>,
         file_id -> Nullable<BigInt>,
+        reserved_file_id -> Nullable<BigInt>,
     }
 }
 
