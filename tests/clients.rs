@@ -7,3 +7,6 @@ mod common;
 
 #[path = "clients/orcaslicer.rs"]
 mod orcaslicer;
+
+#[path = "clients/cloudslicer.rs"]
+mod cloudslicer;
