@@ -1328,6 +1328,29 @@ async fn cancel_reasons_and_feedback(app: &TestApp) {
         ])
     );
     assert_eq!(row(done), json!([done, "DONE", null, null, "Perfect"]));
+
+    // A printing job cancelled twice (the second time without a reason) keeps the reason;
+    // the printer's confirmation does not change it.
+    app.post(
+        "/apiglobal/printer_clear_build_tray",
+        &[
+            ("session", &f.session),
+            ("printer_id", &f.printer.to_string()),
+        ],
+    )
+    .await;
+    let running = new_job(app, &f, false).await;
+    agent_starts(app, &f, running).await;
+    let first = cancel(app, &f.session, running, &[("reason", "hardware_issue")]).await;
+    assert_eq!(first.0, 200, "{}", first.1);
+    assert_eq!(cancel(app, &f.session, running, &[]).await.0, 200);
+    report(app, &f.token, json!({"state": "cancel"}), json!({})).await;
+    assert_eq!(status(app, &f.session, running).await, "45");
+    let (source, reason, details, _) = why(app, running);
+    assert_eq!(
+        (source.as_deref(), reason.as_deref(), details),
+        (Some("CANCELLED_WEB"), Some("hardware_issue"), None)
+    );
 }
 
 /// Rows from before the migration kept CANCELLED_WEB / CANCELLED_PRINTER in cancel_reason:

@@ -574,10 +574,11 @@ pub fn job_cancel(
     db::write_transaction(conn, |c| {
         let (job, _) = actionable(c, user, job_id)?;
         let now = db::now();
+        // A repeated cancel of a printing job without a reason keeps the one given before.
         let why = (
             jobs::cancel_source.eq(Some(cancel_source::CANCELLED_WEB)),
-            jobs::cancel_reason.eq(reason),
-            jobs::cancel_details.eq(details),
+            jobs::cancel_reason.eq(reason.map(str::to_string).or(job.cancel_reason.clone())),
+            jobs::cancel_details.eq(details.map(str::to_string).or(job.cancel_details.clone())),
             jobs::cancelled_by_user_id.eq(Some(user.id)),
         );
         match job.status_id {
