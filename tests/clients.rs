@@ -10,3 +10,6 @@ mod orcaslicer;
 
 #[path = "clients/cura.rs"]
 mod cura;
+
+#[path = "clients/cloudslicer.rs"]
+mod cloudslicer;

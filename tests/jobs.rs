@@ -20,6 +20,8 @@ backend_tests!(
     live_updates_never_miss_a_change,
     listing_pages_and_is_actual,
     agent_queue_calls,
+    cancel_reasons_and_feedback,
+    old_cancel_codes_move_to_the_source_column,
 );
 
 const PREFIX: &str = "/apiprinter/v1/printer";
@@ -434,12 +436,18 @@ async fn job_cancelled_and_failed(app: &TestApp) {
     assert_eq!(status(app, &f.session, job).await, "45");
     {
         let mut c = app.conn();
-        let (reason, by): (Option<String>, Option<i64>) = jobs::table
+        let (source, reason, by): (Option<String>, Option<String>, Option<i64>) = jobs::table
             .find(job)
-            .select((jobs::cancel_reason, jobs::cancelled_by_user_id))
+            .select((
+                jobs::cancel_source,
+                jobs::cancel_reason,
+                jobs::cancelled_by_user_id,
+            ))
             .first(&mut *c)
             .unwrap();
-        assert_eq!(reason.as_deref(), Some("CANCELLED_WEB"));
+        // The printer's "cancel" confirms the web cancel; it does not become the source.
+        assert_eq!(source.as_deref(), Some("CANCELLED_WEB"));
+        assert_eq!(reason, None, "nobody chose a reason");
         assert!(by.is_some());
     }
     // An agent error → failed 43.
@@ -1140,5 +1148,277 @@ async fn agent_queue_calls(app: &TestApp) {
     assert_eq!(
         agent(app, "get_queued_jobs", json!({"auth_token": "bad"})).await["error"]["code"],
         json!(3)
+    );
+}
+
+type Why = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+/// (cancel_source, cancel_reason, cancel_details, feedback) of a job.
+fn why(app: &TestApp, job: i64) -> Why {
+    let mut c = app.conn();
+    jobs::table
+        .find(job)
+        .select((
+            jobs::cancel_source,
+            jobs::cancel_reason,
+            jobs::cancel_details,
+            jobs::feedback,
+        ))
+        .first(&mut *c)
+        .unwrap()
+}
+
+async fn cancel(app: &TestApp, session: &str, job: i64, extra: &[(&str, &str)]) -> (u16, Value) {
+    let id = job.to_string();
+    let mut form = vec![("session", session), ("job_id", id.as_str())];
+    form.extend_from_slice(extra);
+    app.post("/apiglobal/job_cancel", &form).await
+}
+
+async fn feedback(app: &TestApp, session: &str, job: i64, text: &str) -> (u16, Value) {
+    app.post(
+        "/apiglobal/job_feedback",
+        &[
+            ("session", session),
+            ("job_id", &job.to_string()),
+            ("feedback", text),
+        ],
+    )
+    .await
+}
+
+/// `job_cancel`'s reason comes from the documented list (code or label), free text goes to
+/// the details, and feedback is left on an ended job by its owner or the printer's managers.
+async fn cancel_reasons_and_feedback(app: &TestApp) {
+    let f = farm(app, "maker@example.com", "SN-R1").await;
+    let job = new_job(app, &f, true).await;
+    let nothing: Why = (None, None, None, None);
+
+    // An unknown reason names the valid ones; nothing is written.
+    let msg = assert_fail(
+        &cancel(app, &f.session, job, &[("reason", "ugly")]).await,
+        400,
+    );
+    assert!(
+        msg.contains("hardware_issue") && msg.contains("print_quality") && msg.contains("other"),
+        "{msg}"
+    );
+    let long = "x".repeat(1001);
+    let msg = assert_fail(
+        &cancel(
+            app,
+            &f.session,
+            job,
+            &[("reason", "other"), ("details", &long)],
+        )
+        .await,
+        400,
+    );
+    assert!(msg.contains("1000"), "{msg}");
+    assert_eq!(status(app, &f.session, job).await, "11");
+    assert_eq!(why(app, job), nothing);
+    // Feedback waits for the job to end.
+    assert_fail(&feedback(app, &f.session, job, "nice").await, 409);
+
+    // The label is accepted as well as the code; the code is stored.
+    let ok = cancel(
+        app,
+        &f.session,
+        job,
+        &[
+            ("reason", "print QUALITY"),
+            ("details", "  stringing everywhere "),
+        ],
+    )
+    .await;
+    assert_eq!(ok.0, 200, "{}", ok.1);
+    assert_eq!(status(app, &f.session, job).await, "45");
+    assert_eq!(
+        why(app, job),
+        (
+            Some("CANCELLED_WEB".into()),
+            Some("print_quality".into()),
+            Some("stringing everywhere".into()),
+            None
+        )
+    );
+    // Ended: a second cancel is a conflict.
+    assert_fail(
+        &cancel(app, &f.session, job, &[("reason", "other")]).await,
+        409,
+    );
+
+    // Feedback: bounded, by the owner, replaced by a second one.
+    let msg = assert_fail(
+        &feedback(app, &f.session, job, &"y".repeat(2001)).await,
+        400,
+    );
+    assert!(msg.contains("2000"), "{msg}");
+    assert_eq!(feedback(app, &f.session, job, "Lovely ✓").await.0, 200);
+    assert_eq!(why(app, job).3.as_deref(), Some("Lovely ✓"));
+    // An organization admin manages every printer of the organization.
+    let (_, admin) = app
+        .user_with_session(app.org_id, "boss@example.com", 1)
+        .await;
+    assert_eq!(feedback(app, &admin, job, "Checked by staff").await.0, 200);
+    assert_eq!(why(app, job).3.as_deref(), Some("Checked by staff"));
+    // A member who neither owns the job nor manages its printer, and someone of another
+    // organization, get the same 404 as for a missing job.
+    let member = app.login_new_user("peer@example.com").await;
+    assert_fail(&feedback(app, &member, job, "meh").await, 404);
+    let other_org = app.create_org("Elsewhere");
+    let (_, stranger) = app
+        .user_with_session(other_org, "stranger@example.com", 1)
+        .await;
+    assert_fail(&feedback(app, &stranger, job, "meh").await, 404);
+    assert_fail(&cancel(app, &stranger, job, &[]).await, 404);
+    assert_fail(&feedback(app, &f.session, 987_654, "meh").await, 404);
+    assert_eq!(why(app, job).3.as_deref(), Some("Checked by staff"));
+
+    // A finished job takes feedback too; the report shows the reason's label and the feedback.
+    ready(app, &f.token).await;
+    app.post(
+        "/apiglobal/printer_clear_build_tray",
+        &[
+            ("session", &f.session),
+            ("printer_id", &f.printer.to_string()),
+        ],
+    )
+    .await;
+    let done = new_job(app, &f, false).await;
+    agent_starts(app, &f, done).await;
+    finish(app, &f, done).await;
+    assert_eq!(status(app, &f.session, done).await, "77");
+    assert_eq!(feedback(app, &f.session, done, "Perfect").await.0, 200);
+    let (code, body) = app
+        .post(
+            "/apiglobal/get_custom_report",
+            &[
+                ("session", &admin),
+                ("type", "json"),
+                (
+                    "fields",
+                    "job_id,status,cancel_reason,cancel_details,feedback",
+                ),
+            ],
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let rows = body["message"].as_array().unwrap();
+    let row = |id: i64| {
+        rows[2..]
+            .iter()
+            .find(|r| r[0] == json!(id))
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        row(job),
+        json!([
+            job,
+            "CANCELLED_WEB",
+            "Print quality",
+            "stringing everywhere",
+            "Checked by staff"
+        ])
+    );
+    assert_eq!(row(done), json!([done, "DONE", null, null, "Perfect"]));
+
+    // A printing job cancelled twice (the second time without a reason) keeps the reason;
+    // the printer's confirmation does not change it.
+    app.post(
+        "/apiglobal/printer_clear_build_tray",
+        &[
+            ("session", &f.session),
+            ("printer_id", &f.printer.to_string()),
+        ],
+    )
+    .await;
+    let running = new_job(app, &f, false).await;
+    agent_starts(app, &f, running).await;
+    let first = cancel(app, &f.session, running, &[("reason", "hardware_issue")]).await;
+    assert_eq!(first.0, 200, "{}", first.1);
+    assert_eq!(cancel(app, &f.session, running, &[]).await.0, 200);
+    report(app, &f.token, json!({"state": "cancel"}), json!({})).await;
+    assert_eq!(status(app, &f.session, running).await, "45");
+    let (source, reason, details, _) = why(app, running);
+    assert_eq!(
+        (source.as_deref(), reason.as_deref(), details),
+        (Some("CANCELLED_WEB"), Some("hardware_issue"), None)
+    );
+}
+
+/// Rows from before the migration kept CANCELLED_WEB / CANCELLED_PRINTER in cancel_reason:
+/// the migration moves them to cancel_source, and the report still reads sensibly.
+async fn old_cancel_codes_move_to_the_source_column(app: &TestApp) {
+    use diesel::sql_types::BigInt;
+    use diesel_migrations::MigrationHarness;
+    use printfarm::db::{self, DbConn, PG_MIGRATIONS, SQLITE_MIGRATIONS};
+
+    let f = farm(app, "maker@example.com", "SN-M1").await;
+    let web = new_job(app, &f, true).await;
+    let printer = new_job(app, &f, true).await;
+    let queued = new_job(app, &f, true).await;
+    {
+        let mut c = app.conn();
+        let conn: &mut DbConn = &mut c;
+        let pg = matches!(conn, DbConn::Pg(_));
+        // Back to the schema before cancel_source (later migrations are reverted on the way).
+        loop {
+            let set = if pg { PG_MIGRATIONS } else { SQLITE_MIGRATIONS };
+            let v = conn.revert_last_migration(set).unwrap().to_string();
+            let digits: String = v.chars().filter(char::is_ascii_digit).collect();
+            if digits == "20261203000010" {
+                break;
+            }
+        }
+        for (job, code) in [(web, "CANCELLED_WEB"), (printer, "CANCELLED_PRINTER")] {
+            diesel::sql_query(format!(
+                "UPDATE jobs SET status_id = 45, cancel_reason = '{code}', \
+                 cancel_details = 'old details' WHERE id = $1"
+            ))
+            .bind::<BigInt, _>(job)
+            .execute(conn)
+            .unwrap();
+        }
+        let applied = db::run_migrations(conn).unwrap();
+        assert!(!applied.is_empty());
+    }
+    let old = |s: &str| (Some(s.to_string()), None, Some("old details".into()), None);
+    assert_eq!(why(app, web), old("CANCELLED_WEB"));
+    assert_eq!(why(app, printer), old("CANCELLED_PRINTER"));
+    assert_eq!(why(app, queued), (None, None, None, None));
+
+    let (_, admin) = app
+        .user_with_session(app.org_id, "boss@example.com", 1)
+        .await;
+    let (code, body) = app
+        .post(
+            "/apiglobal/get_custom_report",
+            &[
+                ("session", &admin),
+                ("type", "json"),
+                ("fields", "job_id,status,cancel_reason,cancel_details"),
+            ],
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        body["message"].as_array().unwrap()[2..],
+        [
+            json!([web, "CANCELLED_WEB", null, "old details"]),
+            json!([
+                printer,
+                "CANCELLED_PRINTER",
+                "Cancelled on the printer",
+                "old details"
+            ]),
+            json!([queued, "QUEUED", null, null]),
+        ]
     );
 }

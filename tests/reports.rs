@@ -341,7 +341,8 @@ async fn world(app: &TestApp) -> World {
             &[
                 ("session", &zoe),
                 ("job_id", &web.to_string()),
-                ("reason", "wrong colour, \"oops\""),
+                ("reason", "wrong_settings"),
+                ("details", "wrong colour, \"oops\""),
             ],
         )
         .await;
@@ -393,10 +394,7 @@ async fn world(app: &TestApp) -> World {
     {
         let mut c = app.conn();
         diesel::update(jobs::table.find(done))
-            .set((
-                jobs::feedback.eq(Some("Great print 👍, thanks")),
-                jobs::print_time.eq(3725),
-            ))
+            .set(jobs::print_time.eq(3725))
             .execute(&mut *c)
             .unwrap();
         let two_hours_ago = Utc::now().naive_utc() - Duration::hours(2);
@@ -405,6 +403,19 @@ async fn world(app: &TestApp) -> World {
             .execute(&mut *c)
             .unwrap();
     }
+
+    // The owner leaves feedback on the finished job (printfarm extension `job_feedback`).
+    let (status, body) = app
+        .post(
+            "/apiglobal/job_feedback",
+            &[
+                ("session", &zoe),
+                ("job_id", &done.to_string()),
+                ("feedback", "Great print 👍, thanks"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
 
     // Another organization with jobs of its own: one waiting, one finished.
     let other = app.create_org("Other Org");
@@ -649,7 +660,8 @@ async fn custom_report_every_field_json_and_csv(app: &TestApp) {
     // Cancelled from the web.
     let r = row_of(&rows, j.web);
     assert_eq!(named(h, r, "Status"), "CANCELLED_WEB");
-    assert_eq!(named(h, r, "Cancel Reason"), "CANCELLED_WEB");
+    // The reason the person chose, by its label; the status keeps where it was cancelled.
+    assert_eq!(named(h, r, "Cancel Reason"), "Wrong settings");
     assert_eq!(named(h, r, "Cancel Details"), "wrong colour, \"oops\"");
     assert!(named(h, r, "Real Print Time")
         .as_str()
@@ -659,7 +671,7 @@ async fn custom_report_every_field_json_and_csv(app: &TestApp) {
     // Failed.
     let r = row_of(&rows, j.failed);
     assert_eq!(named(h, r, "Status"), "FAILED");
-    assert_eq!(named(h, r, "Cancel Reason"), "PRINTER_ERROR");
+    assert_eq!(named(h, r, "Cancel Reason"), "Printer error");
     // Printing, started by the admin two hours ago.
     let r = row_of(&rows, j.running);
     assert_eq!(named(h, r, "Status"), "IN_PROGRESS");
@@ -682,8 +694,8 @@ async fn custom_report_every_field_json_and_csv(app: &TestApp) {
     assert_eq!(named(h, r, "Workgroup Names"), &groups_p1.1);
     // Cancelled on the printer, on a printer in no workgroup.
     let r = row_of(&rows, j.printer_cancel);
-    assert_eq!(named(h, r, "Status"), "CANCELLED");
-    assert_eq!(named(h, r, "Cancel Reason"), "CANCELLED_PRINTER");
+    assert_eq!(named(h, r, "Status"), "CANCELLED_PRINTER");
+    assert_eq!(named(h, r, "Cancel Reason"), "Cancelled on the printer");
     assert_eq!(named(h, r, "Printer ID"), &json!(w.p2));
     assert_eq!(named(h, r, "Printer Name"), "Bench, \"B\"");
     assert_eq!(named(h, r, "Workgroup IDs"), "");

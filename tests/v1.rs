@@ -305,8 +305,40 @@ async fn public_upload_ids(app: &TestApp) {
     let s = app.login_new_user("shop@example.com").await;
     let (_, t) = token(app, &s, "shop").await;
     let (status, body) = get(app, "/v1/file/upload-id", Some(&t)).await;
-    assert_eq!(status, 200);
+    assert_eq!(status, 200, "{body}");
     let id = body["upload_id"].as_str().unwrap().to_string();
+    // The id the browser's upload will have (a string, as in Cloud Slicer's contract).
+    let promised = body["file_id"]
+        .as_str()
+        .expect("file_id is a string")
+        .to_string();
+    let printability = |fid: String| {
+        let t = t.clone();
+        async move {
+            let res = app
+                .client
+                .post(app.url(&format!("/v1/printability/{fid}")))
+                .bearer_auth(&t)
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap();
+            res.status().as_u16()
+        }
+    };
+    // Nothing there yet; and an upload by the shop's server in between gets another id.
+    assert_eq!(printability(promised.clone()).await, 404);
+    let res = upload(
+        app,
+        "/v1/file",
+        Some(&t),
+        "side.stl",
+        fixture("cube_20mm.stl"),
+    )
+    .await;
+    let (status, side) = common::read(res).await;
+    assert_eq!(status, 200, "{side}");
+    assert_ne!(side["file_id"], json!(promised));
     let pre = app
         .client
         .request(
@@ -329,6 +361,13 @@ async fn public_upload_ids(app: &TestApp) {
     let (status, body) = common::read(res).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["file_name"], "cube.stl");
+    assert_eq!(
+        body["file_id"],
+        json!(promised),
+        "the file has the promised id"
+    );
+    // The shop's server can now use it (quoting takes the same file id).
+    assert_eq!(printability(promised.clone()).await, 200);
     // Single use.
     let res = upload(
         app,
@@ -376,9 +415,41 @@ async fn public_upload_ids(app: &TestApp) {
         .as_u16(),
         404
     );
+    {
+        let mut c = app.conn();
+        let n: i64 = files::table.count().get_result(&mut *c).unwrap();
+        assert_eq!(n, 2, "refused uploads stored nothing");
+    }
+
+    // Reservations whose upload never came do not pile up: a day past their expiry they are
+    // removed when new ones are made (until then a late upload hears 410, above).
+    {
+        let mut c = app.conn();
+        let long_ago = chrono::Utc::now().naive_utc() - chrono::Duration::days(2);
+        diesel::update(upload_ids::table.filter(upload_ids::upload_id.eq(&old)))
+            .set(upload_ids::expires_at.eq(long_ago))
+            .execute(&mut *c)
+            .unwrap();
+    }
+    let (_, body) = get(app, "/v1/file/upload-id", Some(&t)).await;
+    let fresh: i64 = body["file_id"].as_str().unwrap().parse().unwrap();
     let mut c = app.conn();
-    let n: i64 = files::table.count().get_result(&mut *c).unwrap();
-    assert_eq!(n, 1, "refused uploads stored nothing");
+    let left: Vec<String> = upload_ids::table
+        .select(upload_ids::upload_id)
+        .load(&mut *c)
+        .unwrap();
+    assert!(!left.contains(&old), "the stale reservation is gone");
+    assert_eq!(
+        left.len(),
+        2,
+        "the used id (not yet expired) and the new one"
+    );
+    // Every reservation took an id of its own, never one a file already has.
+    let max: Option<i64> = files::table
+        .select(diesel::dsl::max(files::id))
+        .first(&mut *c)
+        .unwrap();
+    assert!(fresh > max.unwrap());
 }
 
 async fn post_quote(app: &TestApp, t: &str, path: &str, body: Value) -> (u16, Value) {

@@ -478,6 +478,46 @@ pub fn lock_key(conn: &mut DbConn, key: &str) -> diesel::QueryResult<()> {
     Ok(())
 }
 
+/// Takes the next `files` id without inserting a row. A `/v1` upload id promises its file an id
+/// before the upload comes; the upload then inserts with that id. Ids whose upload never comes
+/// are skipped, like those of rolled-back inserts. Call inside `write_transaction` (on SQLite
+/// the sequence row is then changed under the database's write lock).
+pub fn reserve_file_id(conn: &mut DbConn) -> diesel::QueryResult<i64> {
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Next {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        id: i64,
+    }
+    match conn {
+        DbConn::Pg(c) => Ok(diesel::sql_query(
+            "SELECT nextval(pg_get_serial_sequence('files', 'id')) AS id",
+        )
+        .get_result::<Next>(c)?
+        .id),
+        // AUTOINCREMENT keeps the highest id ever used in sqlite_sequence and never reuses
+        // one; raising it reserves the id (the row exists once any file was stored).
+        DbConn::Sqlite(c) => {
+            diesel::sql_query(
+                "INSERT INTO sqlite_sequence (name, seq) SELECT 'files', 0 \
+                 WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'files')",
+            )
+            .execute(c)?;
+            diesel::sql_query(
+                "UPDATE sqlite_sequence \
+                 SET seq = MAX(seq, (SELECT COALESCE(MAX(id), 0) FROM files)) + 1 \
+                 WHERE name = 'files'",
+            )
+            .execute(c)?;
+            Ok(diesel::sql_query(
+                "SELECT CAST(seq AS BIGINT) AS id FROM sqlite_sequence WHERE name = 'files'",
+            )
+            .get_result::<Next>(c)?
+            .id)
+        }
+    }
+}
+
 /// Current UTC time truncated to microseconds: Postgres keeps micros and SQLite would keep
 /// nanoseconds, so values written and read back compare equal on both.
 pub fn now() -> chrono::NaiveDateTime {

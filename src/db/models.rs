@@ -696,6 +696,13 @@ impl StoredFile {
             .get_result(conn)
     }
 
+    /// Inserts with an id taken before by `db::reserve_file_id`.
+    pub fn insert_with_id(conn: &mut DbConn, id: i64, new: &NewFile) -> QResult<StoredFile> {
+        diesel::insert_into(files::table)
+            .values((files::id.eq(id), new))
+            .get_result(conn)
+    }
+
     /// The caller's own file: anybody else's id looks absent.
     pub fn find_owned(conn: &mut DbConn, user_id: i64, id: i64) -> QResult<Option<StoredFile>> {
         files::table
@@ -1334,7 +1341,9 @@ pub struct Job {
     pub cost: Option<f64>,
     /// Balance, quota and share prints were charged (exactly once, at start).
     pub charged: bool,
+    /// The reason a person chose when cancelling: a `services::jobs::CancelReason` code.
     pub cancel_reason: Option<String>,
+    /// Free text given with the cancel (bounded).
     pub cancel_details: Option<String>,
     pub cancelled_by_user_id: Option<i64>,
     pub started_by_user_id: Option<i64>,
@@ -1344,6 +1353,8 @@ pub struct Job {
     pub ended_at: Option<NaiveDateTime>,
     pub updated_at: NaiveDateTime,
     pub download_token_hash: Option<String>,
+    /// Who or what ended the job early: a `services::jobs::cancel_source` code.
+    pub cancel_source: Option<String>,
 }
 
 #[derive(Debug, Insertable)]

@@ -274,6 +274,7 @@ diesel::table! {
         ended_at -> Nullable<Timestamp>,
         updated_at -> Timestamp,
         download_token_hash -> Nullable<Text>,
+        cancel_source -> Nullable<Text>,
     }
 }
 
@@ -345,6 +346,7 @@ diesel::table! {
         expires_at -> Timestamp,
         used_at -> Nullable<Timestamp>,
         file_id -> Nullable<BigInt>,
+        reserved_file_id -> Nullable<BigInt>,
     }
 }
 

@@ -64,6 +64,7 @@ use crate::http::{apiglobal, v1};
         apiglobal::users::create_workgroup,
         apiglobal::printers::set_printer_workgroups,
         apiglobal::jobs::update_organization_settings,
+        apiglobal::jobs::job_feedback,
         v1::user,
         v1::uploads,
         v1::printability,

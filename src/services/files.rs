@@ -320,6 +320,8 @@ pub struct UploadMeta {
     pub project_color: Option<String>,
     pub upload_type_id: Option<i32>,
     pub upload_soft_name: Option<String>,
+    /// The id promised to this file beforehand (`/v1` upload ids); never from a client.
+    pub reserved_id: Option<i64>,
 }
 
 /// Validates the project choice before anything is stored (read only).
@@ -381,30 +383,31 @@ pub fn register(
     db::write_transaction(conn, |c| {
         let project = resolve_project(c, user, meta)?;
         let now = db::now();
-        let file = StoredFile::insert(
-            c,
-            &NewFile {
-                user_id: user.id,
-                organization_id: user.organization_id,
-                project_id: Some(project.id),
-                state: "ready",
-                filename: up.filename,
-                kind: up.analysed.kind.as_str(),
-                size: i64::try_from(up.size).map_err(Error::internal)?,
-                sha256: up.sha256,
-                storage_key: up.storage_key,
-                upload_type_id: meta.upload_type_id.unwrap_or(WEBSITE_UPLOAD),
-                upload_soft_name: meta.upload_soft_name.as_deref(),
-                printer_type_id: None,
-                slicer: up.analysed.slicer.as_deref(),
-                zip: up.analysed.zipped,
-                analysis: Some(&analysis),
-                slicer_settings: settings.as_deref(),
-                picture: Some(up.picture),
-                created_at: now,
-                updated_at: now,
-            },
-        )?;
+        let new = NewFile {
+            user_id: user.id,
+            organization_id: user.organization_id,
+            project_id: Some(project.id),
+            state: "ready",
+            filename: up.filename,
+            kind: up.analysed.kind.as_str(),
+            size: i64::try_from(up.size).map_err(Error::internal)?,
+            sha256: up.sha256,
+            storage_key: up.storage_key,
+            upload_type_id: meta.upload_type_id.unwrap_or(WEBSITE_UPLOAD),
+            upload_soft_name: meta.upload_soft_name.as_deref(),
+            printer_type_id: None,
+            slicer: up.analysed.slicer.as_deref(),
+            zip: up.analysed.zipped,
+            analysis: Some(&analysis),
+            slicer_settings: settings.as_deref(),
+            picture: Some(up.picture),
+            created_at: now,
+            updated_at: now,
+        };
+        let file = match meta.reserved_id {
+            Some(id) => StoredFile::insert_with_id(c, id, &new)?,
+            None => StoredFile::insert(c, &new)?,
+        };
         Ok((file, project))
     })
 }

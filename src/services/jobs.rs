@@ -507,16 +507,129 @@ pub fn job_command(
     })
 }
 
-pub const CANCELLED_WEB: &str = "CANCELLED_WEB";
+/// Who or what ended a job before it finished (`jobs.cancel_source`). The report's status
+/// column is derived from it (`CANCELLED_WEB`, `CANCELLED_PRINTER`).
+pub mod cancel_source {
+    /// Cancelled through the API or the web (`job_cancel`).
+    pub const CANCELLED_WEB: &str = "CANCELLED_WEB";
+    /// The agent reported the printer's own cancel.
+    pub const CANCELLED_PRINTER: &str = "CANCELLED_PRINTER";
+    /// The printer went back to ready before the job was done.
+    pub const STOPPED_ON_PRINTER: &str = "STOPPED_ON_PRINTER";
+    /// The printer reported an error.
+    pub const PRINTER_ERROR: &str = "PRINTER_ERROR";
+    /// The agent restarted and dropped the job (`reset_job`).
+    pub const AGENT_RESET: &str = "AGENT_RESET";
+    /// Auto-start could not charge the job's owner.
+    pub const NOT_CHARGEABLE: &str = "NOT_CHARGEABLE";
+}
+
+/// Why a person cancelled a job: `job_cancel`'s `reason` takes the code (or the label), the
+/// report's "Cancel Reason" shows the label. 3DPrinterOS asks this from a list in its web
+/// page, but publishes no list; this one is printfarm's own, covering the usual causes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelReason {
+    HardwareIssue,
+    PrintQuality,
+    WrongSettings,
+    WrongFile,
+    MaterialIssue,
+    BedAdhesion,
+    TooLong,
+    NotNeeded,
+    Other,
+}
+
+impl CancelReason {
+    pub const ALL: [CancelReason; 9] = [
+        CancelReason::HardwareIssue,
+        CancelReason::PrintQuality,
+        CancelReason::WrongSettings,
+        CancelReason::WrongFile,
+        CancelReason::MaterialIssue,
+        CancelReason::BedAdhesion,
+        CancelReason::TooLong,
+        CancelReason::NotNeeded,
+        CancelReason::Other,
+    ];
+
+    /// The stored code.
+    pub fn code(self) -> &'static str {
+        match self {
+            CancelReason::HardwareIssue => "hardware_issue",
+            CancelReason::PrintQuality => "print_quality",
+            CancelReason::WrongSettings => "wrong_settings",
+            CancelReason::WrongFile => "wrong_file",
+            CancelReason::MaterialIssue => "material_issue",
+            CancelReason::BedAdhesion => "bed_adhesion",
+            CancelReason::TooLong => "too_long",
+            CancelReason::NotNeeded => "not_needed",
+            CancelReason::Other => "other",
+        }
+    }
+
+    /// What the report shows.
+    pub fn label(self) -> &'static str {
+        match self {
+            CancelReason::HardwareIssue => "Hardware issue",
+            CancelReason::PrintQuality => "Print quality",
+            CancelReason::WrongSettings => "Wrong settings",
+            CancelReason::WrongFile => "Wrong file or model",
+            CancelReason::MaterialIssue => "Filament or material issue",
+            CancelReason::BedAdhesion => "Bed adhesion",
+            CancelReason::TooLong => "Takes too long",
+            CancelReason::NotNeeded => "No longer needed",
+            CancelReason::Other => "Other",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<CancelReason> {
+        Self::ALL.into_iter().find(|r| r.code() == code)
+    }
+
+    /// What a person sends: the code or the label, in any case (`Print quality`, `PRINT_QUALITY`).
+    /// Anything else is refused with the list of codes.
+    pub fn parse(input: &str) -> Result<CancelReason> {
+        let t = input.trim();
+        Self::ALL
+            .into_iter()
+            .find(|r| r.code().eq_ignore_ascii_case(t) || r.label().eq_ignore_ascii_case(t))
+            .ok_or_else(|| {
+                let codes: Vec<&str> = Self::ALL.iter().map(|r| r.code()).collect();
+                Error::bad_request(format!(
+                    "reason must be one of: {} (free text goes in details)",
+                    codes.join(", ")
+                ))
+            })
+    }
+}
+
+/// Longest `job_cancel` details and job feedback, in characters.
+pub const MAX_CANCEL_DETAILS: usize = 1000;
+pub const MAX_FEEDBACK: usize = 2000;
+
+fn bounded<'a>(name: &str, text: Option<&'a str>, max: usize) -> Result<Option<&'a str>> {
+    match text.map(str::trim).filter(|t| !t.is_empty()) {
+        Some(t) if t.chars().count() > max => Err(Error::bad_request(format!(
+            "{name} must be at most {max} characters"
+        ))),
+        other => Ok(other),
+    }
+}
 
 /// `job_cancel`: a queued job is aborted at once; a running one gets a `cancel` command and
-/// ends when the agent reports it. Returns the printer to wake, if a command was sent.
+/// ends when the agent reports it. `reason` is the person's choice from [`CancelReason`],
+/// `details` free text. Returns the printer to wake, if a command was sent.
 pub fn job_cancel(
     conn: &mut DbConn,
     user: &User,
     job_id: i64,
+    reason: Option<CancelReason>,
     details: Option<&str>,
 ) -> Result<Option<i64>> {
+    let details = bounded("details", details, MAX_CANCEL_DETAILS)?;
+    let reason = reason.map(CancelReason::code);
     db::write_transaction(conn, |c| {
         let (job, _) = actionable(c, user, job_id)?;
         // The printer before the change counter (the lock order of `db::write_transaction`):
@@ -524,6 +637,13 @@ pub fn job_cancel(
         lock_printer(c, job.printer_id)?;
         let job = Job::find(c, job.id)?.ok_or_else(|| not_found(job_id))?;
         let now = db::now();
+        // A repeated cancel of a printing job without a reason keeps the one given before.
+        let why = (
+            jobs::cancel_source.eq(Some(cancel_source::CANCELLED_WEB)),
+            jobs::cancel_reason.eq(reason.map(str::to_string).or(job.cancel_reason.clone())),
+            jobs::cancel_details.eq(details.map(str::to_string).or(job.cancel_details.clone())),
+            jobs::cancelled_by_user_id.eq(Some(user.id)),
+        );
         match job.status_id {
             job_status::QUEUED => {
                 change(c, job.id, |c, _| {
@@ -531,10 +651,10 @@ pub fn job_cancel(
                         .set((
                             jobs::status_id.eq(job_status::ABORTED),
                             jobs::ended_at.eq(Some(now)),
-                            jobs::cancel_reason.eq(Some(CANCELLED_WEB)),
-                            jobs::cancel_details.eq(details),
-                            jobs::cancelled_by_user_id.eq(Some(user.id)),
                         ))
+                        .execute(c)?;
+                    diesel::update(jobs::table.find(job.id))
+                        .set(why)
                         .execute(c)?;
                     Ok(())
                 })?;
@@ -543,11 +663,7 @@ pub fn job_cancel(
             job_status::IN_PROGRESS => {
                 change(c, job.id, |c, _| {
                     diesel::update(jobs::table.find(job.id))
-                        .set((
-                            jobs::cancel_reason.eq(Some(CANCELLED_WEB)),
-                            jobs::cancel_details.eq(details),
-                            jobs::cancelled_by_user_id.eq(Some(user.id)),
-                        ))
+                        .set(why)
                         .execute(c)?;
                     Ok(())
                 })?;
@@ -561,7 +677,34 @@ pub fn job_cancel(
     })
 }
 
-fn end_job(c: &mut DbConn, job: &Job, status: i32, reason: Option<&str>) -> Result<()> {
+/// `job_feedback` (printfarm extension): the job's owner, or whoever manages its printer,
+/// leaves a note on a job that has ended (finished, cancelled or failed); it fills the
+/// report's "Feedback" column. A second call replaces it; an empty one clears it.
+pub fn job_feedback(
+    conn: &mut DbConn,
+    user: &User,
+    job_id: i64,
+    feedback: Option<&str>,
+) -> Result<()> {
+    let feedback = bounded("feedback", feedback, MAX_FEEDBACK)?;
+    db::write_transaction(conn, |c| {
+        let (job, _) = actionable(c, user, job_id)?;
+        if job_status::is_active(job.status_id) {
+            return Err(Error::Conflict(format!(
+                "Job {job_id} has not ended yet: feedback is left on a finished, cancelled or failed job"
+            )));
+        }
+        change(c, job.id, |c, _| {
+            diesel::update(jobs::table.find(job.id))
+                .set(jobs::feedback.eq(feedback))
+                .execute(c)?;
+            Ok(())
+        })?;
+        Ok(())
+    })
+}
+
+fn end_job(c: &mut DbConn, job: &Job, status: i32, source: Option<&str>) -> Result<()> {
     let now = db::now();
     let print_time = job.started_at.map_or(0, |s| {
         (now - s).num_seconds().clamp(0, i64::from(i32::MAX)) as i32
@@ -580,10 +723,11 @@ fn end_job(c: &mut DbConn, job: &Job, status: i32, reason: Option<&str>) -> Resu
                 jobs::download_token_hash.eq(None::<String>),
             ))
             .execute(c)?;
-        if job.cancel_reason.is_none() {
-            if let Some(r) = reason {
+        // A web cancel already named its source; the printer's report only confirms it.
+        if job.cancel_source.is_none() {
+            if let Some(s) = source {
                 diesel::update(jobs::table.find(job.id))
-                    .set(jobs::cancel_reason.eq(Some(r)))
+                    .set(jobs::cancel_source.eq(Some(s)))
                     .execute(c)?;
             }
         }
@@ -634,16 +778,16 @@ pub fn follow_report(c: &mut DbConn, before: &Printer, poll: &agent::Poll) -> Re
         });
     let was_active = matches!(before.state.as_str(), "printing" | "paused" | "downloading");
     let outcome = if poll.reset_job {
-        Some((job_status::FAILED, "AGENT_RESET"))
+        Some((job_status::FAILED, cancel_source::AGENT_RESET))
     } else if state == "cancel" {
-        Some((job_status::ABORTED, "CANCELLED_PRINTER"))
+        Some((job_status::ABORTED, cancel_source::CANCELLED_PRINTER))
     } else if state == "error" || blocking_error {
-        Some((job_status::FAILED, "PRINTER_ERROR"))
+        Some((job_status::FAILED, cancel_source::PRINTER_ERROR))
     } else if state == "ready" && was_active {
         if percent >= 99.9 || before.percent >= 99.9 {
             Some((job_status::FINISHED, ""))
         } else {
-            Some((job_status::ABORTED, "STOPPED_ON_PRINTER"))
+            Some((job_status::ABORTED, cancel_source::STOPPED_ON_PRINTER))
         }
     } else {
         None
@@ -685,7 +829,12 @@ pub fn auto_start(c: &mut DbConn, printer_id: i64, ctx: &JobContext) -> Result<O
         Ok(job) => Ok(Some(job)),
         // The next job's owner cannot pay any more: it fails instead of blocking the queue.
         Err(Error::Forbidden(reason)) => {
-            end_job(c, &job, job_status::FAILED, Some("NOT_CHARGEABLE"))?;
+            end_job(
+                c,
+                &job,
+                job_status::FAILED,
+                Some(cancel_source::NOT_CHARGEABLE),
+            )?;
             tracing::info!(job = job.id, %reason, "queued job could not be charged");
             Ok(None)
         }
@@ -833,4 +982,26 @@ pub fn update_org_settings(
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CancelReason;
+
+    #[test]
+    fn cancel_reasons_parse_by_code_or_label() {
+        for r in CancelReason::ALL {
+            assert_eq!(CancelReason::from_code(r.code()), Some(r));
+            assert_eq!(CancelReason::parse(r.code()).unwrap(), r);
+            assert_eq!(CancelReason::parse(&r.label().to_uppercase()).unwrap(), r);
+            // The serde spelling (the OpenAPI enum) is the stored code.
+            assert_eq!(serde_json::to_value(r).unwrap(), r.code());
+        }
+        assert_eq!(
+            CancelReason::parse(" Print quality ").unwrap(),
+            CancelReason::PrintQuality
+        );
+        let e = CancelReason::parse("it was ugly").unwrap_err().to_string();
+        assert!(e.contains("hardware_issue") && e.contains("other"), "{e}");
+    }
 }

@@ -24,7 +24,7 @@ use crate::db::schema::{
 };
 use crate::db::{DbConn, MultiBackend};
 use crate::error::{Error, Result};
-use crate::services::jobs::CANCELLED_WEB;
+use crate::services::jobs::{cancel_source, CancelReason};
 
 /// Longest allowed `to - from`, in days.
 pub const MAX_RANGE_DAYS: i64 = 365;
@@ -376,18 +376,42 @@ pub fn hms(seconds: i64) -> String {
     format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
-/// The status word of a job: DONE, CANCELLED_WEB (cancelled from the web), CANCELLED (other
-/// aborts), FAILED, IN_PROGRESS, QUEUED.
-pub fn status_word(status: i32, cancel_reason: Option<&str>) -> String {
+/// The status word of a job: DONE, CANCELLED_WEB (cancelled through the API or the web),
+/// CANCELLED_PRINTER (cancelled on the printer), CANCELLED (other aborts), FAILED, IN_PROGRESS,
+/// QUEUED.
+pub fn status_word(status: i32, source: Option<&str>) -> String {
     match status {
         job_status::FINISHED => "DONE".into(),
-        job_status::ABORTED if cancel_reason == Some(CANCELLED_WEB) => CANCELLED_WEB.into(),
-        job_status::ABORTED => "CANCELLED".into(),
+        job_status::ABORTED => match source {
+            Some(s @ (cancel_source::CANCELLED_WEB | cancel_source::CANCELLED_PRINTER)) => s.into(),
+            _ => "CANCELLED".into(),
+        },
         job_status::FAILED => "FAILED".into(),
         job_status::IN_PROGRESS => "IN_PROGRESS".into(),
         job_status::QUEUED => "QUEUED".into(),
         other => other.to_string(),
     }
+}
+
+/// "Cancel Reason": the label of the reason the person who cancelled chose. When nobody chose
+/// one, a job the printer or the server ended says why in words; a web cancel without a
+/// choice (also every one from before reasons existed) has none.
+pub fn cancel_reason_text(reason: Option<&str>, source: Option<&str>) -> Option<String> {
+    if let Some(r) = reason {
+        // A stored code always parses; anything else is shown as stored rather than hidden.
+        return Some(
+            CancelReason::from_code(r).map_or_else(|| r.to_string(), |r| r.label().into()),
+        );
+    }
+    let words = match source? {
+        cancel_source::CANCELLED_PRINTER => "Cancelled on the printer",
+        cancel_source::STOPPED_ON_PRINTER => "Stopped on the printer",
+        cancel_source::PRINTER_ERROR => "Printer error",
+        cancel_source::AGENT_RESET => "Printer agent restarted",
+        cancel_source::NOT_CHARGEABLE => "Could not be charged",
+        _ => return None,
+    };
+    Some(words.into())
 }
 
 /// What the parameters of `get_custom_report` ask for.
@@ -505,6 +529,7 @@ struct JobRow {
     cancel_details: Option<String>,
     started_by: Option<i64>,
     feedback: Option<String>,
+    cancel_source: Option<String>,
 }
 
 fn text(s: &str) -> Cell {
@@ -575,6 +600,7 @@ impl CustomReport {
                 jobs::cancel_details,
                 jobs::started_by_user_id,
                 jobs::feedback,
+                jobs::cancel_source,
             ))
             .load(conn)?;
 
@@ -631,7 +657,7 @@ impl CustomReport {
                     // What was charged; before a start, what the material would cost.
                     Field::Cost => r.cost.or(r.file_cost).map_or(Cell::Null, Cell::Float),
                     Field::Status => {
-                        Cell::Text(status_word(r.status_id, r.cancel_reason.as_deref()))
+                        Cell::Text(status_word(r.status_id, r.cancel_source.as_deref()))
                     }
                     Field::PrintTime => Cell::Text(hms(i64::from(r.printing_duration))),
                     // The column promises H:MM:SS: a job that never ran printed for 0:00:00
@@ -643,7 +669,10 @@ impl CustomReport {
                         }
                         Some(_) => Cell::Text(hms(i64::from(r.print_time))),
                     },
-                    Field::CancelReason => opt_text(&r.cancel_reason),
+                    Field::CancelReason => opt_text(&cancel_reason_text(
+                        r.cancel_reason.as_deref(),
+                        r.cancel_source.as_deref(),
+                    )),
                     Field::CancelDetails => opt_text(&r.cancel_details),
                     Field::StartedByEmail => match r.started_by {
                         None => Cell::Null,
@@ -756,7 +785,25 @@ mod tests {
         assert_eq!(hms(956), "0:15:56");
         assert_eq!(hms(93_784), "26:03:04");
         assert_eq!(status_word(45, Some("CANCELLED_WEB")), "CANCELLED_WEB");
-        assert_eq!(status_word(45, Some("CANCELLED_PRINTER")), "CANCELLED");
+        assert_eq!(
+            status_word(45, Some("CANCELLED_PRINTER")),
+            "CANCELLED_PRINTER"
+        );
+        assert_eq!(status_word(45, Some("STOPPED_ON_PRINTER")), "CANCELLED");
+        assert_eq!(status_word(45, None), "CANCELLED");
+        assert_eq!(status_word(43, Some("PRINTER_ERROR")), "FAILED");
+        // The person's choice wins; the source speaks when nobody chose; an old web cancel
+        // (its source moved out of cancel_reason by the migration) has no reason.
+        assert_eq!(
+            cancel_reason_text(Some("print_quality"), Some("CANCELLED_WEB")).as_deref(),
+            Some("Print quality")
+        );
+        assert_eq!(
+            cancel_reason_text(None, Some("PRINTER_ERROR")).as_deref(),
+            Some("Printer error")
+        );
+        assert_eq!(cancel_reason_text(None, Some("CANCELLED_WEB")), None);
+        assert_eq!(cancel_reason_text(None, None), None);
         assert_eq!(
             report_fields_setting(&["email,job_id".into()]).unwrap(),
             Some("job_id,email".into())

@@ -44,6 +44,7 @@ fn upload_meta(p: &Params) -> Result<UploadMeta> {
             })
             .transpose()?,
         upload_soft_name: p.str("upload_soft_name").map(str::to_string),
+        reserved_id: None,
     })
 }
 

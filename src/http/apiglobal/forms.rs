@@ -78,8 +78,23 @@ pub struct JobId {
 pub struct JobCancel {
     pub session: String,
     pub job_id: i64,
-    /// printfarm extension: why, kept as the job's cancel details.
-    pub reason: Option<String>,
+    /// printfarm extension: why the person cancels, one of the listed codes (its label, e.g.
+    /// `Print quality`, is accepted too; anything else is refused with 400). The report's
+    /// "Cancel Reason" shows its label.
+    pub reason: Option<crate::services::jobs::CancelReason>,
+    /// printfarm extension: free text, at most 1000 characters; the report's "Cancel Details".
+    #[schema(max_length = 1000, example = "the first layer did not stick")]
+    pub details: Option<String>,
+}
+
+/// printfarm extension `job_feedback`.
+#[derive(ToSchema)]
+pub struct JobFeedback {
+    pub session: String,
+    pub job_id: i64,
+    /// At most 2000 characters; empty or absent clears it.
+    #[schema(max_length = 2000, example = "Great print, thanks")]
+    pub feedback: Option<String>,
 }
 
 /// Calls on one file (`get_slicer_settings_for_gcode`).

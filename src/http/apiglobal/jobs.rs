@@ -100,14 +100,30 @@ pub async fn job_unpause(state: web::Data<AppState>, Form(p): Form) -> Result<Ht
 pub async fn job_cancel(state: web::Data<AppState>, Form(p): Form) -> Result<HttpResponse> {
     let me = authenticate(&state, &p).await?.user;
     let job = p.required_i64("job_id")?;
-    // printfarm extension: why, kept as the job's cancel details.
-    let details = p.str("reason").map(str::to_string);
+    // printfarm extension: the reason chosen from the list, and free text beside it.
+    let reason = p.str("reason").map(jobs::CancelReason::parse).transpose()?;
+    let details = p.str("details").map(str::to_string);
     if let Some(printer) = state
-        .db(move |c| jobs::job_cancel(c, &me, job, details.as_deref()))
+        .db(move |c| jobs::job_cancel(c, &me, job, reason, details.as_deref()))
         .await?
     {
         state.notifier.wake(printer);
     }
+    Ok(ok("Ok"))
+}
+
+/// printfarm extension: feedback on a job that has ended (finished, cancelled or failed), by
+/// the job's owner or whoever manages its printer; the report's "Feedback" column shows it.
+#[utoipa::path(post, path = "/apiglobal/job_feedback", tag = "printfarm extensions",
+    request_body(content = forms::JobFeedback, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "`Ok`: the feedback is kept (an empty one clears it)", body = Envelope<String>), Failures))]
+pub async fn job_feedback(state: web::Data<AppState>, Form(p): Form) -> Result<HttpResponse> {
+    let me = authenticate(&state, &p).await?.user;
+    let job = p.required_i64("job_id")?;
+    let feedback = p.str("feedback").map(str::to_string);
+    state
+        .db(move |c| jobs::job_feedback(c, &me, job, feedback.as_deref()))
+        .await?;
     Ok(ok("Ok"))
 }
 

@@ -71,7 +71,7 @@ pub const CALLS: [(u8, &str); 35] = [
 pub const EXTRA_CALLS: [&str; 2] = ["generate_login_token", "login_with_token"];
 
 /// printfarm's own calls beside the 3DPrinterOS ones.
-pub const EXTENSION_CALLS: [&str; 7] = [
+pub const EXTENSION_CALLS: [&str; 8] = [
     "create_api_token",
     "list_api_tokens",
     "revoke_api_token",
@@ -79,6 +79,7 @@ pub const EXTENSION_CALLS: [&str; 7] = [
     "create_workgroup",
     "set_printer_workgroups",
     "update_organization_settings",
+    "job_feedback",
 ];
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -126,6 +127,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     call(cfg, "job_pause", jobs::job_pause);
     call(cfg, "job_unpause", jobs::job_unpause);
     call(cfg, "job_cancel", jobs::job_cancel);
+    call(cfg, "job_feedback", jobs::job_feedback);
     call(cfg, "get_printer_jobs", jobs::get_printer_jobs);
     call(cfg, "get_job_info", jobs::get_job_info);
     call(

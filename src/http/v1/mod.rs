@@ -428,12 +428,19 @@ pub struct FileUploadLink {
     pub user_id: String,
     /// For `POST /v1/file/public/{upload_id}`: single use, valid for an hour.
     pub upload_id: String,
-    /// Always null here: the file gets its id when it is uploaded.
-    pub file_id: Option<String>,
+    /// The id the uploaded file will have, so the shop's server can quote the browser's
+    /// upload with it (`POST /v1/quote/{file_id}`) once it has arrived.
+    #[schema(example = "42")]
+    pub file_id: String,
     pub timestamp: String,
 }
 
-/// One-time id for a browser upload that does not go through the shop's backend.
+/// Upload ids are kept a day past their expiry (so a late upload hears 410 "expired", not
+/// 404), then removed with their unused file id reservation.
+const UPLOAD_ID_KEPT_EXPIRED: chrono::Duration = chrono::Duration::days(1);
+
+/// One-time id for a browser upload that does not go through the shop's backend, with the id
+/// the uploaded file will have.
 #[utoipa::path(get, path = "/v1/file/upload-id", tag = "v1 Files", security(("api_token" = [])),
     responses((status = 200, body = FileUploadLink), V1Failures))]
 async fn upload_id(state: web::Data<AppState>, ApiUser(u): ApiUser) -> V1Result {
@@ -442,23 +449,33 @@ async fn upload_id(state: web::Data<AppState>, ApiUser(u): ApiUser) -> V1Result 
     let now = crate::db::now();
     let uid = u.id;
     let idc = id.clone();
-    state
+    let file_id = state
         .db(move |c| {
-            diesel::insert_into(upload_ids::table)
-                .values((
-                    upload_ids::upload_id.eq(&idc),
-                    upload_ids::user_id.eq(uid),
-                    upload_ids::created_at.eq(now),
-                    upload_ids::expires_at.eq(now + chrono::Duration::hours(1)),
-                ))
+            crate::db::write_transaction(c, |c| {
+                // Expired reservations go as new ones are made, so they never pile up.
+                diesel::delete(
+                    upload_ids::table
+                        .filter(upload_ids::expires_at.lt(now - UPLOAD_ID_KEPT_EXPIRED)),
+                )
                 .execute(c)?;
-            Ok(())
+                let file_id = crate::db::reserve_file_id(c)?;
+                diesel::insert_into(upload_ids::table)
+                    .values((
+                        upload_ids::upload_id.eq(&idc),
+                        upload_ids::user_id.eq(uid),
+                        upload_ids::created_at.eq(now),
+                        upload_ids::expires_at.eq(now + chrono::Duration::hours(1)),
+                        upload_ids::reserved_file_id.eq(Some(file_id)),
+                    ))
+                    .execute(c)?;
+                Ok(file_id)
+            })
         })
         .await?;
     Ok(HttpResponse::Ok().json(FileUploadLink {
         user_id: u.id.to_string(),
         upload_id: id,
-        file_id: None,
+        file_id: file_id.to_string(),
         timestamp: ts(now),
     }))
 }
@@ -490,6 +507,7 @@ async fn receive_model(
     req: &HttpRequest,
     payload: web::Payload,
     user: &User,
+    reserved_id: Option<i64>,
 ) -> V1Result<StoredFile> {
     // A body without its `file` part is a validation error in Cloud Slicer's contract (422,
     // located at body.file), like every other one.
@@ -516,7 +534,11 @@ async fn receive_model(
             .into());
         }
     }
-    let (file, _) = upload::store(state, user, &UploadMeta::default(), staged, false).await?;
+    let meta = UploadMeta {
+        reserved_id,
+        ..UploadMeta::default()
+    };
+    let (file, _) = upload::store(state, user, &meta, staged, false).await?;
     model_only(&file)?;
     Ok(file)
 }
@@ -553,17 +575,23 @@ async fn public_upload(
     let user = state
         .db(move |c| {
             crate::db::write_transaction(c, |c| {
-                let row: Option<(i64, chrono::NaiveDateTime, Option<chrono::NaiveDateTime>)> =
-                    upload_ids::table
-                        .filter(upload_ids::upload_id.eq(&idc))
-                        .select((
-                            upload_ids::user_id,
-                            upload_ids::expires_at,
-                            upload_ids::used_at,
-                        ))
-                        .first(c)
-                        .optional()?;
-                let (uid, expires, used) =
+                type Claim = (
+                    i64,
+                    chrono::NaiveDateTime,
+                    Option<chrono::NaiveDateTime>,
+                    Option<i64>,
+                );
+                let row: Option<Claim> = upload_ids::table
+                    .filter(upload_ids::upload_id.eq(&idc))
+                    .select((
+                        upload_ids::user_id,
+                        upload_ids::expires_at,
+                        upload_ids::used_at,
+                        upload_ids::reserved_file_id,
+                    ))
+                    .first(c)
+                    .optional()?;
+                let (uid, expires, used, reserved) =
                     row.ok_or_else(|| Error::not_found("Unknown upload id"))?;
                 if used.is_some() {
                     return Err(Error::Gone("This upload id was already used".into()));
@@ -574,16 +602,19 @@ async fn public_upload(
                 diesel::update(upload_ids::table.filter(upload_ids::upload_id.eq(&idc)))
                     .set(upload_ids::used_at.eq(Some(crate::db::now())))
                     .execute(c)?;
-                User::find(c, uid)?.ok_or_else(|| Error::not_found("Unknown upload id"))
+                let user =
+                    User::find(c, uid)?.ok_or_else(|| Error::not_found("Unknown upload id"))?;
+                Ok((user, reserved))
             })
         })
         .await;
     let result = match user {
-        Ok(u) => receive_model(&state, &req, payload, &u).await,
+        Ok((u, reserved)) => receive_model(&state, &req, payload, &u, reserved).await,
         Err(e) => Err(e.into()),
     };
     match result {
         Ok(f) => {
+            // Links the used id to its file (the reservation already named the same id).
             let fid = f.id;
             state
                 .db(move |c| {
@@ -616,7 +647,7 @@ async fn file_upload(
     ApiUser(u): ApiUser,
     payload: web::Payload,
 ) -> V1Result {
-    let f = receive_model(&state, &req, payload, &u).await?;
+    let f = receive_model(&state, &req, payload, &u, None).await?;
     Ok(HttpResponse::Ok().json(upload_record(&f)))
 }
 

@@ -1,0 +1,1 @@
+ALTER TABLE upload_ids DROP COLUMN reserved_file_id;
