@@ -11,8 +11,9 @@
       and the overhead (upload + quote − slicer alone), and checks that both G-codes carry the
       same estimate.
 
-  slicing_clients.py load BASE TOKEN MODEL PRINTER_CONFIG_JSON CLIENTS SECONDS
+  slicing_clients.py load BASE TOKEN MODEL PRINTER_CONFIG_JSON CLIENTS SECONDS [PAUSE]
       CLIENTS threads for SECONDS: each uploads MODEL, then loops: quote it (polling on 202),
+      then sleep PAUSE seconds (default 0; bench/soak.sh uses it for a steady trickle),
       and every second iteration upload a fresh copy first (half the quotes are on new
       uploads, half reuse one). Reports quotes completed, quotes per minute over the
       measured window (first quote start to last quote end), latency median / p95 / max, and
@@ -168,7 +169,7 @@ def overhead(base, token, model, printer_config, reps, work):
     }
 
 
-def load(base, token, model, printer_config, clients, duration):
+def load(base, token, model, printer_config, clients, duration, pause=0.0):
     lock = threading.Lock()
     latencies, failures, spans = [], [], []
     stop_at = time.monotonic() + duration
@@ -190,6 +191,7 @@ def load(base, token, model, printer_config, clients, duration):
             except Exception as e:  # noqa: BLE001
                 with lock:
                     failures.append(str(e))
+                time.sleep(pause)
                 continue
             t1 = time.monotonic()
             with lock:
@@ -199,6 +201,7 @@ def load(base, token, model, printer_config, clients, duration):
                 else:
                     failures.append(f"{status}: {json.dumps(q)[:200]}")
             i += 1
+            time.sleep(min(pause, max(0.0, stop_at - time.monotonic())))
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
     for t in threads:
@@ -248,9 +251,10 @@ def main():
     if cmd == "overhead" and len(rest) == 6:
         base, token, model, cfg, reps, work = rest
         result = overhead(base, token, model, json.loads(cfg), int(reps), work)
-    elif cmd == "load" and len(rest) == 6:
-        base, token, model, cfg, clients, secs = rest
-        result = load(base, token, model, json.loads(cfg), int(clients), float(secs))
+    elif cmd == "load" and len(rest) in (6, 7):
+        base, token, model, cfg, clients, secs = rest[:6]
+        pause = float(rest[6]) if len(rest) == 7 else 0.0
+        result = load(base, token, model, json.loads(cfg), int(clients), float(secs), pause)
     elif cmd == "quote" and len(rest) == 4:
         base, token, model, cfg = rest
         result = one_quote(base, token, model, json.loads(cfg))
