@@ -57,6 +57,7 @@ use crate::http::{apiglobal, v1};
         apiglobal::printers::printer_clear_build_tray,
         apiglobal::google::generate_login_token,
         apiglobal::google::login_with_token,
+        apiglobal::google::generate_auth_token,
         apiglobal::tokens::create_api_token,
         apiglobal::tokens::list_api_tokens,
         apiglobal::tokens::revoke_api_token,

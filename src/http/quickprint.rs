@@ -13,7 +13,7 @@ use crate::db::models::User;
 use crate::error::Error;
 use crate::http::apiglobal::{client_addr, Form};
 use crate::http::noauth::{error_page, escape, page};
-use crate::services::{auth, jobs, quickprint, sessions};
+use crate::services::{auth, jobs, login_tokens, quickprint, sessions};
 use crate::AppState;
 
 pub const COOKIE: &str = "printfarm_session";
@@ -54,7 +54,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(print)),
     )
     .service(web::resource("/quickprint/sign_in").route(web::post().to(sign_in)))
-    .service(web::resource("/quickprint/sign_out").route(web::post().to(sign_out)));
+    .service(web::resource("/quickprint/sign_out").route(web::post().to(sign_out)))
+    .service(web::resource("/myfiles").route(web::get().to(my_files)))
+    .service(
+        web::resource("/noauth/login_with_auth_token/{token}")
+            .route(web::get().to(browser_link_form))
+            .route(web::post().to(browser_link_sign_in)),
+    );
 }
 
 /// The form token that proves a POST comes from our own page: derived from the session, so
@@ -86,11 +92,18 @@ async fn browser_user(state: &web::Data<AppState>, req: &HttpRequest) -> Option<
     Some((user, token))
 }
 
-fn sign_in_form(file_id: i64, message: Option<&str>) -> String {
+/// The sign-in form; after it, the person returns to the file's print page, or to their files.
+fn sign_in_form(file_id: Option<i64>, message: Option<&str>) -> String {
+    let (intro, field) = match file_id {
+        Some(id) => (
+            format!("Sign in to print file {id}."),
+            format!("<input type=\"hidden\" name=\"file_id\" value=\"{id}\">"),
+        ),
+        None => ("Sign in to see your files.".to_string(), String::new()),
+    };
     format!(
-        "<p>Sign in to print file {file_id}.</p>{}\
-         <form method=\"post\" action=\"/quickprint/sign_in\">\
-         <input type=\"hidden\" name=\"file_id\" value=\"{file_id}\">\
+        "<p>{intro}</p>{}\
+         <form method=\"post\" action=\"/quickprint/sign_in\">{field}\
          <label>Email<input type=\"email\" name=\"username\" required autocomplete=\"username\"></label>\
          <label>Password<input type=\"password\" name=\"password\" required autocomplete=\"current-password\"></label>\
          <button type=\"submit\">Sign in</button></form>",
@@ -110,7 +123,11 @@ fn query_file_id(req: &HttpRequest) -> Result<i64, Error> {
 async fn show(state: web::Data<AppState>, req: HttpRequest) -> PageResult {
     let file_id = query_file_id(&req)?;
     let Some((user, session)) = browser_user(&state, &req).await else {
-        return Ok(page(StatusCode::OK, TITLE, &sign_in_form(file_id, None)));
+        return Ok(page(
+            StatusCode::OK,
+            TITLE,
+            &sign_in_form(Some(file_id), None),
+        ));
     };
     let offline = chrono::Duration::seconds(state.config.printers.offline_after_secs);
     let email = user.email.clone();
@@ -194,7 +211,7 @@ async fn sign_in(
     form: Result<Form, Error>,
 ) -> PageResult {
     let Form(p) = form?;
-    let file_id = file_id_of(p.str("file_id"))?;
+    let file_id = p.str("file_id").map(|v| file_id_of(Some(v))).transpose()?;
     let username = p.str("username").unwrap_or_default().to_string();
     let password = p.raw("password").unwrap_or_default().to_string();
     let addr = client_addr(&req, state.config.server.trust_forwarded_for);
@@ -215,7 +232,11 @@ async fn sign_in(
     Ok(match signed_in {
         Ok(outcome) => {
             let idle = state.session_policy.idle.num_seconds();
-            see_other(&format!("/quickprint?file_id={file_id}"))
+            let next = file_id.map_or_else(
+                || "/myfiles".to_string(),
+                |id| format!("/quickprint?file_id={id}"),
+            );
+            see_other(&next)
                 .cookie(session_cookie(
                     &state,
                     outcome.token,
@@ -298,5 +319,109 @@ async fn sign_out(
         .unwrap_or_else(|_| "/quickprint".into());
     Ok(see_other(&back)
         .cookie(session_cookie(&state, String::new(), CookieDuration::ZERO))
+        .finish())
+}
+
+/// `/myfiles`: the signed-in person's files, newest first, each with a link to print it (where
+/// the Cura plugin's "go to cloud" button lands).
+async fn my_files(state: web::Data<AppState>, req: HttpRequest) -> PageResult {
+    const FILES: &str = "Your files";
+    let Some((user, session)) = browser_user(&state, &req).await else {
+        return Ok(page(StatusCode::OK, FILES, &sign_in_form(None, None)));
+    };
+    let email = user.email.clone();
+    let files = state
+        .db(move |c| quickprint::recent_files(c, &user))
+        .await?;
+    let who = format!(
+        "<form method=\"post\" action=\"/quickprint/sign_out\" class=\"muted\">Signed in as <b>{}</b>\
+         <input type=\"hidden\" name=\"csrf\" value=\"{}\"><button type=\"submit\">Sign out</button></form>",
+        escape(&email),
+        csrf_token(&session)
+    );
+    if files.is_empty() {
+        return Ok(page(
+            StatusCode::OK,
+            FILES,
+            &format!("{who}<p>You have no files yet. Upload one from your slicer.</p>"),
+        ));
+    }
+    let rows: String = files
+        .iter()
+        .map(|f| {
+            let action = if f.kind == "gcode" && f.state == "ready" {
+                format!("<a href=\"/quickprint?file_id={}\">Print…</a>", f.id)
+            } else {
+                escape(&f.kind)
+            };
+            format!(
+                "<tr><td>{}</td><td>{:.1} MB</td><td>{}</td><td>{action}</td></tr>",
+                escape(&f.filename),
+                f.size as f64 / 1_000_000.0,
+                f.created_at.format("%Y-%m-%d %H:%M UTC"),
+            )
+        })
+        .collect();
+    Ok(page(
+        StatusCode::OK,
+        FILES,
+        &format!(
+            "{who}<table><thead><tr><th>File</th><th>Size</th><th>Uploaded</th><th></th></tr></thead>\
+             <tbody>{rows}</tbody></table>"
+        ),
+    ))
+}
+
+/// The page a browser sign-in link opens: it names the account and asks before signing in,
+/// so that a link preview or a prefetch cannot use up the one-time link, and a person sees
+/// whose account they are entering.
+async fn browser_link_form(state: web::Data<AppState>, path: web::Path<String>) -> PageResult {
+    let token = path.into_inner();
+    if !auth::is_token_shaped(&token) {
+        return Err(Error::not_found("Unknown sign-in link").into());
+    }
+    let user = state
+        .db(move |c| login_tokens::browser_link_user(c, &token))
+        .await?;
+    Ok(page(
+        StatusCode::OK,
+        "Continue in the browser",
+        &format!(
+            "<p>Continue as <b>{}</b>?</p><form method=\"post\"><button type=\"submit\">Continue</button></form>",
+            escape(&user.email)
+        ),
+    ))
+}
+
+async fn browser_link_sign_in(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> PageResult {
+    let token = path.into_inner();
+    if !auth::is_token_shaped(&token) {
+        return Err(Error::not_found("Unknown sign-in link").into());
+    }
+    // Only our own confirmation page may post here: another site must not sign a visitor into
+    // an account of its choosing (login CSRF). Browsers send Origin on every POST.
+    let origin = req
+        .headers()
+        .get(actix_web::http::header::ORIGIN)
+        .and_then(|v| v.to_str().ok());
+    let ours = crate::http::public_base(&state.config, Some(&req));
+    if origin.is_some_and(|o| o != ours.trim_end_matches('/')) {
+        return Err(Error::forbidden("This form did not come from this site").into());
+    }
+    let policy = state.session_policy.clone();
+    let session = state
+        .db(move |c| login_tokens::redeem_browser(c, &policy, &token))
+        .await?;
+    let idle = state.session_policy.idle.num_seconds();
+    Ok(see_other("/myfiles")
+        .cookie(session_cookie(
+            &state,
+            session,
+            CookieDuration::seconds(idle),
+        ))
         .finish())
 }

@@ -81,3 +81,54 @@ pub fn poll(
         Ok(Some((session, user.email)))
     })
 }
+
+/// A signed-in client's one-time link that signs a browser in as the same person (the Cura
+/// plugin's "go to cloud" button: `generate_auth_token`, then
+/// `/noauth/login_with_auth_token/<token>`).
+pub const BROWSER: &str = "browser_login";
+
+/// How long a browser sign-in link stays usable: the client opens it at once.
+pub const BROWSER_TTL_MINUTES: i64 = 5;
+
+pub fn generate_browser(conn: &mut DbConn, user: &User) -> Result<String> {
+    let token = random_token();
+    let expires = db::now() + Duration::minutes(BROWSER_TTL_MINUTES);
+    UserToken::insert(conn, BROWSER, &token_hash(&token), Some(user.id), expires)?;
+    Ok(token)
+}
+
+fn usable_browser(conn: &mut DbConn, token: &str) -> Result<(UserToken, User)> {
+    let t = UserToken::find(conn, BROWSER, &token_hash(token))?
+        .ok_or_else(|| Error::not_found("Unknown sign-in link"))?;
+    if t.used_at.is_some() || t.expires_at <= db::now() {
+        return Err(Error::Gone(
+            "This sign-in link was already used or has expired; open it again from the slicer"
+                .into(),
+        ));
+    }
+    let user = t
+        .user_id
+        .map(|id| User::find(conn, id))
+        .transpose()?
+        .flatten()
+        .filter(|u| !u.disabled)
+        .ok_or_else(|| Error::not_found("Unknown sign-in link"))?;
+    Ok((t, user))
+}
+
+/// Who a browser sign-in link would sign in (for the page that asks before using it).
+pub fn browser_link_user(conn: &mut DbConn, token: &str) -> Result<User> {
+    Ok(usable_browser(conn, token)?.1)
+}
+
+/// Uses a browser sign-in link (once): a new session for its person.
+pub fn redeem_browser(conn: &mut DbConn, policy: &SessionPolicy, token: &str) -> Result<String> {
+    db::write_transaction(conn, |c| {
+        let (t, user) = usable_browser(c, token)?;
+        let now = db::now();
+        if !UserToken::mark_used(c, t.id, now)? {
+            return Err(Error::Gone("This sign-in link was already used".into()));
+        }
+        create_session(c, policy, user.id, None, now)
+    })
+}

@@ -227,6 +227,80 @@ async fn cura_signs_in_uploads_after_the_closing_delimiter_and_updates_the_file(
     };
     assert_eq!(size as usize, gcode.len());
 
+    // The "go to cloud" button: CloudAPI.getAuthToken, then the browser opens
+    // `<cloud>noauth/login_with_auth_token/<message>` (or `<cloud>myfiles` when result is not
+    // true). The page names the account and signs the browser in once the person continues.
+    let auth = send_form(&app, "generate_auth_token", format!("session={session}")).await;
+    assert_eq!(auth["result"], true, "{auth}");
+    let link = format!(
+        "/noauth/login_with_auth_token/{}",
+        auth["message"]
+            .as_str()
+            .expect("the token as the message string")
+    );
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let confirm = browser.get(app.url(&link)).send().await.unwrap();
+    assert_eq!(confirm.status(), 200);
+    let html = confirm.text().await.unwrap();
+    assert!(html.contains("cura@example.com"), "{html}");
+    // Another site cannot post the form for a visitor (login CSRF).
+    let forged = browser
+        .post(app.url(&link))
+        .header("Origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    let signed_in = browser
+        .post(app.url(&link))
+        .header("Origin", app.base.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 303);
+    assert_eq!(signed_in.headers()["location"], "/myfiles");
+    let cookie = signed_in.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(cookie.starts_with("printfarm_session="), "{cookie}");
+    let files = browser
+        .get(app.url("/myfiles"))
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(files.status(), 200);
+    let html = files.text().await.unwrap();
+    assert!(html.contains("bracket.gcode"), "{html}");
+    assert!(
+        html.contains(&format!("/quickprint?file_id={file_id}")),
+        "{html}"
+    );
+    // The link works once; without the browser session /myfiles asks to sign in.
+    let again = browser
+        .post(app.url(&link))
+        .header("Origin", app.base.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 410);
+    let anonymous = browser.get(app.url("/myfiles")).send().await.unwrap();
+    let html = anonymous.text().await.unwrap();
+    assert!(html.contains("Sign in to see your files") && !html.contains("bracket.gcode"));
+    let unknown = browser
+        .get(app.url("/noauth/login_with_auth_token/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+
     // Logout button: CloudAPI.logout.
     assert_eq!(
         send_form(&app, "logout", format!("session={session}")).await["result"],

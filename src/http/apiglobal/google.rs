@@ -122,6 +122,23 @@ pub async fn generate_login_token(state: web::Data<AppState>) -> Result<HttpResp
     Ok(ok(token))
 }
 
+/// A one-time link (`message`: its token) that signs a browser in as the caller: the 3DPrinterOS
+/// Cura plugin opens `/noauth/login_with_auth_token/<token>` with it. Usable once, for five
+/// minutes, after the person confirms on that page.
+#[utoipa::path(post, path = "/apiglobal/generate_auth_token", tag = "Sessions",
+    request_body(content = forms::SessionOnly, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "The token of a one-time browser sign-in link, `/noauth/login_with_auth_token/<token>` (the `message` string)", body = Envelope<String>), Failures))]
+pub async fn generate_auth_token(
+    state: web::Data<AppState>,
+    Form(p): Form,
+) -> Result<HttpResponse, Error> {
+    let me = super::authenticate(&state, &p).await?.user;
+    let token = state
+        .db(move |c| login_tokens::generate_browser(c, &me))
+        .await?;
+    Ok(ok(token))
+}
+
 /// The slicer's poll. Slicers give up after ~10 quick polls, so the request is held open until
 /// the user confirms (or `auth.login_token_hold_secs` pass, or the server shuts down); only
 /// then does it answer `result: true` without a session, meaning "keep waiting".

@@ -67,8 +67,12 @@ pub const CALLS: [(u8, &str); 35] = [
     (35, "printer_clear_build_tray"),
 ];
 
-/// Calls real clients make beyond the document (slicer sign-in flow).
-pub const EXTRA_CALLS: [&str; 2] = ["generate_login_token", "login_with_token"];
+/// Calls real clients make beyond the document (slicer sign-in flows).
+pub const EXTRA_CALLS: [&str; 3] = [
+    "generate_login_token",
+    "login_with_token",
+    "generate_auth_token",
+];
 
 /// printfarm's own calls beside the 3DPrinterOS ones.
 pub const EXTENSION_CALLS: [&str; 8] = [
@@ -171,6 +175,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     call(cfg, "update_user_settings", users::update_user_settings);
     call(cfg, "generate_login_token", google::generate_login_token);
     call(cfg, "login_with_token", google::login_with_token);
+    call(cfg, "generate_auth_token", google::generate_auth_token);
     call(cfg, "create_workgroup", users::create_workgroup);
     call(cfg, "get_custom_report", reports::get_custom_report);
     call(
