@@ -89,7 +89,27 @@ pub struct PrinterConfig {
     /// `bed_clear: true` after each finished print so the server may start the next job.
     #[serde(default)]
     pub auto_bed_clear: bool,
+    /// The materials loaded, one entry per extruder in order (`[[printer.filaments]]` with
+    /// `material` and an optional `color`, `#RRGGBB`). The virtual printer reports them as
+    /// loaded; an OctoPrint or Moonraker printer reports them when the printer itself
+    /// cannot tell (no Spoolman spool active).
+    #[serde(default)]
+    pub filaments: Vec<FilamentConfig>,
 }
+
+/// One loaded material (`[[printer.filaments]]`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilamentConfig {
+    /// Material type as slicers name it: `PLA`, `PETG`, `ABS`, `TPU`, …
+    pub material: String,
+    /// Colour as `#RRGGBB` (or `#RRGGBBAA`).
+    #[serde(default)]
+    pub color: Option<String>,
+}
+
+/// Most filament entries per printer (the server keeps as many).
+pub const MAX_FILAMENTS: usize = 16;
 
 fn default_state_dir() -> PathBuf {
     PathBuf::from("agent-state")
@@ -181,6 +201,7 @@ impl PrinterConfig {
             camera: None,
             driver_timeout_secs: None,
             auto_bed_clear: false,
+            filaments: Vec::new(),
         }
     }
 
@@ -197,6 +218,30 @@ impl PrinterConfig {
                 self.name,
                 self.snr
             );
+        }
+        if self.filaments.len() > MAX_FILAMENTS {
+            anyhow::bail!(
+                "printer {:?}: at most {MAX_FILAMENTS} filaments (one per extruder)",
+                self.name
+            );
+        }
+        for f in &self.filaments {
+            let m = f.material.trim();
+            if m.is_empty() || m.chars().count() > 64 || m.chars().any(char::is_control) {
+                anyhow::bail!(
+                    "printer {:?}: filament material {:?} must be 1 to 64 printable characters",
+                    self.name,
+                    f.material
+                );
+            }
+            if let Some(c) = &f.color {
+                if crate::services::agent::hex_color(c).is_none() {
+                    anyhow::bail!(
+                        "printer {:?}: filament color {c:?} is not #RRGGBB",
+                        self.name
+                    );
+                }
+            }
         }
         match self.driver {
             DriverKind::Octoprint => {
@@ -274,7 +319,7 @@ mod tests {
     #[test]
     fn parses_example_and_rejects_mistakes() {
         let cfg = AgentConfig::from_toml(
-            r#"
+            r##"
 server = "http://127.0.0.1:8080"
 state_dir = "st"
 long_poll_secs = 20
@@ -286,6 +331,13 @@ type = "PRUSA_MK4S"
 driver = "virtual"
 speed_factor = 1000.0
 
+[[printer.filaments]]
+material = "PLA"
+color = "#FF8800"
+
+[[printer.filaments]]
+material = "PVA"
+
 [[printer]]
 name = "Octo"
 snr = "OCTO-1"
@@ -293,7 +345,7 @@ type = "PRUSA_MK3S"
 driver = "octoprint"
 url = "http://127.0.0.1:5000"
 api_key = "K"
-"#,
+"##,
         )
         .unwrap();
         assert_eq!(cfg.printers.len(), 2);
@@ -305,6 +357,9 @@ api_key = "K"
             "http://127.0.0.1:8080/apiprinter/v1/printer/"
         );
         assert_eq!(cfg.printers[0].mac().len(), 12);
+        assert_eq!(cfg.printers[0].filaments.len(), 2);
+        assert_eq!(cfg.printers[0].filaments[1].color, None);
+        assert!(cfg.printers[1].filaments.is_empty());
 
         let bad = [
             // octoprint without api_key
@@ -313,11 +368,20 @@ api_key = "K"
             "server = \"http://x\"\n[[printer]]\nname=\"a\"\nsnr=\"../a\"\ntype=\"T\"\ndriver=\"virtual\"\n",
             // unknown key
             "server = \"http://x\"\nbogus = 1\n",
+            // a filament colour that is not hex, an empty material
+            "server = \"http://x\"\n[[printer]]\nname=\"a\"\nsnr=\"a\"\ntype=\"T\"\ndriver=\"virtual\"\n[[printer.filaments]]\nmaterial=\"PLA\"\ncolor=\"orange\"\n",
+            "server = \"http://x\"\n[[printer]]\nname=\"a\"\nsnr=\"a\"\ntype=\"T\"\ndriver=\"virtual\"\n[[printer.filaments]]\nmaterial=\" \"\n",
             // duplicate snr
             "server = \"http://x\"\n[[printer]]\nname=\"a\"\nsnr=\"a\"\ntype=\"T\"\ndriver=\"virtual\"\n[[printer]]\nname=\"b\"\nsnr=\"a\"\ntype=\"T\"\ndriver=\"virtual\"\n",
         ];
         for b in bad {
             assert!(AgentConfig::from_toml(b).is_err(), "accepted: {b}");
         }
+    }
+
+    #[test]
+    fn the_example_file_is_valid() {
+        let cfg = AgentConfig::from_toml(include_str!("../../agent.example.toml")).unwrap();
+        assert_eq!(cfg.printers[0].filaments[0].material, "PLA");
     }
 }

@@ -24,6 +24,10 @@
 //! # fail_after_percent = 50.0        # virtual: fail every print at this percent
 //! # camera = true                    # post camera frames while someone watches (virtual: generated)
 //!
+//! [[printer.filaments]]              # what is loaded, one entry per extruder, in order
+//! material = "PLA"
+//! color = "#FF8800"                  # optional, #RRGGBB
+//!
 //! [[printer]]
 //! name = "Octo"
 //! snr = "OCTO-0001"
@@ -46,6 +50,15 @@
 //! `driver_timeout_secs` (per request to the printer, default 10) and
 //! `auto_bed_clear = true` (the bed clears itself: `bed_clear: true` is sent after each
 //! finished print, so the server may start the next job without an operator).
+//!
+//! # Loaded materials
+//! Reports carry `material_names` and `material_colors_hex` (one entry per extruder) when
+//! they change; the server answers them as `filaments` in `get_printers_list`. Sources: the
+//! virtual printer's `[[printer.filaments]]`; on Moonraker the spool its Spoolman
+//! integration has active (`/server/spoolman/spool_id`, then the spool's filament material
+//! and colour through `/server/spoolman/proxy`); OctoPrint's core API has no material, so
+//! there (and on Moonraker without an active spool) the configured `[[printer.filaments]]`
+//! are reported.
 //!
 //! # Behaviour
 //! * Registration: the first `register` answer carries a registration code; it is logged

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use super::config::{AgentConfig, PrinterConfig};
 use super::download::{self, DownloadError, Progress};
-use super::driver::{AnyDriver, Driver, DriverError, DriverState, PrinterStatus};
+use super::driver::{AnyDriver, Driver, DriverError, DriverState, Material, PrinterStatus};
 use super::protocol::{
     as_i64, codes, levels, Ack, Client, CommandAnswer, ErrorEntry, RegisterAnswer, ServerCommand,
 };
@@ -118,6 +118,10 @@ struct PrinterAgent {
     status: PrinterStatus,
     backoff: Backoff,
     last_connect: Option<Instant>,
+    /// The loaded materials as last read (driver, else `[[printer.filaments]]`).
+    materials: Vec<Material>,
+    /// The materials the server last received (reports omit them while unchanged).
+    sent_materials: Option<Vec<Material>>,
 }
 
 /// What one request carried, to forget once it was delivered.
@@ -127,6 +131,7 @@ struct Sent {
     ack: Option<Ack>,
     reset_job: bool,
     bed_clear: bool,
+    materials: Option<Vec<Material>>,
 }
 
 impl PrinterAgent {
@@ -167,6 +172,8 @@ impl PrinterAgent {
             prep: None,
             status: PrinterStatus::offline("not queried yet"),
             last_connect: None,
+            materials: Vec::new(),
+            sent_materials: None,
             printer,
         })
     }
@@ -376,6 +383,8 @@ impl PrinterAgent {
         self.events.clear();
         self.errors.clear();
         self.reset_job = true;
+        // The new registration has never heard of them.
+        self.sent_materials = None;
         let _ = self.token_tx.send(None);
         self.persist();
     }
@@ -437,11 +446,34 @@ impl PrinterAgent {
             tracing::info!(printer = %self.printer.name, from = ?self.status.state, to = ?status.state,
                 message = status.message.as_deref().unwrap_or(""), "printer state changed");
         }
+        let offline = status.state == DriverState::Offline;
         self.status = status;
+        if !offline {
+            self.refresh_materials().await;
+        }
         self.check_prep().await;
         self.track_job();
         let excess = self.errors.len().saturating_sub(MAX_PENDING_ERRORS);
         self.errors.drain(..excess);
+    }
+
+    /// Reads the loaded materials. A printer that cannot tell reports the configured ones
+    /// (the virtual printer's own list is its setting); a failed read keeps the last ones.
+    async fn refresh_materials(&mut self) {
+        let timeout = self.printer.driver_timeout();
+        let driver = self.driver.clone();
+        match self
+            .driver_call("materials", timeout, driver.materials())
+            .await
+        {
+            Ok(list) if list.is_empty() && !matches!(*self.driver, AnyDriver::Virtual(_)) => {
+                self.materials = Material::from_config(&self.printer);
+            }
+            Ok(list) => self.materials = list,
+            Err(e) => {
+                tracing::debug!(printer = %self.printer.name, error = %e, "cannot read the loaded materials")
+            }
+        }
     }
 
     async fn check_prep(&mut self) {
@@ -665,6 +697,20 @@ impl PrinterAgent {
         if let Some(f) = filename {
             report.insert("filename".into(), json!(f));
         }
+        // Sent when changed since the server last got them (the protocol's delta rule); an
+        // empty list tells the server nothing is known any more.
+        let materials =
+            (self.sent_materials.as_ref() != Some(&self.materials)).then(|| self.materials.clone());
+        if let Some(m) = &materials {
+            report.insert(
+                "material_names".into(),
+                json!(m.iter().map(|x| x.material.clone()).collect::<Vec<_>>()),
+            );
+            report.insert(
+                "material_colors_hex".into(),
+                json!(m.iter().map(|x| x.color_hex.clone()).collect::<Vec<_>>()),
+            );
+        }
         let mut body = json!({
             "auth_token": self.st.auth_token.clone().unwrap_or_default(),
             "report": report,
@@ -692,6 +738,7 @@ impl PrinterAgent {
             ack: self.st.pending_ack,
             reset_job: self.reset_job,
             bed_clear,
+            materials,
         };
         (body, sent)
     }
@@ -708,6 +755,9 @@ impl PrinterAgent {
         }
         if sent.bed_clear {
             self.bed_clear = false;
+        }
+        if let Some(m) = sent.materials {
+            self.sent_materials = Some(m);
         }
         if sent.ack.is_some() && self.st.pending_ack == sent.ack {
             self.st.pending_ack = None;

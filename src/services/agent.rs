@@ -134,9 +134,13 @@ const REPORT_MAX_LIST: usize = 16;
 
 /// A known report field with its size bounded (strings cut, lists shortened, nesting at most
 /// one list deep, as `target_temps` entries like `[215, 2]` need); unknown keys give `None`.
+/// The material lists are validated entry by entry ([`material_field`]).
 fn bounded_report_field(key: &str, v: &Value) -> Option<Value> {
     if !REPORT_FIELDS.contains(&key) {
         return None;
+    }
+    if key.starts_with("material_") {
+        return material_field(key, v);
     }
     if key == "ext" {
         let ext = v.as_object()?;
@@ -148,6 +152,126 @@ fn bounded_report_field(key: &str, v: &Value) -> Option<Value> {
         return Some(Value::Object(kept));
     }
     Some(bounded_value(v, 1))
+}
+
+/// Most extruders (or material slots, e.g. an AMS with four units) one printer reports.
+pub const MAX_MATERIAL_SLOTS: usize = 16;
+/// Longest material name kept (characters), e.g. "Prusament PETG Galaxy Black".
+pub const MAX_MATERIAL_NAME: usize = 64;
+/// Longest `material_desc` entry kept (the protocol's roles: primary, support, …).
+const MAX_MATERIAL_DESC: usize = 32;
+
+/// One entry of a `material_*` list, checked: names and roles are printable text cut to
+/// length, colours `#RRGGBB` or `#RRGGBBAA` (upper case), volumes finite and not negative.
+/// Anything else becomes null in its slot, so the other slots keep their extruder numbers.
+fn material_entry(key: &str, v: &Value) -> Value {
+    let text = |max: usize| {
+        let s: String = v
+            .as_str()
+            .unwrap_or_default()
+            .chars()
+            .filter(|c| !c.is_control())
+            .collect();
+        let s: String = s.trim().chars().take(max).collect();
+        let s = s.trim_end().to_string();
+        if s.is_empty() {
+            Value::Null
+        } else {
+            Value::String(s)
+        }
+    };
+    match key {
+        "material_names" => text(MAX_MATERIAL_NAME),
+        "material_desc" => text(MAX_MATERIAL_DESC),
+        "material_colors_hex" => v
+            .as_str()
+            .and_then(hex_color)
+            .map(Value::String)
+            .unwrap_or(Value::Null),
+        _ => v
+            .as_f64()
+            .filter(|x| x.is_finite() && *x >= 0.0)
+            .map(Value::from)
+            .unwrap_or(Value::Null),
+    }
+}
+
+/// `#RRGGBB` / `RRGGBB` (and the 8-digit forms with alpha) as `#RRGGBB[AA]`; else None.
+pub fn hex_color(s: &str) -> Option<String> {
+    let h = s.trim();
+    let h = h.strip_prefix('#').unwrap_or(h);
+    ((h.len() == 6 || h.len() == 8) && h.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| format!("#{}", h.to_ascii_uppercase()))
+}
+
+/// A `material_*` report field: a list (at most [`MAX_MATERIAL_SLOTS`] entries, one per
+/// extruder), each entry checked. Anything but a list or null is refused (`None`: the
+/// stored value stays as it was).
+fn material_field(key: &str, v: &Value) -> Option<Value> {
+    match v {
+        Value::Null => Some(Value::Array(Vec::new())),
+        Value::Array(items) => Some(Value::Array(
+            items
+                .iter()
+                .take(MAX_MATERIAL_SLOTS)
+                .map(|i| material_entry(key, i))
+                .collect(),
+        )),
+        _ => None,
+    }
+}
+
+/// The `filaments` of `get_printers_list`: the loaded materials as a JSON string (a list,
+/// one object per extruder that has a known material or colour:
+/// `{"extruder": 1, "material": "PLA", "color_hex": "#FF8800"}`, plus `desc` and `volume`
+/// when reported), or None when nothing is known.
+pub fn filaments_json(report: &Map<String, Value>) -> Option<String> {
+    let list = |k: &str| {
+        report
+            .get(k)
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    };
+    let (names, colors) = (list("material_names"), list("material_colors_hex"));
+    let (descs, volumes) = (list("material_desc"), list("material_volumes"));
+    let slots = names.len().max(colors.len()).min(MAX_MATERIAL_SLOTS);
+    let entries: Vec<Value> = (0..slots)
+        .filter_map(|i| {
+            // Stored values are already checked; check again so rows stored before keep
+            // the bound too.
+            let material = names.get(i).map(|v| material_entry("material_names", v));
+            let color = colors
+                .get(i)
+                .map(|v| material_entry("material_colors_hex", v));
+            let (material, color) = (
+                material.unwrap_or(Value::Null),
+                color.unwrap_or(Value::Null),
+            );
+            if material.is_null() && color.is_null() {
+                return None;
+            }
+            let mut e = Map::new();
+            e.insert("extruder".into(), Value::from(i + 1));
+            e.insert("material".into(), material);
+            e.insert("color_hex".into(), color);
+            if let Some(d) = descs.get(i).map(|v| material_entry("material_desc", v)) {
+                if !d.is_null() {
+                    e.insert("desc".into(), d);
+                }
+            }
+            if let Some(v) = volumes
+                .get(i)
+                .map(|v| material_entry("material_volumes", v))
+            {
+                if !v.is_null() {
+                    e.insert("volume".into(), v);
+                }
+            }
+            Some(Value::Object(e))
+        })
+        .collect();
+    (!entries.is_empty()).then(|| Value::Array(entries).to_string())
 }
 
 fn bounded_value(v: &Value, list_depth: u8) -> Value {
@@ -219,6 +343,7 @@ fn apply_report(
             local_ip = ip.chars().take(64).collect();
         }
     }
+    let filaments = filaments_json(&merged);
     let last_error = match &poll.errors {
         Some(e) => Some(e.to_string()),
         None => printer.last_error.clone(),
@@ -230,6 +355,7 @@ fn apply_report(
             printers::temps.eq(&temps_json),
             printers::target_temps.eq(&targets_json),
             printers::local_ip.eq(&local_ip),
+            printers::filaments.eq(&filaments),
             printers::report.eq(Some(Value::Object(merged).to_string())),
             printers::last_error.eq(&last_error),
             printers::last_seen_at.eq(Some(now)),
@@ -378,4 +504,68 @@ pub fn prune_expired(conn: &mut DbConn) -> Result<(usize, usize, usize)> {
         CameraToken::prune(conn, now)?,
         UserToken::prune(conn, now)?,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn report(v: Value) -> Map<String, Value> {
+        v.as_object()
+            .unwrap()
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), bounded_report_field(k, v)?)))
+            .collect()
+    }
+
+    #[test]
+    fn filaments_follow_the_material_lists() {
+        let r = report(json!({
+            "material_names": ["PLA", null, "  PETG\u{7}  "],
+            "material_colors_hex": ["ff8800", "#00ff00", "red"],
+            "material_desc": ["primary"],
+            "material_volumes": [812.5, -1.0, "x"],
+        }));
+        let f: Value = serde_json::from_str(&filaments_json(&r).unwrap()).unwrap();
+        assert_eq!(
+            f,
+            json!([
+                {"extruder": 1, "material": "PLA", "color_hex": "#FF8800", "desc": "primary", "volume": 812.5},
+                {"extruder": 2, "material": null, "color_hex": "#00FF00"},
+                {"extruder": 3, "material": "PETG", "color_hex": null},
+            ])
+        );
+        // Nothing known (or a cleared list): null.
+        assert_eq!(filaments_json(&report(json!({"material_names": []}))), None);
+        assert_eq!(
+            filaments_json(&report(json!({"material_names": null}))),
+            None
+        );
+        assert_eq!(filaments_json(&Map::new()), None);
+    }
+
+    #[test]
+    fn material_reports_are_bounded_and_refused_when_garbage() {
+        // Not a list: refused (the stored value stays).
+        assert_eq!(bounded_report_field("material_names", &json!("PLA")), None);
+        assert_eq!(
+            bounded_report_field("material_colors_hex", &json!({"a": 1})),
+            None
+        );
+        // Too many slots and too long names are cut; nested garbage becomes null.
+        let long = "x".repeat(10_000);
+        let v = bounded_report_field("material_names", &json!(vec![long.clone(); 100])).unwrap();
+        let list = v.as_array().unwrap();
+        assert_eq!(list.len(), MAX_MATERIAL_SLOTS);
+        assert!(list
+            .iter()
+            .all(|n| n.as_str().unwrap().chars().count() == MAX_MATERIAL_NAME));
+        let v = bounded_report_field("material_names", &json!([["PLA"], {"x": 1}, 5])).unwrap();
+        assert_eq!(v, json!([null, null, null]));
+        for bad in ["#12345", "#GGGGGG", "12345678901", "#ff8800;x", ""] {
+            assert_eq!(hex_color(bad), None, "{bad}");
+        }
+        assert_eq!(hex_color(" #a1b2c3ff ").as_deref(), Some("#A1B2C3FF"));
+    }
 }

@@ -233,7 +233,11 @@ pub struct UserPrinterItem {
     #[schema(example = "ready")]
     pub state: String,
     pub local_ip: String,
-    /// The agent's filament report as a JSON string, or null.
+    /// The loaded materials as reported by the printer's agent, as a JSON *string* (clients
+    /// `json.loads` it): a list with one object per extruder whose material or colour is
+    /// known, `{"extruder": 1, "material": "PLA", "color_hex": "#FF8800"}` (plus `desc` and
+    /// `volume` when the agent reports them); null when nothing is known.
+    #[schema(example = r##"[{"extruder":1,"material":"PLA","color_hex":"#FF8800"}]"##)]
     pub filaments: Option<String>,
     pub percent: i64,
     pub temps: Option<Vec<Option<i64>>>,

@@ -3,6 +3,7 @@
 #   $PEERS_DIR/octoprint-venv  (pip: octoprint)
 #   $PEERS_DIR/moonraker-venv  (pip: moonraker)
 #   $PEERS_DIR/moto-venv       (pip: moto[server], an S3 stand-in for tests/storage_s3.rs)
+#   $PEERS_DIR/spoolman-venv   (Spoolman's dependencies; its source in $PEERS_DIR/spoolman-src)
 # They are separate because pip cannot resolve both into one environment.
 PEERS_HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PEERS_REPO="$(cd "$PEERS_HERE/../.." && pwd)"
@@ -10,6 +11,11 @@ PEERS_DIR="${PEERS_DIR:-$PEERS_REPO/target/peers}"
 OCTOPRINT_VENV="$PEERS_DIR/octoprint-venv"
 MOONRAKER_VENV="$PEERS_DIR/moonraker-venv"
 MOTO_VENV="$PEERS_DIR/moto-venv"
+# Spoolman (the filament spool manager Moonraker integrates with) is not on PyPI (PyPI's
+# "spoolman" is an unrelated client library): it is installed from a source tree of
+# Donkie/Spoolman given in $SPOOLMAN_SRC, its dependencies from PyPI.
+SPOOLMAN_VENV="$PEERS_DIR/spoolman-venv"
+SPOOLMAN_HOME="$PEERS_DIR/spoolman-src"
 # Versions verified on this machine (see the notes on printer peers).
 OCTOPRINT_VERSION="${OCTOPRINT_VERSION:-1.11.8}"
 MOONRAKER_VERSION="${MOONRAKER_VERSION:-0.11.0}"

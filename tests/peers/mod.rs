@@ -32,11 +32,12 @@ pub struct Peer {
 }
 
 impl Peer {
-    /// Starts `kind` ("octoprint" | "moonraker"); `None` (after a loud message) when the
-    /// peers are not installed and not required.
+    /// Starts `kind` ("octoprint" | "moonraker" | "spoolman"); `None` (after a loud message)
+    /// when the peers are not installed and not required.
     pub fn start(kind: &str, env: &[(&str, &str)]) -> Option<Peer> {
         let venv = peers_dir().join(format!("{kind}-venv"));
-        if !venv.join("bin").join(kind).exists() {
+        let bin = if kind == "spoolman" { "uvicorn" } else { kind };
+        if !venv.join("bin").join(bin).exists() {
             let msg = format!(
                 "the {kind} peer is not installed in {} (run tests/peers/setup.sh)",
                 venv.display()

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the real peers used by the tests (idempotent): OctoPrint (with its bundled virtual
-# printer) and Moonraker for tests/agent_drivers.rs, and moto's S3 server for
+# printer), Moonraker and (from $SPOOLMAN_SRC) Spoolman for tests/agent_drivers.rs, and moto's S3 server for
 # tests/storage_s3.rs, each in its own venv under $PEERS_DIR (default <repo>/target/peers), from
 # PyPI with the machine's python3.
 # Moonraker needs Klipper's host process; tests/peers/fake_klippy.py stands in for it
@@ -32,7 +32,41 @@ install "$OCTOPRINT_VENV" octoprint "$OCTOPRINT_VERSION" octoprint & o=$!
 install "$MOONRAKER_VENV" moonraker "$MOONRAKER_VERSION" moonraker & m=$!
 # The [server] extra brings Flask, which moto_server (the standalone HTTP server) needs.
 install "$MOTO_VENV" moto "$MOTO_VERSION" moto.server "[server]" & s=$!
+# Spoolman: only from a source tree ($SPOOLMAN_SRC, e.g. a checkout of Donkie/Spoolman at
+# v0.26.1): its server is not published on PyPI. Its web client (a separate npm build) is
+# not needed: the tests use the API only.
+install_spoolman() {
+  local stamp="$SPOOLMAN_VENV/.printfarm-spoolman"
+  if [ -f "$stamp" ] && [ -f "$SPOOLMAN_HOME/spoolman/main.py" ]; then
+    echo "peers: spoolman already installed in $SPOOLMAN_VENV"
+    return 0
+  fi
+  if [ -z "${SPOOLMAN_SRC:-}" ]; then
+    echo "peers: spoolman skipped (set SPOOLMAN_SRC to a Spoolman source tree to install it)"
+    return 0
+  fi
+  [ -f "$SPOOLMAN_SRC/spoolman/main.py" ] || { echo "peers: $SPOOLMAN_SRC is not a Spoolman source tree" >&2; return 1; }
+  local t0=$SECONDS
+  rm -rf "$SPOOLMAN_VENV" "$SPOOLMAN_HOME"
+  mkdir -p "$SPOOLMAN_HOME"
+  cp -r "$SPOOLMAN_SRC/spoolman" "$SPOOLMAN_SRC/migrations" "$SPOOLMAN_SRC/alembic.ini" \
+    "$SPOOLMAN_SRC/pyproject.toml" "$SPOOLMAN_HOME/"
+  # The API-only stand-in for the web client bundle Spoolman refuses to start without.
+  mkdir -p "$SPOOLMAN_HOME/client_v2/build"
+  echo '<!doctype html><title>Spoolman (API only)</title>' > "$SPOOLMAN_HOME/client_v2/build/200.html"
+  python3 -m venv "$SPOOLMAN_VENV"
+  # Spoolman's pyproject dependencies for SQLite (the MySQL/PostgreSQL drivers are not needed).
+  "$SPOOLMAN_VENV/bin/pip" install --quiet --disable-pip-version-check \
+    "uvicorn~=0.34" "fastapi~=0.115" "SQLAlchemy[aiosqlite,asyncio]~=2.0" "pydantic~=2.10" \
+    "platformdirs~=4.3" "alembic~=1.15" "scheduler~=0.8" "WebSockets~=15.0" \
+    "prometheus-client~=0.21" "httpx~=0.28" "hishel~=0.1" setuptools
+  (cd "$SPOOLMAN_HOME" && "$SPOOLMAN_VENV/bin/python" -c "import spoolman.env")
+  touch "$stamp"
+  echo "peers: spoolman installed in $((SECONDS - t0)) s"
+}
+install_spoolman & p=$!
 rc=0
+wait $p || rc=1
 wait $o || rc=1
 wait $m || rc=1
 wait $s || rc=1

@@ -2,7 +2,8 @@
 # start_moonraker.sh RUN_DIR [PORT]
 # Starts a real Moonraker (loopback only, trusted loopback clients, no auth) with its data
 # in RUN_DIR/moonraker, plus tests/peers/fake_klippy.py as its Klippy. A print lasts
-# (file KiB) * $FAKE_KLIPPY_SECONDS_PER_KB seconds (default 1.5). Waits until Moonraker
+# (file KiB) * $FAKE_KLIPPY_SECONDS_PER_KB seconds (default 1.5). With $SPOOLMAN_URL set,
+# its Spoolman integration ([spoolman]) points there. Waits until Moonraker
 # reports klippy_state "ready", then prints
 #   MOONRAKER_URL=http://127.0.0.1:PORT
 # (also written to RUN_DIR/moonraker.env) and leaves the pids in RUN_DIR/moonraker.pid
@@ -45,6 +46,10 @@ trusted_clients:
 cors_domains:
   *
 CONF
+# SPOOLMAN_URL: enable Moonraker's Spoolman integration against that Spoolman.
+if [ -n "${SPOOLMAN_URL:-}" ]; then
+  printf '\n[spoolman]\nserver: %s\n' "$SPOOLMAN_URL" >> "$data/config/moonraker.conf"
+fi
 nohup "$MOONRAKER_VENV/bin/python" "$PEERS_HERE/fake_klippy.py" "$sock" "$data/gcodes" \
   --seconds-per-kb "${FAKE_KLIPPY_SECONDS_PER_KB:-1.5}" > "$run/fake_klippy.log" 2>&1 &
 echo $! > "$run/fake_klippy.pid"

@@ -61,6 +61,31 @@ impl PrinterStatus {
     }
 }
 
+/// The material loaded in one extruder.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Material {
+    /// Material type (`PLA`, `PETG`, …), when known.
+    pub material: Option<String>,
+    /// `#RRGGBB` (or `#RRGGBBAA`), when known.
+    pub color_hex: Option<String>,
+}
+
+impl Material {
+    /// The configured filaments (`[[printer.filaments]]`), one per extruder.
+    pub fn from_config(p: &PrinterConfig) -> Vec<Material> {
+        p.filaments
+            .iter()
+            .map(|f| Material {
+                material: Some(f.material.trim().to_string()),
+                color_hex: f
+                    .color
+                    .as_deref()
+                    .and_then(crate::services::agent::hex_color),
+            })
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DriverError {
     /// The printer (or its host) could not be reached.
@@ -92,6 +117,9 @@ pub trait Driver: Send + Sync {
     fn cancel(&self) -> impl Future<Output = Result<(), DriverError>> + Send;
     /// A JPEG frame, for printers with a camera.
     fn snapshot(&self) -> impl Future<Output = Option<Vec<u8>>> + Send;
+    /// The materials loaded, one per extruder in order, as far as the printer knows them;
+    /// empty when it cannot tell.
+    fn materials(&self) -> impl Future<Output = Result<Vec<Material>, DriverError>> + Send;
 }
 
 /// The configured driver (enum dispatch keeps the trait free of boxing).
@@ -154,6 +182,9 @@ impl Driver for AnyDriver {
     }
     async fn snapshot(&self) -> Option<Vec<u8>> {
         dispatch!(self, d => d.snapshot().await)
+    }
+    async fn materials(&self) -> Result<Vec<Material>, DriverError> {
+        dispatch!(self, d => d.materials().await)
     }
 }
 

@@ -3,25 +3,32 @@
 //! (complete / cancelled / error), so no inference is needed here.
 
 use std::path::Path;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use super::octoprint::path_segment;
 use super::{
-    check, http_error, round2, upload_form, DriverError, DriverState, PrinterStatus, Webcam,
-    UPLOAD_TIMEOUT,
+    check, http_error, round2, upload_form, DriverError, DriverState, Material, PrinterStatus,
+    Webcam, UPLOAD_TIMEOUT,
 };
 use crate::agent::config::PrinterConfig;
 
 const QUERY: &str =
     "/printer/objects/query?webhooks&print_stats&virtual_sdcard&heater_bed&extruder";
 
+/// How long the material of the active Spoolman spool is trusted before asking again (a
+/// new spool id is looked up at once).
+const SPOOL_TTL: Duration = Duration::from_secs(60);
+
 pub struct Moonraker {
     http: reqwest::Client,
     base: String,
     key: Option<String>,
     pub(crate) camera: Webcam,
+    /// (spool id, its material, when looked up).
+    spool: Mutex<Option<(i64, Material, Instant)>>,
 }
 
 impl Moonraker {
@@ -34,6 +41,7 @@ impl Moonraker {
             base: base.trim_end_matches('/').to_string(),
             key: key.filter(|k| !k.is_empty()),
             camera: Webcam::new(false),
+            spool: Mutex::new(None),
         })
     }
 
@@ -79,6 +87,71 @@ impl Moonraker {
             .map_err(http_error)?;
         let v: Value = check(res).await?.json().await.map_err(http_error)?;
         Ok(v.get("result").cloned().unwrap_or(Value::Null))
+    }
+
+    /// The material of the spool Moonraker's Spoolman integration has active: its id from
+    /// `/server/spoolman/spool_id`, the spool itself through Moonraker's proxy to Spoolman
+    /// (`GET /v1/spool/<id>`: `filament.material`, `filament.color_hex`). None when Moonraker
+    /// has no `[spoolman]` section (404) or no spool is active.
+    async fn active_spool(&self) -> Result<Option<Material>, DriverError> {
+        let res = self
+            .req(reqwest::Method::GET, "/server/spoolman/spool_id")
+            .send()
+            .await
+            .map_err(http_error)?;
+        if res.status().as_u16() == 404 {
+            return Ok(None);
+        }
+        let v: Value = check(res).await?.json().await.map_err(http_error)?;
+        let Some(id) = v["result"]["spool_id"].as_i64() else {
+            return Ok(None);
+        };
+        if let Some((cached, m, at)) = self.spool.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        {
+            if cached == id && at.elapsed() < SPOOL_TTL {
+                return Ok(Some(m));
+            }
+        }
+        let res = self
+            .req(reqwest::Method::POST, "/server/spoolman/proxy")
+            .json(&serde_json::json!({
+                "request_method": "GET",
+                "path": format!("/v1/spool/{id}"),
+                "use_v2_response": true,
+            }))
+            .send()
+            .await
+            .map_err(http_error)?;
+        let v: Value = check(res).await?.json().await.map_err(http_error)?;
+        let answer = &v["result"];
+        if !answer["error"].is_null() {
+            // Spoolman unreachable or the spool is gone: the material is not known.
+            let msg = answer["error"]["message"]
+                .as_str()
+                .unwrap_or("Spoolman error");
+            return Err(DriverError::Other(format!("spool {id}: {msg}")));
+        }
+        let filament = &answer["response"]["filament"];
+        let material = Material {
+            material: filament["material"]
+                .as_str()
+                .map(str::trim)
+                .filter(|m| !m.is_empty())
+                .map(str::to_string),
+            color_hex: filament["color_hex"]
+                .as_str()
+                .and_then(crate::services::agent::hex_color)
+                // A multi-colour filament has no color_hex: take its first colour.
+                .or_else(|| {
+                    filament["multi_color_hexes"]
+                        .as_str()?
+                        .split(',')
+                        .find_map(crate::services::agent::hex_color)
+                }),
+        };
+        *self.spool.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((id, material.clone(), Instant::now()));
+        Ok(Some(material))
     }
 
     async fn post(&self, path: &str) -> Result<(), DriverError> {
@@ -204,5 +277,11 @@ impl super::Driver for Moonraker {
         self.camera
             .snapshot(&self.http, &self.base, self.snapshot_setting())
             .await
+    }
+
+    /// Moonraker tracks one active spool (for the extruder in use); Klipper itself has no
+    /// notion of the loaded material.
+    async fn materials(&self) -> Result<Vec<Material>, DriverError> {
+        Ok(self.active_spool().await?.into_iter().collect())
     }
 }

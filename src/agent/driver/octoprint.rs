@@ -11,8 +11,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::{
-    check, http_error, round2, upload_form, DriverError, DriverState, PrinterStatus, Webcam,
-    UPLOAD_TIMEOUT,
+    check, http_error, round2, upload_form, DriverError, DriverState, Material, PrinterStatus,
+    Webcam, UPLOAD_TIMEOUT,
 };
 use crate::agent::config::PrinterConfig;
 
@@ -240,6 +240,12 @@ impl super::Driver for OctoPrint {
         self.camera
             .snapshot(&self.http, &self.base, self.snapshot_setting())
             .await
+    }
+
+    /// OctoPrint's core API knows nothing about the loaded material (its printer profile
+    /// only has the extruder count); the agent falls back to the configured filaments.
+    async fn materials(&self) -> Result<Vec<Material>, DriverError> {
+        Ok(Vec::new())
     }
 }
 

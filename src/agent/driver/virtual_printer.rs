@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::{round2, DriverError, DriverState, PrinterStatus};
+use super::{round2, DriverError, DriverState, Material, PrinterStatus};
 use crate::agent::config::PrinterConfig;
 
 const AMBIENT: f64 = 22.0;
@@ -143,6 +143,8 @@ pub struct VirtualPrinter {
     heat_rate: f64,
     fail_after_percent: Option<f64>,
     camera: bool,
+    /// The materials "loaded" (from `[[printer.filaments]]`; tests may swap them).
+    materials: Mutex<Vec<Material>>,
     /// Added to the real clock: lets tests move time forward without waiting.
     skew_nanos: AtomicU64,
 }
@@ -166,6 +168,7 @@ impl VirtualPrinter {
             heat_rate,
             fail_after_percent: None,
             camera: false,
+            materials: Mutex::new(Vec::new()),
             skew_nanos: AtomicU64::new(0),
         }
     }
@@ -184,7 +187,13 @@ impl VirtualPrinter {
         let mut v = VirtualPrinter::new(p.speed_factor.unwrap_or(1.0), p.heat_rate.unwrap_or(3.0));
         v.fail_after_percent = p.fail_after_percent;
         v.camera = p.camera.unwrap_or(false);
+        v.set_materials(Material::from_config(p));
         v
+    }
+
+    /// Loads other materials, as an operator changing spools would.
+    pub fn set_materials(&self, materials: Vec<Material>) {
+        *self.materials.lock().unwrap_or_else(|p| p.into_inner()) = materials;
     }
 
     pub fn has_camera(&self) -> bool {
@@ -409,6 +418,14 @@ impl super::Driver for VirtualPrinter {
             if printing { status.percent } else { 0.0 },
             status.temps[1],
         ))
+    }
+
+    async fn materials(&self) -> Result<Vec<Material>, DriverError> {
+        Ok(self
+            .materials
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone())
     }
 }
 
