@@ -22,6 +22,7 @@ use serde_json::{json, Map, Value};
 use tokio::sync::watch;
 
 backend_tests!(
+    loaded_filaments_reach_get_printers_list,
     virtual_printer_end_to_end,
     restart_network_fault_and_bad_token,
     global_api_jobs_with_the_agent,
@@ -1315,4 +1316,131 @@ async fn download_links_to_other_servers_are_refused(app: &TestApp) {
         .all(|r| r["clouds_job_id"] != json!(4300) && r["state"] != "printing"));
     agent.stop().await;
     proxy.handle.stop(true).await;
+}
+
+/// `filaments` in `get_printers_list` as the dashboards read it (`json.loads` of a string).
+async fn listed_filaments(app: &TestApp, session: &str, id: i64) -> Option<Value> {
+    let (status, body) = app
+        .post("/apiglobal/get_printers_list", &[("session", session)])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let printer = body["message"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"].as_i64() == Some(id))
+        .unwrap()
+        .clone();
+    printer["filaments"]
+        .as_str()
+        .map(|s| serde_json::from_str(s).expect("filaments is a JSON string"))
+}
+
+/// Issue #14 item 5: the agent reports what is loaded (the virtual printer's configured
+/// spools, then a spool change), and `get_printers_list` answers it as the JSON string the
+/// dashboards `json.loads`; a raw report with garbage is bounded and cleaned, never stored as
+/// sent.
+async fn loaded_filaments_reach_get_printers_list(app: &TestApp) {
+    use printfarm::agent::driver::Material;
+    use printfarm::agent::FilamentConfig;
+    let session = app.login_new_user("spools@example.com").await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = agent_config(&app.base, dir.path());
+    let (mut p, _) = virtual_printer("SPOOLS-1");
+    p.filaments = vec![
+        FilamentConfig {
+            material: "PLA".into(),
+            color: Some("#ff8800".into()),
+        },
+        FilamentConfig {
+            material: "PETG".into(),
+            color: None,
+        },
+    ];
+    let v = VirtualPrinter::from_config(&p);
+    let driver = Arc::new(AnyDriver::Virtual(Box::new(v)));
+    let agent = Agent::start(&cfg, &p, &driver);
+    let id = redeem(app, &session, dir.path(), "SPOOLS-1").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let first = loop {
+        if let Some(f) = listed_filaments(app, &session, id).await {
+            break f;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agent never reported its filaments"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        first,
+        json!([
+            {"extruder": 1, "material": "PLA", "color_hex": "#FF8800"},
+            {"extruder": 2, "material": "PETG", "color_hex": null}
+        ])
+    );
+    // An operator changes spools: the next report carries the change.
+    let AnyDriver::Virtual(vp) = &*driver else {
+        unreachable!()
+    };
+    vp.set_materials(vec![Material {
+        material: Some("TPU".into()),
+        color_hex: Some("#000000".into()),
+    }]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let f = listed_filaments(app, &session, id).await;
+        if f == Some(json!([{"extruder": 1, "material": "TPU", "color_hex": "#000000"}])) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the spool change never arrived: {f:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    agent.stop().await;
+
+    // What an untrusted agent sends: too many slots, huge names, colours that are not hex.
+    let token = std::fs::read_to_string(dir.path().join("SPOOLS-1.json"))
+        .ok()
+        .and_then(|s| serde_json::from_str::<Value>(&s).ok())
+        .and_then(|v| v["auth_token"].as_str().map(str::to_string))
+        .unwrap();
+    let names: Vec<String> = (0..40).map(|i| format!("{i}{}", "X".repeat(300))).collect();
+    let mut colors = vec![json!("red"), json!("#00ff00"), json!({"nested": 1})];
+    colors.resize(40, json!("#123456"));
+    let res = app
+        .client
+        .post(app.url("/apiprinter/v1/printer/command"))
+        .json(&json!({"auth_token": token, "report": {
+            "state": "ready", "material_names": names, "material_colors_hex": colors}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let answer: Value = res.json().await.unwrap();
+    assert!(answer.get("error").is_none(), "{answer}");
+    let f = listed_filaments(app, &session, id).await.unwrap();
+    let slots = f.as_array().unwrap();
+    assert!(slots.len() <= 16, "{} slots kept", slots.len());
+    assert!(
+        slots[0]["color_hex"].is_null(),
+        "'red' is not kept: {}",
+        slots[0]
+    );
+    assert_eq!(slots[1]["color_hex"], "#00FF00");
+    assert!(slots.iter().all(|s| s["material"]
+        .as_str()
+        .is_none_or(|m| m.chars().count() <= 64)));
+    // A field that is not a list is refused; what was stored stays.
+    let res = app
+        .client
+        .post(app.url("/apiprinter/v1/printer/command"))
+        .json(&json!({"auth_token": token, "report": {"state": "ready", "material_names": "PLA"}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success() || res.status().is_client_error());
+    assert_eq!(listed_filaments(app, &session, id).await.unwrap(), f);
 }

@@ -81,7 +81,7 @@ mod printer;
 pub mod protocol;
 pub mod state;
 
-pub use config::{AgentConfig, DriverKind, PrinterConfig};
+pub use config::{AgentConfig, DriverKind, FilamentConfig, PrinterConfig};
 pub use printer::{run_printer, run_printer_with};
 
 use std::time::Duration;
