@@ -47,7 +47,7 @@ pub(crate) fn page(status: StatusCode, title: &str, body: &str) -> HttpResponse 
              <title>{t} · printfarm</title>\
              <style>*{{box-sizing:border-box}}body{{font-family:system-ui,sans-serif;max-width:28rem;margin:3rem auto;padding:0 1rem}}\
              label,input,button{{display:block;width:100%;margin:.4rem 0}}label.choice{{display:flex;gap:.5rem;align-items:center}}label.choice input{{width:auto}}.muted{{color:#666}}form.muted button{{display:inline;width:auto;padding:.1rem .6rem;margin-left:.6rem}}input,button{{padding:.5rem}}\
-             .error{{color:#a00}}</style></head><body><h1>{t}</h1>{body}</body></html>",
+             .error{{color:#a00}}table{{border-collapse:collapse;width:100%}}th,td{{text-align:left;padding:.3rem .4rem;border-bottom:1px solid #ddd}}td.n,td.t{{white-space:nowrap}}td.n{{text-align:right}}</style></head><body><h1>{t}</h1>{body}</body></html>",
             t = escape(title),
         ))
 }

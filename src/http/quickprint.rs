@@ -352,13 +352,14 @@ async fn my_files(state: web::Data<AppState>, req: HttpRequest) -> PageResult {
             let action = if f.kind == "gcode" && f.state == "ready" {
                 format!("<a href=\"/quickprint?file_id={}\">Print…</a>", f.id)
             } else {
-                escape(&f.kind)
+                // Models are sliced before they can print.
+                format!("<span class=\"muted\">{} model</span>", escape(&f.kind.to_uppercase()))
             };
             format!(
-                "<tr><td>{}</td><td>{:.1} MB</td><td>{}</td><td>{action}</td></tr>",
+                "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"t\">{}</td><td>{action}</td></tr>",
                 escape(&f.filename),
-                f.size as f64 / 1_000_000.0,
-                f.created_at.format("%Y-%m-%d %H:%M UTC"),
+                human_size(f.size),
+                f.created_at.format("%Y-%m-%d %H:%M"),
             )
         })
         .collect();
@@ -366,10 +367,22 @@ async fn my_files(state: web::Data<AppState>, req: HttpRequest) -> PageResult {
         StatusCode::OK,
         FILES,
         &format!(
-            "{who}<table><thead><tr><th>File</th><th>Size</th><th>Uploaded</th><th></th></tr></thead>\
+            "{who}<table><thead><tr><th>File</th><th>Size</th><th>Uploaded (UTC)</th><th></th></tr></thead>\
              <tbody>{rows}</tbody></table>"
         ),
     ))
+}
+
+/// Bytes as people read them: `684 B`, `166.8 kB`, `12.4 MB`.
+fn human_size(bytes: i64) -> String {
+    let b = bytes.max(0) as f64;
+    if b < 1000.0 {
+        format!("{bytes} B")
+    } else if b < 1_000_000.0 {
+        format!("{:.1} kB", b / 1000.0)
+    } else {
+        format!("{:.1} MB", b / 1_000_000.0)
+    }
 }
 
 /// The page a browser sign-in link opens: it names the account and asks before signing in,
