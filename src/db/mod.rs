@@ -57,7 +57,7 @@ pub struct Reachability {
 }
 
 impl Reachability {
-    pub fn is_down(&self) -> bool {
+    fn is_down(&self) -> bool {
         self.down.load(std::sync::atomic::Ordering::Acquire)
     }
 
@@ -170,10 +170,6 @@ impl Pool {
                 Unavailable(e.to_string())
             }
         })
-    }
-
-    pub fn reachability(&self) -> &Reachability {
-        &self.reach
     }
 }
 
