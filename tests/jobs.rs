@@ -24,25 +24,11 @@ backend_tests!(
     old_cancel_codes_move_to_the_source_column,
 );
 
-const PREFIX: &str = "/apiprinter/v1/printer";
-
 struct Farm {
     session: String,
     printer: i64,
     token: String,
     file: i64,
-}
-
-async fn agent(app: &TestApp, action: &str, body: Value) -> Value {
-    let res = app
-        .client
-        .post(app.url(&format!("{PREFIX}/{action}")))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 200);
-    res.json().await.unwrap()
 }
 
 async fn report(app: &TestApp, token: &str, report: Value, extra: Value) -> Value {
@@ -52,7 +38,7 @@ async fn report(app: &TestApp, token: &str, report: Value, extra: Value) -> Valu
             body[k] = v;
         }
     }
-    agent(app, "command", body).await
+    app.agent("command", body).await
 }
 
 async fn ready(app: &TestApp, token: &str) -> Value {
@@ -63,28 +49,6 @@ async fn ready(app: &TestApp, token: &str) -> Value {
         json!({}),
     )
     .await
-}
-
-async fn register(app: &TestApp, session: &str, snr: &str) -> (i64, String) {
-    let dev = json!({"VID": "VIRT", "PID": "VIRT", "SNR": snr, "type": "PRUSA_MK4"});
-    let code = agent(app, "register", dev.clone()).await["registration_code"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let (_, body) = app
-        .post(
-            "/apiglobal/add_printer_by_registration_code",
-            &[("session", session), ("registration_code", &code)],
-        )
-        .await;
-    let id = body["message"]["printer_id"].as_i64().unwrap();
-    let mut d = dev;
-    d["registration_code"] = json!(code);
-    let token = agent(app, "register", d).await["auth_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    (id, token)
 }
 
 async fn upload(app: &TestApp, session: &str) -> i64 {
@@ -100,7 +64,7 @@ async fn upload(app: &TestApp, session: &str) -> i64 {
 
 async fn farm(app: &TestApp, email: &str, snr: &str) -> Farm {
     let session = app.login_new_user(email).await;
-    let (printer, token) = register(app, &session, snr).await;
+    let (printer, token) = app.register_printer(&session, snr).await;
     assert_eq!(ready(app, &token).await, json!({}));
     let file = upload(app, &session).await;
     Farm {
@@ -1106,7 +1070,9 @@ async fn agent_queue_calls(app: &TestApp) {
     let f = farm(app, "maker@example.com", "SN-10").await;
     let j1 = new_job(app, &f, true).await;
     let j2 = new_job(app, &f, true).await;
-    let list = agent(app, "get_queued_jobs", json!({"auth_token": f.token})).await;
+    let list = app
+        .agent("get_queued_jobs", json!({"auth_token": f.token}))
+        .await;
     let ids: Vec<i64> = list
         .as_array()
         .unwrap()
@@ -1116,8 +1082,7 @@ async fn agent_queue_calls(app: &TestApp) {
     assert_eq!(ids, vec![j1, j2], "next job first");
     assert_eq!(list[0]["filename"], "cube.gcode");
     assert_eq!(
-        agent(
-            app,
+        app.agent(
             "start_queued_job",
             json!({"auth_token": f.token, "job_id": j2, "automatic": true})
         )
@@ -1130,23 +1095,24 @@ async fn agent_queue_calls(app: &TestApp) {
         (cmd["command"].clone(), cmd["job_id"].clone()),
         (json!("gcodes"), json!(j2))
     );
-    let busy = agent(
-        app,
-        "start_queued_job",
-        json!({"auth_token": f.token, "job_id": j1}),
-    )
-    .await;
+    let busy = app
+        .agent(
+            "start_queued_job",
+            json!({"auth_token": f.token, "job_id": j1}),
+        )
+        .await;
     assert_eq!(busy["error"]["code"], json!(409));
     let other = farm(app, "other@example.com", "SN-11").await;
-    let foreign = agent(
-        app,
-        "start_queued_job",
-        json!({"auth_token": other.token, "job_id": j1}),
-    )
-    .await;
+    let foreign = app
+        .agent(
+            "start_queued_job",
+            json!({"auth_token": other.token, "job_id": j1}),
+        )
+        .await;
     assert_eq!(foreign["error"]["code"], json!(404));
     assert_eq!(
-        agent(app, "get_queued_jobs", json!({"auth_token": "bad"})).await["error"]["code"],
+        app.agent("get_queued_jobs", json!({"auth_token": "bad"}))
+            .await["error"]["code"],
         json!(3)
     );
 }

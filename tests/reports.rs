@@ -22,7 +22,6 @@ backend_tests!(
     csv_cells_cannot_run_as_formulas,
 );
 
-const PREFIX: &str = "/apiprinter/v1/printer";
 const FILE_NAME: &str = "cube, \"v2\"\nstraße 🚀.gcode";
 const DATETIME: &str = "%Y-%m-%d %H:%M:%S";
 
@@ -70,18 +69,6 @@ const DEFAULT_HEADERS: [&str; 16] = [
 // ---------------------------------------------------------------------------------------------
 // The printer side and the job flow.
 
-async fn agent(app: &TestApp, action: &str, body: Value) -> Value {
-    let res = app
-        .client
-        .post(app.url(&format!("{PREFIX}/{action}")))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 200);
-    res.json().await.unwrap()
-}
-
 async fn report(app: &TestApp, token: &str, report: Value, extra: Value) -> Value {
     let mut body = json!({"auth_token": token, "report": report});
     if let Value::Object(m) = extra {
@@ -89,7 +76,7 @@ async fn report(app: &TestApp, token: &str, report: Value, extra: Value) -> Valu
             body[k] = v;
         }
     }
-    agent(app, "command", body).await
+    app.agent("command", body).await
 }
 
 async fn ready(app: &TestApp, token: &str) -> Value {
@@ -105,7 +92,7 @@ async fn ready(app: &TestApp, token: &str) -> Value {
 /// Registers a printer through the agent protocol, redeemed by `session`.
 async fn register(app: &TestApp, session: &str, snr: &str) -> (i64, String) {
     let dev = json!({"VID": "VIRT", "PID": "VIRT", "SNR": snr, "type": "PRUSA_MK4"});
-    let code = agent(app, "register", dev.clone()).await["registration_code"]
+    let code = app.agent("register", dev.clone()).await["registration_code"]
         .as_str()
         .unwrap()
         .to_string();
@@ -119,7 +106,7 @@ async fn register(app: &TestApp, session: &str, snr: &str) -> (i64, String) {
     let id = body["message"]["printer_id"].as_i64().unwrap();
     let mut d = dev;
     d["registration_code"] = json!(code);
-    let token = agent(app, "register", d).await["auth_token"]
+    let token = app.agent("register", d).await["auth_token"]
         .as_str()
         .unwrap()
         .to_string();

@@ -15,24 +15,10 @@ backend_tests!(
     queue_only_holders_cannot_toggle_the_build_tray,
 );
 
-const PREFIX: &str = "/apiprinter/v1/printer";
-
-async fn agent(app: &TestApp, action: &str, body: Value) -> Value {
-    let res = app
-        .client
-        .post(app.url(&format!("{PREFIX}/{action}")))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 200);
-    res.json().await.unwrap()
-}
-
 /// Registers a virtual printer for the session's user, who becomes its owner; it reports ready.
 async fn printer(app: &TestApp, session: &str, snr: &str) -> (i64, String) {
     let dev = json!({"VID": "VIRT", "PID": "VIRT", "SNR": snr, "type": "PRUSA_MK4"});
-    let code = agent(app, "register", dev.clone()).await["registration_code"]
+    let code = app.agent("register", dev.clone()).await["registration_code"]
         .as_str()
         .unwrap()
         .to_string();
@@ -45,12 +31,12 @@ async fn printer(app: &TestApp, session: &str, snr: &str) -> (i64, String) {
     let id = body["message"]["printer_id"].as_i64().unwrap();
     let mut d = dev;
     d["registration_code"] = json!(code);
-    let token = agent(app, "register", d).await["auth_token"]
+    let token = app.agent("register", d).await["auth_token"]
         .as_str()
         .unwrap()
         .to_string();
     let ready = json!({"auth_token": token, "report": {"state": "ready", "percent": 0}});
-    assert_eq!(agent(app, "command", ready).await, json!({}));
+    assert_eq!(app.agent("command", ready).await, json!({}));
     (id, token)
 }
 
