@@ -13,3 +13,6 @@ mod cura;
 
 #[path = "clients/cloudslicer.rs"]
 mod cloudslicer;
+
+#[path = "clients/duke.rs"]
+mod duke;
