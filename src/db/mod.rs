@@ -89,7 +89,8 @@ impl Reachability {
             .get_or_init(std::time::Instant::now)
             .elapsed()
             .as_millis() as u64
-            + 1;
+            // The first probe may run at once.
+            + PROBE_EVERY.as_millis() as u64;
         let last = self.last_probe_ms.load(Ordering::Acquire);
         now.saturating_sub(last) >= PROBE_EVERY.as_millis() as u64
             && self
@@ -106,7 +107,15 @@ struct ReachabilityReports(std::sync::Arc<Reachability>);
 
 impl r2d2::HandleError<ConnError> for ReachabilityReports {
     fn handle_error(&self, error: ConnError) {
-        self.0.mark_down(error.to_string());
+        // Only a connection that cannot be opened says the database is gone. A pooled one
+        // that fails its check (killed by a failover or `pg_terminate_backend`) is replaced,
+        // and the replacement's own connect decides.
+        match error {
+            ConnError::Connect { .. } => self.0.mark_down(error.to_string()),
+            ConnError::Query(e) => {
+                tracing::warn!(error = %e, "dropping a broken pooled connection")
+            }
+        }
     }
 }
 
