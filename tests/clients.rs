@@ -16,3 +16,6 @@ mod cloudslicer;
 
 #[path = "clients/duke.rs"]
 mod duke;
+
+#[path = "clients/georgia_tech.rs"]
+mod georgia_tech;
