@@ -17,5 +17,7 @@ mod cloudslicer;
 #[path = "clients/duke.rs"]
 mod duke;
 
+#[path = "clients/berkeley.rs"]
+mod berkeley;
 #[path = "clients/georgia_tech.rs"]
 mod georgia_tech;
