@@ -222,3 +222,96 @@ async fn drivers_report_unreachable_printers() {
     assert!(matches!(m.status().await, Err(DriverError::Unreachable(_))));
     assert!(matches!(m.pause().await, Err(DriverError::Unreachable(_))));
 }
+
+/// Moonraker's Spoolman integration, all real: a Spoolman with two spools, a Moonraker whose
+/// `[spoolman]` points at it. The material follows the active spool (set through Moonraker's
+/// own `/server/spoolman/spool_id`, as Mainsail and Fluidd do), a multi-colour filament
+/// reports its first colour, no active spool is "not known", and a Spoolman that went away
+/// is an error rather than a stale answer from a fresh driver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moonraker_materials_follow_the_active_spoolman_spool() {
+    use printfarm::agent::driver::Material;
+    let Some(spoolman) = Peer::start("spoolman", &[]) else {
+        return;
+    };
+    let api = format!("{}/api/v1", spoolman.env["SPOOLMAN_URL"]);
+    let http = reqwest::Client::new();
+    let post = |path: &str, body: serde_json::Value| {
+        let req = http.post(format!("{api}/{path}")).json(&body);
+        async move {
+            let res = req.send().await.unwrap();
+            assert!(res.status().is_success(), "{}", res.status());
+            res.json::<serde_json::Value>().await.unwrap()["id"]
+                .as_i64()
+                .unwrap()
+        }
+    };
+    let petg = post(
+        "filament",
+        serde_json::json!({"name": "Galaxy Blue", "material": "PETG", "color_hex": "1E90FF",
+                           "density": 1.27, "diameter": 1.75}),
+    )
+    .await;
+    let silk = post(
+        "filament",
+        serde_json::json!({"name": "Silk Duo", "material": " PLA ", "density": 1.24,
+                           "diameter": 1.75, "multi_color_hexes": "FF0000,00FF00",
+                           "multi_color_direction": "coaxial"}),
+    )
+    .await;
+    let petg_spool = post("spool", serde_json::json!({"filament_id": petg})).await;
+    let silk_spool = post("spool", serde_json::json!({"filament_id": silk})).await;
+
+    let Some(peer) = Peer::start(
+        "moonraker",
+        &[("SPOOLMAN_URL", spoolman.env["SPOOLMAN_URL"].as_str())],
+    ) else {
+        return;
+    };
+    let base = peer.env["MOONRAKER_URL"].clone();
+    let d = Moonraker::new(&base, None, Duration::from_secs(10)).unwrap();
+    d.connect().await.unwrap();
+    assert_eq!(d.materials().await.unwrap(), vec![], "no spool active yet");
+
+    // Clearing sends no `spool_id` at all: Moonraker reads a JSON null as a bad integer.
+    let activate = |id: Option<i64>| {
+        let body = match id {
+            Some(id) => serde_json::json!({ "spool_id": id }),
+            None => serde_json::json!({}),
+        };
+        let req = http
+            .post(format!("{base}/server/spoolman/spool_id"))
+            .json(&body);
+        async move {
+            let res = req.send().await.unwrap();
+            assert!(res.status().is_success(), "{}", res.status());
+        }
+    };
+    activate(Some(petg_spool)).await;
+    assert_eq!(
+        d.materials().await.unwrap(),
+        vec![Material {
+            material: Some("PETG".into()),
+            color_hex: Some("#1E90FF".into()),
+        }]
+    );
+    activate(Some(silk_spool)).await;
+    assert_eq!(
+        d.materials().await.unwrap(),
+        vec![Material {
+            material: Some("PLA".into()),
+            color_hex: Some("#FF0000".into()),
+        }],
+        "a spool change is seen at once; a multi-colour filament gives its first colour"
+    );
+    activate(None).await;
+    assert_eq!(d.materials().await.unwrap(), vec![]);
+
+    activate(Some(petg_spool)).await;
+    drop(spoolman);
+    let fresh = Moonraker::new(&base, None, Duration::from_secs(10)).unwrap();
+    assert!(
+        fresh.materials().await.is_err(),
+        "Spoolman gone: not known, and said so"
+    );
+}

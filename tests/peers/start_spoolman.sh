@@ -15,12 +15,16 @@ data="$run/spoolman"
 mkdir -p "$data"
 # Spoolman runs its migrations with the alembic command: the venv's bin goes first on PATH.
 # EXTERNAL_DB_URL points at a closed local port so it never reaches for the internet.
-(cd "$SPOOLMAN_HOME" && \
-  PATH="$SPOOLMAN_VENV/bin:$PATH" SPOOLMAN_DIR_DATA="$data" SPOOLMAN_DIR_LOGS="$data" \
-  SPOOLMAN_DIR_BACKUPS="$data" SPOOLMAN_AUTOMATIC_BACKUP=FALSE \
-  EXTERNAL_DB_URL="http://127.0.0.1:9/" \
-  nohup "$SPOOLMAN_VENV/bin/uvicorn" spoolman.main:app --host 127.0.0.1 --port "$port" \
-  > "$run/spoolman.log" 2>&1 & echo $! > "$run/spoolman.pid")
+# One process, its pid recorded: the subshell becomes uvicorn (exec), and all its output goes
+# to the log, so no process is left holding the caller's stdout.
+(
+  cd "$SPOOLMAN_HOME"
+  export PATH="$SPOOLMAN_VENV/bin:$PATH" SPOOLMAN_DIR_DATA="$data" SPOOLMAN_DIR_LOGS="$data" \
+    SPOOLMAN_DIR_BACKUPS="$data" SPOOLMAN_AUTOMATIC_BACKUP=FALSE \
+    EXTERNAL_DB_URL="http://127.0.0.1:9/"
+  exec "$SPOOLMAN_VENV/bin/uvicorn" spoolman.main:app --host 127.0.0.1 --port "$port"
+) > "$run/spoolman.log" 2>&1 < /dev/null &
+echo $! > "$run/spoolman.pid"
 if ! wait_http "http://127.0.0.1:$port/api/v1/info" 60; then
   echo "Spoolman did not answer on port $port; log tail:" >&2
   tail -n 30 "$run/spoolman.log" >&2 || true
