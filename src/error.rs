@@ -164,12 +164,6 @@ impl From<actix_web::error::BlockingError> for Error {
     }
 }
 
-impl From<crate::http::apiglobal::form::FormError> for Error {
-    fn from(e: crate::http::apiglobal::form::FormError) -> Self {
-        Error::BadRequest(e.to_string())
-    }
-}
-
 impl ResponseError for Error {
     fn status_code(&self) -> StatusCode {
         match self {

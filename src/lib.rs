@@ -3,17 +3,23 @@
 //! Assembly: config → database pool (migrated) → services → HTTP routes.
 
 pub mod agent;
+pub mod background;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod gcode;
 pub mod http;
+#[cfg(test)]
+mod layering;
+pub mod material;
 pub mod mesh;
 pub mod render;
 pub mod services;
 pub mod slicer;
 pub mod staging;
 pub mod storage;
+
+pub use background::spawn_background;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -108,7 +114,7 @@ impl AppState {
         job_id: Option<i64>,
     ) -> Result<db::models::PrinterCommand> {
         let cmd = self
-            .db(move |c| services::agent::enqueue(c, printer_id, command, extra, job_id))
+            .db(move |c| services::commands::enqueue(c, printer_id, command, extra, job_id))
             .await?;
         self.notifier.wake(printer_id);
         Ok(cmd)
@@ -209,61 +215,4 @@ async fn stop_requested(notifier: Arc<services::notify::Notifier>, slicers: Arc<
     // Running slices are lost anyway (their lease runs out and another worker retries them):
     // do not leave their slicers running without a server.
     slicers.kill_all();
-}
-
-/// Background work of a server instance: housekeeping and, unless disabled, slice workers.
-/// Call from within the server's runtime.
-pub fn spawn_background(state: AppState) {
-    if state.config.slicer.in_process_workers {
-        let n = state.config.slicer.max_concurrent.max(1);
-        slicer::worker::spawn(state.clone(), n, state.slice_wake.clone());
-    }
-    spawn_maintenance(state);
-}
-
-/// Periodic housekeeping: expired sessions and stale login failures; staging leftovers and
-/// stored objects without a row (once at start, then every `storage.reconcile_every_secs`).
-pub fn spawn_maintenance(state: AppState) {
-    let storage_state = state.clone();
-    actix_web::rt::spawn(async move {
-        let period = std::time::Duration::from_secs(
-            storage_state.config.storage.reconcile_every_secs.max(1),
-        );
-        let mut tick = actix_web::rt::time::interval(period);
-        loop {
-            tick.tick().await;
-            services::housekeeping::storage_pass(&storage_state).await;
-        }
-    });
-    actix_web::rt::spawn(async move {
-        // The first pass runs one period after start, not at once: a fresh server has little
-        // to prune, and tests that plant expired rows must not race it.
-        let period = std::time::Duration::from_secs(600);
-        let mut tick =
-            actix_web::rt::time::interval_at(actix_web::rt::time::Instant::now() + period, period);
-        loop {
-            tick.tick().await;
-            let policy = state.session_policy.clone();
-            match state
-                .db(move |c| services::sessions::prune(c, &policy))
-                .await
-            {
-                Ok((s, f)) if s + f > 0 => {
-                    tracing::info!(sessions = s, login_failures = f, "pruned expired rows")
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "maintenance failed"),
-            }
-            match state.db(services::agent::prune_expired).await {
-                Ok((r, c, u)) if r + c + u > 0 => tracing::info!(
-                    registration_codes = r,
-                    camera_tokens = c,
-                    user_tokens = u,
-                    "pruned expired rows"
-                ),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "maintenance failed"),
-            }
-        }
-    });
 }

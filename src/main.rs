@@ -158,7 +158,11 @@ fn run() -> anyhow::Result<()> {
             let n = state.config.slicer.max_concurrent.max(1);
             tracing::info!(workers = n, "printfarm slice workers running");
             actix_web::rt::System::new().block_on(async move {
-                printfarm::slicer::worker::spawn(state.clone(), n, state.slice_wake.clone());
+                printfarm::background::slice_worker::spawn(
+                    state.clone(),
+                    n,
+                    state.slice_wake.clone(),
+                );
                 let stopped = tokio::signal::ctrl_c().await;
                 state.slicers.kill_all();
                 stopped

@@ -40,12 +40,9 @@ impl Staging {
     pub fn open(root: &Path) -> std::io::Result<Staging> {
         std::fs::create_dir_all(root)?;
         let dir = root.join(format!(
-            "{RUN_PREFIX}{}-{}",
+            "{RUN_PREFIX}{}-{:012x}",
             std::process::id(),
-            crate::services::auth::random_token()
-                .chars()
-                .take(12)
-                .collect::<String>()
+            rand::random::<u64>() >> 16
         ));
         std::fs::create_dir(&dir)?;
         let lock = File::create(dir.join(LOCK_FILE))?;

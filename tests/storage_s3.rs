@@ -350,7 +350,7 @@ async fn s3_storage_round_trip(db: Db) {
 /// gone is reported and kept, and everything a row names stays. On the bucket and on the
 /// local store alike.
 async fn reconciliation_on_s3_and_local(db: Db) {
-    use printfarm::services::housekeeping::reconcile;
+    use printfarm::background::housekeeping::reconcile;
     let Some(moto) = Moto::with_bucket().await else {
         return;
     };

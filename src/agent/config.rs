@@ -235,7 +235,7 @@ impl PrinterConfig {
                 );
             }
             if let Some(c) = &f.color {
-                if crate::services::agent::hex_color(c).is_none() {
+                if crate::material::hex_color(c).is_none() {
                     anyhow::bail!(
                         "printer {:?}: filament color {c:?} is not #RRGGBB",
                         self.name

@@ -1341,7 +1341,7 @@ pub struct Job {
     pub cost: Option<f64>,
     /// Balance, quota and share prints were charged (exactly once, at start).
     pub charged: bool,
-    /// The reason a person chose when cancelling: a `services::jobs::CancelReason` code.
+    /// The reason a person chose when cancelling: a `services::job_states::CancelReason` code.
     pub cancel_reason: Option<String>,
     /// Free text given with the cancel (bounded).
     pub cancel_details: Option<String>,
@@ -1353,7 +1353,7 @@ pub struct Job {
     pub ended_at: Option<NaiveDateTime>,
     pub updated_at: NaiveDateTime,
     pub download_token_hash: Option<String>,
-    /// Who or what ended the job early: a `services::jobs::cancel_source` code.
+    /// Who or what ended the job early: a `services::job_states::cancel_source` code.
     pub cancel_source: Option<String>,
 }
 

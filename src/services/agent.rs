@@ -70,6 +70,26 @@ impl Poll {
             bed_clear: body.get("bed_clear").is_some_and(truthy),
         }
     }
+
+    /// What the job queue follows a running job by.
+    pub fn seen(&self) -> jobs::AgentSeen<'_> {
+        let blocking_error = self
+            .errors
+            .as_ref()
+            .and_then(Value::as_array)
+            .is_some_and(|errs| {
+                errs.iter().any(|e| {
+                    e.get("level")
+                        .and_then(Value::as_i64)
+                        .is_some_and(|l| l >= 40)
+                })
+            });
+        jobs::AgentSeen {
+            report: self.report.as_ref(),
+            reset_job: self.reset_job,
+            blocking_error,
+        }
+    }
 }
 
 fn truthy(v: &Value) -> bool {
@@ -185,7 +205,7 @@ fn material_entry(key: &str, v: &Value) -> Value {
         "material_desc" => text(MAX_MATERIAL_DESC),
         "material_colors_hex" => v
             .as_str()
-            .and_then(hex_color)
+            .and_then(crate::material::hex_color)
             .map(Value::String)
             .unwrap_or(Value::Null),
         _ => v
@@ -194,14 +214,6 @@ fn material_entry(key: &str, v: &Value) -> Value {
             .map(Value::from)
             .unwrap_or(Value::Null),
     }
-}
-
-/// `#RRGGBB` / `RRGGBB` (and the 8-digit forms with alpha) as `#RRGGBB[AA]`; else None.
-pub fn hex_color(s: &str) -> Option<String> {
-    let h = s.trim();
-    let h = h.strip_prefix('#').unwrap_or(h);
-    ((h.len() == 6 || h.len() == 8) && h.bytes().all(|b| b.is_ascii_hexdigit()))
-        .then(|| format!("#{}", h.to_ascii_uppercase()))
 }
 
 /// A `material_*` report field: a list (at most [`MAX_MATERIAL_SLOTS`] entries, one per
@@ -383,7 +395,7 @@ pub fn poll(
         if let Some((number, ok)) = poll.ack {
             PrinterCommand::ack(c, printer.id, number, ok, now)?;
         }
-        let ended = jobs::follow_report(c, printer, poll)?;
+        let ended = jobs::follow_report(c, printer, &poll.seen())?;
         let became_ready = printer.state != "ready"
             && poll
                 .report
@@ -426,32 +438,6 @@ pub fn command_json(cmd: &PrinterCommand) -> Value {
     obj.insert("command".into(), Value::String(cmd.command.clone()));
     obj.insert("number".into(), Value::from(cmd.number));
     Value::Object(obj)
-}
-
-/// Queues a command for a printer's agent (numbered per printer, in commit order). The caller
-/// wakes a waiting agent after the transaction commits; on Postgres the NOTIFY sent here
-/// reaches other server instances at commit.
-pub fn enqueue(
-    conn: &mut DbConn,
-    printer_id: i64,
-    command: &str,
-    extra: Map<String, Value>,
-    job_id: Option<i64>,
-) -> Result<PrinterCommand> {
-    db::write_transaction(conn, |c| {
-        let number = Printer::take_command_number(c, printer_id)?;
-        let payload = (!extra.is_empty()).then(|| Value::Object(extra.clone()).to_string());
-        let cmd =
-            PrinterCommand::insert(c, printer_id, number, command, payload.as_deref(), job_id)?;
-        if let DbConn::Pg(pg) = c {
-            use diesel::RunQueryDsl;
-            diesel::sql_query("SELECT pg_notify($1, $2)")
-                .bind::<diesel::sql_types::Text, _>(crate::services::notify::CHANNEL)
-                .bind::<diesel::sql_types::Text, _>(printer_id.to_string())
-                .execute(pg)?;
-        }
-        Ok(cmd)
-    })
 }
 
 /// Largest camera frame accepted from an agent.
@@ -563,9 +549,5 @@ mod tests {
             .all(|n| n.as_str().unwrap().chars().count() == MAX_MATERIAL_NAME));
         let v = bounded_report_field("material_names", &json!([["PLA"], {"x": 1}, 5])).unwrap();
         assert_eq!(v, json!([null, null, null]));
-        for bad in ["#12345", "#GGGGGG", "12345678901", "#ff8800;x", ""] {
-            assert_eq!(hex_color(bad), None, "{bad}");
-        }
-        assert_eq!(hex_color(" #a1b2c3ff ").as_deref(), Some("#A1B2C3FF"));
     }
 }

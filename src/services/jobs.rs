@@ -12,8 +12,9 @@ use crate::db::models::{
 use crate::db::schema::{jobs, printer_shares, printers, users};
 use crate::db::{self, DbConn};
 use crate::error::{Error, Result};
-use crate::services::agent;
 use crate::services::auth::{random_token, token_hash};
+use crate::services::commands;
+use crate::services::job_states::{cancel_source, CancelReason};
 use crate::services::printers::{self as printer_access, Access};
 
 /// What job transitions need from outside the database.
@@ -447,7 +448,7 @@ fn start(c: &mut DbConn, job: Job, by: i64, ctx: &JobContext) -> Result<Job> {
     extra.insert("zip".into(), json!(file.zip));
     extra.insert("job_id".into(), json!(job.id));
     extra.insert("printing_duration".into(), json!(job.printing_duration));
-    agent::enqueue(c, printer.id, "gcodes", extra, Some(job.id))?;
+    commands::enqueue(c, printer.id, "gcodes", extra, Some(job.id))?;
     Ok(job)
 }
 
@@ -503,106 +504,8 @@ pub fn job_command(
         }
         let mut extra = Map::new();
         extra.insert("job_id".into(), json!(job.id));
-        agent::enqueue(c, job.printer_id, command, extra, Some(job.id))
+        commands::enqueue(c, job.printer_id, command, extra, Some(job.id))
     })
-}
-
-/// Who or what ended a job before it finished (`jobs.cancel_source`). The report's status
-/// column is derived from it (`CANCELLED_WEB`, `CANCELLED_PRINTER`).
-pub mod cancel_source {
-    /// Cancelled through the API or the web (`job_cancel`).
-    pub const CANCELLED_WEB: &str = "CANCELLED_WEB";
-    /// The agent reported the printer's own cancel.
-    pub const CANCELLED_PRINTER: &str = "CANCELLED_PRINTER";
-    /// The printer went back to ready before the job was done.
-    pub const STOPPED_ON_PRINTER: &str = "STOPPED_ON_PRINTER";
-    /// The printer reported an error.
-    pub const PRINTER_ERROR: &str = "PRINTER_ERROR";
-    /// The agent restarted and dropped the job (`reset_job`).
-    pub const AGENT_RESET: &str = "AGENT_RESET";
-    /// Auto-start could not charge the job's owner.
-    pub const NOT_CHARGEABLE: &str = "NOT_CHARGEABLE";
-}
-
-/// Why a person cancelled a job: `job_cancel`'s `reason` takes the code (or the label), the
-/// report's "Cancel Reason" shows the label. 3DPrinterOS asks this from a list in its web
-/// page, but publishes no list; this one is printfarm's own, covering the usual causes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum CancelReason {
-    HardwareIssue,
-    PrintQuality,
-    WrongSettings,
-    WrongFile,
-    MaterialIssue,
-    BedAdhesion,
-    TooLong,
-    NotNeeded,
-    Other,
-}
-
-impl CancelReason {
-    pub const ALL: [CancelReason; 9] = [
-        CancelReason::HardwareIssue,
-        CancelReason::PrintQuality,
-        CancelReason::WrongSettings,
-        CancelReason::WrongFile,
-        CancelReason::MaterialIssue,
-        CancelReason::BedAdhesion,
-        CancelReason::TooLong,
-        CancelReason::NotNeeded,
-        CancelReason::Other,
-    ];
-
-    /// The stored code.
-    pub fn code(self) -> &'static str {
-        match self {
-            CancelReason::HardwareIssue => "hardware_issue",
-            CancelReason::PrintQuality => "print_quality",
-            CancelReason::WrongSettings => "wrong_settings",
-            CancelReason::WrongFile => "wrong_file",
-            CancelReason::MaterialIssue => "material_issue",
-            CancelReason::BedAdhesion => "bed_adhesion",
-            CancelReason::TooLong => "too_long",
-            CancelReason::NotNeeded => "not_needed",
-            CancelReason::Other => "other",
-        }
-    }
-
-    /// What the report shows.
-    pub fn label(self) -> &'static str {
-        match self {
-            CancelReason::HardwareIssue => "Hardware issue",
-            CancelReason::PrintQuality => "Print quality",
-            CancelReason::WrongSettings => "Wrong settings",
-            CancelReason::WrongFile => "Wrong file or model",
-            CancelReason::MaterialIssue => "Filament or material issue",
-            CancelReason::BedAdhesion => "Bed adhesion",
-            CancelReason::TooLong => "Takes too long",
-            CancelReason::NotNeeded => "No longer needed",
-            CancelReason::Other => "Other",
-        }
-    }
-
-    pub fn from_code(code: &str) -> Option<CancelReason> {
-        Self::ALL.into_iter().find(|r| r.code() == code)
-    }
-
-    /// What a person sends: the code or the label, in any case (`Print quality`, `PRINT_QUALITY`).
-    /// Anything else is refused with the list of codes.
-    pub fn parse(input: &str) -> Result<CancelReason> {
-        let t = input.trim();
-        Self::ALL
-            .into_iter()
-            .find(|r| r.code().eq_ignore_ascii_case(t) || r.label().eq_ignore_ascii_case(t))
-            .ok_or_else(|| {
-                let codes: Vec<&str> = Self::ALL.iter().map(|r| r.code()).collect();
-                Error::bad_request(format!(
-                    "reason must be one of: {} (free text goes in details)",
-                    codes.join(", ")
-                ))
-            })
-    }
 }
 
 /// Longest `job_cancel` details and job feedback, in characters.
@@ -669,7 +572,7 @@ pub fn job_cancel(
                 })?;
                 let mut extra = Map::new();
                 extra.insert("job_id".into(), json!(job.id));
-                agent::enqueue(c, job.printer_id, "cancel", extra, Some(job.id))?;
+                commands::enqueue(c, job.printer_id, "cancel", extra, Some(job.id))?;
                 Ok(Some(job.printer_id))
             }
             _ => Err(Error::Conflict(format!("Job {job_id} has already ended"))),
@@ -743,10 +646,20 @@ fn end_job(c: &mut DbConn, job: &Job, status: i32, source: Option<&str>) -> Resu
     Ok(())
 }
 
+/// What an agent's poll tells the queue, as decoded by the agent channel.
+pub struct AgentSeen<'a> {
+    pub report: Option<&'a Map<String, Value>>,
+    /// The agent restarted and dropped its job.
+    pub reset_job: bool,
+    /// An error of level 40 or more was reported.
+    pub blocking_error: bool,
+}
+
 /// Follows the running job through an agent report (`before` = the printer as it was):
 /// printing → ready at 100 % finished (77); `cancel` aborted (45); `error`, a blocking error or
 /// `reset_job` failed (43). Returns true when a job ended.
-pub fn follow_report(c: &mut DbConn, before: &Printer, poll: &agent::Poll) -> Result<bool> {
+pub fn follow_report(c: &mut DbConn, before: &Printer, seen: &AgentSeen) -> Result<bool> {
+    let (report, reset_job) = (seen.report, seen.reset_job);
     let Some(job_id) = before.current_job_id else {
         return Ok(false);
     };
@@ -756,7 +669,6 @@ pub fn follow_report(c: &mut DbConn, before: &Printer, poll: &agent::Poll) -> Re
     if job.status_id != job_status::IN_PROGRESS {
         return Ok(false);
     }
-    let report = poll.report.as_ref();
     let state = report
         .and_then(|r| r.get("state"))
         .and_then(Value::as_str)
@@ -765,19 +677,9 @@ pub fn follow_report(c: &mut DbConn, before: &Printer, poll: &agent::Poll) -> Re
         .and_then(|r| r.get("percent"))
         .and_then(|p| p.as_f64().or_else(|| p.as_str()?.parse().ok()))
         .unwrap_or(before.percent);
-    let blocking_error = poll
-        .errors
-        .as_ref()
-        .and_then(Value::as_array)
-        .is_some_and(|errs| {
-            errs.iter().any(|e| {
-                e.get("level")
-                    .and_then(Value::as_i64)
-                    .is_some_and(|l| l >= 40)
-            })
-        });
+    let blocking_error = seen.blocking_error;
     let was_active = matches!(before.state.as_str(), "printing" | "paused" | "downloading");
-    let outcome = if poll.reset_job {
+    let outcome = if reset_job {
         Some((job_status::FAILED, cancel_source::AGENT_RESET))
     } else if state == "cancel" {
         Some((job_status::ABORTED, cancel_source::CANCELLED_PRINTER))
@@ -920,88 +822,4 @@ pub fn printer_jobs(
         .select((Job::as_select(), files::filename, users::email))
         .load(conn)?;
     Ok(JobPage { jobs: rows, cursor })
-}
-
-/// Organization settings that drive the queue and the reports' default fields (printfarm
-/// extension, organization admins).
-pub fn update_org_settings(
-    conn: &mut DbConn,
-    user: &User,
-    auto_start: Option<bool>,
-    actual_hours: Option<i64>,
-    prices: Option<Value>,
-    currency: Option<&str>,
-    report_fields: Option<&[String]>,
-) -> Result<()> {
-    use crate::db::schema::organizations;
-    crate::services::orgs::require_org_admin(user)?;
-    let org = user.organization_id;
-    // Checked before anything is written.
-    let report_fields = report_fields
-        .map(crate::services::reports::report_fields_setting)
-        .transpose()?;
-    db::write_transaction(conn, |c| {
-        if let Some(fields) = &report_fields {
-            diesel::update(organizations::table.find(org))
-                .set(organizations::report_fields.eq(fields))
-                .execute(c)?;
-        }
-        if let Some(a) = auto_start {
-            diesel::update(organizations::table.find(org))
-                .set(organizations::auto_start_queue.eq(a))
-                .execute(c)?;
-        }
-        if let Some(h) = actual_hours {
-            let h = i32::try_from(h)
-                .ok()
-                .filter(|h| (1..=24 * 365).contains(h))
-                .ok_or_else(|| Error::bad_request("actual_jobs_hours must be 1..8760"))?;
-            diesel::update(organizations::table.find(org))
-                .set(organizations::actual_jobs_hours.eq(h))
-                .execute(c)?;
-        }
-        if let Some(p) = &prices {
-            let valid = p
-                .as_object()
-                .is_some_and(|m| m.values().all(|v| v.as_f64().is_some_and(|x| x >= 0.0)));
-            if !valid {
-                return Err(Error::bad_request("material_prices must be an object of non-negative prices per kg, e.g. {\"PLA\": 25}"));
-            }
-            diesel::update(organizations::table.find(org))
-                .set(organizations::material_prices.eq(Some(p.to_string())))
-                .execute(c)?;
-        }
-        if let Some(cur) = currency {
-            let cur = cur.trim().to_uppercase();
-            if cur.len() != 3 || !cur.chars().all(|c| c.is_ascii_alphabetic()) {
-                return Err(Error::bad_request("currency must be a 3-letter code"));
-            }
-            diesel::update(organizations::table.find(org))
-                .set(organizations::currency.eq(cur))
-                .execute(c)?;
-        }
-        Ok(())
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::CancelReason;
-
-    #[test]
-    fn cancel_reasons_parse_by_code_or_label() {
-        for r in CancelReason::ALL {
-            assert_eq!(CancelReason::from_code(r.code()), Some(r));
-            assert_eq!(CancelReason::parse(r.code()).unwrap(), r);
-            assert_eq!(CancelReason::parse(&r.label().to_uppercase()).unwrap(), r);
-            // The serde spelling (the OpenAPI enum) is the stored code.
-            assert_eq!(serde_json::to_value(r).unwrap(), r.code());
-        }
-        assert_eq!(
-            CancelReason::parse(" Print quality ").unwrap(),
-            CancelReason::PrintQuality
-        );
-        let e = CancelReason::parse("it was ugly").unwrap_err().to_string();
-        assert!(e.contains("hardware_issue") && e.contains("other"), "{e}");
-    }
 }

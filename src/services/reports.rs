@@ -24,7 +24,7 @@ use crate::db::schema::{
 };
 use crate::db::{DbConn, MultiBackend};
 use crate::error::{Error, Result};
-use crate::services::jobs::{cancel_source, CancelReason};
+use crate::services::job_states::{cancel_source, CancelReason};
 
 /// Longest allowed `to - from`, in days.
 pub const MAX_RANGE_DAYS: i64 = 365;

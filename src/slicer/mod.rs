@@ -2,7 +2,6 @@
 //! time limit, and profiles built from PrusaSlicer keys and Cloud Slicer `printer_config` names.
 
 pub mod keys;
-pub mod worker;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

@@ -77,10 +77,7 @@ impl Material {
             .iter()
             .map(|f| Material {
                 material: Some(f.material.trim().to_string()),
-                color_hex: f
-                    .color
-                    .as_deref()
-                    .and_then(crate::services::agent::hex_color),
+                color_hex: f.color.as_deref().and_then(crate::material::hex_color),
             })
             .collect()
     }

@@ -140,13 +140,13 @@ impl Moonraker {
                 .map(str::to_string),
             color_hex: filament["color_hex"]
                 .as_str()
-                .and_then(crate::services::agent::hex_color)
+                .and_then(crate::material::hex_color)
                 // A multi-colour filament has no color_hex: take its first colour.
                 .or_else(|| {
                     filament["multi_color_hexes"]
                         .as_str()?
                         .split(',')
-                        .find_map(crate::services::agent::hex_color)
+                        .find_map(crate::material::hex_color)
                 }),
         };
         *self.spool.lock().unwrap_or_else(|p| p.into_inner()) =

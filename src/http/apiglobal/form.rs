@@ -40,6 +40,12 @@ pub enum FormError {
     Malformed(String),
 }
 
+impl From<FormError> for crate::error::Error {
+    fn from(e: FormError) -> Self {
+        crate::error::Error::BadRequest(e.to_string())
+    }
+}
+
 fn invalid(name: &str, expected: &'static str) -> FormError {
     FormError::Invalid {
         name: name.to_owned(),

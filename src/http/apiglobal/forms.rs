@@ -81,7 +81,7 @@ pub struct JobCancel {
     /// printfarm extension: why the person cancels, one of the listed codes (its label, e.g.
     /// `Print quality`, is accepted too; anything else is refused with 400). The report's
     /// "Cancel Reason" shows its label.
-    pub reason: Option<crate::services::jobs::CancelReason>,
+    pub reason: Option<crate::services::job_states::CancelReason>,
     /// printfarm extension: free text, at most 1000 characters; the report's "Cancel Details".
     #[schema(max_length = 1000, example = "the first layer did not stick")]
     pub details: Option<String>,

@@ -101,7 +101,10 @@ pub async fn job_cancel(state: web::Data<AppState>, Form(p): Form) -> Result<Htt
     let me = authenticate(&state, &p).await?.user;
     let job = p.required_i64("job_id")?;
     // printfarm extension: the reason chosen from the list, and free text beside it.
-    let reason = p.str("reason").map(jobs::CancelReason::parse).transpose()?;
+    let reason = p
+        .str("reason")
+        .map(crate::services::job_states::CancelReason::parse)
+        .transpose()?;
     let details = p.str("details").map(str::to_string);
     if let Some(printer) = state
         .db(move |c| jobs::job_cancel(c, &me, job, reason, details.as_deref()))
@@ -305,7 +308,7 @@ pub async fn update_organization_settings(
     let report_fields = super::reports::name_list(&p, "report_fields")?;
     state
         .db(move |c| {
-            jobs::update_org_settings(
+            crate::services::orgs::update_org_settings(
                 c,
                 &me,
                 auto,

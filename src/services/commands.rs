@@ -1,0 +1,35 @@
+//! The per-printer command queue the agent channel delivers from: numbered commands, in
+//! commit order. Below both the job queue (which enqueues) and the agent channel (which
+//! delivers).
+
+use serde_json::{Map, Value};
+
+use crate::db::models::{Printer, PrinterCommand};
+use crate::db::{self, DbConn};
+use crate::error::Result;
+
+/// Queues a command for a printer's agent (numbered per printer, in commit order). The caller
+/// wakes a waiting agent after the transaction commits; on Postgres the NOTIFY sent here
+/// reaches other server instances at commit.
+pub fn enqueue(
+    conn: &mut DbConn,
+    printer_id: i64,
+    command: &str,
+    extra: Map<String, Value>,
+    job_id: Option<i64>,
+) -> Result<PrinterCommand> {
+    db::write_transaction(conn, |c| {
+        let number = Printer::take_command_number(c, printer_id)?;
+        let payload = (!extra.is_empty()).then(|| Value::Object(extra.clone()).to_string());
+        let cmd =
+            PrinterCommand::insert(c, printer_id, number, command, payload.as_deref(), job_id)?;
+        if let DbConn::Pg(pg) = c {
+            use diesel::RunQueryDsl;
+            diesel::sql_query("SELECT pg_notify($1, $2)")
+                .bind::<diesel::sql_types::Text, _>(crate::services::notify::CHANNEL)
+                .bind::<diesel::sql_types::Text, _>(printer_id.to_string())
+                .execute(pg)?;
+        }
+        Ok(cmd)
+    })
+}
