@@ -113,11 +113,8 @@ impl AppState {
         extra: serde_json::Map<String, serde_json::Value>,
         job_id: Option<i64>,
     ) -> Result<db::models::PrinterCommand> {
-        let cmd = self
-            .db(move |c| services::commands::enqueue(c, printer_id, command, extra, job_id))
-            .await?;
-        self.notifier.wake(printer_id);
-        Ok(cmd)
+        self.db(move |c| services::commands::enqueue(c, printer_id, command, extra, job_id))
+            .await
     }
 
     /// What job transitions need: the base URL agents download from, and when a printer
@@ -137,11 +134,18 @@ impl AppState {
         T: Send + 'static,
     {
         let pool = self.pool.clone();
-        web::block(move || {
-            let mut conn = pool.get()?;
-            f(&mut conn)
+        let (result, wakes) = web::block(move || {
+            // Left by work that ran on this thread outside `db` (nothing to wake for it here).
+            drop(db::take_committed_wakes());
+            let result = pool.get().map_err(Error::from).and_then(|mut c| f(&mut c));
+            (result, db::take_committed_wakes())
         })
-        .await?
+        .await?;
+        // The one place where agents learn of committed commands on this instance.
+        for printer in wakes {
+            self.notifier.wake(printer);
+        }
+        result
     }
 }
 

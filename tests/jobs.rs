@@ -22,6 +22,7 @@ backend_tests!(
     agent_queue_calls,
     cancel_reasons_and_feedback,
     old_cancel_codes_move_to_the_source_column,
+    every_queued_command_wakes_a_held_poll,
 );
 
 struct Farm {
@@ -1387,4 +1388,51 @@ async fn old_cancel_codes_move_to_the_source_column(app: &TestApp) {
             json!([queued, "QUEUED", null, null]),
         ]
     );
+}
+
+/// Each Global API call that queues a command for a printer ends that printer's held long
+/// poll at once (the wake-up follows the committed command; no call wakes by hand). On
+/// SQLite nothing but this instance's wake-up can end the hold early.
+async fn every_queued_command_wakes_a_held_poll(app: &TestApp) {
+    let f = farm(app, "wake@example.com", "SN-WAKE").await;
+    let held = |token: String, report: Value| {
+        let client = app.client.clone();
+        let url = app.url("/apiprinter/v1/printer/command");
+        actix_web::rt::spawn(async move {
+            let body = json!({"auth_token": token, "report": report, "wait": 25});
+            let res = client.post(url).json(&body).send().await.unwrap();
+            res.json::<Value>().await.unwrap()
+        })
+    };
+    let woken = |waiting: actix_web::rt::task::JoinHandle<Value>| async move {
+        actix_web::rt::time::timeout(std::time::Duration::from_secs(10), waiting)
+            .await
+            .expect("the held poll answers well before its 25 s")
+            .unwrap()
+    };
+    let pause = std::time::Duration::from_millis(300);
+    let printing = json!({"state": "printing", "percent": 10});
+
+    let waiting = held(f.token.clone(), json!({"state": "ready"}));
+    actix_web::rt::time::sleep(pause).await;
+    let job = new_job(app, &f, false).await;
+    let got = woken(waiting).await;
+    assert_eq!(got["command"], "gcodes", "{got}");
+    let ack = json!({"number": got["number"], "result": true});
+    report(app, &f.token, printing.clone(), json!({"command_ack": ack})).await;
+
+    for (call, command) in [
+        ("job_pause", "pause"),
+        ("job_unpause", "unpause"),
+        ("job_cancel", "cancel"),
+    ] {
+        let waiting = held(f.token.clone(), printing.clone());
+        actix_web::rt::time::sleep(pause).await;
+        let (status, body) = job_call(app, call, &f.session, job).await;
+        assert_eq!(status, 200, "{call}: {body}");
+        let got = woken(waiting).await;
+        assert_eq!(got["command"], command, "{call}: {got}");
+        let ack = json!({"number": got["number"], "result": true});
+        report(app, &f.token, printing.clone(), json!({"command_ack": ack})).await;
+    }
 }

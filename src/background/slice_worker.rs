@@ -224,7 +224,6 @@ async fn run(state: &AppState, job: &SliceJob, owner: &str) -> Result<()> {
             let _ = state.storage.delete(&storage_key).await;
             let _ = state.storage.delete(&format!("render/{picture}")).await;
         }
-        Some(Some(Ok(c))) if c.started => state.notifier.wake(c.job.printer_id),
         Some(Some(Err(e))) => {
             tracing::warn!(slice = %job.uuid, error = %e, "the sliced file could not be queued on the printer")
         }

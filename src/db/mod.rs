@@ -392,6 +392,46 @@ pub fn transient_retries() -> u64 {
     TRANSIENT_RETRIES.load(std::sync::atomic::Ordering::Relaxed)
 }
 
+thread_local! {
+    /// Printers whose agents are to be woken once the work that queued them has committed,
+    /// in the order they were queued (see [`wake_after_commit`]).
+    static WAKE_AFTER_COMMIT: std::cell::RefCell<Vec<i64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Records that `printer`'s agent must be woken when the current write transaction commits.
+/// `write_transaction` forgets what a rolled-back (or retried) transaction recorded, and the
+/// one place that runs services (`AppState::db`) wakes what is left after the work returned:
+/// so a queued command always wakes its agent, exactly once, and never before it is visible.
+pub fn wake_after_commit(printer: i64) {
+    WAKE_AFTER_COMMIT.with(|w| w.borrow_mut().push(printer));
+}
+
+/// The printers recorded by committed work on this thread since the last call, each once.
+pub fn take_committed_wakes() -> Vec<i64> {
+    let mut all = WAKE_AFTER_COMMIT.with(|w| std::mem::take(&mut *w.borrow_mut()));
+    let mut seen = std::collections::HashSet::new();
+    all.retain(|p| seen.insert(*p));
+    all
+}
+
+fn wakes_mark() -> usize {
+    WAKE_AFTER_COMMIT.with(|w| w.borrow().len())
+}
+
+fn wakes_forget_since(mark: usize) {
+    WAKE_AFTER_COMMIT.with(|w| w.borrow_mut().truncate(mark));
+}
+
+/// Runs `f`, forgetting the wake-ups it recorded when it fails (its transaction rolls back).
+fn forgetting_wakes_on_error<T, E>(f: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+    let mark = wakes_mark();
+    let result = f();
+    if result.is_err() {
+        wakes_forget_since(mark);
+    }
+    result
+}
+
 /// A transaction for work that writes. On SQLite it starts with `BEGIN IMMEDIATE`, so the write
 /// lock is taken up front and concurrent writers wait (busy_timeout) instead of failing with
 /// "database is locked" when a read has to upgrade to a write. Nested calls become savepoints.
@@ -422,12 +462,12 @@ where
         }
     };
     if !outermost_sqlite {
-        return conn.transaction(f);
+        return forgetting_wakes_on_error(|| conn.transaction(f));
     }
     if let DbConn::Sqlite(c) = conn {
         AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?;
     }
-    match f(conn) {
+    forgetting_wakes_on_error(|| match f(conn) {
         Ok(value) => {
             <DbConn as Connection>::TransactionManager::commit_transaction(conn)?;
             Ok(value)
@@ -436,7 +476,7 @@ where
             <DbConn as Connection>::TransactionManager::rollback_transaction(conn)?;
             Err(err)
         }
-    }
+    })
 }
 
 fn pg_retrying<T, E, F>(conn: &mut DbConn, mut f: F) -> Result<T, E>
@@ -446,7 +486,7 @@ where
 {
     let mut attempt = 1;
     loop {
-        match conn.transaction(&mut f) {
+        match forgetting_wakes_on_error(|| conn.transaction(&mut f)) {
             Err(e) if e.is_transient() && attempt < TRANSIENT_ATTEMPTS => {
                 TRANSIENT_RETRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::warn!(

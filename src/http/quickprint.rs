@@ -291,9 +291,6 @@ async fn print(
     let c = state
         .db(move |c| jobs::print_file(c, &user, file_id, printer_id, only_queue, &ctx))
         .await?;
-    if c.started {
-        state.notifier.wake(c.job.printer_id);
-    }
     let what = if c.started {
         "is starting"
     } else {

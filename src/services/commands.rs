@@ -8,9 +8,9 @@ use crate::db::models::{Printer, PrinterCommand};
 use crate::db::{self, DbConn};
 use crate::error::Result;
 
-/// Queues a command for a printer's agent (numbered per printer, in commit order). The caller
-/// wakes a waiting agent after the transaction commits; on Postgres the NOTIFY sent here
-/// reaches other server instances at commit.
+/// Queues a command for a printer's agent (numbered per printer, in commit order). A waiting
+/// agent is woken after the transaction commits (`db::wake_after_commit`: on this instance by
+/// `AppState::db`, on other Postgres instances by the NOTIFY sent here).
 pub fn enqueue(
     conn: &mut DbConn,
     printer_id: i64,
@@ -30,6 +30,7 @@ pub fn enqueue(
                 .bind::<diesel::sql_types::Text, _>(printer_id.to_string())
                 .execute(pg)?;
         }
+        db::wake_after_commit(printer_id);
         Ok(cmd)
     })
 }

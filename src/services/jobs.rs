@@ -530,7 +530,7 @@ pub fn job_cancel(
     job_id: i64,
     reason: Option<CancelReason>,
     details: Option<&str>,
-) -> Result<Option<i64>> {
+) -> Result<()> {
     let details = bounded("details", details, MAX_CANCEL_DETAILS)?;
     let reason = reason.map(CancelReason::code);
     db::write_transaction(conn, |c| {
@@ -561,7 +561,7 @@ pub fn job_cancel(
                         .execute(c)?;
                     Ok(())
                 })?;
-                Ok(None)
+                Ok(())
             }
             job_status::IN_PROGRESS => {
                 change(c, job.id, |c, _| {
@@ -573,7 +573,7 @@ pub fn job_cancel(
                 let mut extra = Map::new();
                 extra.insert("job_id".into(), json!(job.id));
                 commands::enqueue(c, job.printer_id, "cancel", extra, Some(job.id))?;
-                Ok(Some(job.printer_id))
+                Ok(())
             }
             _ => Err(Error::Conflict(format!("Job {job_id} has already ended"))),
         }

@@ -44,9 +44,6 @@ pub async fn print_file(state: web::Data<AppState>, Form(p): Form) -> Result<Htt
     let created = state
         .db(move |c| jobs::print_file(c, &me, file, printer, only_queue, &ctx))
         .await?;
-    if created.started {
-        state.notifier.wake(created.job.printer_id);
-    }
     Ok(ok(PrintFileMessage {
         job_id: created.job.id.to_string(),
     }))
@@ -59,10 +56,9 @@ pub async fn job_start(state: web::Data<AppState>, Form(p): Form) -> Result<Http
     let me = authenticate(&state, &p).await?.user;
     let job = p.required_i64("job_id")?;
     let ctx = state.job_context();
-    let job = state
+    state
         .db(move |c| jobs::job_start(c, &me, job, &ctx))
         .await?;
-    state.notifier.wake(job.printer_id);
     Ok(ok("Ok"))
 }
 
@@ -73,10 +69,9 @@ async fn forward(
 ) -> Result<HttpResponse> {
     let me = authenticate(state, p).await?.user;
     let job = p.required_i64("job_id")?;
-    let cmd = state
+    state
         .db(move |c| jobs::job_command(c, &me, job, command))
         .await?;
-    state.notifier.wake(cmd.printer_id);
     Ok(ok("Ok"))
 }
 
@@ -106,12 +101,9 @@ pub async fn job_cancel(state: web::Data<AppState>, Form(p): Form) -> Result<Htt
         .map(crate::services::job_states::CancelReason::parse)
         .transpose()?;
     let details = p.str("details").map(str::to_string);
-    if let Some(printer) = state
+    state
         .db(move |c| jobs::job_cancel(c, &me, job, reason, details.as_deref()))
-        .await?
-    {
-        state.notifier.wake(printer);
-    }
+        .await?;
     Ok(ok("Ok"))
 }
 

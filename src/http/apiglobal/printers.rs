@@ -183,7 +183,7 @@ pub async fn printer_clear_build_tray(
     let printer = p.required_i64("printer_id")?;
     let clear = p.bool("is_clear")?.unwrap_or(true);
     let ctx = state.job_context();
-    let started = state
+    state
         .db(move |c| {
             crate::db::write_transaction(c, |c| {
                 let printer = printers::set_tray(c, &me, printer, clear)?;
@@ -196,9 +196,6 @@ pub async fn printer_clear_build_tray(
             })
         })
         .await?;
-    if let Some(job) = started {
-        state.notifier.wake(job.printer_id);
-    }
     Ok(ok("Ok"))
 }
 

@@ -231,20 +231,25 @@ async fn command(
     }
     let _held = notifier.hold();
     let handle = notifier.handle(id);
-    let notified = handle.notified();
-    tokio::pin!(notified);
-    notified.as_mut().enable();
-    // A command may have been queued between the poll and arming the wake-up.
-    match state.db(move |c| agent::deliver(c, id)).await {
-        Ok(Some(cmd)) => return command_answer(Some(cmd), &base),
-        Ok(None) => {}
-        Err(e) => return server_error(e),
-    }
-    tokio::select! {
-        _ = tokio::time::sleep(hold_time(wait, rand::random())) => {}
-        _ = notified => {}
-        // Nothing was delivered: the agent simply polls again (elsewhere, or after restart).
-        _ = notifier.shutting_down() => return closing(),
+    let deadline = tokio::time::Instant::now() + hold_time(wait, rand::random());
+    // A wake-up can find nothing to deliver (a late NOTIFY of a command already delivered,
+    // one another instance delivered): the hold then goes on until its deadline.
+    loop {
+        let notified = handle.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        // A command may have been queued between the last look and arming the wake-up.
+        match state.db(move |c| agent::deliver(c, id)).await {
+            Ok(Some(cmd)) => return command_answer(Some(cmd), &base),
+            Ok(None) => {}
+            Err(e) => return server_error(e),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => break,
+            _ = notified => {}
+            // Nothing was delivered: the agent simply polls again (elsewhere, or after restart).
+            _ = notifier.shutting_down() => return closing(),
+        }
     }
     match state
         .db(move |c| {
@@ -352,15 +357,11 @@ async fn start_queued_job(state: web::Data<AppState>, payload: web::Payload) -> 
         });
     };
     let ctx = state.job_context();
-    let id = printer.id;
     match state
         .db(move |c| jobs::agent_start(c, &printer, job_id, &ctx))
         .await
     {
-        Ok(_) => {
-            state.notifier.wake(id);
-            answer(json!([]))
-        }
+        Ok(_) => answer(json!([])),
         Err(e @ (Error::Conflict(_) | Error::NotFound(_) | Error::Forbidden(_))) => {
             agent_error(AgentError {
                 code: e.status_code().as_u16().into(),
