@@ -164,70 +164,64 @@ async fn run(state: &AppState, job: &SliceJob, owner: &str) -> Result<()> {
     let analysed =
         actix_web::web::block(move || files::analyse_staged(&out_path, size, Kind::Gcode, false))
             .await??;
-    let storage_key = format!("files/{}", random_token());
-    let picture = format!("{}.png", random_token());
-    state.storage.put_file(&storage_key, &output).await?;
-    if let Err(e) = state
-        .storage
-        .put_bytes(&format!("render/{picture}"), analysed.preview_png.clone())
-        .await
-    {
-        let _ = state.storage.delete(&storage_key).await;
-        return Err(e);
-    }
-    fail::fail_point!("slice-stored");
     let analysis = analysed.analysis.to_string();
     let settings = serde_json::to_string(&analysed.settings.clone().unwrap_or_default())
         .map_err(Error::internal)?;
     // The print job (if one was asked for) is queued in the same transaction that marks the
     // slice done, so a client never sees it done without the job it will get; a refused print
-    // job (printer offline, rights gone) rolls back only its own savepoint.
+    // job (printer offline, rights gone) rolls back only its own savepoint. A slice whose lease
+    // another worker took over registers nothing: its result stands, and our objects go.
     let ctx = state.job_context();
-    let (j, o, key, pic) = (
-        job.clone(),
-        owner.to_string(),
-        storage_key.clone(),
-        picture.clone(),
-    );
-    let committed = state
-        .db(move |c| {
-            crate::db::write_transaction(c, |c| {
-                let out = slicing::Output {
-                    storage_key: &key,
-                    picture: &pic,
-                    size: size as i64,
-                    sha256: &sha,
-                    analysis: &analysis,
-                    settings: &settings,
-                };
-                if !slicing::complete(c, &j, &o, &out, &log)? {
-                    return Ok(None);
-                }
-                let (Some(printer), Some(output_id)) = (j.printer_id, j.output_file_id) else {
-                    return Ok(Some(None));
-                };
-                let queued = crate::db::write_transaction(c, |c| {
-                    let user =
-                        User::find(c, j.user_id)?.ok_or_else(|| Error::not_found("user gone"))?;
-                    let created =
-                        jobs::print_file(c, &user, output_id, printer, !j.start_print, &ctx)?;
-                    slicing::set_print_job(c, j.id, created.job.id)?;
-                    Ok::<_, Error>(created)
-                });
-                Ok::<_, Error>(Some(Some(queued)))
-            })
-        })
-        .await?;
-    match committed {
-        None => {
-            // Another worker took over after our lease ran out: its result stands, ours goes.
-            let _ = state.storage.delete(&storage_key).await;
-            let _ = state.storage.delete(&format!("render/{picture}")).await;
-        }
-        Some(Some(Err(e))) => {
-            tracing::warn!(slice = %job.uuid, error = %e, "the sliced file could not be queued on the printer")
-        }
-        Some(_) => {}
+    let (j, o) = (job.clone(), owner.to_string());
+    let registered = files::store_and_register(
+        &state.storage,
+        &output,
+        analysed.preview_png.clone(),
+        |stored| async move {
+            fail::fail_point!("slice-stored", |_| Err(Error::Internal(
+                "fail point slice-stored".into()
+            )));
+            state
+                .db(move |c| {
+                    crate::db::write_transaction(c, |c| {
+                        let out = slicing::Output {
+                            storage_key: &stored.storage_key,
+                            picture: &stored.picture,
+                            size: size as i64,
+                            sha256: &sha,
+                            analysis: &analysis,
+                            settings: &settings,
+                        };
+                        if !slicing::complete(c, &j, &o, &out, &log)? {
+                            return Ok(None);
+                        }
+                        let (Some(printer), Some(output_id)) = (j.printer_id, j.output_file_id)
+                        else {
+                            return Ok(Some(None));
+                        };
+                        let queued = crate::db::write_transaction(c, |c| {
+                            let user = User::find(c, j.user_id)?
+                                .ok_or_else(|| Error::not_found("user gone"))?;
+                            let created = jobs::print_file(
+                                c,
+                                &user,
+                                output_id,
+                                printer,
+                                !j.start_print,
+                                &ctx,
+                            )?;
+                            slicing::set_print_job(c, j.id, created.job.id)?;
+                            Ok::<_, Error>(created)
+                        });
+                        Ok::<_, Error>(Some(Some(queued)))
+                    })
+                })
+                .await
+        },
+    )
+    .await?;
+    if let Some(Some(Err(e))) = registered {
+        tracing::warn!(slice = %job.uuid, error = %e, "the sliced file could not be queued on the printer")
     }
     Ok(())
 }

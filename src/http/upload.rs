@@ -12,7 +12,6 @@ use tokio::io::AsyncWriteExt;
 use crate::db::models::{Project, StoredFile, User};
 use crate::error::{Error, Result};
 use crate::http::apiglobal::form::Params;
-use crate::services::auth::random_token;
 use crate::services::files::{self, Upload, UploadMeta};
 use crate::AppState;
 
@@ -333,58 +332,39 @@ pub async fn store(
         web::block(move || files::analyse_staged_limited(&path, size, kind, zipped, max_unzipped))
             .await??;
 
-    // Store the content and the preview, then register; undo the storing if registering fails.
-    let storage_key = format!("files/{}", random_token());
-    let picture = format!("{}.png", random_token());
-    let picture_key = format!("render/{picture}");
-    state
-        .storage
-        .put_file(&storage_key, staged.file.path())
-        .await?;
-    if let Err(e) = state
-        .storage
-        .put_bytes(&picture_key, analysed.preview_png.clone())
-        .await
-    {
-        let _ = state.storage.delete(&storage_key).await;
-        return Err(e);
-    }
-    fail::fail_point!("upload-stored");
-    let registered = {
-        let (me, meta) = (me.clone(), meta.clone());
-        let (key, pic, name, sha) = (
-            storage_key.clone(),
-            picture.clone(),
-            staged.filename.clone(),
-            staged.sha256.clone(),
-        );
-        state
-            .db(move |c| {
-                files::register(
-                    c,
-                    &me,
-                    &meta,
-                    &Upload {
-                        filename: &name,
-                        size,
-                        sha256: &sha,
-                        storage_key: &key,
-                        picture: &pic,
-                        analysed: &analysed,
-                    },
-                )
-            })
-            .await
-    };
-    let (file, project) = match registered {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = state.storage.delete(&storage_key).await;
-            let _ = state.storage.delete(&picture_key).await;
-            return Err(e);
-        }
-    };
-    Ok((file, project))
+    let registered = files::store_and_register(
+        &state.storage,
+        staged.file.path(),
+        analysed.preview_png.clone(),
+        |stored| async move {
+            // `return` stands for a registration that fails (tests/faults/crash.rs).
+            fail::fail_point!("upload-stored", |_| Err(Error::Internal(
+                "fail point upload-stored".into()
+            )));
+            let (me, meta) = (me.clone(), meta.clone());
+            let (name, sha) = (staged.filename.clone(), staged.sha256.clone());
+            state
+                .db(move |c| {
+                    files::register(
+                        c,
+                        &me,
+                        &meta,
+                        &Upload {
+                            filename: &name,
+                            size,
+                            sha256: &sha,
+                            storage_key: &stored.storage_key,
+                            picture: &stored.picture,
+                            analysed: &analysed,
+                        },
+                    )
+                })
+                .await
+                .map(Some)
+        },
+    )
+    .await?;
+    registered.ok_or_else(|| Error::Internal("an upload was registered without its file".into()))
 }
 
 #[cfg(test)]

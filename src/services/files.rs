@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::gcode::{self, MachineLimits};
 use crate::mesh::{self, MeshFormat};
 use crate::render::{self, RenderOptions, ToolpathPreview};
+use crate::services::auth::random_token;
 use crate::services::jobs;
 
 /// `upload_type_id` when the client gives none ("Website Upload" in 3DPrinterOS terms).
@@ -648,4 +649,46 @@ pub fn visible_picture(conn: &mut DbConn, user: &User, picture: &str) -> Result<
         }
     }
     Err(Error::not_found("No such picture"))
+}
+
+/// Where a stored file and its preview are: `storage_key` (`files/<token>`) and `picture`
+/// (stored as `render/<picture>`).
+pub struct StoredObjects {
+    pub storage_key: String,
+    pub picture: String,
+}
+
+/// Stores a file's content and its preview under fresh keys, then lets `register` write the
+/// rows that name them. What does not end up registered is deleted again: both objects when
+/// storing the preview fails, when `register` fails, or when it declines them (`Ok(None)`,
+/// e.g. a slice whose lease another worker took over). The one copy of "store, register,
+/// undo" that uploads and slice workers share.
+pub async fn store_and_register<T, F, Fut>(
+    storage: &crate::storage::Storage,
+    content: &Path,
+    preview_png: Vec<u8>,
+    register: F,
+) -> Result<Option<T>>
+where
+    F: FnOnce(StoredObjects) -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
+    let storage_key = format!("files/{}", random_token());
+    let picture = format!("{}.png", random_token());
+    let picture_key = format!("render/{picture}");
+    storage.put_file(&storage_key, content).await?;
+    if let Err(e) = storage.put_bytes(&picture_key, preview_png).await {
+        let _ = storage.delete(&storage_key).await;
+        return Err(e);
+    }
+    let registered = register(StoredObjects {
+        storage_key: storage_key.clone(),
+        picture,
+    })
+    .await;
+    if !matches!(registered, Ok(Some(_))) {
+        let _ = storage.delete(&storage_key).await;
+        let _ = storage.delete(&picture_key).await;
+    }
+    registered
 }

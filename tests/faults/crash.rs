@@ -16,6 +16,7 @@ use serde_json::Value;
 use crate::common::{Db, PgDatabase};
 
 crate::backend_cases!(
+    a_registration_that_fails_keeps_no_stored_object,
     an_upload_killed_at_each_step_leaves_nothing,
     a_slice_killed_at_each_step_finishes_after_restart_and_leaves_nothing,
 );
@@ -494,4 +495,70 @@ async fn a_slice_killed_at_each_step_finishes_after_restart_and_leaves_nothing(d
         vec![2, 2],
         "each slice ran once more after its crash"
     );
+}
+
+/// Storing succeeded, registering failed (the fail points answer an error right after both
+/// objects are stored): the upload and the slice undo their storing at once, long before any
+/// housekeeping pass could (its grace period is the default here).
+async fn a_registration_that_fails_keeps_no_stored_object(db: Db) {
+    let Some(farm) = Farm::new(db) else { return };
+    let served = farm.serve(&[]).await;
+    let session = farm.member(&served, "undo@crash.test").await;
+    let upload = |bytes: Vec<u8>, name: &str| {
+        reqwest::multipart::Form::new()
+            .text("session", session.clone())
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(bytes).file_name(name.to_string()),
+            )
+    };
+    let stl = served
+        .call("upload", &[], Some(upload(cube_stl(), "cube.stl")))
+        .await;
+    let stl = stl["message"]["file_id"].as_i64().unwrap();
+    drop(served);
+
+    let served = farm
+        .serve(&[("FAILPOINTS", "upload-stored=return;slice-stored=return")])
+        .await;
+    let body = served
+        .call(
+            "upload",
+            &[],
+            Some(upload(gcode_of_size(64 * 1024), "late.gcode")),
+        )
+        .await;
+    assert_eq!(body["result"], false, "{body}");
+    assert_eq!(farm.leftovers(), Vec::<String>::new(), "after the upload");
+
+    let profile = serde_json::json!({"bed_size_x": 250, "bed_size_y": 210, "bed_size_z": 220});
+    let body = served
+        .call(
+            "slice",
+            &[
+                ("session", session.as_str()),
+                ("file_id", &stl.to_string()),
+                ("profile", &profile.to_string()),
+            ],
+            None,
+        )
+        .await;
+    let uuid = body["message"]["job_id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let ended = loop {
+        let body = served
+            .call(
+                "get_slice_status",
+                &[("session", session.as_str()), ("job_id", uuid.as_str())],
+                None,
+            )
+            .await;
+        if body["message"]["status"] == "failed" || body["message"]["status"] == "done" {
+            break body["message"].clone();
+        }
+        assert!(Instant::now() < deadline, "slice stuck: {body}");
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(ended["status"], "failed", "{ended}");
+    assert_eq!(farm.leftovers(), Vec::<String>::new(), "after the slice");
 }
