@@ -20,3 +20,4 @@ pub mod quotes;
 pub mod reports;
 pub mod sessions;
 pub mod slicing;
+pub mod upload_ids;

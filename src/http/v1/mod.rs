@@ -15,12 +15,11 @@ use utoipa::openapi::RefOr;
 use utoipa::{IntoResponses, ToSchema};
 
 use crate::db::models::{Quote, StoredFile, User};
-use crate::db::schema::upload_ids;
 use crate::error::Error;
 use crate::http::upload;
 use crate::services::files::UploadMeta;
 use crate::services::quotes::{self, QuoteConfig};
-use crate::services::{api_tokens, auth};
+use crate::services::{api_tokens, auth, upload_ids};
 use crate::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -435,42 +434,16 @@ pub struct FileUploadLink {
     pub timestamp: String,
 }
 
-/// Upload ids are kept a day past their expiry (so a late upload hears 410 "expired", not
-/// 404), then removed with their unused file id reservation.
-const UPLOAD_ID_KEPT_EXPIRED: chrono::Duration = chrono::Duration::days(1);
-
 /// One-time id for a browser upload that does not go through the shop's backend, with the id
 /// the uploaded file will have.
 #[utoipa::path(get, path = "/v1/file/upload-id", tag = "v1 Files", security(("api_token" = [])),
     responses((status = 200, body = FileUploadLink), V1Failures))]
 async fn upload_id(state: web::Data<AppState>, ApiUser(u): ApiUser) -> V1Result {
-    use diesel::prelude::*;
     let id = auth::random_token();
     let now = crate::db::now();
-    let uid = u.id;
-    let idc = id.clone();
+    let (uid, idc) = (u.id, id.clone());
     let file_id = state
-        .db(move |c| {
-            crate::db::write_transaction(c, |c| {
-                // Expired reservations go as new ones are made, so they never pile up.
-                diesel::delete(
-                    upload_ids::table
-                        .filter(upload_ids::expires_at.lt(now - UPLOAD_ID_KEPT_EXPIRED)),
-                )
-                .execute(c)?;
-                let file_id = crate::db::reserve_file_id(c)?;
-                diesel::insert_into(upload_ids::table)
-                    .values((
-                        upload_ids::upload_id.eq(&idc),
-                        upload_ids::user_id.eq(uid),
-                        upload_ids::created_at.eq(now),
-                        upload_ids::expires_at.eq(now + chrono::Duration::hours(1)),
-                        upload_ids::reserved_file_id.eq(Some(file_id)),
-                    ))
-                    .execute(c)?;
-                Ok(file_id)
-            })
-        })
+        .db(move |c| upload_ids::reserve(c, &idc, uid, now))
         .await?;
     Ok(HttpResponse::Ok().json(FileUploadLink {
         user_id: u.id.to_string(),
@@ -563,7 +536,6 @@ async fn public_upload(
     path: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, V1Error> {
-    use diesel::prelude::*;
     let id = path.into_inner();
     // Ids are ours (random_token); anything else names no upload, and must not reach the
     // database (Postgres text refuses NUL).
@@ -571,43 +543,7 @@ async fn public_upload(
         return Err(Error::not_found("Unknown upload id").into());
     }
     let idc = id.clone();
-    // Claim the id first, so two uploads racing on one id cannot both succeed.
-    let user = state
-        .db(move |c| {
-            crate::db::write_transaction(c, |c| {
-                type Claim = (
-                    i64,
-                    chrono::NaiveDateTime,
-                    Option<chrono::NaiveDateTime>,
-                    Option<i64>,
-                );
-                let row: Option<Claim> = upload_ids::table
-                    .filter(upload_ids::upload_id.eq(&idc))
-                    .select((
-                        upload_ids::user_id,
-                        upload_ids::expires_at,
-                        upload_ids::used_at,
-                        upload_ids::reserved_file_id,
-                    ))
-                    .first(c)
-                    .optional()?;
-                let (uid, expires, used, reserved) =
-                    row.ok_or_else(|| Error::not_found("Unknown upload id"))?;
-                if used.is_some() {
-                    return Err(Error::Gone("This upload id was already used".into()));
-                }
-                if expires <= crate::db::now() {
-                    return Err(Error::Gone("This upload id has expired".into()));
-                }
-                diesel::update(upload_ids::table.filter(upload_ids::upload_id.eq(&idc)))
-                    .set(upload_ids::used_at.eq(Some(crate::db::now())))
-                    .execute(c)?;
-                let user =
-                    User::find(c, uid)?.ok_or_else(|| Error::not_found("Unknown upload id"))?;
-                Ok((user, reserved))
-            })
-        })
-        .await;
+    let user = state.db(move |c| upload_ids::claim(c, &idc)).await;
     let result = match user {
         Ok((u, reserved)) => receive_model(&state, &req, payload, &u, reserved).await,
         Err(e) => Err(e.into()),
@@ -617,12 +553,7 @@ async fn public_upload(
             // Links the used id to its file (the reservation already named the same id).
             let fid = f.id;
             state
-                .db(move |c| {
-                    diesel::update(upload_ids::table.filter(upload_ids::upload_id.eq(&id)))
-                        .set(upload_ids::file_id.eq(Some(fid)))
-                        .execute(c)?;
-                    Ok(())
-                })
+                .db(move |c| upload_ids::link_file(c, &id, fid))
                 .await?;
             Ok(cors(&mut HttpResponse::Ok()).json(upload_record(&f)))
         }
