@@ -1,7 +1,8 @@
 //! The house rules of imports, checked on the source (ARCHITECTURE.md explains them):
 //! top-level modules form layers, each importing only from the layers listed for it (all
 //! listed earlier, so the layers cannot form a cycle), and the services import each other
-//! as a tree. Only the runners (`http`, `background`) reach the assembled `AppState`.
+//! as a tree. Only the runners (`http`, `background`) reach the assembled `AppState`, and
+//! handlers leave queries to the services.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -221,6 +222,20 @@ fn services_import_each_other_as_a_tree() {
         visit(node, &graph, &mut Vec::new(), &mut done);
     }
     assert!(graph.len() > 10, "found {} services", graph.len());
+}
+
+/// Handlers decode, call a service and answer: no query is written under `http/`.
+#[test]
+fn handlers_name_no_table() {
+    let naming: Vec<String> = all_sources()
+        .into_iter()
+        .filter(|(m, text)| m.first().is_some_and(|t| t == "http") && text.contains("db::schema"))
+        .map(|(m, _)| m.join("::"))
+        .collect();
+    assert!(
+        naming.is_empty(),
+        "handlers that name tables (move the query into a service): {naming:?}"
+    );
 }
 
 #[test]
