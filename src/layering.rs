@@ -17,6 +17,8 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("render", &["gcode", "mesh"]),
     ("staging", &[]),
     ("db", &[]),
+    // Wake-ups of held agent polls (local, and Postgres LISTEN): infrastructure.
+    ("notify", &[]),
     ("error", &["db"]),
     ("storage", &["config", "error", "staging"]),
     ("slicer", &["config", "error", "mesh"]),
@@ -25,7 +27,8 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "services",
         &[
-            "config", "db", "error", "gcode", "material", "mesh", "render", "slicer", "storage",
+            "config", "db", "error", "gcode", "material", "mesh", "notify", "render", "slicer",
+            "storage",
         ],
     ),
     (

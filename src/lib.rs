@@ -13,6 +13,7 @@ pub mod http;
 mod layering;
 pub mod material;
 pub mod mesh;
+pub mod notify;
 pub mod render;
 pub mod services;
 pub mod slicer;
@@ -43,7 +44,7 @@ pub struct AppState {
     pub metrics: http::metrics::Metrics,
     pub google: Arc<services::google::GoogleVerifier>,
     pub storage: storage::Storage,
-    pub notifier: Arc<services::notify::Notifier>,
+    pub notifier: Arc<notify::Notifier>,
     /// Limits the slices running at once on this instance.
     pub slice_permits: Arc<tokio::sync::Semaphore>,
     /// Wakes this instance's slice workers when a slice is queued here.
@@ -64,7 +65,7 @@ impl AppState {
             session_policy: SessionPolicy::from_config(&config.auth),
             google: Arc::new(services::google::GoogleVerifier::new(config.google.clone())),
             storage: storage::Storage::from_config(&config.storage)?,
-            notifier: Arc::new(services::notify::Notifier::default()),
+            notifier: Arc::new(notify::Notifier::default()),
             slice_permits: Arc::new(tokio::sync::Semaphore::new(
                 config.slicer.max_concurrent.max(1),
             )),
@@ -77,7 +78,7 @@ impl AppState {
             metrics: http::metrics::Metrics::new(),
         };
         if backend == Backend::Postgres {
-            services::notify::spawn_pg_listener(
+            notify::spawn_pg_listener(
                 state.config.database.url.clone(),
                 Arc::downgrade(&state.notifier),
             );
@@ -190,7 +191,7 @@ pub fn server(state: AppState, listener: TcpListener) -> std::io::Result<actix_w
 /// Resolves when the server should stop gracefully: SIGINT/SIGTERM, or `Notifier::shut_down`.
 /// Marks the notifier first, so held long polls answer at once instead of waiting out their
 /// timeout during the graceful shutdown.
-async fn stop_requested(notifier: Arc<services::notify::Notifier>, slicers: Arc<slicer::Running>) {
+async fn stop_requested(notifier: Arc<notify::Notifier>, slicers: Arc<slicer::Running>) {
     let term = async {
         use tokio::signal::unix::{signal, SignalKind};
         match signal(SignalKind::terminate()) {

@@ -26,7 +26,7 @@ pub fn enqueue(
         if let DbConn::Pg(pg) = c {
             use diesel::RunQueryDsl;
             diesel::sql_query("SELECT pg_notify($1, $2)")
-                .bind::<diesel::sql_types::Text, _>(crate::services::notify::CHANNEL)
+                .bind::<diesel::sql_types::Text, _>(crate::notify::CHANNEL)
                 .bind::<diesel::sql_types::Text, _>(printer_id.to_string())
                 .execute(pg)?;
         }

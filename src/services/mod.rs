@@ -11,7 +11,6 @@ pub mod google;
 pub mod job_states;
 pub mod jobs;
 pub mod login_tokens;
-pub mod notify;
 pub mod orgs;
 pub mod printer_types;
 pub mod printers;
