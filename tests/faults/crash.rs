@@ -53,6 +53,44 @@ impl Served {
     }
 }
 
+impl Served {
+    /// Asks for a slice of the uploaded model `stl` on a 250×210×220 bed; its job uuid.
+    async fn slice(&self, session: &str, stl: i64) -> String {
+        let profile = serde_json::json!({"bed_size_x": 250, "bed_size_y": 210, "bed_size_z": 220});
+        let body = self
+            .call(
+                "slice",
+                &[
+                    ("session", session),
+                    ("file_id", &stl.to_string()),
+                    ("profile", &profile.to_string()),
+                ],
+                None,
+            )
+            .await;
+        body["message"]["job_id"].as_str().unwrap().to_string()
+    }
+
+    /// Waits (90 s at most) until the slice `uuid` is done or failed; its status message.
+    async fn slice_ended(&self, session: &str, uuid: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let body = self
+                .call(
+                    "get_slice_status",
+                    &[("session", session), ("job_id", uuid)],
+                    None,
+                )
+                .await;
+            if body["message"]["status"] == "done" || body["message"]["status"] == "failed" {
+                return body["message"].clone();
+            }
+            assert!(Instant::now() < deadline, "slice stuck: {body}");
+            actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
 impl Drop for Served {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -423,19 +461,7 @@ async fn a_slice_killed_at_each_step_finishes_after_restart_and_leaves_nothing(d
             vec![]
         };
         let served = farm.serve(&extra).await;
-        let profile = serde_json::json!({"bed_size_x": 250, "bed_size_y": 210, "bed_size_z": 220});
-        let body = served
-            .call(
-                "slice",
-                &[
-                    ("session", session.as_str()),
-                    ("file_id", &stl.to_string()),
-                    ("profile", &profile.to_string()),
-                ],
-                None,
-            )
-            .await;
-        let uuid = body["message"]["job_id"].as_str().unwrap().to_string();
+        let uuid = served.slice(&session, stl).await;
         let pid = served.child.id();
         let mut slicer_pids = Vec::new();
         if step == "slicer-running" {
@@ -465,22 +491,7 @@ async fn a_slice_killed_at_each_step_finishes_after_restart_and_leaves_nothing(d
         let served = farm
             .serve(&[("PRINTFARM_STORAGE__ORPHAN_GRACE_SECS", "0")])
             .await;
-        let deadline = Instant::now() + Duration::from_secs(90);
-        let done = loop {
-            let body = served
-                .call(
-                    "get_slice_status",
-                    &[("session", session.as_str()), ("job_id", uuid.as_str())],
-                    None,
-                )
-                .await;
-            let status = body["message"]["status"].as_str().unwrap_or("").to_string();
-            if status == "done" || status == "failed" {
-                break body["message"].clone();
-            }
-            assert!(Instant::now() < deadline, "{step}: slice stuck: {body}");
-            actix_web::rt::time::sleep(Duration::from_millis(100)).await;
-        };
+        let done = served.slice_ended(&session, &uuid).await;
         assert_eq!(done["status"], "done", "{step}: {done}");
         farm.wait_clean().await;
         drop(served);
@@ -531,34 +542,8 @@ async fn a_registration_that_fails_keeps_no_stored_object(db: Db) {
     assert_eq!(body["result"], false, "{body}");
     assert_eq!(farm.leftovers(), Vec::<String>::new(), "after the upload");
 
-    let profile = serde_json::json!({"bed_size_x": 250, "bed_size_y": 210, "bed_size_z": 220});
-    let body = served
-        .call(
-            "slice",
-            &[
-                ("session", session.as_str()),
-                ("file_id", &stl.to_string()),
-                ("profile", &profile.to_string()),
-            ],
-            None,
-        )
-        .await;
-    let uuid = body["message"]["job_id"].as_str().unwrap().to_string();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let ended = loop {
-        let body = served
-            .call(
-                "get_slice_status",
-                &[("session", session.as_str()), ("job_id", uuid.as_str())],
-                None,
-            )
-            .await;
-        if body["message"]["status"] == "failed" || body["message"]["status"] == "done" {
-            break body["message"].clone();
-        }
-        assert!(Instant::now() < deadline, "slice stuck: {body}");
-        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
-    };
+    let uuid = served.slice(&session, stl).await;
+    let ended = served.slice_ended(&session, &uuid).await;
     assert_eq!(ended["status"], "failed", "{ended}");
     assert_eq!(farm.leftovers(), Vec::<String>::new(), "after the slice");
 }
