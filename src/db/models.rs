@@ -1431,14 +1431,6 @@ impl Job {
             .first(conn)
             .optional()
     }
-
-    pub fn queued(conn: &mut DbConn, printer: i64) -> QResult<Vec<Job>> {
-        jobs::table
-            .filter(jobs::printer_id.eq(printer))
-            .filter(jobs::status_id.eq(job_status::QUEUED))
-            .order(jobs::id.asc())
-            .load(conn)
-    }
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]

@@ -440,6 +440,61 @@ pub fn command_json(cmd: &PrinterCommand) -> Value {
     Value::Object(obj)
 }
 
+/// One job of a printer's queue as its agent sees it (`get_queued_jobs`).
+#[derive(Debug, serde::Serialize)]
+pub struct QueuedJob {
+    pub id: i64,
+    pub filename: String,
+    pub file_size: i64,
+    pub printing_duration: i32,
+    pub email: String,
+    /// `YYYY-MM-DD HH:MM:SS`, when it was queued.
+    pub datetime: String,
+}
+
+/// The printer's queued jobs, oldest first, in one query.
+pub fn queued_jobs(conn: &mut DbConn, printer_id: i64) -> Result<Vec<QueuedJob>> {
+    use crate::db::models::job_status;
+    use crate::db::schema::{files, jobs, users};
+    use diesel::prelude::*;
+    type Row = (
+        i64,
+        i32,
+        chrono::NaiveDateTime,
+        Option<String>,
+        Option<i64>,
+        Option<String>,
+    );
+    let rows: Vec<Row> = jobs::table
+        .left_join(files::table)
+        .left_join(users::table.on(users::id.eq(jobs::user_id)))
+        .filter(jobs::printer_id.eq(printer_id))
+        .filter(jobs::status_id.eq(job_status::QUEUED))
+        .order(jobs::id.asc())
+        .select((
+            jobs::id,
+            jobs::printing_duration,
+            jobs::created_at,
+            files::filename.nullable(),
+            files::size.nullable(),
+            users::email.nullable(),
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(id, printing_duration, created, filename, size, email)| QueuedJob {
+                id,
+                filename: filename.unwrap_or_default(),
+                file_size: size.unwrap_or(0),
+                printing_duration,
+                email: email.unwrap_or_default(),
+                datetime: created.format("%Y-%m-%d %H:%M:%S").to_string(),
+            },
+        )
+        .collect())
+}
+
 /// Largest camera frame accepted from an agent.
 pub const MAX_FRAME_BYTES: usize = 2 * 1024 * 1024;
 

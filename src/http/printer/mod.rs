@@ -8,7 +8,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde_json::{json, Value};
 
-use crate::db::models::{Job, Printer, StoredFile, User};
+use crate::db::models::Printer;
 use crate::error::Error;
 use crate::services::agent::{self, Poll};
 use crate::services::auth::random_token;
@@ -314,29 +314,10 @@ async fn queued_jobs(state: web::Data<AppState>, payload: web::Payload) -> HttpR
         Ok(r) => r,
         Err(r) => return r,
     };
-    let list = state
-        .db(move |c| {
-            let queued = Job::queued(c, printer.id)?;
-            let mut out = Vec::new();
-            for j in queued {
-                let file = StoredFile::find(c, j.file_id)?;
-                let email = User::find(c, j.user_id)?
-                    .map(|u| u.email)
-                    .unwrap_or_default();
-                out.push(json!({
-                    "id": j.id,
-                    "filename": file.as_ref().map(|f| f.filename.clone()).unwrap_or_default(),
-                    "file_size": file.as_ref().map_or(0, |f| f.size),
-                    "printing_duration": j.printing_duration,
-                    "email": email,
-                    "datetime": j.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
-                }));
-            }
-            Ok(out)
-        })
-        .await;
+    let id = printer.id;
+    let list = state.db(move |c| agent::queued_jobs(c, id)).await;
     match list {
-        Ok(l) => answer(Value::Array(l)),
+        Ok(l) => answer(json!(l)),
         Err(e) => server_error(e),
     }
 }
