@@ -648,6 +648,7 @@ async fn async_quotes_and_limits(db: Db) {
         &[
             ("PRINTFARM_V1__QUOTE_WAIT_SECS", "0"),
             ("PRINTFARM_V1__QUOTES_PER_MONTH", "1"),
+            ("PRINTFARM_V1__STORAGE_LIMIT_MB", "1"),
         ],
     )
     .await
@@ -706,6 +707,33 @@ async fn async_quotes_and_limits(db: Db) {
     assert_eq!(status, 429, "deleting quotes got round the limit: {body}");
     let (_, user) = get(&app, "/v1/user", Some(&t)).await;
     assert_eq!(user["data_usage"]["quotes_used"], json!(1));
+
+    // Storage: 1 MiB. A 700 kB model fits beside the cube; a second one does not (413, and
+    // nothing is kept); the small cube still fits.
+    let big = torus_stl(30.0, 8.0, 100, 70);
+    assert!(big.len() > 600_000 && big.len() < 1_000_000);
+    let res = upload(&app, "/v1/file", Some(&t), "ring.stl", big.clone()).await;
+    assert_eq!(res.status().as_u16(), 200);
+    let before = app.stored_files();
+    let (status, body) =
+        common::read(upload(&app, "/v1/file", Some(&t), "ring2.stl", big).await).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(
+        body.to_string().contains("storage limit"),
+        "says why: {body}"
+    );
+    assert_eq!(app.stored_files(), before, "a refused upload keeps nothing");
+    let (_, user) = get(&app, "/v1/user", Some(&t)).await;
+    assert_eq!(user["data_usage"]["files"], json!(2), "{user}");
+    let res = upload(
+        &app,
+        "/v1/file",
+        Some(&t),
+        "cube2.stl",
+        fixture("cube_20mm.stl"),
+    )
+    .await;
+    assert_eq!(res.status().as_u16(), 200);
     app.stop().await;
 }
 

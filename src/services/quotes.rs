@@ -124,6 +124,21 @@ pub fn usage(conn: &mut DbConn, user: &User) -> Result<Usage> {
     })
 }
 
+/// Refuses (413) an upload of `incoming` bytes that would take `user` past `limit_mb` MiB of
+/// stored files; no limit when `limit_mb` is 0.
+pub fn check_storage(conn: &mut DbConn, user: &User, incoming: u64, limit_mb: u64) -> Result<()> {
+    if limit_mb == 0 {
+        return Ok(());
+    }
+    let used = usage(conn, user)?.storage_used.max(0) as u64;
+    if used.saturating_add(incoming) > limit_mb.saturating_mul(1024 * 1024) {
+        return Err(Error::PayloadTooLarge(
+            "Your storage limit is reached; delete files first".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Starts a quote: validates, queues the slice, records the quote (pending).
 pub fn create(
     conn: &mut DbConn,

@@ -497,15 +497,13 @@ async fn receive_model(
             "only .stl, .3mf and .obj models are accepted",
         ));
     }
-    if state.config.v1.storage_limit_mb > 0 {
-        let me = user.clone();
-        let used = state.db(move |c| quotes::usage(c, &me)).await?.storage_used;
-        if used as u64 + staged.size > state.config.v1.storage_limit_mb as u64 * 1024 * 1024 {
-            return Err(Error::PayloadTooLarge(
-                "Your storage limit is reached; delete files first".into(),
-            )
-            .into());
-        }
+    {
+        let (me, size) = (user.clone(), staged.size);
+        // 0 (or a negative setting) is no limit.
+        let limit_mb = u64::try_from(state.config.v1.storage_limit_mb).unwrap_or(0);
+        state
+            .db(move |c| quotes::check_storage(c, &me, size, limit_mb))
+            .await?;
     }
     let meta = UploadMeta {
         reserved_id,
