@@ -713,6 +713,25 @@ pub fn follow_report(c: &mut DbConn, before: &Printer, seen: &AgentSeen) -> Resu
     }
 }
 
+/// `printer_clear_build_tray`: marks the printer's build tray clear (or not, `is_clear=0`);
+/// a cleared tray lets the next queued job start when the organization auto-starts.
+pub fn clear_build_tray(
+    conn: &mut DbConn,
+    user: &User,
+    printer_id: i64,
+    clear: bool,
+    ctx: &JobContext,
+) -> Result<Option<Job>> {
+    db::write_transaction(conn, |c| {
+        let printer = printer_access::set_tray(c, user, printer_id, clear)?;
+        if clear {
+            auto_start(c, printer.id, ctx)
+        } else {
+            Ok(None)
+        }
+    })
+}
+
 /// Starts the printer's next queued job when its organization enables auto-start and the
 /// printer is ready with a clear tray. Returns the started job.
 pub fn auto_start(c: &mut DbConn, printer_id: i64, ctx: &JobContext) -> Result<Option<Job>> {

@@ -626,8 +626,20 @@ pub fn redeem_code(conn: &mut DbConn, user: &User, code: &str) -> Result<Printer
 
 /// Gives a device of the user's organization a new auth token: the printer already known
 /// there (same VID, PID and serial) is re-paired, otherwise a new printer owned by the user is
-/// created.
+/// created. One transaction (a savepoint inside the caller's).
 pub fn pair_device(
+    conn: &mut DbConn,
+    user: &User,
+    device: &DeviceInfo,
+    name: Option<String>,
+    token: &str,
+) -> Result<Printer> {
+    db::write_transaction(conn, |c| {
+        pair_device_inner(c, user, device, name.clone(), token)
+    })
+}
+
+fn pair_device_inner(
     conn: &mut DbConn,
     user: &User,
     device: &DeviceInfo,

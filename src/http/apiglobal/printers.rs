@@ -184,17 +184,7 @@ pub async fn printer_clear_build_tray(
     let clear = p.bool("is_clear")?.unwrap_or(true);
     let ctx = state.job_context();
     state
-        .db(move |c| {
-            crate::db::write_transaction(c, |c| {
-                let printer = printers::set_tray(c, &me, printer, clear)?;
-                // A cleared tray lets the next queued job start (when the organization auto-starts).
-                if clear {
-                    crate::services::jobs::auto_start(c, printer.id, &ctx)
-                } else {
-                    Ok(None)
-                }
-            })
-        })
+        .db(move |c| crate::services::jobs::clear_build_tray(c, &me, printer, clear, &ctx))
         .await?;
     Ok(ok("Ok"))
 }

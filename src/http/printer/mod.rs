@@ -430,10 +430,8 @@ async fn printer_login(state: web::Data<AppState>, payload: web::Payload) -> Htt
         .db(move |c| {
             let user = sessions::authenticate(c, &policy, &user_token)?.user;
             let token = random_token();
-            crate::db::write_transaction(c, |c| {
-                let printer = printers::pair_device(c, &user, &device, None, &token)?;
-                Ok((printer, token.clone()))
-            })
+            let printer = printers::pair_device(c, &user, &device, None, &token)?;
+            Ok((printer, token))
         })
         .await;
     match result {
