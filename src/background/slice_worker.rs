@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use crate::db::models::{SliceJob, StoredFile, User};
+use crate::db::models::{SliceJob, StoredFile};
 use crate::error::{Error, Result};
 use crate::services::auth::random_token;
 use crate::services::files::{self, Kind};
-use crate::services::{jobs, slicing};
+use crate::services::slicing;
 use crate::AppState;
 
 /// Starts `count` workers on the current runtime; they run until the process ends.
@@ -167,13 +167,12 @@ async fn run(state: &AppState, job: &SliceJob, owner: &str) -> Result<()> {
     let analysis = analysed.analysis.to_string();
     let settings = serde_json::to_string(&analysed.settings.clone().unwrap_or_default())
         .map_err(Error::internal)?;
-    // The print job (if one was asked for) is queued in the same transaction that marks the
-    // slice done, so a client never sees it done without the job it will get; a refused print
-    // job (printer offline, rights gone) rolls back only its own savepoint. A slice whose lease
-    // another worker took over registers nothing: its result stands, and our objects go.
+    // A slice whose lease another worker took over registers nothing: its result stands, and
+    // our objects go.
     let ctx = state.job_context();
-    let (j, o) = (job.clone(), owner.to_string());
-    let registered = files::store_and_register(
+    let j = job.clone();
+    let o = owner.to_string();
+    let finished = files::store_and_register(
         &state.storage,
         &output,
         analysed.preview_png.clone(),
@@ -183,44 +182,24 @@ async fn run(state: &AppState, job: &SliceJob, owner: &str) -> Result<()> {
             )));
             state
                 .db(move |c| {
-                    crate::db::write_transaction(c, |c| {
-                        let out = slicing::Output {
-                            storage_key: &stored.storage_key,
-                            picture: &stored.picture,
-                            size: size as i64,
-                            sha256: &sha,
-                            analysis: &analysis,
-                            settings: &settings,
-                        };
-                        if !slicing::complete(c, &j, &o, &out, &log)? {
-                            return Ok(None);
-                        }
-                        let (Some(printer), Some(output_id)) = (j.printer_id, j.output_file_id)
-                        else {
-                            return Ok(Some(None));
-                        };
-                        let queued = crate::db::write_transaction(c, |c| {
-                            let user = User::find(c, j.user_id)?
-                                .ok_or_else(|| Error::not_found("user gone"))?;
-                            let created = jobs::print_file(
-                                c,
-                                &user,
-                                output_id,
-                                printer,
-                                !j.start_print,
-                                &ctx,
-                            )?;
-                            slicing::set_print_job(c, j.id, created.job.id)?;
-                            Ok::<_, Error>(created)
-                        });
-                        Ok::<_, Error>(Some(Some(queued)))
-                    })
+                    let out = slicing::Output {
+                        storage_key: &stored.storage_key,
+                        picture: &stored.picture,
+                        size: size as i64,
+                        sha256: &sha,
+                        analysis: &analysis,
+                        settings: &settings,
+                    };
+                    match slicing::finish(c, &j, &o, &out, &log, &ctx)? {
+                        slicing::Finished::LeaseLost => Ok(None),
+                        kept => Ok(Some(kept)),
+                    }
                 })
                 .await
         },
     )
     .await?;
-    if let Some(Some(Err(e))) = registered {
+    if let Some(slicing::Finished::PrintRefused(e)) = finished {
         tracing::warn!(slice = %job.uuid, error = %e, "the sliced file could not be queued on the printer")
     }
     Ok(())

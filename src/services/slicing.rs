@@ -12,6 +12,7 @@ use crate::db::schema::{files, slice_jobs};
 use crate::db::{self, DbConn};
 use crate::error::{Error, Result};
 use crate::mesh::MeshAnalysis;
+use crate::services::jobs;
 use crate::services::printers::{self, Access};
 use crate::slicer::{Profile, DEFAULT_SLICER, SLICERS};
 
@@ -193,6 +194,49 @@ pub struct Output<'a> {
     pub settings: &'a str,
 }
 
+/// How committing a finished slice went.
+pub enum Finished {
+    /// Another worker holds the lease now: its result stands, nothing was written.
+    LeaseLost,
+    /// Done; no print job was asked for.
+    Done,
+    /// Done, and the print job asked for is queued (or started).
+    PrintQueued,
+    /// Done, but the print job asked for was refused (printer offline, rights gone, …).
+    PrintRefused(Error),
+}
+
+/// Commits a finished slice and, when the slice asked for one, queues its print job in the
+/// same transaction, so a client never sees the slice done without the job it will get; a
+/// refused print job (printer offline, rights gone) rolls back only its own savepoint.
+pub fn finish(
+    conn: &mut DbConn,
+    job: &SliceJob,
+    owner: &str,
+    out: &Output,
+    log: &str,
+    ctx: &jobs::JobContext,
+) -> Result<Finished> {
+    db::write_transaction(conn, |c| {
+        if !complete(c, job, owner, out, log)? {
+            return Ok(Finished::LeaseLost);
+        }
+        let (Some(printer), Some(output_id)) = (job.printer_id, job.output_file_id) else {
+            return Ok(Finished::Done);
+        };
+        let queued = db::write_transaction(c, |c| {
+            let user = User::find(c, job.user_id)?.ok_or_else(|| Error::not_found("user gone"))?;
+            let created = jobs::print_file(c, &user, output_id, printer, !job.start_print, ctx)?;
+            set_print_job(c, job.id, created.job.id)?;
+            Ok::<_, Error>(())
+        });
+        Ok(match queued {
+            Ok(()) => Finished::PrintQueued,
+            Err(e) => Finished::PrintRefused(e),
+        })
+    })
+}
+
 /// Commits a finished slice: the reserved file becomes a normal G-code file. Returns false
 /// (and changes nothing) when this worker no longer holds the lease.
 pub fn complete(
@@ -263,7 +307,7 @@ pub fn fail(
     })
 }
 
-pub fn set_print_job(conn: &mut DbConn, id: i64, job: i64) -> Result<()> {
+fn set_print_job(conn: &mut DbConn, id: i64, job: i64) -> Result<()> {
     diesel::update(slice_jobs::table.find(id))
         .set(slice_jobs::print_job_id.eq(Some(job)))
         .execute(conn)?;
