@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
+use crate::http::routes::Routes;
 use actix_web::http::header;
+use actix_web::http::Method;
 use actix_web::{web, HttpResponse};
 use bytes::Bytes;
 
@@ -14,9 +16,9 @@ use crate::AppState;
 
 const BOUNDARY: &str = "printfarmframe";
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/camera/{token}/{printer_id}.jpg", web::get().to(snapshot))
-        .route("/camera/{token}/{printer_id}.mjpeg", web::get().to(stream));
+pub fn routes(r: &mut Routes) {
+    r.route(Method::GET, "/camera/{token}/{printer_id}.jpg", snapshot);
+    r.route(Method::GET, "/camera/{token}/{printer_id}.mjpeg", stream);
 }
 
 /// Checks the token for this printer, tells the agent someone is watching, returns the latest

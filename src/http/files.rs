@@ -1,6 +1,8 @@
 //! File downloads (with `Range`, so agents resume broken downloads) and preview images.
 
+use crate::http::routes::Routes;
 use actix_web::http::header;
+use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::db::models::{StoredFile, User};
@@ -8,9 +10,9 @@ use crate::error::{Error, Result};
 use crate::services::{api_tokens, files, sessions};
 use crate::AppState;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/files/{file_id}/download", web::get().to(download))
-        .route("/render/{picture}", web::get().to(render));
+pub fn routes(r: &mut Routes) {
+    r.route(Method::GET, "/files/{file_id}/download", download);
+    r.route(Method::GET, "/render/{picture}", render);
 }
 
 /// A single byte range from a `Range` header, against a known size.

@@ -10,26 +10,47 @@ mod noauth;
 pub mod openapi;
 mod printer;
 pub mod quickprint;
+pub mod routes;
 pub mod upload;
 pub(crate) mod v1;
 
+use actix_web::http::Method;
 use actix_web::{web, HttpResponse};
+use routes::Routes;
 
 use crate::error::Error;
 use crate::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(metrics::export));
-    apiglobal::configure(cfg);
-    noauth::configure(cfg);
-    quickprint::configure(cfg);
-    files::configure(cfg);
-    printer::configure(cfg);
-    camera::configure(cfg);
-    v1::configure(cfg);
-    openapi::configure(cfg);
+    routes(&mut Routes::new(cfg));
+}
+
+fn routes(r: &mut Routes) {
+    r.route(Method::GET, "/healthz", healthz);
+    r.route(Method::GET, "/readyz", readyz);
+    r.route(Method::GET, "/metrics", metrics::export);
+    apiglobal::routes(r);
+    noauth::routes(r);
+    quickprint::routes(r);
+    files::routes(r);
+    printer::routes(r);
+    camera::routes(r);
+    v1::routes(r);
+    openapi::routes(r);
+}
+
+/// Every route the server answers, in matching order: methods, path, and what other methods
+/// get where a resource answers them itself.
+pub fn route_list() -> Vec<String> {
+    let mut list = Vec::new();
+    let _ = actix_web::App::new().configure(|cfg| {
+        list = {
+            let mut r = Routes::new(cfg);
+            routes(&mut r);
+            r.into_list()
+        }
+    });
+    list
 }
 
 /// The base URL for links handed to clients: `server.public_url`, else the request's own

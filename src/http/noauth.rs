@@ -1,6 +1,7 @@
 //! Small HTML pages reached from links, without a session: choosing a password from an
 //! invitation, and confirming a slicer's sign-in token.
 
+use crate::http::routes::Routes;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 
@@ -9,17 +10,13 @@ use crate::http::apiglobal::{client_addr, Form};
 use crate::services::{login_tokens, orgs, sessions};
 use crate::AppState;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/noauth/set_password/{token}")
-            .route(web::get().to(set_password_form))
-            .route(web::post().to(set_password)),
-    )
-    .service(
-        web::resource("/noauth/apiglobal_login_with_token/{token}")
-            .route(web::get().to(confirm_login_form))
-            .route(web::post().to(confirm_login)),
-    );
+pub fn routes(r: &mut Routes) {
+    r.at("/noauth/set_password/{token}")
+        .get(set_password_form)
+        .post(set_password);
+    r.at("/noauth/apiglobal_login_with_token/{token}")
+        .get(confirm_login_form)
+        .post(confirm_login);
 }
 
 pub(crate) fn escape(s: &str) -> String {

@@ -141,8 +141,9 @@ pub(crate) fn failure_responses(
         .collect()
 }
 
-pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {
-    cfg.service(
+pub fn routes(r: &mut crate::http::routes::Routes) {
+    r.service(
+        "GET /docs/{_:.*}, GET /openapi.json (Swagger UI)",
         SwaggerUi::new("/docs/{_:.*}")
             .url("/openapi.json", ApiDoc::openapi())
             // The default validator badge calls swagger.io; the page must work offline.

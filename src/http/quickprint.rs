@@ -4,6 +4,7 @@
 //! file through the same `print_file` rule as the Global API. A plain page for now; the web
 //! console will restyle it.
 
+use crate::http::routes::Routes;
 use actix_web::cookie::{time::Duration as CookieDuration, Cookie, SameSite};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
@@ -47,20 +48,14 @@ impl ResponseError for PageError {
 
 type PageResult = Result<HttpResponse, PageError>;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/quickprint")
-            .route(web::get().to(show))
-            .route(web::post().to(print)),
-    )
-    .service(web::resource("/quickprint/sign_in").route(web::post().to(sign_in)))
-    .service(web::resource("/quickprint/sign_out").route(web::post().to(sign_out)))
-    .service(web::resource("/myfiles").route(web::get().to(my_files)))
-    .service(
-        web::resource("/noauth/login_with_auth_token/{token}")
-            .route(web::get().to(browser_link_form))
-            .route(web::post().to(browser_link_sign_in)),
-    );
+pub fn routes(r: &mut Routes) {
+    r.at("/quickprint").get(show).post(print);
+    r.at("/quickprint/sign_in").post(sign_in);
+    r.at("/quickprint/sign_out").post(sign_out);
+    r.at("/myfiles").get(my_files);
+    r.at("/noauth/login_with_auth_token/{token}")
+        .get(browser_link_form)
+        .post(browser_link_sign_in);
 }
 
 /// The form token that proves a POST comes from our own page: derived from the session, so

@@ -337,7 +337,7 @@ pub async fn store(
         staged.file.path(),
         analysed.preview_png.clone(),
         |stored| async move {
-            // `return` stands for a registration that fails (tests/faults/crash.rs).
+            // `return` stands for a registration that fails (tests/integration/faults/crash.rs).
             fail::fail_point!("upload-stored", |_| Err(Error::Internal(
                 "fail point upload-stored".into()
             )));

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the real peers used by the tests (idempotent): OctoPrint (with its bundled virtual
-# printer), Moonraker and (from $SPOOLMAN_SRC) Spoolman for tests/agent_drivers.rs, and moto's S3 server for
+# printer), Moonraker and (from $SPOOLMAN_SRC) Spoolman for tests/integration/agent_drivers.rs, and moto's S3 server for
 # tests/storage_s3.rs, each in its own venv under $PEERS_DIR (default <repo>/target/peers), from
 # PyPI with the machine's python3.
 # Moonraker needs Klipper's host process; tests/peers/fake_klippy.py stands in for it

@@ -18,6 +18,7 @@ pub(crate) mod users;
 use std::future::Future;
 use std::pin::Pin;
 
+use crate::http::routes::Routes;
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, Handler, HttpRequest, HttpResponse, Responder};
@@ -86,7 +87,7 @@ pub const EXTENSION_CALLS: [&str; 8] = [
     "job_feedback",
 ];
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub fn routes(cfg: &mut Routes) {
     call(cfg, "login", sessions::login);
     call(cfg, "loginout", sessions::logout);
     // What clients actually send; the document spells it `loginout`.
@@ -186,18 +187,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// Registers one call: POST on the path with and without a trailing slash, 405 otherwise.
-fn call<F, Args>(cfg: &mut web::ServiceConfig, name: &str, handler: F)
+fn call<F, Args>(r: &mut Routes, name: &str, handler: F)
 where
     F: Handler<Args>,
     Args: FromRequest + 'static,
     F::Output: Responder + 'static,
 {
     let path = format!("/apiglobal/{name}");
-    cfg.service(
-        web::resource([path.clone(), format!("{path}/")])
-            .route(web::post().to(handler))
-            .default_service(web::to(method_not_allowed)),
-    );
+    r.at_paths(vec![path.clone(), format!("{path}/")])
+        .post(handler)
+        .otherwise("405", method_not_allowed);
 }
 
 async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, Error> {

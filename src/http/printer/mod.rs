@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use crate::http::routes::Routes;
+use actix_web::http::Method;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde_json::{json, Value};
@@ -22,37 +24,33 @@ const MAX_COMMAND_BODY: usize = 256 * 1024;
 const MAX_LOGIN_BODY: usize = 16 * 1024;
 const MAX_CAMERA_BODY: usize = 4 * 1024 * 1024;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub fn routes(r: &mut Routes) {
     for prefix in ["/apiprinter/v1/printer", "/apiprinter/v1/{vendor}/printer"] {
-        cfg.route(&format!("{prefix}/register"), web::post().to(register))
-            .route(&format!("{prefix}/command"), web::post().to(command))
-            .route(&format!("{prefix}/camera"), web::post().to(camera))
-            .route(
-                &format!("{prefix}/get_printer_profiles"),
-                web::post().to(printer_profiles),
-            )
-            .route(
-                &format!("{prefix}/get_queued_jobs"),
-                web::post().to(queued_jobs),
-            )
-            .route(
-                &format!("{prefix}/start_queued_job"),
-                web::post().to(start_queued_job),
-            );
-    }
-    cfg.route(
-        "/apiprinter/v1/download/{job_id}/{token}",
-        web::get().to(download),
-    );
-    cfg.route("/streamerapi/user_login", web::post().to(user_login))
-        .route("/streamerapi/printer_login", web::post().to(printer_login))
-        .route("/streamerapi/command", web::post().to(command))
-        .route("/streamerapi/camera", web::post().to(camera))
-        .route("/streamerapi/get_queued_jobs", web::post().to(queued_jobs))
-        .route(
-            "/streamerapi/start_queued_job",
-            web::post().to(start_queued_job),
+        r.route(Method::POST, &format!("{prefix}/register"), register);
+        r.route(Method::POST, &format!("{prefix}/command"), command);
+        r.route(Method::POST, &format!("{prefix}/camera"), camera);
+        let profiles = format!("{prefix}/get_printer_profiles");
+        r.route(Method::POST, &profiles, printer_profiles);
+        r.route(
+            Method::POST,
+            &format!("{prefix}/get_queued_jobs"),
+            queued_jobs,
         );
+        let start = format!("{prefix}/start_queued_job");
+        r.route(Method::POST, &start, start_queued_job);
+    }
+    r.route(
+        Method::GET,
+        "/apiprinter/v1/download/{job_id}/{token}",
+        download,
+    );
+    r.route(Method::POST, "/streamerapi/user_login", user_login);
+    r.route(Method::POST, "/streamerapi/printer_login", printer_login);
+    r.route(Method::POST, "/streamerapi/command", command);
+    r.route(Method::POST, "/streamerapi/camera", camera);
+    r.route(Method::POST, "/streamerapi/get_queued_jobs", queued_jobs);
+    let start = "/streamerapi/start_queued_job";
+    r.route(Method::POST, start, start_queued_job);
 }
 
 fn answer(v: Value) -> HttpResponse {

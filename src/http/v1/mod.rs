@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use crate::http::routes::Routes;
+use actix_web::http::Method;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
 use chrono::Datelike;
@@ -22,27 +24,21 @@ use crate::services::quotes::{self, QuoteConfig};
 use crate::services::{api_tokens, auth, upload_ids};
 use crate::AppState;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::scope("/v1")
-            .route("/user", web::get().to(user))
-            .route("/user/uploads", web::get().to(uploads))
-            .route("/printability/{file_id}", web::post().to(printability))
-            .route("/file/upload-id", web::get().to(upload_id))
-            .route("/file/public/{upload_id}", web::post().to(public_upload))
-            .route(
-                "/file/public/{upload_id}",
-                web::method(actix_web::http::Method::OPTIONS).to(preflight),
-            )
-            .route("/file", web::post().to(file_upload))
-            .route("/file/quote/{file_id}", web::post().to(create_quote))
-            .route("/file/{file_id}", web::get().to(file_download))
-            .route("/file/{file_id}", web::delete().to(file_delete))
-            .route("/quote/gcode/{quote_id}", web::get().to(quote_gcode))
-            .route("/quote/{file_id}", web::post().to(create_quote))
-            .route("/quote/{quote_id}", web::get().to(get_quote))
-            .route("/quote/{quote_id}", web::delete().to(delete_quote)),
-    );
+pub fn routes(r: &mut Routes) {
+    r.route(Method::GET, "/v1/user", user);
+    r.route(Method::GET, "/v1/user/uploads", uploads);
+    r.route(Method::POST, "/v1/printability/{file_id}", printability);
+    r.route(Method::GET, "/v1/file/upload-id", upload_id);
+    r.route(Method::POST, "/v1/file/public/{upload_id}", public_upload);
+    r.route(Method::OPTIONS, "/v1/file/public/{upload_id}", preflight);
+    r.route(Method::POST, "/v1/file", file_upload);
+    r.route(Method::POST, "/v1/file/quote/{file_id}", create_quote);
+    r.route(Method::GET, "/v1/file/{file_id}", file_download);
+    r.route(Method::DELETE, "/v1/file/{file_id}", file_delete);
+    r.route(Method::GET, "/v1/quote/gcode/{quote_id}", quote_gcode);
+    r.route(Method::POST, "/v1/quote/{file_id}", create_quote);
+    r.route(Method::GET, "/v1/quote/{quote_id}", get_quote);
+    r.route(Method::DELETE, "/v1/quote/{quote_id}", delete_quote);
 }
 
 /// `/v1` errors in Cloud Slicer's shape.

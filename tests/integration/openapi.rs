@@ -1,7 +1,7 @@
 //! The OpenAPI document and the offline docs page, on both backends. (`tests/schemathesis/run.sh`,
 //! run by `.ci/run`, fuzzes a running server against this document.)
 
-mod common;
+use crate::common;
 
 use common::{assert_fail, TestApp};
 use printfarm::http::apiglobal::{CALLS, EXTENSION_CALLS, EXTRA_CALLS};
@@ -13,6 +13,21 @@ backend_tests!(
     docs_page_works_offline,
     nul_characters_are_refused,
 );
+
+/// Every route the server answers, in matching order: a route added, removed or moved shows up
+/// as a snapshot diff (`INSTA_UPDATE=always cargo test --test integration openapi::`).
+#[test]
+fn route_list_is_as_recorded() {
+    insta::assert_snapshot!("routes", printfarm::http::route_list().join("\n"));
+}
+
+/// The whole OpenAPI document: a changed parameter, schema or description is a visible diff.
+#[test]
+fn openapi_document_is_as_recorded() {
+    use utoipa::OpenApi;
+    let doc = serde_json::to_value(printfarm::http::openapi::ApiDoc::openapi()).unwrap();
+    insta::assert_json_snapshot!("openapi", doc);
+}
 
 async fn openapi(app: &TestApp) -> Value {
     let res = app

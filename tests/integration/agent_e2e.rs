@@ -4,8 +4,8 @@
 //! The same flow runs against the real OctoPrint and Moonraker peers when they are
 //! installed (see tests/agent_drivers.rs for the skip rules).
 
-mod common;
-mod peers;
+use crate::common;
+use crate::peers;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};

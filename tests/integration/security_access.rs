@@ -2,7 +2,7 @@
 //! organization see of a printer's jobs, who may load previews at `/render/<picture>`, and who
 //! may toggle the build-tray flag.
 
-mod common;
+use crate::common;
 
 use common::{assert_fail, TestApp};
 use diesel::prelude::*;

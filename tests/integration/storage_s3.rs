@@ -5,7 +5,7 @@
 //! Without moto the tests print a loud SKIPPING line and pass, unless
 //! `PRINTFARM_TEST_REQUIRE_PEERS=1` (CI), which makes that a failure.
 
-mod common;
+use crate::common;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

@@ -1,7 +1,7 @@
 //! Google sign-in and GDPR registration (calls 24, 25), against ID tokens signed by the test
 //! and a JWKS served on 127.0.0.1; and the slicer sign-in tokens. Both backends.
 
-mod common;
+use crate::common;
 
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,8 +16,8 @@ use printfarm::db::schema::{sessions, user_tokens, users};
 use serde_json::{json, Value};
 
 const CLIENT_ID: &str = "printfarm-test.apps.googleusercontent.com";
-const KEY: &str = include_str!("fixtures/google_test_key.pem");
-const OTHER_KEY: &str = include_str!("fixtures/google_other_key.pem");
+const KEY: &str = include_str!("../fixtures/google_test_key.pem");
+const OTHER_KEY: &str = include_str!("../fixtures/google_other_key.pem");
 const KID: &str = "test-key-1";
 /// Open sign-up is off by default; the registration tests turn it on.
 const SIGNUP: &[(&str, &str)] = &[("PRINTFARM_GOOGLE__ALLOW_SIGNUP", "true")];

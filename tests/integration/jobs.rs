@@ -1,7 +1,7 @@
 //! The print-job queue and print control (calls 8, 9, 29–33, agent get_queued_jobs /
 //! start_queued_job) on both backends. The agent side speaks the printer protocol over HTTP.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

@@ -5,7 +5,7 @@
 //! Without the peers installed (`tests/peers/setup.sh`) the tests print a loud SKIPPING
 //! line and pass — unless `PRINTFARM_TEST_REQUIRE_PEERS=1` (CI), which makes it a failure.
 
-mod peers;
+use crate::peers;
 
 use std::time::Duration;
 

@@ -5,7 +5,7 @@
 //! parameters stay valid so the hostile one is the one that gets parsed. No answer may be a
 //! 5xx, and every answer keeps its envelope. On both backends.
 
-mod common;
+use crate::common;
 
 use common::{Db, TestApp};
 use serde_json::{json, Value};

@@ -8,10 +8,10 @@
 //! dates, durations measured by the server. Ids are not: a fresh database hands out the same
 //! ids on both backends.
 //!
-//! After an intended change: `INSTA_UPDATE=always cargo test --test wire_snapshots`, then
-//! review `git diff tests/snapshots/`.
+//! After an intended change: `INSTA_UPDATE=always cargo test --test integration wire_snapshots::`, then
+//! review `git diff tests/integration/snapshots/`.
 
-mod common;
+use crate::common;
 
 use common::TestApp;
 use serde_json::{json, Map, Value};

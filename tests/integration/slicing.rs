@@ -1,7 +1,7 @@
 //! Slicing with the real PrusaSlicer through the durable queue (call 28 and `get_slice_status`),
 //! on both backends.
 
-mod common;
+use crate::common;
 
 use common::{assert_fail, Db, TestApp};
 use diesel::prelude::*;

@@ -1,7 +1,7 @@
 //! The two migration folders must define the same schema, and backend selection must never
 //! fall back to SQLite.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

@@ -1,7 +1,7 @@
 //! Organizations, users, workgroups and the printer-type catalogue (calls 6, 12, 18, 19, 20,
 //! 21, 26, 34), with their refusals, on both backends.
 
-mod common;
+use crate::common;
 
 use common::{assert_fail, TestApp, PASSWORD};
 use diesel::prelude::*;

@@ -1,6 +1,6 @@
 //! Files and projects (calls 4, 5, 10, 11), downloads and previews, on both backends.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 

@@ -1,6 +1,6 @@
 //! Calls 1–3 and the envelope rules every Global API call shares, on both backends.
 
-mod common;
+use crate::common;
 
 use chrono::{Duration, Utc};
 use common::{assert_fail, TestApp, PASSWORD};

@@ -1,6 +1,6 @@
 //! The Cloud-Slicer-compatible `/v1` API with API tokens, on both backends.
 
-mod common;
+use crate::common;
 
 use common::{Db, TestApp};
 use diesel::prelude::*;

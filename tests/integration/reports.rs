@@ -2,7 +2,7 @@
 //! `get_finished_jobs_report`) on both backends. Jobs come from the real HTTP API and the
 //! printer protocol; time-shifted and bulk jobs are inserted directly.
 
-mod common;
+use crate::common;
 
 use chrono::{Duration, NaiveDate, NaiveDateTime, Utc};
 use common::{assert_fail, TestApp, PASSWORD};

@@ -1,5 +1,5 @@
-//! Test helper: starts a real printer peer with the scripts in this folder and stops it
-//! when dropped. Shared by the `tests/agent_*.rs` files (`mod peers;`).
+//! Test helper: starts a real printer peer with the scripts in `tests/peers/` and stops it
+//! when dropped. Shared by the agent test modules (`use crate::peers;`).
 #![allow(dead_code)]
 
 use std::collections::HashMap;

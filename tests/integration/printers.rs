@@ -2,7 +2,7 @@
 //! /apiprinter and /streamerapi protocol), on both backends. The "agent" here speaks the wire
 //! protocol over HTTP, exactly as a 3DPrinterOS-style client does.
 
-mod common;
+use crate::common;
 
 use common::{assert_fail, Db, TestApp, PASSWORD};
 use diesel::prelude::*;
