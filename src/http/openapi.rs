@@ -20,52 +20,6 @@ use crate::http::{apiglobal, v1};
         license(name = "MIT"),
     ),
     paths(
-        apiglobal::sessions::login,
-        apiglobal::sessions::logout,
-        apiglobal::sessions::check_session,
-        apiglobal::files::upload,
-        apiglobal::files::get_projects,
-        apiglobal::users::get_workgroups_simple_list,
-        apiglobal::printers::get_organization_printers_list,
-        apiglobal::jobs::get_printer_jobs,
-        apiglobal::jobs::get_job_info,
-        apiglobal::files::get_slicer_settings_for_gcode,
-        apiglobal::files::file_update,
-        apiglobal::catalogue::get_printer_types,
-        apiglobal::printers::get_printer_shares,
-        apiglobal::printers::share_printer,
-        apiglobal::printers::unshare_printer,
-        apiglobal::printers::add_printer_by_registration_code,
-        apiglobal::printers::get_printers_list,
-        apiglobal::users::get_workgroup_users,
-        apiglobal::users::add_user_to_workgroup,
-        apiglobal::users::delete_user_from_workgroup,
-        apiglobal::catalogue::get_printer_types_detailed,
-        apiglobal::reports::get_custom_report,
-        apiglobal::printers::get_camera_list_token,
-        apiglobal::google::google_login,
-        apiglobal::google::gdpr_registration,
-        apiglobal::users::create_organization_user,
-        apiglobal::reports::get_finished_jobs_report,
-        apiglobal::slicing::slice,
-        apiglobal::jobs::print_file,
-        apiglobal::jobs::job_start,
-        apiglobal::jobs::job_pause,
-        apiglobal::jobs::job_unpause,
-        apiglobal::jobs::job_cancel,
-        apiglobal::users::update_user_settings,
-        apiglobal::printers::printer_clear_build_tray,
-        apiglobal::google::generate_login_token,
-        apiglobal::google::login_with_token,
-        apiglobal::google::generate_auth_token,
-        apiglobal::tokens::create_api_token,
-        apiglobal::tokens::list_api_tokens,
-        apiglobal::tokens::revoke_api_token,
-        apiglobal::slicing::get_slice_status,
-        apiglobal::users::create_workgroup,
-        apiglobal::printers::set_printer_workgroups,
-        apiglobal::jobs::update_organization_settings,
-        apiglobal::jobs::job_feedback,
         v1::user,
         v1::uploads,
         v1::printability,
@@ -81,7 +35,7 @@ use crate::http::{apiglobal, v1};
         v1::quote_gcode,
     ),
     components(schemas(apiglobal::envelope::Failure, v1::ErrorBody)),
-    modifiers(&BearerAuth),
+    modifiers(&GlobalApiCalls, &BearerAuth),
     tags(
         (name = "Sessions", description = "Global API: sign-in (password, Google, slicer login tokens) and sessions"),
         (name = "Files", description = "Global API: uploads, projects, G-code metadata"),
@@ -99,6 +53,23 @@ use crate::http::{apiglobal, v1};
     )
 )]
 pub struct ApiDoc;
+
+/// The Global API calls come from their one table (`apiglobal::CallsDoc`), placed before
+/// the `/v1` paths.
+struct GlobalApiCalls;
+
+impl Modify for GlobalApiCalls {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let mut calls = apiglobal::CallsDoc::openapi();
+        let v1 = std::mem::take(&mut doc.paths.paths);
+        calls.paths.paths.extend(v1);
+        doc.paths = calls.paths;
+        if let Some(schemas) = calls.components.map(|c| c.schemas) {
+            let components = doc.components.get_or_insert_with(Default::default);
+            components.schemas.extend(schemas);
+        }
+    }
+}
 
 /// `/v1` takes `Authorization: Bearer <API token>`.
 struct BearerAuth;

@@ -123,3 +123,11 @@ mod tests {
         assert!(e.contains("hardware_issue") && e.contains("other"), "{e}");
     }
 }
+
+/// Read from a request as `parse` reads it: a code or a label, else the list of codes.
+impl<'de> serde::Deserialize<'de> for CancelReason {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        CancelReason::parse(&text).map_err(serde::de::Error::custom)
+    }
+}

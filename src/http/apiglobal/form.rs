@@ -20,11 +20,11 @@ const MAX_DEPTH: usize = 8;
 /// Most pairs (form) or values (JSON) one request may carry.
 const MAX_PAIRS: usize = 10_000;
 
-const EXPECTED_INTEGER: &str = "an integer";
-const EXPECTED_NUMBER: &str = "a number";
+pub(crate) const EXPECTED_INTEGER: &str = "an integer";
+pub(crate) const EXPECTED_NUMBER: &str = "a number";
 const EXPECTED_BOOLEAN: &str = "a boolean (1/0, true/false, on/off)";
 const EXPECTED_INTEGER_LIST: &str = "an integer or a list of integers";
-const EXPECTED_JSON: &str = "valid JSON";
+pub(crate) const EXPECTED_JSON: &str = "valid JSON";
 
 /// Why a parameter was refused; the HTTP layer turns it into a 400 `{"result":false,"message":...}`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -38,6 +38,9 @@ pub enum FormError {
     },
     #[error("malformed request body: {0}")]
     Malformed(String),
+    /// A typed parameter's own refusal (e.g. a value not in its list), said as it is.
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl From<FormError> for crate::error::Error {
@@ -585,6 +588,11 @@ impl Params {
             }
             Err(_) => Ok(Some(Value::String(text.to_owned()))),
         }
+    }
+
+    /// Whether `name` was given: non-blank text, or a list or map.
+    pub fn given(&self, name: &str) -> bool {
+        self.str(name).is_some() || self.entries.get(name).is_some_and(|e| e.tree.is_some())
     }
 
     /// Every top-level parameter name present (for diagnostics and tests).

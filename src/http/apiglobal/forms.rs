@@ -6,7 +6,10 @@
 
 use std::collections::BTreeMap;
 
+use serde::Deserialize;
 use serde_json::Value;
+
+use super::decode::NameList;
 use utoipa::ToSchema;
 
 /// 1 `login`. Some clients send the account as `email` instead of `username`.
@@ -50,7 +53,7 @@ pub struct OrganizationPrinters {
 }
 
 /// 8 `get_printer_jobs`.
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct PrinterJobs {
     pub session: String,
     pub printer_id: i64,
@@ -67,14 +70,14 @@ pub struct PrinterJobs {
 }
 
 /// Calls on one job (`get_job_info`, `job_start`, `job_pause`, `job_unpause`).
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct JobId {
     pub session: String,
     pub job_id: i64,
 }
 
 /// 33 `job_cancel`.
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct JobCancel {
     pub session: String,
     pub job_id: i64,
@@ -88,7 +91,7 @@ pub struct JobCancel {
 }
 
 /// printfarm extension `job_feedback`.
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct JobFeedback {
     pub session: String,
     pub job_id: i64,
@@ -305,7 +308,7 @@ pub struct SliceStatus {
 }
 
 /// 29 `print_file`.
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct PrintFile {
     pub session: String,
     pub file_id: i64,
@@ -373,7 +376,7 @@ pub struct SetPrinterWorkgroups {
 }
 
 /// printfarm extension `update_organization_settings` (organization admins).
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct OrganizationSettings {
     pub session: String,
     /// Start the next queued job when a tray is cleared.
@@ -386,5 +389,6 @@ pub struct OrganizationSettings {
     /// Three letters.
     pub currency: Option<String>,
     /// Comma list of `get_custom_report` fields, or `default`.
-    pub report_fields: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub report_fields: Option<NameList>,
 }

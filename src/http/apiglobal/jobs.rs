@@ -6,7 +6,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::envelope::{ok, Envelope, Failures};
-use super::{authenticate, forms, Form};
+use super::decode::NameList;
+use super::{forms, Signed};
 use crate::db::models::{Job, StoredFile, User};
 use crate::error::{Error, Result};
 use crate::services::jobs;
@@ -35,14 +36,15 @@ fn tf(b: bool) -> &'static str {
 #[utoipa::path(post, path = "/apiglobal/print_file", tag = "Jobs",
     request_body(content = forms::PrintFile, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "The new job (`11` queued, or started at once)", body = Envelope<PrintFileMessage>), Failures))]
-pub async fn print_file(state: web::Data<AppState>, Form(p): Form) -> Result<HttpResponse> {
-    let me = authenticate(&state, &p).await?.user;
-    let file = p.required_i64("file_id")?;
-    let printer = p.required_i64("printer_id")?;
-    let only_queue = p.bool("only_queue")?.unwrap_or(false);
+pub async fn print_file(
+    state: web::Data<AppState>,
+    call: Signed<forms::PrintFile>,
+) -> Result<HttpResponse> {
+    let (me, p) = (call.caller.user, call.params);
+    let only_queue = p.only_queue.unwrap_or(false);
     let ctx = state.job_context();
     let created = state
-        .db(move |c| jobs::print_file(c, &me, file, printer, only_queue, &ctx))
+        .db(move |c| jobs::print_file(c, &me, p.file_id, p.printer_id, only_queue, &ctx))
         .await?;
     Ok(ok(PrintFileMessage {
         job_id: created.job.id.to_string(),
@@ -52,9 +54,11 @@ pub async fn print_file(state: web::Data<AppState>, Form(p): Form) -> Result<Htt
 #[utoipa::path(post, path = "/apiglobal/job_start", tag = "Jobs",
     request_body(content = forms::JobId, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "`Ok`: the job is printing (`21`)", body = Envelope<String>), Failures))]
-pub async fn job_start(state: web::Data<AppState>, Form(p): Form) -> Result<HttpResponse> {
-    let me = authenticate(&state, &p).await?.user;
-    let job = p.required_i64("job_id")?;
+pub async fn job_start(
+    state: web::Data<AppState>,
+    call: Signed<forms::JobId>,
+) -> Result<HttpResponse> {
+    let (me, job) = (call.caller.user, call.params.job_id);
     let ctx = state.job_context();
     state
         .db(move |c| jobs::job_start(c, &me, job, &ctx))
@@ -64,11 +68,10 @@ pub async fn job_start(state: web::Data<AppState>, Form(p): Form) -> Result<Http
 
 async fn forward(
     state: &AppState,
-    p: &super::form::Params,
+    call: Signed<forms::JobId>,
     command: &'static str,
 ) -> Result<HttpResponse> {
-    let me = authenticate(state, p).await?.user;
-    let job = p.required_i64("job_id")?;
+    let (me, job) = (call.caller.user, call.params.job_id);
     state
         .db(move |c| jobs::job_command(c, &me, job, command))
         .await?;
@@ -78,31 +81,34 @@ async fn forward(
 #[utoipa::path(post, path = "/apiglobal/job_pause", tag = "Jobs",
     request_body(content = forms::JobId, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "`Ok`: the pause is on its way to the printer", body = Envelope<String>), Failures))]
-pub async fn job_pause(state: web::Data<AppState>, Form(p): Form) -> Result<HttpResponse> {
-    forward(&state, &p, "pause").await
+pub async fn job_pause(
+    state: web::Data<AppState>,
+    call: Signed<forms::JobId>,
+) -> Result<HttpResponse> {
+    forward(&state, call, "pause").await
 }
 
 #[utoipa::path(post, path = "/apiglobal/job_unpause", tag = "Jobs",
     request_body(content = forms::JobId, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "`Ok`: the resume is on its way to the printer", body = Envelope<String>), Failures))]
-pub async fn job_unpause(state: web::Data<AppState>, Form(p): Form) -> Result<HttpResponse> {
-    forward(&state, &p, "unpause").await
+pub async fn job_unpause(
+    state: web::Data<AppState>,
+    call: Signed<forms::JobId>,
+) -> Result<HttpResponse> {
+    forward(&state, call, "unpause").await
 }
 
 #[utoipa::path(post, path = "/apiglobal/job_cancel", tag = "Jobs",
     request_body(content = forms::JobCancel, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "`Ok`: a queued job is aborted; a printing one is cancelled on the printer", body = Envelope<String>), Failures))]
-pub async fn job_cancel(state: web::Data<AppState>, Form(p): Form) -> Result<HttpResponse> {
-    let me = authenticate(&state, &p).await?.user;
-    let job = p.required_i64("job_id")?;
+pub async fn job_cancel(
+    state: web::Data<AppState>,
+    call: Signed<forms::JobCancel>,
+) -> Result<HttpResponse> {
+    let (me, p) = (call.caller.user, call.params);
     // printfarm extension: the reason chosen from the list, and free text beside it.
-    let reason = p
-        .str("reason")
-        .map(crate::services::job_states::CancelReason::parse)
-        .transpose()?;
-    let details = p.str("details").map(str::to_string);
     state
-        .db(move |c| jobs::job_cancel(c, &me, job, reason, details.as_deref()))
+        .db(move |c| jobs::job_cancel(c, &me, p.job_id, p.reason, p.details.as_deref()))
         .await?;
     Ok(ok("Ok"))
 }
@@ -112,12 +118,13 @@ pub async fn job_cancel(state: web::Data<AppState>, Form(p): Form) -> Result<Htt
 #[utoipa::path(post, path = "/apiglobal/job_feedback", tag = "printfarm extensions",
     request_body(content = forms::JobFeedback, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "`Ok`: the feedback is kept (an empty one clears it)", body = Envelope<String>), Failures))]
-pub async fn job_feedback(state: web::Data<AppState>, Form(p): Form) -> Result<HttpResponse> {
-    let me = authenticate(&state, &p).await?.user;
-    let job = p.required_i64("job_id")?;
-    let feedback = p.str("feedback").map(str::to_string);
+pub async fn job_feedback(
+    state: web::Data<AppState>,
+    call: Signed<forms::JobFeedback>,
+) -> Result<HttpResponse> {
+    let (me, p) = (call.caller.user, call.params);
     state
-        .db(move |c| jobs::job_feedback(c, &me, job, feedback.as_deref()))
+        .db(move |c| jobs::job_feedback(c, &me, p.job_id, p.feedback.as_deref()))
         .await?;
     Ok(ok("Ok"))
 }
@@ -127,19 +134,22 @@ pub async fn job_feedback(state: web::Data<AppState>, Form(p): Form) -> Result<H
 #[utoipa::path(post, path = "/apiglobal/get_printer_jobs", tag = "Jobs",
     request_body(content = forms::PrinterJobs, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "The jobs and the change cursor", body = PrinterJobsAnswer), Failures))]
-pub async fn get_printer_jobs(state: web::Data<AppState>, Form(p): Form) -> Result<HttpResponse> {
-    let me = authenticate(&state, &p).await?.user;
-    let printer = p.required_i64("printer_id")?;
-    let limit = p.i64("limit")?.unwrap_or(20);
-    let offset = p.i64("offset")?.unwrap_or(0);
+pub async fn get_printer_jobs(
+    state: web::Data<AppState>,
+    call: Signed<forms::PrinterJobs>,
+) -> Result<HttpResponse> {
+    let (me, p) = (call.caller.user, call.params);
+    let printer = p.printer_id;
+    let limit = p.limit.unwrap_or(20);
+    let offset = p.offset.unwrap_or(0);
     if !(1..=1000).contains(&limit) {
         return Err(Error::bad_request("limit must be between 1 and 1000"));
     }
     if offset < 0 {
         return Err(Error::bad_request("offset must not be negative"));
     }
-    let prev = p.i64("prev_time")?;
-    let actual = p.bool("is_actual")?.unwrap_or(false);
+    let prev = p.prev_time;
+    let actual = p.is_actual.unwrap_or(false);
     let page = state
         .db(move |c| jobs::printer_jobs(c, &me, printer, limit, offset, prev, actual))
         .await?;
@@ -265,9 +275,11 @@ fn job_info(job: &Job, file: &StoredFile, email: &str) -> JobInfo {
 #[utoipa::path(post, path = "/apiglobal/get_job_info", tag = "Jobs",
     request_body(content = forms::JobId, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "The job, with the seed's string-typed fields", body = Envelope<JobInfo>), Failures))]
-pub async fn get_job_info(state: web::Data<AppState>, Form(p): Form) -> Result<HttpResponse> {
-    let me = authenticate(&state, &p).await?.user;
-    let job = p.required_i64("job_id")?;
+pub async fn get_job_info(
+    state: web::Data<AppState>,
+    call: Signed<forms::JobId>,
+) -> Result<HttpResponse> {
+    let (me, job) = (call.caller.user, call.params.job_id);
     let info = state
         .db(move |c| {
             let job = jobs::visible_job(c, &me, job)?;
@@ -290,23 +302,19 @@ pub async fn get_job_info(state: web::Data<AppState>, Form(p): Form) -> Result<H
     responses((status = 200, description = "`Ok`", body = Envelope<String>), Failures))]
 pub async fn update_organization_settings(
     state: web::Data<AppState>,
-    Form(p): Form,
+    call: Signed<forms::OrganizationSettings>,
 ) -> Result<HttpResponse> {
-    let me = authenticate(&state, &p).await?.user;
-    let auto = p.bool("auto_start_queue")?;
-    let hours = p.i64("actual_jobs_hours")?;
-    let prices = p.value("material_prices")?;
-    let currency = p.str("currency").map(str::to_string);
-    let report_fields = super::reports::name_list(&p, "report_fields")?;
+    let (me, p) = (call.caller.user, call.params);
+    let report_fields = p.report_fields.map(|NameList(names)| names);
     state
         .db(move |c| {
             crate::services::orgs::update_org_settings(
                 c,
                 &me,
-                auto,
-                hours,
-                prices,
-                currency.as_deref(),
+                p.auto_start_queue,
+                p.actual_jobs_hours,
+                p.material_prices,
+                p.currency.as_deref(),
                 report_fields.as_deref(),
             )
         })

@@ -2,6 +2,7 @@
 //! extractor, and the handlers, one file per group of calls.
 
 pub(crate) mod catalogue;
+pub mod decode;
 pub mod envelope;
 pub(crate) mod files;
 pub mod form;
@@ -23,167 +24,105 @@ use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, Handler, HttpRequest, HttpResponse, Responder};
 use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
 
 use crate::error::Error;
 use crate::services::sessions::Authenticated;
 use crate::AppState;
 use form::Params;
 
-/// The 35 calls of the Global API v2.1, numbered as in the seed document.
-pub const CALLS: [(u8, &str); 35] = [
-    (1, "login"),
-    (2, "loginout"),
-    (3, "check_session"),
-    (4, "upload"),
-    (5, "get_projects"),
-    (6, "get_workgroups_simple_list"),
-    (7, "get_organization_printers_list"),
-    (8, "get_printer_jobs"),
-    (9, "get_job_info"),
-    (10, "get_slicer_settings_for_gcode"),
-    (11, "file_update"),
-    (12, "get_printer_types"),
-    (13, "get_printer_shares"),
-    (14, "share_printer"),
-    (15, "unshare_printer"),
-    (16, "add_printer_by_registration_code"),
-    (17, "get_printers_list"),
-    (18, "get_workgroup_users"),
-    (19, "add_user_to_workgroup"),
-    (20, "delete_user_from_workgroup"),
-    (21, "get_printer_types_detailed"),
-    (22, "get_custom_report"),
-    (23, "get_camera_list_token"),
-    (24, "google_login"),
-    (25, "gdpr_registration"),
-    (26, "create_organization_user"),
-    (27, "get_finished_jobs_report"),
-    (28, "slice"),
-    (29, "print_file"),
-    (30, "job_start"),
-    (31, "job_pause"),
-    (32, "job_unpause"),
-    (33, "job_cancel"),
-    (34, "update_user_settings"),
-    (35, "printer_clear_build_tray"),
-];
+/// Where a Global API call comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallKind {
+    /// One of the 35 calls of the Global API v2.1 document, with its number there.
+    Seed(u8),
+    /// Called by real clients but not in the document (slicer sign-in flows).
+    Extra,
+    /// printfarm's own call beside the 3DPrinterOS ones.
+    Extension,
+}
 
-/// Calls real clients make beyond the document (slicer sign-in flows).
-pub const EXTRA_CALLS: [&str; 3] = [
-    "generate_login_token",
-    "login_with_token",
-    "generate_auth_token",
-];
+/// One Global API call: its name (`/apiglobal/<name>`) and where it comes from.
+#[derive(Debug, Clone, Copy)]
+pub struct Call {
+    pub name: &'static str,
+    pub kind: CallKind,
+}
 
-/// printfarm's own calls beside the 3DPrinterOS ones.
-pub const EXTENSION_CALLS: [&str; 8] = [
-    "create_api_token",
-    "list_api_tokens",
-    "revoke_api_token",
-    "get_slice_status",
-    "create_workgroup",
-    "set_printer_workgroups",
-    "update_organization_settings",
-    "job_feedback",
-];
+/// The one table of Global API calls: each line is a call's kind, name and handler, and
+/// from it come the routes (`routes`), the call catalogue (`CALLS`) and the OpenAPI paths
+/// (`CallsDoc`, from each handler's `#[utoipa::path]`). Seed calls are in the document's order.
+/// `also "x"` routes a second name to the same call (what clients send where the document
+/// spells it otherwise); it is neither catalogued nor documented.
+macro_rules! global_api {
+    ($( $kind:ident $(($number:literal))? $name:literal $(also $alias:literal)?
+        => $module:ident :: $handler:ident, )*) => {
+        /// Every Global API call, in table order.
+        pub const CALLS: &[Call] = &[
+            $( Call { name: $name, kind: CallKind::$kind $(($number))? }, )*
+        ];
 
-pub fn routes(cfg: &mut Routes) {
-    call(cfg, "login", sessions::login);
-    call(cfg, "loginout", sessions::logout);
-    // What clients actually send; the document spells it `loginout`.
-    call(cfg, "logout", sessions::logout);
-    call(cfg, "check_session", sessions::check_session);
-    call(
-        cfg,
-        "get_organization_printers_list",
-        printers::get_organization_printers_list,
-    );
-    call(cfg, "get_printer_shares", printers::get_printer_shares);
-    call(cfg, "share_printer", printers::share_printer);
-    call(cfg, "unshare_printer", printers::unshare_printer);
-    call(
-        cfg,
-        "add_printer_by_registration_code",
-        printers::add_printer_by_registration_code,
-    );
-    call(cfg, "get_printers_list", printers::get_printers_list);
-    call(
-        cfg,
-        "get_camera_list_token",
-        printers::get_camera_list_token,
-    );
-    call(
-        cfg,
-        "printer_clear_build_tray",
-        printers::printer_clear_build_tray,
-    );
-    call(
-        cfg,
-        "set_printer_workgroups",
-        printers::set_printer_workgroups,
-    );
-    call(cfg, "create_api_token", tokens::create_api_token);
-    call(cfg, "list_api_tokens", tokens::list_api_tokens);
-    call(cfg, "revoke_api_token", tokens::revoke_api_token);
-    call(cfg, "slice", slicing::slice);
-    call(cfg, "get_slice_status", slicing::get_slice_status);
-    call(cfg, "print_file", jobs::print_file);
-    call(cfg, "job_start", jobs::job_start);
-    call(cfg, "job_pause", jobs::job_pause);
-    call(cfg, "job_unpause", jobs::job_unpause);
-    call(cfg, "job_cancel", jobs::job_cancel);
-    call(cfg, "job_feedback", jobs::job_feedback);
-    call(cfg, "get_printer_jobs", jobs::get_printer_jobs);
-    call(cfg, "get_job_info", jobs::get_job_info);
-    call(
-        cfg,
-        "update_organization_settings",
-        jobs::update_organization_settings,
-    );
-    call(cfg, "upload", files::upload);
-    call(cfg, "get_projects", files::get_projects);
-    call(
-        cfg,
-        "get_slicer_settings_for_gcode",
-        files::get_slicer_settings_for_gcode,
-    );
-    call(cfg, "file_update", files::file_update);
-    call(
-        cfg,
-        "get_workgroups_simple_list",
-        users::get_workgroups_simple_list,
-    );
-    call(cfg, "get_printer_types", catalogue::get_printer_types);
-    call(cfg, "get_workgroup_users", users::get_workgroup_users);
-    call(cfg, "add_user_to_workgroup", users::add_user_to_workgroup);
-    call(
-        cfg,
-        "delete_user_from_workgroup",
-        users::delete_user_from_workgroup,
-    );
-    call(
-        cfg,
-        "get_printer_types_detailed",
-        catalogue::get_printer_types_detailed,
-    );
-    call(cfg, "google_login", google::google_login);
-    call(cfg, "gdpr_registration", google::gdpr_registration);
-    call(
-        cfg,
-        "create_organization_user",
-        users::create_organization_user,
-    );
-    call(cfg, "update_user_settings", users::update_user_settings);
-    call(cfg, "generate_login_token", google::generate_login_token);
-    call(cfg, "login_with_token", google::login_with_token);
-    call(cfg, "generate_auth_token", google::generate_auth_token);
-    call(cfg, "create_workgroup", users::create_workgroup);
-    call(cfg, "get_custom_report", reports::get_custom_report);
-    call(
-        cfg,
-        "get_finished_jobs_report",
-        reports::get_finished_jobs_report,
-    );
+        pub fn routes(r: &mut Routes) {
+            $(
+                call(r, $name, $module::$handler);
+                $( call(r, $alias, $module::$handler); )?
+            )*
+        }
+
+        /// The OpenAPI paths of the calls.
+        #[derive(utoipa::OpenApi)]
+        #[openapi(paths($( $module::$handler, )*))]
+        pub(crate) struct CallsDoc;
+    };
+}
+
+global_api! {
+    Seed(1) "login" => sessions::login,
+    Seed(2) "loginout" also "logout" => sessions::logout,
+    Seed(3) "check_session" => sessions::check_session,
+    Seed(4) "upload" => files::upload,
+    Seed(5) "get_projects" => files::get_projects,
+    Seed(6) "get_workgroups_simple_list" => users::get_workgroups_simple_list,
+    Seed(7) "get_organization_printers_list" => printers::get_organization_printers_list,
+    Seed(8) "get_printer_jobs" => jobs::get_printer_jobs,
+    Seed(9) "get_job_info" => jobs::get_job_info,
+    Seed(10) "get_slicer_settings_for_gcode" => files::get_slicer_settings_for_gcode,
+    Seed(11) "file_update" => files::file_update,
+    Seed(12) "get_printer_types" => catalogue::get_printer_types,
+    Seed(13) "get_printer_shares" => printers::get_printer_shares,
+    Seed(14) "share_printer" => printers::share_printer,
+    Seed(15) "unshare_printer" => printers::unshare_printer,
+    Seed(16) "add_printer_by_registration_code" => printers::add_printer_by_registration_code,
+    Seed(17) "get_printers_list" => printers::get_printers_list,
+    Seed(18) "get_workgroup_users" => users::get_workgroup_users,
+    Seed(19) "add_user_to_workgroup" => users::add_user_to_workgroup,
+    Seed(20) "delete_user_from_workgroup" => users::delete_user_from_workgroup,
+    Seed(21) "get_printer_types_detailed" => catalogue::get_printer_types_detailed,
+    Seed(22) "get_custom_report" => reports::get_custom_report,
+    Seed(23) "get_camera_list_token" => printers::get_camera_list_token,
+    Seed(24) "google_login" => google::google_login,
+    Seed(25) "gdpr_registration" => google::gdpr_registration,
+    Seed(26) "create_organization_user" => users::create_organization_user,
+    Seed(27) "get_finished_jobs_report" => reports::get_finished_jobs_report,
+    Seed(28) "slice" => slicing::slice,
+    Seed(29) "print_file" => jobs::print_file,
+    Seed(30) "job_start" => jobs::job_start,
+    Seed(31) "job_pause" => jobs::job_pause,
+    Seed(32) "job_unpause" => jobs::job_unpause,
+    Seed(33) "job_cancel" => jobs::job_cancel,
+    Seed(34) "update_user_settings" => users::update_user_settings,
+    Seed(35) "printer_clear_build_tray" => printers::printer_clear_build_tray,
+    Extra "generate_login_token" => google::generate_login_token,
+    Extra "login_with_token" => google::login_with_token,
+    Extra "generate_auth_token" => google::generate_auth_token,
+    Extension "create_api_token" => tokens::create_api_token,
+    Extension "list_api_tokens" => tokens::list_api_tokens,
+    Extension "revoke_api_token" => tokens::revoke_api_token,
+    Extension "get_slice_status" => slicing::get_slice_status,
+    Extension "create_workgroup" => users::create_workgroup,
+    Extension "set_printer_workgroups" => printers::set_printer_workgroups,
+    Extension "update_organization_settings" => jobs::update_organization_settings,
+    Extension "job_feedback" => jobs::job_feedback,
 }
 
 /// Registers one call: POST on the path with and without a trailing slash, 405 otherwise.
@@ -346,6 +285,46 @@ pub fn client_addr(req: &HttpRequest, trust_forwarded: bool) -> String {
             .unwrap_or_else(|_| a.to_string())
     })
     .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// A call made with a session: the caller's live session (from `session`, checked first, so
+/// a bad session answers 401 whatever else is wrong) and the call's typed parameters.
+pub struct Signed<T> {
+    pub caller: Authenticated,
+    pub params: T,
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for Signed<T> {
+    type Error = Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let form = Form::from_request(req, payload);
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        Box::pin(async move {
+            let Form(p) = form.await?;
+            let state = state.ok_or_else(|| Error::internal("application state is not set"))?;
+            let caller = authenticate(&state, &p).await?;
+            let params = p.decode()?;
+            Ok(Signed { caller, params })
+        })
+    }
+}
+
+/// The typed parameters of a call made without a session (sign-in, registration).
+pub struct Args<T>(pub T);
+
+impl<T: DeserializeOwned + 'static> FromRequest for Args<T> {
+    type Error = Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let form = Form::from_request(req, payload);
+        Box::pin(async move {
+            let Form(p) = form.await?;
+            Ok(Args(p.decode()?))
+        })
+    }
 }
 
 /// The caller's live session, from the `session` parameter.

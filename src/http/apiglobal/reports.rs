@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use utoipa::ToSchema;
 
+use super::decode::NameList;
 use super::envelope::{ok, Envelope, Failures};
 use super::form::Params;
 use super::{authenticate, forms, Form};
@@ -52,20 +53,13 @@ fn format_param(p: &Params) -> Result<Format> {
     }
 }
 
-/// A list of names: `a,b`, `name[]=a&name[]=b`, or a JSON array. `None` when not given.
+/// A list of names (see [`NameList`]). `None` when not given.
 pub(super) fn name_list(p: &Params, name: &str) -> Result<Option<Vec<String>>> {
     let Some(v) = p.value(name)? else {
         return Ok(None);
     };
-    let scalar = |v: &Value| match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    Ok(Some(match &v {
-        Value::Array(items) => items.iter().map(scalar).collect(),
-        Value::Object(m) => m.values().map(scalar).collect(),
-        other => vec![scalar(other)],
-    }))
+    let NameList(names) = serde_json::from_value(v).map_err(Error::internal)?;
+    Ok(Some(names))
 }
 
 /// Encodes rows as CSV (BOM, header row, RFC 4180 quoting, CRLF) or as the JSON envelope
