@@ -102,6 +102,14 @@ impl CancelReason {
     }
 }
 
+/// Read from a request as `parse` reads it: a code or a label, else the list of codes.
+impl<'de> serde::Deserialize<'de> for CancelReason {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        CancelReason::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::CancelReason;
@@ -121,13 +129,5 @@ mod tests {
         );
         let e = CancelReason::parse("it was ugly").unwrap_err().to_string();
         assert!(e.contains("hardware_issue") && e.contains("other"), "{e}");
-    }
-}
-
-/// Read from a request as `parse` reads it: a code or a label, else the list of codes.
-impl<'de> serde::Deserialize<'de> for CancelReason {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        CancelReason::parse(&text).map_err(serde::de::Error::custom)
     }
 }

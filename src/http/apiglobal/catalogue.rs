@@ -6,7 +6,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::envelope::{ok, Envelope, Failures};
-use super::{authenticate, forms, Form};
+use super::{forms, Args, Signed};
 use crate::error::Error;
 use crate::services::printer_types;
 use crate::AppState;
@@ -32,10 +32,9 @@ pub struct PrinterTypeDetailed {
     responses((status = 200, description = "The printer types", body = Envelope<Vec<PrinterTypeItem>>), Failures))]
 pub async fn get_printer_types(
     state: web::Data<AppState>,
-    Form(p): Form,
+    call: Signed<forms::PrinterTypes>,
 ) -> Result<HttpResponse, Error> {
-    authenticate(&state, &p).await?;
-    let description = p.str("description").map(str::to_string);
+    let description = call.params.description;
     let types = state
         .db(move |c| printer_types::list(c, description.as_deref()))
         .await?;
@@ -54,9 +53,9 @@ pub async fn get_printer_types(
     responses((status = 200, description = "The printer types with their parameters (no session needed)", body = Envelope<Vec<PrinterTypeDetailed>>), Failures))]
 pub async fn get_printer_types_detailed(
     state: web::Data<AppState>,
-    Form(p): Form,
+    Args(p): Args<forms::PrinterTypesDetailed>,
 ) -> Result<HttpResponse, Error> {
-    let description = p.str("description").map(str::to_string);
+    let description = p.description;
     let types = state
         .db(move |c| printer_types::list(c, description.as_deref()))
         .await?;

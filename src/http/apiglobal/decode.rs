@@ -52,6 +52,32 @@ impl<'de> Deserialize<'de> for RawText {
     }
 }
 
+/// A list of ids that must be sent, though it may be empty (`name=` or `name=[]` clears).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequiredIds(pub Vec<i64>);
+
+const REQUIRED_IDS: &str = "RequiredIds";
+
+impl<'de> Deserialize<'de> for RequiredIds {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Ids;
+        impl<'de> Visitor<'de> for Ids {
+            type Value = RequiredIds;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of ids")
+            }
+            fn visit_newtype_struct<D: Deserializer<'de>>(
+                self,
+                d: D,
+            ) -> Result<RequiredIds, D::Error> {
+                Vec::deserialize(d).map(RequiredIds)
+            }
+        }
+        // Field tells "sent empty" from "not sent" under this name.
+        deserializer.deserialize_newtype_struct(REQUIRED_IDS, Ids)
+    }
+}
+
 /// A list of names: `a,b` as one name, `name[]=a&name[]=b`, `name[x]=a` (the values), or a
 /// JSON array; numbers and other JSON values as their text.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -63,11 +89,13 @@ impl<'de> Deserialize<'de> for NameList {
             serde_json::Value::String(s) => s.clone(),
             other => other.to_string(),
         };
-        Ok(NameList(match serde_json::Value::deserialize(deserializer)? {
-            serde_json::Value::Array(items) => items.iter().map(scalar).collect(),
-            serde_json::Value::Object(m) => m.values().map(scalar).collect(),
-            other => vec![scalar(&other)],
-        }))
+        Ok(NameList(
+            match serde_json::Value::deserialize(deserializer)? {
+                serde_json::Value::Array(items) => items.iter().map(scalar).collect(),
+                serde_json::Value::Object(m) => m.values().map(scalar).collect(),
+                other => vec![scalar(&other)],
+            },
+        ))
     }
 }
 
@@ -171,7 +199,10 @@ impl Field<'_> {
     }
 
     fn json<'de, V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, FormError> {
-        let value = self.params.value(self.name)?.ok_or_else(|| self.missing())?;
+        let value = self
+            .params
+            .value(self.name)?
+            .ok_or_else(|| self.missing())?;
         value
             .deserialize_any(visitor)
             .map_err(|_| self.invalid(EXPECTED_JSON))
@@ -261,6 +292,15 @@ impl<'de> Deserializer<'de> for Field<'_> {
         name: &'static str,
         visitor: V,
     ) -> Result<V::Value, FormError> {
+        if name == REQUIRED_IDS {
+            let list = self.params.i64_list(self.name)?;
+            if self.params.raw(self.name).is_none() && self.params.value(self.name)?.is_none() {
+                return Err(self.missing());
+            }
+            return visitor.visit_newtype_struct(de::value::SeqDeserializer::<_, FormError>::new(
+                list.into_iter(),
+            ));
+        }
         if name == RAW_TEXT {
             let text = self.params.raw(self.name).ok_or_else(|| self.missing())?;
             return visitor.visit_newtype_struct(text.into_deserializer());
@@ -331,11 +371,15 @@ mod tests {
 
     #[test]
     fn blank_is_not_given_and_refusals_name_the_first_bad_field() {
-        let e: Example = parse("job_id=1&limit=null&name=&password=").decode().unwrap();
+        let e: Example = parse("job_id=1&limit=null&name=&password=")
+            .decode()
+            .unwrap();
         assert_eq!((e.limit, e.name, e.ids.len()), (None, None, 0));
         assert_eq!(e.password, RawText(String::new()));
 
-        let err = parse("limit=abc&password=x").decode::<Example>().unwrap_err();
+        let err = parse("limit=abc&password=x")
+            .decode::<Example>()
+            .unwrap_err();
         assert_eq!(err.to_string(), "missing required parameter 'job_id'");
         let err = parse("job_id=1&limit=abc").decode::<Example>().unwrap_err();
         assert_eq!(err.to_string(), "parameter 'limit' must be an integer");

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 
 use super::envelope::{ok, Envelope, Failures, Nothing};
 use super::form::Params;
-use super::{authenticate, forms, Form};
+use super::{authenticate, forms, Signed};
 use crate::error::{Error, Result};
 use crate::http::upload;
 use crate::services::auth::random_token;
@@ -72,8 +72,11 @@ pub async fn upload(
 #[utoipa::path(post, path = "/apiglobal/get_projects", tag = "Files",
     request_body(content = forms::SessionOnly, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "The caller's projects", body = Envelope<Vec<ProjectItem>>), Failures))]
-pub async fn get_projects(state: web::Data<AppState>, Form(p): Form) -> Result<HttpResponse> {
-    let me = authenticate(&state, &p).await?.user;
+pub async fn get_projects(
+    state: web::Data<AppState>,
+    call: Signed<forms::SessionOnly>,
+) -> Result<HttpResponse> {
+    let me = call.caller.user;
     let list = state.db(move |c| files::projects(c, &me)).await?;
     Ok(ok(list
         .iter()
@@ -90,10 +93,10 @@ pub async fn get_projects(state: web::Data<AppState>, Form(p): Form) -> Result<H
     responses((status = 200, description = "The settings the slicer embedded, as a flat map of strings, with `file_id`, `printer_type_id` and `slicer`", body = Envelope<BTreeMap<String, String>>), Failures))]
 pub async fn get_slicer_settings_for_gcode(
     state: web::Data<AppState>,
-    Form(p): Form,
+    call: Signed<forms::FileId>,
 ) -> Result<HttpResponse> {
-    let me = authenticate(&state, &p).await?.user;
-    let file_id = p.required_i64("file_id")?;
+    let (me, p) = (call.caller.user, call.params);
+    let file_id = p.file_id;
     let settings = state
         .db(move |c| files::slicer_settings(c, &me, file_id))
         .await?;
@@ -103,12 +106,12 @@ pub async fn get_slicer_settings_for_gcode(
 #[utoipa::path(post, path = "/apiglobal/file_update", tag = "Files",
     request_body(content = forms::FileUpdate, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "Applied (all changes or none)", body = Envelope<Nothing>), Failures))]
-pub async fn file_update(state: web::Data<AppState>, Form(p): Form) -> Result<HttpResponse> {
-    let me = authenticate(&state, &p).await?.user;
-    let updates = p
-        .value("updates")?
-        .ok_or_else(|| Error::bad_request("missing required parameter 'updates'"))?;
-    let changes = files::parse_updates(&updates)?;
+pub async fn file_update(
+    state: web::Data<AppState>,
+    call: Signed<forms::FileUpdate>,
+) -> Result<HttpResponse> {
+    let (me, p) = (call.caller.user, call.params);
+    let changes = files::parse_updates(&p.updates)?;
     let checked = {
         let (me, changes) = (me.clone(), changes.clone());
         state

@@ -1,34 +1,38 @@
-//! The parameters of each Global API call, for the OpenAPI document. Handlers read them
-//! through the lenient `Params` extractor (numbers as strings, booleans as 1/0/true/on,
-//! `name[]` lists, JSON strings), so these types describe the canonical spelling only and
-//! are never built.
+//! The parameters of each Global API call: each struct is both the call's documented schema
+//! (OpenAPI) and what its handler receives, decoded leniently (`decode.rs`: numbers as strings,
+//! booleans as 1/0/true/on, `name[]` lists, JSON strings). `upload` streams its multipart body
+//! and `loginout` answers a missing session with 401: those two read their parameters by hand.
+// `session` fields are documented and decoded but read by `Signed`, which checks them first.
 #![allow(dead_code)]
-
-use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::decode::NameList;
+use super::decode::{NameList, RawText, RequiredIds};
 use utoipa::ToSchema;
 
 /// 1 `login`. Some clients send the account as `email` instead of `username`.
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct Login {
+    /// Required, unless `email` names the account.
     #[schema(example = "admin@printfarm.local")]
-    pub username: String,
-    pub password: String,
+    pub username: Option<String>,
+    /// The account, for clients that send it under this name.
+    pub email: Option<String>,
+    /// Taken exactly as sent (not trimmed).
+    #[schema(value_type = String)]
+    pub password: RawText,
 }
 
 /// Calls that take only the session (`loginout`, `check_session`, `get_projects`, …).
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct SessionOnly {
     /// The session token from `login`.
     pub session: String,
 }
 
 /// 4 `upload` (multipart/form-data).
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct Upload {
     pub session: String,
     /// G-code (`.gcode`, `.gco`, `.g`, also zipped), STL, 3MF or OBJ.
@@ -45,7 +49,7 @@ pub struct Upload {
 }
 
 /// 7 `get_organization_printers_list`.
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct OrganizationPrinters {
     pub session: String,
     pub printer_id: Option<i64>,
@@ -101,14 +105,14 @@ pub struct JobFeedback {
 }
 
 /// Calls on one file (`get_slicer_settings_for_gcode`).
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct FileId {
     pub session: String,
     pub file_id: i64,
 }
 
 /// One file's changes in `file_update`.
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct FileChange {
     /// Printer type id.
     pub ptype: Option<i64>,
@@ -119,15 +123,16 @@ pub struct FileChange {
 }
 
 /// 11 `file_update`: `updates` as a JSON object or as `updates[<file_id>][ptype]=…` keys.
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct FileUpdate {
     pub session: String,
-    #[schema(example = json!({"12": {"ptype": 5, "gtype": "Cura", "zip": true}}))]
-    pub updates: BTreeMap<String, FileChange>,
+    #[schema(example = json!({"12": {"ptype": 5, "gtype": "Cura", "zip": true}}),
+        value_type = std::collections::BTreeMap<String, FileChange>)]
+    pub updates: Value,
 }
 
 /// 12 `get_printer_types` (21 takes the same filters without a session).
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct PrinterTypes {
     pub session: String,
     /// The calling slicer's printer model: the matching types are answered, or every type
@@ -138,21 +143,21 @@ pub struct PrinterTypes {
 }
 
 /// 21 `get_printer_types_detailed`: no session.
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct PrinterTypesDetailed {
     pub description: Option<String>,
     pub software_version: Option<String>,
 }
 
 /// Calls on one printer (`get_printer_shares`).
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct PrinterId {
     pub session: String,
     pub printer_id: i64,
 }
 
 /// 14 `share_printer`.
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct SharePrinter {
     pub session: String,
     pub printer_id: i64,
@@ -163,14 +168,14 @@ pub struct SharePrinter {
 }
 
 /// 15 `unshare_printer`.
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct UnsharePrinter {
     pub session: String,
     pub share_id: i64,
 }
 
 /// 16 `add_printer_by_registration_code`.
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct RegistrationCode {
     pub session: String,
     #[schema(example = "K7QM-W3XR")]
@@ -178,7 +183,7 @@ pub struct RegistrationCode {
 }
 
 /// 17 `get_printers_list`.
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct PrintersList {
     pub session: String,
     /// Printer short type, e.g. `K_PORTRAIT`.
@@ -188,14 +193,14 @@ pub struct PrintersList {
 }
 
 /// 18 `get_workgroup_users`.
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct WorkgroupId {
     pub session: String,
     pub workgroup_id: i64,
 }
 
 /// 19 `add_user_to_workgroup`.
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct AddUserToWorkgroup {
     pub session: String,
     pub workgroup_id: i64,
@@ -205,7 +210,7 @@ pub struct AddUserToWorkgroup {
 }
 
 /// 20 `delete_user_from_workgroup`.
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct DeleteUserFromWorkgroup {
     pub session: String,
     pub workgroup_id: i64,
@@ -213,7 +218,7 @@ pub struct DeleteUserFromWorkgroup {
 }
 
 /// 22 `get_custom_report`.
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct CustomReport {
     pub session: String,
     /// `Y-m-d`, default today − 31 days.
@@ -223,19 +228,19 @@ pub struct CustomReport {
     #[schema(example = "2026-11-30")]
     pub to: Option<String>,
     /// `CSV` (default) or `json`.
-    #[schema(example = "json")]
-    pub r#type: Option<String>,
+    #[schema(example = "json", value_type = Option<String>)]
+    pub r#type: Option<super::reports::Format>,
     /// Add the workgroup columns.
     pub workgroups: Option<bool>,
     /// Comma-separated field names (see the description).
-    #[schema(example = "job_id,printer_name,status")]
-    pub fields: Option<String>,
+    #[schema(example = "job_id,printer_name,status", value_type = Option<String>)]
+    pub fields: Option<NameList>,
     /// All fields; `fields` is then ignored.
     pub all_fields: Option<bool>,
 }
 
 /// 27 `get_finished_jobs_report`.
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct FinishedJobsReport {
     pub session: String,
     pub from: Option<String>,
@@ -243,34 +248,34 @@ pub struct FinishedJobsReport {
 }
 
 /// 23 `get_camera_list_token`.
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct CameraListToken {
     pub session: String,
     pub printer_id: Option<i64>,
 }
 
 /// 24 `google_login`.
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct GoogleLogin {
     /// A Google ID token (RS256 JWT).
     pub token: String,
 }
 
 /// 25 `gdpr_registration`.
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct GdprRegistration {
-    /// The session from `google_login` with `gdpr_needed`.
-    pub session: String,
-    /// Must be `on`.
+    /// The session from `google_login` with `gdpr_needed` (401 without it).
+    pub session: Option<String>,
+    /// Must be on (`on`, `1`, `true`).
     #[schema(example = "on")]
-    pub gdpr1: String,
-    pub gdpr2: Option<String>,
+    pub gdpr1: Option<bool>,
+    pub gdpr2: Option<bool>,
     /// Any non-empty value drops the pending registration.
     pub cancel: Option<String>,
 }
 
 /// 26 `create_organization_user`.
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct CreateOrganizationUser {
     pub session: String,
     pub email: String,
@@ -284,7 +289,7 @@ pub struct CreateOrganizationUser {
 }
 
 /// 28 `slice`.
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct Slice {
     pub session: String,
     /// The caller's STL, 3MF or OBJ file.
@@ -300,7 +305,7 @@ pub struct Slice {
 }
 
 /// printfarm extension `get_slice_status`.
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct SliceStatus {
     pub session: String,
     /// The `job_id` (UUID) `slice` answered.
@@ -318,7 +323,7 @@ pub struct PrintFile {
 }
 
 /// 34 `update_user_settings`.
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct UpdateUserSettings {
     pub session: String,
     pub user_id: i64,
@@ -327,7 +332,7 @@ pub struct UpdateUserSettings {
 }
 
 /// 35 `printer_clear_build_tray`.
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct ClearBuildTray {
     pub session: String,
     pub printer_id: i64,
@@ -336,13 +341,13 @@ pub struct ClearBuildTray {
 }
 
 /// `login_with_token`: the token `generate_login_token` answered.
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct LoginWithToken {
     pub token: String,
 }
 
 /// printfarm extension `create_api_token`.
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct CreateApiToken {
     pub session: String,
     pub name: String,
@@ -352,14 +357,14 @@ pub struct CreateApiToken {
 }
 
 /// printfarm extension `revoke_api_token`.
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct RevokeApiToken {
     pub session: String,
     pub token_id: i64,
 }
 
 /// printfarm extension `create_workgroup`.
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct CreateWorkgroup {
     pub session: String,
     pub name: String,
@@ -367,12 +372,13 @@ pub struct CreateWorkgroup {
 }
 
 /// printfarm extension `set_printer_workgroups`: an empty list takes the printer out of all.
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct SetPrinterWorkgroups {
     pub session: String,
     pub printer_id: i64,
-    /// `workgroup_id[]=1&workgroup_id[]=2`, or a JSON array.
-    pub workgroup_id: Vec<i64>,
+    /// `workgroup_id[]=1&workgroup_id[]=2`, or a JSON array; sent empty, it clears them.
+    #[schema(value_type = Vec<i64>)]
+    pub workgroup_id: RequiredIds,
 }
 
 /// printfarm extension `update_organization_settings` (organization admins).

@@ -6,7 +6,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::envelope::{ok, Envelope, Failures, Nothing};
-use super::{client_addr, forms, Form};
+use super::{client_addr, forms, Args, Signed};
 use crate::error::Error;
 use crate::services::google::{self, SignIn};
 use crate::services::login_tokens;
@@ -57,10 +57,9 @@ pub enum TokenLoginMessage {
 pub async fn google_login(
     state: web::Data<AppState>,
     req: HttpRequest,
-    Form(p): Form,
+    Args(p): Args<forms::GoogleLogin>,
 ) -> Result<HttpResponse, Error> {
-    let token = p.required_str("token")?;
-    let who = state.google.verify(token).await?;
+    let who = state.google.verify(&p.token).await?;
     let addr = client_addr(&req, state.config.server.trust_forwarded_for);
     let st = state.clone();
     let outcome = state
@@ -83,15 +82,14 @@ pub async fn google_login(
     responses((status = 200, description = "The registered user's session, or `[]` after `cancel`", body = Envelope<GdprMessage>), Failures))]
 pub async fn gdpr_registration(
     state: web::Data<AppState>,
-    Form(p): Form,
+    Args(p): Args<forms::GdprRegistration>,
 ) -> Result<HttpResponse, Error> {
     let session = p
-        .str("session")
-        .ok_or_else(|| Error::Unauthorized("missing required parameter 'session'".into()))?
-        .to_string();
-    let gdpr1 = p.bool("gdpr1")?.unwrap_or(false);
-    let gdpr2 = p.bool("gdpr2")?.unwrap_or(false);
-    let cancel = p.str("cancel").is_some();
+        .session
+        .ok_or_else(|| Error::Unauthorized("missing required parameter 'session'".into()))?;
+    let gdpr1 = p.gdpr1.unwrap_or(false);
+    let gdpr2 = p.gdpr2.unwrap_or(false);
+    let cancel = p.cancel.is_some();
     let st = state.clone();
     let done = state
         .db(move |c| {
@@ -130,9 +128,9 @@ pub async fn generate_login_token(state: web::Data<AppState>) -> Result<HttpResp
     responses((status = 200, description = "The token of a one-time browser sign-in link, `/noauth/login_with_auth_token/<token>` (the `message` string)", body = Envelope<String>), Failures))]
 pub async fn generate_auth_token(
     state: web::Data<AppState>,
-    Form(p): Form,
+    call: Signed<forms::SessionOnly>,
 ) -> Result<HttpResponse, Error> {
-    let me = super::authenticate(&state, &p).await?.user;
+    let me = call.caller.user;
     let token = state
         .db(move |c| login_tokens::generate_browser(c, &me))
         .await?;
@@ -147,9 +145,9 @@ pub async fn generate_auth_token(
     responses((status = 200, description = "The session once the user confirmed in the browser (the request waits for it, up to `auth.login_token_hold_secs`); `{waiting: true}` when the wait ran out", body = Envelope<TokenLoginMessage>), Failures))]
 pub async fn login_with_token(
     state: web::Data<AppState>,
-    Form(p): Form,
+    Args(p): Args<forms::LoginWithToken>,
 ) -> Result<HttpResponse, Error> {
-    let token = p.required_str("token")?.to_string();
+    let token = p.token;
     let hold = std::time::Duration::from_secs(state.config.auth.login_token_hold_secs);
     let deadline = tokio::time::Instant::now() + hold;
     let _held = state.notifier.hold();

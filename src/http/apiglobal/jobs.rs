@@ -5,8 +5,8 @@ use actix_web::{web, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::envelope::{ok, Envelope, Failures};
 use super::decode::NameList;
+use super::envelope::{ok, Envelope, Failures};
 use super::{forms, Signed};
 use crate::db::models::{Job, StoredFile, User};
 use crate::error::{Error, Result};

@@ -6,9 +6,10 @@ use chrono::Duration;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::decode::RequiredIds;
 use super::envelope::{ok, Envelope, Failures, Nothing};
-use super::{authenticate, forms, Form};
-use crate::error::{Error, Result};
+use super::{forms, Signed};
+use crate::error::Result;
 use crate::services::printers;
 use crate::AppState;
 
@@ -50,11 +51,11 @@ fn offline_after(state: &AppState) -> Duration {
     responses((status = 200, description = "The organization's printers (admins and workgroup admins)", body = Envelope<Vec<printers::OrgPrinterItem>>), Failures))]
 pub async fn get_organization_printers_list(
     state: web::Data<AppState>,
-    Form(p): Form,
+    call: Signed<forms::OrganizationPrinters>,
 ) -> Result<HttpResponse> {
-    let me = authenticate(&state, &p).await?.user;
-    let printer_id = p.i64("printer_id")?;
-    let workgroup_id = p.i64("workgroup_id")?;
+    let (me, p) = (call.caller.user, call.params);
+    let printer_id = p.printer_id;
+    let workgroup_id = p.workgroup_id;
     let offline = offline_after(&state);
     let items = state
         .db(move |c| {
@@ -73,10 +74,13 @@ pub async fn get_organization_printers_list(
 #[utoipa::path(post, path = "/apiglobal/get_printers_list", tag = "Printers",
     request_body(content = forms::PrintersList, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "The printers the caller may use", body = Envelope<Vec<printers::UserPrinterItem>>), Failures))]
-pub async fn get_printers_list(state: web::Data<AppState>, Form(p): Form) -> Result<HttpResponse> {
-    let me = authenticate(&state, &p).await?.user;
-    let printer_type = p.str("printer_type").map(str::to_string);
-    let ids = p.i64_list("printer_id")?;
+pub async fn get_printers_list(
+    state: web::Data<AppState>,
+    call: Signed<forms::PrintersList>,
+) -> Result<HttpResponse> {
+    let (me, p) = (call.caller.user, call.params);
+    let printer_type = p.printer_type;
+    let ids = p.printer_id.unwrap_or_default();
     let offline = offline_after(&state);
     let items = state
         .db(move |c| {
@@ -95,9 +99,12 @@ pub async fn get_printers_list(state: web::Data<AppState>, Form(p): Form) -> Res
 #[utoipa::path(post, path = "/apiglobal/get_printer_shares", tag = "Printers",
     request_body(content = forms::PrinterId, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "The printer's shares", body = Envelope<Vec<ShareItem>>), Failures))]
-pub async fn get_printer_shares(state: web::Data<AppState>, Form(p): Form) -> Result<HttpResponse> {
-    let me = authenticate(&state, &p).await?.user;
-    let printer = p.required_i64("printer_id")?;
+pub async fn get_printer_shares(
+    state: web::Data<AppState>,
+    call: Signed<forms::PrinterId>,
+) -> Result<HttpResponse> {
+    let (me, p) = (call.caller.user, call.params);
+    let printer = p.printer_id;
     let shares = state.db(move |c| printers::shares(c, &me, printer)).await?;
     Ok(ok(shares
         .iter()
@@ -113,12 +120,15 @@ pub async fn get_printer_shares(state: web::Data<AppState>, Form(p): Form) -> Re
 #[utoipa::path(post, path = "/apiglobal/share_printer", tag = "Printers",
     request_body(content = forms::SharePrinter, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "The share's id", body = Envelope<ShareId>), Failures))]
-pub async fn share_printer(state: web::Data<AppState>, Form(p): Form) -> Result<HttpResponse> {
-    let me = authenticate(&state, &p).await?.user;
-    let printer = p.required_i64("printer_id")?;
-    let role = p.required_i64("role_id")?;
-    let email = p.required_str("user_email")?.to_string();
-    let prints = p.i64("number_of_prints")?;
+pub async fn share_printer(
+    state: web::Data<AppState>,
+    call: Signed<forms::SharePrinter>,
+) -> Result<HttpResponse> {
+    let (me, p) = (call.caller.user, call.params);
+    let printer = p.printer_id;
+    let role = p.role_id;
+    let email = p.user_email;
+    let prints = p.number_of_prints;
     let share = state
         .db(move |c| printers::share(c, &me, printer, role, &email, prints))
         .await?;
@@ -128,9 +138,12 @@ pub async fn share_printer(state: web::Data<AppState>, Form(p): Form) -> Result<
 #[utoipa::path(post, path = "/apiglobal/unshare_printer", tag = "Printers",
     request_body(content = forms::UnsharePrinter, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "Removed", body = Envelope<Nothing>), Failures))]
-pub async fn unshare_printer(state: web::Data<AppState>, Form(p): Form) -> Result<HttpResponse> {
-    let me = authenticate(&state, &p).await?.user;
-    let share = p.required_i64("share_id")?;
+pub async fn unshare_printer(
+    state: web::Data<AppState>,
+    call: Signed<forms::UnsharePrinter>,
+) -> Result<HttpResponse> {
+    let (me, p) = (call.caller.user, call.params);
+    let share = p.share_id;
     state.db(move |c| printers::unshare(c, &me, share)).await?;
     Ok(ok(Nothing))
 }
@@ -140,10 +153,10 @@ pub async fn unshare_printer(state: web::Data<AppState>, Form(p): Form) -> Resul
     responses((status = 200, description = "The new printer's id", body = Envelope<PrinterIdMessage>), Failures))]
 pub async fn add_printer_by_registration_code(
     state: web::Data<AppState>,
-    Form(p): Form,
+    call: Signed<forms::RegistrationCode>,
 ) -> Result<HttpResponse> {
-    let me = authenticate(&state, &p).await?.user;
-    let code = p.required_str("registration_code")?.to_string();
+    let (me, p) = (call.caller.user, call.params);
+    let code = p.registration_code;
     let printer = state
         .db(move |c| printers::redeem_code(c, &me, &code))
         .await?;
@@ -157,10 +170,10 @@ pub async fn add_printer_by_registration_code(
     responses((status = 200, description = "A short-lived token for `/camera/<token>/<printer_id>.jpg` and `.mjpeg`", body = Envelope<CameraToken>), Failures))]
 pub async fn get_camera_list_token(
     state: web::Data<AppState>,
-    Form(p): Form,
+    call: Signed<forms::CameraListToken>,
 ) -> Result<HttpResponse> {
-    let me = authenticate(&state, &p).await?.user;
-    let printer = p.i64("printer_id")?;
+    let (me, p) = (call.caller.user, call.params);
+    let printer = p.printer_id;
     let ttl = Duration::seconds(state.config.printers.camera_token_secs);
     let token = state
         .db(move |c| printers::camera_token(c, &me, printer, ttl))
@@ -177,11 +190,11 @@ pub async fn get_camera_list_token(
     responses((status = 200, description = "`Ok`", body = Envelope<String>), Failures))]
 pub async fn printer_clear_build_tray(
     state: web::Data<AppState>,
-    Form(p): Form,
+    call: Signed<forms::ClearBuildTray>,
 ) -> Result<HttpResponse> {
-    let me = authenticate(&state, &p).await?.user;
-    let printer = p.required_i64("printer_id")?;
-    let clear = p.bool("is_clear")?.unwrap_or(true);
+    let (me, p) = (call.caller.user, call.params);
+    let printer = p.printer_id;
+    let clear = p.is_clear.unwrap_or(true);
     let ctx = state.job_context();
     state
         .db(move |c| crate::services::jobs::clear_build_tray(c, &me, printer, clear, &ctx))
@@ -196,16 +209,11 @@ pub async fn printer_clear_build_tray(
     responses((status = 200, description = "`Ok`", body = Envelope<String>), Failures))]
 pub async fn set_printer_workgroups(
     state: web::Data<AppState>,
-    Form(p): Form,
+    call: Signed<forms::SetPrinterWorkgroups>,
 ) -> Result<HttpResponse> {
-    let me = authenticate(&state, &p).await?.user;
-    let printer = p.required_i64("printer_id")?;
-    let groups = p.i64_list("workgroup_id")?;
-    if p.raw("workgroup_id").is_none() && p.value("workgroup_id")?.is_none() {
-        return Err(Error::bad_request(
-            "missing required parameter 'workgroup_id'",
-        ));
-    }
+    let (me, p) = (call.caller.user, call.params);
+    let printer = p.printer_id;
+    let RequiredIds(groups) = p.workgroup_id;
     state
         .db(move |c| printers::set_workgroups(c, &me, printer, &groups))
         .await?;

@@ -20,8 +20,7 @@ use utoipa::ToSchema;
 
 use super::decode::NameList;
 use super::envelope::{ok, Envelope, Failures};
-use super::form::Params;
-use super::{authenticate, forms, Form};
+use super::{forms, Signed};
 use crate::db::Pool;
 use crate::error::{Error, Result};
 use crate::services::reports::{self, Cell, CustomReport, CustomReportRequest};
@@ -36,30 +35,27 @@ const CHANNEL_CHUNKS: usize = 4;
 /// Excel only reads a CSV file as UTF-8 when it starts with a byte-order mark.
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Format {
+    #[default]
     Csv,
     Json,
 }
 
-fn format_param(p: &Params) -> Result<Format> {
-    match p.str("type") {
-        None => Ok(Format::Csv),
-        Some(t) if t.eq_ignore_ascii_case("csv") => Ok(Format::Csv),
-        Some(t) if t.eq_ignore_ascii_case("json") => Ok(Format::Json),
-        Some(t) => Err(Error::bad_request(format!(
-            "parameter 'type' must be json or CSV (got '{t}')"
-        ))),
+/// `type`: `CSV` or `json`, in any case.
+impl<'de> serde::Deserialize<'de> for Format {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let t = String::deserialize(d)?;
+        if t.eq_ignore_ascii_case("csv") {
+            Ok(Format::Csv)
+        } else if t.eq_ignore_ascii_case("json") {
+            Ok(Format::Json)
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "parameter 'type' must be json or CSV (got '{t}')"
+            )))
+        }
     }
-}
-
-/// A list of names (see [`NameList`]). `None` when not given.
-pub(super) fn name_list(p: &Params, name: &str) -> Result<Option<Vec<String>>> {
-    let Some(v) = p.value(name)? else {
-        return Ok(None);
-    };
-    let NameList(names) = serde_json::from_value(v).map_err(Error::internal)?;
-    Ok(Some(names))
 }
 
 /// Encodes rows as CSV (BOM, header row, RFC 4180 quoting, CRLF) or as the JSON envelope
@@ -214,15 +210,18 @@ cancel_details, started_by_email, feedback.",
             (String = "text/csv"),
             (Envelope<ReportTable> = "application/json"),
         )), Failures))]
-pub async fn get_custom_report(state: web::Data<AppState>, Form(p): Form) -> Result<HttpResponse> {
-    let me = authenticate(&state, &p).await?.user;
-    let format = format_param(&p)?;
+pub async fn get_custom_report(
+    state: web::Data<AppState>,
+    call: Signed<forms::CustomReport>,
+) -> Result<HttpResponse> {
+    let (me, p) = (call.caller.user, call.params);
+    let format = p.r#type.unwrap_or_default();
     let req = CustomReportRequest {
-        from: p.str("from").map(str::to_string),
-        to: p.str("to").map(str::to_string),
-        fields: name_list(&p, "fields")?.unwrap_or_default(),
-        all_fields: p.bool("all_fields")?.unwrap_or(false),
-        workgroups: p.bool("workgroups")?.unwrap_or(false),
+        from: p.from,
+        to: p.to,
+        fields: p.fields.map(|NameList(names)| names).unwrap_or_default(),
+        all_fields: p.all_fields.unwrap_or(false),
+        workgroups: p.workgroups.unwrap_or(false),
     };
     let today = Utc::now().date_naive();
     let report = state
@@ -287,11 +286,11 @@ pub struct FinishedJobItem {
     responses((status = 200, description = "The jobs finished in the range (by end time)", body = Envelope<Vec<FinishedJobItem>>), Failures))]
 pub async fn get_finished_jobs_report(
     state: web::Data<AppState>,
-    Form(p): Form,
+    call: Signed<forms::FinishedJobsReport>,
 ) -> Result<HttpResponse> {
-    let me = authenticate(&state, &p).await?.user;
-    let from = p.str("from").map(str::to_string);
-    let to = p.str("to").map(str::to_string);
+    let (me, p) = (call.caller.user, call.params);
+    let from = p.from;
+    let to = p.to;
     let today = Utc::now().date_naive();
     let rows = state
         .db(move |c| reports::finished_jobs(c, &me, from.as_deref(), to.as_deref(), today))

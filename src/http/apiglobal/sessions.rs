@@ -4,8 +4,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::decode::RawText;
 use super::envelope::{ok, Envelope, Failures, Nothing};
-use super::{client_addr, forms, Form};
+use super::{client_addr, forms, Args, Form, Signed};
 use crate::error::Error;
 use crate::services::sessions;
 use crate::AppState;
@@ -23,17 +24,14 @@ pub struct SessionMessage {
 pub async fn login(
     state: web::Data<AppState>,
     req: HttpRequest,
-    Form(p): Form,
+    Args(p): Args<forms::Login>,
 ) -> Result<HttpResponse, Error> {
     // Some clients send the account as `email`.
-    let username = match p.str("username") {
-        Some(u) => u.to_string(),
-        None => p
-            .str("email")
-            .ok_or_else(|| Error::bad_request("missing required parameter 'username'"))?
-            .to_string(),
-    };
-    let password = p.raw("password").unwrap_or_default().to_string();
+    let username = p
+        .username
+        .or(p.email)
+        .ok_or_else(|| Error::bad_request("missing required parameter 'username'"))?;
+    let RawText(password) = p.password;
     if password.is_empty() {
         return Err(Error::bad_request("missing required parameter 'password'"));
     }
@@ -60,6 +58,7 @@ pub async fn login(
     request_body(content = forms::SessionOnly, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "The session is over", body = Envelope<Nothing>), Failures))]
 pub async fn logout(state: web::Data<AppState>, Form(p): Form) -> Result<HttpResponse, Error> {
+    // Read by hand, not decoded: a missing session is 401 here, not a missing parameter.
     let token = p
         .str("session")
         .ok_or_else(|| Error::Unauthorized("missing required parameter 'session'".into()))?
@@ -72,10 +71,6 @@ pub async fn logout(state: web::Data<AppState>, Form(p): Form) -> Result<HttpRes
 #[utoipa::path(post, path = "/apiglobal/check_session", tag = "Sessions",
     request_body(content = forms::SessionOnly, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "`Session is valid`", body = Envelope<String>), Failures))]
-pub async fn check_session(
-    state: web::Data<AppState>,
-    Form(p): Form,
-) -> Result<HttpResponse, Error> {
-    super::authenticate(&state, &p).await?;
+pub async fn check_session(_call: Signed<forms::SessionOnly>) -> Result<HttpResponse, Error> {
     Ok(ok("Session is valid"))
 }

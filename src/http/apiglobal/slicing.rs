@@ -6,7 +6,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::envelope::{ok, Envelope, Failures};
-use super::{authenticate, forms, Form};
+use super::{forms, Signed};
 use crate::error::{Error, Result};
 use crate::services::slicing::{self, SliceRequest};
 use crate::AppState;
@@ -38,24 +38,23 @@ pub struct SliceStatusMessage {
 #[utoipa::path(post, path = "/apiglobal/slice", tag = "Slicing",
     request_body(content = forms::Slice, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "The slice is queued; `output_file_id` becomes the G-code file when it ends", body = Envelope<SliceMessage>), Failures))]
-pub async fn slice(state: web::Data<AppState>, Form(p): Form) -> Result<HttpResponse> {
-    let me = authenticate(&state, &p).await?.user;
-    let file_id = p.required_i64("file_id")?;
-    let profile = match p.value("profile")? {
-        Some(v @ Value::Object(_)) => v,
-        Some(_) => {
+pub async fn slice(state: web::Data<AppState>, call: Signed<forms::Slice>) -> Result<HttpResponse> {
+    let (me, p) = (call.caller.user, call.params);
+    let file_id = p.file_id;
+    let profile = match p.profile {
+        v @ Value::Object(_) => v,
+        _ => {
             return Err(Error::bad_request(
                 "profile must be a JSON object of slicer settings",
             ))
         }
-        None => return Err(Error::bad_request("missing required parameter 'profile'")),
     };
     let req = SliceRequest {
         file_id,
-        slicer_id: p.i64("slicer_id")?,
+        slicer_id: p.slicer_id,
         profile,
-        printer_id: p.i64("add_print_job_to_printer_id")?,
-        start_print: p.bool("start_print_job")?.unwrap_or(false),
+        printer_id: p.add_print_job_to_printer_id,
+        start_print: p.start_print_job.unwrap_or(false),
     };
     let requested = state.db(move |c| slicing::request(c, &me, &req)).await?;
     state.slice_wake.notify_waiters();
@@ -76,9 +75,12 @@ pub async fn slice(state: web::Data<AppState>, Form(p): Form) -> Result<HttpResp
 #[utoipa::path(post, path = "/apiglobal/get_slice_status", tag = "printfarm extensions",
     request_body(content = forms::SliceStatus, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "The slice's state", body = Envelope<SliceStatusMessage>), Failures))]
-pub async fn get_slice_status(state: web::Data<AppState>, Form(p): Form) -> Result<HttpResponse> {
-    let me = authenticate(&state, &p).await?.user;
-    let uuid = p.required_str("job_id")?.to_string();
+pub async fn get_slice_status(
+    state: web::Data<AppState>,
+    call: Signed<forms::SliceStatus>,
+) -> Result<HttpResponse> {
+    let (me, p) = (call.caller.user, call.params);
+    let uuid = p.job_id;
     let job = state.db(move |c| slicing::status(c, &me, &uuid)).await?;
     Ok(ok(SliceStatusMessage {
         job_id: job.uuid,

@@ -6,7 +6,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::envelope::{ok, Envelope, Failures};
-use super::{authenticate, forms, Form};
+use super::{forms, Signed};
 use crate::error::Result;
 use crate::services::api_tokens;
 use crate::AppState;
@@ -36,10 +36,13 @@ pub struct ApiTokenItem {
 #[utoipa::path(post, path = "/apiglobal/create_api_token", tag = "printfarm extensions",
     request_body(content = forms::CreateApiToken, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "The new token, shown only this once", body = Envelope<NewApiToken>), Failures))]
-pub async fn create_api_token(state: web::Data<AppState>, Form(p): Form) -> Result<HttpResponse> {
-    let me = authenticate(&state, &p).await?.user;
-    let name = p.required_str("name")?.to_string();
-    let days = p.i64("expires_in_days")?;
+pub async fn create_api_token(
+    state: web::Data<AppState>,
+    call: Signed<forms::CreateApiToken>,
+) -> Result<HttpResponse> {
+    let (me, p) = (call.caller.user, call.params);
+    let name = p.name;
+    let days = p.expires_in_days;
     let (row, jwt) = state
         .db(move |c| api_tokens::create(c, &me, &name, days))
         .await?;
@@ -54,8 +57,11 @@ pub async fn create_api_token(state: web::Data<AppState>, Form(p): Form) -> Resu
 #[utoipa::path(post, path = "/apiglobal/list_api_tokens", tag = "printfarm extensions",
     request_body(content = forms::SessionOnly, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "The caller's tokens (without their secrets)", body = Envelope<Vec<ApiTokenItem>>), Failures))]
-pub async fn list_api_tokens(state: web::Data<AppState>, Form(p): Form) -> Result<HttpResponse> {
-    let me = authenticate(&state, &p).await?.user;
+pub async fn list_api_tokens(
+    state: web::Data<AppState>,
+    call: Signed<forms::SessionOnly>,
+) -> Result<HttpResponse> {
+    let me = call.caller.user;
     let rows = state.db(move |c| api_tokens::list(c, &me)).await?;
     let fmt = |t: Option<chrono::NaiveDateTime>| t.map(|t| t.format(DATETIME).to_string());
     Ok(ok(rows
@@ -74,9 +80,12 @@ pub async fn list_api_tokens(state: web::Data<AppState>, Form(p): Form) -> Resul
 #[utoipa::path(post, path = "/apiglobal/revoke_api_token", tag = "printfarm extensions",
     request_body(content = forms::RevokeApiToken, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "`Ok`; the token stops working at once", body = Envelope<String>), Failures))]
-pub async fn revoke_api_token(state: web::Data<AppState>, Form(p): Form) -> Result<HttpResponse> {
-    let me = authenticate(&state, &p).await?.user;
-    let id = p.required_i64("token_id")?;
+pub async fn revoke_api_token(
+    state: web::Data<AppState>,
+    call: Signed<forms::RevokeApiToken>,
+) -> Result<HttpResponse> {
+    let (me, p) = (call.caller.user, call.params);
+    let id = p.token_id;
     state.db(move |c| api_tokens::revoke(c, &me, id)).await?;
     Ok(ok("Ok"))
 }

@@ -6,7 +6,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::envelope::{ok, Envelope, Failures, Nothing};
-use super::{authenticate, forms, Form};
+use super::{forms, Signed};
 use crate::db::models::rights;
 use crate::error::Error;
 use crate::services::orgs::{self, OrgUserRequest};
@@ -51,9 +51,9 @@ pub struct WorkgroupCreated {
     responses((status = 200, description = "The caller's workgroups (all of the organization's for admins)", body = Envelope<Vec<WorkgroupItem>>), Failures))]
 pub async fn get_workgroups_simple_list(
     state: web::Data<AppState>,
-    Form(p): Form,
+    call: Signed<forms::SessionOnly>,
 ) -> Result<HttpResponse, Error> {
-    let me = authenticate(&state, &p).await?.user;
+    let me = call.caller.user;
     let list = state.db(move |c| orgs::workgroups_for(c, &me)).await?;
     Ok(ok(list
         .iter()
@@ -70,10 +70,10 @@ pub async fn get_workgroups_simple_list(
     responses((status = 200, description = "The workgroup's members", body = Envelope<Vec<WorkgroupUser>>), Failures))]
 pub async fn get_workgroup_users(
     state: web::Data<AppState>,
-    Form(p): Form,
+    call: Signed<forms::WorkgroupId>,
 ) -> Result<HttpResponse, Error> {
-    let me = authenticate(&state, &p).await?.user;
-    let wg = p.required_i64("workgroup_id")?;
+    let (me, p) = (call.caller.user, call.params);
+    let wg = p.workgroup_id;
     let users = state.db(move |c| orgs::workgroup_users(c, &me, wg)).await?;
     Ok(ok(users
         .iter()
@@ -92,13 +92,13 @@ pub async fn get_workgroup_users(
     responses((status = 200, description = "The member's user id", body = Envelope<UserIdMessage>), Failures))]
 pub async fn add_user_to_workgroup(
     state: web::Data<AppState>,
-    Form(p): Form,
+    call: Signed<forms::AddUserToWorkgroup>,
 ) -> Result<HttpResponse, Error> {
-    let me = authenticate(&state, &p).await?.user;
-    let wg = p.required_i64("workgroup_id")?;
-    let email = p.required_str("email")?.to_string();
+    let (me, p) = (call.caller.user, call.params);
+    let wg = p.workgroup_id;
+    let email = p.email;
     // printfarm extension: the member's rights (default 2, can print).
-    let r = p.i64("rights")?.map_or(Ok(rights::CAN_PRINT), |r| {
+    let r = p.rights.map_or(Ok(rights::CAN_PRINT), |r| {
         i32::try_from(r).map_err(|_| Error::bad_request("rights must be 2 or 3"))
     })?;
     let user_id = state
@@ -112,11 +112,11 @@ pub async fn add_user_to_workgroup(
     responses((status = 200, description = "Removed", body = Envelope<Nothing>), Failures))]
 pub async fn delete_user_from_workgroup(
     state: web::Data<AppState>,
-    Form(p): Form,
+    call: Signed<forms::DeleteUserFromWorkgroup>,
 ) -> Result<HttpResponse, Error> {
-    let me = authenticate(&state, &p).await?.user;
-    let wg = p.required_i64("workgroup_id")?;
-    let user = p.required_i64("user_id")?;
+    let (me, p) = (call.caller.user, call.params);
+    let wg = p.workgroup_id;
+    let user = p.user_id;
     state
         .db(move |c| orgs::delete_user_from_workgroup(c, &me, wg, user))
         .await?;
@@ -128,14 +128,17 @@ pub async fn delete_user_from_workgroup(
     responses((status = 200, description = "Created; `printfarm admin invite-link` prints the user's set-password link", body = Envelope<EmptyObject>), Failures))]
 pub async fn create_organization_user(
     state: web::Data<AppState>,
-    Form(p): Form,
+    call: Signed<forms::CreateOrganizationUser>,
 ) -> Result<HttpResponse, Error> {
-    let me = authenticate(&state, &p).await?.user;
-    let email = p.required_str("email")?.to_string();
-    let gdpr = p.required_i64("gdpr")?;
-    let role = p.i64("access_role")?.unwrap_or(0);
-    let text = |k: &str| p.str(k).unwrap_or_default().to_string();
-    let (firstname, lastname, company) = (text("firstname"), text("lastname"), text("company"));
+    let (me, p) = (call.caller.user, call.params);
+    let email = p.email;
+    let gdpr = p.gdpr;
+    let role = p.access_role.unwrap_or(0);
+    let (firstname, lastname, company) = (
+        p.firstname.unwrap_or_default(),
+        p.lastname.unwrap_or_default(),
+        p.company.unwrap_or_default(),
+    );
     let ttl = chrono::Duration::hours(state.config.auth.invitation_hours);
     let st = state.clone();
     let org = me.organization_id;
@@ -177,12 +180,12 @@ pub async fn create_organization_user(
     responses((status = 200, description = "`Ok`", body = Envelope<String>), Failures))]
 pub async fn update_user_settings(
     state: web::Data<AppState>,
-    Form(p): Form,
+    call: Signed<forms::UpdateUserSettings>,
 ) -> Result<HttpResponse, Error> {
-    let me = authenticate(&state, &p).await?.user;
-    let user = p.required_i64("user_id")?;
-    let balance = p.f64("balance")?;
-    let quota = p.i64("quota")?;
+    let (me, p) = (call.caller.user, call.params);
+    let user = p.user_id;
+    let balance = p.balance;
+    let quota = p.quota;
     state
         .db(move |c| orgs::update_user_settings(c, &me, user, balance, quota))
         .await?;
@@ -195,11 +198,11 @@ pub async fn update_user_settings(
     responses((status = 200, description = "The new workgroup", body = Envelope<WorkgroupCreated>), Failures))]
 pub async fn create_workgroup(
     state: web::Data<AppState>,
-    Form(p): Form,
+    call: Signed<forms::CreateWorkgroup>,
 ) -> Result<HttpResponse, Error> {
-    let me = authenticate(&state, &p).await?.user;
-    let name = p.required_str("name")?.to_string();
-    let password = p.str("password").unwrap_or_default().to_string();
+    let (me, p) = (call.caller.user, call.params);
+    let name = p.name;
+    let password = p.password.unwrap_or_default();
     let wg = state
         .db(move |c| orgs::create_workgroup(c, &me, &name, &password))
         .await?;
