@@ -10,7 +10,12 @@
 use serde::de::{self, DeserializeOwned, IntoDeserializer, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
-use super::form::{FormError, Params, EXPECTED_INTEGER, EXPECTED_JSON, EXPECTED_NUMBER};
+use super::form::{
+    FormError, Params, EXPECTED_BOOLEAN, EXPECTED_INTEGER, EXPECTED_JSON, EXPECTED_NUMBER,
+};
+
+/// What a map or list sent where one value belongs is refused as.
+const EXPECTED_TEXT: &str = "text, not a list or map";
 
 impl Params {
     /// Fills the parameter struct `T` from these parameters.
@@ -176,6 +181,15 @@ impl Field<'_> {
         FormError::Missing(self.name.to_owned())
     }
 
+    /// No scalar to read: missing, or sent as a map where a single value belongs.
+    fn absent(&self, expected: &'static str) -> FormError {
+        if self.params.given(self.name) {
+            self.invalid(expected)
+        } else {
+            self.missing()
+        }
+    }
+
     fn invalid(&self, expected: &'static str) -> FormError {
         FormError::Invalid {
             name: self.name.to_owned(),
@@ -184,7 +198,10 @@ impl Field<'_> {
     }
 
     fn integer<'de, V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, FormError> {
-        let n = self.params.i64(self.name)?.ok_or_else(|| self.missing())?;
+        let n = self
+            .params
+            .i64(self.name)?
+            .ok_or_else(|| self.absent(EXPECTED_INTEGER))?;
         // Out of the field's range (a negative id for a `u32`, say): not an integer it takes.
         visitor
             .visit_i64::<FormError>(n)
@@ -192,7 +209,10 @@ impl Field<'_> {
     }
 
     fn number<'de, V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, FormError> {
-        let n = self.params.f64(self.name)?.ok_or_else(|| self.missing())?;
+        let n = self
+            .params
+            .f64(self.name)?
+            .ok_or_else(|| self.absent(EXPECTED_NUMBER))?;
         visitor
             .visit_f64::<FormError>(n)
             .map_err(|_| self.invalid(EXPECTED_NUMBER))
@@ -221,7 +241,10 @@ impl<'de> Deserializer<'de> for Field<'_> {
     }
 
     fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, FormError> {
-        let b = self.params.bool(self.name)?.ok_or_else(|| self.missing())?;
+        let b = self
+            .params
+            .bool(self.name)?
+            .ok_or_else(|| self.absent(EXPECTED_BOOLEAN))?;
         visitor.visit_bool(b)
     }
 
@@ -257,7 +280,10 @@ impl<'de> Deserializer<'de> for Field<'_> {
     }
 
     fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, FormError> {
-        let text = self.params.str(self.name).ok_or_else(|| self.missing())?;
+        let text = self
+            .params
+            .str(self.name)
+            .ok_or_else(|| self.absent(EXPECTED_TEXT))?;
         visitor.visit_str(text)
     }
     fn deserialize_string<V: Visitor<'de>>(self, v: V) -> Result<V::Value, FormError> {
@@ -275,7 +301,10 @@ impl<'de> Deserializer<'de> for Field<'_> {
         variants: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, FormError> {
-        let text = self.params.str(self.name).ok_or_else(|| self.missing())?;
+        let text = self
+            .params
+            .str(self.name)
+            .ok_or_else(|| self.absent(EXPECTED_TEXT))?;
         de::value::StrDeserializer::<FormError>::new(text).deserialize_enum(name, variants, visitor)
     }
 
@@ -391,5 +420,17 @@ mod tests {
             .decode::<Example>()
             .unwrap_err();
         assert_eq!(err.to_string(), "parameter 'updates' must be valid JSON");
+        // A map where one value belongs is refused by name, also for optional fields.
+        let err = parse("job_id=1&password=&name[a]=x")
+            .decode::<Example>()
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "parameter 'name' must be text, not a list or map"
+        );
+        let err = parse("job_id[a]=1&password=")
+            .decode::<Example>()
+            .unwrap_err();
+        assert_eq!(err.to_string(), "parameter 'job_id' must be an integer");
     }
 }

@@ -22,7 +22,7 @@ const MAX_PAIRS: usize = 10_000;
 
 pub(crate) const EXPECTED_INTEGER: &str = "an integer";
 pub(crate) const EXPECTED_NUMBER: &str = "a number";
-const EXPECTED_BOOLEAN: &str = "a boolean (1/0, true/false, on/off)";
+pub(crate) const EXPECTED_BOOLEAN: &str = "a boolean (1/0, true/false, on/off)";
 const EXPECTED_INTEGER_LIST: &str = "an integer or a list of integers";
 pub(crate) const EXPECTED_JSON: &str = "valid JSON";
 
