@@ -377,6 +377,30 @@ mod tests {
         updates: Option<BTreeMap<String, Value>>,
     }
 
+    #[derive(Debug, Deserialize)]
+    struct Lists {
+        workgroup_id: RequiredIds,
+        fields: Option<NameList>,
+    }
+
+    #[test]
+    fn required_ids_tell_sent_empty_from_absent() {
+        let l: Lists = parse("workgroup_id=").decode().unwrap();
+        assert_eq!((l.workgroup_id, l.fields), (RequiredIds(vec![]), None));
+        let l: Lists = parse("workgroup_id[]=3&workgroup_id[]=4&fields=[\"a\",7]")
+            .decode()
+            .unwrap();
+        assert_eq!(l.workgroup_id, RequiredIds(vec![3, 4]));
+        assert_eq!(l.fields, Some(NameList(vec!["a".into(), "7".into()])));
+        let err = parse("fields=a").decode::<Lists>().unwrap_err();
+        assert_eq!(err.to_string(), "missing required parameter 'workgroup_id'");
+        let err = parse("workgroup_id=1,x").decode::<Lists>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "parameter 'workgroup_id' must be an integer or a list of integers"
+        );
+    }
+
     fn parse(body: &str) -> Params {
         Params::parse(None, body.as_bytes()).unwrap()
     }
