@@ -1,58 +1,107 @@
-//! The one error type of the application, mapped once to an HTTP status and the
-//! `{"result": false, "message": "…"}` envelope every 3DPrinterOS client expects.
+//! The one error type of the application, named by meaning; the runners under `http/` render it
+//! for each API.
 
-use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, ResponseError};
 use diesel::result::DatabaseErrorKind;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// What went wrong, by meaning. Each API renders it in its own shape: the Global API envelope
+/// (`http::apiglobal::envelope`), `/v1`'s `detail` (`http::v1`) and the agent protocol's
+/// `{"error": {"code", "message"}}` (`http::printer`).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A parameter is missing or malformed (the message names it).
     #[error("{0}")]
-    BadRequest(String),
+    Invalid(String),
+    /// No valid session, token or password.
     #[error("{0}")]
-    Unauthorized(String),
+    Unauthenticated(String),
+    /// Signed in, but not allowed to do this.
     #[error("{0}")]
-    Forbidden(String),
+    Denied(String),
     #[error("{0}")]
     NotFound(String),
-    #[error("{0}")]
-    MethodNotAllowed(String),
-    #[error("{0}")]
-    Conflict(String),
+    /// The request collides with the state of what it names.
+    #[error("{1}")]
+    Conflict(Conflict, String),
     /// A single-use or expiring link that was already used or ran out.
     #[error("{0}")]
     Gone(String),
+    /// A body or file over its limit.
     #[error("{0}")]
-    PayloadTooLarge(String),
+    TooLarge(String),
     /// A `Range` outside the object (its size is reported back).
     #[error("Requested range not satisfiable (size {0} bytes)")]
-    RangeNotSatisfiable(u64),
+    OutOfRange(u64),
     #[error("{0}")]
-    TooManyRequests(String),
+    RateLimited(String),
     #[error("{0}")]
     Unavailable(String),
-    /// The disk (or the database's disk) is full: nothing was kept (507).
+    /// The disk (or the database's disk) is full: nothing was kept.
     #[error("{0}")]
     StorageFull(String),
-    /// A deadlock or serialization failure that outlived its retries (503, retry later).
+    /// A deadlock or serialization failure that outlived its retries (retry later).
     #[error("The database is busy; please retry")]
     Transient,
+    /// A printer agent's request refused with one of the agent protocol's codes.
+    #[error("{1}")]
+    AgentRefused(AgentCode, String),
     /// Details go to the log, never to the client.
     #[error("internal error: {0}")]
     Internal(String),
 }
 
+/// The kinds of conflict, for the code that decides by them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conflict {
+    /// A unique name, email or key is taken.
+    AlreadyExists,
+    /// A row another still refers to, or a reference to a missing row.
+    InUse,
+    /// A job, quote or printer is not in the state the request needs.
+    WrongState,
+}
+
+/// The agent protocol's error codes (`{"error": {"code", …}}`); the agents act on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentCode {
+    /// The printer token is unknown: register again.
+    BadToken = 3,
+    /// A registration without the device's serial number.
+    SerialMissing = 30,
+    /// An unknown registration code, or another device's.
+    BadRegistrationCode = 31,
+    /// A camera frame that is not base64.
+    ImageNotBase64 = 40,
+    /// A camera frame that is not a JPEG, or too large.
+    ImageRefused = 41,
+    /// A body that is not a JSON object, or lacks a field.
+    BadRequest = 400,
+    /// A body over the request's limit.
+    BodyTooLarge = 413,
+}
+
+impl AgentCode {
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+}
+
 impl Error {
-    pub fn bad_request(m: impl Into<String>) -> Self {
-        Error::BadRequest(m.into())
+    pub fn invalid(m: impl Into<String>) -> Self {
+        Error::Invalid(m.into())
     }
     pub fn not_found(m: impl Into<String>) -> Self {
         Error::NotFound(m.into())
     }
-    pub fn forbidden(m: impl Into<String>) -> Self {
-        Error::Forbidden(m.into())
+    pub fn denied(m: impl Into<String>) -> Self {
+        Error::Denied(m.into())
+    }
+    pub fn conflict(kind: Conflict, m: impl Into<String>) -> Self {
+        Error::Conflict(kind, m.into())
+    }
+    pub fn agent(code: AgentCode, m: impl Into<String>) -> Self {
+        Error::AgentRefused(code, m.into())
     }
     pub fn internal(m: impl std::fmt::Display) -> Self {
         Error::Internal(m.to_string())
@@ -68,14 +117,14 @@ impl Error {
         }
     }
 
-    fn client_message(&self) -> String {
+    /// What a client may read: internal details stay in the log.
+    pub fn client_message(&self) -> String {
         match self {
             Error::Internal(_) => "Internal server error".to_string(),
             other => other.to_string(),
         }
     }
 }
-
 /// The one answer for a full disk. It is logged once per incident: the flag is cleared when a
 /// file is stored again (`storage_recovered`).
 pub fn storage_full() -> Error {
@@ -125,11 +174,12 @@ impl From<diesel::result::Error> for Error {
         match e {
             D::NotFound => Error::NotFound("Not found".into()),
             D::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
-                Error::Conflict("Already exists".into())
+                Error::conflict(Conflict::AlreadyExists, "Already exists")
             }
-            D::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _) => {
-                Error::Conflict("Refers to a record that does not exist or is still in use".into())
-            }
+            D::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _) => Error::conflict(
+                Conflict::InUse,
+                "Refers to a record that does not exist or is still in use",
+            ),
             ref e if crate::db::is_transient(e) => Error::Transient,
             // SQLite's SQLITE_FULL (diesel passes only its message); Postgres's disk_full.
             D::DatabaseError(DatabaseErrorKind::Unknown, ref info)
@@ -158,49 +208,6 @@ impl From<crate::db::Unavailable> for Error {
     }
 }
 
-impl From<actix_web::error::BlockingError> for Error {
-    fn from(e: actix_web::error::BlockingError) -> Self {
-        Error::Internal(format!("blocking task: {e}"))
-    }
-}
-
-impl ResponseError for Error {
-    fn status_code(&self) -> StatusCode {
-        match self {
-            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Error::Forbidden(_) => StatusCode::FORBIDDEN,
-            Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            Error::Conflict(_) => StatusCode::CONFLICT,
-            Error::Gone(_) => StatusCode::GONE,
-            Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::StorageFull(_) => StatusCode::INSUFFICIENT_STORAGE,
-            Error::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
-            Error::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
-            Error::Unavailable(_) | Error::Transient => StatusCode::SERVICE_UNAVAILABLE,
-            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        if let Error::Internal(detail) = self {
-            tracing::error!(%detail, "internal error");
-        }
-        let mut res = HttpResponse::build(self.status_code());
-        if let Error::RangeNotSatisfiable(size) = self {
-            res.insert_header(("Content-Range", format!("bytes */{size}")));
-        }
-        if self.status_code() == StatusCode::SERVICE_UNAVAILABLE {
-            res.insert_header(("Retry-After", "1"));
-        }
-        res.json(serde_json::json!({
-            "result": false,
-            "message": self.client_message(),
-        }))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,13 +232,13 @@ mod tests {
             source: Box::new(enospc),
         };
         assert!(is_storage_full(&wrapped));
-        assert_eq!(
-            Error::io("x", std::io::Error::from_raw_os_error(28)).status_code(),
-            StatusCode::INSUFFICIENT_STORAGE
-        );
-        assert_eq!(
-            Error::io("x", std::io::Error::from_raw_os_error(5)).status_code(),
-            StatusCode::INTERNAL_SERVER_ERROR
-        );
+        assert!(matches!(
+            Error::io("x", std::io::Error::from_raw_os_error(28)),
+            Error::StorageFull(_)
+        ));
+        assert!(matches!(
+            Error::io("x", std::io::Error::from_raw_os_error(5)),
+            Error::Internal(_)
+        ));
     }
 }

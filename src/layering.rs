@@ -245,6 +245,25 @@ fn handlers_name_no_table_and_open_no_transaction() {
     );
 }
 
+/// HTTP belongs to the runners: the rules and what they stand on answer in domain terms
+/// (`Error` by meaning), and each API renders that in its own shape.
+#[test]
+fn nothing_below_the_runners_speaks_http() {
+    let speaking: Vec<String> = all_sources()
+        .into_iter()
+        .filter(|(m, text)| {
+            !m.is_empty()
+                && !matches!(m[0].as_str(), "http" | "background" | "agent" | "layering")
+                && (text.contains("actix_web") || text.contains("crate::http"))
+        })
+        .map(|(m, _)| m.join("::"))
+        .collect();
+    assert!(
+        speaking.is_empty(),
+        "modules below http/ that use actix_web or http/: {speaking:?}"
+    );
+}
+
 #[test]
 fn the_import_reader_sees_groups_and_paths() {
     let src = "use crate::{db::{self, DbConn}, error::Result, AppState};\n\

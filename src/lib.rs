@@ -154,7 +154,7 @@ impl AppState {
 fn json_config(cfg: &mut web::ServiceConfig) {
     cfg.app_data(
         web::QueryConfig::default()
-            .error_handler(|e, _| Error::bad_request(format!("Malformed query: {e}")).into()),
+            .error_handler(|e, _| Error::invalid(format!("Malformed query: {e}")).into()),
     );
 }
 

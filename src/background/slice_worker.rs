@@ -113,7 +113,7 @@ async fn run(state: &AppState, job: &SliceJob, owner: &str) -> Result<()> {
     let keys: std::collections::BTreeMap<String, String> =
         serde_json::from_str(&job.profile).map_err(Error::internal)?;
     let profile = crate::slicer::Profile::from_stored(keys)
-        .map_err(|e| Error::bad_request(format!("profile: {e}")))?;
+        .map_err(|e| Error::invalid(format!("profile: {e}")))?;
     let ini = dir.path().join("profile.ini");
     std::fs::write(&ini, profile.to_ini()).map_err(|e| Error::io("slice folder", e))?;
     let output = dir.path().join("out.gcode");

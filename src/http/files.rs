@@ -24,7 +24,7 @@ pub fn parse_range(value: Option<&str>, size: u64) -> Result<Option<(u64, u64)>>
     if spec.contains(',') {
         return Ok(None);
     }
-    let unsatisfiable = || Error::RangeNotSatisfiable(size);
+    let unsatisfiable = || Error::OutOfRange(size);
     let (start, end) = spec.split_once('-').ok_or_else(unsatisfiable)?;
     let (start, end) = match (start.trim(), end.trim()) {
         ("", suffix) => {
@@ -73,8 +73,9 @@ async fn download(
 ) -> Result<HttpResponse> {
     let file_id: i64 = path
         .parse()
-        .map_err(|_| Error::bad_request("file id must be an integer"))?;
-    let token = session_token(&req).ok_or_else(|| Error::Unauthorized("missing session".into()))?;
+        .map_err(|_| Error::invalid("file id must be an integer"))?;
+    let token =
+        session_token(&req).ok_or_else(|| Error::Unauthenticated("missing session".into()))?;
     let policy = state.session_policy.clone();
     let file = state
         .db(move |c| {
@@ -146,7 +147,8 @@ async fn render(
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
     let name = path.into_inner();
-    let token = session_token(&req).ok_or_else(|| Error::Unauthorized("missing session".into()))?;
+    let token =
+        session_token(&req).ok_or_else(|| Error::Unauthenticated("missing session".into()))?;
     let valid = name
         .strip_suffix(".png")
         .is_some_and(crate::services::auth::is_token_shaped);

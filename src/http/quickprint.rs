@@ -69,7 +69,7 @@ fn csrf_token(session: &str) -> String {
 fn file_id_of(raw: Option<&str>) -> Result<i64, Error> {
     raw.and_then(|v| v.trim().parse::<i64>().ok())
         .filter(|id| *id > 0)
-        .ok_or_else(|| Error::bad_request("file_id must be a file id (a positive number)"))
+        .ok_or_else(|| Error::invalid("file_id must be a file id (a positive number)"))
 }
 
 /// The signed-in user of this browser, with the session token.
@@ -256,9 +256,9 @@ async fn checked_user(
 ) -> Result<(User, String), Error> {
     let (user, session) = browser_user(state, req)
         .await
-        .ok_or_else(|| Error::Unauthorized("Sign in first (your session ended)".into()))?;
+        .ok_or_else(|| Error::Unauthenticated("Sign in first (your session ended)".into()))?;
     if !auth::same_secret(p.str("csrf").unwrap_or_default(), &csrf_token(&session)) {
-        return Err(Error::forbidden(
+        return Err(Error::denied(
             "This form did not come from this page; reload it and try again",
         ));
     }
@@ -276,11 +276,11 @@ async fn print(
     let printer_id = p
         .str("printer_id")
         .and_then(|v| v.trim().parse::<i64>().ok())
-        .ok_or_else(|| Error::bad_request("Choose a printer"))?;
+        .ok_or_else(|| Error::invalid("Choose a printer"))?;
     let only_queue = match p.str("action") {
         Some("print") => false,
         Some("queue") => true,
-        _ => return Err(Error::bad_request("action must be \"print\" or \"queue\"").into()),
+        _ => return Err(Error::invalid("action must be \"print\" or \"queue\"").into()),
     };
     let ctx = state.job_context();
     let c = state
@@ -415,7 +415,7 @@ async fn browser_link_sign_in(
         .and_then(|v| v.to_str().ok());
     let ours = crate::http::public_base(&state.config, Some(&req));
     if origin.is_some_and(|o| o != ours.trim_end_matches('/')) {
-        return Err(Error::forbidden("This form did not come from this site").into());
+        return Err(Error::denied("This form did not come from this site").into());
     }
     let policy = state.session_policy.clone();
     let session = state

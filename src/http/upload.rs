@@ -132,7 +132,7 @@ pub struct StagedUpload {
 }
 
 fn too_large(limit: u64) -> Error {
-    Error::PayloadTooLarge(format!(
+    Error::TooLarge(format!(
         "The file is larger than this server's upload limit of {} MiB",
         limit / (1024 * 1024)
     ))
@@ -191,7 +191,7 @@ async fn receive_inner(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     if !ct.to_ascii_lowercase().starts_with("multipart/form-data") {
-        return Err(Error::bad_request(
+        return Err(Error::invalid(
             "upload takes multipart/form-data with the file in a part named 'file'",
         ));
     }
@@ -227,7 +227,7 @@ async fn receive_inner(
     let mut pairs = Vec::new();
     let mut staged: Option<StagedUpload> = None;
     let malformed = |e: actix_multipart::MultipartError| {
-        Error::bad_request(format!("Malformed multipart body: {e}"))
+        Error::invalid(format!("Malformed multipart body: {e}"))
     };
     while let Some(part) = parts.next().await {
         let mut part = part.map_err(malformed)?;
@@ -243,7 +243,7 @@ async fn receive_inner(
             .map(str::to_string);
         if name == "file" || (filename.is_some() && staged.is_none()) {
             if staged.is_some() {
-                return Err(Error::bad_request("upload takes exactly one file"));
+                return Err(Error::invalid("upload takes exactly one file"));
             }
             let filename = files::clean_filename(filename.as_deref().unwrap_or(""))?;
             let file = state.storage.staging_file()?;
@@ -279,15 +279,14 @@ async fn receive_inner(
             while let Some(chunk) = part.next().await {
                 let chunk = chunk.map_err(malformed)?;
                 if value.len() + chunk.len() > MAX_TEXT_PART {
-                    return Err(Error::bad_request(format!(
+                    return Err(Error::invalid(format!(
                         "part '{name}' is too large for a parameter"
                     )));
                 }
                 value.extend_from_slice(&chunk);
             }
-            let value = String::from_utf8(value).map_err(|_| {
-                Error::bad_request(format!("part '{name}' is not valid UTF-8 text"))
-            })?;
+            let value = String::from_utf8(value)
+                .map_err(|_| Error::invalid(format!("part '{name}' is not valid UTF-8 text")))?;
             if name == "session" && !authenticated {
                 // Refuse a bad session before a single byte of the file is read.
                 check_session(state, value.clone()).await?;
@@ -304,7 +303,7 @@ async fn receive_inner(
             .extend_pairs(url::form_urlencoded::parse(req.query_string().as_bytes()).into_owned());
     }
     crate::http::apiglobal::refuse_nul(&params)?;
-    let staged = staged.ok_or_else(|| Error::bad_request("missing required parameter 'file'"))?;
+    let staged = staged.ok_or_else(|| Error::invalid("missing required parameter 'file'"))?;
     Ok((params, staged))
 }
 

@@ -7,33 +7,31 @@ use serde_json::{Map, Value};
 use crate::db::models::{CameraFrame, Printer, PrinterCommand, RegistrationCode};
 use crate::db::schema::printers;
 use crate::db::{self, DbConn};
-use crate::error::{Error, Result};
+use crate::error::{AgentCode, Error, Result};
 use crate::services::auth::token_hash;
 use crate::services::jobs::{self, JobContext};
-use crate::services::printers::{AgentError, AGENT_BAD_TOKEN};
 
 /// The printer an agent token belongs to. The first use of a freshly issued token also
 /// forgets the plain copy kept for the registration poll. "First use" is a printer not seen
 /// since its token was issued (pairing clears `last_seen_at`), so steady-state polls skip
 /// that write.
-pub fn authenticate(
-    conn: &mut DbConn,
-    token: &str,
-) -> Result<std::result::Result<Printer, AgentError>> {
-    let bad = || AgentError {
-        code: AGENT_BAD_TOKEN,
-        message: "Invalid auth token; register the printer again".into(),
+pub fn authenticate(conn: &mut DbConn, token: &str) -> Result<Printer> {
+    let bad = || {
+        Error::agent(
+            AgentCode::BadToken,
+            "Invalid auth token; register the printer again",
+        )
     };
     if token.is_empty() {
-        return Ok(Err(bad()));
+        return Err(bad());
     }
     let Some(printer) = Printer::find_by_token_hash(conn, &token_hash(token))? else {
-        return Ok(Err(bad()));
+        return Err(bad());
     };
     if printer.last_seen_at.is_none() {
         RegistrationCode::forget_token(conn, printer.id)?;
     }
-    Ok(Ok(printer))
+    Ok(printer)
 }
 
 /// One `command` request, decoded.
@@ -500,29 +498,25 @@ pub const MAX_FRAME_BYTES: usize = 2 * 1024 * 1024;
 
 /// An agent's camera post: a base64 JPEG (kept as the printer's latest frame) or "S" (same
 /// frame, keep-alive). Answers whether someone is watching (1 = send full frames).
-pub fn camera_frame(
-    conn: &mut DbConn,
-    printer: &Printer,
-    image: &str,
-) -> Result<std::result::Result<bool, AgentError>> {
+pub fn camera_frame(conn: &mut DbConn, printer: &Printer, image: &str) -> Result<bool> {
     use base64::Engine;
     let now = db::now();
     if image != "S" && !image.is_empty() {
         let Ok(jpeg) = base64::engine::general_purpose::STANDARD.decode(image.trim()) else {
-            return Ok(Err(AgentError {
-                code: 40,
-                message: "image is not valid base64".into(),
-            }));
+            return Err(Error::agent(
+                AgentCode::ImageNotBase64,
+                "image is not valid base64",
+            ));
         };
         if jpeg.len() > MAX_FRAME_BYTES || !jpeg.starts_with(&[0xFF, 0xD8]) {
-            return Ok(Err(AgentError {
-                code: 41,
-                message: "image must be a JPEG of at most 2 MiB".into(),
-            }));
+            return Err(Error::agent(
+                AgentCode::ImageRefused,
+                "image must be a JPEG of at most 2 MiB",
+            ));
         }
         CameraFrame::store(conn, printer.id, &jpeg, now)?;
     }
-    Ok(Ok(printer.camera_watched_until.is_some_and(|t| t > now)))
+    Ok(printer.camera_watched_until.is_some_and(|t| t > now))
 }
 
 /// A viewer is looking: ask the agent for full frames for a while.

@@ -73,12 +73,10 @@ pub fn create(
 ) -> Result<(ApiToken, String)> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 {
-        return Err(Error::bad_request("token name must be 1 to 100 characters"));
+        return Err(Error::invalid("token name must be 1 to 100 characters"));
     }
     if valid_days.is_some_and(|d| !(1..=3650).contains(&d)) {
-        return Err(Error::bad_request(
-            "expires_in_days must be between 1 and 3650",
-        ));
+        return Err(Error::invalid("expires_in_days must be between 1 and 3650"));
     }
     db::write_transaction(conn, |c| {
         let key = signing_key(c)?;
@@ -142,7 +140,7 @@ pub fn revoke(conn: &mut DbConn, user: &User, id: i64) -> Result<()> {
 }
 
 fn unauthorized(m: &str) -> Error {
-    Error::Unauthorized(m.to_string())
+    Error::Unauthenticated(m.to_string())
 }
 
 /// The user a bearer token belongs to: a valid signature, not expired, and its database row
@@ -179,7 +177,7 @@ pub fn verify(conn: &mut DbConn, jwt: &str) -> Result<User> {
     }
     let user = User::find(conn, row.user_id)?.ok_or_else(|| unauthorized("Invalid API token"))?;
     if user.disabled {
-        return Err(Error::forbidden("This account is disabled"));
+        return Err(Error::denied("This account is disabled"));
     }
     if row
         .last_used_at

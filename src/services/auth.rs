@@ -99,7 +99,7 @@ pub const MIN_PASSWORD_LEN: usize = 8;
 
 pub fn check_new_password(password: &str) -> Result<()> {
     if password.chars().count() < MIN_PASSWORD_LEN {
-        return Err(Error::bad_request(format!(
+        return Err(Error::invalid(format!(
             "password must be at least {MIN_PASSWORD_LEN} characters"
         )));
     }

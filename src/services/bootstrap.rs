@@ -7,7 +7,7 @@ use crate::db::models::{
     access_role, normalize_email, NewUser, Organization, PrinterType, Session, User,
 };
 use crate::db::{self, DbConn};
-use crate::error::{Error, Result};
+use crate::error::{Conflict, Error, Result};
 use crate::services::auth::{check_new_password, random_password, PasswordHasher};
 
 const PRINTER_TYPES_JSON: &str = include_str!("../../fixtures/printer_types.json");
@@ -56,7 +56,7 @@ pub fn load_printer_types(conn: &mut DbConn) -> Result<usize> {
 pub fn create_organization(conn: &mut DbConn, name: &str) -> Result<Organization> {
     let name = name.trim();
     if name.is_empty() {
-        return Err(Error::bad_request("organization name must not be empty"));
+        return Err(Error::invalid("organization name must not be empty"));
     }
     Ok(Organization::insert(conn, name)?)
 }
@@ -84,7 +84,7 @@ fn check_email(email: &str) -> Result<String> {
         })
         && !email.chars().any(|c| c.is_whitespace());
     if !valid {
-        return Err(Error::bad_request(format!(
+        return Err(Error::invalid(format!(
             "'{email}' is not a valid email address"
         )));
     }
@@ -95,7 +95,7 @@ fn check_email(email: &str) -> Result<String> {
 pub fn create_user(conn: &mut DbConn, hasher: &PasswordHasher, new: &NewAccount) -> Result<User> {
     let email = check_email(new.email)?;
     if !access_role::is_valid(new.access_role) {
-        return Err(Error::bad_request(
+        return Err(Error::invalid(
             "access_role must be 0 (member), 1 (admin) or 2 (workgroup admin)",
         ));
     }
@@ -106,9 +106,10 @@ pub fn create_user(conn: &mut DbConn, hasher: &PasswordHasher, new: &NewAccount)
         )));
     }
     if User::find_by_email(conn, &email)?.is_some() {
-        return Err(Error::Conflict(format!(
-            "a user with email {email} already exists"
-        )));
+        return Err(Error::conflict(
+            Conflict::AlreadyExists,
+            format!("a user with email {email} already exists"),
+        ));
     }
     let hash = match new.password {
         Some(p) => {
@@ -204,7 +205,7 @@ pub fn ensure_first_admin(
     });
     match created {
         // Another instance bootstrapped at the same moment: its admin stands.
-        Err(Error::Conflict(_)) => Ok(None),
+        Err(Error::Conflict(Conflict::AlreadyExists, _)) => Ok(None),
         other => other,
     }
 }

@@ -55,7 +55,7 @@ pub fn kind_from_filename(name: &str, zip_flag: bool) -> Result<(Kind, bool)> {
     if let Some(f) = MeshFormat::from_extension(ext) {
         return Ok((Kind::Mesh(f), false));
     }
-    Err(Error::bad_request(format!(
+    Err(Error::invalid(format!(
         "unsupported file type '{}'; {ACCEPTED}",
         if ext.is_empty() { name } else { ext }
     )))
@@ -72,7 +72,7 @@ pub fn clean_filename(name: &str) -> Result<String> {
         .collect();
     let cleaned = cleaned.trim().to_string();
     if cleaned.is_empty() || cleaned == "." || cleaned == ".." {
-        return Err(Error::bad_request("the uploaded file has no usable name"));
+        return Err(Error::invalid("the uploaded file has no usable name"));
     }
     Ok(cleaned.chars().take(255).collect())
 }
@@ -104,7 +104,7 @@ impl<R: Read> Read for LimitedReader<R> {
 }
 
 fn unzipped_too_large(limit: u64) -> Error {
-    Error::PayloadTooLarge(format!(
+    Error::TooLarge(format!(
         "the zipped G-code expands beyond this server's limit of {} MiB \
          (storage.max_unzipped_mb)",
         limit / (1024 * 1024)
@@ -153,7 +153,7 @@ pub struct Analysed {
 }
 
 fn refuse(what: &str, why: impl std::fmt::Display) -> Error {
-    Error::bad_request(format!("the file is not a valid {what}: {why}"))
+    Error::invalid(format!("the file is not a valid {what}: {why}"))
 }
 
 /// Checks that the content matches the announced kind, measures it and renders a preview.
@@ -176,7 +176,7 @@ pub fn analyse_staged_limited(
     let n = read_head(&mut open()?, &mut head)?;
     head.truncate(n);
     if size == 0 {
-        return Err(Error::bad_request("the uploaded file is empty"));
+        return Err(Error::invalid("the uploaded file is empty"));
     }
     match kind {
         Kind::Gcode if zipped => {
@@ -426,7 +426,7 @@ pub fn slicer_settings(
     let file = StoredFile::find_owned(conn, user.id, file_id)?
         .ok_or_else(|| Error::not_found(format!("File {file_id} not found")))?;
     if file.kind != "gcode" {
-        return Err(Error::bad_request(format!(
+        return Err(Error::invalid(format!(
             "File {file_id} is not a G-code file"
         )));
     }
@@ -479,7 +479,7 @@ fn as_bool(v: &Value) -> Option<bool> {
 
 /// Reads `updates` (`{file_id: {ptype, gtype, zip}}`, from JSON or nested form keys).
 pub fn parse_updates(updates: &Value) -> Result<Vec<FileChange>> {
-    let bad = |m: String| Error::bad_request(format!("updates: {m}"));
+    let bad = |m: String| Error::invalid(format!("updates: {m}"));
     let map = updates
         .as_object()
         .ok_or_else(|| bad("must be an object keyed by file id".into()))?;
@@ -543,13 +543,11 @@ pub fn check_changes(
                 .ok_or_else(|| Error::not_found(format!("File {} not found", ch.file_id)))?;
             if let Some(t) = ch.ptype {
                 if !types.contains(&t) {
-                    return Err(Error::bad_request(format!(
-                        "updates: unknown printer type {t}"
-                    )));
+                    return Err(Error::invalid(format!("updates: unknown printer type {t}")));
                 }
             }
             if ch.zip.is_some() && file.kind != "gcode" {
-                return Err(Error::bad_request(format!(
+                return Err(Error::invalid(format!(
                     "updates: file {} is not G-code; only G-code can be zipped",
                     ch.file_id
                 )));

@@ -12,7 +12,7 @@ use tokio::sync::RwLock;
 use crate::config::GoogleConfig;
 use crate::db::models::{normalize_email, Organization, Session, User};
 use crate::db::{self, DbConn};
-use crate::error::{Error, Result};
+use crate::error::{Conflict, Error, Result};
 use crate::services::auth::PasswordHasher;
 use crate::services::bootstrap::{create_user, NewAccount};
 use crate::services::sessions::{create_pending_session, create_session, find_live, SessionPolicy};
@@ -58,7 +58,7 @@ pub struct GoogleVerifier {
 }
 
 fn bad_token(why: impl std::fmt::Display) -> Error {
-    Error::Unauthorized(format!("Invalid Google ID token: {why}"))
+    Error::Unauthenticated(format!("Invalid Google ID token: {why}"))
 }
 
 impl GoogleVerifier {
@@ -85,7 +85,7 @@ impl GoogleVerifier {
     pub async fn verify(&self, token: &str) -> Result<GoogleIdentity> {
         // A switched-off feature is the caller's dead end, not a server fault (no 5xx).
         if !self.enabled() {
-            return Err(Error::forbidden(
+            return Err(Error::denied(
                 "Google sign-in is not configured on this server",
             ));
         }
@@ -127,7 +127,7 @@ impl GoogleVerifier {
                     .any(|d| d.eq_ignore_ascii_case(hd))
             })
         {
-            return Err(Error::forbidden(
+            return Err(Error::denied(
                 "This Google account's domain may not sign in here",
             ));
         }
@@ -247,14 +247,15 @@ pub fn sign_in(
             Some(u) => Some(u),
             None => match User::find_by_email(c, &who.email)? {
                 Some(u) if u.google_sub.as_deref().is_some_and(|s| s != who.sub) => {
-                    return Err(Error::Conflict(
-                        "This email is linked to a different Google account".into(),
+                    return Err(Error::conflict(
+                        Conflict::AlreadyExists,
+                        "This email is linked to a different Google account",
                     ));
                 }
                 Some(u) => {
                     let org = signin_org(c, cfg)?;
                     if org.is_none_or(|o| o.id != u.organization_id) {
-                        return Err(Error::forbidden(format!(
+                        return Err(Error::denied(format!(
                             "The account for {} is not in the organization Google sign-in \
                              serves; sign in with your password",
                             who.email
@@ -268,7 +269,7 @@ pub fn sign_in(
         };
         if let Some(user) = user {
             if user.disabled {
-                return Err(Error::forbidden("This account is disabled"));
+                return Err(Error::denied("This account is disabled"));
             }
             let token = create_session(c, policy, user.id, Some(client_addr), now)?;
             return Ok(SignIn::Session {
@@ -277,7 +278,7 @@ pub fn sign_in(
             });
         }
         if !cfg.allow_signup {
-            return Err(Error::forbidden(format!(
+            return Err(Error::denied(format!(
                 "There is no account for {}; ask your organization admin to create one",
                 who.email
             )));
@@ -302,7 +303,7 @@ pub fn complete_registration(
     db::write_transaction(conn, |c| {
         let session = find_live(c, token)?;
         let Some(pending) = session.gdpr_pending.as_deref() else {
-            return Err(Error::bad_request(
+            return Err(Error::invalid(
                 "This session has no registration waiting for GDPR consent",
             ));
         };
@@ -311,7 +312,7 @@ pub fn complete_registration(
             return Ok(None);
         }
         if !gdpr1 {
-            return Err(Error::bad_request(
+            return Err(Error::invalid(
                 "gdpr1 must be 'on': consent to processing your email and IP address is required",
             ));
         }

@@ -94,7 +94,7 @@ impl CancelReason {
             .find(|r| r.code().eq_ignore_ascii_case(t) || r.label().eq_ignore_ascii_case(t))
             .ok_or_else(|| {
                 let codes: Vec<&str> = Self::ALL.iter().map(|r| r.code()).collect();
-                Error::bad_request(format!(
+                Error::invalid(format!(
                     "reason must be one of: {} (free text goes in details)",
                     codes.join(", ")
                 ))

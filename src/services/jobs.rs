@@ -11,7 +11,7 @@ use crate::db::models::{
 };
 use crate::db::schema::{jobs, printer_shares, printers, users};
 use crate::db::{self, DbConn};
-use crate::error::{Error, Result};
+use crate::error::{Conflict, Error, Result};
 use crate::services::auth::{random_token, token_hash};
 use crate::services::commands;
 use crate::services::job_states::{cancel_source, CancelReason};
@@ -90,16 +90,21 @@ impl StartBlocker {
 
 impl From<StartBlocker> for Error {
     fn from(b: StartBlocker) -> Error {
-        Error::Conflict(match b {
-            StartBlocker::Offline => "The printer is offline".into(),
-            StartBlocker::InError(detail) => format!(
-                "The printer is in error{}",
-                detail.map(|e| format!(": {e}")).unwrap_or_default()
-            ),
-            StartBlocker::Busy => "The printer is busy with another job".into(),
-            StartBlocker::TrayNotClear => "The build tray is not clear; clear it first".into(),
-            StartBlocker::NotReady(state) => format!("The printer is not ready (state {state})"),
-        })
+        Error::Conflict(
+            Conflict::WrongState,
+            match b {
+                StartBlocker::Offline => "The printer is offline".into(),
+                StartBlocker::InError(detail) => format!(
+                    "The printer is in error{}",
+                    detail.map(|e| format!(": {e}")).unwrap_or_default()
+                ),
+                StartBlocker::Busy => "The printer is busy with another job".into(),
+                StartBlocker::TrayNotClear => "The build tray is not clear; clear it first".into(),
+                StartBlocker::NotReady(state) => {
+                    format!("The printer is not ready (state {state})")
+                }
+            },
+        )
     }
 }
 
@@ -148,21 +153,21 @@ fn check_means(
 ) -> Result<()> {
     if let Some(q) = user.monthly_quota {
         if quota_used(user, now) >= q {
-            return Err(Error::forbidden("Your monthly print quota is used up"));
+            return Err(Error::denied("Your monthly print quota is used up"));
         }
     }
     if let (Some(balance), Some(cost)) = (user.balance, cost) {
         if balance < cost {
-            return Err(Error::forbidden(format!(
+            return Err(Error::denied(format!(
                 "Your balance ({balance:.2}) does not cover this print ({cost:.2})"
             )));
         }
     }
     if let Some(s) = share {
         let s = PrinterShare::find(conn, s.id)?
-            .ok_or_else(|| Error::forbidden("The share of this printer was removed"))?;
+            .ok_or_else(|| Error::denied("The share of this printer was removed"))?;
         if s.number_of_prints.is_some_and(|n| s.prints_used >= n) {
-            return Err(Error::forbidden(
+            return Err(Error::denied(
                 "The prints of your share of this printer are used up",
             ));
         }
@@ -295,20 +300,20 @@ pub fn print_file(
         let now = db::now();
         let (printer, access) = printer_access::visible(c, user, printer_id)?;
         if !only_queue && access < Access::Print {
-            return Err(Error::forbidden(
+            return Err(Error::denied(
                 "You may only queue jobs on this printer (only_queue=1)",
             ));
         }
         let file = StoredFile::find_owned(c, user.id, file_id)?
             .ok_or_else(|| Error::not_found(format!("File {file_id} not found")))?;
         if file.kind != "gcode" || file.state != "ready" {
-            return Err(Error::bad_request(format!(
+            return Err(Error::invalid(format!(
                 "File {file_id} is not a printable G-code file"
             )));
         }
         if let (Some(ft), Some(pt)) = (file.printer_type_id, printer.printer_type_id) {
             if ft != pt {
-                return Err(Error::bad_request(format!(
+                return Err(Error::invalid(format!(
                     "File {file_id} was made for another printer type ({ft}); this printer is type {pt}"
                 )));
             }
@@ -377,7 +382,10 @@ fn start(c: &mut DbConn, job: Job, by: i64, ctx: &JobContext) -> Result<Job> {
     let now = db::now();
     let printer = lock_printer(c, job.printer_id)?;
     if job.status_id != job_status::QUEUED {
-        return Err(Error::Conflict(format!("Job {} is not queued", job.id)));
+        return Err(Error::conflict(
+            Conflict::WrongState,
+            format!("Job {} is not queued", job.id),
+        ));
     }
     if let Some(b) = start_blocker(&printer, ctx.offline_after, now) {
         return Err(b.into());
@@ -481,10 +489,13 @@ pub fn job_start(conn: &mut DbConn, user: &User, job_id: i64, ctx: &JobContext) 
     db::write_transaction(conn, |c| {
         let (job, access) = actionable(c, user, job_id)?;
         if access < Access::Print {
-            return Err(Error::forbidden("You may only queue jobs on this printer"));
+            return Err(Error::denied("You may only queue jobs on this printer"));
         }
         if job.status_id != job_status::QUEUED {
-            return Err(Error::Conflict(format!("Job {job_id} is not queued")));
+            return Err(Error::conflict(
+                Conflict::WrongState,
+                format!("Job {job_id} is not queued"),
+            ));
         }
         start(c, job, user.id, ctx)
     })
@@ -500,7 +511,10 @@ pub fn job_command(
     db::write_transaction(conn, |c| {
         let (job, _) = actionable(c, user, job_id)?;
         if job.status_id != job_status::IN_PROGRESS {
-            return Err(Error::Conflict(format!("Job {job_id} is not printing")));
+            return Err(Error::conflict(
+                Conflict::WrongState,
+                format!("Job {job_id} is not printing"),
+            ));
         }
         let mut extra = Map::new();
         extra.insert("job_id".into(), json!(job.id));
@@ -514,7 +528,7 @@ pub const MAX_FEEDBACK: usize = 2000;
 
 fn bounded<'a>(name: &str, text: Option<&'a str>, max: usize) -> Result<Option<&'a str>> {
     match text.map(str::trim).filter(|t| !t.is_empty()) {
-        Some(t) if t.chars().count() > max => Err(Error::bad_request(format!(
+        Some(t) if t.chars().count() > max => Err(Error::invalid(format!(
             "{name} must be at most {max} characters"
         ))),
         other => Ok(other),
@@ -575,7 +589,10 @@ pub fn job_cancel(
                 commands::enqueue(c, job.printer_id, "cancel", extra, Some(job.id))?;
                 Ok(())
             }
-            _ => Err(Error::Conflict(format!("Job {job_id} has already ended"))),
+            _ => Err(Error::conflict(
+                Conflict::WrongState,
+                format!("Job {job_id} has already ended"),
+            )),
         }
     })
 }
@@ -593,7 +610,7 @@ pub fn job_feedback(
     db::write_transaction(conn, |c| {
         let (job, _) = actionable(c, user, job_id)?;
         if job_status::is_active(job.status_id) {
-            return Err(Error::Conflict(format!(
+            return Err(Error::conflict(Conflict::WrongState, format!(
                 "Job {job_id} has not ended yet: feedback is left on a finished, cancelled or failed job"
             )));
         }
@@ -749,7 +766,7 @@ pub fn auto_start(c: &mut DbConn, printer_id: i64, ctx: &JobContext) -> Result<O
     match c.transaction(|c| start(c, job.clone(), by, ctx)) {
         Ok(job) => Ok(Some(job)),
         // The next job's owner cannot pay any more: it fails instead of blocking the queue.
-        Err(Error::Forbidden(reason)) => {
+        Err(Error::Denied(reason)) => {
             end_job(
                 c,
                 &job,

@@ -75,7 +75,7 @@ pub fn poll(
         let user =
             User::find(c, user_id)?.ok_or_else(|| Error::not_found("Unknown login token"))?;
         if user.disabled {
-            return Err(Error::forbidden("This account is disabled"));
+            return Err(Error::denied("This account is disabled"));
         }
         let session = create_session(c, policy, user.id, None, now)?;
         Ok(Some((session, user.email)))

@@ -22,7 +22,7 @@ pub fn require_org_admin(user: &User) -> Result<()> {
     if is_org_admin(user) {
         Ok(())
     } else {
-        Err(Error::forbidden("Only organization admins may do this"))
+        Err(Error::denied("Only organization admins may do this"))
     }
 }
 
@@ -43,7 +43,7 @@ pub fn manageable_workgroup(conn: &mut DbConn, caller: &User, id: i64) -> Result
     {
         return Ok(wg);
     }
-    Err(Error::forbidden(
+    Err(Error::denied(
         "Only organization admins and this workgroup's admins may manage it",
     ))
 }
@@ -82,7 +82,7 @@ pub fn add_user_to_workgroup(
     member_rights: i32,
 ) -> Result<i64> {
     if !rights::is_valid(member_rights) {
-        return Err(Error::bad_request(
+        return Err(Error::invalid(
             "rights must be 2 (can print) or 3 (can queue)",
         ));
     }
@@ -139,7 +139,7 @@ pub fn create_workgroup_in(
 ) -> Result<Workgroup> {
     let name = name.trim();
     if name.is_empty() {
-        return Err(Error::bad_request("workgroup name must not be empty"));
+        return Err(Error::invalid("workgroup name must not be empty"));
     }
     if Organization::find(conn, org)?.is_none() {
         return Err(Error::not_found(format!("organization {org} not found")));
@@ -167,7 +167,7 @@ pub fn create_organization_user(
 ) -> Result<Option<(User, String)>> {
     require_org_admin(caller)?;
     if req.gdpr != 1 && req.gdpr != 3 {
-        return Err(Error::bad_request("gdpr must be 1 or 3"));
+        return Err(Error::invalid("gdpr must be 1 or 3"));
     }
     db::write_transaction(conn, |c| {
         // Emails are unique across organizations, but whether one is taken elsewhere is not
@@ -260,14 +260,14 @@ pub fn update_user_settings(
 ) -> Result<()> {
     require_org_admin(caller)?;
     if balance.is_none() && quota.is_none() {
-        return Err(Error::bad_request("give balance and/or quota"));
+        return Err(Error::invalid("give balance and/or quota"));
     }
     if balance.is_some_and(|b| b < 0.0) {
-        return Err(Error::bad_request("balance must not be negative"));
+        return Err(Error::invalid("balance must not be negative"));
     }
     let quota = quota
         .map(|q| i32::try_from(q).ok().filter(|q| *q >= 0))
-        .map(|q| q.ok_or_else(|| Error::bad_request("quota must be a non-negative integer")))
+        .map(|q| q.ok_or_else(|| Error::invalid("quota must be a non-negative integer")))
         .transpose()?;
     db::write_transaction(conn, |c| {
         let user = User::find_in_org(c, caller.organization_id, user_id)?
@@ -311,7 +311,7 @@ pub fn update_org_settings(
             let h = i32::try_from(h)
                 .ok()
                 .filter(|h| (1..=24 * 365).contains(h))
-                .ok_or_else(|| Error::bad_request("actual_jobs_hours must be 1..8760"))?;
+                .ok_or_else(|| Error::invalid("actual_jobs_hours must be 1..8760"))?;
             diesel::update(organizations::table.find(org))
                 .set(organizations::actual_jobs_hours.eq(h))
                 .execute(c)?;
@@ -321,7 +321,7 @@ pub fn update_org_settings(
                 .as_object()
                 .is_some_and(|m| m.values().all(|v| v.as_f64().is_some_and(|x| x >= 0.0)));
             if !valid {
-                return Err(Error::bad_request("material_prices must be an object of non-negative prices per kg, e.g. {\"PLA\": 25}"));
+                return Err(Error::invalid("material_prices must be an object of non-negative prices per kg, e.g. {\"PLA\": 25}"));
             }
             diesel::update(organizations::table.find(org))
                 .set(organizations::material_prices.eq(Some(p.to_string())))
@@ -330,7 +330,7 @@ pub fn update_org_settings(
         if let Some(cur) = currency {
             let cur = cur.trim().to_uppercase();
             if cur.len() != 3 || !cur.chars().all(|c| c.is_ascii_alphabetic()) {
-                return Err(Error::bad_request("currency must be a 3-letter code"));
+                return Err(Error::invalid("currency must be a 3-letter code"));
             }
             diesel::update(organizations::table.find(org))
                 .set(organizations::currency.eq(cur))

@@ -18,7 +18,7 @@ use crate::db::models::{
     PrinterShare, PrinterType, PrinterWorkgroups, RegistrationCode, User, Workgroup,
 };
 use crate::db::{self, DbConn};
-use crate::error::{Error, Result};
+use crate::error::{AgentCode, Error, Result};
 use crate::services::auth::{random_token, token_hash};
 use crate::services::orgs::is_org_admin;
 
@@ -127,7 +127,7 @@ pub fn visible(conn: &mut DbConn, user: &User, id: i64) -> Result<(Printer, Acce
 pub fn managed(conn: &mut DbConn, user: &User, id: i64) -> Result<Printer> {
     let (printer, a) = visible(conn, user, id)?;
     if a < Access::Manage {
-        return Err(Error::forbidden(
+        return Err(Error::denied(
             "Only the printer's owner and organization admins may do this",
         ));
     }
@@ -284,7 +284,7 @@ pub fn organization_printers(
                 .collect(),
         )
     } else {
-        return Err(Error::forbidden(
+        return Err(Error::denied(
             "Only organization and workgroup admins may list the organization's printers",
         ));
     };
@@ -376,19 +376,18 @@ pub fn share(
     let role = i32::try_from(role)
         .ok()
         .filter(|r| *r == share_role::CAN_PRINT || *r == share_role::CAN_QUEUE)
-        .ok_or_else(|| Error::bad_request("role_id must be 2 (can print) or 5 (can queue)"))?;
+        .ok_or_else(|| Error::invalid("role_id must be 2 (can print) or 5 (can queue)"))?;
     let prints = prints
         .map(|n| {
-            i32::try_from(n).ok().filter(|n| *n >= 0).ok_or_else(|| {
-                Error::bad_request("number_of_prints must be a non-negative integer")
-            })
+            i32::try_from(n)
+                .ok()
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| Error::invalid("number_of_prints must be a non-negative integer"))
         })
         .transpose()?;
     let email = normalize_email(email);
     if !email.contains('@') || email.len() > 254 {
-        return Err(Error::bad_request(
-            "user_email is not a valid email address",
-        ));
+        return Err(Error::invalid("user_email is not a valid email address"));
     }
     db::write_transaction(conn, |c| {
         let printer = managed(c, user, printer_id)?;
@@ -414,7 +413,7 @@ pub fn unshare(conn: &mut DbConn, user: &User, share_id: i64) -> Result<()> {
         // Someone who cannot manage the printer learns nothing about its shares.
         match managed(c, user, share.printer_id) {
             Ok(_) => {}
-            Err(Error::Forbidden(_)) | Err(Error::NotFound(_)) => return Err(missing()),
+            Err(Error::Denied(_)) | Err(Error::NotFound(_)) => return Err(missing()),
             Err(e) => return Err(e),
         }
         PrinterShare::delete(c, share.id)?;
@@ -428,7 +427,7 @@ pub fn set_tray(conn: &mut DbConn, user: &User, printer_id: i64, clear: bool) ->
     db::write_transaction(conn, |c| {
         let (printer, access) = visible(c, user, printer_id)?;
         if access < Access::Print {
-            return Err(Error::forbidden(
+            return Err(Error::denied(
                 "Only users who may print on this printer may change its build tray",
             ));
         }
@@ -509,28 +508,18 @@ pub enum Registration {
     Token { token: String, email: String },
 }
 
-/// Agent error: `{"error": {"code", "message"}}` in the printer protocol.
-#[derive(Debug)]
-pub struct AgentError {
-    pub code: i32,
-    pub message: String,
-}
-
-pub const AGENT_BAD_TOKEN: i32 = 3;
-pub const AGENT_BAD_CODE: i32 = 31;
-
 /// The agent's `register` poll.
 pub fn agent_register(
     conn: &mut DbConn,
     device: &DeviceInfo,
     code: Option<&str>,
     ttl: Duration,
-) -> Result<std::result::Result<Registration, AgentError>> {
+) -> Result<Registration> {
     if device.snr.is_empty() {
-        return Ok(Err(AgentError {
-            code: 30,
-            message: "SNR is required to register".into(),
-        }));
+        return Err(Error::agent(
+            AgentCode::SerialMissing,
+            "SNR is required to register",
+        ));
     }
     let now = db::now();
     let Some(code) = code.map(normalize_code).filter(|c| !c.is_empty()) else {
@@ -543,14 +532,9 @@ pub fn agent_register(
             device.type_alias.as_deref(),
             now + ttl,
         )?;
-        return Ok(Ok(Registration::Code(code)));
+        return Ok(Registration::Code(code));
     };
-    let bad = |m: &str| {
-        Ok(Err(AgentError {
-            code: AGENT_BAD_CODE,
-            message: m.to_string(),
-        }))
-    };
+    let bad = |m: &str| Err(Error::agent(AgentCode::BadRegistrationCode, m));
     let Some(row) = RegistrationCode::find(conn, &code)? else {
         return bad("Unknown registration code; register again without a code");
     };
@@ -564,10 +548,10 @@ pub fn agent_register(
             .transpose()?
             .map(|u| u.email)
             .unwrap_or_default();
-        return Ok(Ok(Registration::Token {
+        return Ok(Registration::Token {
             token: token.clone(),
             email,
-        }));
+        });
     }
     if row.redeemed_at.is_some() {
         return bad("This registration code was already used; register again without a code");
@@ -575,7 +559,7 @@ pub fn agent_register(
     if row.expires_at <= now {
         return bad("The registration code expired; register again without a code");
     }
-    Ok(Ok(Registration::Code(row.code)))
+    Ok(Registration::Code(row.code))
 }
 
 /// `add_printer_by_registration_code`: the code's device becomes a printer of the caller's
@@ -656,7 +640,7 @@ fn pair_device_inner(
         // A new token cuts off the agent that holds the old one, so re-pairing is managing
         // the printer: anyone else could take over its next print (issue #13).
         if access(conn, user, &p)? != Some(Access::Manage) {
-            return Err(Error::forbidden(format!(
+            return Err(Error::denied(format!(
                 "The device {} {} {} is already paired as a printer you may not manage; \
                  ask its owner or an organization admin",
                 device.vid, device.pid, device.snr

@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::db::models::{Quote, SliceJob, StoredFile, User};
 use crate::db::schema::{files, jobs, quote_usage, quotes, slice_jobs};
 use crate::db::{self, DbConn};
-use crate::error::{Error, Result};
+use crate::error::{Conflict, Error, Result};
 use crate::services::slicing::{self, SliceRequest};
 
 fn default_currency() -> String {
@@ -132,7 +132,7 @@ pub fn check_storage(conn: &mut DbConn, user: &User, incoming: u64, limit_mb: u6
     }
     let used = usage(conn, user)?.storage_used.max(0) as u64;
     if used.saturating_add(incoming) > limit_mb.saturating_mul(1024 * 1024) {
-        return Err(Error::PayloadTooLarge(
+        return Err(Error::TooLarge(
             "Your storage limit is reached; delete files first".into(),
         ));
     }
@@ -156,7 +156,7 @@ pub fn create(
         ("minimum_price", quote_config.minimum_price),
     ] {
         if v.is_some_and(|v| !v.is_finite() || v < 0.0) {
-            return Err(Error::bad_request(format!(
+            return Err(Error::invalid(format!(
                 "quote_config.{name} must not be negative"
             )));
         }
@@ -165,7 +165,7 @@ pub fn create(
         // One quota check at a time per user, so parallel requests cannot all pass it.
         db::lock_key(c, &format!("quotes:user:{}", user.id))?;
         if quotes_per_month > 0 && usage(c, user)?.quotes_used >= quotes_per_month {
-            return Err(Error::TooManyRequests(format!(
+            return Err(Error::RateLimited(format!(
                 "Monthly quote limit of {quotes_per_month} reached"
             )));
         }
@@ -403,9 +403,10 @@ pub fn delete_file(conn: &mut DbConn, user: &User, file_id: i64) -> Result<(Stor
         let f = StoredFile::find_owned(c, user.id, file_id)?
             .ok_or_else(|| Error::not_found(format!("File {file_id} not found")))?;
         if used_by_jobs(c, f.id)? {
-            return Err(Error::Conflict(format!(
-                "File {file_id} was printed; it stays for the job history"
-            )));
+            return Err(Error::conflict(
+                Conflict::InUse,
+                format!("File {file_id} was printed; it stays for the job history"),
+            ));
         }
         let mut removed = Vec::new();
         let qs: Vec<Quote> = quotes::table.filter(quotes::file_id.eq(f.id)).load(c)?;

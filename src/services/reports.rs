@@ -204,7 +204,7 @@ pub fn parse_fields<'a>(
     }
     if !unknown.is_empty() {
         let known: Vec<&str> = Field::ALL.iter().map(|f| f.name()).collect();
-        return Err(Error::bad_request(format!(
+        return Err(Error::invalid(format!(
             "parameter '{param}' names unknown fields: {}; known fields: {}",
             unknown.join(", "),
             known.join(", ")
@@ -244,7 +244,7 @@ pub fn report_fields_setting(names: &[String]) -> Result<Option<String>> {
     }
     let fields = parse_fields("report_fields", names.iter().map(String::as_str))?;
     if fields.is_empty() {
-        return Err(Error::bad_request(
+        return Err(Error::invalid(
             "parameter 'report_fields' must name at least one field (or be 'default')",
         ));
     }
@@ -266,7 +266,7 @@ pub struct DateRange {
 
 fn parse_day(param: &str, text: &str) -> Result<NaiveDate> {
     NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").map_err(|_| {
-        Error::bad_request(format!(
+        Error::invalid(format!(
             "parameter '{param}' must be a date as Y-m-d, e.g. 2019-06-01 (got '{text}')"
         ))
     })
@@ -282,13 +282,13 @@ impl DateRange {
             .transpose()?
             .unwrap_or(to - Duration::days(DEFAULT_RANGE_DAYS));
         if from > to {
-            return Err(Error::bad_request(format!(
+            return Err(Error::invalid(format!(
                 "parameter 'from' ({from}) is after 'to' ({to})"
             )));
         }
         let days = (to - from).num_days();
         if days > MAX_RANGE_DAYS {
-            return Err(Error::bad_request(format!(
+            return Err(Error::invalid(format!(
                 "the range from {from} to {to} spans {days} days; at most {MAX_RANGE_DAYS} days are allowed"
             )));
         }
@@ -355,7 +355,7 @@ pub fn scope_for(conn: &mut DbConn, user: &User) -> Result<Scope> {
                 printers,
             })
         }
-        _ => Err(Error::forbidden(
+        _ => Err(Error::denied(
             "Reports are for organization admins and workgroup admins",
         )),
     }

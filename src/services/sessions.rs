@@ -65,7 +65,7 @@ fn check_throttle(
         if LoginFailure::count_since(conn, key, since)? >= *max {
             let oldest = LoginFailure::oldest_since(conn, key, since)?.unwrap_or(now);
             let wait = (oldest + policy.throttle_window - now).num_seconds().max(1);
-            return Err(Error::TooManyRequests(format!(
+            return Err(Error::RateLimited(format!(
                 "Too many failed login attempts for this {what}; try again in {wait} seconds"
             )));
         }
@@ -144,11 +144,13 @@ pub fn verify_credentials(
                 Ok(())
             })?;
             if user.disabled {
-                return Err(Error::forbidden("This account is disabled"));
+                return Err(Error::denied("This account is disabled"));
             }
             Ok(user)
         }
-        _ => Err(Error::Unauthorized("Invalid username or password".into())),
+        _ => Err(Error::Unauthenticated(
+            "Invalid username or password".into(),
+        )),
     }
 }
 
@@ -218,13 +220,13 @@ pub fn authenticate(
 ) -> Result<Authenticated> {
     let session = find_live(conn, token)?;
     let Some(user_id) = session.user_id else {
-        return Err(Error::forbidden(
+        return Err(Error::denied(
             "Registration is waiting for GDPR consent; call gdpr_registration first",
         ));
     };
     let user = User::find(conn, user_id)?.ok_or_else(invalid_session)?;
     if user.disabled {
-        return Err(Error::forbidden("This account is disabled"));
+        return Err(Error::denied("This account is disabled"));
     }
     let now = db::now();
     // Sliding expiry without a write on every request: refresh once a minute at most.
@@ -236,18 +238,18 @@ pub fn authenticate(
 }
 
 fn invalid_session() -> Error {
-    Error::Unauthorized("Invalid session".into())
+    Error::Unauthenticated("Invalid session".into())
 }
 
 /// A session that has not expired (GDPR-pending ones included).
 pub fn find_live(conn: &mut DbConn, token: &str) -> Result<Session> {
     if token.is_empty() {
-        return Err(Error::Unauthorized("Missing session".into()));
+        return Err(Error::Unauthenticated("Missing session".into()));
     }
     let session = Session::find_by_hash(conn, &token_hash(token))?.ok_or_else(invalid_session)?;
     if session.expires_at <= db::now() {
         Session::delete(conn, session.id)?;
-        return Err(Error::Unauthorized("Session expired".into()));
+        return Err(Error::Unauthenticated("Session expired".into()));
     }
     Ok(session)
 }

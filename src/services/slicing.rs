@@ -35,18 +35,18 @@ pub struct Requested {
 pub fn request(conn: &mut DbConn, user: &User, req: &SliceRequest) -> Result<Requested> {
     let slicer = req.slicer_id.unwrap_or(DEFAULT_SLICER);
     if !SLICERS.contains(&slicer) {
-        return Err(Error::bad_request(format!(
+        return Err(Error::invalid(format!(
             "slicer_id {slicer} is not available on this server; it slices with {} (PrusaSlicer)",
             SLICERS.map(|s| s.to_string()).join(", ")
         )));
     }
-    let profile = Profile::from_json(&req.profile)
-        .map_err(|e| Error::bad_request(format!("profile: {e}")))?;
+    let profile =
+        Profile::from_json(&req.profile).map_err(|e| Error::invalid(format!("profile: {e}")))?;
     db::write_transaction(conn, |c| {
         let file = StoredFile::find_owned(c, user.id, req.file_id)?
             .ok_or_else(|| Error::not_found(format!("File {} not found", req.file_id)))?;
         if !matches!(file.kind.as_str(), "stl" | "3mf" | "obj") || file.state != "ready" {
-            return Err(Error::bad_request(format!(
+            return Err(Error::invalid(format!(
                 "File {} is not a model (STL, 3MF or OBJ) to slice",
                 file.id
             )));
@@ -54,7 +54,7 @@ pub fn request(conn: &mut DbConn, user: &User, req: &SliceRequest) -> Result<Req
         if let Some(p) = req.printer_id {
             let (_, access) = printers::visible(c, user, p)?;
             if req.start_print && access < Access::Print {
-                return Err(Error::forbidden("You may only queue jobs on this printer"));
+                return Err(Error::denied("You may only queue jobs on this printer"));
             }
         }
         let analysis: MeshAnalysis = file
@@ -65,14 +65,14 @@ pub fn request(conn: &mut DbConn, user: &User, req: &SliceRequest) -> Result<Req
         // PrusaSlicer has nothing to slice in a flat sheet, and then reports it as not
         // fitting the bed; say what is wrong instead.
         if analysis.size.iter().any(|&d| d <= 0.0) {
-            return Err(Error::bad_request(format!(
+            return Err(Error::invalid(format!(
                 "the model is flat ({:.1} × {:.1} × {:.1} mm): a surface without thickness cannot be printed",
                 analysis.size[0], analysis.size[1], analysis.size[2]
             )));
         }
         let bed = profile.build_volume();
         if !crate::mesh::fits(&analysis, bed) {
-            return Err(Error::bad_request(format!(
+            return Err(Error::invalid(format!(
                 "the model ({:.1} × {:.1} × {:.1} mm) does not fit the printer ({} × {} × {} mm)",
                 analysis.size[0], analysis.size[1], analysis.size[2], bed[0], bed[1], bed[2]
             )));

@@ -1,9 +1,13 @@
-//! The Global API envelope `{"result": …, "message": …}`: the success half, and the OpenAPI
-//! description of both halves (failures come from `Error`'s mapping).
+//! The Global API envelope `{"result": …, "message": …}`: the success half, the failure half
+//! (how an `Error` is rendered, also for the pages and downloads), and the OpenAPI
+//! description of both.
 
 use std::collections::BTreeMap;
 
-use actix_web::HttpResponse;
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+
+use crate::error::{AgentCode, Error};
 use serde::{Serialize, Serializer};
 use utoipa::openapi::response::Response;
 use utoipa::openapi::schema::{ArrayBuilder, Schema};
@@ -15,6 +19,70 @@ pub fn ok(message: impl Serialize) -> HttpResponse {
         result: true,
         message,
     })
+}
+
+/// The HTTP status of an error, for every API.
+pub fn status_of(e: &Error) -> StatusCode {
+    match e {
+        Error::Invalid(_) => StatusCode::BAD_REQUEST,
+        Error::Unauthenticated(_) | Error::AgentRefused(AgentCode::BadToken, _) => {
+            StatusCode::UNAUTHORIZED
+        }
+        Error::AgentRefused(AgentCode::BodyTooLarge, _) | Error::TooLarge(_) => {
+            StatusCode::PAYLOAD_TOO_LARGE
+        }
+        Error::AgentRefused(..) => StatusCode::BAD_REQUEST,
+        Error::Denied(_) => StatusCode::FORBIDDEN,
+        Error::NotFound(_) => StatusCode::NOT_FOUND,
+        Error::Conflict(..) => StatusCode::CONFLICT,
+        Error::Gone(_) => StatusCode::GONE,
+        Error::StorageFull(_) => StatusCode::INSUFFICIENT_STORAGE,
+        Error::OutOfRange(_) => StatusCode::RANGE_NOT_SATISFIABLE,
+        Error::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+        Error::Unavailable(_) | Error::Transient => StatusCode::SERVICE_UNAVAILABLE,
+        Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// A refusal in the envelope, with the given status.
+pub fn fail(status: StatusCode, message: impl Into<String>) -> HttpResponse {
+    HttpResponse::build(status).json(Failure {
+        result: false,
+        message: message.into(),
+    })
+}
+
+impl From<actix_web::error::BlockingError> for Error {
+    fn from(e: actix_web::error::BlockingError) -> Self {
+        Error::Internal(format!("blocking task: {e}"))
+    }
+}
+
+/// Errors render as the Global API's failure envelope (pages and downloads share it).
+impl ResponseError for Error {
+    fn status_code(&self) -> StatusCode {
+        status_of(self)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let Error::Internal(detail) = self {
+            tracing::error!(%detail, "internal error");
+        }
+        let mut res = fail(self.status_code(), self.client_message());
+        let headers = res.headers_mut();
+        if let Error::OutOfRange(size) = self {
+            if let Ok(v) = format!("bytes */{size}").parse() {
+                headers.insert(actix_web::http::header::CONTENT_RANGE, v);
+            }
+        }
+        if self.status_code() == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(
+                actix_web::http::header::RETRY_AFTER,
+                actix_web::http::header::HeaderValue::from_static("1"),
+            );
+        }
+        res
+    }
 }
 
 /// A successful answer: `result` is always `true`.

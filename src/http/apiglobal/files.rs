@@ -39,9 +39,7 @@ fn upload_meta(p: &Params) -> Result<UploadMeta> {
         project_color: p.str("project_color").map(str::to_string),
         upload_type_id: p
             .i64("upload_type_id")?
-            .map(|v| {
-                i32::try_from(v).map_err(|_| Error::bad_request("upload_type_id is out of range"))
-            })
+            .map(|v| i32::try_from(v).map_err(|_| Error::invalid("upload_type_id is out of range")))
             .transpose()?,
         upload_soft_name: p.str("upload_soft_name").map(str::to_string),
         reserved_id: None,

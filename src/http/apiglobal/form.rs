@@ -45,7 +45,7 @@ pub enum FormError {
 
 impl From<FormError> for crate::error::Error {
     fn from(e: FormError) -> Self {
-        crate::error::Error::BadRequest(e.to_string())
+        crate::error::Error::Invalid(e.to_string())
     }
 }
 

@@ -86,7 +86,7 @@ pub async fn gdpr_registration(
 ) -> Result<HttpResponse, Error> {
     let session = p
         .session
-        .ok_or_else(|| Error::Unauthorized("missing required parameter 'session'".into()))?;
+        .ok_or_else(|| Error::Unauthenticated("missing required parameter 'session'".into()))?;
     let gdpr1 = p.gdpr1.unwrap_or(false);
     let gdpr2 = p.gdpr2.unwrap_or(false);
     let cancel = p.cancel.is_some();

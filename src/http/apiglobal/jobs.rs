@@ -143,10 +143,10 @@ pub async fn get_printer_jobs(
     let limit = p.limit.unwrap_or(20);
     let offset = p.offset.unwrap_or(0);
     if !(1..=1000).contains(&limit) {
-        return Err(Error::bad_request("limit must be between 1 and 1000"));
+        return Err(Error::invalid("limit must be between 1 and 1000"));
     }
     if offset < 0 {
-        return Err(Error::bad_request("offset must not be negative"));
+        return Err(Error::invalid("offset must not be negative"));
     }
     let prev = p.prev_time;
     let actual = p.is_actual.unwrap_or(false);

@@ -138,12 +138,15 @@ where
         .otherwise("405", method_not_allowed);
 }
 
-async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, Error> {
-    Err(Error::MethodNotAllowed(format!(
-        "{} is not allowed on {}; Global API calls use POST",
-        req.method(),
-        req.path()
-    )))
+async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+    envelope::fail(
+        actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "{} is not allowed on {}; Global API calls use POST",
+            req.method(),
+            req.path()
+        ),
+    )
 }
 
 /// The parameters of one call, read leniently from the body (any content type) and the
@@ -199,7 +202,7 @@ impl FromRequest for Form {
 /// Refuses parameters holding NUL characters (Postgres text cannot store them).
 pub(crate) fn refuse_nul(params: &Params) -> Result<(), Error> {
     match params.with_nul() {
-        Some(name) => Err(Error::bad_request(format!(
+        Some(name) => Err(Error::invalid(format!(
             "parameter '{}' contains a NUL character",
             name.replace('\0', "\\0")
         ))),
@@ -208,14 +211,13 @@ pub(crate) fn refuse_nul(params: &Params) -> Result<(), Error> {
 }
 
 fn too_large(limit: usize) -> Error {
-    Error::PayloadTooLarge(format!("Request body is larger than {limit} bytes"))
+    Error::TooLarge(format!("Request body is larger than {limit} bytes"))
 }
 
 pub(crate) async fn read_body(mut payload: Payload, limit: usize) -> Result<web::BytesMut, Error> {
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk =
-            chunk.map_err(|e| Error::bad_request(format!("Cannot read request body: {e}")))?;
+        let chunk = chunk.map_err(|e| Error::invalid(format!("Cannot read request body: {e}")))?;
         if body.len() + chunk.len() > limit {
             return Err(too_large(limit));
         }
@@ -237,7 +239,7 @@ async fn multipart_text_fields(
     let mut total = 0usize;
     while let Some(field) = parts.next().await {
         let mut field =
-            field.map_err(|e| Error::bad_request(format!("Malformed multipart body: {e}")))?;
+            field.map_err(|e| Error::invalid(format!("Malformed multipart body: {e}")))?;
         let disposition = field.content_disposition().cloned();
         let name = disposition
             .as_ref()
@@ -249,14 +251,14 @@ async fn multipart_text_fields(
             .and_then(|d| d.get_filename())
             .is_some()
         {
-            return Err(Error::bad_request(format!(
+            return Err(Error::invalid(format!(
                 "part '{name}' is a file; this call takes no files"
             )));
         }
         let mut value = Vec::new();
         while let Some(chunk) = field.next().await {
             let chunk =
-                chunk.map_err(|e| Error::bad_request(format!("Malformed multipart body: {e}")))?;
+                chunk.map_err(|e| Error::invalid(format!("Malformed multipart body: {e}")))?;
             total += chunk.len();
             if total > limit {
                 return Err(too_large(limit));
@@ -264,7 +266,7 @@ async fn multipart_text_fields(
             value.extend_from_slice(&chunk);
         }
         let value = String::from_utf8(value)
-            .map_err(|_| Error::bad_request(format!("part '{name}' is not valid UTF-8 text")))?;
+            .map_err(|_| Error::invalid(format!("part '{name}' is not valid UTF-8 text")))?;
         pairs.push((name, value));
     }
     Ok(pairs)
@@ -331,7 +333,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for Args<T> {
 pub async fn authenticate(state: &AppState, params: &Params) -> Result<Authenticated, Error> {
     let token = params
         .str("session")
-        .ok_or_else(|| Error::Unauthorized("missing required parameter 'session'".into()))?
+        .ok_or_else(|| Error::Unauthenticated("missing required parameter 'session'".into()))?
         .to_string();
     let policy = state.session_policy.clone();
     state

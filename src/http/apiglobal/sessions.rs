@@ -30,10 +30,10 @@ pub async fn login(
     let username = p
         .username
         .or(p.email)
-        .ok_or_else(|| Error::bad_request("missing required parameter 'username'"))?;
+        .ok_or_else(|| Error::invalid("missing required parameter 'username'"))?;
     let RawText(password) = p.password;
     if password.is_empty() {
-        return Err(Error::bad_request("missing required parameter 'password'"));
+        return Err(Error::invalid("missing required parameter 'password'"));
     }
     let addr = client_addr(&req, state.config.server.trust_forwarded_for);
     let st = state.clone();
@@ -61,7 +61,7 @@ pub async fn logout(state: web::Data<AppState>, Form(p): Form) -> Result<HttpRes
     // Read by hand, not decoded: a missing session is 401 here, not a missing parameter.
     let token = p
         .str("session")
-        .ok_or_else(|| Error::Unauthorized("missing required parameter 'session'".into()))?
+        .ok_or_else(|| Error::Unauthenticated("missing required parameter 'session'".into()))?
         .to_string();
     state.db(move |c| sessions::logout(c, &token)).await?;
     Ok(ok(Nothing))

@@ -44,7 +44,7 @@ pub async fn slice(state: web::Data<AppState>, call: Signed<forms::Slice>) -> Re
     let profile = match p.profile {
         v @ Value::Object(_) => v,
         _ => {
-            return Err(Error::bad_request(
+            return Err(Error::invalid(
                 "profile must be a JSON object of slicer settings",
             ))
         }

@@ -99,7 +99,7 @@ pub async fn add_user_to_workgroup(
     let email = p.email;
     // printfarm extension: the member's rights (default 2, can print).
     let r = p.rights.map_or(Ok(rights::CAN_PRINT), |r| {
-        i32::try_from(r).map_err(|_| Error::bad_request("rights must be 2 or 3"))
+        i32::try_from(r).map_err(|_| Error::invalid("rights must be 2 or 3"))
     })?;
     let user_id = state
         .db(move |c| orgs::add_user_to_workgroup(c, &me, wg, &email, r))

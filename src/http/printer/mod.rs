@@ -11,10 +11,10 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde_json::{json, Value};
 
 use crate::db::models::Printer;
-use crate::error::Error;
+use crate::error::{AgentCode, Error};
 use crate::services::agent::{self, Poll};
 use crate::services::auth::random_token;
-use crate::services::printers::{self, AgentError, DeviceInfo, Registration};
+use crate::services::printers::{self, DeviceInfo, Registration};
 use crate::services::{jobs, sessions};
 use crate::AppState;
 
@@ -57,33 +57,43 @@ fn answer(v: Value) -> HttpResponse {
     HttpResponse::Ok().json(v)
 }
 
-fn agent_error(e: AgentError) -> HttpResponse {
-    answer(json!({"error": {"code": e.code, "message": e.message}}))
-}
-
-/// Server-side failures keep their HTTP status (agents retry), in the protocol's shape.
-fn server_error(e: Error) -> HttpResponse {
+/// An error in the protocol's shape. Refusals the agent acts on (`AgentRefused`) answer
+/// `200 OK` with their code; anything else keeps its HTTP status (agents retry), with the
+/// status as the code.
+fn render(e: Error) -> HttpResponse {
+    if let Error::AgentRefused(code, message) = e {
+        return refusal(code.code(), message);
+    }
     let status = e.status_code();
     if status == StatusCode::INTERNAL_SERVER_ERROR {
         tracing::error!(error = %e, "agent request failed");
     }
-    let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
-        "Internal server error".to_string()
-    } else {
-        e.to_string()
-    };
     HttpResponse::build(status)
-        .json(json!({"error": {"code": status.as_u16(), "message": message}}))
+        .json(json!({"error": {"code": status.as_u16(), "message": e.client_message()}}))
+}
+
+fn refusal(code: i32, message: String) -> HttpResponse {
+    answer(json!({"error": {"code": code, "message": message}}))
+}
+
+/// For the StreamerAPI logins: bad credentials are a bad token to the agent.
+fn credentials_refused(e: Error) -> Error {
+    match e {
+        Error::Unauthenticated(m) | Error::Denied(m) | Error::RateLimited(m) => {
+            Error::AgentRefused(AgentCode::BadToken, m)
+        }
+        other => other,
+    }
 }
 
 async fn body_json(payload: web::Payload, limit: usize) -> Result<Value, HttpResponse> {
     let bytes = crate::http::apiglobal::read_body(payload.into_inner(), limit)
         .await
         .map_err(|_| {
-            agent_error(AgentError {
-                code: 413,
-                message: format!("request body over {limit} bytes"),
-            })
+            render(Error::agent(
+                AgentCode::BodyTooLarge,
+                format!("request body over {limit} bytes"),
+            ))
         })?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(json!({}));
@@ -92,10 +102,10 @@ async fn body_json(payload: web::Payload, limit: usize) -> Result<Value, HttpRes
         .ok()
         .filter(Value::is_object)
         .ok_or_else(|| {
-            agent_error(AgentError {
-                code: 400,
-                message: "the body must be a JSON object".into(),
-            })
+            render(Error::agent(
+                AgentCode::BadRequest,
+                "the body must be a JSON object",
+            ))
         })
 }
 
@@ -135,12 +145,11 @@ async fn register(state: web::Data<AppState>, payload: web::Payload) -> HttpResp
         .db(move |c| printers::agent_register(c, &device, code.as_deref(), ttl))
         .await
     {
-        Ok(Ok(Registration::Code(code))) => answer(json!({"registration_code": code})),
-        Ok(Ok(Registration::Token { token, email })) => {
+        Ok(Registration::Code(code)) => answer(json!({"registration_code": code})),
+        Ok(Registration::Token { token, email }) => {
             answer(json!({"auth_token": token, "email": email}))
         }
-        Ok(Err(e)) => agent_error(e),
-        Err(e) => server_error(e),
+        Err(e) => render(e),
     }
 }
 
@@ -155,11 +164,10 @@ fn printer_token(body: &Value) -> String {
 
 async fn authenticated(state: &AppState, body: &Value) -> Result<Printer, HttpResponse> {
     let token = printer_token(body);
-    match state.db(move |c| agent::authenticate(c, &token)).await {
-        Ok(Ok(p)) => Ok(p),
-        Ok(Err(e)) => Err(agent_error(e)),
-        Err(e) => Err(server_error(e)),
-    }
+    state
+        .db(move |c| agent::authenticate(c, &token))
+        .await
+        .map_err(render)
 }
 
 /// A protocol request from a registered printer: its JSON body and the printer its token names.
@@ -213,7 +221,7 @@ async fn command(
     };
     let first = match first {
         Ok(c) => c,
-        Err(e) => return server_error(e),
+        Err(e) => return render(e),
     };
     let wait = body
         .get("wait")
@@ -240,7 +248,7 @@ async fn command(
         match state.db(move |c| agent::deliver(c, id)).await {
             Ok(Some(cmd)) => return command_answer(Some(cmd), &base),
             Ok(None) => {}
-            Err(e) => return server_error(e),
+            Err(e) => return render(e),
         }
         tokio::select! {
             _ = tokio::time::sleep_until(deadline) => break,
@@ -257,7 +265,7 @@ async fn command(
         .await
     {
         Ok(cmd) => command_answer(cmd, &base),
-        Err(e) => server_error(e),
+        Err(e) => render(e),
     }
 }
 
@@ -292,9 +300,8 @@ async fn camera(state: web::Data<AppState>, payload: web::Payload) -> HttpRespon
         .db(move |c| agent::camera_frame(c, &printer, &image))
         .await
     {
-        Ok(Ok(watched)) => answer(json!({"state": i32::from(watched)})),
-        Ok(Err(e)) => agent_error(e),
-        Err(e) => server_error(e),
+        Ok(watched) => answer(json!({"state": i32::from(watched)})),
+        Err(e) => render(e),
     }
 }
 
@@ -316,7 +323,7 @@ async fn queued_jobs(state: web::Data<AppState>, payload: web::Payload) -> HttpR
     let list = state.db(move |c| agent::queued_jobs(c, id)).await;
     match list {
         Ok(l) => answer(json!(l)),
-        Err(e) => server_error(e),
+        Err(e) => render(e),
     }
 }
 
@@ -330,10 +337,7 @@ async fn start_queued_job(state: web::Data<AppState>, payload: web::Payload) -> 
         .get("job_id")
         .and_then(|j| j.as_i64().or_else(|| j.as_str()?.trim().parse().ok()))
     else {
-        return agent_error(AgentError {
-            code: 400,
-            message: "job_id is required".into(),
-        });
+        return render(Error::agent(AgentCode::BadRequest, "job_id is required"));
     };
     let ctx = state.job_context();
     match state
@@ -341,13 +345,11 @@ async fn start_queued_job(state: web::Data<AppState>, payload: web::Payload) -> 
         .await
     {
         Ok(_) => answer(json!([])),
-        Err(e @ (Error::Conflict(_) | Error::NotFound(_) | Error::Forbidden(_))) => {
-            agent_error(AgentError {
-                code: e.status_code().as_u16().into(),
-                message: e.to_string(),
-            })
+        // The agent shows why its queue's job cannot start, and goes on polling.
+        Err(e @ (Error::Conflict(..) | Error::NotFound(_) | Error::Denied(_))) => {
+            refusal(e.status_code().as_u16().into(), e.to_string())
         }
-        Err(e) => server_error(e),
+        Err(e) => render(e),
     }
 }
 
@@ -398,13 +400,7 @@ async fn user_login(
     match outcome.map_err(Error::from).and_then(|r| r) {
         // The 2015 client wants all_profiles as a JSON string.
         Ok(o) => answer(json!({"user_token": o.token, "all_profiles": "[]"})),
-        Err(Error::Unauthorized(m)) | Err(Error::Forbidden(m)) | Err(Error::TooManyRequests(m)) => {
-            agent_error(AgentError {
-                code: 3,
-                message: m,
-            })
-        }
-        Err(e) => server_error(e),
+        Err(e) => render(credentials_refused(e)),
     }
 }
 
@@ -418,10 +414,10 @@ async fn printer_login(state: web::Data<AppState>, payload: web::Payload) -> Htt
     let user_token = text(&body, "user_token");
     let device = device_from(body.get("printer").unwrap_or(&Value::Null));
     if device.snr.is_empty() {
-        return agent_error(AgentError {
-            code: 30,
-            message: "printer.SNR is required".into(),
-        });
+        return render(Error::agent(
+            AgentCode::SerialMissing,
+            "printer.SNR is required",
+        ));
     }
     let policy = state.session_policy.clone();
     let result = state
@@ -436,11 +432,7 @@ async fn printer_login(state: web::Data<AppState>, payload: web::Payload) -> Htt
         Ok((printer, token)) => {
             answer(json!({"printer_token": token, "printer_profile": "{}", "name": printer.name}))
         }
-        Err(Error::Unauthorized(m)) | Err(Error::Forbidden(m)) => agent_error(AgentError {
-            code: 3,
-            message: m,
-        }),
-        Err(e) => server_error(e),
+        Err(e) => render(credentials_refused(e)),
     }
 }
 

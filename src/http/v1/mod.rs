@@ -77,11 +77,7 @@ impl ResponseError for V1Error {
                 if let Error::Internal(d) = e {
                     tracing::error!(detail = %d, "internal error");
                 }
-                let detail = if matches!(e, Error::Internal(_)) {
-                    "Internal server error".to_string()
-                } else {
-                    e.to_string()
-                };
+                let detail = e.client_message();
                 let mut res = HttpResponse::build(e.status_code());
                 if e.status_code() == StatusCode::UNAUTHORIZED {
                     res.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
@@ -201,7 +197,7 @@ impl FromRequest for ApiUser {
         Box::pin(async move {
             let state = state.ok_or_else(|| Error::internal("no app state"))?;
             let token = token.ok_or_else(|| {
-                Error::Unauthorized(
+                Error::Unauthenticated(
                     "Not authenticated: send Authorization: Bearer <API token>".into(),
                 )
             })?;
@@ -400,7 +396,7 @@ async fn printability(
         .analysis
         .as_deref()
         .and_then(|t| serde_json::from_str(t).ok())
-        .ok_or_else(|| Error::bad_request(format!("File {id} is not a model")))?;
+        .ok_or_else(|| Error::invalid(format!("File {id} is not a model")))?;
     Ok(HttpResponse::Ok().json(Printability {
         user_id: u.id.to_string(),
         file_path: file_path(&f),
@@ -483,7 +479,7 @@ async fn receive_model(
     let (_, staged) = upload::receive(state, req, payload.into_inner())
         .await
         .map_err(|e| match e {
-            Error::BadRequest(m) => invalid(&["body", "file"], m),
+            Error::Invalid(m) => invalid(&["body", "file"], m),
             other => other.into(),
         })?;
     let name = staged.filename.to_lowercase();
