@@ -1,0 +1,144 @@
+//! Files: uploads and generated G-code, with their analysis.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::*;
+use crate::db::schema::*;
+use crate::db::DbConn;
+
+/// An uploaded or generated file (`files` table).
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = files, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct StoredFile {
+    pub id: i64,
+    pub user_id: i64,
+    pub organization_id: i64,
+    pub project_id: Option<i64>,
+    /// "ready", or "reserved" for a slicer output id handed out before the slice ends.
+    pub state: String,
+    pub filename: String,
+    /// "gcode", "stl", "3mf" or "obj".
+    pub kind: String,
+    pub size: i64,
+    pub sha256: String,
+    pub storage_key: String,
+    pub upload_type_id: i32,
+    pub upload_soft_name: Option<String>,
+    pub printer_type_id: Option<i64>,
+    pub slicer: Option<String>,
+    pub zip: bool,
+    /// JSON of the G-code or mesh analysis.
+    pub analysis: Option<String>,
+    /// JSON object of the slicer settings embedded in a G-code file.
+    pub slicer_settings: Option<String>,
+    /// Preview image name, served at `/render/<picture>`.
+    pub picture: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = files)]
+pub struct NewFile<'a> {
+    pub user_id: i64,
+    pub organization_id: i64,
+    pub project_id: Option<i64>,
+    pub state: &'a str,
+    pub filename: &'a str,
+    pub kind: &'a str,
+    pub size: i64,
+    pub sha256: &'a str,
+    pub storage_key: &'a str,
+    pub upload_type_id: i32,
+    pub upload_soft_name: Option<&'a str>,
+    pub printer_type_id: Option<i64>,
+    pub slicer: Option<&'a str>,
+    pub zip: bool,
+    pub analysis: Option<&'a str>,
+    pub slicer_settings: Option<&'a str>,
+    pub picture: Option<&'a str>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+impl StoredFile {
+    /// The stored analysis as JSON (null when there is none).
+    pub fn analysis_json(&self) -> serde_json::Value {
+        self.analysis
+            .as_deref()
+            .and_then(|t| serde_json::from_str(t).ok())
+            .unwrap_or(serde_json::Value::Null)
+    }
+
+    pub fn insert(conn: &mut DbConn, new: &NewFile) -> QResult<StoredFile> {
+        diesel::insert_into(files::table)
+            .values(new)
+            .get_result(conn)
+    }
+
+    /// Inserts with an id taken before by `db::reserve_file_id`.
+    pub fn insert_with_id(conn: &mut DbConn, id: i64, new: &NewFile) -> QResult<StoredFile> {
+        diesel::insert_into(files::table)
+            .values((files::id.eq(id), new))
+            .get_result(conn)
+    }
+
+    /// The caller's own file: anybody else's id looks absent.
+    pub fn find_owned(conn: &mut DbConn, user_id: i64, id: i64) -> QResult<Option<StoredFile>> {
+        files::table
+            .filter(files::id.eq(id))
+            .filter(files::user_id.eq(user_id))
+            .first(conn)
+            .optional()
+    }
+
+    pub fn find(conn: &mut DbConn, id: i64) -> QResult<Option<StoredFile>> {
+        files::table.find(id).first(conn).optional()
+    }
+
+    /// The files whose preview is this picture (normally one).
+    pub fn with_picture(conn: &mut DbConn, picture: &str) -> QResult<Vec<StoredFile>> {
+        files::table
+            .filter(files::picture.eq(picture))
+            .order(files::id.asc())
+            .load(conn)
+    }
+
+    pub fn set_printer_type(conn: &mut DbConn, id: i64, ptype: Option<i64>) -> QResult<usize> {
+        diesel::update(files::table.find(id))
+            .set((
+                files::printer_type_id.eq(ptype),
+                files::updated_at.eq(crate::db::now()),
+            ))
+            .execute(conn)
+    }
+
+    pub fn set_slicer(conn: &mut DbConn, id: i64, slicer: &str) -> QResult<usize> {
+        diesel::update(files::table.find(id))
+            .set((
+                files::slicer.eq(Some(slicer)),
+                files::updated_at.eq(crate::db::now()),
+            ))
+            .execute(conn)
+    }
+
+    pub fn set_content(
+        conn: &mut DbConn,
+        id: i64,
+        storage_key: &str,
+        size: i64,
+        sha256: &str,
+        zip: bool,
+    ) -> QResult<usize> {
+        diesel::update(files::table.find(id))
+            .set((
+                files::storage_key.eq(storage_key),
+                files::size.eq(size),
+                files::sha256.eq(sha256),
+                files::zip.eq(zip),
+                files::updated_at.eq(crate::db::now()),
+            ))
+            .execute(conn)
+    }
+}

@@ -1,0 +1,145 @@
+//! Print jobs and their statuses.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::*;
+use crate::db::schema::*;
+use crate::db::DbConn;
+
+/// Job status ids as the Global API numbers them.
+pub mod job_status {
+    pub const QUEUED: i32 = 11;
+    pub const IN_PROGRESS: i32 = 21;
+    pub const FAILED: i32 = 43;
+    pub const ABORTED: i32 = 45;
+    pub const FINISHED: i32 = 77;
+
+    pub fn is_active(s: i32) -> bool {
+        s == QUEUED || s == IN_PROGRESS
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = jobs, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct Job {
+    pub id: i64,
+    pub organization_id: i64,
+    pub printer_id: i64,
+    pub file_id: i64,
+    pub user_id: i64,
+    pub share_id: Option<i64>,
+    pub status_id: i32,
+    /// Value of the `job_changes` counter at the job's last change (the live-update cursor).
+    pub change_seq: i64,
+    pub notes: Option<String>,
+    pub percent: f64,
+    /// Real print time, seconds.
+    pub print_time: i32,
+    /// Estimated print time, seconds.
+    pub printing_duration: i32,
+    pub material_type: String,
+    pub layer_height: f64,
+    pub color_numbers: i32,
+    /// JSON text of target extruder temperatures, as the Global API serves it.
+    pub extruders: String,
+    pub weight: f64,
+    pub heated_bed: bool,
+    pub heated_bed_temperature: i32,
+    pub raft: bool,
+    pub supports: bool,
+    pub file_cost: Option<f64>,
+    pub cost: Option<f64>,
+    /// Balance, quota and share prints were charged (exactly once, at start).
+    pub charged: bool,
+    /// The reason a person chose when cancelling: a `services::job_states::CancelReason` code.
+    pub cancel_reason: Option<String>,
+    /// Free text given with the cancel (bounded).
+    pub cancel_details: Option<String>,
+    pub cancelled_by_user_id: Option<i64>,
+    pub started_by_user_id: Option<i64>,
+    pub feedback: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub started_at: Option<NaiveDateTime>,
+    pub ended_at: Option<NaiveDateTime>,
+    pub updated_at: NaiveDateTime,
+    pub download_token_hash: Option<String>,
+    /// Who or what ended the job early: a `services::job_states::cancel_source` code.
+    pub cancel_source: Option<String>,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = jobs)]
+pub struct NewJob<'a> {
+    pub organization_id: i64,
+    pub printer_id: i64,
+    pub file_id: i64,
+    pub user_id: i64,
+    pub share_id: Option<i64>,
+    pub status_id: i32,
+    pub change_seq: i64,
+    pub notes: Option<&'a str>,
+    pub percent: f64,
+    pub print_time: i32,
+    pub printing_duration: i32,
+    pub material_type: &'a str,
+    pub layer_height: f64,
+    pub color_numbers: i32,
+    pub extruders: &'a str,
+    pub weight: f64,
+    pub heated_bed: bool,
+    pub heated_bed_temperature: i32,
+    pub raft: bool,
+    pub supports: bool,
+    pub file_cost: Option<f64>,
+    pub charged: bool,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+impl Job {
+    pub fn insert(conn: &mut DbConn, new: &NewJob) -> QResult<Job> {
+        diesel::insert_into(jobs::table)
+            .values(new)
+            .get_result(conn)
+    }
+
+    pub fn find(conn: &mut DbConn, id: i64) -> QResult<Option<Job>> {
+        jobs::table.find(id).first(conn).optional()
+    }
+
+    /// Every job printing a file.
+    pub fn of_file(conn: &mut DbConn, file_id: i64) -> QResult<Vec<Job>> {
+        jobs::table
+            .filter(jobs::file_id.eq(file_id))
+            .order(jobs::id.asc())
+            .load(conn)
+    }
+
+    /// The next value of the job change counter. Updating the counter row locks it until the
+    /// transaction ends, so values are committed in order and a reader that sees value N has
+    /// every change up to N.
+    pub fn next_change(conn: &mut DbConn) -> QResult<i64> {
+        diesel::update(counters::table.filter(counters::name.eq("job_changes")))
+            .set(counters::value.eq(counters::value + 1))
+            .returning(counters::value)
+            .get_result(conn)
+    }
+
+    pub fn current_change(conn: &mut DbConn) -> QResult<i64> {
+        counters::table
+            .filter(counters::name.eq("job_changes"))
+            .select(counters::value)
+            .first(conn)
+    }
+
+    /// The oldest queued job of a printer.
+    pub fn next_queued(conn: &mut DbConn, printer: i64) -> QResult<Option<Job>> {
+        jobs::table
+            .filter(jobs::printer_id.eq(printer))
+            .filter(jobs::status_id.eq(job_status::QUEUED))
+            .order(jobs::id.asc())
+            .first(conn)
+            .optional()
+    }
+}

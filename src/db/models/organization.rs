@@ -1,0 +1,58 @@
+//! Organizations: the tenants; everything else belongs to one.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::*;
+use crate::db::schema::*;
+use crate::db::DbConn;
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = organizations, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct Organization {
+    pub id: i64,
+    pub name: String,
+    pub auto_start_queue: bool,
+    pub actual_jobs_hours: i32,
+    pub report_fields: Option<String>,
+    pub material_prices: Option<String>,
+    pub currency: String,
+    pub created_at: NaiveDateTime,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = organizations)]
+pub struct NewOrganization<'a> {
+    pub name: &'a str,
+    pub auto_start_queue: bool,
+    pub actual_jobs_hours: i32,
+    pub currency: &'a str,
+    pub created_at: NaiveDateTime,
+}
+
+impl Organization {
+    pub fn insert(conn: &mut DbConn, name: &str) -> QResult<Organization> {
+        diesel::insert_into(organizations::table)
+            .values(NewOrganization {
+                name,
+                auto_start_queue: false,
+                actual_jobs_hours: 24,
+                currency: "USD",
+                created_at: crate::db::now(),
+            })
+            .get_result(conn)
+    }
+
+    pub fn find(conn: &mut DbConn, id: i64) -> QResult<Option<Organization>> {
+        organizations::table.find(id).first(conn).optional()
+    }
+}
+
+impl Organization {
+    pub fn first(conn: &mut DbConn) -> QResult<Option<Organization>> {
+        organizations::table
+            .order(organizations::id.asc())
+            .first(conn)
+            .optional()
+    }
+}

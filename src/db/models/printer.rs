@@ -1,0 +1,190 @@
+//! Printers, their agent state and their workgroups.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::*;
+use crate::db::schema::*;
+use crate::db::DbConn;
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = printers, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct Printer {
+    pub id: i64,
+    pub organization_id: i64,
+    pub owner_user_id: Option<i64>,
+    pub printer_type_id: Option<i64>,
+    pub name: String,
+    pub snr: String,
+    pub host_num: String,
+    pub local_ip: String,
+    pub vid: String,
+    pub pid: String,
+    pub mac: String,
+    pub agent_version: Option<String>,
+    pub auth_token_hash: Option<String>,
+    /// The agent's own state string (`ready`, `printing`, …) as last reported.
+    pub state: String,
+    pub percent: f64,
+    /// JSON arrays of numbers.
+    pub temps: Option<String>,
+    pub target_temps: Option<String>,
+    /// The last report, merged (agents omit unchanged fields).
+    pub report: Option<String>,
+    /// The latest error the agent sent (JSON).
+    pub last_error: Option<String>,
+    pub current_job_id: Option<i64>,
+    pub tray_clear: bool,
+    pub filaments: Option<String>,
+    pub camera_watched_until: Option<NaiveDateTime>,
+    pub last_seen_at: Option<NaiveDateTime>,
+    pub next_command_number: i64,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = printers)]
+pub struct NewPrinter<'a> {
+    pub organization_id: i64,
+    pub owner_user_id: Option<i64>,
+    pub printer_type_id: Option<i64>,
+    pub name: &'a str,
+    pub snr: &'a str,
+    pub host_num: &'a str,
+    pub local_ip: &'a str,
+    pub vid: &'a str,
+    pub pid: &'a str,
+    pub mac: &'a str,
+    pub agent_version: Option<&'a str>,
+    pub auth_token_hash: Option<&'a str>,
+    pub state: &'a str,
+    pub percent: f64,
+    pub tray_clear: bool,
+    pub next_command_number: i64,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+impl Printer {
+    pub fn insert(conn: &mut DbConn, new: &NewPrinter) -> QResult<Printer> {
+        diesel::insert_into(printers::table)
+            .values(new)
+            .get_result(conn)
+    }
+
+    pub fn find(conn: &mut DbConn, id: i64) -> QResult<Option<Printer>> {
+        printers::table.find(id).first(conn).optional()
+    }
+
+    pub fn find_by_token_hash(conn: &mut DbConn, hash: &str) -> QResult<Option<Printer>> {
+        printers::table
+            .filter(printers::auth_token_hash.eq(hash))
+            .first(conn)
+            .optional()
+    }
+
+    pub fn find_device(
+        conn: &mut DbConn,
+        org: i64,
+        vid: &str,
+        pid: &str,
+        snr: &str,
+    ) -> QResult<Option<Printer>> {
+        printers::table
+            .filter(printers::organization_id.eq(org))
+            .filter(printers::vid.eq(vid))
+            .filter(printers::pid.eq(pid))
+            .filter(printers::snr.eq(snr))
+            .first(conn)
+            .optional()
+    }
+
+    pub fn in_org(conn: &mut DbConn, org: i64) -> QResult<Vec<Printer>> {
+        printers::table
+            .filter(printers::organization_id.eq(org))
+            .order(printers::id.asc())
+            .load(conn)
+    }
+
+    pub fn by_ids(conn: &mut DbConn, ids: &[i64]) -> QResult<Vec<Printer>> {
+        printers::table
+            .filter(printers::id.eq_any(ids))
+            .order(printers::id.asc())
+            .load(conn)
+    }
+
+    pub fn set_token_hash(conn: &mut DbConn, id: i64, hash: &str) -> QResult<usize> {
+        diesel::update(printers::table.find(id))
+            .set((
+                printers::auth_token_hash.eq(Some(hash)),
+                printers::updated_at.eq(crate::db::now()),
+            ))
+            .execute(conn)
+    }
+
+    pub fn set_tray_clear(conn: &mut DbConn, id: i64, clear: bool) -> QResult<usize> {
+        diesel::update(printers::table.find(id))
+            .set((
+                printers::tray_clear.eq(clear),
+                printers::updated_at.eq(crate::db::now()),
+            ))
+            .execute(conn)
+    }
+
+    /// Takes the next per-printer command number. The update locks the printer row, so
+    /// numbers are handed out in commit order.
+    pub fn take_command_number(conn: &mut DbConn, id: i64) -> QResult<i64> {
+        diesel::update(printers::table.find(id))
+            .set(printers::next_command_number.eq(printers::next_command_number + 1))
+            .returning(printers::next_command_number)
+            .get_result::<i64>(conn)
+            .map(|next| next - 1)
+    }
+}
+
+pub struct PrinterWorkgroups;
+
+impl PrinterWorkgroups {
+    /// Workgroup ids per printer, for the given printers.
+    pub fn of(conn: &mut DbConn, printer_ids: &[i64]) -> QResult<Vec<(i64, i64)>> {
+        printer_workgroups::table
+            .filter(printer_workgroups::printer_id.eq_any(printer_ids))
+            .order((
+                printer_workgroups::printer_id,
+                printer_workgroups::workgroup_id,
+            ))
+            .select((
+                printer_workgroups::printer_id,
+                printer_workgroups::workgroup_id,
+            ))
+            .load(conn)
+    }
+
+    /// Printers in any of the workgroups, with the workgroup they are reached through.
+    pub fn printers_in(conn: &mut DbConn, workgroup_ids: &[i64]) -> QResult<Vec<(i64, i64)>> {
+        printer_workgroups::table
+            .filter(printer_workgroups::workgroup_id.eq_any(workgroup_ids))
+            .select((
+                printer_workgroups::printer_id,
+                printer_workgroups::workgroup_id,
+            ))
+            .load(conn)
+    }
+
+    pub fn set(conn: &mut DbConn, printer: i64, workgroups: &[i64]) -> QResult<()> {
+        diesel::delete(
+            printer_workgroups::table.filter(printer_workgroups::printer_id.eq(printer)),
+        )
+        .execute(conn)?;
+        for wg in workgroups {
+            diesel::insert_into(printer_workgroups::table)
+                .values((
+                    printer_workgroups::printer_id.eq(printer),
+                    printer_workgroups::workgroup_id.eq(wg),
+                ))
+                .execute(conn)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,42 @@
+//! Printer types: the models a printer can be and a slice can target.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::*;
+use crate::db::schema::*;
+use crate::db::DbConn;
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Insertable)]
+#[diesel(table_name = printer_types, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct PrinterType {
+    pub id: i64,
+    pub short_name: String,
+    pub description: String,
+    pub vendor: String,
+    pub industrial: bool,
+    pub software_version: String,
+    /// JSON object of strings, served as is by `get_printer_types_detailed`.
+    pub printer_parameters: String,
+    /// The whole catalogue entry (kinematics, nozzle, flavour) as JSON.
+    pub profile: String,
+    pub created_at: NaiveDateTime,
+}
+
+impl PrinterType {
+    pub fn count(conn: &mut DbConn) -> QResult<i64> {
+        printer_types::table.count().get_result(conn)
+    }
+
+    pub fn insert(conn: &mut DbConn, row: &PrinterType) -> QResult<usize> {
+        diesel::insert_into(printer_types::table)
+            .values(row)
+            .execute(conn)
+    }
+
+    pub fn all(conn: &mut DbConn) -> QResult<Vec<PrinterType>> {
+        printer_types::table
+            .order(printer_types::id.asc())
+            .load(conn)
+    }
+}
