@@ -4,8 +4,7 @@
 use chrono::Duration;
 use serde_json::{Map, Value};
 
-use crate::db::models::{CameraFrame, Printer, PrinterCommand, RegistrationCode};
-use crate::db::schema::printers;
+use crate::db::models::{read, CameraFrame, Printer, PrinterCommand, PrinterReport, RegistrationCode};
 use crate::db::{self, DbConn};
 use crate::error::{AgentCode, Error, Result};
 use crate::services::auth::token_hash;
@@ -309,7 +308,6 @@ fn apply_report(
     poll: &Poll,
     now: chrono::NaiveDateTime,
 ) -> Result<()> {
-    use diesel::prelude::*;
     let mut merged: Map<String, Value> = printer
         .report
         .as_deref()
@@ -358,20 +356,22 @@ fn apply_report(
         Some(e) => Some(e.to_string()),
         None => printer.last_error.clone(),
     };
-    diesel::update(printers::table.find(printer.id))
-        .set((
-            printers::state.eq(&state),
-            printers::percent.eq(percent),
-            printers::temps.eq(&temps_json),
-            printers::target_temps.eq(&targets_json),
-            printers::local_ip.eq(&local_ip),
-            printers::filaments.eq(&filaments),
-            printers::report.eq(Some(Value::Object(merged).to_string())),
-            printers::last_error.eq(&last_error),
-            printers::last_seen_at.eq(Some(now)),
-            printers::updated_at.eq(now),
-        ))
-        .execute(conn)?;
+    Printer::apply_report(
+        conn,
+        printer.id,
+        &PrinterReport {
+            state: &state,
+            percent,
+            temps: temps_json.as_deref(),
+            target_temps: targets_json.as_deref(),
+            local_ip: &local_ip,
+            filaments: filaments.as_deref(),
+            report: Some(Value::Object(merged).to_string()),
+            last_error: last_error.as_deref(),
+            last_seen_at: Some(now),
+            updated_at: now,
+        },
+    )?;
     if poll.bed_clear {
         Printer::set_tray_clear(conn, printer.id, true)?;
     }
@@ -419,11 +419,7 @@ pub fn deliver(conn: &mut DbConn, printer_id: i64) -> Result<Option<PrinterComma
 
 /// Keeps a long-polling printer marked as connected while its request is held.
 pub fn touch(conn: &mut DbConn, printer_id: i64) -> Result<()> {
-    use diesel::prelude::*;
-    diesel::update(printers::table.find(printer_id))
-        .set(printers::last_seen_at.eq(Some(db::now())))
-        .execute(conn)?;
-    Ok(())
+    Ok(Printer::touch(conn, printer_id, db::now())?)
 }
 
 /// The wire form of a command: `{"command", "number", …extra keys}`.
@@ -452,33 +448,7 @@ pub struct QueuedJob {
 
 /// The printer's queued jobs, oldest first, in one query.
 pub fn queued_jobs(conn: &mut DbConn, printer_id: i64) -> Result<Vec<QueuedJob>> {
-    use crate::db::models::job_status;
-    use crate::db::schema::{files, jobs, users};
-    use diesel::prelude::*;
-    type Row = (
-        i64,
-        i32,
-        chrono::NaiveDateTime,
-        Option<String>,
-        Option<i64>,
-        Option<String>,
-    );
-    let rows: Vec<Row> = jobs::table
-        .left_join(files::table)
-        .left_join(users::table.on(users::id.eq(jobs::user_id)))
-        .filter(jobs::printer_id.eq(printer_id))
-        .filter(jobs::status_id.eq(job_status::QUEUED))
-        .order(jobs::id.asc())
-        .select((
-            jobs::id,
-            jobs::printing_duration,
-            jobs::created_at,
-            files::filename.nullable(),
-            files::size.nullable(),
-            users::email.nullable(),
-        ))
-        .load(conn)?;
-    Ok(rows
+    Ok(read::queued_jobs(conn, printer_id)?
         .into_iter()
         .map(
             |(id, printing_duration, created, filename, size, email)| QueuedJob {
@@ -521,11 +491,7 @@ pub fn camera_frame(conn: &mut DbConn, printer: &Printer, image: &str) -> Result
 
 /// A viewer is looking: ask the agent for full frames for a while.
 pub fn mark_watched(conn: &mut DbConn, printer_id: i64, for_how_long: Duration) -> Result<()> {
-    use diesel::prelude::*;
-    diesel::update(printers::table.find(printer_id))
-        .set(printers::camera_watched_until.eq(Some(db::now() + for_how_long)))
-        .execute(conn)?;
-    Ok(())
+    Ok(Printer::watched_until(conn, printer_id, db::now() + for_how_long)?)
 }
 
 /// Deletes what the agent channel leaves behind once it expired: registration codes (unless a

@@ -1,32 +1,17 @@
 //! API tokens for the `/v1` API: JWTs signed with a key every server instance shares (kept in
 //! the database), each naming its database row, so revoking a token takes effect at once.
 
-use chrono::{Duration, NaiveDateTime};
-use diesel::prelude::*;
+use chrono::Duration;
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::db::models::User;
-use crate::db::schema::{api_tokens, server_secrets};
+pub use crate::db::models::ApiToken;
+use crate::db::models::{ServerSecret, User};
 use crate::db::{self, DbConn};
 use crate::error::{Error, Result};
 use crate::services::auth::{random_token, token_hash};
 
 const KEY_NAME: &str = "api_token_key";
-
-#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize)]
-#[diesel(table_name = api_tokens, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
-pub struct ApiToken {
-    pub id: i64,
-    pub user_id: i64,
-    pub name: String,
-    #[serde(skip)]
-    pub token_hash: String,
-    pub created_at: NaiveDateTime,
-    pub last_used_at: Option<NaiveDateTime>,
-    pub revoked_at: Option<NaiveDateTime>,
-    pub expires_at: Option<NaiveDateTime>,
-}
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
@@ -39,29 +24,15 @@ struct Claims {
 
 /// The signing key, created once by whichever instance needs it first.
 fn signing_key(conn: &mut DbConn) -> Result<String> {
-    if let Some(k) = server_secrets::table
-        .find(KEY_NAME)
-        .select(server_secrets::value)
-        .first::<String>(conn)
-        .optional()?
-    {
+    if let Some(k) = ServerSecret::get(conn, KEY_NAME)? {
         return Ok(k);
     }
-    let fresh = random_token();
-    let now = db::now();
-    crate::per_backend!(conn, |c| diesel::insert_into(server_secrets::table)
-        .values((
-            server_secrets::name.eq(KEY_NAME),
-            server_secrets::value.eq(&fresh),
-            server_secrets::created_at.eq(now),
-        ))
-        .on_conflict(server_secrets::name)
-        .do_nothing()
-        .execute(c))?;
-    Ok(server_secrets::table
-        .find(KEY_NAME)
-        .select(server_secrets::value)
-        .first(conn)?)
+    Ok(ServerSecret::get_or_insert(
+        conn,
+        KEY_NAME,
+        &random_token(),
+        db::now(),
+    )?)
 }
 
 /// A new named token for the user; the JWT is returned once and stored only as a hash.
@@ -82,16 +53,8 @@ pub fn create(
         let key = signing_key(c)?;
         let now = db::now();
         let expires_at = valid_days.map(|d| now + Duration::days(d));
-        let row: ApiToken = diesel::insert_into(api_tokens::table)
-            .values((
-                api_tokens::user_id.eq(user.id),
-                api_tokens::name.eq(name),
-                // Replaced below once the JWT (which names this row) exists.
-                api_tokens::token_hash.eq(random_token()),
-                api_tokens::created_at.eq(now),
-                api_tokens::expires_at.eq(expires_at),
-            ))
-            .get_result(c)?;
+        // The hash is replaced below once the JWT (which names this row) exists.
+        let row = ApiToken::insert(c, user.id, name, &random_token(), now, expires_at)?;
         let claims = Claims {
             sub: user.id.to_string(),
             jti: row.id.to_string(),
@@ -104,9 +67,7 @@ pub fn create(
             &EncodingKey::from_secret(key.as_bytes()),
         )
         .map_err(Error::internal)?;
-        diesel::update(api_tokens::table.find(row.id))
-            .set(api_tokens::token_hash.eq(token_hash(&jwt)))
-            .execute(c)?;
+        ApiToken::set_hash(c, row.id, &token_hash(&jwt))?;
         Ok((
             ApiToken {
                 token_hash: token_hash(&jwt),
@@ -118,22 +79,11 @@ pub fn create(
 }
 
 pub fn list(conn: &mut DbConn, user: &User) -> Result<Vec<ApiToken>> {
-    Ok(api_tokens::table
-        .filter(api_tokens::user_id.eq(user.id))
-        .order(api_tokens::id.asc())
-        .load(conn)?)
+    Ok(ApiToken::of_user(conn, user.id)?)
 }
 
 pub fn revoke(conn: &mut DbConn, user: &User, id: i64) -> Result<()> {
-    let n = diesel::update(
-        api_tokens::table
-            .filter(api_tokens::id.eq(id))
-            .filter(api_tokens::user_id.eq(user.id))
-            .filter(api_tokens::revoked_at.is_null()),
-    )
-    .set(api_tokens::revoked_at.eq(Some(db::now())))
-    .execute(conn)?;
-    if n == 0 {
+    if !ApiToken::revoke(conn, user.id, id, db::now())? {
         return Err(Error::not_found(format!("API token {id} not found")));
     }
     Ok(())
@@ -162,10 +112,7 @@ pub fn verify(conn: &mut DbConn, jwt: &str) -> Result<User> {
         .jti
         .parse()
         .map_err(|_| unauthorized("Invalid API token"))?;
-    let row: ApiToken = api_tokens::table
-        .find(id)
-        .first::<ApiToken>(conn)
-        .optional()?
+    let row = ApiToken::find(conn, id)?
         .filter(|t| t.token_hash == token_hash(jwt) && t.user_id.to_string() == claims.sub)
         .ok_or_else(|| unauthorized("Invalid API token"))?;
     let now = db::now();
@@ -183,9 +130,7 @@ pub fn verify(conn: &mut DbConn, jwt: &str) -> Result<User> {
         .last_used_at
         .is_none_or(|t| now - t > Duration::minutes(1))
     {
-        diesel::update(api_tokens::table.find(row.id))
-            .set(api_tokens::last_used_at.eq(Some(now)))
-            .execute(conn)?;
+        ApiToken::mark_used(conn, row.id, now)?;
     }
     Ok(user)
 }

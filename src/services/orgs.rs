@@ -5,6 +5,7 @@
 //! organization answer 404, exactly like ids that do not exist.
 
 use crate::db::models::{
+    OrgSettingsChange,
     access_role, rights, Organization, User, UserToken, Workgroup, WorkgroupMember,
 };
 use crate::db::{self, DbConn};
@@ -288,54 +289,39 @@ pub fn update_org_settings(
     currency: Option<&str>,
     report_fields: Option<&[String]>,
 ) -> Result<()> {
-    use crate::db::schema::organizations;
-    use diesel::prelude::*;
     require_org_admin(user)?;
     let org = user.organization_id;
     // Checked before anything is written.
     let report_fields = report_fields
         .map(crate::services::reports::report_fields_setting)
         .transpose()?;
-    db::write_transaction(conn, |c| {
-        if let Some(fields) = &report_fields {
-            diesel::update(organizations::table.find(org))
-                .set(organizations::report_fields.eq(fields))
-                .execute(c)?;
+    let mut change = OrgSettingsChange {
+        report_fields,
+        auto_start_queue: auto_start,
+        ..Default::default()
+    };
+    if let Some(h) = actual_hours {
+        let h = i32::try_from(h)
+            .ok()
+            .filter(|h| (1..=24 * 365).contains(h))
+            .ok_or_else(|| Error::invalid("actual_jobs_hours must be 1..8760"))?;
+        change.actual_jobs_hours = Some(h);
+    }
+    if let Some(p) = &prices {
+        let valid = p
+            .as_object()
+            .is_some_and(|m| m.values().all(|v| v.as_f64().is_some_and(|x| x >= 0.0)));
+        if !valid {
+            return Err(Error::invalid("material_prices must be an object of non-negative prices per kg, e.g. {\"PLA\": 25}"));
         }
-        if let Some(a) = auto_start {
-            diesel::update(organizations::table.find(org))
-                .set(organizations::auto_start_queue.eq(a))
-                .execute(c)?;
+        change.material_prices = Some(Some(p.to_string()));
+    }
+    if let Some(cur) = currency {
+        let cur = cur.trim().to_uppercase();
+        if cur.len() != 3 || !cur.chars().all(|c| c.is_ascii_alphabetic()) {
+            return Err(Error::invalid("currency must be a 3-letter code"));
         }
-        if let Some(h) = actual_hours {
-            let h = i32::try_from(h)
-                .ok()
-                .filter(|h| (1..=24 * 365).contains(h))
-                .ok_or_else(|| Error::invalid("actual_jobs_hours must be 1..8760"))?;
-            diesel::update(organizations::table.find(org))
-                .set(organizations::actual_jobs_hours.eq(h))
-                .execute(c)?;
-        }
-        if let Some(p) = &prices {
-            let valid = p
-                .as_object()
-                .is_some_and(|m| m.values().all(|v| v.as_f64().is_some_and(|x| x >= 0.0)));
-            if !valid {
-                return Err(Error::invalid("material_prices must be an object of non-negative prices per kg, e.g. {\"PLA\": 25}"));
-            }
-            diesel::update(organizations::table.find(org))
-                .set(organizations::material_prices.eq(Some(p.to_string())))
-                .execute(c)?;
-        }
-        if let Some(cur) = currency {
-            let cur = cur.trim().to_uppercase();
-            if cur.len() != 3 || !cur.chars().all(|c| c.is_ascii_alphabetic()) {
-                return Err(Error::invalid("currency must be a 3-letter code"));
-            }
-            diesel::update(organizations::table.find(org))
-                .set(organizations::currency.eq(cur))
-                .execute(c)?;
-        }
-        Ok(())
-    })
+        change.currency = Some(cur);
+    }
+    db::write_transaction(conn, |c| Ok(Organization::update_settings(c, org, &change)?))
 }

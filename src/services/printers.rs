@@ -646,15 +646,9 @@ fn pair_device_inner(
                 device.vid, device.pid, device.snr
             )));
         }
-        Printer::set_token_hash(conn, p.id, &token_hash(token))?;
         // Not seen with the new token yet: its first use forgets the registration copy.
-        {
-            use crate::db::schema::printers;
-            use diesel::prelude::*;
-            diesel::update(printers::table.find(p.id))
-                .set(printers::last_seen_at.eq(None::<chrono::NaiveDateTime>))
-                .execute(conn)?;
-        }
+        Printer::set_token_hash(conn, p.id, &token_hash(token))?;
+        Printer::forget_last_seen(conn, p.id)?;
         return Ok(Printer {
             last_seen_at: None,
             ..p

@@ -69,12 +69,5 @@ pub fn offer(
 
 /// The person's most recent files (their own only), newest first.
 pub fn recent_files(conn: &mut DbConn, user: &User) -> Result<Vec<StoredFile>> {
-    use crate::db::schema::files;
-    use diesel::prelude::*;
-    Ok(files::table
-        .filter(files::user_id.eq(user.id))
-        .order(files::id.desc())
-        .limit(200)
-        .select(StoredFile::as_select())
-        .load(conn)?)
+    Ok(StoredFile::recent_of(conn, user.id, 200)?)
 }

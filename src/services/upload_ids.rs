@@ -2,10 +2,8 @@
 //! each promises the uploaded file its id, is used once, and expires after an hour.
 
 use chrono::NaiveDateTime;
-use diesel::prelude::*;
 
-use crate::db::models::User;
-use crate::db::schema::upload_ids;
+use crate::db::models::{UploadId, User};
 use crate::db::{self, DbConn};
 use crate::error::{Error, Result};
 
@@ -20,18 +18,9 @@ const VALID_FOR: chrono::Duration = chrono::Duration::hours(1);
 pub fn reserve(conn: &mut DbConn, id: &str, user_id: i64, now: NaiveDateTime) -> Result<i64> {
     db::write_transaction(conn, |c| {
         // Expired reservations go as new ones are made, so they never pile up.
-        diesel::delete(upload_ids::table.filter(upload_ids::expires_at.lt(now - KEPT_EXPIRED)))
-            .execute(c)?;
+        UploadId::prune(c, now - KEPT_EXPIRED)?;
         let file_id = db::reserve_file_id(c)?;
-        diesel::insert_into(upload_ids::table)
-            .values((
-                upload_ids::upload_id.eq(id),
-                upload_ids::user_id.eq(user_id),
-                upload_ids::created_at.eq(now),
-                upload_ids::expires_at.eq(now + VALID_FOR),
-                upload_ids::reserved_file_id.eq(Some(file_id)),
-            ))
-            .execute(c)?;
+        UploadId::insert(c, id, user_id, now, now + VALID_FOR, file_id)?;
         Ok(file_id)
     })
 }
@@ -41,28 +30,15 @@ pub fn reserve(conn: &mut DbConn, id: &str, user_id: i64, now: NaiveDateTime) ->
 /// racing on one id cannot both succeed.
 pub fn claim(conn: &mut DbConn, id: &str) -> Result<(User, Option<i64>)> {
     db::write_transaction(conn, |c| {
-        type Claim = (i64, NaiveDateTime, Option<NaiveDateTime>, Option<i64>);
-        let row: Option<Claim> = upload_ids::table
-            .filter(upload_ids::upload_id.eq(id))
-            .select((
-                upload_ids::user_id,
-                upload_ids::expires_at,
-                upload_ids::used_at,
-                upload_ids::reserved_file_id,
-            ))
-            .first(c)
-            .optional()?;
-        let (uid, expires, used, reserved) =
-            row.ok_or_else(|| Error::not_found("Unknown upload id"))?;
-        if used.is_some() {
+        let row = UploadId::find(c, id)?.ok_or_else(|| Error::not_found("Unknown upload id"))?;
+        if row.used_at.is_some() {
             return Err(Error::Gone("This upload id was already used".into()));
         }
-        if expires <= db::now() {
+        if row.expires_at <= db::now() {
             return Err(Error::Gone("This upload id has expired".into()));
         }
-        diesel::update(upload_ids::table.filter(upload_ids::upload_id.eq(id)))
-            .set(upload_ids::used_at.eq(Some(db::now())))
-            .execute(c)?;
+        UploadId::mark_used(c, id, db::now())?;
+        let (uid, reserved) = (row.user_id, row.reserved_file_id);
         let user = User::find(c, uid)?.ok_or_else(|| Error::not_found("Unknown upload id"))?;
         Ok((user, reserved))
     })
@@ -70,8 +46,5 @@ pub fn claim(conn: &mut DbConn, id: &str) -> Result<(User, Option<i64>)> {
 
 /// Links a used upload id to the file that arrived with it.
 pub fn link_file(conn: &mut DbConn, id: &str, file_id: i64) -> Result<()> {
-    diesel::update(upload_ids::table.filter(upload_ids::upload_id.eq(id)))
-        .set(upload_ids::file_id.eq(Some(file_id)))
-        .execute(conn)?;
-    Ok(())
+    Ok(UploadId::link_file(conn, id, file_id)?)
 }

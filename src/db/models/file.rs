@@ -63,6 +63,16 @@ pub struct NewFile<'a> {
 }
 
 impl StoredFile {
+    /// A user's own files, newest first.
+    pub fn recent_of(conn: &mut DbConn, user_id: i64, limit: i64) -> QResult<Vec<StoredFile>> {
+        files::table
+            .filter(files::user_id.eq(user_id))
+            .order(files::id.desc())
+            .limit(limit)
+            .select(StoredFile::as_select())
+            .load(conn)
+    }
+
     /// The stored analysis as JSON (null when there is none).
     pub fn analysis_json(&self) -> serde_json::Value {
         self.analysis

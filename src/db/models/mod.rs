@@ -1,6 +1,7 @@
 //! Row structs and the queries that belong to them, one file per entity. Every query takes
 //! `&mut DbConn` and uses only DSL that compiles for both backends.
 
+mod api_token;
 mod organization;
 mod user;
 mod session;
@@ -16,7 +17,10 @@ mod camera;
 mod job;
 mod slice_job;
 mod quote;
+pub mod read;
+mod upload_id;
 
+pub use api_token::*;
 pub use organization::*;
 pub use user::*;
 pub use session::*;
@@ -32,5 +36,6 @@ pub use camera::*;
 pub use job::*;
 pub use slice_job::*;
 pub use quote::*;
+pub use upload_id::*;
 
 type QResult<T> = Result<T, diesel::result::Error>;

@@ -30,7 +30,33 @@ pub struct NewOrganization<'a> {
     pub created_at: NaiveDateTime,
 }
 
+/// Organization settings to change; `None` leaves one as it is.
+#[derive(Debug, Default, AsChangeset)]
+#[diesel(table_name = organizations)]
+pub struct OrgSettingsChange {
+    pub report_fields: Option<Option<String>>,
+    pub auto_start_queue: Option<bool>,
+    pub actual_jobs_hours: Option<i32>,
+    pub material_prices: Option<Option<String>>,
+    pub currency: Option<String>,
+}
+
 impl Organization {
+    /// Applies the settings `change` names (nothing when it names none).
+    pub fn update_settings(conn: &mut DbConn, id: i64, change: &OrgSettingsChange) -> QResult<()> {
+        let nothing = change.report_fields.is_none()
+            && change.auto_start_queue.is_none()
+            && change.actual_jobs_hours.is_none()
+            && change.material_prices.is_none()
+            && change.currency.is_none();
+        if !nothing {
+            diesel::update(organizations::table.find(id))
+                .set(change)
+                .execute(conn)?;
+        }
+        Ok(())
+    }
+
     pub fn insert(conn: &mut DbConn, name: &str) -> QResult<Organization> {
         diesel::insert_into(organizations::table)
             .values(NewOrganization {

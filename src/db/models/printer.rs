@@ -66,7 +66,53 @@ pub struct NewPrinter<'a> {
     pub updated_at: NaiveDateTime,
 }
 
+/// What an agent's report writes on its printer.
+#[derive(Debug, AsChangeset)]
+#[diesel(table_name = printers, treat_none_as_null = true)]
+pub struct PrinterReport<'a> {
+    pub state: &'a str,
+    pub percent: f64,
+    pub temps: Option<&'a str>,
+    pub target_temps: Option<&'a str>,
+    pub local_ip: &'a str,
+    pub filaments: Option<&'a str>,
+    pub report: Option<String>,
+    pub last_error: Option<&'a str>,
+    pub last_seen_at: Option<NaiveDateTime>,
+    pub updated_at: NaiveDateTime,
+}
+
 impl Printer {
+    pub fn apply_report(conn: &mut DbConn, id: i64, report: &PrinterReport) -> QResult<()> {
+        diesel::update(printers::table.find(id))
+            .set(report)
+            .execute(conn)?;
+        Ok(())
+    }
+
+    /// Keeps a long-polling printer marked as connected.
+    pub fn touch(conn: &mut DbConn, id: i64, now: NaiveDateTime) -> QResult<()> {
+        diesel::update(printers::table.find(id))
+            .set(printers::last_seen_at.eq(Some(now)))
+            .execute(conn)?;
+        Ok(())
+    }
+
+    /// Someone watches the camera until `until`.
+    pub fn watched_until(conn: &mut DbConn, id: i64, until: NaiveDateTime) -> QResult<()> {
+        diesel::update(printers::table.find(id))
+            .set(printers::camera_watched_until.eq(Some(until)))
+            .execute(conn)?;
+        Ok(())
+    }
+
+    pub fn forget_last_seen(conn: &mut DbConn, id: i64) -> QResult<()> {
+        diesel::update(printers::table.find(id))
+            .set(printers::last_seen_at.eq(None::<NaiveDateTime>))
+            .execute(conn)?;
+        Ok(())
+    }
+
     pub fn insert(conn: &mut DbConn, new: &NewPrinter) -> QResult<Printer> {
         diesel::insert_into(printers::table)
             .values(new)
