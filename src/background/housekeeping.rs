@@ -6,10 +6,9 @@ use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
-use diesel::prelude::*;
 use futures_util::StreamExt;
 
-use crate::db::schema::files;
+use crate::db::models::StoredFile;
 use crate::error::Result;
 use crate::AppState;
 
@@ -71,13 +70,7 @@ pub async fn reconcile(state: &AppState, grace: Duration) -> Result<Reconciled> 
     loop {
         let page: Vec<(i64, String, Option<String>)> = state
             .db(move |c| {
-                Ok(files::table
-                    .filter(files::id.gt(after))
-                    .filter(files::created_at.lt(rows_before))
-                    .order(files::id)
-                    .limit(1000)
-                    .select((files::id, files::storage_key, files::picture))
-                    .load(c)?)
+                Ok(StoredFile::stored_objects_page(c, after, rows_before, 1000)?)
             })
             .await?;
         let Some(last) = page.last() else { break };
@@ -113,15 +106,8 @@ async fn delete_unreferenced(
                 .iter()
                 .filter_map(|k| k.strip_prefix("render/").map(str::to_string))
                 .collect();
-            let mut found: Vec<String> = files::table
-                .filter(files::storage_key.eq_any(&keys))
-                .select(files::storage_key)
-                .load(c)?;
-            let pics: Vec<Option<String>> = files::table
-                .filter(files::picture.eq_any(&pictures))
-                .select(files::picture)
-                .load(c)?;
-            found.extend(pics.into_iter().flatten().map(|p| format!("render/{p}")));
+            let (mut found, pics) = StoredFile::naming(c, &keys, &pictures)?;
+            found.extend(pics.into_iter().map(|p| format!("render/{p}")));
             Ok(found.into_iter().collect())
         })
         .await?;

@@ -94,7 +94,7 @@ async fn run(state: &AppState, job: &SliceJob, owner: &str) -> Result<()> {
     let (src, folder, kind) = (
         staged.path().to_path_buf(),
         dir.path().to_path_buf(),
-        input.kind.clone(),
+        input.kind.as_str().to_string(),
     );
     let prepared =
         actix_web::web::block(move || crate::slicer::prepare_model(&src, &folder, &kind))

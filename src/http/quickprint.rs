@@ -341,11 +341,11 @@ async fn my_files(state: web::Data<AppState>, req: HttpRequest) -> PageResult {
     let rows: String = files
         .iter()
         .map(|f| {
-            let action = if f.kind == "gcode" && f.state == "ready" {
+            let action = if f.is_printable() {
                 format!("<a href=\"/quickprint?file_id={}\">Print…</a>", f.id)
             } else {
                 // Models are sliced before they can print.
-                format!("<span class=\"muted\">{} model</span>", escape(&f.kind.to_uppercase()))
+                format!("<span class=\"muted\">{} model</span>", escape(&f.kind.as_str().to_uppercase()))
             };
             format!(
                 "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"t\">{}</td><td>{action}</td></tr>",

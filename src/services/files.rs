@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::db::models::{NewFile, PrinterType, Project, StoredFile, User};
+use crate::db::models::{FileKind, FileState, NewFile, PrinterType, Project, StoredFile, User};
 use crate::db::{self, DbConn};
 use crate::error::{Error, Result};
 use crate::gcode::{self, MachineLimits};
@@ -34,6 +34,17 @@ impl Kind {
         match self {
             Kind::Gcode => "gcode",
             Kind::Mesh(f) => f.extension(),
+        }
+    }
+}
+
+impl From<Kind> for FileKind {
+    fn from(k: Kind) -> FileKind {
+        match k {
+            Kind::Gcode => FileKind::Gcode,
+            Kind::Mesh(MeshFormat::Stl) => FileKind::Stl,
+            Kind::Mesh(MeshFormat::ThreeMf) => FileKind::ThreeMf,
+            Kind::Mesh(MeshFormat::Obj) => FileKind::Obj,
         }
     }
 }
@@ -388,9 +399,9 @@ pub fn register(
             user_id: user.id,
             organization_id: user.organization_id,
             project_id: Some(project.id),
-            state: "ready",
+            state: FileState::Ready,
             filename: up.filename,
-            kind: up.analysed.kind.as_str(),
+            kind: up.analysed.kind.into(),
             size: i64::try_from(up.size).map_err(Error::internal)?,
             sha256: up.sha256,
             storage_key: up.storage_key,
@@ -425,7 +436,7 @@ pub fn slicer_settings(
 ) -> Result<BTreeMap<String, String>> {
     let file = StoredFile::find_owned(conn, user.id, file_id)?
         .ok_or_else(|| Error::not_found(format!("File {file_id} not found")))?;
-    if file.kind != "gcode" {
+    if file.kind != FileKind::Gcode {
         return Err(Error::invalid(format!(
             "File {file_id} is not a G-code file"
         )));
@@ -546,7 +557,7 @@ pub fn check_changes(
                     return Err(Error::invalid(format!("updates: unknown printer type {t}")));
                 }
             }
-            if ch.zip.is_some() && file.kind != "gcode" {
+            if ch.zip.is_some() && file.kind != FileKind::Gcode {
                 return Err(Error::invalid(format!(
                     "updates: file {} is not G-code; only G-code can be zipped",
                     ch.file_id

@@ -7,7 +7,7 @@ use diesel::prelude::*;
 use serde_json::{json, Map, Value};
 
 use crate::db::models::{
-    job_status, Job, NewJob, Organization, Printer, PrinterCommand, PrinterShare, StoredFile, User,
+    Job, JobStatus, NewJob, Organization, Printer, PrinterCommand, PrinterShare, StoredFile, User,
 };
 use crate::db::schema::{jobs, printer_shares, printers, users};
 use crate::db::{self, DbConn};
@@ -306,7 +306,7 @@ pub fn print_file(
         }
         let file = StoredFile::find_owned(c, user.id, file_id)?
             .ok_or_else(|| Error::not_found(format!("File {file_id} not found")))?;
-        if file.kind != "gcode" || file.state != "ready" {
+        if !file.is_printable() {
             return Err(Error::invalid(format!(
                 "File {file_id} is not a printable G-code file"
             )));
@@ -341,7 +341,7 @@ pub fn print_file(
                 file_id: file.id,
                 user_id: user.id,
                 share_id: share.as_ref().map(|s| s.id),
-                status_id: job_status::QUEUED,
+                status_id: JobStatus::Queued,
                 change_seq: seq,
                 notes: None,
                 percent: 0.0,
@@ -381,7 +381,7 @@ pub fn print_file(
 fn start(c: &mut DbConn, job: Job, by: i64, ctx: &JobContext) -> Result<Job> {
     let now = db::now();
     let printer = lock_printer(c, job.printer_id)?;
-    if job.status_id != job_status::QUEUED {
+    if job.status_id != JobStatus::Queued {
         return Err(Error::conflict(
             Conflict::WrongState,
             format!("Job {} is not queued", job.id),
@@ -399,7 +399,7 @@ fn start(c: &mut DbConn, job: Job, by: i64, ctx: &JobContext) -> Result<Job> {
     let job = change(c, job.id, |c, _| {
         diesel::update(jobs::table.find(job.id))
             .set((
-                jobs::status_id.eq(job_status::IN_PROGRESS),
+                jobs::status_id.eq(JobStatus::InProgress),
                 jobs::started_at.eq(Some(now)),
                 jobs::started_by_user_id.eq(Some(by)),
                 jobs::charged.eq(true),
@@ -491,7 +491,7 @@ pub fn job_start(conn: &mut DbConn, user: &User, job_id: i64, ctx: &JobContext) 
         if access < Access::Print {
             return Err(Error::denied("You may only queue jobs on this printer"));
         }
-        if job.status_id != job_status::QUEUED {
+        if job.status_id != JobStatus::Queued {
             return Err(Error::conflict(
                 Conflict::WrongState,
                 format!("Job {job_id} is not queued"),
@@ -510,7 +510,7 @@ pub fn job_command(
 ) -> Result<PrinterCommand> {
     db::write_transaction(conn, |c| {
         let (job, _) = actionable(c, user, job_id)?;
-        if job.status_id != job_status::IN_PROGRESS {
+        if job.status_id != JobStatus::InProgress {
             return Err(Error::conflict(
                 Conflict::WrongState,
                 format!("Job {job_id} is not printing"),
@@ -562,11 +562,11 @@ pub fn job_cancel(
             jobs::cancelled_by_user_id.eq(Some(user.id)),
         );
         match job.status_id {
-            job_status::QUEUED => {
+            JobStatus::Queued => {
                 change(c, job.id, |c, _| {
                     diesel::update(jobs::table.find(job.id))
                         .set((
-                            jobs::status_id.eq(job_status::ABORTED),
+                            jobs::status_id.eq(JobStatus::Aborted),
                             jobs::ended_at.eq(Some(now)),
                         ))
                         .execute(c)?;
@@ -577,7 +577,7 @@ pub fn job_cancel(
                 })?;
                 Ok(())
             }
-            job_status::IN_PROGRESS => {
+            JobStatus::InProgress => {
                 change(c, job.id, |c, _| {
                     diesel::update(jobs::table.find(job.id))
                         .set(why)
@@ -609,7 +609,7 @@ pub fn job_feedback(
     let feedback = bounded("feedback", feedback, MAX_FEEDBACK)?;
     db::write_transaction(conn, |c| {
         let (job, _) = actionable(c, user, job_id)?;
-        if job_status::is_active(job.status_id) {
+        if job.status_id.is_active() {
             return Err(Error::conflict(Conflict::WrongState, format!(
                 "Job {job_id} has not ended yet: feedback is left on a finished, cancelled or failed job"
             )));
@@ -624,7 +624,7 @@ pub fn job_feedback(
     })
 }
 
-fn end_job(c: &mut DbConn, job: &Job, status: i32, source: Option<&str>) -> Result<()> {
+fn end_job(c: &mut DbConn, job: &Job, status: JobStatus, source: Option<&str>) -> Result<()> {
     let now = db::now();
     let print_time = job.started_at.map_or(0, |s| {
         (now - s).num_seconds().clamp(0, i64::from(i32::MAX)) as i32
@@ -635,7 +635,7 @@ fn end_job(c: &mut DbConn, job: &Job, status: i32, source: Option<&str>) -> Resu
                 jobs::status_id.eq(status),
                 jobs::ended_at.eq(Some(now)),
                 jobs::print_time.eq(print_time),
-                jobs::percent.eq(if status == job_status::FINISHED {
+                jobs::percent.eq(if status == JobStatus::Finished {
                     100.0
                 } else {
                     job.percent
@@ -683,7 +683,7 @@ pub fn follow_report(c: &mut DbConn, before: &Printer, seen: &AgentSeen) -> Resu
     let Some(job) = Job::find(c, job_id)? else {
         return Ok(false);
     };
-    if job.status_id != job_status::IN_PROGRESS {
+    if job.status_id != JobStatus::InProgress {
         return Ok(false);
     }
     let state = report
@@ -697,16 +697,16 @@ pub fn follow_report(c: &mut DbConn, before: &Printer, seen: &AgentSeen) -> Resu
     let blocking_error = seen.blocking_error;
     let was_active = matches!(before.state.as_str(), "printing" | "paused" | "downloading");
     let outcome = if reset_job {
-        Some((job_status::FAILED, cancel_source::AGENT_RESET))
+        Some((JobStatus::Failed, cancel_source::AGENT_RESET))
     } else if state == "cancel" {
-        Some((job_status::ABORTED, cancel_source::CANCELLED_PRINTER))
+        Some((JobStatus::Aborted, cancel_source::CANCELLED_PRINTER))
     } else if state == "error" || blocking_error {
-        Some((job_status::FAILED, cancel_source::PRINTER_ERROR))
+        Some((JobStatus::Failed, cancel_source::PRINTER_ERROR))
     } else if state == "ready" && was_active {
         if percent >= 99.9 || before.percent >= 99.9 {
-            Some((job_status::FINISHED, ""))
+            Some((JobStatus::Finished, ""))
         } else {
-            Some((job_status::ABORTED, cancel_source::STOPPED_ON_PRINTER))
+            Some((JobStatus::Aborted, cancel_source::STOPPED_ON_PRINTER))
         }
     } else {
         None
@@ -770,7 +770,7 @@ pub fn auto_start(c: &mut DbConn, printer_id: i64, ctx: &JobContext) -> Result<O
             end_job(
                 c,
                 &job,
-                job_status::FAILED,
+                JobStatus::Failed,
                 Some(cancel_source::NOT_CHARGEABLE),
             )?;
             tracing::info!(job = job.id, %reason, "queued job could not be charged");
@@ -847,7 +847,7 @@ pub fn printer_jobs(
         let since = db::now() - Duration::hours(i64::from(hours));
         q = q.filter(
             jobs::status_id
-                .eq_any([job_status::QUEUED, job_status::IN_PROGRESS])
+                .eq_any([JobStatus::Queued, JobStatus::InProgress])
                 .or(jobs::ended_at.ge(since)),
         );
     }

@@ -35,7 +35,7 @@ pub fn offer(
 ) -> Result<Offer> {
     let file = StoredFile::find_owned(conn, user.id, file_id)?
         .ok_or_else(|| Error::not_found(format!("File {file_id} not found")))?;
-    if file.kind != "gcode" || file.state != "ready" {
+    if !file.is_printable() {
         return Err(Error::invalid(format!(
             "File {file_id} is not a printable G-code file"
         )));

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use chrono::{Duration, NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 
-use crate::db::models::{access_role, job_status, Organization, User, Workgroup};
+use crate::db::models::{access_role, JobStatus, Organization, User, Workgroup};
 use crate::db::schema::{
     files, jobs, printer_types, printer_workgroups, printers, users, workgroups,
 };
@@ -379,17 +379,16 @@ pub fn hms(seconds: i64) -> String {
 /// The status word of a job: DONE, CANCELLED_WEB (cancelled through the API or the web),
 /// CANCELLED_PRINTER (cancelled on the printer), CANCELLED (other aborts), FAILED, IN_PROGRESS,
 /// QUEUED.
-pub fn status_word(status: i32, source: Option<&str>) -> String {
+pub fn status_word(status: JobStatus, source: Option<&str>) -> String {
     match status {
-        job_status::FINISHED => "DONE".into(),
-        job_status::ABORTED => match source {
+        JobStatus::Finished => "DONE".into(),
+        JobStatus::Aborted => match source {
             Some(s @ (cancel_source::CANCELLED_WEB | cancel_source::CANCELLED_PRINTER)) => s.into(),
             _ => "CANCELLED".into(),
         },
-        job_status::FAILED => "FAILED".into(),
-        job_status::IN_PROGRESS => "IN_PROGRESS".into(),
-        job_status::QUEUED => "QUEUED".into(),
-        other => other.to_string(),
+        JobStatus::Failed => "FAILED".into(),
+        JobStatus::InProgress => "IN_PROGRESS".into(),
+        JobStatus::Queued => "QUEUED".into(),
     }
 }
 
@@ -522,7 +521,7 @@ struct JobRow {
     weight: f64,
     cost: Option<f64>,
     file_cost: Option<f64>,
-    status_id: i32,
+    status_id: JobStatus,
     printing_duration: i32,
     print_time: i32,
     cancel_reason: Option<String>,
@@ -664,7 +663,7 @@ impl CustomReport {
                     // (dashboards split this text; a null crashed one).
                     Field::RealPrintTime => match r.started_at {
                         None => Cell::Text(hms(0)),
-                        Some(s) if r.status_id == job_status::IN_PROGRESS => {
+                        Some(s) if r.status_id == JobStatus::InProgress => {
                             Cell::Text(hms((now - s).num_seconds()))
                         }
                         Some(_) => Cell::Text(hms(i64::from(r.print_time))),
@@ -719,7 +718,7 @@ pub fn finished_jobs(
         .inner_join(files::table)
         .inner_join(users::table.on(users::id.eq(jobs::user_id)))
         .filter(jobs::organization_id.eq(scope.organization()))
-        .filter(jobs::status_id.eq(job_status::FINISHED))
+        .filter(jobs::status_id.eq(JobStatus::Finished))
         .filter(jobs::ended_at.ge(range.start()))
         .filter(jobs::ended_at.lt(range.end()))
         .into_boxed::<MultiBackend>();
@@ -784,14 +783,14 @@ mod tests {
         assert_eq!(hms(0), "0:00:00");
         assert_eq!(hms(956), "0:15:56");
         assert_eq!(hms(93_784), "26:03:04");
-        assert_eq!(status_word(45, Some("CANCELLED_WEB")), "CANCELLED_WEB");
+        assert_eq!(status_word(JobStatus::Aborted, Some("CANCELLED_WEB")), "CANCELLED_WEB");
         assert_eq!(
-            status_word(45, Some("CANCELLED_PRINTER")),
+            status_word(JobStatus::Aborted, Some("CANCELLED_PRINTER")),
             "CANCELLED_PRINTER"
         );
-        assert_eq!(status_word(45, Some("STOPPED_ON_PRINTER")), "CANCELLED");
-        assert_eq!(status_word(45, None), "CANCELLED");
-        assert_eq!(status_word(43, Some("PRINTER_ERROR")), "FAILED");
+        assert_eq!(status_word(JobStatus::Aborted, Some("STOPPED_ON_PRINTER")), "CANCELLED");
+        assert_eq!(status_word(JobStatus::Aborted, None), "CANCELLED");
+        assert_eq!(status_word(JobStatus::Failed, Some("PRINTER_ERROR")), "FAILED");
         // The person's choice wins; the source speaks when nobody chose; an old web cancel
         // (its source moved out of cancel_reason by the migration) has no reason.
         assert_eq!(

@@ -7,7 +7,7 @@ use chrono::{Duration, NaiveDateTime};
 use diesel::prelude::*;
 use serde_json::Value;
 
-use crate::db::models::{NewFile, SliceJob, StoredFile, User};
+use crate::db::models::{FileKind, FileState, NewFile, SliceJob, StoredFile, User};
 use crate::db::schema::{files, slice_jobs};
 use crate::db::{self, DbConn};
 use crate::error::{Error, Result};
@@ -45,7 +45,7 @@ pub fn request(conn: &mut DbConn, user: &User, req: &SliceRequest) -> Result<Req
     db::write_transaction(conn, |c| {
         let file = StoredFile::find_owned(c, user.id, req.file_id)?
             .ok_or_else(|| Error::not_found(format!("File {} not found", req.file_id)))?;
-        if !matches!(file.kind.as_str(), "stl" | "3mf" | "obj") || file.state != "ready" {
+        if !file.kind.is_model() || file.state != FileState::Ready {
             return Err(Error::invalid(format!(
                 "File {} is not a model (STL, 3MF or OBJ) to slice",
                 file.id
@@ -89,9 +89,9 @@ pub fn request(conn: &mut DbConn, user: &User, req: &SliceRequest) -> Result<Req
                 user_id: user.id,
                 organization_id: user.organization_id,
                 project_id: file.project_id,
-                state: "reserved",
+                state: FileState::Reserved,
                 filename: &name,
-                kind: "gcode",
+                kind: FileKind::Gcode,
                 size: 0,
                 sha256: "",
                 storage_key: "",

@@ -943,7 +943,7 @@ fn insert_job(
             file_id: file,
             user_id: user,
             share_id: None,
-            status_id: status,
+            status_id: printfarm::db::models::JobStatus::from_id(status).expect("a job status"),
             change_seq: 0,
             notes: None,
             percent: 0.0,

@@ -16,10 +16,10 @@ pub struct StoredFile {
     pub organization_id: i64,
     pub project_id: Option<i64>,
     /// "ready", or "reserved" for a slicer output id handed out before the slice ends.
-    pub state: String,
+    pub state: FileState,
     pub filename: String,
     /// "gcode", "stl", "3mf" or "obj".
-    pub kind: String,
+    pub kind: FileKind,
     pub size: i64,
     pub sha256: String,
     pub storage_key: String,
@@ -44,9 +44,9 @@ pub struct NewFile<'a> {
     pub user_id: i64,
     pub organization_id: i64,
     pub project_id: Option<i64>,
-    pub state: &'a str,
+    pub state: FileState,
     pub filename: &'a str,
-    pub kind: &'a str,
+    pub kind: FileKind,
     pub size: i64,
     pub sha256: &'a str,
     pub storage_key: &'a str,
@@ -63,6 +63,45 @@ pub struct NewFile<'a> {
 }
 
 impl StoredFile {
+    /// Ready G-code: what a printer can be sent.
+    pub fn is_printable(&self) -> bool {
+        self.kind == FileKind::Gcode && self.state == FileState::Ready
+    }
+
+    /// (id, storage key, picture) of the files made before `before`, after id `after`, in id
+    /// order: a page of what the object store must hold.
+    pub fn stored_objects_page(
+        conn: &mut DbConn,
+        after: i64,
+        before: NaiveDateTime,
+        limit: i64,
+    ) -> QResult<Vec<(i64, String, Option<String>)>> {
+        files::table
+            .filter(files::id.gt(after))
+            .filter(files::created_at.lt(before))
+            .order(files::id)
+            .limit(limit)
+            .select((files::id, files::storage_key, files::picture))
+            .load(conn)
+    }
+
+    /// Of these storage keys and picture names, the ones a file row names.
+    pub fn naming(
+        conn: &mut DbConn,
+        keys: &[String],
+        pictures: &[String],
+    ) -> QResult<(Vec<String>, Vec<String>)> {
+        let found = files::table
+            .filter(files::storage_key.eq_any(keys))
+            .select(files::storage_key)
+            .load(conn)?;
+        let pics: Vec<Option<String>> = files::table
+            .filter(files::picture.eq_any(pictures))
+            .select(files::picture)
+            .load(conn)?;
+        Ok((found, pics.into_iter().flatten().collect()))
+    }
+
     /// A user's own files, newest first.
     pub fn recent_of(conn: &mut DbConn, user_id: i64, limit: i64) -> QResult<Vec<StoredFile>> {
         files::table

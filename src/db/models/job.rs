@@ -7,19 +7,6 @@ use super::*;
 use crate::db::schema::*;
 use crate::db::DbConn;
 
-/// Job status ids as the Global API numbers them.
-pub mod job_status {
-    pub const QUEUED: i32 = 11;
-    pub const IN_PROGRESS: i32 = 21;
-    pub const FAILED: i32 = 43;
-    pub const ABORTED: i32 = 45;
-    pub const FINISHED: i32 = 77;
-
-    pub fn is_active(s: i32) -> bool {
-        s == QUEUED || s == IN_PROGRESS
-    }
-}
-
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = jobs, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 pub struct Job {
@@ -29,7 +16,7 @@ pub struct Job {
     pub file_id: i64,
     pub user_id: i64,
     pub share_id: Option<i64>,
-    pub status_id: i32,
+    pub status_id: JobStatus,
     /// Value of the `job_changes` counter at the job's last change (the live-update cursor).
     pub change_seq: i64,
     pub notes: Option<String>,
@@ -76,7 +63,7 @@ pub struct NewJob<'a> {
     pub file_id: i64,
     pub user_id: i64,
     pub share_id: Option<i64>,
-    pub status_id: i32,
+    pub status_id: JobStatus,
     pub change_seq: i64,
     pub notes: Option<&'a str>,
     pub percent: f64,
@@ -137,7 +124,7 @@ impl Job {
     pub fn next_queued(conn: &mut DbConn, printer: i64) -> QResult<Option<Job>> {
         jobs::table
             .filter(jobs::printer_id.eq(printer))
-            .filter(jobs::status_id.eq(job_status::QUEUED))
+            .filter(jobs::status_id.eq(JobStatus::Queued))
             .order(jobs::id.asc())
             .first(conn)
             .optional()

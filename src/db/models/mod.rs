@@ -1,6 +1,8 @@
 //! Row structs and the queries that belong to them, one file per entity. Every query takes
 //! `&mut DbConn` and uses only DSL that compiles for both backends.
 
+#[macro_use]
+mod enums;
 mod api_token;
 mod organization;
 mod user;
@@ -21,6 +23,7 @@ pub mod read;
 mod upload_id;
 
 pub use api_token::*;
+pub use enums::*;
 pub use organization::*;
 pub use user::*;
 pub use session::*;

@@ -24,7 +24,7 @@ pub fn queued_jobs(conn: &mut DbConn, printer_id: i64) -> QResult<Vec<QueuedJobR
         .left_join(files::table)
         .left_join(users::table.on(users::id.eq(jobs::user_id)))
         .filter(jobs::printer_id.eq(printer_id))
-        .filter(jobs::status_id.eq(job_status::QUEUED))
+        .filter(jobs::status_id.eq(JobStatus::Queued))
         .order(jobs::id.asc())
         .select((
             jobs::id,

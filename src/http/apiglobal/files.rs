@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 use super::envelope::{ok, Envelope, Failures, Nothing};
 use super::form::Params;
 use super::{authenticate, forms, Signed};
+use crate::db::models::FileKind;
 use crate::error::{Error, Result};
 use crate::http::upload;
 use crate::services::auth::random_token;
@@ -61,7 +62,7 @@ pub async fn upload(
     let (file, project) = upload::store(&state, &me, &meta, staged, zip_flag).await?;
     Ok(ok(UploadMessage {
         file_id: file.id,
-        show_select_printers: file.kind == "gcode",
+        show_select_printers: file.kind == FileKind::Gcode,
         project_id: project.id,
         slicer: file.slicer.unwrap_or_default(),
     }))

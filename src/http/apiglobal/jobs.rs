@@ -158,7 +158,7 @@ pub async fn get_printer_jobs(
         .iter()
         .map(|(j, filename, email)| JobListItem {
             id: j.id.to_string(),
-            status_id: j.status_id.to_string(),
+            status_id: j.status_id.id().to_string(),
             filename: filename.clone(),
             datetime: j.created_at.format(DATETIME).to_string(),
             email: email.clone(),
@@ -246,7 +246,7 @@ pub struct JobInfo {
 fn job_info(job: &Job, file: &StoredFile, email: &str) -> JobInfo {
     JobInfo {
         id: job.id.to_string(),
-        status_id: job.status_id.to_string(),
+        status_id: job.status_id.id().to_string(),
         datetime: job.created_at.format(DATETIME).to_string(),
         printer_id: job.printer_id.to_string(),
         print_time: job.print_time.to_string(),

@@ -16,7 +16,7 @@ use utoipa::openapi::response::Response;
 use utoipa::openapi::RefOr;
 use utoipa::{IntoResponses, ToSchema};
 
-use crate::db::models::{Quote, StoredFile, User};
+use crate::db::models::{FileState, Quote, StoredFile, User};
 use crate::error::Error;
 use crate::http::upload;
 use crate::services::files::UploadMeta;
@@ -355,7 +355,7 @@ async fn own_file(state: &AppState, u: &User, id: i64) -> V1Result<StoredFile> {
     Ok(state
         .db(move |c| {
             StoredFile::find_owned(c, uid, id)?
-                .filter(|f| f.state == "ready")
+                .filter(|f| f.state == FileState::Ready)
                 .ok_or_else(|| Error::not_found(format!("File {id} not found")))
         })
         .await?)

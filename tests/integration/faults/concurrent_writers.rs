@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use diesel::prelude::*;
-use printfarm::db::models::job_status;
+use printfarm::db::models::JobStatus;
 use printfarm::db::schema::{jobs, printer_commands};
 use serde_json::{json, Value};
 
@@ -287,7 +287,7 @@ async fn writers_and_agents_never_deadlock(db: Db) {
     assert!(tally.queued.iter().all(|j| ids.contains(j)));
     let mut running: HashMap<i64, usize> = HashMap::new();
     for (_, p, s) in &stored {
-        if *s == job_status::IN_PROGRESS {
+        if *s == JobStatus::InProgress.id() {
             *running.entry(*p).or_default() += 1;
         }
     }
