@@ -3,12 +3,12 @@
 //! SQLite), so a slice survives a restart and never runs twice at once; results are committed
 //! only by the lease holder.
 
-use chrono::{Duration, NaiveDateTime};
-use diesel::prelude::*;
+use chrono::Duration;
 use serde_json::Value;
 
-use crate::db::models::{FileKind, FileState, NewFile, SliceJob, StoredFile, User};
-use crate::db::schema::{files, slice_jobs};
+use crate::db::models::{
+    FileKind, FileState, NewFile, NewSliceJob, SliceJob, SliceOutput, SliceStatus, StoredFile, User,
+};
 use crate::db::{self, DbConn};
 use crate::error::{Error, Result};
 use crate::mesh::MeshAnalysis;
@@ -108,21 +108,23 @@ pub fn request(conn: &mut DbConn, user: &User, req: &SliceRequest) -> Result<Req
             },
         )?;
         let profile_json = serde_json::to_string(&profile.keys).map_err(Error::internal)?;
-        let job: SliceJob = diesel::insert_into(slice_jobs::table)
-            .values((
-                slice_jobs::uuid.eq(uuid::Uuid::new_v4().to_string()),
-                slice_jobs::user_id.eq(user.id),
-                slice_jobs::file_id.eq(file.id),
-                slice_jobs::output_file_id.eq(Some(output.id)),
-                slice_jobs::slicer_id.eq(slicer as i32),
-                slice_jobs::profile.eq(profile_json),
-                slice_jobs::printer_id.eq(req.printer_id),
-                slice_jobs::start_print.eq(req.start_print),
-                slice_jobs::status.eq("pending"),
-                slice_jobs::attempts.eq(0),
-                slice_jobs::created_at.eq(now),
-            ))
-            .get_result(c)?;
+        let uuid = uuid::Uuid::new_v4().to_string();
+        let job = SliceJob::insert(
+            c,
+            &NewSliceJob {
+                uuid: &uuid,
+                user_id: user.id,
+                file_id: file.id,
+                output_file_id: Some(output.id),
+                slicer_id: slicer as i32,
+                profile: &profile_json,
+                printer_id: req.printer_id,
+                start_print: req.start_print,
+                status: SliceStatus::Pending,
+                attempts: 0,
+                created_at: now,
+            },
+        )?;
         let waiting = SliceJob::ahead_of(c, job.id)? > 0;
         Ok(Requested { job, waiting })
     })
@@ -131,57 +133,17 @@ pub fn request(conn: &mut DbConn, user: &User, req: &SliceRequest) -> Result<Req
 /// Claims the oldest pending slice, or a running one whose lease ran out (its worker died).
 pub fn claim(conn: &mut DbConn, owner: &str, lease: Duration) -> Result<Option<SliceJob>> {
     let now = db::now();
-    let claimable = slice_jobs::status.eq("pending").or(slice_jobs::status
-        .eq("running")
-        .and(slice_jobs::lease_until.lt(Some(now))));
-    db::write_transaction(conn, |c| {
-        let id: Option<i64> = match c {
-            DbConn::Pg(pg) => slice_jobs::table
-                .filter(claimable)
-                .order(slice_jobs::id.asc())
-                .select(slice_jobs::id)
-                .for_update()
-                .skip_locked()
-                .first(pg)
-                .optional()?,
-            // SQLite: the transaction holds the database's write lock (BEGIN IMMEDIATE).
-            DbConn::Sqlite(_) => slice_jobs::table
-                .filter(claimable)
-                .order(slice_jobs::id.asc())
-                .select(slice_jobs::id)
-                .first(c)
-                .optional()?,
-        };
-        let Some(id) = id else { return Ok(None) };
-        diesel::update(slice_jobs::table.find(id))
-            .set((
-                slice_jobs::status.eq("running"),
-                slice_jobs::lease_owner.eq(Some(owner)),
-                slice_jobs::lease_until.eq(Some(now + lease)),
-                slice_jobs::attempts.eq(slice_jobs::attempts + 1),
-                slice_jobs::started_at.eq(Some(now)),
-            ))
-            .execute(c)?;
-        Ok(SliceJob::find(c, id)?)
-    })
+    db::write_transaction(conn, |c| Ok(SliceJob::claim(c, owner, now, now + lease)?))
 }
 
 /// Extends the lease of a slice this worker still holds.
 pub fn renew(conn: &mut DbConn, id: i64, owner: &str, lease: Duration) -> Result<bool> {
-    let n = diesel::update(
-        slice_jobs::table
-            .filter(slice_jobs::id.eq(id))
-            .filter(slice_jobs::status.eq("running"))
-            .filter(slice_jobs::lease_owner.eq(owner)),
-    )
-    .set(slice_jobs::lease_until.eq(Some(db::now() + lease)))
-    .execute(conn)?;
-    Ok(n == 1)
+    Ok(SliceJob::renew(conn, id, owner, db::now() + lease)?)
 }
 
 fn holds(c: &mut DbConn, id: i64, owner: &str) -> Result<bool> {
     let job = SliceJob::find(c, id)?;
-    Ok(job.is_some_and(|j| j.status == "running" && j.lease_owner.as_deref() == Some(owner)))
+    Ok(job.is_some_and(|j| j.status == SliceStatus::Running && j.lease_owner.as_deref() == Some(owner)))
 }
 
 /// The G-code a worker produced, stored and analysed.
@@ -227,7 +189,7 @@ pub fn finish(
         let queued = db::write_transaction(c, |c| {
             let user = User::find(c, job.user_id)?.ok_or_else(|| Error::not_found("user gone"))?;
             let created = jobs::print_file(c, &user, output_id, printer, !job.start_print, ctx)?;
-            set_print_job(c, job.id, created.job.id)?;
+            SliceJob::set_print_job(c, job.id, created.job.id)?;
             Ok::<_, Error>(())
         });
         Ok(match queued {
@@ -251,28 +213,17 @@ pub fn complete(
             return Ok(false);
         }
         let now = db::now();
-        if let Some(fid) = job.output_file_id {
-            diesel::update(files::table.find(fid))
-                .set((
-                    files::state.eq("ready"),
-                    files::storage_key.eq(out.storage_key),
-                    files::size.eq(out.size),
-                    files::sha256.eq(out.sha256),
-                    files::analysis.eq(Some(out.analysis)),
-                    files::slicer_settings.eq(Some(out.settings)),
-                    files::picture.eq(Some(out.picture)),
-                    files::updated_at.eq(now),
-                ))
-                .execute(c)?;
-        }
-        diesel::update(slice_jobs::table.find(job.id))
-            .set((
-                slice_jobs::status.eq("done"),
-                slice_jobs::stderr.eq(Some(log)),
-                slice_jobs::finished_at.eq(Some(now)),
-                slice_jobs::lease_until.eq(None::<NaiveDateTime>),
-            ))
-            .execute(c)?;
+        let output = SliceOutput {
+            state: FileState::Ready,
+            storage_key: out.storage_key,
+            size: out.size,
+            sha256: out.sha256,
+            analysis: Some(out.analysis),
+            slicer_settings: Some(out.settings),
+            picture: Some(out.picture),
+            updated_at: now,
+        };
+        SliceJob::complete(c, job, &output, log, now)?;
         Ok(true)
     })
 }
@@ -289,29 +240,9 @@ pub fn fail(
         if !holds(c, job.id, owner)? {
             return Ok(false);
         }
-        diesel::update(slice_jobs::table.find(job.id))
-            .set((
-                slice_jobs::status.eq("failed"),
-                slice_jobs::error.eq(Some(error)),
-                slice_jobs::stderr.eq(Some(log)),
-                slice_jobs::output_file_id.eq(None::<i64>),
-                slice_jobs::finished_at.eq(Some(db::now())),
-                slice_jobs::lease_until.eq(None::<NaiveDateTime>),
-            ))
-            .execute(c)?;
-        if let Some(fid) = job.output_file_id {
-            diesel::delete(files::table.find(fid).filter(files::state.eq("reserved")))
-                .execute(c)?;
-        }
+        SliceJob::fail(c, job, error, log, db::now())?;
         Ok(true)
     })
-}
-
-fn set_print_job(conn: &mut DbConn, id: i64, job: i64) -> Result<()> {
-    diesel::update(slice_jobs::table.find(id))
-        .set(slice_jobs::print_job_id.eq(Some(job)))
-        .execute(conn)?;
-    Ok(())
 }
 
 /// The caller's own slice, by its UUID.

@@ -21,8 +21,7 @@ pub struct SliceJob {
     pub profile: String,
     pub printer_id: Option<i64>,
     pub start_print: bool,
-    /// pending → running → done | failed
-    pub status: String,
+    pub status: SliceStatus,
     pub error: Option<String>,
     pub stderr: Option<String>,
     pub attempts: i32,
@@ -34,7 +33,164 @@ pub struct SliceJob {
     pub finished_at: Option<NaiveDateTime>,
 }
 
+/// A slice to queue.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = slice_jobs)]
+pub struct NewSliceJob<'a> {
+    pub uuid: &'a str,
+    pub user_id: i64,
+    pub file_id: i64,
+    pub output_file_id: Option<i64>,
+    pub slicer_id: i32,
+    pub profile: &'a str,
+    pub printer_id: Option<i64>,
+    pub start_print: bool,
+    pub status: SliceStatus,
+    pub attempts: i32,
+    pub created_at: NaiveDateTime,
+}
+
+/// The G-code a finished slice produced, written on its reserved file.
+#[derive(Debug, AsChangeset)]
+#[diesel(table_name = files)]
+pub struct SliceOutput<'a> {
+    pub state: FileState,
+    pub storage_key: &'a str,
+    pub size: i64,
+    pub sha256: &'a str,
+    pub analysis: Option<&'a str>,
+    pub slicer_settings: Option<&'a str>,
+    pub picture: Option<&'a str>,
+    pub updated_at: NaiveDateTime,
+}
+
 impl SliceJob {
+    pub fn insert(conn: &mut DbConn, new: &NewSliceJob) -> QResult<SliceJob> {
+        diesel::insert_into(slice_jobs::table)
+            .values(new)
+            .get_result(conn)
+    }
+
+    /// Claims the oldest pending slice, or a running one whose lease ran out, for `owner`
+    /// until `lease_until`. Run it in a write transaction: on Postgres the row is locked
+    /// (`SKIP LOCKED`, so workers never wait on each other), on SQLite the transaction holds
+    /// the database's write lock.
+    pub fn claim(
+        conn: &mut DbConn,
+        owner: &str,
+        now: NaiveDateTime,
+        lease_until: NaiveDateTime,
+    ) -> QResult<Option<SliceJob>> {
+        let claimable = slice_jobs::status.eq(SliceStatus::Pending).or(slice_jobs::status
+            .eq(SliceStatus::Running)
+            .and(slice_jobs::lease_until.lt(Some(now))));
+        let id: Option<i64> = match conn {
+            DbConn::Pg(pg) => slice_jobs::table
+                .filter(claimable)
+                .order(slice_jobs::id.asc())
+                .select(slice_jobs::id)
+                .for_update()
+                .skip_locked()
+                .first(pg)
+                .optional()?,
+            DbConn::Sqlite(_) => slice_jobs::table
+                .filter(claimable)
+                .order(slice_jobs::id.asc())
+                .select(slice_jobs::id)
+                .first(conn)
+                .optional()?,
+        };
+        let Some(id) = id else { return Ok(None) };
+        diesel::update(slice_jobs::table.find(id))
+            .set((
+                slice_jobs::status.eq(SliceStatus::Running),
+                slice_jobs::lease_owner.eq(Some(owner)),
+                slice_jobs::lease_until.eq(Some(lease_until)),
+                slice_jobs::attempts.eq(slice_jobs::attempts + 1),
+                slice_jobs::started_at.eq(Some(now)),
+            ))
+            .execute(conn)?;
+        SliceJob::find(conn, id)
+    }
+
+    /// Extends the lease of a running slice `owner` still holds; false when it does not.
+    pub fn renew(
+        conn: &mut DbConn,
+        id: i64,
+        owner: &str,
+        lease_until: NaiveDateTime,
+    ) -> QResult<bool> {
+        let n = diesel::update(
+            slice_jobs::table
+                .filter(slice_jobs::id.eq(id))
+                .filter(slice_jobs::status.eq(SliceStatus::Running))
+                .filter(slice_jobs::lease_owner.eq(owner)),
+        )
+        .set(slice_jobs::lease_until.eq(Some(lease_until)))
+        .execute(conn)?;
+        Ok(n == 1)
+    }
+
+    /// Marks the slice done, and its reserved output file ready with what it produced.
+    pub fn complete(
+        conn: &mut DbConn,
+        job: &SliceJob,
+        output: &SliceOutput,
+        log: &str,
+        now: NaiveDateTime,
+    ) -> QResult<()> {
+        if let Some(fid) = job.output_file_id {
+            diesel::update(files::table.find(fid))
+                .set(output)
+                .execute(conn)?;
+        }
+        diesel::update(slice_jobs::table.find(job.id))
+            .set((
+                slice_jobs::status.eq(SliceStatus::Done),
+                slice_jobs::stderr.eq(Some(log)),
+                slice_jobs::finished_at.eq(Some(now)),
+                slice_jobs::lease_until.eq(None::<NaiveDateTime>),
+            ))
+            .execute(conn)?;
+        Ok(())
+    }
+
+    /// Marks the slice failed and removes its reserved output file.
+    pub fn fail(
+        conn: &mut DbConn,
+        job: &SliceJob,
+        error: &str,
+        log: &str,
+        now: NaiveDateTime,
+    ) -> QResult<()> {
+        diesel::update(slice_jobs::table.find(job.id))
+            .set((
+                slice_jobs::status.eq(SliceStatus::Failed),
+                slice_jobs::error.eq(Some(error)),
+                slice_jobs::stderr.eq(Some(log)),
+                slice_jobs::output_file_id.eq(None::<i64>),
+                slice_jobs::finished_at.eq(Some(now)),
+                slice_jobs::lease_until.eq(None::<NaiveDateTime>),
+            ))
+            .execute(conn)?;
+        if let Some(fid) = job.output_file_id {
+            diesel::delete(
+                files::table
+                    .find(fid)
+                    .filter(files::state.eq(FileState::Reserved)),
+            )
+            .execute(conn)?;
+        }
+        Ok(())
+    }
+
+    pub fn set_print_job(conn: &mut DbConn, id: i64, job: i64) -> QResult<()> {
+        diesel::update(slice_jobs::table.find(id))
+            .set(slice_jobs::print_job_id.eq(Some(job)))
+            .execute(conn)?;
+        Ok(())
+    }
+
     pub fn find_by_uuid(conn: &mut DbConn, uuid: &str) -> QResult<Option<SliceJob>> {
         slice_jobs::table
             .filter(slice_jobs::uuid.eq(uuid))
@@ -50,7 +206,7 @@ impl SliceJob {
     pub fn ahead_of(conn: &mut DbConn, id: i64) -> QResult<i64> {
         slice_jobs::table
             .filter(slice_jobs::id.lt(id))
-            .filter(slice_jobs::status.eq_any(["pending", "running"]))
+            .filter(slice_jobs::status.eq_any([SliceStatus::Pending, SliceStatus::Running]))
             .count()
             .get_result(conn)
     }

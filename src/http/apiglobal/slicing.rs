@@ -84,7 +84,7 @@ pub async fn get_slice_status(
     let job = state.db(move |c| slicing::status(c, &me, &uuid)).await?;
     Ok(ok(SliceStatusMessage {
         job_id: job.uuid,
-        status: job.status,
+        status: job.status.as_str().into(),
         error: job.error,
         output_file_id: job.output_file_id,
         print_job_id: job.print_job_id.map(|j| j.to_string()),
