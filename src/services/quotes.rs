@@ -6,12 +6,12 @@
 //! time_cost, minimum_price)`; money is rounded once, to cents, at the end.
 
 use chrono::Datelike;
-use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::db::models::{Quote, SliceJob, StoredFile, User};
-use crate::db::schema::{files, jobs, quote_usage, quotes, slice_jobs};
+use crate::db::models::{
+    NewQuote, Quote, QuotePriced, QuoteStatus, SliceJob, SliceStatus, StoredFile, User,
+};
 use crate::db::{self, DbConn};
 use crate::error::{Conflict, Error, Result};
 use crate::services::slicing::{self, SliceRequest};
@@ -108,19 +108,12 @@ pub struct Usage {
 pub fn usage(conn: &mut DbConn, user: &User) -> Result<Usage> {
     let since = month_start(db::now());
     // Quotes made, not quotes kept: deleting quotes does not give the month's quota back.
-    let quotes_used: i64 = quote_usage::table
-        .filter(quote_usage::user_id.eq(user.id))
-        .filter(quote_usage::created_at.ge(since))
-        .count()
-        .get_result(conn)?;
-    let sizes: Vec<i64> = files::table
-        .filter(files::user_id.eq(user.id))
-        .select(files::size)
-        .load(conn)?;
+    let quotes_used = Quote::made_since(conn, user.id, since)?;
+    let (files, storage_used) = StoredFile::usage_of(conn, user.id)?;
     Ok(Usage {
         quotes_used,
-        storage_used: sizes.iter().sum(),
-        files: sizes.len() as i64,
+        storage_used,
+        files,
     })
 }
 
@@ -180,50 +173,38 @@ pub fn create(
                 start_print: false,
             },
         )?;
-        let q: Quote = diesel::insert_into(quotes::table)
-            .values((
-                quotes::uuid.eq(uuid::Uuid::new_v4().to_string()),
-                quotes::user_id.eq(user.id),
-                quotes::file_id.eq(file_id),
-                quotes::slice_job_id.eq(Some(requested.job.id)),
-                quotes::printer_config.eq(printer_config.to_string()),
-                quotes::quote_config
-                    .eq(serde_json::to_string(quote_config).map_err(Error::internal)?),
-                quotes::status.eq("pending"),
-                quotes::currency.eq(&quote_config.currency),
-                quotes::created_at.eq(db::now()),
-            ))
-            .get_result(c)?;
-        diesel::insert_into(quote_usage::table)
-            .values((
-                quote_usage::user_id.eq(user.id),
-                quote_usage::created_at.eq(q.created_at),
-            ))
-            .execute(c)?;
-        // Earlier months no longer count.
-        diesel::delete(
-            quote_usage::table
-                .filter(quote_usage::user_id.eq(user.id))
-                .filter(quote_usage::created_at.lt(month_start(q.created_at))),
-        )
-        .execute(c)?;
+        let uuid = uuid::Uuid::new_v4().to_string();
+        let quote_json = serde_json::to_string(quote_config).map_err(Error::internal)?;
+        let now = db::now();
+        let q = Quote::insert(
+            c,
+            &NewQuote {
+                uuid: &uuid,
+                user_id: user.id,
+                file_id,
+                slice_job_id: Some(requested.job.id),
+                printer_config: &printer_config.to_string(),
+                quote_config: &quote_json,
+                status: QuoteStatus::Pending,
+                currency: &quote_config.currency,
+                created_at: now,
+            },
+            // Earlier months no longer count.
+            month_start(now),
+        )?;
         Ok(q)
     })
 }
 
 /// The caller's quote, brought up to date with its slice.
 pub fn get(conn: &mut DbConn, user: &User, uuid: &str) -> Result<Quote> {
-    let q = quotes::table
-        .filter(quotes::uuid.eq(uuid))
-        .filter(quotes::user_id.eq(user.id))
-        .first::<Quote>(conn)
-        .optional()?
+    let q = Quote::find_owned(conn, user.id, uuid)?
         .ok_or_else(|| Error::not_found(format!("Quote {uuid} not found")))?;
     refresh(conn, q)
 }
 
 fn refresh(conn: &mut DbConn, q: Quote) -> Result<Quote> {
-    if q.status != "pending" {
+    if q.status != QuoteStatus::Pending {
         return Ok(q);
     }
     let Some(job) = q
@@ -235,8 +216,8 @@ fn refresh(conn: &mut DbConn, q: Quote) -> Result<Quote> {
         return Ok(q);
     };
     let now = db::now();
-    match job.status.as_str() {
-        "done" => {
+    match job.status {
+        SliceStatus::Done => {
             let file = job
                 .output_file_id
                 .map(|id| StoredFile::find(conn, id))
@@ -257,32 +238,25 @@ fn refresh(conn: &mut DbConn, q: Quote) -> Result<Quote> {
                 .unwrap_or(0.0);
             let cfg: QuoteConfig = serde_json::from_str(&q.quote_config).unwrap_or_default();
             let p = price(&cfg, seconds, grams);
-            diesel::update(quotes::table.find(q.id))
-                .set((
-                    quotes::status.eq("success"),
-                    quotes::gcode_file_id.eq(Some(file.id)),
-                    quotes::estimated_time_seconds.eq(Some(seconds.round() as i64)),
-                    quotes::filament_used_mm.eq(Some(mm)),
-                    quotes::filament_weight.eq(Some(grams)),
-                    quotes::filament_cost.eq(Some(p.filament_cost)),
-                    quotes::time_cost.eq(Some(p.time_cost)),
-                    quotes::total_price.eq(Some(p.total_price)),
-                    quotes::finished_at.eq(Some(now)),
-                ))
-                .execute(conn)?;
+            Quote::priced(
+                conn,
+                q.id,
+                &QuotePriced {
+                    gcode_file_id: Some(file.id),
+                    estimated_time_seconds: Some(seconds.round() as i64),
+                    filament_used_mm: Some(mm),
+                    filament_weight: Some(grams),
+                    filament_cost: Some(p.filament_cost),
+                    time_cost: Some(p.time_cost),
+                    total_price: Some(p.total_price),
+                    finished_at: Some(now),
+                },
+            )?;
         }
-        "failed" => {
-            diesel::update(quotes::table.find(q.id))
-                .set((
-                    quotes::status.eq("error"),
-                    quotes::error.eq(job.error.clone()),
-                    quotes::finished_at.eq(Some(now)),
-                ))
-                .execute(conn)?;
-        }
+        SliceStatus::Failed => Quote::failed(conn, q.id, job.error.as_deref(), now)?,
         _ => return Ok(q),
     }
-    Ok(quotes::table.find(q.id).first(conn)?)
+    Ok(Quote::find(conn, q.id)?)
 }
 
 /// Storage keys to remove once the deleting transaction committed.
@@ -299,24 +273,15 @@ fn file_keys(f: &StoredFile) -> Removed {
     keys
 }
 
-fn used_by_jobs(conn: &mut DbConn, file_id: i64) -> Result<bool> {
-    let n: i64 = jobs::table
-        .filter(jobs::file_id.eq(file_id))
-        .count()
-        .get_result(conn)?;
-    Ok(n > 0)
-}
-
 fn delete_quote_rows(conn: &mut DbConn, q: &Quote) -> Result<Removed> {
     let mut removed = Vec::new();
-    diesel::delete(quotes::table.find(q.id)).execute(conn)?;
+    Quote::delete(conn, q.id)?;
     if let Some(gid) = q.gcode_file_id {
         // A quote's G-code that became a print job stays with the job's history.
-        if !used_by_jobs(conn, gid)? {
+        if !StoredFile::used_by_jobs(conn, gid)? {
             if let Some(f) = StoredFile::find(conn, gid)? {
-                diesel::delete(slice_jobs::table.filter(slice_jobs::output_file_id.eq(gid)))
-                    .execute(conn)?;
-                diesel::delete(files::table.find(gid)).execute(conn)?;
+                SliceJob::delete_making(conn, gid)?;
+                StoredFile::delete(conn, gid)?;
                 removed.extend(file_keys(&f));
             }
         }
@@ -332,11 +297,7 @@ pub fn delete_quote(
     uuid: &str,
 ) -> Result<(Quote, Option<StoredFile>, Removed)> {
     db::write_transaction(conn, |c| {
-        let q = quotes::table
-            .filter(quotes::uuid.eq(uuid))
-            .filter(quotes::user_id.eq(user.id))
-            .first::<Quote>(c)
-            .optional()?
+        let q = Quote::find_owned(c, user.id, uuid)?
             .ok_or_else(|| Error::not_found(format!("Quote {uuid} not found")))?;
         let gcode = match q.gcode_file_id {
             Some(id) => StoredFile::find(c, id)?,
@@ -350,21 +311,7 @@ pub fn delete_quote(
 /// `GET /v1/user/uploads`: the files the user uploaded, newest first; G-code made by slicing
 /// (quotes, `slice`) is not an upload.
 pub fn uploads(conn: &mut DbConn, user: &User) -> Result<Vec<StoredFile>> {
-    let sliced = slice_jobs::table
-        .filter(slice_jobs::user_id.eq(user.id))
-        .filter(slice_jobs::output_file_id.is_not_null())
-        .select(slice_jobs::output_file_id.assume_not_null());
-    let quoted = quotes::table
-        .filter(quotes::user_id.eq(user.id))
-        .filter(quotes::gcode_file_id.is_not_null())
-        .select(quotes::gcode_file_id.assume_not_null());
-    Ok(files::table
-        .filter(files::user_id.eq(user.id))
-        .filter(files::state.eq("ready"))
-        .filter(diesel::dsl::not(files::id.eq_any(sliced)))
-        .filter(diesel::dsl::not(files::id.eq_any(quoted)))
-        .order(files::id.desc())
-        .load(conn)?)
+    Ok(StoredFile::uploads_of(conn, user.id)?)
 }
 
 /// Cloud Slicer's `printer_config` defaults (and ours for the extension fields).
@@ -402,20 +349,20 @@ pub fn delete_file(conn: &mut DbConn, user: &User, file_id: i64) -> Result<(Stor
     db::write_transaction(conn, |c| {
         let f = StoredFile::find_owned(c, user.id, file_id)?
             .ok_or_else(|| Error::not_found(format!("File {file_id} not found")))?;
-        if used_by_jobs(c, f.id)? {
+        if StoredFile::used_by_jobs(c, f.id)? {
             return Err(Error::conflict(
                 Conflict::InUse,
                 format!("File {file_id} was printed; it stays for the job history"),
             ));
         }
         let mut removed = Vec::new();
-        let qs: Vec<Quote> = quotes::table.filter(quotes::file_id.eq(f.id)).load(c)?;
+        let qs = Quote::of_file(c, f.id)?;
         for q in &qs {
             removed.extend(delete_quote_rows(c, q)?);
         }
         // Slices of this model that are not quotes lose their input; their outputs stay.
-        diesel::delete(slice_jobs::table.filter(slice_jobs::file_id.eq(f.id))).execute(c)?;
-        diesel::delete(files::table.find(f.id)).execute(c)?;
+        SliceJob::delete_reading(c, f.id)?;
+        StoredFile::delete(c, f.id)?;
         removed.extend(file_keys(&f));
         Ok((f, removed))
     })

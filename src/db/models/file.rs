@@ -63,6 +63,49 @@ pub struct NewFile<'a> {
 }
 
 impl StoredFile {
+    /// (count, total bytes) of the user's files.
+    pub fn usage_of(conn: &mut DbConn, user_id: i64) -> QResult<(i64, i64)> {
+        let sizes: Vec<i64> = files::table
+            .filter(files::user_id.eq(user_id))
+            .select(files::size)
+            .load(conn)?;
+        Ok((sizes.len() as i64, sizes.iter().sum()))
+    }
+
+    /// Whether a job printed (or prints) this file.
+    pub fn used_by_jobs(conn: &mut DbConn, id: i64) -> QResult<bool> {
+        let n: i64 = jobs::table
+            .filter(jobs::file_id.eq(id))
+            .count()
+            .get_result(conn)?;
+        Ok(n > 0)
+    }
+
+    pub fn delete(conn: &mut DbConn, id: i64) -> QResult<()> {
+        diesel::delete(files::table.find(id)).execute(conn)?;
+        Ok(())
+    }
+
+    /// The user's ready uploads, newest first: G-code made by slicing (quotes, `slice`) is not
+    /// an upload.
+    pub fn uploads_of(conn: &mut DbConn, user_id: i64) -> QResult<Vec<StoredFile>> {
+        let sliced = slice_jobs::table
+            .filter(slice_jobs::user_id.eq(user_id))
+            .filter(slice_jobs::output_file_id.is_not_null())
+            .select(slice_jobs::output_file_id.assume_not_null());
+        let quoted = quotes::table
+            .filter(quotes::user_id.eq(user_id))
+            .filter(quotes::gcode_file_id.is_not_null())
+            .select(quotes::gcode_file_id.assume_not_null());
+        files::table
+            .filter(files::user_id.eq(user_id))
+            .filter(files::state.eq(FileState::Ready))
+            .filter(diesel::dsl::not(files::id.eq_any(sliced)))
+            .filter(diesel::dsl::not(files::id.eq_any(quoted)))
+            .order(files::id.desc())
+            .load(conn)
+    }
+
     /// Ready G-code: what a printer can be sent.
     pub fn is_printable(&self) -> bool {
         self.kind == FileKind::Gcode && self.state == FileState::Ready

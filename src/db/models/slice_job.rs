@@ -184,6 +184,19 @@ impl SliceJob {
         Ok(())
     }
 
+    /// Deletes the slices that read the model `file_id`.
+    pub fn delete_reading(conn: &mut DbConn, file_id: i64) -> QResult<()> {
+        diesel::delete(slice_jobs::table.filter(slice_jobs::file_id.eq(file_id))).execute(conn)?;
+        Ok(())
+    }
+
+    /// Deletes the slices that made the G-code `file_id`.
+    pub fn delete_making(conn: &mut DbConn, file_id: i64) -> QResult<()> {
+        diesel::delete(slice_jobs::table.filter(slice_jobs::output_file_id.eq(file_id)))
+            .execute(conn)?;
+        Ok(())
+    }
+
     pub fn set_print_job(conn: &mut DbConn, id: i64, job: i64) -> QResult<()> {
         diesel::update(slice_jobs::table.find(id))
             .set(slice_jobs::print_job_id.eq(Some(job)))

@@ -16,7 +16,7 @@ use utoipa::openapi::response::Response;
 use utoipa::openapi::RefOr;
 use utoipa::{IntoResponses, ToSchema};
 
-use crate::db::models::{FileState, Quote, StoredFile, User};
+use crate::db::models::{FileState, Quote, QuoteStatus, StoredFile, User};
 use crate::error::Error;
 use crate::http::upload;
 use crate::services::files::UploadMeta;
@@ -760,7 +760,7 @@ async fn quote_body(state: &AppState, q: &Quote, details: bool) -> V1Result<Quot
     Ok(QuoteBody {
         quote_id: q.uuid.clone(),
         user_id: q.user_id.to_string(),
-        status: q.status.clone(),
+        status: q.status.as_str().into(),
         timestamp: ts(q.created_at),
         quote_duration: q.finished_at.map_or(0.0, |f| {
             (f - q.created_at).num_milliseconds() as f64 / 1000.0
@@ -787,18 +787,18 @@ async fn quote_body(state: &AppState, q: &Quote, details: bool) -> V1Result<Quot
 
 async fn quote_answer(state: &AppState, q: &Quote, details: bool) -> V1Result {
     let body = quote_body(state, q, details).await?;
-    Ok(match q.status.as_str() {
-        "pending" => HttpResponse::Accepted().json(body),
-        "error" => HttpResponse::UnprocessableEntity().json(FailedQuote {
+    Ok(match q.status {
+        QuoteStatus::Pending => HttpResponse::Accepted().json(body),
+        QuoteStatus::Error => HttpResponse::UnprocessableEntity().json(FailedQuote {
             detail: vec![ValidationItem {
                 loc: vec!["body".into(), "file".into()],
                 msg: q.error.clone().unwrap_or_default(),
                 r#type: "slicing_error".into(),
             }],
             quote_id: q.uuid.clone(),
-            status: "error".into(),
+            status: QuoteStatus::Error.as_str().into(),
         }),
-        _ => HttpResponse::Ok().json(body),
+        QuoteStatus::Success => HttpResponse::Ok().json(body),
     })
 }
 
@@ -836,7 +836,7 @@ async fn create_quote(
     loop {
         let (me, uuid) = (u.clone(), q.uuid.clone());
         q = state.db(move |c| quotes::get(c, &me, &uuid)).await?;
-        if q.status != "pending" || std::time::Instant::now() >= deadline {
+        if q.status != QuoteStatus::Pending || std::time::Instant::now() >= deadline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
