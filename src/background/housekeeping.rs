@@ -70,7 +70,12 @@ pub async fn reconcile(state: &AppState, grace: Duration) -> Result<Reconciled> 
     loop {
         let page: Vec<(i64, String, Option<String>)> = state
             .db(move |c| {
-                Ok(StoredFile::stored_objects_page(c, after, rows_before, 1000)?)
+                Ok(StoredFile::stored_objects_page(
+                    c,
+                    after,
+                    rows_before,
+                    1000,
+                )?)
             })
             .await?;
         let Some(last) = page.last() else { break };

@@ -1,6 +1,11 @@
 //! Database access: one connection type over Postgres and SQLite, pools, migrations, transactions.
 
+mod backend;
 pub mod models;
+
+pub use backend::{
+    claimable_slice, lock_key, lock_printer, lock_share, lock_user, notify_printer, reserve_file_id,
+};
 pub mod schema;
 
 use std::time::Duration;
@@ -501,64 +506,6 @@ where
                 attempt += 1;
             }
             other => return other,
-        }
-    }
-}
-
-/// Serialises writers that share `key` until the surrounding transaction ends, so that a
-/// check followed by a write (a rate limit, a counter) is one atomic step. Postgres takes a
-/// transaction-scoped advisory lock; SQLite needs nothing more, because `write_transaction`
-/// already holds the database's single write lock. Callers that take several keys take them
-/// in sorted order, so two of them cannot deadlock.
-pub fn lock_key(conn: &mut DbConn, key: &str) -> diesel::QueryResult<()> {
-    use diesel::RunQueryDsl;
-    use sha2::{Digest, Sha256};
-    if let DbConn::Pg(c) = conn {
-        let digest = Sha256::digest(key.as_bytes());
-        let id = i64::from_le_bytes(digest[..8].try_into().expect("8 bytes"));
-        diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
-            .bind::<diesel::sql_types::BigInt, _>(id)
-            .execute(c)?;
-    }
-    Ok(())
-}
-
-/// Takes the next `files` id without inserting a row. A `/v1` upload id promises its file an id
-/// before the upload comes; the upload then inserts with that id. Ids whose upload never comes
-/// are skipped, like those of rolled-back inserts. Call inside `write_transaction` (on SQLite
-/// the sequence row is then changed under the database's write lock).
-pub fn reserve_file_id(conn: &mut DbConn) -> diesel::QueryResult<i64> {
-    use diesel::RunQueryDsl;
-    #[derive(diesel::QueryableByName)]
-    struct Next {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        id: i64,
-    }
-    match conn {
-        DbConn::Pg(c) => Ok(diesel::sql_query(
-            "SELECT nextval(pg_get_serial_sequence('files', 'id')) AS id",
-        )
-        .get_result::<Next>(c)?
-        .id),
-        // AUTOINCREMENT keeps the highest id ever used in sqlite_sequence and never reuses
-        // one; raising it reserves the id (the row exists once any file was stored).
-        DbConn::Sqlite(c) => {
-            diesel::sql_query(
-                "INSERT INTO sqlite_sequence (name, seq) SELECT 'files', 0 \
-                 WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'files')",
-            )
-            .execute(c)?;
-            diesel::sql_query(
-                "UPDATE sqlite_sequence \
-                 SET seq = MAX(seq, (SELECT COALESCE(MAX(id), 0) FROM files)) + 1 \
-                 WHERE name = 'files'",
-            )
-            .execute(c)?;
-            Ok(diesel::sql_query(
-                "SELECT CAST(seq AS BIGINT) AS id FROM sqlite_sequence WHERE name = 'files'",
-            )
-            .get_result::<Next>(c)?
-            .id)
         }
     }
 }

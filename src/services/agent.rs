@@ -4,7 +4,9 @@
 use chrono::Duration;
 use serde_json::{Map, Value};
 
-use crate::db::models::{read, CameraFrame, Printer, PrinterCommand, PrinterReport, RegistrationCode};
+use crate::db::models::{
+    read, CameraFrame, Printer, PrinterCommand, PrinterReport, RegistrationCode,
+};
 use crate::db::{self, DbConn};
 use crate::error::{AgentCode, Error, Result};
 use crate::services::auth::token_hash;
@@ -491,7 +493,11 @@ pub fn camera_frame(conn: &mut DbConn, printer: &Printer, image: &str) -> Result
 
 /// A viewer is looking: ask the agent for full frames for a while.
 pub fn mark_watched(conn: &mut DbConn, printer_id: i64, for_how_long: Duration) -> Result<()> {
-    Ok(Printer::watched_until(conn, printer_id, db::now() + for_how_long)?)
+    Ok(Printer::watched_until(
+        conn,
+        printer_id,
+        db::now() + for_how_long,
+    )?)
 }
 
 /// Deletes what the agent channel leaves behind once it expired: registration codes (unless a

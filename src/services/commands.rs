@@ -23,13 +23,7 @@ pub fn enqueue(
         let payload = (!extra.is_empty()).then(|| Value::Object(extra.clone()).to_string());
         let cmd =
             PrinterCommand::insert(c, printer_id, number, command, payload.as_deref(), job_id)?;
-        if let DbConn::Pg(pg) = c {
-            use diesel::RunQueryDsl;
-            diesel::sql_query("SELECT pg_notify($1, $2)")
-                .bind::<diesel::sql_types::Text, _>(crate::notify::CHANNEL)
-                .bind::<diesel::sql_types::Text, _>(printer_id.to_string())
-                .execute(pg)?;
-        }
+        db::notify_printer(c, printer_id)?;
         db::wake_after_commit(printer_id);
         Ok(cmd)
     })

@@ -3,13 +3,12 @@
 //! and the auto-start of the next queued job.
 
 use chrono::{Datelike, Duration, NaiveDateTime};
-use diesel::prelude::*;
 use serde_json::{json, Map, Value};
 
 use crate::db::models::{
-    Job, JobStatus, NewJob, Organization, Printer, PrinterCommand, PrinterShare, StoredFile, User,
+    read, Job, JobChange, JobStatus, NewJob, Organization, Printer, PrinterCommand, PrinterShare,
+    StoredFile, User,
 };
-use crate::db::schema::{jobs, printer_shares, printers, users};
 use crate::db::{self, DbConn};
 use crate::error::{Conflict, Error, Result};
 use crate::services::auth::{random_token, token_hash};
@@ -30,44 +29,16 @@ fn not_found(id: i64) -> Error {
     Error::not_found(format!("Job {id} not found"))
 }
 
-/// Re-reads a printer and, on Postgres, locks its row until the transaction ends, so two
-/// starts racing for one printer are serialised (SQLite's BEGIN IMMEDIATE already is).
 fn lock_printer(conn: &mut DbConn, id: i64) -> Result<Printer> {
-    let printer = match conn {
-        DbConn::Pg(pg) => printers::table
-            .find(id)
-            .for_update()
-            .select(Printer::as_select())
-            .first(pg)
-            .optional()?,
-        DbConn::Sqlite(_) => Printer::find(conn, id)?,
-    };
-    printer.ok_or_else(|| Error::not_found(format!("Printer {id} not found")))
+    db::lock_printer(conn, id)?.ok_or_else(|| Error::not_found(format!("Printer {id} not found")))
 }
 
 fn lock_user(conn: &mut DbConn, id: i64) -> Result<User> {
-    let user = match conn {
-        DbConn::Pg(pg) => users::table
-            .find(id)
-            .for_update()
-            .select(User::as_select())
-            .first(pg)
-            .optional()?,
-        DbConn::Sqlite(_) => User::find(conn, id)?,
-    };
-    user.ok_or_else(|| Error::internal("job without user"))
+    db::lock_user(conn, id)?.ok_or_else(|| Error::internal("job without user"))
 }
 
 fn lock_share(conn: &mut DbConn, id: i64) -> Result<Option<PrinterShare>> {
-    Ok(match conn {
-        DbConn::Pg(pg) => printer_shares::table
-            .find(id)
-            .for_update()
-            .select(PrinterShare::as_select())
-            .first(pg)
-            .optional()?,
-        DbConn::Sqlite(_) => PrinterShare::find(conn, id)?,
-    })
+    Ok(db::lock_share(conn, id)?)
 }
 
 /// Why a printer cannot start a job now.
@@ -267,17 +238,8 @@ fn material_cost(org: &Organization, material: &str, weight_g: f64) -> Option<f6
 }
 
 /// Updates a job and stamps the next change-counter value on it.
-fn change(
-    conn: &mut DbConn,
-    job_id: i64,
-    f: impl FnOnce(&mut DbConn, i64) -> Result<()>,
-) -> Result<Job> {
-    let seq = Job::next_change(conn)?;
-    f(conn, seq)?;
-    diesel::update(jobs::table.find(job_id))
-        .set((jobs::change_seq.eq(seq), jobs::updated_at.eq(db::now())))
-        .execute(conn)?;
-    Job::find(conn, job_id)?.ok_or_else(|| not_found(job_id))
+fn change(conn: &mut DbConn, job_id: i64, change: JobChange) -> Result<Job> {
+    Job::change(conn, job_id, change, db::now())?.ok_or_else(|| not_found(job_id))
 }
 
 pub struct Created {
@@ -396,19 +358,19 @@ fn start(c: &mut DbConn, job: Job, by: i64, ctx: &JobContext) -> Result<Job> {
     // The job row (and the change counter) before the user and share rows: the lock order of
     // `db::write_transaction`. A refusal below rolls the job's change back with the rest.
     let charged = job.charged;
-    let job = change(c, job.id, |c, _| {
-        diesel::update(jobs::table.find(job.id))
-            .set((
-                jobs::status_id.eq(JobStatus::InProgress),
-                jobs::started_at.eq(Some(now)),
-                jobs::started_by_user_id.eq(Some(by)),
-                jobs::charged.eq(true),
-                jobs::cost.eq(job.file_cost),
-                jobs::download_token_hash.eq(Some(token_hash(&token))),
-            ))
-            .execute(c)?;
-        Ok(())
-    })?;
+    let job = change(
+        c,
+        job.id,
+        JobChange {
+            status_id: Some(JobStatus::InProgress),
+            started_at: Some(Some(now)),
+            started_by_user_id: Some(Some(by)),
+            charged: Some(true),
+            cost: Some(job.file_cost),
+            download_token_hash: Some(Some(token_hash(&token))),
+            ..Default::default()
+        },
+    )?;
     // Locked, so that two jobs of one person starting at once on two printers are both
     // checked against (and charged to) the balance the other left.
     let user = lock_user(c, job.user_id)?;
@@ -421,27 +383,13 @@ fn start(c: &mut DbConn, job: Job, by: i64, ctx: &JobContext) -> Result<Job> {
     // Charge exactly once: the job's `charged` flag is set in this same transaction.
     if !charged {
         let used = quota_used(&user, now) + 1;
-        diesel::update(users::table.find(user.id))
-            .set((
-                users::quota_used.eq(used),
-                users::quota_period.eq(Some(month(now))),
-                users::balance.eq(user.balance.map(|b| b - job.file_cost.unwrap_or(0.0))),
-                users::updated_at.eq(now),
-            ))
-            .execute(c)?;
+        let balance = user.balance.map(|b| b - job.file_cost.unwrap_or(0.0));
+        User::charge(c, user.id, used, &month(now), balance, now)?;
         if let Some(s) = &share {
-            diesel::update(printer_shares::table.find(s.id))
-                .set(printer_shares::prints_used.eq(printer_shares::prints_used + 1))
-                .execute(c)?;
+            PrinterShare::count_print(c, s.id)?;
         }
     }
-    diesel::update(printers::table.find(printer.id))
-        .set((
-            printers::current_job_id.eq(Some(job.id)),
-            printers::tray_clear.eq(false),
-            printers::updated_at.eq(now),
-        ))
-        .execute(c)?;
+    Printer::take_job(c, printer.id, job.id, now)?;
     let mut extra = Map::new();
     extra.insert("is_link".into(), json!(true));
     extra.insert(
@@ -555,35 +503,28 @@ pub fn job_cancel(
         let job = Job::find(c, job.id)?.ok_or_else(|| not_found(job_id))?;
         let now = db::now();
         // A repeated cancel of a printing job without a reason keeps the one given before.
-        let why = (
-            jobs::cancel_source.eq(Some(cancel_source::CANCELLED_WEB)),
-            jobs::cancel_reason.eq(reason.map(str::to_string).or(job.cancel_reason.clone())),
-            jobs::cancel_details.eq(details.map(str::to_string).or(job.cancel_details.clone())),
-            jobs::cancelled_by_user_id.eq(Some(user.id)),
-        );
+        let why = JobChange {
+            cancel_source: Some(Some(cancel_source::CANCELLED_WEB)),
+            cancel_reason: Some(reason.map(str::to_string).or(job.cancel_reason.clone())),
+            cancel_details: Some(details.map(str::to_string).or(job.cancel_details.clone())),
+            cancelled_by_user_id: Some(Some(user.id)),
+            ..Default::default()
+        };
         match job.status_id {
             JobStatus::Queued => {
-                change(c, job.id, |c, _| {
-                    diesel::update(jobs::table.find(job.id))
-                        .set((
-                            jobs::status_id.eq(JobStatus::Aborted),
-                            jobs::ended_at.eq(Some(now)),
-                        ))
-                        .execute(c)?;
-                    diesel::update(jobs::table.find(job.id))
-                        .set(why)
-                        .execute(c)?;
-                    Ok(())
-                })?;
+                change(
+                    c,
+                    job.id,
+                    JobChange {
+                        status_id: Some(JobStatus::Aborted),
+                        ended_at: Some(Some(now)),
+                        ..why
+                    },
+                )?;
                 Ok(())
             }
             JobStatus::InProgress => {
-                change(c, job.id, |c, _| {
-                    diesel::update(jobs::table.find(job.id))
-                        .set(why)
-                        .execute(c)?;
-                    Ok(())
-                })?;
+                change(c, job.id, why)?;
                 let mut extra = Map::new();
                 extra.insert("job_id".into(), json!(job.id));
                 commands::enqueue(c, job.printer_id, "cancel", extra, Some(job.id))?;
@@ -614,12 +555,14 @@ pub fn job_feedback(
                 "Job {job_id} has not ended yet: feedback is left on a finished, cancelled or failed job"
             )));
         }
-        change(c, job.id, |c, _| {
-            diesel::update(jobs::table.find(job.id))
-                .set(jobs::feedback.eq(feedback))
-                .execute(c)?;
-            Ok(())
-        })?;
+        change(
+            c,
+            job.id,
+            JobChange {
+                feedback: Some(feedback),
+                ..Default::default()
+            },
+        )?;
         Ok(())
     })
 }
@@ -629,37 +572,26 @@ fn end_job(c: &mut DbConn, job: &Job, status: JobStatus, source: Option<&str>) -
     let print_time = job.started_at.map_or(0, |s| {
         (now - s).num_seconds().clamp(0, i64::from(i32::MAX)) as i32
     });
-    change(c, job.id, |c, _| {
-        diesel::update(jobs::table.find(job.id))
-            .set((
-                jobs::status_id.eq(status),
-                jobs::ended_at.eq(Some(now)),
-                jobs::print_time.eq(print_time),
-                jobs::percent.eq(if status == JobStatus::Finished {
-                    100.0
-                } else {
-                    job.percent
-                }),
-                jobs::download_token_hash.eq(None::<String>),
-            ))
-            .execute(c)?;
-        // A web cancel already named its source; the printer's report only confirms it.
-        if job.cancel_source.is_none() {
-            if let Some(s) = source {
-                diesel::update(jobs::table.find(job.id))
-                    .set(jobs::cancel_source.eq(Some(s)))
-                    .execute(c)?;
-            }
-        }
-        Ok(())
-    })?;
-    diesel::update(
-        printers::table
-            .find(job.printer_id)
-            .filter(printers::current_job_id.eq(Some(job.id))),
-    )
-    .set(printers::current_job_id.eq(None::<i64>))
-    .execute(c)?;
+    // A web cancel already named its source; the printer's report only confirms it.
+    let source = source.filter(|_| job.cancel_source.is_none());
+    change(
+        c,
+        job.id,
+        JobChange {
+            status_id: Some(status),
+            ended_at: Some(Some(now)),
+            print_time: Some(print_time),
+            percent: Some(if status == JobStatus::Finished {
+                100.0
+            } else {
+                job.percent
+            }),
+            download_token_hash: Some(None),
+            cancel_source: source.map(Some),
+            ..Default::default()
+        },
+    )?;
+    Printer::release_job(c, job.printer_id, job.id)?;
     Ok(())
 }
 
@@ -718,12 +650,14 @@ pub fn follow_report(c: &mut DbConn, before: &Printer, seen: &AgentSeen) -> Resu
         }
         None => {
             if (percent - job.percent).abs() >= 1.0 && matches!(state, "printing" | "paused") {
-                change(c, job.id, |c, _| {
-                    diesel::update(jobs::table.find(job.id))
-                        .set(jobs::percent.eq(percent))
-                        .execute(c)?;
-                    Ok(())
-                })?;
+                change(
+                    c,
+                    job.id,
+                    JobChange {
+                        percent: Some(percent),
+                        ..Default::default()
+                    },
+                )?;
             }
             Ok(false)
         }
@@ -763,7 +697,8 @@ pub fn auto_start(c: &mut DbConn, printer_id: i64, ctx: &JobContext) -> Result<O
         return Ok(None);
     };
     let by = job.user_id;
-    match c.transaction(|c| start(c, job.clone(), by, ctx)) {
+    // A savepoint: a refused start rolls back only its own writes.
+    match diesel::Connection::transaction(c, |c| start(c, job.clone(), by, ctx)) {
         Ok(job) => Ok(Some(job)),
         // The next job's owner cannot pay any more: it fails instead of blocking the queue.
         Err(Error::Denied(reason)) => {
@@ -821,41 +756,25 @@ pub fn printer_jobs(
     prev: Option<i64>,
     actual: bool,
 ) -> Result<JobPage> {
-    use crate::db::schema::files;
     let (printer, _) = printer_access::visible(conn, user, printer_id)?;
     let cursor = Job::current_change(conn)?;
-    let mut q = jobs::table
-        .inner_join(files::table)
-        .inner_join(users::table.on(users::id.eq(jobs::user_id)))
-        .filter(jobs::printer_id.eq(printer.id))
-        .into_boxed::<crate::db::MultiBackend>();
-    if !printer_access::sees_all_jobs(user, &printer) {
-        q = q.filter(jobs::user_id.eq(user.id));
-    }
-    // Only live updates are bounded by the cursor (and walk the change index). A plain listing
-    // is not: bounding it made SQLite plan on the change index and sort every job of the
-    // printer. A job changed after the cursor may then be listed now and again with the next
-    // cursor — sent twice, never missed.
-    if let Some(p) = prev.filter(|p| *p > 0) {
-        q = q
-            .filter(jobs::change_seq.gt(p))
-            .filter(jobs::change_seq.le(cursor));
-    }
-    if actual {
+    let active_since = if actual {
         let hours =
             Organization::find(conn, printer.organization_id)?.map_or(24, |o| o.actual_jobs_hours);
-        let since = db::now() - Duration::hours(i64::from(hours));
-        q = q.filter(
-            jobs::status_id
-                .eq_any([JobStatus::Queued, JobStatus::InProgress])
-                .or(jobs::ended_at.ge(since)),
-        );
-    }
-    let rows: Vec<(Job, String, String)> = q
-        .order(jobs::id.desc())
-        .limit(limit)
-        .offset(offset)
-        .select((Job::as_select(), files::filename, users::email))
-        .load(conn)?;
+        Some(db::now() - Duration::hours(i64::from(hours)))
+    } else {
+        None
+    };
+    let rows = read::printer_jobs(
+        conn,
+        &read::JobFilter {
+            printer_id: printer.id,
+            only_user: (!printer_access::sees_all_jobs(user, &printer)).then_some(user.id),
+            changed: prev.filter(|p| *p > 0).map(|p| (p, cursor)),
+            active_since,
+            limit,
+            offset,
+        },
+    )?;
     Ok(JobPage { jobs: rows, cursor })
 }

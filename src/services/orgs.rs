@@ -5,8 +5,8 @@
 //! organization answer 404, exactly like ids that do not exist.
 
 use crate::db::models::{
-    OrgSettingsChange,
-    access_role, rights, Organization, User, UserToken, Workgroup, WorkgroupMember,
+    access_role, rights, OrgSettingsChange, Organization, User, UserToken, Workgroup,
+    WorkgroupMember,
 };
 use crate::db::{self, DbConn};
 use crate::error::{Error, Result};
@@ -323,5 +323,7 @@ pub fn update_org_settings(
         }
         change.currency = Some(cur);
     }
-    db::write_transaction(conn, |c| Ok(Organization::update_settings(c, org, &change)?))
+    db::write_transaction(conn, |c| {
+        Ok(Organization::update_settings(c, org, &change)?)
+    })
 }

@@ -783,14 +783,23 @@ mod tests {
         assert_eq!(hms(0), "0:00:00");
         assert_eq!(hms(956), "0:15:56");
         assert_eq!(hms(93_784), "26:03:04");
-        assert_eq!(status_word(JobStatus::Aborted, Some("CANCELLED_WEB")), "CANCELLED_WEB");
+        assert_eq!(
+            status_word(JobStatus::Aborted, Some("CANCELLED_WEB")),
+            "CANCELLED_WEB"
+        );
         assert_eq!(
             status_word(JobStatus::Aborted, Some("CANCELLED_PRINTER")),
             "CANCELLED_PRINTER"
         );
-        assert_eq!(status_word(JobStatus::Aborted, Some("STOPPED_ON_PRINTER")), "CANCELLED");
+        assert_eq!(
+            status_word(JobStatus::Aborted, Some("STOPPED_ON_PRINTER")),
+            "CANCELLED"
+        );
         assert_eq!(status_word(JobStatus::Aborted, None), "CANCELLED");
-        assert_eq!(status_word(JobStatus::Failed, Some("PRINTER_ERROR")), "FAILED");
+        assert_eq!(
+            status_word(JobStatus::Failed, Some("PRINTER_ERROR")),
+            "FAILED"
+        );
         // The person's choice wins; the source speaks when nobody chose; an old web cancel
         // (its source moved out of cancel_reason by the migration) has no reason.
         assert_eq!(

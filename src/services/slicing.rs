@@ -143,7 +143,9 @@ pub fn renew(conn: &mut DbConn, id: i64, owner: &str, lease: Duration) -> Result
 
 fn holds(c: &mut DbConn, id: i64, owner: &str) -> Result<bool> {
     let job = SliceJob::find(c, id)?;
-    Ok(job.is_some_and(|j| j.status == SliceStatus::Running && j.lease_owner.as_deref() == Some(owner)))
+    Ok(job.is_some_and(|j| {
+        j.status == SliceStatus::Running && j.lease_owner.as_deref() == Some(owner)
+    }))
 }
 
 /// The G-code a worker produced, stored and analysed.

@@ -18,7 +18,7 @@ pub struct PrinterCommand {
     pub payload: Option<String>,
     pub job_id: Option<i64>,
     /// pending → sent → acked | failed
-    pub status: String,
+    pub status: CommandStatus,
     pub result: Option<String>,
     pub created_at: NaiveDateTime,
     pub sent_at: Option<NaiveDateTime>,
@@ -41,7 +41,7 @@ impl PrinterCommand {
                 printer_commands::command.eq(command),
                 printer_commands::payload.eq(payload),
                 printer_commands::job_id.eq(job),
-                printer_commands::status.eq("pending"),
+                printer_commands::status.eq(CommandStatus::Pending),
                 printer_commands::created_at.eq(crate::db::now()),
             ))
             .get_result(conn)
@@ -51,7 +51,7 @@ impl PrinterCommand {
     pub fn next_unacked(conn: &mut DbConn, printer: i64) -> QResult<Option<PrinterCommand>> {
         printer_commands::table
             .filter(printer_commands::printer_id.eq(printer))
-            .filter(printer_commands::status.eq_any(["pending", "sent"]))
+            .filter(printer_commands::status.eq_any([CommandStatus::Pending, CommandStatus::Sent]))
             .order(printer_commands::number.asc())
             .first(conn)
             .optional()
@@ -60,7 +60,7 @@ impl PrinterCommand {
     pub fn mark_sent(conn: &mut DbConn, id: i64, now: NaiveDateTime) -> QResult<usize> {
         diesel::update(printer_commands::table.find(id))
             .set((
-                printer_commands::status.eq("sent"),
+                printer_commands::status.eq(CommandStatus::Sent),
                 printer_commands::sent_at.eq(Some(now)),
             ))
             .execute(conn)
@@ -77,13 +77,17 @@ impl PrinterCommand {
         let cmd: Option<PrinterCommand> = printer_commands::table
             .filter(printer_commands::printer_id.eq(printer))
             .filter(printer_commands::number.eq(number))
-            .filter(printer_commands::status.eq("sent"))
+            .filter(printer_commands::status.eq(CommandStatus::Sent))
             .first(conn)
             .optional()?;
         if let Some(c) = &cmd {
             diesel::update(printer_commands::table.find(c.id))
                 .set((
-                    printer_commands::status.eq(if ok { "acked" } else { "failed" }),
+                    printer_commands::status.eq(if ok {
+                        CommandStatus::Acked
+                    } else {
+                        CommandStatus::Failed
+                    }),
                     printer_commands::result.eq(Some(if ok { "ok" } else { "failed" })),
                     printer_commands::finished_at.eq(Some(now)),
                 ))

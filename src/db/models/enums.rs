@@ -197,10 +197,7 @@ mod tests {
             assert_eq!(JobStatus::from_id(s.id()), Some(*s));
         }
         assert_eq!(JobStatus::from_id(12), None);
-        assert_eq!(
-            serde_json::to_string(&JobStatus::Finished).unwrap(),
-            "77"
-        );
+        assert_eq!(serde_json::to_string(&JobStatus::Finished).unwrap(), "77");
         fn text<T: Copy + PartialEq + std::fmt::Debug>(
             all: &[T],
             as_str: fn(T) -> &'static str,
@@ -215,8 +212,15 @@ mod tests {
         text(FileState::ALL, FileState::as_str, FileState::parse);
         text(SliceStatus::ALL, SliceStatus::as_str, SliceStatus::parse);
         text(QuoteStatus::ALL, QuoteStatus::as_str, QuoteStatus::parse);
-        text(CommandStatus::ALL, CommandStatus::as_str, CommandStatus::parse);
+        text(
+            CommandStatus::ALL,
+            CommandStatus::as_str,
+            CommandStatus::parse,
+        );
         assert_eq!(FileKind::ThreeMf.to_string(), "3mf");
-        assert_eq!(serde_json::to_string(&SliceStatus::Done).unwrap(), "\"done\"");
+        assert_eq!(
+            serde_json::to_string(&SliceStatus::Done).unwrap(),
+            "\"done\""
+        );
     }
 }

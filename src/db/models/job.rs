@@ -84,7 +84,46 @@ pub struct NewJob<'a> {
     pub updated_at: NaiveDateTime,
 }
 
+/// Fields of a job to change; `None` leaves one as it is (`Some(None)` clears it).
+#[derive(Debug, Default, AsChangeset)]
+#[diesel(table_name = jobs)]
+pub struct JobChange<'a> {
+    pub status_id: Option<JobStatus>,
+    pub percent: Option<f64>,
+    pub print_time: Option<i32>,
+    pub cost: Option<Option<f64>>,
+    pub charged: Option<bool>,
+    pub cancel_reason: Option<Option<String>>,
+    pub cancel_details: Option<Option<String>>,
+    pub cancelled_by_user_id: Option<Option<i64>>,
+    pub started_by_user_id: Option<Option<i64>>,
+    pub feedback: Option<Option<&'a str>>,
+    pub started_at: Option<Option<NaiveDateTime>>,
+    pub ended_at: Option<Option<NaiveDateTime>>,
+    pub download_token_hash: Option<Option<String>>,
+    pub cancel_source: Option<Option<&'a str>>,
+    /// Set by `Job::change` on every change, whatever is given here.
+    pub change_seq: Option<i64>,
+    pub updated_at: Option<NaiveDateTime>,
+}
+
 impl Job {
+    /// Applies `change` and stamps the next change-counter value on the job, so that
+    /// `get_job_changes` readers see it; answers the job as it is now.
+    pub fn change(
+        conn: &mut DbConn,
+        id: i64,
+        mut change: JobChange,
+        now: NaiveDateTime,
+    ) -> QResult<Option<Job>> {
+        change.change_seq = Some(Job::next_change(conn)?);
+        change.updated_at = Some(now);
+        diesel::update(jobs::table.find(id))
+            .set(&change)
+            .execute(conn)?;
+        Job::find(conn, id)
+    }
+
     pub fn insert(conn: &mut DbConn, new: &NewJob) -> QResult<Job> {
         diesel::insert_into(jobs::table)
             .values(new)

@@ -83,6 +83,30 @@ pub struct PrinterReport<'a> {
 }
 
 impl Printer {
+    /// The printer starts `job`: it is busy and its build tray is no longer clear.
+    pub fn take_job(conn: &mut DbConn, id: i64, job: i64, now: NaiveDateTime) -> QResult<()> {
+        diesel::update(printers::table.find(id))
+            .set((
+                printers::current_job_id.eq(Some(job)),
+                printers::tray_clear.eq(false),
+                printers::updated_at.eq(now),
+            ))
+            .execute(conn)?;
+        Ok(())
+    }
+
+    /// The printer is no longer busy with `job` (when it still was).
+    pub fn release_job(conn: &mut DbConn, id: i64, job: i64) -> QResult<()> {
+        diesel::update(
+            printers::table
+                .find(id)
+                .filter(printers::current_job_id.eq(Some(job))),
+        )
+        .set(printers::current_job_id.eq(None::<i64>))
+        .execute(conn)?;
+        Ok(())
+    }
+
     pub fn apply_report(conn: &mut DbConn, id: i64, report: &PrinterReport) -> QResult<()> {
         diesel::update(printers::table.find(id))
             .set(report)

@@ -30,6 +30,14 @@ pub mod share_role {
 }
 
 impl PrinterShare {
+    /// One more print through this share.
+    pub fn count_print(conn: &mut DbConn, id: i64) -> QResult<()> {
+        diesel::update(printer_shares::table.find(id))
+            .set(printer_shares::prints_used.eq(printer_shares::prints_used + 1))
+            .execute(conn)?;
+        Ok(())
+    }
+
     pub fn of_printer(conn: &mut DbConn, printer: i64) -> QResult<Vec<PrinterShare>> {
         printer_shares::table
             .filter(printer_shares::printer_id.eq(printer))

@@ -72,34 +72,14 @@ impl SliceJob {
     }
 
     /// Claims the oldest pending slice, or a running one whose lease ran out, for `owner`
-    /// until `lease_until`. Run it in a write transaction: on Postgres the row is locked
-    /// (`SKIP LOCKED`, so workers never wait on each other), on SQLite the transaction holds
-    /// the database's write lock.
+    /// until `lease_until`. Run it in a write transaction (see `db::claimable_slice`).
     pub fn claim(
         conn: &mut DbConn,
         owner: &str,
         now: NaiveDateTime,
         lease_until: NaiveDateTime,
     ) -> QResult<Option<SliceJob>> {
-        let claimable = slice_jobs::status.eq(SliceStatus::Pending).or(slice_jobs::status
-            .eq(SliceStatus::Running)
-            .and(slice_jobs::lease_until.lt(Some(now))));
-        let id: Option<i64> = match conn {
-            DbConn::Pg(pg) => slice_jobs::table
-                .filter(claimable)
-                .order(slice_jobs::id.asc())
-                .select(slice_jobs::id)
-                .for_update()
-                .skip_locked()
-                .first(pg)
-                .optional()?,
-            DbConn::Sqlite(_) => slice_jobs::table
-                .filter(claimable)
-                .order(slice_jobs::id.asc())
-                .select(slice_jobs::id)
-                .first(conn)
-                .optional()?,
-        };
+        let id = crate::db::claimable_slice(conn, now)?;
         let Some(id) = id else { return Ok(None) };
         diesel::update(slice_jobs::table.find(id))
             .set((

@@ -64,6 +64,26 @@ pub fn normalize_email(email: &str) -> String {
 }
 
 impl User {
+    /// Counts a started print against the user's quota and balance.
+    pub fn charge(
+        conn: &mut DbConn,
+        id: i64,
+        quota_used: i32,
+        quota_period: &str,
+        balance: Option<f64>,
+        now: NaiveDateTime,
+    ) -> QResult<()> {
+        diesel::update(users::table.find(id))
+            .set((
+                users::quota_used.eq(quota_used),
+                users::quota_period.eq(Some(quota_period)),
+                users::balance.eq(balance),
+                users::updated_at.eq(now),
+            ))
+            .execute(conn)?;
+        Ok(())
+    }
+
     pub fn insert(conn: &mut DbConn, new: &NewUser) -> QResult<User> {
         diesel::insert_into(users::table)
             .values(new)

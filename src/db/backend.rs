@@ -1,0 +1,147 @@
+//! Where Postgres and SQLite differ in what they do, not only in how they spell it: row locks,
+//! `SKIP LOCKED` claims, advisory locks, NOTIFY and sequences. Everything else is written once
+//! in DSL both backends compile (upserts through `per_backend!`).
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::models::{Printer, PrinterShare, SliceStatus, User};
+use super::schema::*;
+use super::DbConn;
+
+type QResult<T> = Result<T, diesel::result::Error>;
+
+/// Re-reads a printer and, on Postgres, locks its row until the transaction ends, so two
+/// starts racing for one printer are serialised (SQLite's BEGIN IMMEDIATE already is).
+pub fn lock_printer(conn: &mut DbConn, id: i64) -> QResult<Option<Printer>> {
+    match conn {
+        DbConn::Pg(pg) => printers::table
+            .find(id)
+            .for_update()
+            .select(Printer::as_select())
+            .first(pg)
+            .optional(),
+        DbConn::Sqlite(_) => Printer::find(conn, id),
+    }
+}
+
+/// Re-reads a user, locking the row on Postgres (balance and quota checks).
+pub fn lock_user(conn: &mut DbConn, id: i64) -> QResult<Option<User>> {
+    match conn {
+        DbConn::Pg(pg) => users::table
+            .find(id)
+            .for_update()
+            .select(User::as_select())
+            .first(pg)
+            .optional(),
+        DbConn::Sqlite(_) => User::find(conn, id),
+    }
+}
+
+/// Re-reads a share, locking the row on Postgres (its print quota).
+pub fn lock_share(conn: &mut DbConn, id: i64) -> QResult<Option<PrinterShare>> {
+    match conn {
+        DbConn::Pg(pg) => printer_shares::table
+            .find(id)
+            .for_update()
+            .select(PrinterShare::as_select())
+            .first(pg)
+            .optional(),
+        DbConn::Sqlite(_) => PrinterShare::find(conn, id),
+    }
+}
+
+/// The id of the oldest claimable slice (pending, or running with its lease run out at
+/// `now`). On Postgres the row is locked and rows other workers hold are skipped; on SQLite
+/// the surrounding write transaction holds the database's write lock.
+pub fn claimable_slice(conn: &mut DbConn, now: NaiveDateTime) -> QResult<Option<i64>> {
+    let claimable = slice_jobs::status
+        .eq(SliceStatus::Pending)
+        .or(slice_jobs::status
+            .eq(SliceStatus::Running)
+            .and(slice_jobs::lease_until.lt(Some(now))));
+    match conn {
+        DbConn::Pg(pg) => slice_jobs::table
+            .filter(claimable)
+            .order(slice_jobs::id.asc())
+            .select(slice_jobs::id)
+            .for_update()
+            .skip_locked()
+            .first(pg)
+            .optional(),
+        DbConn::Sqlite(_) => slice_jobs::table
+            .filter(claimable)
+            .order(slice_jobs::id.asc())
+            .select(slice_jobs::id)
+            .first(conn)
+            .optional(),
+    }
+}
+
+/// On Postgres, tells the other instances (their LISTEN thread) at commit that `printer` has
+/// a command waiting; SQLite has one instance, woken by `wake_after_commit` alone.
+pub fn notify_printer(conn: &mut DbConn, printer: i64) -> QResult<()> {
+    if let DbConn::Pg(pg) = conn {
+        diesel::sql_query("SELECT pg_notify($1, $2)")
+            .bind::<diesel::sql_types::Text, _>(crate::notify::CHANNEL)
+            .bind::<diesel::sql_types::Text, _>(printer.to_string())
+            .execute(pg)?;
+    }
+    Ok(())
+}
+
+/// Serialises writers that share `key` until the surrounding transaction ends, so that a
+/// check followed by a write (a rate limit, a counter) is one atomic step. Postgres takes a
+/// transaction-scoped advisory lock; SQLite needs nothing more, because `write_transaction`
+/// already holds the database's single write lock. Callers that take several keys take them
+/// in sorted order, so two of them cannot deadlock.
+pub fn lock_key(conn: &mut DbConn, key: &str) -> diesel::QueryResult<()> {
+    use sha2::{Digest, Sha256};
+    if let DbConn::Pg(c) = conn {
+        let digest = Sha256::digest(key.as_bytes());
+        let id = i64::from_le_bytes(digest[..8].try_into().expect("8 bytes"));
+        diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+            .bind::<diesel::sql_types::BigInt, _>(id)
+            .execute(c)?;
+    }
+    Ok(())
+}
+
+/// Takes the next `files` id without inserting a row. A `/v1` upload id promises its file an id
+/// before the upload comes; the upload then inserts with that id. Ids whose upload never comes
+/// are skipped, like those of rolled-back inserts. Call inside `write_transaction` (on SQLite
+/// the sequence row is then changed under the database's write lock).
+pub fn reserve_file_id(conn: &mut DbConn) -> diesel::QueryResult<i64> {
+    #[derive(diesel::QueryableByName)]
+    struct Next {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        id: i64,
+    }
+    match conn {
+        DbConn::Pg(c) => Ok(diesel::sql_query(
+            "SELECT nextval(pg_get_serial_sequence('files', 'id')) AS id",
+        )
+        .get_result::<Next>(c)?
+        .id),
+        // AUTOINCREMENT keeps the highest id ever used in sqlite_sequence and never reuses
+        // one; raising it reserves the id (the row exists once any file was stored).
+        DbConn::Sqlite(c) => {
+            diesel::sql_query(
+                "INSERT INTO sqlite_sequence (name, seq) SELECT 'files', 0 \
+                 WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'files')",
+            )
+            .execute(c)?;
+            diesel::sql_query(
+                "UPDATE sqlite_sequence \
+                 SET seq = MAX(seq, (SELECT COALESCE(MAX(id), 0) FROM files)) + 1 \
+                 WHERE name = 'files'",
+            )
+            .execute(c)?;
+            Ok(diesel::sql_query(
+                "SELECT CAST(seq AS BIGINT) AS id FROM sqlite_sequence WHERE name = 'files'",
+            )
+            .get_result::<Next>(c)?
+            .id)
+        }
+    }
+}
