@@ -18,7 +18,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("staging", &[]),
     ("db", &[]),
     // Wake-ups of held agent polls (local, and Postgres LISTEN): infrastructure.
-    ("notify", &[]),
+    ("notify", &["db"]),
     ("error", &["db"]),
     ("storage", &["config", "error", "staging"]),
     ("slicer", &["config", "error", "mesh"]),
@@ -242,6 +242,25 @@ fn handlers_name_no_table_and_open_no_transaction() {
     assert!(
         naming.is_empty(),
         "handlers that name tables or open transactions (move it into a service): {naming:?}"
+    );
+}
+
+/// `db/` owns every query: the services and the runners call its functions and never name a
+/// table or build SQL themselves (ARCHITECTURE.md, "Where a call lives").
+#[test]
+fn only_db_names_tables() {
+    let naming: Vec<String> = all_sources()
+        .into_iter()
+        .filter(|(m, text)| {
+            m.first()
+                .is_some_and(|t| matches!(t.as_str(), "services" | "http" | "background"))
+                && (text.contains("db::schema") || text.contains("diesel::"))
+        })
+        .map(|(m, _)| m.join("::"))
+        .collect();
+    assert!(
+        naming.is_empty(),
+        "modules outside db/ that name tables or use diesel (move the query into db/models): {naming:?}"
     );
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use diesel::{Connection, PgConnection, RunQueryDsl};
 use tokio::sync::{watch, Notify};
 
-pub const CHANNEL: &str = "printfarm_commands";
+pub use crate::db::NOTIFY_CHANNEL as CHANNEL;
 
 pub struct Notifier {
     waiters: Mutex<HashMap<i64, Arc<Notify>>>,

@@ -9,6 +9,9 @@ use super::models::{Printer, PrinterShare, SliceStatus, User};
 use super::schema::*;
 use super::DbConn;
 
+/// The Postgres channel commands are announced on (`notify` LISTENs on it).
+pub const NOTIFY_CHANNEL: &str = "printfarm_commands";
+
 type QResult<T> = Result<T, diesel::result::Error>;
 
 /// Re-reads a printer and, on Postgres, locks its row until the transaction ends, so two
@@ -83,7 +86,7 @@ pub fn claimable_slice(conn: &mut DbConn, now: NaiveDateTime) -> QResult<Option<
 pub fn notify_printer(conn: &mut DbConn, printer: i64) -> QResult<()> {
     if let DbConn::Pg(pg) = conn {
         diesel::sql_query("SELECT pg_notify($1, $2)")
-            .bind::<diesel::sql_types::Text, _>(crate::notify::CHANNEL)
+            .bind::<diesel::sql_types::Text, _>(NOTIFY_CHANNEL)
             .bind::<diesel::sql_types::Text, _>(printer.to_string())
             .execute(pg)?;
     }

@@ -4,7 +4,8 @@ mod backend;
 pub mod models;
 
 pub use backend::{
-    claimable_slice, lock_key, lock_printer, lock_share, lock_user, notify_printer, reserve_file_id,
+    claimable_slice, lock_key, lock_printer, lock_share, lock_user, notify_printer,
+    reserve_file_id, NOTIFY_CHANNEL,
 };
 pub mod schema;
 
@@ -507,6 +508,25 @@ where
             }
             other => return other,
         }
+    }
+}
+
+/// Runs `f` in a savepoint of the current transaction: an error rolls back only what `f`
+/// wrote (no retry: the outer `write_transaction` owns that).
+pub fn savepoint<T, E, F>(conn: &mut DbConn, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConn) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    diesel::Connection::transaction(conn, f)
+}
+
+impl Pool {
+    /// Whether a connection answers within `within` (readiness probes).
+    pub fn ping_within(&self, within: Duration) -> Result<(), Unavailable> {
+        use diesel::r2d2::R2D2Connection;
+        let mut conn = self.get_within(within)?;
+        conn.ping().map_err(|e| Unavailable(e.to_string()))
     }
 }
 

@@ -101,13 +101,9 @@ async fn healthz() -> HttpResponse {
 async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, Error> {
     let pool = state.pool.clone();
     // Within a second either way: a load balancer must not wait out the checkout timeout.
-    web::block(move || -> Result<(), Error> {
-        use diesel::r2d2::R2D2Connection;
-        let mut conn = pool.get_within(std::time::Duration::from_millis(900))?;
-        conn.ping()
-            .map_err(|e| Error::Unavailable(format!("Database unavailable: {e}")))
-    })
-    .await??;
+    web::block(move || pool.ping_within(std::time::Duration::from_millis(900)))
+        .await?
+        .map_err(Error::from)?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "result": true,
         "message": {"database": state.backend.name()},

@@ -698,7 +698,7 @@ pub fn auto_start(c: &mut DbConn, printer_id: i64, ctx: &JobContext) -> Result<O
     };
     let by = job.user_id;
     // A savepoint: a refused start rolls back only its own writes.
-    match diesel::Connection::transaction(c, |c| start(c, job.clone(), by, ctx)) {
+    match db::savepoint(c, |c| start(c, job.clone(), by, ctx)) {
         Ok(job) => Ok(Some(job)),
         // The next job's owner cannot pay any more: it fails instead of blocking the queue.
         Err(Error::Denied(reason)) => {

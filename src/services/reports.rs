@@ -16,13 +16,10 @@
 use std::collections::HashMap;
 
 use chrono::{Duration, NaiveDate, NaiveDateTime};
-use diesel::prelude::*;
 
+use crate::db::models::read::{self, ReportRow};
 use crate::db::models::{access_role, JobStatus, Organization, User, Workgroup};
-use crate::db::schema::{
-    files, jobs, printer_types, printer_workgroups, printers, users, workgroups,
-};
-use crate::db::{DbConn, MultiBackend};
+use crate::db::DbConn;
 use crate::error::{Error, Result};
 use crate::services::job_states::{cancel_source, CancelReason};
 
@@ -341,12 +338,8 @@ pub fn scope_for(conn: &mut DbConn, user: &User) -> Result<Scope> {
                 .filter(|(w, _)| w.organization_id == user.organization_id)
                 .map(|(w, _)| w.id)
                 .collect();
-            let mut printers: Vec<i64> = printer_workgroups::table
-                .inner_join(printers::table)
-                .filter(printer_workgroups::workgroup_id.eq_any(&workgroups))
-                .filter(printers::organization_id.eq(user.organization_id))
-                .select(printer_workgroups::printer_id)
-                .load(conn)?;
+            let mut printers =
+                read::printers_of_workgroups(conn, user.organization_id, &workgroups)?;
             printers.sort_unstable();
             printers.dedup();
             Ok(Scope::Workgroups {
@@ -468,26 +461,12 @@ pub fn custom_report(
             Column::WorkgroupNames,
             Column::WorkgroupPasswords,
         ]);
-        let mut q = printer_workgroups::table
-            .inner_join(workgroups::table)
-            .filter(workgroups::organization_id.eq(scope.organization()))
-            .into_boxed::<MultiBackend>();
         // A workgroup admin sees only their own workgroups (and their passwords).
-        if let Scope::Workgroups {
-            workgroups: own, ..
-        } = &scope
-        {
-            q = q.filter(workgroups::id.eq_any(own.clone()));
-        }
-        let rows: Vec<(i64, i64, String, String)> = q
-            .order((printer_workgroups::printer_id, workgroups::id))
-            .select((
-                printer_workgroups::printer_id,
-                workgroups::id,
-                workgroups::name,
-                workgroups::join_password,
-            ))
-            .load(conn)?;
+        let own = match &scope {
+            Scope::Workgroups { workgroups, .. } => Some(workgroups.as_slice()),
+            Scope::Organization(_) => None,
+        };
+        let rows = read::printer_workgroup_names(conn, scope.organization(), own)?;
         for (printer, id, name, password) in rows {
             wg_map
                 .entry(printer)
@@ -501,34 +480,6 @@ pub fn custom_report(
         columns,
         workgroups: wg_map,
     })
-}
-
-/// The columns a report row is built from.
-#[derive(Debug, Queryable)]
-struct JobRow {
-    id: i64,
-    user_id: i64,
-    printer_id: i64,
-    printer_name: String,
-    printer_type: Option<String>,
-    file_id: i64,
-    file_name: String,
-    created_at: NaiveDateTime,
-    started_at: Option<NaiveDateTime>,
-    email: String,
-    firstname: String,
-    lastname: String,
-    weight: f64,
-    cost: Option<f64>,
-    file_cost: Option<f64>,
-    status_id: JobStatus,
-    printing_duration: i32,
-    print_time: i32,
-    cancel_reason: Option<String>,
-    cancel_details: Option<String>,
-    started_by: Option<i64>,
-    feedback: Option<String>,
-    cancel_source: Option<String>,
 }
 
 fn text(s: &str) -> Cell {
@@ -561,47 +512,21 @@ impl CustomReport {
         limit: i64,
         now: NaiveDateTime,
     ) -> Result<Vec<(i64, Vec<Cell>)>> {
-        let mut q = jobs::table
-            .inner_join(printers::table.left_join(printer_types::table))
-            .inner_join(files::table)
-            .inner_join(users::table.on(users::id.eq(jobs::user_id)))
-            .filter(jobs::organization_id.eq(self.scope.organization()))
-            .filter(jobs::created_at.ge(self.range.start()))
-            .filter(jobs::created_at.lt(self.range.end()))
-            .filter(jobs::id.gt(after))
-            .into_boxed::<MultiBackend>();
-        if let Scope::Workgroups { printers: ids, .. } = &self.scope {
-            q = q.filter(jobs::printer_id.eq_any(ids.clone()));
-        }
-        let rows: Vec<JobRow> = q
-            .order(jobs::id.asc())
-            .limit(limit)
-            .select((
-                jobs::id,
-                jobs::user_id,
-                jobs::printer_id,
-                printers::name,
-                printer_types::description.nullable(),
-                jobs::file_id,
-                files::filename,
-                jobs::created_at,
-                jobs::started_at,
-                users::email,
-                users::firstname,
-                users::lastname,
-                jobs::weight,
-                jobs::cost,
-                jobs::file_cost,
-                jobs::status_id,
-                jobs::printing_duration,
-                jobs::print_time,
-                jobs::cancel_reason,
-                jobs::cancel_details,
-                jobs::started_by_user_id,
-                jobs::feedback,
-                jobs::cancel_source,
-            ))
-            .load(conn)?;
+        let printers = match &self.scope {
+            Scope::Workgroups { printers, .. } => Some(printers.as_slice()),
+            Scope::Organization(_) => None,
+        };
+        let rows = read::report_rows(
+            conn,
+            &read::ReportFilter {
+                organization: self.scope.organization(),
+                printers,
+                from: self.range.start(),
+                until: self.range.end(),
+            },
+            after,
+            limit,
+        )?;
 
         // "Started By": usually the job's own user; others are looked up once per batch.
         let mut starters: HashMap<i64, String> = HashMap::new();
@@ -613,12 +538,7 @@ impl CustomReport {
             ids.sort_unstable();
             ids.dedup();
             if !ids.is_empty() {
-                starters = users::table
-                    .filter(users::id.eq_any(ids))
-                    .select((users::id, users::email))
-                    .load::<(i64, String)>(conn)?
-                    .into_iter()
-                    .collect();
+                starters = User::emails(conn, &ids)?.into_iter().collect();
             }
         }
         Ok(rows
@@ -627,7 +547,12 @@ impl CustomReport {
             .collect())
     }
 
-    fn cells(&self, r: &JobRow, starters: &HashMap<i64, String>, now: NaiveDateTime) -> Vec<Cell> {
+    fn cells(
+        &self,
+        r: &ReportRow,
+        starters: &HashMap<i64, String>,
+        now: NaiveDateTime,
+    ) -> Vec<Cell> {
         let no_groups = Vec::new();
         let groups = self.workgroups.get(&r.printer_id).unwrap_or(&no_groups);
         let join = |f: &dyn Fn(&(i64, String, String)) -> String| {
@@ -689,7 +614,7 @@ impl CustomReport {
 }
 
 /// One line of `get_finished_jobs_report`.
-#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FinishedJob {
     pub email: String,
     pub firstname: String,
@@ -714,27 +639,19 @@ pub fn finished_jobs(
 ) -> Result<Vec<FinishedJob>> {
     let scope = scope_for(conn, user)?;
     let range = DateRange::parse(from, to, today)?;
-    let mut q = jobs::table
-        .inner_join(files::table)
-        .inner_join(users::table.on(users::id.eq(jobs::user_id)))
-        .filter(jobs::organization_id.eq(scope.organization()))
-        .filter(jobs::status_id.eq(JobStatus::Finished))
-        .filter(jobs::ended_at.ge(range.start()))
-        .filter(jobs::ended_at.lt(range.end()))
-        .into_boxed::<MultiBackend>();
-    if let Scope::Workgroups { printers: ids, .. } = &scope {
-        q = q.filter(jobs::printer_id.eq_any(ids.clone()));
-    }
-    let rows: Vec<(String, String, String, String, Option<NaiveDateTime>)> = q
-        .order((jobs::ended_at.asc(), jobs::id.asc()))
-        .select((
-            users::email,
-            users::firstname,
-            users::lastname,
-            files::filename,
-            jobs::ended_at,
-        ))
-        .load(conn)?;
+    let printers = match &scope {
+        Scope::Workgroups { printers, .. } => Some(printers.as_slice()),
+        Scope::Organization(_) => None,
+    };
+    let rows = read::finished_jobs(
+        conn,
+        &read::ReportFilter {
+            organization: scope.organization(),
+            printers,
+            from: range.start(),
+            until: range.end(),
+        },
+    )?;
     Ok(rows
         .into_iter()
         .filter_map(|(email, firstname, lastname, filename, ended)| {

@@ -82,3 +82,155 @@ pub fn printer_jobs(conn: &mut DbConn, f: &JobFilter) -> QResult<Vec<(Job, Strin
         .select((Job::as_select(), files::filename, users::email))
         .load(conn)
 }
+
+/// The printers of these workgroups in the organization (a workgroup admin's report scope).
+pub fn printers_of_workgroups(
+    conn: &mut DbConn,
+    organization: i64,
+    workgroups: &[i64],
+) -> QResult<Vec<i64>> {
+    printer_workgroups::table
+        .inner_join(printers::table)
+        .filter(printer_workgroups::workgroup_id.eq_any(workgroups))
+        .filter(printers::organization_id.eq(organization))
+        .select(printer_workgroups::printer_id)
+        .load(conn)
+}
+
+/// (printer, workgroup id, name, join password) of the organization's workgroups, only those
+/// in `only` when given, by printer then workgroup.
+pub fn printer_workgroup_names(
+    conn: &mut DbConn,
+    organization: i64,
+    only: Option<&[i64]>,
+) -> QResult<Vec<(i64, i64, String, String)>> {
+    let mut q = printer_workgroups::table
+        .inner_join(workgroups::table)
+        .filter(workgroups::organization_id.eq(organization))
+        .into_boxed::<crate::db::MultiBackend>();
+    if let Some(own) = only {
+        q = q.filter(workgroups::id.eq_any(own.to_vec()));
+    }
+    q.order((printer_workgroups::printer_id, workgroups::id))
+        .select((
+            printer_workgroups::printer_id,
+            workgroups::id,
+            workgroups::name,
+            workgroups::join_password,
+        ))
+        .load(conn)
+}
+
+/// The jobs a report covers: an organization's, created (or for finished jobs, ended) in
+/// `[from, until)`, on the listed printers when given.
+pub struct ReportFilter<'a> {
+    pub organization: i64,
+    pub printers: Option<&'a [i64]>,
+    pub from: NaiveDateTime,
+    pub until: NaiveDateTime,
+}
+
+/// The columns a report row is built from.
+#[derive(Debug, Queryable)]
+pub struct ReportRow {
+    pub id: i64,
+    pub user_id: i64,
+    pub printer_id: i64,
+    pub printer_name: String,
+    pub printer_type: Option<String>,
+    pub file_id: i64,
+    pub file_name: String,
+    pub created_at: NaiveDateTime,
+    pub started_at: Option<NaiveDateTime>,
+    pub email: String,
+    pub firstname: String,
+    pub lastname: String,
+    pub weight: f64,
+    pub cost: Option<f64>,
+    pub file_cost: Option<f64>,
+    pub status_id: JobStatus,
+    pub printing_duration: i32,
+    pub print_time: i32,
+    pub cancel_reason: Option<String>,
+    pub cancel_details: Option<String>,
+    pub started_by: Option<i64>,
+    pub feedback: Option<String>,
+    pub cancel_source: Option<String>,
+}
+
+/// Report rows created in the filter's range after job id `after`, in job id order, at most
+/// `limit`.
+pub fn report_rows(
+    conn: &mut DbConn,
+    f: &ReportFilter,
+    after: i64,
+    limit: i64,
+) -> QResult<Vec<ReportRow>> {
+    let mut q = jobs::table
+        .inner_join(printers::table.left_join(printer_types::table))
+        .inner_join(files::table)
+        .inner_join(users::table.on(users::id.eq(jobs::user_id)))
+        .filter(jobs::organization_id.eq(f.organization))
+        .filter(jobs::created_at.ge(f.from))
+        .filter(jobs::created_at.lt(f.until))
+        .filter(jobs::id.gt(after))
+        .into_boxed::<crate::db::MultiBackend>();
+    if let Some(ids) = f.printers {
+        q = q.filter(jobs::printer_id.eq_any(ids.to_vec()));
+    }
+    q.order(jobs::id.asc())
+        .limit(limit)
+        .select((
+            jobs::id,
+            jobs::user_id,
+            jobs::printer_id,
+            printers::name,
+            printer_types::description.nullable(),
+            jobs::file_id,
+            files::filename,
+            jobs::created_at,
+            jobs::started_at,
+            users::email,
+            users::firstname,
+            users::lastname,
+            jobs::weight,
+            jobs::cost,
+            jobs::file_cost,
+            jobs::status_id,
+            jobs::printing_duration,
+            jobs::print_time,
+            jobs::cancel_reason,
+            jobs::cancel_details,
+            jobs::started_by_user_id,
+            jobs::feedback,
+            jobs::cancel_source,
+        ))
+        .load(conn)
+}
+
+/// (email, first name, last name, file name, ended at) of the jobs finished in the filter's
+/// range, by end time.
+pub type FinishedRow = (String, String, String, String, Option<NaiveDateTime>);
+
+pub fn finished_jobs(conn: &mut DbConn, f: &ReportFilter) -> QResult<Vec<FinishedRow>> {
+    let mut q = jobs::table
+        .inner_join(files::table)
+        .inner_join(users::table.on(users::id.eq(jobs::user_id)))
+        .filter(jobs::organization_id.eq(f.organization))
+        .filter(jobs::status_id.eq(JobStatus::Finished))
+        .filter(jobs::ended_at.ge(f.from))
+        .filter(jobs::ended_at.lt(f.until))
+        .into_boxed::<crate::db::MultiBackend>();
+    if let Some(ids) = f.printers {
+        q = q.filter(jobs::printer_id.eq_any(ids.to_vec()));
+    }
+    q.order((jobs::ended_at.asc(), jobs::id.asc()))
+        .select((
+            users::email,
+            users::firstname,
+            users::lastname,
+            files::filename,
+            jobs::ended_at,
+        ))
+        .load(conn)
+}

@@ -64,6 +64,14 @@ pub fn normalize_email(email: &str) -> String {
 }
 
 impl User {
+    /// (id, email) of these users.
+    pub fn emails(conn: &mut DbConn, ids: &[i64]) -> QResult<Vec<(i64, String)>> {
+        users::table
+            .filter(users::id.eq_any(ids))
+            .select((users::id, users::email))
+            .load(conn)
+    }
+
     /// Counts a started print against the user's quota and balance.
     pub fn charge(
         conn: &mut DbConn,
