@@ -109,7 +109,7 @@ impl AppState {
     /// (other instances are woken through Postgres NOTIFY).
     pub async fn send_command(
         &self,
-        printer_id: i64,
+        printer_id: db::models::PrinterId,
         command: &'static str,
         extra: serde_json::Map<String, serde_json::Value>,
         job_id: Option<i64>,

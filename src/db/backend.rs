@@ -5,7 +5,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::models::{Printer, PrinterShare, SliceStatus, User};
+use super::models::{Printer, PrinterId, PrinterShare, SliceStatus, User};
 use super::schema::*;
 use super::DbConn;
 
@@ -16,7 +16,7 @@ type QResult<T> = Result<T, diesel::result::Error>;
 
 /// Re-reads a printer and, on Postgres, locks its row until the transaction ends, so two
 /// starts racing for one printer are serialised (SQLite's BEGIN IMMEDIATE already is).
-pub fn lock_printer(conn: &mut DbConn, id: i64) -> QResult<Option<Printer>> {
+pub fn lock_printer(conn: &mut DbConn, id: PrinterId) -> QResult<Option<Printer>> {
     match conn {
         DbConn::Pg(pg) => printers::table
             .find(id)
@@ -83,7 +83,7 @@ pub fn claimable_slice(conn: &mut DbConn, now: NaiveDateTime) -> QResult<Option<
 
 /// On Postgres, tells the other instances (their LISTEN thread) at commit that `printer` has
 /// a command waiting; SQLite has one instance, woken by `wake_after_commit` alone.
-pub fn notify_printer(conn: &mut DbConn, printer: i64) -> QResult<()> {
+pub fn notify_printer(conn: &mut DbConn, printer: PrinterId) -> QResult<()> {
     if let DbConn::Pg(pg) = conn {
         diesel::sql_query("SELECT pg_notify($1, $2)")
             .bind::<diesel::sql_types::Text, _>(NOTIFY_CHANNEL)

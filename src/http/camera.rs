@@ -9,7 +9,7 @@ use actix_web::http::Method;
 use actix_web::{web, HttpResponse};
 use bytes::Bytes;
 
-use crate::db::models::CameraFrame;
+use crate::db::models::{CameraFrame, PrinterId};
 use crate::error::{Error, Result};
 use crate::services::{agent, printers};
 use crate::AppState;
@@ -23,7 +23,7 @@ pub fn routes(r: &mut Routes) {
 
 /// Checks the token for this printer, tells the agent someone is watching, returns the latest
 /// frame (if any).
-async fn watch(state: &AppState, token: String, printer_id: i64) -> Result<Option<Vec<u8>>> {
+async fn watch(state: &AppState, token: String, printer_id: PrinterId) -> Result<Option<Vec<u8>>> {
     let watch_for = chrono::Duration::seconds(state.config.printers.camera_watch_secs);
     state
         .db(move |c| {
@@ -36,7 +36,7 @@ async fn watch(state: &AppState, token: String, printer_id: i64) -> Result<Optio
 
 async fn snapshot(
     state: web::Data<AppState>,
-    path: web::Path<(String, i64)>,
+    path: web::Path<(String, PrinterId)>,
 ) -> Result<HttpResponse> {
     let (token, printer_id) = path.into_inner();
     let frame = watch(&state, token, printer_id)
@@ -50,7 +50,7 @@ async fn snapshot(
 
 async fn stream(
     state: web::Data<AppState>,
-    path: web::Path<(String, i64)>,
+    path: web::Path<(String, PrinterId)>,
 ) -> Result<HttpResponse> {
     let (token, printer_id) = path.into_inner();
     // Validate before the stream starts so a bad token gets a proper error answer.

@@ -10,7 +10,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use sha2::{Digest, Sha256};
 
-use crate::db::models::User;
+use crate::db::models::{PrinterId, User};
 use crate::error::Error;
 use crate::http::apiglobal::{client_addr, Form};
 use crate::http::noauth::{error_page, escape, page};
@@ -284,7 +284,7 @@ async fn print(
     };
     let ctx = state.job_context();
     let c = state
-        .db(move |c| jobs::print_file(c, &user, file_id, printer_id, only_queue, &ctx))
+        .db(move |c| jobs::print_file(c, &user, file_id, PrinterId(printer_id), only_queue, &ctx))
         .await?;
     let what = if c.started {
         "is starting"

@@ -5,7 +5,7 @@ use chrono::Duration;
 use serde_json::{Map, Value};
 
 use crate::db::models::{
-    read, CameraFrame, Printer, PrinterCommand, PrinterReport, RegistrationCode,
+    read, CameraFrame, Printer, PrinterCommand, PrinterId, PrinterReport, RegistrationCode,
 };
 use crate::db::{self, DbConn};
 use crate::error::{AgentCode, Error, Result};
@@ -411,7 +411,7 @@ pub fn poll(
 }
 
 /// The next command for a printer, marked as sent.
-pub fn deliver(conn: &mut DbConn, printer_id: i64) -> Result<Option<PrinterCommand>> {
+pub fn deliver(conn: &mut DbConn, printer_id: PrinterId) -> Result<Option<PrinterCommand>> {
     let next = PrinterCommand::next_unacked(conn, printer_id)?;
     if let Some(cmd) = &next {
         PrinterCommand::mark_sent(conn, cmd.id, db::now())?;
@@ -420,7 +420,7 @@ pub fn deliver(conn: &mut DbConn, printer_id: i64) -> Result<Option<PrinterComma
 }
 
 /// Keeps a long-polling printer marked as connected while its request is held.
-pub fn touch(conn: &mut DbConn, printer_id: i64) -> Result<()> {
+pub fn touch(conn: &mut DbConn, printer_id: PrinterId) -> Result<()> {
     Ok(Printer::touch(conn, printer_id, db::now())?)
 }
 
@@ -449,7 +449,7 @@ pub struct QueuedJob {
 }
 
 /// The printer's queued jobs, oldest first, in one query.
-pub fn queued_jobs(conn: &mut DbConn, printer_id: i64) -> Result<Vec<QueuedJob>> {
+pub fn queued_jobs(conn: &mut DbConn, printer_id: PrinterId) -> Result<Vec<QueuedJob>> {
     Ok(read::queued_jobs(conn, printer_id)?
         .into_iter()
         .map(
@@ -492,7 +492,11 @@ pub fn camera_frame(conn: &mut DbConn, printer: &Printer, image: &str) -> Result
 }
 
 /// A viewer is looking: ask the agent for full frames for a while.
-pub fn mark_watched(conn: &mut DbConn, printer_id: i64, for_how_long: Duration) -> Result<()> {
+pub fn mark_watched(
+    conn: &mut DbConn,
+    printer_id: PrinterId,
+    for_how_long: Duration,
+) -> Result<()> {
     Ok(Printer::watched_until(
         conn,
         printer_id,

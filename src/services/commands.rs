@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::db::models::{Printer, PrinterCommand};
+use crate::db::models::{Printer, PrinterCommand, PrinterId};
 use crate::db::{self, DbConn};
 use crate::error::Result;
 
@@ -13,7 +13,7 @@ use crate::error::Result;
 /// `AppState::db`, on other Postgres instances by the NOTIFY sent here).
 pub fn enqueue(
     conn: &mut DbConn,
-    printer_id: i64,
+    printer_id: PrinterId,
     command: &str,
     extra: Map<String, Value>,
     job_id: Option<i64>,
@@ -24,7 +24,7 @@ pub fn enqueue(
         let cmd =
             PrinterCommand::insert(c, printer_id, number, command, payload.as_deref(), job_id)?;
         db::notify_printer(c, printer_id)?;
-        db::wake_after_commit(printer_id);
+        db::wake_after_commit(printer_id.0);
         Ok(cmd)
     })
 }

@@ -6,8 +6,8 @@ use chrono::{Datelike, Duration, NaiveDateTime};
 use serde_json::{json, Map, Value};
 
 use crate::db::models::{
-    read, Job, JobChange, JobStatus, NewJob, Organization, Printer, PrinterCommand, PrinterShare,
-    StoredFile, User,
+    read, Job, JobChange, JobStatus, NewJob, Organization, Printer, PrinterCommand, PrinterId,
+    PrinterShare, StoredFile, User,
 };
 use crate::db::{self, DbConn};
 use crate::error::{Conflict, Error, Result};
@@ -29,7 +29,7 @@ fn not_found(id: i64) -> Error {
     Error::not_found(format!("Job {id} not found"))
 }
 
-fn lock_printer(conn: &mut DbConn, id: i64) -> Result<Printer> {
+fn lock_printer(conn: &mut DbConn, id: PrinterId) -> Result<Printer> {
     db::lock_printer(conn, id)?.ok_or_else(|| Error::not_found(format!("Printer {id} not found")))
 }
 
@@ -254,7 +254,7 @@ pub fn print_file(
     conn: &mut DbConn,
     user: &User,
     file_id: i64,
-    printer_id: i64,
+    printer_id: PrinterId,
     only_queue: bool,
     ctx: &JobContext,
 ) -> Result<Created> {
@@ -669,7 +669,7 @@ pub fn follow_report(c: &mut DbConn, before: &Printer, seen: &AgentSeen) -> Resu
 pub fn clear_build_tray(
     conn: &mut DbConn,
     user: &User,
-    printer_id: i64,
+    printer_id: PrinterId,
     clear: bool,
     ctx: &JobContext,
 ) -> Result<Option<Job>> {
@@ -685,7 +685,7 @@ pub fn clear_build_tray(
 
 /// Starts the printer's next queued job when its organization enables auto-start and the
 /// printer is ready with a clear tray. Returns the started job.
-pub fn auto_start(c: &mut DbConn, printer_id: i64, ctx: &JobContext) -> Result<Option<Job>> {
+pub fn auto_start(c: &mut DbConn, printer_id: PrinterId, ctx: &JobContext) -> Result<Option<Job>> {
     let printer = lock_printer(c, printer_id)?;
     let org = Organization::find(c, printer.organization_id)?;
     if !org.is_some_and(|o| o.auto_start_queue)
@@ -750,7 +750,7 @@ pub struct JobPage {
 pub fn printer_jobs(
     conn: &mut DbConn,
     user: &User,
-    printer_id: i64,
+    printer_id: PrinterId,
     limit: i64,
     offset: i64,
     prev: Option<i64>,

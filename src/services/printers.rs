@@ -14,7 +14,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::db::models::{
-    access_role, normalize_email, rights, share_role, CameraToken, NewPrinter, Printer,
+    access_role, normalize_email, rights, share_role, CameraToken, NewPrinter, Printer, PrinterId,
     PrinterShare, PrinterType, PrinterWorkgroups, RegistrationCode, User, Workgroup,
 };
 use crate::db::{self, DbConn};
@@ -50,9 +50,9 @@ fn access_via_share(s: &PrinterShare) -> Access {
 }
 
 /// Every printer the user can reach, with the strongest access they have to it.
-pub fn reachable(conn: &mut DbConn, user: &User) -> Result<BTreeMap<i64, Access>> {
-    let mut out: BTreeMap<i64, Access> = BTreeMap::new();
-    let mut grant = |id: i64, a: Access| {
+pub fn reachable(conn: &mut DbConn, user: &User) -> Result<BTreeMap<PrinterId, Access>> {
+    let mut out: BTreeMap<PrinterId, Access> = BTreeMap::new();
+    let mut grant = |id: PrinterId, a: Access| {
         let e = out.entry(id).or_insert(a);
         if a > *e {
             *e = a;
@@ -112,19 +112,19 @@ pub fn sees_all_jobs(user: &User, printer: &Printer) -> bool {
     printer.organization_id == user.organization_id
 }
 
-fn not_found(id: i64) -> Error {
+fn not_found(id: PrinterId) -> Error {
     Error::not_found(format!("Printer {id} not found"))
 }
 
 /// A printer the user can reach (404 otherwise, exactly as for a missing id).
-pub fn visible(conn: &mut DbConn, user: &User, id: i64) -> Result<(Printer, Access)> {
+pub fn visible(conn: &mut DbConn, user: &User, id: PrinterId) -> Result<(Printer, Access)> {
     let printer = Printer::find(conn, id)?.ok_or_else(|| not_found(id))?;
     let a = access(conn, user, &printer)?.ok_or_else(|| not_found(id))?;
     Ok((printer, a))
 }
 
 /// A printer the user manages: 404 out of reach, 403 reachable without the right.
-pub fn managed(conn: &mut DbConn, user: &User, id: i64) -> Result<Printer> {
+pub fn managed(conn: &mut DbConn, user: &User, id: PrinterId) -> Result<Printer> {
     let (printer, a) = visible(conn, user, id)?;
     if a < Access::Manage {
         return Err(Error::denied(
@@ -155,7 +155,7 @@ fn int_temps(text: Option<&str>) -> Option<Vec<Option<i64>>> {
 pub struct ListContext {
     pub offline_after: Duration,
     pub types: BTreeMap<i64, PrinterType>,
-    pub workgroups: BTreeMap<i64, Vec<i64>>,
+    pub workgroups: BTreeMap<PrinterId, Vec<i64>>,
 }
 
 pub fn list_context(
@@ -167,8 +167,8 @@ pub fn list_context(
         .into_iter()
         .map(|t| (t.id, t))
         .collect();
-    let ids: Vec<i64> = printers.iter().map(|p| p.id).collect();
-    let mut workgroups: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    let ids: Vec<PrinterId> = printers.iter().map(|p| p.id).collect();
+    let mut workgroups: BTreeMap<PrinterId, Vec<i64>> = BTreeMap::new();
     for (p, wg) in PrinterWorkgroups::of(conn, &ids)? {
         workgroups.entry(p).or_default().push(wg);
     }
@@ -189,7 +189,8 @@ fn type_name(ctx: &ListContext, p: &Printer) -> String {
 /// One item of `get_organization_printers_list`, with exactly the seed's keys.
 #[derive(Serialize, ToSchema)]
 pub struct OrgPrinterItem {
-    pub id: i64,
+    #[schema(value_type = i64)]
+    pub id: PrinterId,
     pub name: String,
     /// The printer type's short name.
     pub r#type: String,
@@ -225,9 +226,10 @@ pub fn org_list_item(ctx: &ListContext, p: &Printer, now: NaiveDateTime) -> OrgP
 /// One item of `get_printers_list`.
 #[derive(Serialize, ToSchema)]
 pub struct UserPrinterItem {
-    pub id: i64,
+    #[schema(value_type = i64)]
+    pub id: PrinterId,
     /// The same as `id`.
-    pub printer_id: i64,
+    pub printer_id: PrinterId,
     pub name: String,
     pub r#type: String,
     #[schema(example = "ready")]
@@ -266,11 +268,11 @@ pub fn user_list_item(ctx: &ListContext, p: &Printer, now: NaiveDateTime) -> Use
 pub fn organization_printers(
     conn: &mut DbConn,
     user: &User,
-    printer_id: Option<i64>,
+    printer_id: Option<PrinterId>,
     workgroup_id: Option<i64>,
 ) -> Result<Vec<Printer>> {
     let all = Printer::in_org(conn, user.organization_id)?;
-    let allowed: Option<BTreeSet<i64>> = if is_org_admin(user) {
+    let allowed: Option<BTreeSet<PrinterId>> = if is_org_admin(user) {
         None
     } else if user.access_role == access_role::WORKGROUP_ADMIN {
         let wgs: Vec<i64> = Workgroup::of_user(conn, user.id)?
@@ -291,7 +293,7 @@ pub fn organization_printers(
     if let Some(wg) = workgroup_id {
         crate::services::orgs::visible_workgroup(conn, user, wg)?;
     }
-    let in_wg: Option<BTreeSet<i64>> = workgroup_id
+    let in_wg: Option<BTreeSet<PrinterId>> = workgroup_id
         .map(|wg| {
             PrinterWorkgroups::printers_in(conn, &[wg])
                 .map(|v| v.into_iter().map(|(p, _)| p).collect())
@@ -316,10 +318,10 @@ pub fn user_printers(
     conn: &mut DbConn,
     user: &User,
     printer_type: Option<&str>,
-    ids: &[i64],
+    ids: &[PrinterId],
 ) -> Result<Vec<Printer>> {
     let reach = reachable(conn, user)?;
-    let wanted: Vec<i64> = reach
+    let wanted: Vec<PrinterId> = reach
         .keys()
         .copied()
         .filter(|id| ids.is_empty() || ids.contains(id))
@@ -344,7 +346,7 @@ pub fn user_printers(
 pub fn set_workgroups(
     conn: &mut DbConn,
     user: &User,
-    printer_id: i64,
+    printer_id: PrinterId,
     workgroups: &[i64],
 ) -> Result<()> {
     db::write_transaction(conn, |c| {
@@ -359,7 +361,7 @@ pub fn set_workgroups(
     })
 }
 
-pub fn shares(conn: &mut DbConn, user: &User, printer_id: i64) -> Result<Vec<PrinterShare>> {
+pub fn shares(conn: &mut DbConn, user: &User, printer_id: PrinterId) -> Result<Vec<PrinterShare>> {
     let printer = managed(conn, user, printer_id)?;
     Ok(PrinterShare::of_printer(conn, printer.id)?)
 }
@@ -368,7 +370,7 @@ pub fn shares(conn: &mut DbConn, user: &User, printer_id: i64) -> Result<Vec<Pri
 pub fn share(
     conn: &mut DbConn,
     user: &User,
-    printer_id: i64,
+    printer_id: PrinterId,
     role: i64,
     email: &str,
     prints: Option<i64>,
@@ -423,7 +425,12 @@ pub fn unshare(conn: &mut DbConn, user: &User, share_id: i64) -> Result<()> {
 
 /// `printer_clear_build_tray`: a user who may print on the printer confirms the tray is clear
 /// (or not). A clear tray lets queued jobs start, so queue-only users may not touch it.
-pub fn set_tray(conn: &mut DbConn, user: &User, printer_id: i64, clear: bool) -> Result<Printer> {
+pub fn set_tray(
+    conn: &mut DbConn,
+    user: &User,
+    printer_id: PrinterId,
+    clear: bool,
+) -> Result<Printer> {
     db::write_transaction(conn, |c| {
         let (printer, access) = visible(c, user, printer_id)?;
         if access < Access::Print {
@@ -697,7 +704,7 @@ fn pair_device_inner(
 pub fn camera_token(
     conn: &mut DbConn,
     user: &User,
-    printer_id: Option<i64>,
+    printer_id: Option<PrinterId>,
     ttl: Duration,
 ) -> Result<String> {
     if let Some(id) = printer_id {
@@ -715,7 +722,7 @@ pub fn camera_token(
 }
 
 /// The printer a camera token lets its holder watch (re-checking the user's access).
-pub fn camera_printer(conn: &mut DbConn, token: &str, printer_id: i64) -> Result<Printer> {
+pub fn camera_printer(conn: &mut DbConn, token: &str, printer_id: PrinterId) -> Result<Printer> {
     let invalid = || Error::not_found("Unknown or expired camera link");
     let t = CameraToken::find(conn, &token_hash(token))?.ok_or_else(invalid)?;
     if t.expires_at <= db::now() {

@@ -4,7 +4,7 @@
 
 use chrono::{Duration, NaiveDateTime};
 
-use crate::db::models::{Printer, PrinterType, StoredFile, User};
+use crate::db::models::{Printer, PrinterId, PrinterType, StoredFile, User};
 use crate::db::DbConn;
 use crate::error::{Error, Result};
 use crate::services::printers::{self, Access};
@@ -41,7 +41,7 @@ pub fn offer(
         )));
     }
     let reach = printers::reachable(conn, user)?;
-    let ids: Vec<i64> = reach.keys().copied().collect();
+    let ids: Vec<PrinterId> = reach.keys().copied().collect();
     let types = PrinterType::all(conn)?;
     let mut choices: Vec<Choice> = Printer::by_ids(conn, &ids)?
         .into_iter()

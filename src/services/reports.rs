@@ -554,7 +554,7 @@ impl CustomReport {
         now: NaiveDateTime,
     ) -> Vec<Cell> {
         let no_groups = Vec::new();
-        let groups = self.workgroups.get(&r.printer_id).unwrap_or(&no_groups);
+        let groups = self.workgroups.get(&r.printer_id.0).unwrap_or(&no_groups);
         let join = |f: &dyn Fn(&(i64, String, String)) -> String| {
             Cell::Text(groups.iter().map(f).collect::<Vec<_>>().join(","))
         };
@@ -563,7 +563,7 @@ impl CustomReport {
             .map(|c| match c {
                 Column::Field(f) => match f {
                     Field::JobId => Cell::Int(r.id),
-                    Field::PrinterId => Cell::Int(r.printer_id),
+                    Field::PrinterId => Cell::Int(r.printer_id.0),
                     Field::PrinterName => text(&r.printer_name),
                     Field::PrinterType => opt_text(&r.printer_type),
                     Field::FileId => Cell::Int(r.file_id),

@@ -7,7 +7,8 @@ use chrono::Duration;
 use serde_json::Value;
 
 use crate::db::models::{
-    FileKind, FileState, NewFile, NewSliceJob, SliceJob, SliceOutput, SliceStatus, StoredFile, User,
+    FileKind, FileState, NewFile, NewSliceJob, PrinterId, SliceJob, SliceOutput, SliceStatus,
+    StoredFile, User,
 };
 use crate::db::{self, DbConn};
 use crate::error::{Error, Result};
@@ -20,7 +21,7 @@ pub struct SliceRequest {
     pub file_id: i64,
     pub slicer_id: Option<i64>,
     pub profile: Value,
-    pub printer_id: Option<i64>,
+    pub printer_id: Option<PrinterId>,
     pub start_print: bool,
 }
 

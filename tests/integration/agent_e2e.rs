@@ -288,7 +288,7 @@ async fn upload(app: &TestApp, session: &str, name: &str, bytes: Vec<u8>) -> (St
 async fn send(app: &TestApp, id: i64, command: &'static str, extra: Value) {
     let extra: Map<String, Value> = extra.as_object().cloned().unwrap_or_default();
     app.state
-        .send_command(id, command, extra, None)
+        .send_command(printfarm::db::models::PrinterId(id), command, extra, None)
         .await
         .unwrap();
 }

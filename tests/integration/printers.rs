@@ -649,7 +649,10 @@ async fn command_ordering_redelivery_and_no_double_execution(app: &TestApp) {
     for cmd in ["pause", "unpause", "cancel"] {
         let mut extra = Map::new();
         extra.insert("reason".into(), json!(cmd));
-        app.state.send_command(id, cmd, extra, None).await.unwrap();
+        app.state
+            .send_command(printfarm::db::models::PrinterId(id), cmd, extra, None)
+            .await
+            .unwrap();
     }
     let c1 = report(app, &token, json!({})).await;
     assert_eq!(
@@ -700,11 +703,21 @@ async fn command_ordering_redelivery_and_no_double_execution(app: &TestApp) {
     // Numbers keep growing per printer; another printer has its own sequence.
     let (other, other_token) = register(app, &owner, "SN-D").await;
     app.state
-        .send_command(other, "pause", Map::new(), None)
+        .send_command(
+            printfarm::db::models::PrinterId(other),
+            "pause",
+            Map::new(),
+            None,
+        )
         .await
         .unwrap();
     app.state
-        .send_command(id, "pause", Map::new(), None)
+        .send_command(
+            printfarm::db::models::PrinterId(id),
+            "pause",
+            Map::new(),
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -790,7 +803,12 @@ async fn long_poll_wakes_on_a_new_command(app: &TestApp) {
     let waiting = actix_web::rt::spawn(run(app.base.clone(), token.clone()));
     actix_web::rt::time::sleep(std::time::Duration::from_millis(300)).await;
     app.state
-        .send_command(id, "pause", Map::new(), None)
+        .send_command(
+            printfarm::db::models::PrinterId(id),
+            "pause",
+            Map::new(),
+            None,
+        )
         .await
         .unwrap();
     // Well before the 25 s hold ends, the held request answers with the command.
@@ -808,7 +826,12 @@ async fn long_poll_wakes_on_a_new_command(app: &TestApp) {
         // Ack the first command via the held request's successor: queue on the other instance.
         other
             .state
-            .send_command(id, "unpause", Map::new(), None)
+            .send_command(
+                printfarm::db::models::PrinterId(id),
+                "unpause",
+                Map::new(),
+                None,
+            )
             .await
             .unwrap();
         let got = actix_web::rt::time::timeout(std::time::Duration::from_secs(10), waiting)
@@ -1192,7 +1215,12 @@ async fn held_poll_ends_when_its_client_goes_away(db: Db) {
     // So a command queued now is not handed to the departed client: it waits, pending,
     // for the agent's next poll.
     app.state
-        .send_command(id, "pause", Map::new(), None)
+        .send_command(
+            printfarm::db::models::PrinterId(id),
+            "pause",
+            Map::new(),
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(statuses(&app, id), vec![(1, "pending".to_string())]);

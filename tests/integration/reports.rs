@@ -939,7 +939,7 @@ fn insert_job(
     let id: i64 = diesel::insert_into(jobs::table)
         .values(&NewJob {
             organization_id: org,
-            printer_id: printer,
+            printer_id: printfarm::db::models::PrinterId(printer),
             file_id: file,
             user_id: user,
             share_id: None,

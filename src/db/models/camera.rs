@@ -13,7 +13,7 @@ pub struct CameraToken {
     pub id: i64,
     pub token_hash: String,
     pub user_id: i64,
-    pub printer_id: Option<i64>,
+    pub printer_id: Option<PrinterId>,
     pub created_at: NaiveDateTime,
     pub expires_at: NaiveDateTime,
 }
@@ -23,7 +23,7 @@ impl CameraToken {
         conn: &mut DbConn,
         hash: &str,
         user: i64,
-        printer: Option<i64>,
+        printer: Option<PrinterId>,
         expires_at: NaiveDateTime,
     ) -> QResult<usize> {
         diesel::insert_into(camera_tokens::table)
@@ -56,7 +56,7 @@ impl CameraFrame {
     /// Keeps only the latest frame per printer.
     pub fn store(
         conn: &mut DbConn,
-        printer: i64,
+        printer: PrinterId,
         jpeg: &[u8],
         now: NaiveDateTime,
     ) -> QResult<usize> {
@@ -75,7 +75,10 @@ impl CameraFrame {
             .execute(c))
     }
 
-    pub fn latest(conn: &mut DbConn, printer: i64) -> QResult<Option<(Vec<u8>, NaiveDateTime)>> {
+    pub fn latest(
+        conn: &mut DbConn,
+        printer: PrinterId,
+    ) -> QResult<Option<(Vec<u8>, NaiveDateTime)>> {
         camera_frames::table
             .find(printer)
             .select((camera_frames::jpeg, camera_frames::received_at))

@@ -11,7 +11,7 @@ use crate::db::DbConn;
 #[diesel(table_name = printer_commands, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 pub struct PrinterCommand {
     pub id: i64,
-    pub printer_id: i64,
+    pub printer_id: PrinterId,
     pub number: i64,
     pub command: String,
     /// JSON object of the extra keys sent with the command (`payload`, `filename`, …).
@@ -28,7 +28,7 @@ pub struct PrinterCommand {
 impl PrinterCommand {
     pub fn insert(
         conn: &mut DbConn,
-        printer: i64,
+        printer: PrinterId,
         number: i64,
         command: &str,
         payload: Option<&str>,
@@ -48,7 +48,7 @@ impl PrinterCommand {
     }
 
     /// The oldest command the agent has not acknowledged yet.
-    pub fn next_unacked(conn: &mut DbConn, printer: i64) -> QResult<Option<PrinterCommand>> {
+    pub fn next_unacked(conn: &mut DbConn, printer: PrinterId) -> QResult<Option<PrinterCommand>> {
         printer_commands::table
             .filter(printer_commands::printer_id.eq(printer))
             .filter(printer_commands::status.eq_any([CommandStatus::Pending, CommandStatus::Sent]))
@@ -69,7 +69,7 @@ impl PrinterCommand {
     /// Records the agent's acknowledgement of a delivered command (only once).
     pub fn ack(
         conn: &mut DbConn,
-        printer: i64,
+        printer: PrinterId,
         number: i64,
         ok: bool,
         now: NaiveDateTime,
@@ -96,7 +96,7 @@ impl PrinterCommand {
         Ok(cmd)
     }
 
-    pub fn of_printer(conn: &mut DbConn, printer: i64) -> QResult<Vec<PrinterCommand>> {
+    pub fn of_printer(conn: &mut DbConn, printer: PrinterId) -> QResult<Vec<PrinterCommand>> {
         printer_commands::table
             .filter(printer_commands::printer_id.eq(printer))
             .order(printer_commands::number.asc())

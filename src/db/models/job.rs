@@ -12,7 +12,7 @@ use crate::db::DbConn;
 pub struct Job {
     pub id: i64,
     pub organization_id: i64,
-    pub printer_id: i64,
+    pub printer_id: PrinterId,
     pub file_id: i64,
     pub user_id: i64,
     pub share_id: Option<i64>,
@@ -59,7 +59,7 @@ pub struct Job {
 #[diesel(table_name = jobs)]
 pub struct NewJob<'a> {
     pub organization_id: i64,
-    pub printer_id: i64,
+    pub printer_id: PrinterId,
     pub file_id: i64,
     pub user_id: i64,
     pub share_id: Option<i64>,
@@ -160,7 +160,7 @@ impl Job {
     }
 
     /// The oldest queued job of a printer.
-    pub fn next_queued(conn: &mut DbConn, printer: i64) -> QResult<Option<Job>> {
+    pub fn next_queued(conn: &mut DbConn, printer: PrinterId) -> QResult<Option<Job>> {
         jobs::table
             .filter(jobs::printer_id.eq(printer))
             .filter(jobs::status_id.eq(JobStatus::Queued))

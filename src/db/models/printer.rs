@@ -10,7 +10,7 @@ use crate::db::DbConn;
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = printers, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 pub struct Printer {
-    pub id: i64,
+    pub id: PrinterId,
     pub organization_id: i64,
     pub owner_user_id: Option<i64>,
     pub printer_type_id: Option<i64>,
@@ -84,7 +84,7 @@ pub struct PrinterReport<'a> {
 
 impl Printer {
     /// The printer starts `job`: it is busy and its build tray is no longer clear.
-    pub fn take_job(conn: &mut DbConn, id: i64, job: i64, now: NaiveDateTime) -> QResult<()> {
+    pub fn take_job(conn: &mut DbConn, id: PrinterId, job: i64, now: NaiveDateTime) -> QResult<()> {
         diesel::update(printers::table.find(id))
             .set((
                 printers::current_job_id.eq(Some(job)),
@@ -96,7 +96,7 @@ impl Printer {
     }
 
     /// The printer is no longer busy with `job` (when it still was).
-    pub fn release_job(conn: &mut DbConn, id: i64, job: i64) -> QResult<()> {
+    pub fn release_job(conn: &mut DbConn, id: PrinterId, job: i64) -> QResult<()> {
         diesel::update(
             printers::table
                 .find(id)
@@ -107,7 +107,7 @@ impl Printer {
         Ok(())
     }
 
-    pub fn apply_report(conn: &mut DbConn, id: i64, report: &PrinterReport) -> QResult<()> {
+    pub fn apply_report(conn: &mut DbConn, id: PrinterId, report: &PrinterReport) -> QResult<()> {
         diesel::update(printers::table.find(id))
             .set(report)
             .execute(conn)?;
@@ -115,7 +115,7 @@ impl Printer {
     }
 
     /// Keeps a long-polling printer marked as connected.
-    pub fn touch(conn: &mut DbConn, id: i64, now: NaiveDateTime) -> QResult<()> {
+    pub fn touch(conn: &mut DbConn, id: PrinterId, now: NaiveDateTime) -> QResult<()> {
         diesel::update(printers::table.find(id))
             .set(printers::last_seen_at.eq(Some(now)))
             .execute(conn)?;
@@ -123,14 +123,14 @@ impl Printer {
     }
 
     /// Someone watches the camera until `until`.
-    pub fn watched_until(conn: &mut DbConn, id: i64, until: NaiveDateTime) -> QResult<()> {
+    pub fn watched_until(conn: &mut DbConn, id: PrinterId, until: NaiveDateTime) -> QResult<()> {
         diesel::update(printers::table.find(id))
             .set(printers::camera_watched_until.eq(Some(until)))
             .execute(conn)?;
         Ok(())
     }
 
-    pub fn forget_last_seen(conn: &mut DbConn, id: i64) -> QResult<()> {
+    pub fn forget_last_seen(conn: &mut DbConn, id: PrinterId) -> QResult<()> {
         diesel::update(printers::table.find(id))
             .set(printers::last_seen_at.eq(None::<NaiveDateTime>))
             .execute(conn)?;
@@ -143,7 +143,7 @@ impl Printer {
             .get_result(conn)
     }
 
-    pub fn find(conn: &mut DbConn, id: i64) -> QResult<Option<Printer>> {
+    pub fn find(conn: &mut DbConn, id: PrinterId) -> QResult<Option<Printer>> {
         printers::table.find(id).first(conn).optional()
     }
 
@@ -177,14 +177,14 @@ impl Printer {
             .load(conn)
     }
 
-    pub fn by_ids(conn: &mut DbConn, ids: &[i64]) -> QResult<Vec<Printer>> {
+    pub fn by_ids(conn: &mut DbConn, ids: &[PrinterId]) -> QResult<Vec<Printer>> {
         printers::table
             .filter(printers::id.eq_any(ids))
             .order(printers::id.asc())
             .load(conn)
     }
 
-    pub fn set_token_hash(conn: &mut DbConn, id: i64, hash: &str) -> QResult<usize> {
+    pub fn set_token_hash(conn: &mut DbConn, id: PrinterId, hash: &str) -> QResult<usize> {
         diesel::update(printers::table.find(id))
             .set((
                 printers::auth_token_hash.eq(Some(hash)),
@@ -193,7 +193,7 @@ impl Printer {
             .execute(conn)
     }
 
-    pub fn set_tray_clear(conn: &mut DbConn, id: i64, clear: bool) -> QResult<usize> {
+    pub fn set_tray_clear(conn: &mut DbConn, id: PrinterId, clear: bool) -> QResult<usize> {
         diesel::update(printers::table.find(id))
             .set((
                 printers::tray_clear.eq(clear),
@@ -204,7 +204,7 @@ impl Printer {
 
     /// Takes the next per-printer command number. The update locks the printer row, so
     /// numbers are handed out in commit order.
-    pub fn take_command_number(conn: &mut DbConn, id: i64) -> QResult<i64> {
+    pub fn take_command_number(conn: &mut DbConn, id: PrinterId) -> QResult<i64> {
         diesel::update(printers::table.find(id))
             .set(printers::next_command_number.eq(printers::next_command_number + 1))
             .returning(printers::next_command_number)
@@ -217,7 +217,7 @@ pub struct PrinterWorkgroups;
 
 impl PrinterWorkgroups {
     /// Workgroup ids per printer, for the given printers.
-    pub fn of(conn: &mut DbConn, printer_ids: &[i64]) -> QResult<Vec<(i64, i64)>> {
+    pub fn of(conn: &mut DbConn, printer_ids: &[PrinterId]) -> QResult<Vec<(PrinterId, i64)>> {
         printer_workgroups::table
             .filter(printer_workgroups::printer_id.eq_any(printer_ids))
             .order((
@@ -232,7 +232,7 @@ impl PrinterWorkgroups {
     }
 
     /// Printers in any of the workgroups, with the workgroup they are reached through.
-    pub fn printers_in(conn: &mut DbConn, workgroup_ids: &[i64]) -> QResult<Vec<(i64, i64)>> {
+    pub fn printers_in(conn: &mut DbConn, workgroup_ids: &[i64]) -> QResult<Vec<(PrinterId, i64)>> {
         printer_workgroups::table
             .filter(printer_workgroups::workgroup_id.eq_any(workgroup_ids))
             .select((
@@ -242,7 +242,7 @@ impl PrinterWorkgroups {
             .load(conn)
     }
 
-    pub fn set(conn: &mut DbConn, printer: i64, workgroups: &[i64]) -> QResult<()> {
+    pub fn set(conn: &mut DbConn, printer: PrinterId, workgroups: &[i64]) -> QResult<()> {
         diesel::delete(
             printer_workgroups::table.filter(printer_workgroups::printer_id.eq(printer)),
         )

@@ -19,7 +19,7 @@ pub type QueuedJobRow = (
 
 /// A printer's queued jobs, oldest first: (id, printing duration, queued at, file name, file
 /// size, owner's email).
-pub fn queued_jobs(conn: &mut DbConn, printer_id: i64) -> QResult<Vec<QueuedJobRow>> {
+pub fn queued_jobs(conn: &mut DbConn, printer_id: PrinterId) -> QResult<Vec<QueuedJobRow>> {
     jobs::table
         .left_join(files::table)
         .left_join(users::table.on(users::id.eq(jobs::user_id)))
@@ -39,7 +39,7 @@ pub fn queued_jobs(conn: &mut DbConn, printer_id: i64) -> QResult<Vec<QueuedJobR
 
 /// Which jobs of a printer to list (`get_printer_jobs`).
 pub struct JobFilter {
-    pub printer_id: i64,
+    pub printer_id: PrinterId,
     /// Only this user's jobs (a member who does not see the printer's whole queue).
     pub only_user: Option<i64>,
     /// Only jobs changed after the first counter value, up to the second.
@@ -135,7 +135,7 @@ pub struct ReportFilter<'a> {
 pub struct ReportRow {
     pub id: i64,
     pub user_id: i64,
-    pub printer_id: i64,
+    pub printer_id: PrinterId,
     pub printer_name: String,
     pub printer_type: Option<String>,
     pub file_id: i64,

@@ -20,7 +20,7 @@ pub struct RegistrationCode {
     pub expires_at: NaiveDateTime,
     pub redeemed_by_user_id: Option<i64>,
     pub redeemed_at: Option<NaiveDateTime>,
-    pub printer_id: Option<i64>,
+    pub printer_id: Option<PrinterId>,
     /// The printer's auth token, kept only until the agent first uses it.
     pub pending_auth_token: Option<String>,
     pub delivered_at: Option<NaiveDateTime>,
@@ -59,7 +59,7 @@ impl RegistrationCode {
         conn: &mut DbConn,
         id: i64,
         user: i64,
-        printer: i64,
+        printer: PrinterId,
         token: &str,
     ) -> QResult<bool> {
         let n = diesel::update(
@@ -78,7 +78,7 @@ impl RegistrationCode {
     }
 
     /// The agent has used its token: forget the plain copy.
-    pub fn forget_token(conn: &mut DbConn, printer: i64) -> QResult<usize> {
+    pub fn forget_token(conn: &mut DbConn, printer: PrinterId) -> QResult<usize> {
         diesel::update(
             registration_codes::table
                 .filter(registration_codes::printer_id.eq(printer))

@@ -11,7 +11,7 @@ use crate::db::DbConn;
 #[diesel(table_name = printer_shares, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 pub struct PrinterShare {
     pub id: i64,
-    pub printer_id: i64,
+    pub printer_id: PrinterId,
     /// Shares are by email, so a share to someone without an account yet takes effect when
     /// that account is created.
     pub email: String,
@@ -38,7 +38,7 @@ impl PrinterShare {
         Ok(())
     }
 
-    pub fn of_printer(conn: &mut DbConn, printer: i64) -> QResult<Vec<PrinterShare>> {
+    pub fn of_printer(conn: &mut DbConn, printer: PrinterId) -> QResult<Vec<PrinterShare>> {
         printer_shares::table
             .filter(printer_shares::printer_id.eq(printer))
             .order(printer_shares::id.asc())
@@ -55,7 +55,11 @@ impl PrinterShare {
         printer_shares::table.find(id).first(conn).optional()
     }
 
-    pub fn find_for(conn: &mut DbConn, printer: i64, email: &str) -> QResult<Option<PrinterShare>> {
+    pub fn find_for(
+        conn: &mut DbConn,
+        printer: PrinterId,
+        email: &str,
+    ) -> QResult<Option<PrinterShare>> {
         printer_shares::table
             .filter(printer_shares::printer_id.eq(printer))
             .filter(printer_shares::email.eq(email))
@@ -65,7 +69,7 @@ impl PrinterShare {
 
     pub fn insert(
         conn: &mut DbConn,
-        printer: i64,
+        printer: PrinterId,
         email: &str,
         role: i32,
         prints: Option<i32>,

@@ -19,7 +19,7 @@ pub struct SliceJob {
     pub slicer_id: i32,
     /// The complete PrusaSlicer profile (JSON object of keys).
     pub profile: String,
-    pub printer_id: Option<i64>,
+    pub printer_id: Option<PrinterId>,
     pub start_print: bool,
     pub status: SliceStatus,
     pub error: Option<String>,
@@ -43,7 +43,7 @@ pub struct NewSliceJob<'a> {
     pub output_file_id: Option<i64>,
     pub slicer_id: i32,
     pub profile: &'a str,
-    pub printer_id: Option<i64>,
+    pub printer_id: Option<PrinterId>,
     pub start_print: bool,
     pub status: SliceStatus,
     pub attempts: i32,

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use super::decode::NameList;
 use super::envelope::{ok, Envelope, Failures};
 use super::{forms, Signed};
-use crate::db::models::{Job, StoredFile, User};
+use crate::db::models::{Job, PrinterId, StoredFile, User};
 use crate::error::{Error, Result};
 use crate::services::jobs;
 use crate::AppState;
@@ -44,7 +44,7 @@ pub async fn print_file(
     let only_queue = p.only_queue.unwrap_or(false);
     let ctx = state.job_context();
     let created = state
-        .db(move |c| jobs::print_file(c, &me, p.file_id, p.printer_id, only_queue, &ctx))
+        .db(move |c| jobs::print_file(c, &me, p.file_id, PrinterId(p.printer_id), only_queue, &ctx))
         .await?;
     Ok(ok(PrintFileMessage {
         job_id: created.job.id.to_string(),
@@ -151,7 +151,7 @@ pub async fn get_printer_jobs(
     let prev = p.prev_time;
     let actual = p.is_actual.unwrap_or(false);
     let page = state
-        .db(move |c| jobs::printer_jobs(c, &me, printer, limit, offset, prev, actual))
+        .db(move |c| jobs::printer_jobs(c, &me, PrinterId(printer), limit, offset, prev, actual))
         .await?;
     let message = page
         .jobs

@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 use super::decode::RequiredIds;
 use super::envelope::{ok, Envelope, Failures, Nothing};
 use super::{forms, Signed};
+use crate::db::models::PrinterId;
 use crate::error::Result;
 use crate::services::printers;
 use crate::AppState;
@@ -32,7 +33,8 @@ pub struct ShareId {
 
 #[derive(Serialize, ToSchema)]
 pub struct PrinterIdMessage {
-    pub printer_id: i64,
+    #[schema(value_type = i64)]
+    pub printer_id: PrinterId,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -59,7 +61,8 @@ pub async fn get_organization_printers_list(
     let offline = offline_after(&state);
     let items = state
         .db(move |c| {
-            let list = printers::organization_printers(c, &me, printer_id, workgroup_id)?;
+            let list =
+                printers::organization_printers(c, &me, printer_id.map(PrinterId), workgroup_id)?;
             let ctx = printers::list_context(c, &list, offline)?;
             let now = crate::db::now();
             Ok(list
@@ -80,7 +83,12 @@ pub async fn get_printers_list(
 ) -> Result<HttpResponse> {
     let (me, p) = (call.caller.user, call.params);
     let printer_type = p.printer_type;
-    let ids = p.printer_id.unwrap_or_default();
+    let ids: Vec<PrinterId> = p
+        .printer_id
+        .unwrap_or_default()
+        .into_iter()
+        .map(PrinterId)
+        .collect();
     let offline = offline_after(&state);
     let items = state
         .db(move |c| {
@@ -105,7 +113,9 @@ pub async fn get_printer_shares(
 ) -> Result<HttpResponse> {
     let (me, p) = (call.caller.user, call.params);
     let printer = p.printer_id;
-    let shares = state.db(move |c| printers::shares(c, &me, printer)).await?;
+    let shares = state
+        .db(move |c| printers::shares(c, &me, PrinterId(printer)))
+        .await?;
     Ok(ok(shares
         .iter()
         .map(|s| ShareItem {
@@ -130,7 +140,7 @@ pub async fn share_printer(
     let email = p.user_email;
     let prints = p.number_of_prints;
     let share = state
-        .db(move |c| printers::share(c, &me, printer, role, &email, prints))
+        .db(move |c| printers::share(c, &me, PrinterId(printer), role, &email, prints))
         .await?;
     Ok(ok(ShareId { id: share.id }))
 }
@@ -176,7 +186,7 @@ pub async fn get_camera_list_token(
     let printer = p.printer_id;
     let ttl = Duration::seconds(state.config.printers.camera_token_secs);
     let token = state
-        .db(move |c| printers::camera_token(c, &me, printer, ttl))
+        .db(move |c| printers::camera_token(c, &me, printer.map(PrinterId), ttl))
         .await?;
     Ok(ok(CameraToken {
         token,
@@ -197,7 +207,9 @@ pub async fn printer_clear_build_tray(
     let clear = p.is_clear.unwrap_or(true);
     let ctx = state.job_context();
     state
-        .db(move |c| crate::services::jobs::clear_build_tray(c, &me, printer, clear, &ctx))
+        .db(move |c| {
+            crate::services::jobs::clear_build_tray(c, &me, PrinterId(printer), clear, &ctx)
+        })
         .await?;
     Ok(ok("Ok"))
 }
@@ -215,7 +227,7 @@ pub async fn set_printer_workgroups(
     let printer = p.printer_id;
     let RequiredIds(groups) = p.workgroup_id;
     state
-        .db(move |c| printers::set_workgroups(c, &me, printer, &groups))
+        .db(move |c| printers::set_workgroups(c, &me, PrinterId(printer), &groups))
         .await?;
     Ok(ok("Ok"))
 }

@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 
 use super::envelope::{ok, Envelope, Failures};
 use super::{forms, Signed};
+use crate::db::models::PrinterId;
 use crate::error::{Error, Result};
 use crate::services::slicing::{self, SliceRequest};
 use crate::AppState;
@@ -53,7 +54,7 @@ pub async fn slice(state: web::Data<AppState>, call: Signed<forms::Slice>) -> Re
         file_id,
         slicer_id: p.slicer_id,
         profile,
-        printer_id: p.add_print_job_to_printer_id,
+        printer_id: p.add_print_job_to_printer_id.map(PrinterId),
         start_print: p.start_print_job.unwrap_or(false),
     };
     let requested = state.db(move |c| slicing::request(c, &me, &req)).await?;

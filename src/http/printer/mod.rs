@@ -236,7 +236,7 @@ async fn command(
         return closing();
     }
     let _held = notifier.hold();
-    let handle = notifier.handle(id);
+    let handle = notifier.handle(id.0);
     let deadline = tokio::time::Instant::now() + hold_time(wait, rand::random());
     // A wake-up can find nothing to deliver (a late NOTIFY of a command already delivered,
     // one another instance delivered): the hold then goes on until its deadline.
