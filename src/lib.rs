@@ -28,6 +28,7 @@ use std::sync::Arc;
 use actix_web::{middleware, web, App, HttpServer};
 
 use crate::config::Config;
+use crate::db::models::JobId;
 use crate::db::{Backend, DbConn, Pool};
 use crate::error::{Error, Result};
 use crate::services::auth::PasswordHasher;
@@ -112,7 +113,7 @@ impl AppState {
         printer_id: db::models::PrinterId,
         command: &'static str,
         extra: serde_json::Map<String, serde_json::Value>,
-        job_id: Option<i64>,
+        job_id: Option<JobId>,
     ) -> Result<db::models::PrinterCommand> {
         self.db(move |c| services::commands::enqueue(c, printer_id, command, extra, job_id))
             .await

@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::db::models::{Printer, PrinterCommand, PrinterId};
+use crate::db::models::{JobId, Printer, PrinterCommand, PrinterId};
 use crate::db::{self, DbConn};
 use crate::error::Result;
 
@@ -16,7 +16,7 @@ pub fn enqueue(
     printer_id: PrinterId,
     command: &str,
     extra: Map<String, Value>,
-    job_id: Option<i64>,
+    job_id: Option<JobId>,
 ) -> Result<PrinterCommand> {
     db::write_transaction(conn, |c| {
         let number = Printer::take_command_number(c, printer_id)?;

@@ -6,8 +6,8 @@ use chrono::{Datelike, Duration, NaiveDateTime};
 use serde_json::{json, Map, Value};
 
 use crate::db::models::{
-    read, Job, JobChange, JobStatus, NewJob, Organization, Printer, PrinterCommand, PrinterId,
-    PrinterShare, StoredFile, User,
+    read, Job, JobChange, JobId, JobStatus, NewJob, Organization, Printer, PrinterCommand,
+    PrinterId, PrinterShare, StoredFile, User,
 };
 use crate::db::{self, DbConn};
 use crate::error::{Conflict, Error, Result};
@@ -25,7 +25,7 @@ pub struct JobContext {
     pub offline_after: Duration,
 }
 
-fn not_found(id: i64) -> Error {
+fn not_found(id: JobId) -> Error {
     Error::not_found(format!("Job {id} not found"))
 }
 
@@ -238,7 +238,7 @@ fn material_cost(org: &Organization, material: &str, weight_g: f64) -> Option<f6
 }
 
 /// Updates a job and stamps the next change-counter value on it.
-fn change(conn: &mut DbConn, job_id: i64, change: JobChange) -> Result<Job> {
+fn change(conn: &mut DbConn, job_id: JobId, change: JobChange) -> Result<Job> {
     Job::change(conn, job_id, change, db::now())?.ok_or_else(|| not_found(job_id))
 }
 
@@ -409,7 +409,7 @@ fn start(c: &mut DbConn, job: Job, by: i64, ctx: &JobContext) -> Result<Job> {
 }
 
 /// A job the user may act on: their own, or any job of a printer they manage. 404 otherwise.
-fn actionable(c: &mut DbConn, user: &User, job_id: i64) -> Result<(Job, Access)> {
+fn actionable(c: &mut DbConn, user: &User, job_id: JobId) -> Result<(Job, Access)> {
     let job = Job::find(c, job_id)?.ok_or_else(|| not_found(job_id))?;
     let printer = Printer::find(c, job.printer_id)?.ok_or_else(|| not_found(job_id))?;
     let access = printer_access::access(c, user, &printer)?;
@@ -422,7 +422,7 @@ fn actionable(c: &mut DbConn, user: &User, job_id: i64) -> Result<(Job, Access)>
 
 /// A job the user may see: any job of a printer they can reach, or only their own ones when
 /// that printer is shared from another organization (`printers::sees_all_jobs`).
-pub fn visible_job(c: &mut DbConn, user: &User, job_id: i64) -> Result<Job> {
+pub fn visible_job(c: &mut DbConn, user: &User, job_id: JobId) -> Result<Job> {
     let job = Job::find(c, job_id)?.ok_or_else(|| not_found(job_id))?;
     let printer = Printer::find(c, job.printer_id)?.ok_or_else(|| not_found(job_id))?;
     printer_access::access(c, user, &printer)?.ok_or_else(|| not_found(job_id))?;
@@ -433,7 +433,7 @@ pub fn visible_job(c: &mut DbConn, user: &User, job_id: i64) -> Result<Job> {
 }
 
 /// `job_start`: starts a queued job now (needs "can print" rights and a ready printer).
-pub fn job_start(conn: &mut DbConn, user: &User, job_id: i64, ctx: &JobContext) -> Result<Job> {
+pub fn job_start(conn: &mut DbConn, user: &User, job_id: JobId, ctx: &JobContext) -> Result<Job> {
     db::write_transaction(conn, |c| {
         let (job, access) = actionable(c, user, job_id)?;
         if access < Access::Print {
@@ -453,7 +453,7 @@ pub fn job_start(conn: &mut DbConn, user: &User, job_id: i64, ctx: &JobContext) 
 pub fn job_command(
     conn: &mut DbConn,
     user: &User,
-    job_id: i64,
+    job_id: JobId,
     command: &str,
 ) -> Result<PrinterCommand> {
     db::write_transaction(conn, |c| {
@@ -489,7 +489,7 @@ fn bounded<'a>(name: &str, text: Option<&'a str>, max: usize) -> Result<Option<&
 pub fn job_cancel(
     conn: &mut DbConn,
     user: &User,
-    job_id: i64,
+    job_id: JobId,
     reason: Option<CancelReason>,
     details: Option<&str>,
 ) -> Result<()> {
@@ -544,7 +544,7 @@ pub fn job_cancel(
 pub fn job_feedback(
     conn: &mut DbConn,
     user: &User,
-    job_id: i64,
+    job_id: JobId,
     feedback: Option<&str>,
 ) -> Result<()> {
     let feedback = bounded("feedback", feedback, MAX_FEEDBACK)?;
@@ -708,7 +708,7 @@ pub fn auto_start(c: &mut DbConn, printer_id: PrinterId, ctx: &JobContext) -> Re
                 JobStatus::Failed,
                 Some(cancel_source::NOT_CHARGEABLE),
             )?;
-            tracing::info!(job = job.id, %reason, "queued job could not be charged");
+            tracing::info!(job = job.id.0, %reason, "queued job could not be charged");
             Ok(None)
         }
         Err(e) => Err(e),
@@ -719,7 +719,7 @@ pub fn auto_start(c: &mut DbConn, printer_id: PrinterId, ctx: &JobContext) -> Re
 pub fn agent_start(
     conn: &mut DbConn,
     printer: &Printer,
-    job_id: i64,
+    job_id: JobId,
     ctx: &JobContext,
 ) -> Result<Job> {
     db::write_transaction(conn, |c| {
@@ -732,7 +732,7 @@ pub fn agent_start(
 }
 
 /// The job and file an agent download link names, if its secret matches a running job.
-pub fn download_target(conn: &mut DbConn, job_id: i64, token: &str) -> Result<StoredFile> {
+pub fn download_target(conn: &mut DbConn, job_id: JobId, token: &str) -> Result<StoredFile> {
     let job = Job::find(conn, job_id)?
         .filter(|j| j.download_token_hash.as_deref() == Some(token_hash(token).as_str()))
         .ok_or_else(|| Error::not_found("Unknown download link"))?;

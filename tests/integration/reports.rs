@@ -223,7 +223,9 @@ async fn create_workgroup(app: &TestApp, admin: &str, name: &str, password: &str
 
 fn job(app: &TestApp, id: i64) -> Job {
     let mut c = app.conn();
-    Job::find(&mut c, id).unwrap().unwrap()
+    Job::find(&mut c, printfarm::db::models::JobId(id))
+        .unwrap()
+        .unwrap()
 }
 
 fn fmt(t: NaiveDateTime) -> String {

@@ -16,7 +16,7 @@ pub struct PrinterCommand {
     pub command: String,
     /// JSON object of the extra keys sent with the command (`payload`, `filename`, …).
     pub payload: Option<String>,
-    pub job_id: Option<i64>,
+    pub job_id: Option<JobId>,
     /// pending → sent → acked | failed
     pub status: CommandStatus,
     pub result: Option<String>,
@@ -32,7 +32,7 @@ impl PrinterCommand {
         number: i64,
         command: &str,
         payload: Option<&str>,
-        job: Option<i64>,
+        job: Option<JobId>,
     ) -> QResult<PrinterCommand> {
         diesel::insert_into(printer_commands::table)
             .values((

@@ -10,7 +10,7 @@ use crate::db::DbConn;
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = jobs, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 pub struct Job {
-    pub id: i64,
+    pub id: JobId,
     pub organization_id: i64,
     pub printer_id: PrinterId,
     pub file_id: i64,
@@ -112,7 +112,7 @@ impl Job {
     /// `get_job_changes` readers see it; answers the job as it is now.
     pub fn change(
         conn: &mut DbConn,
-        id: i64,
+        id: JobId,
         mut change: JobChange,
         now: NaiveDateTime,
     ) -> QResult<Option<Job>> {
@@ -130,7 +130,7 @@ impl Job {
             .get_result(conn)
     }
 
-    pub fn find(conn: &mut DbConn, id: i64) -> QResult<Option<Job>> {
+    pub fn find(conn: &mut DbConn, id: JobId) -> QResult<Option<Job>> {
         jobs::table.find(id).first(conn).optional()
     }
 

@@ -33,7 +33,7 @@ pub struct Printer {
     pub report: Option<String>,
     /// The latest error the agent sent (JSON).
     pub last_error: Option<String>,
-    pub current_job_id: Option<i64>,
+    pub current_job_id: Option<JobId>,
     pub tray_clear: bool,
     pub filaments: Option<String>,
     pub camera_watched_until: Option<NaiveDateTime>,
@@ -84,7 +84,12 @@ pub struct PrinterReport<'a> {
 
 impl Printer {
     /// The printer starts `job`: it is busy and its build tray is no longer clear.
-    pub fn take_job(conn: &mut DbConn, id: PrinterId, job: i64, now: NaiveDateTime) -> QResult<()> {
+    pub fn take_job(
+        conn: &mut DbConn,
+        id: PrinterId,
+        job: JobId,
+        now: NaiveDateTime,
+    ) -> QResult<()> {
         diesel::update(printers::table.find(id))
             .set((
                 printers::current_job_id.eq(Some(job)),
@@ -96,13 +101,13 @@ impl Printer {
     }
 
     /// The printer is no longer busy with `job` (when it still was).
-    pub fn release_job(conn: &mut DbConn, id: PrinterId, job: i64) -> QResult<()> {
+    pub fn release_job(conn: &mut DbConn, id: PrinterId, job: JobId) -> QResult<()> {
         diesel::update(
             printers::table
                 .find(id)
                 .filter(printers::current_job_id.eq(Some(job))),
         )
-        .set(printers::current_job_id.eq(None::<i64>))
+        .set(printers::current_job_id.eq(None::<JobId>))
         .execute(conn)?;
         Ok(())
     }

@@ -27,7 +27,7 @@ pub struct SliceJob {
     pub attempts: i32,
     pub lease_owner: Option<String>,
     pub lease_until: Option<NaiveDateTime>,
-    pub print_job_id: Option<i64>,
+    pub print_job_id: Option<JobId>,
     pub created_at: NaiveDateTime,
     pub started_at: Option<NaiveDateTime>,
     pub finished_at: Option<NaiveDateTime>,
@@ -177,7 +177,7 @@ impl SliceJob {
         Ok(())
     }
 
-    pub fn set_print_job(conn: &mut DbConn, id: i64, job: i64) -> QResult<()> {
+    pub fn set_print_job(conn: &mut DbConn, id: i64, job: JobId) -> QResult<()> {
         diesel::update(slice_jobs::table.find(id))
             .set(slice_jobs::print_job_id.eq(Some(job)))
             .execute(conn)?;

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use super::decode::NameList;
 use super::envelope::{ok, Envelope, Failures};
 use super::{forms, Signed};
-use crate::db::models::{Job, PrinterId, StoredFile, User};
+use crate::db::models::{Job, JobId, PrinterId, StoredFile, User};
 use crate::error::{Error, Result};
 use crate::services::jobs;
 use crate::AppState;
@@ -61,7 +61,7 @@ pub async fn job_start(
     let (me, job) = (call.caller.user, call.params.job_id);
     let ctx = state.job_context();
     state
-        .db(move |c| jobs::job_start(c, &me, job, &ctx))
+        .db(move |c| jobs::job_start(c, &me, JobId(job), &ctx))
         .await?;
     Ok(ok("Ok"))
 }
@@ -73,7 +73,7 @@ async fn forward(
 ) -> Result<HttpResponse> {
     let (me, job) = (call.caller.user, call.params.job_id);
     state
-        .db(move |c| jobs::job_command(c, &me, job, command))
+        .db(move |c| jobs::job_command(c, &me, JobId(job), command))
         .await?;
     Ok(ok("Ok"))
 }
@@ -108,7 +108,7 @@ pub async fn job_cancel(
     let (me, p) = (call.caller.user, call.params);
     // printfarm extension: the reason chosen from the list, and free text beside it.
     state
-        .db(move |c| jobs::job_cancel(c, &me, p.job_id, p.reason, p.details.as_deref()))
+        .db(move |c| jobs::job_cancel(c, &me, JobId(p.job_id), p.reason, p.details.as_deref()))
         .await?;
     Ok(ok("Ok"))
 }
@@ -124,7 +124,7 @@ pub async fn job_feedback(
 ) -> Result<HttpResponse> {
     let (me, p) = (call.caller.user, call.params);
     state
-        .db(move |c| jobs::job_feedback(c, &me, p.job_id, p.feedback.as_deref()))
+        .db(move |c| jobs::job_feedback(c, &me, JobId(p.job_id), p.feedback.as_deref()))
         .await?;
     Ok(ok("Ok"))
 }
@@ -282,7 +282,7 @@ pub async fn get_job_info(
     let (me, job) = (call.caller.user, call.params.job_id);
     let info = state
         .db(move |c| {
-            let job = jobs::visible_job(c, &me, job)?;
+            let job = jobs::visible_job(c, &me, JobId(job))?;
             let file = StoredFile::find(c, job.file_id)?
                 .ok_or_else(|| Error::internal("job without file"))?;
             let email = User::find(c, job.user_id)?

@@ -10,7 +10,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde_json::{json, Value};
 
-use crate::db::models::Printer;
+use crate::db::models::{JobId, Printer};
 use crate::error::{AgentCode, Error};
 use crate::services::agent::{self, Poll};
 use crate::services::auth::random_token;
@@ -341,7 +341,7 @@ async fn start_queued_job(state: web::Data<AppState>, payload: web::Payload) -> 
     };
     let ctx = state.job_context();
     match state
-        .db(move |c| jobs::agent_start(c, &printer, job_id, &ctx))
+        .db(move |c| jobs::agent_start(c, &printer, JobId(job_id), &ctx))
         .await
     {
         Ok(_) => answer(json!([])),
@@ -362,7 +362,7 @@ async fn download(
 ) -> Result<HttpResponse, Error> {
     let (job_id, token) = path.into_inner();
     let file = state
-        .db(move |c| jobs::download_target(c, job_id, &token))
+        .db(move |c| jobs::download_target(c, JobId(job_id), &token))
         .await?;
     crate::http::files::serve_file(&state, &req, &file).await
 }
