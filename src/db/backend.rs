@@ -5,7 +5,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::models::{Printer, PrinterId, PrinterShare, SliceStatus, User};
+use super::models::{FileId, Printer, PrinterId, PrinterShare, SliceStatus, User};
 use super::schema::*;
 use super::DbConn;
 
@@ -114,18 +114,18 @@ pub fn lock_key(conn: &mut DbConn, key: &str) -> diesel::QueryResult<()> {
 /// before the upload comes; the upload then inserts with that id. Ids whose upload never comes
 /// are skipped, like those of rolled-back inserts. Call inside `write_transaction` (on SQLite
 /// the sequence row is then changed under the database's write lock).
-pub fn reserve_file_id(conn: &mut DbConn) -> diesel::QueryResult<i64> {
+pub fn reserve_file_id(conn: &mut DbConn) -> diesel::QueryResult<FileId> {
     #[derive(diesel::QueryableByName)]
     struct Next {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         id: i64,
     }
     match conn {
-        DbConn::Pg(c) => Ok(diesel::sql_query(
-            "SELECT nextval(pg_get_serial_sequence('files', 'id')) AS id",
-        )
-        .get_result::<Next>(c)?
-        .id),
+        DbConn::Pg(c) => Ok(FileId(
+            diesel::sql_query("SELECT nextval(pg_get_serial_sequence('files', 'id')) AS id")
+                .get_result::<Next>(c)?
+                .id,
+        )),
         // AUTOINCREMENT keeps the highest id ever used in sqlite_sequence and never reuses
         // one; raising it reserves the id (the row exists once any file was stored).
         DbConn::Sqlite(c) => {
@@ -140,11 +140,13 @@ pub fn reserve_file_id(conn: &mut DbConn) -> diesel::QueryResult<i64> {
                  WHERE name = 'files'",
             )
             .execute(c)?;
-            Ok(diesel::sql_query(
-                "SELECT CAST(seq AS BIGINT) AS id FROM sqlite_sequence WHERE name = 'files'",
-            )
-            .get_result::<Next>(c)?
-            .id)
+            Ok(FileId(
+                diesel::sql_query(
+                    "SELECT CAST(seq AS BIGINT) AS id FROM sqlite_sequence WHERE name = 'files'",
+                )
+                .get_result::<Next>(c)?
+                .id,
+            ))
         }
     }
 }

@@ -5,7 +5,7 @@ use actix_web::http::header;
 use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use crate::db::models::{StoredFile, User};
+use crate::db::models::{FileId, StoredFile, User};
 use crate::error::{Error, Result};
 use crate::services::{api_tokens, files, sessions};
 use crate::AppState;
@@ -71,9 +71,10 @@ async fn download(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
-    let file_id: i64 = path
-        .parse()
-        .map_err(|_| Error::invalid("file id must be an integer"))?;
+    let file_id = FileId(
+        path.parse()
+            .map_err(|_| Error::invalid("file id must be an integer"))?,
+    );
     let token =
         session_token(&req).ok_or_else(|| Error::Unauthenticated("missing session".into()))?;
     let policy = state.session_policy.clone();

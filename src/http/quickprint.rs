@@ -10,7 +10,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use sha2::{Digest, Sha256};
 
-use crate::db::models::{PrinterId, User};
+use crate::db::models::{FileId, PrinterId, User};
 use crate::error::Error;
 use crate::http::apiglobal::{client_addr, Form};
 use crate::http::noauth::{error_page, escape, page};
@@ -127,7 +127,7 @@ async fn show(state: web::Data<AppState>, req: HttpRequest) -> PageResult {
     let offline = chrono::Duration::seconds(state.config.printers.offline_after_secs);
     let email = user.email.clone();
     let offer = state
-        .db(move |c| quickprint::offer(c, &user, file_id, offline, crate::db::now()))
+        .db(move |c| quickprint::offer(c, &user, FileId(file_id), offline, crate::db::now()))
         .await?;
     let who = format!(
         "<form method=\"post\" action=\"/quickprint/sign_out\" class=\"muted\">Signed in as <b>{}</b>\
@@ -284,7 +284,16 @@ async fn print(
     };
     let ctx = state.job_context();
     let c = state
-        .db(move |c| jobs::print_file(c, &user, file_id, PrinterId(printer_id), only_queue, &ctx))
+        .db(move |c| {
+            jobs::print_file(
+                c,
+                &user,
+                FileId(file_id),
+                PrinterId(printer_id),
+                only_queue,
+                &ctx,
+            )
+        })
         .await?;
     let what = if c.started {
         "is starting"

@@ -8,7 +8,9 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::db::models::{FileKind, FileState, NewFile, PrinterType, Project, StoredFile, User};
+use crate::db::models::{
+    FileId, FileKind, FileState, NewFile, PrinterType, Project, StoredFile, User,
+};
 use crate::db::{self, DbConn};
 use crate::error::{Error, Result};
 use crate::gcode::{self, MachineLimits};
@@ -333,7 +335,7 @@ pub struct UploadMeta {
     pub upload_type_id: Option<i32>,
     pub upload_soft_name: Option<String>,
     /// The id promised to this file beforehand (`/v1` upload ids); never from a client.
-    pub reserved_id: Option<i64>,
+    pub reserved_id: Option<FileId>,
 }
 
 /// Validates the project choice before anything is stored (read only).
@@ -432,7 +434,7 @@ pub fn projects(conn: &mut DbConn, user: &User) -> Result<Vec<Project>> {
 pub fn slicer_settings(
     conn: &mut DbConn,
     user: &User,
-    file_id: i64,
+    file_id: FileId,
 ) -> Result<BTreeMap<String, String>> {
     let file = StoredFile::find_owned(conn, user.id, file_id)?
         .ok_or_else(|| Error::not_found(format!("File {file_id} not found")))?;
@@ -461,7 +463,7 @@ pub fn slicer_settings(
 /// One entry of `file_update`'s `updates`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FileChange {
-    pub file_id: i64,
+    pub file_id: FileId,
     pub ptype: Option<i64>,
     pub gtype: Option<String>,
     pub zip: Option<bool>,
@@ -530,7 +532,7 @@ pub fn parse_updates(updates: &Value) -> Result<Vec<FileChange>> {
                     })?),
                 };
             Ok(FileChange {
-                file_id,
+                file_id: FileId(file_id),
                 ptype,
                 gtype,
                 zip,
@@ -573,7 +575,7 @@ pub fn apply_changes(
     conn: &mut DbConn,
     user: &User,
     changes: &[FileChange],
-    new_content: &[(i64, String, i64, String, bool)],
+    new_content: &[(FileId, String, i64, String, bool)],
 ) -> Result<()> {
     db::write_transaction(conn, |c| {
         check_changes(c, user, changes)?;

@@ -6,7 +6,7 @@ use chrono::{Datelike, Duration, NaiveDateTime};
 use serde_json::{json, Map, Value};
 
 use crate::db::models::{
-    read, Job, JobChange, JobId, JobStatus, NewJob, Organization, Printer, PrinterCommand,
+    read, FileId, Job, JobChange, JobId, JobStatus, NewJob, Organization, Printer, PrinterCommand,
     PrinterId, PrinterShare, StoredFile, User,
 };
 use crate::db::{self, DbConn};
@@ -253,7 +253,7 @@ pub struct Created {
 pub fn print_file(
     conn: &mut DbConn,
     user: &User,
-    file_id: i64,
+    file_id: FileId,
     printer_id: PrinterId,
     only_queue: bool,
     ctx: &JobContext,

@@ -4,7 +4,7 @@
 
 use chrono::{Duration, NaiveDateTime};
 
-use crate::db::models::{Printer, PrinterId, PrinterType, StoredFile, User};
+use crate::db::models::{FileId, Printer, PrinterId, PrinterType, StoredFile, User};
 use crate::db::DbConn;
 use crate::error::{Error, Result};
 use crate::services::printers::{self, Access};
@@ -29,7 +29,7 @@ pub struct Offer {
 pub fn offer(
     conn: &mut DbConn,
     user: &User,
-    file_id: i64,
+    file_id: FileId,
     offline_after: Duration,
     now: NaiveDateTime,
 ) -> Result<Offer> {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::db::models::{
-    NewQuote, Quote, QuotePriced, QuoteStatus, SliceJob, SliceStatus, StoredFile, User,
+    FileId, NewQuote, Quote, QuotePriced, QuoteStatus, SliceJob, SliceStatus, StoredFile, User,
 };
 use crate::db::{self, DbConn};
 use crate::error::{Conflict, Error, Result};
@@ -136,7 +136,7 @@ pub fn check_storage(conn: &mut DbConn, user: &User, incoming: u64, limit_mb: u6
 pub fn create(
     conn: &mut DbConn,
     user: &User,
-    file_id: i64,
+    file_id: FileId,
     printer_config: &Value,
     quote_config: &QuoteConfig,
     quotes_per_month: i64,
@@ -345,7 +345,11 @@ pub fn quote_config_used(given: &Value) -> Value {
 
 /// Deletes the caller's file with its quotes (and their G-code). A file printed by a job
 /// cannot be deleted (409): the job history needs it.
-pub fn delete_file(conn: &mut DbConn, user: &User, file_id: i64) -> Result<(StoredFile, Removed)> {
+pub fn delete_file(
+    conn: &mut DbConn,
+    user: &User,
+    file_id: FileId,
+) -> Result<(StoredFile, Removed)> {
     db::write_transaction(conn, |c| {
         let f = StoredFile::find_owned(c, user.id, file_id)?
             .ok_or_else(|| Error::not_found(format!("File {file_id} not found")))?;

@@ -566,7 +566,7 @@ impl CustomReport {
                     Field::PrinterId => Cell::Int(r.printer_id.0),
                     Field::PrinterName => text(&r.printer_name),
                     Field::PrinterType => opt_text(&r.printer_type),
-                    Field::FileId => Cell::Int(r.file_id),
+                    Field::FileId => Cell::Int(r.file_id.0),
                     Field::FileName => text(&r.file_name),
                     Field::PrintDate => Cell::Text(
                         r.started_at

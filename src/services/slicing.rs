@@ -7,8 +7,8 @@ use chrono::Duration;
 use serde_json::Value;
 
 use crate::db::models::{
-    FileKind, FileState, NewFile, NewSliceJob, PrinterId, SliceJob, SliceOutput, SliceStatus,
-    StoredFile, User,
+    FileId, FileKind, FileState, NewFile, NewSliceJob, PrinterId, SliceJob, SliceOutput,
+    SliceStatus, StoredFile, User,
 };
 use crate::db::{self, DbConn};
 use crate::error::{Error, Result};
@@ -18,7 +18,7 @@ use crate::services::printers::{self, Access};
 use crate::slicer::{Profile, DEFAULT_SLICER, SLICERS};
 
 pub struct SliceRequest {
-    pub file_id: i64,
+    pub file_id: FileId,
     pub slicer_id: Option<i64>,
     pub profile: Value,
     pub printer_id: Option<PrinterId>,

@@ -3,7 +3,7 @@
 
 use chrono::NaiveDateTime;
 
-use crate::db::models::{UploadId, User};
+use crate::db::models::{FileId, UploadId, User};
 use crate::db::{self, DbConn};
 use crate::error::{Error, Result};
 
@@ -15,7 +15,7 @@ const KEPT_EXPIRED: chrono::Duration = chrono::Duration::days(1);
 const VALID_FOR: chrono::Duration = chrono::Duration::hours(1);
 
 /// Makes the upload id `id` for `user_id` at `now`, reserving the file id it returns.
-pub fn reserve(conn: &mut DbConn, id: &str, user_id: i64, now: NaiveDateTime) -> Result<i64> {
+pub fn reserve(conn: &mut DbConn, id: &str, user_id: i64, now: NaiveDateTime) -> Result<FileId> {
     db::write_transaction(conn, |c| {
         // Expired reservations go as new ones are made, so they never pile up.
         UploadId::prune(c, now - KEPT_EXPIRED)?;
@@ -28,7 +28,7 @@ pub fn reserve(conn: &mut DbConn, id: &str, user_id: i64, now: NaiveDateTime) ->
 /// Uses the upload id `id` (once: a second claim is 410, like an expired one) and answers who
 /// made it and the file id it reserved. Claimed before the upload is read, so two uploads
 /// racing on one id cannot both succeed.
-pub fn claim(conn: &mut DbConn, id: &str) -> Result<(User, Option<i64>)> {
+pub fn claim(conn: &mut DbConn, id: &str) -> Result<(User, Option<FileId>)> {
     db::write_transaction(conn, |c| {
         let row = UploadId::find(c, id)?.ok_or_else(|| Error::not_found("Unknown upload id"))?;
         if row.used_at.is_some() {
@@ -45,6 +45,6 @@ pub fn claim(conn: &mut DbConn, id: &str) -> Result<(User, Option<i64>)> {
 }
 
 /// Links a used upload id to the file that arrived with it.
-pub fn link_file(conn: &mut DbConn, id: &str, file_id: i64) -> Result<()> {
+pub fn link_file(conn: &mut DbConn, id: &str, file_id: FileId) -> Result<()> {
     Ok(UploadId::link_file(conn, id, file_id)?)
 }

@@ -942,7 +942,7 @@ fn insert_job(
         .values(&NewJob {
             organization_id: org,
             printer_id: printfarm::db::models::PrinterId(printer),
-            file_id: file,
+            file_id: printfarm::db::models::FileId(file),
             user_id: user,
             share_id: None,
             status_id: printfarm::db::models::JobStatus::from_id(status).expect("a job status"),

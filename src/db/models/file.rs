@@ -11,7 +11,7 @@ use crate::db::DbConn;
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = files, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 pub struct StoredFile {
-    pub id: i64,
+    pub id: FileId,
     pub user_id: i64,
     pub organization_id: i64,
     pub project_id: Option<i64>,
@@ -73,7 +73,7 @@ impl StoredFile {
     }
 
     /// Whether a job printed (or prints) this file.
-    pub fn used_by_jobs(conn: &mut DbConn, id: i64) -> QResult<bool> {
+    pub fn used_by_jobs(conn: &mut DbConn, id: FileId) -> QResult<bool> {
         let n: i64 = jobs::table
             .filter(jobs::file_id.eq(id))
             .count()
@@ -81,7 +81,7 @@ impl StoredFile {
         Ok(n > 0)
     }
 
-    pub fn delete(conn: &mut DbConn, id: i64) -> QResult<()> {
+    pub fn delete(conn: &mut DbConn, id: FileId) -> QResult<()> {
         diesel::delete(files::table.find(id)).execute(conn)?;
         Ok(())
     }
@@ -170,14 +170,14 @@ impl StoredFile {
     }
 
     /// Inserts with an id taken before by `db::reserve_file_id`.
-    pub fn insert_with_id(conn: &mut DbConn, id: i64, new: &NewFile) -> QResult<StoredFile> {
+    pub fn insert_with_id(conn: &mut DbConn, id: FileId, new: &NewFile) -> QResult<StoredFile> {
         diesel::insert_into(files::table)
             .values((files::id.eq(id), new))
             .get_result(conn)
     }
 
     /// The caller's own file: anybody else's id looks absent.
-    pub fn find_owned(conn: &mut DbConn, user_id: i64, id: i64) -> QResult<Option<StoredFile>> {
+    pub fn find_owned(conn: &mut DbConn, user_id: i64, id: FileId) -> QResult<Option<StoredFile>> {
         files::table
             .filter(files::id.eq(id))
             .filter(files::user_id.eq(user_id))
@@ -185,7 +185,7 @@ impl StoredFile {
             .optional()
     }
 
-    pub fn find(conn: &mut DbConn, id: i64) -> QResult<Option<StoredFile>> {
+    pub fn find(conn: &mut DbConn, id: FileId) -> QResult<Option<StoredFile>> {
         files::table.find(id).first(conn).optional()
     }
 
@@ -197,7 +197,7 @@ impl StoredFile {
             .load(conn)
     }
 
-    pub fn set_printer_type(conn: &mut DbConn, id: i64, ptype: Option<i64>) -> QResult<usize> {
+    pub fn set_printer_type(conn: &mut DbConn, id: FileId, ptype: Option<i64>) -> QResult<usize> {
         diesel::update(files::table.find(id))
             .set((
                 files::printer_type_id.eq(ptype),
@@ -206,7 +206,7 @@ impl StoredFile {
             .execute(conn)
     }
 
-    pub fn set_slicer(conn: &mut DbConn, id: i64, slicer: &str) -> QResult<usize> {
+    pub fn set_slicer(conn: &mut DbConn, id: FileId, slicer: &str) -> QResult<usize> {
         diesel::update(files::table.find(id))
             .set((
                 files::slicer.eq(Some(slicer)),
@@ -217,7 +217,7 @@ impl StoredFile {
 
     pub fn set_content(
         conn: &mut DbConn,
-        id: i64,
+        id: FileId,
         storage_key: &str,
         size: i64,
         sha256: &str,

@@ -13,7 +13,7 @@ pub struct Job {
     pub id: JobId,
     pub organization_id: i64,
     pub printer_id: PrinterId,
-    pub file_id: i64,
+    pub file_id: FileId,
     pub user_id: i64,
     pub share_id: Option<i64>,
     pub status_id: JobStatus,
@@ -60,7 +60,7 @@ pub struct Job {
 pub struct NewJob<'a> {
     pub organization_id: i64,
     pub printer_id: PrinterId,
-    pub file_id: i64,
+    pub file_id: FileId,
     pub user_id: i64,
     pub share_id: Option<i64>,
     pub status_id: JobStatus,
@@ -135,7 +135,7 @@ impl Job {
     }
 
     /// Every job printing a file.
-    pub fn of_file(conn: &mut DbConn, file_id: i64) -> QResult<Vec<Job>> {
+    pub fn of_file(conn: &mut DbConn, file_id: FileId) -> QResult<Vec<Job>> {
         jobs::table
             .filter(jobs::file_id.eq(file_id))
             .order(jobs::id.asc())

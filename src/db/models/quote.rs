@@ -13,14 +13,14 @@ pub struct Quote {
     pub id: i64,
     pub uuid: String,
     pub user_id: i64,
-    pub file_id: i64,
+    pub file_id: FileId,
     pub slice_job_id: Option<i64>,
     /// The request's `printer_config` and `quote_config`, as given (JSON).
     pub printer_config: String,
     pub quote_config: String,
     pub status: QuoteStatus,
     pub error: Option<String>,
-    pub gcode_file_id: Option<i64>,
+    pub gcode_file_id: Option<FileId>,
     pub estimated_time_seconds: Option<i64>,
     pub filament_used_mm: Option<f64>,
     pub filament_weight: Option<f64>,
@@ -38,7 +38,7 @@ pub struct Quote {
 pub struct NewQuote<'a> {
     pub uuid: &'a str,
     pub user_id: i64,
-    pub file_id: i64,
+    pub file_id: FileId,
     pub slice_job_id: Option<i64>,
     pub printer_config: &'a str,
     pub quote_config: &'a str,
@@ -51,7 +51,7 @@ pub struct NewQuote<'a> {
 #[derive(Debug, AsChangeset)]
 #[diesel(table_name = quotes)]
 pub struct QuotePriced {
-    pub gcode_file_id: Option<i64>,
+    pub gcode_file_id: Option<FileId>,
     pub estimated_time_seconds: Option<i64>,
     pub filament_used_mm: Option<f64>,
     pub filament_weight: Option<f64>,
@@ -104,7 +104,7 @@ impl Quote {
             .optional()
     }
 
-    pub fn of_file(conn: &mut DbConn, file_id: i64) -> QResult<Vec<Quote>> {
+    pub fn of_file(conn: &mut DbConn, file_id: FileId) -> QResult<Vec<Quote>> {
         quotes::table.filter(quotes::file_id.eq(file_id)).load(conn)
     }
 

@@ -4,6 +4,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::*;
+use crate::db::models::FileId;
 use crate::db::schema::*;
 use crate::db::DbConn;
 
@@ -138,7 +139,7 @@ pub struct ReportRow {
     pub printer_id: PrinterId,
     pub printer_name: String,
     pub printer_type: Option<String>,
-    pub file_id: i64,
+    pub file_id: FileId,
     pub file_name: String,
     pub created_at: NaiveDateTime,
     pub started_at: Option<NaiveDateTime>,

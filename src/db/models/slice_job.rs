@@ -13,9 +13,9 @@ pub struct SliceJob {
     pub id: i64,
     pub uuid: String,
     pub user_id: i64,
-    pub file_id: i64,
+    pub file_id: FileId,
     /// The G-code file id reserved when the slice was requested.
-    pub output_file_id: Option<i64>,
+    pub output_file_id: Option<FileId>,
     pub slicer_id: i32,
     /// The complete PrusaSlicer profile (JSON object of keys).
     pub profile: String,
@@ -39,8 +39,8 @@ pub struct SliceJob {
 pub struct NewSliceJob<'a> {
     pub uuid: &'a str,
     pub user_id: i64,
-    pub file_id: i64,
-    pub output_file_id: Option<i64>,
+    pub file_id: FileId,
+    pub output_file_id: Option<FileId>,
     pub slicer_id: i32,
     pub profile: &'a str,
     pub printer_id: Option<PrinterId>,
@@ -165,13 +165,13 @@ impl SliceJob {
     }
 
     /// Deletes the slices that read the model `file_id`.
-    pub fn delete_reading(conn: &mut DbConn, file_id: i64) -> QResult<()> {
+    pub fn delete_reading(conn: &mut DbConn, file_id: FileId) -> QResult<()> {
         diesel::delete(slice_jobs::table.filter(slice_jobs::file_id.eq(file_id))).execute(conn)?;
         Ok(())
     }
 
     /// Deletes the slices that made the G-code `file_id`.
-    pub fn delete_making(conn: &mut DbConn, file_id: i64) -> QResult<()> {
+    pub fn delete_making(conn: &mut DbConn, file_id: FileId) -> QResult<()> {
         diesel::delete(slice_jobs::table.filter(slice_jobs::output_file_id.eq(file_id)))
             .execute(conn)?;
         Ok(())

@@ -14,7 +14,7 @@ pub struct UploadId {
     pub user_id: i64,
     pub expires_at: NaiveDateTime,
     pub used_at: Option<NaiveDateTime>,
-    pub reserved_file_id: Option<i64>,
+    pub reserved_file_id: Option<FileId>,
 }
 
 impl UploadId {
@@ -29,7 +29,7 @@ impl UploadId {
         user_id: i64,
         now: NaiveDateTime,
         expires_at: NaiveDateTime,
-        file_id: i64,
+        file_id: FileId,
     ) -> QResult<()> {
         diesel::insert_into(upload_ids::table)
             .values((
@@ -59,7 +59,7 @@ impl UploadId {
     }
 
     /// Links a used upload id to the file that arrived with it.
-    pub fn link_file(conn: &mut DbConn, id: &str, file_id: i64) -> QResult<()> {
+    pub fn link_file(conn: &mut DbConn, id: &str, file_id: FileId) -> QResult<()> {
         diesel::update(upload_ids::table.filter(upload_ids::upload_id.eq(id)))
             .set(upload_ids::file_id.eq(Some(file_id)))
             .execute(conn)?;

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use super::envelope::{ok, Envelope, Failures, Nothing};
 use super::form::Params;
 use super::{authenticate, forms, Signed};
-use crate::db::models::FileKind;
+use crate::db::models::{FileId, FileKind};
 use crate::error::{Error, Result};
 use crate::http::upload;
 use crate::services::auth::random_token;
@@ -61,7 +61,7 @@ pub async fn upload(
     let zip_flag = p.bool("zip")?.unwrap_or(false);
     let (file, project) = upload::store(&state, &me, &meta, staged, zip_flag).await?;
     Ok(ok(UploadMessage {
-        file_id: file.id,
+        file_id: file.id.0,
         show_select_printers: file.kind == FileKind::Gcode,
         project_id: project.id,
         slicer: file.slicer.unwrap_or_default(),
@@ -97,7 +97,7 @@ pub async fn get_slicer_settings_for_gcode(
     let (me, p) = (call.caller.user, call.params);
     let file_id = p.file_id;
     let settings = state
-        .db(move |c| files::slicer_settings(c, &me, file_id))
+        .db(move |c| files::slicer_settings(c, &me, FileId(file_id)))
         .await?;
     Ok(ok(settings))
 }

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use super::decode::NameList;
 use super::envelope::{ok, Envelope, Failures};
 use super::{forms, Signed};
-use crate::db::models::{Job, JobId, PrinterId, StoredFile, User};
+use crate::db::models::{FileId, Job, JobId, PrinterId, StoredFile, User};
 use crate::error::{Error, Result};
 use crate::services::jobs;
 use crate::AppState;
@@ -44,7 +44,16 @@ pub async fn print_file(
     let only_queue = p.only_queue.unwrap_or(false);
     let ctx = state.job_context();
     let created = state
-        .db(move |c| jobs::print_file(c, &me, p.file_id, PrinterId(p.printer_id), only_queue, &ctx))
+        .db(move |c| {
+            jobs::print_file(
+                c,
+                &me,
+                FileId(p.file_id),
+                PrinterId(p.printer_id),
+                only_queue,
+                &ctx,
+            )
+        })
         .await?;
     Ok(ok(PrintFileMessage {
         job_id: created.job.id.to_string(),

@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 
 use super::envelope::{ok, Envelope, Failures};
 use super::{forms, Signed};
-use crate::db::models::PrinterId;
+use crate::db::models::{FileId, PrinterId};
 use crate::error::{Error, Result};
 use crate::services::slicing::{self, SliceRequest};
 use crate::AppState;
@@ -51,7 +51,7 @@ pub async fn slice(state: web::Data<AppState>, call: Signed<forms::Slice>) -> Re
         }
     };
     let req = SliceRequest {
-        file_id,
+        file_id: FileId(file_id),
         slicer_id: p.slicer_id,
         profile,
         printer_id: p.add_print_job_to_printer_id.map(PrinterId),
@@ -67,7 +67,7 @@ pub async fn slice(state: web::Data<AppState>, call: Signed<forms::Slice>) -> Re
         job_id: requested.job.uuid,
         job_waiting: requested.waiting,
         running_jobs_limit: state.config.slicer.max_concurrent as i64,
-        output_file_id,
+        output_file_id: output_file_id.0,
     }))
 }
 
@@ -87,7 +87,7 @@ pub async fn get_slice_status(
         job_id: job.uuid,
         status: job.status.as_str().into(),
         error: job.error,
-        output_file_id: job.output_file_id,
+        output_file_id: job.output_file_id.map(|f| f.0),
         print_job_id: job.print_job_id.map(|j| j.to_string()),
         attempts: job.attempts,
     }))

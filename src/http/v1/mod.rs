@@ -16,7 +16,7 @@ use utoipa::openapi::response::Response;
 use utoipa::openapi::RefOr;
 use utoipa::{IntoResponses, ToSchema};
 
-use crate::db::models::{FileState, Quote, QuoteStatus, StoredFile, User};
+use crate::db::models::{FileId, FileState, Quote, QuoteStatus, StoredFile, User};
 use crate::error::Error;
 use crate::http::upload;
 use crate::services::files::UploadMeta;
@@ -354,7 +354,7 @@ async fn own_file(state: &AppState, u: &User, id: i64) -> V1Result<StoredFile> {
     let uid = u.id;
     Ok(state
         .db(move |c| {
-            StoredFile::find_owned(c, uid, id)?
+            StoredFile::find_owned(c, uid, FileId(id))?
                 .filter(|f| f.state == FileState::Ready)
                 .ok_or_else(|| Error::not_found(format!("File {id} not found")))
         })
@@ -472,7 +472,7 @@ async fn receive_model(
     req: &HttpRequest,
     payload: web::Payload,
     user: &User,
-    reserved_id: Option<i64>,
+    reserved_id: Option<FileId>,
 ) -> V1Result<StoredFile> {
     // A body without its `file` part is a validation error in Cloud Slicer's contract (422,
     // located at body.file), like every other one.
@@ -617,7 +617,9 @@ async fn file_delete(
 ) -> V1Result {
     let id = parse_id(&path, "file_id")?;
     let me = u.clone();
-    let (f, removed) = state.db(move |c| quotes::delete_file(c, &me, id)).await?;
+    let (f, removed) = state
+        .db(move |c| quotes::delete_file(c, &me, FileId(id)))
+        .await?;
     remove_keys(&state, &removed).await;
     Ok(HttpResponse::Ok().json(DeletedFile {
         user_id: u.id.to_string(),
@@ -828,7 +830,7 @@ async fn create_quote(
     let limit = state.config.v1.quotes_per_month;
     let me = u.clone();
     let q = state
-        .db(move |c| quotes::create(c, &me, id, &printer_config, &quote_config, limit))
+        .db(move |c| quotes::create(c, &me, FileId(id), &printer_config, &quote_config, limit))
         .await?;
     state.slice_wake.notify_waiters();
     let deadline = std::time::Instant::now() + Duration::from_secs(state.config.v1.quote_wait_secs);
