@@ -222,7 +222,7 @@ fn admin(config: Config, cmd: Admin) -> anyhow::Result<()> {
                 &mut conn,
                 &hasher,
                 &NewAccount {
-                    organization_id: org,
+                    organization_id: printfarm::db::models::OrgId(org),
                     email: &email,
                     password: Some(&password),
                     firstname: &firstname,
@@ -283,8 +283,12 @@ fn admin(config: Config, cmd: Admin) -> anyhow::Result<()> {
             name,
             password,
         } => {
-            let wg =
-                printfarm::services::orgs::create_workgroup_in(&mut conn, org, &name, &password)?;
+            let wg = printfarm::services::orgs::create_workgroup_in(
+                &mut conn,
+                printfarm::db::models::OrgId(org),
+                &name,
+                &password,
+            )?;
             println!("workgroup {} created: {}", wg.id, wg.name);
         }
         Admin::InviteLink { email } => {

@@ -2,6 +2,7 @@
 //! `SKIP LOCKED` claims, advisory locks, NOTIFY and sequences. Everything else is written once
 //! in DSL both backends compile (upserts through `per_backend!`).
 
+use crate::db::models::UserId;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
@@ -29,7 +30,7 @@ pub fn lock_printer(conn: &mut DbConn, id: PrinterId) -> QResult<Option<Printer>
 }
 
 /// Re-reads a user, locking the row on Postgres (balance and quota checks).
-pub fn lock_user(conn: &mut DbConn, id: i64) -> QResult<Option<User>> {
+pub fn lock_user(conn: &mut DbConn, id: UserId) -> QResult<Option<User>> {
     match conn {
         DbConn::Pg(pg) => users::table
             .find(id)

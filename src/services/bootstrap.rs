@@ -4,7 +4,7 @@
 use serde::Deserialize;
 
 use crate::db::models::{
-    access_role, normalize_email, NewUser, Organization, PrinterType, Session, User,
+    access_role, normalize_email, NewUser, OrgId, Organization, PrinterType, Session, User,
 };
 use crate::db::{self, DbConn};
 use crate::error::{Conflict, Error, Result};
@@ -62,7 +62,7 @@ pub fn create_organization(conn: &mut DbConn, name: &str) -> Result<Organization
 }
 
 pub struct NewAccount<'a> {
-    pub organization_id: i64,
+    pub organization_id: OrgId,
     pub email: &'a str,
     pub password: Option<&'a str>,
     pub firstname: &'a str,

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::RwLock;
 
 use crate::config::GoogleConfig;
-use crate::db::models::{normalize_email, Organization, Session, User};
+use crate::db::models::{normalize_email, OrgId, Organization, Session, User};
 use crate::db::{self, DbConn};
 use crate::error::{Conflict, Error, Result};
 use crate::services::auth::PasswordHasher;
@@ -225,7 +225,7 @@ pub enum SignIn {
 fn signin_org(c: &mut DbConn, cfg: &GoogleConfig) -> Result<Option<Organization>> {
     Ok(match cfg.signup_organization_id {
         0 => Organization::first(c)?,
-        id => Organization::find(c, id)?,
+        id => Organization::find(c, OrgId(id))?,
     })
 }
 

@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 
 use crate::db::models::{
     read, FileId, Job, JobChange, JobId, JobStatus, NewJob, Organization, Printer, PrinterCommand,
-    PrinterId, PrinterShare, StoredFile, User,
+    PrinterId, PrinterShare, StoredFile, User, UserId,
 };
 use crate::db::{self, DbConn};
 use crate::error::{Conflict, Error, Result};
@@ -33,7 +33,7 @@ fn lock_printer(conn: &mut DbConn, id: PrinterId) -> Result<Printer> {
     db::lock_printer(conn, id)?.ok_or_else(|| Error::not_found(format!("Printer {id} not found")))
 }
 
-fn lock_user(conn: &mut DbConn, id: i64) -> Result<User> {
+fn lock_user(conn: &mut DbConn, id: UserId) -> Result<User> {
     db::lock_user(conn, id)?.ok_or_else(|| Error::internal("job without user"))
 }
 
@@ -340,7 +340,7 @@ pub fn print_file(
 
 /// Starts a queued job on its (locked, ready) printer: charges the user once, marks the tray
 /// used, and queues the agent's `gcodes` command with a download link.
-fn start(c: &mut DbConn, job: Job, by: i64, ctx: &JobContext) -> Result<Job> {
+fn start(c: &mut DbConn, job: Job, by: UserId, ctx: &JobContext) -> Result<Job> {
     let now = db::now();
     let printer = lock_printer(c, job.printer_id)?;
     if job.status_id != JobStatus::Queued {

@@ -5,8 +5,8 @@
 //! organization answer 404, exactly like ids that do not exist.
 
 use crate::db::models::{
-    access_role, rights, OrgSettingsChange, Organization, User, UserToken, Workgroup,
-    WorkgroupMember,
+    access_role, rights, OrgId, OrgSettingsChange, Organization, User, UserId, UserToken,
+    Workgroup, WorkgroupMember,
 };
 use crate::db::{self, DbConn};
 use crate::error::{Error, Result};
@@ -81,7 +81,7 @@ pub fn add_user_to_workgroup(
     workgroup_id: i64,
     email: &str,
     member_rights: i32,
-) -> Result<i64> {
+) -> Result<UserId> {
     if !rights::is_valid(member_rights) {
         return Err(Error::invalid(
             "rights must be 2 (can print) or 3 (can queue)",
@@ -109,7 +109,7 @@ pub fn delete_user_from_workgroup(
     conn: &mut DbConn,
     caller: &User,
     workgroup_id: i64,
-    user_id: i64,
+    user_id: UserId,
 ) -> Result<()> {
     db::write_transaction(conn, |c| {
         let wg = manageable_workgroup(c, caller, workgroup_id)?;
@@ -134,7 +134,7 @@ pub fn create_workgroup(
 
 pub fn create_workgroup_in(
     conn: &mut DbConn,
-    org: i64,
+    org: OrgId,
     name: &str,
     join_password: &str,
 ) -> Result<Workgroup> {
@@ -199,7 +199,11 @@ pub fn create_organization_user(
 }
 
 /// A fresh set-password invitation; earlier unused ones stop working.
-pub fn issue_invitation(conn: &mut DbConn, user_id: i64, ttl: chrono::Duration) -> Result<String> {
+pub fn issue_invitation(
+    conn: &mut DbConn,
+    user_id: UserId,
+    ttl: chrono::Duration,
+) -> Result<String> {
     let token = random_token();
     UserToken::delete_unused_for_user(conn, INVITATION, user_id)?;
     UserToken::insert(
@@ -255,7 +259,7 @@ pub fn accept_invitation(
 pub fn update_user_settings(
     conn: &mut DbConn,
     caller: &User,
-    user_id: i64,
+    user_id: UserId,
     balance: Option<f64>,
     quota: Option<i64>,
 ) -> Result<()> {

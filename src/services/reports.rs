@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use chrono::{Duration, NaiveDate, NaiveDateTime};
 
 use crate::db::models::read::{self, ReportRow};
-use crate::db::models::{access_role, JobStatus, Organization, User, Workgroup};
+use crate::db::models::{access_role, JobStatus, OrgId, Organization, User, UserId, Workgroup};
 use crate::db::DbConn;
 use crate::error::{Error, Result};
 use crate::services::job_states::{cancel_source, CancelReason};
@@ -308,17 +308,17 @@ impl DateRange {
 /// Whose jobs a caller's reports cover.
 #[derive(Debug, Clone)]
 pub enum Scope {
-    Organization(i64),
+    Organization(OrgId),
     /// A workgroup admin: the printers of their workgroups, inside their organization.
     Workgroups {
-        organization: i64,
+        organization: OrgId,
         workgroups: Vec<i64>,
         printers: Vec<i64>,
     },
 }
 
 impl Scope {
-    pub fn organization(&self) -> i64 {
+    pub fn organization(&self) -> OrgId {
         match self {
             Scope::Organization(o)
             | Scope::Workgroups {
@@ -529,9 +529,9 @@ impl CustomReport {
         )?;
 
         // "Started By": usually the job's own user; others are looked up once per batch.
-        let mut starters: HashMap<i64, String> = HashMap::new();
+        let mut starters: HashMap<UserId, String> = HashMap::new();
         if self.has(Field::StartedByEmail) {
-            let mut ids: Vec<i64> = rows
+            let mut ids: Vec<UserId> = rows
                 .iter()
                 .filter_map(|r| r.started_by.filter(|s| *s != r.user_id))
                 .collect();
@@ -550,7 +550,7 @@ impl CustomReport {
     fn cells(
         &self,
         r: &ReportRow,
-        starters: &HashMap<i64, String>,
+        starters: &HashMap<UserId, String>,
         now: NaiveDateTime,
     ) -> Vec<Cell> {
         let no_groups = Vec::new();

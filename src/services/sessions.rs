@@ -3,7 +3,7 @@
 use chrono::{Duration, NaiveDateTime};
 
 use crate::config::AuthConfig;
-use crate::db::models::{LoginFailure, NewSession, Session, User};
+use crate::db::models::{LoginFailure, NewSession, Session, User, UserId};
 use crate::db::{self, DbConn, Pool};
 use crate::error::{Error, Result};
 use crate::services::auth::{random_token, token_hash, PasswordHasher};
@@ -158,7 +158,7 @@ pub fn verify_credentials(
 pub fn create_session(
     conn: &mut DbConn,
     policy: &SessionPolicy,
-    user_id: i64,
+    user_id: UserId,
     client_addr: Option<&str>,
     now: NaiveDateTime,
 ) -> Result<String> {

@@ -3,7 +3,7 @@
 
 use chrono::NaiveDateTime;
 
-use crate::db::models::{FileId, UploadId, User};
+use crate::db::models::{FileId, UploadId, User, UserId};
 use crate::db::{self, DbConn};
 use crate::error::{Error, Result};
 
@@ -15,7 +15,7 @@ const KEPT_EXPIRED: chrono::Duration = chrono::Duration::days(1);
 const VALID_FOR: chrono::Duration = chrono::Duration::hours(1);
 
 /// Makes the upload id `id` for `user_id` at `now`, reserving the file id it returns.
-pub fn reserve(conn: &mut DbConn, id: &str, user_id: i64, now: NaiveDateTime) -> Result<FileId> {
+pub fn reserve(conn: &mut DbConn, id: &str, user_id: UserId, now: NaiveDateTime) -> Result<FileId> {
     db::write_transaction(conn, |c| {
         // Expired reservations go as new ones are made, so they never pile up.
         UploadId::prune(c, now - KEPT_EXPIRED)?;

@@ -363,7 +363,12 @@ fn stored_invitation(app: &TestApp, email: &str) -> String {
         .first(&mut *c)
         .unwrap();
     // What `printfarm admin invite-link` does: a fresh token replaces the stored one.
-    printfarm::services::orgs::issue_invitation(&mut c, user, chrono::Duration::hours(1)).unwrap()
+    printfarm::services::orgs::issue_invitation(
+        &mut c,
+        printfarm::db::models::UserId(user),
+        chrono::Duration::hours(1),
+    )
+    .unwrap()
 }
 
 async fn create_organization_user_and_invitation(app: &TestApp) {

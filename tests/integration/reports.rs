@@ -197,7 +197,7 @@ fn create_user(app: &TestApp, org: i64, email: &str, role: i32, first: &str, las
         conn,
         &app.state.hasher,
         &NewAccount {
-            organization_id: org,
+            organization_id: printfarm::db::models::OrgId(org),
             email,
             password: Some(PASSWORD),
             firstname: first,
@@ -940,10 +940,10 @@ fn insert_job(
 ) -> i64 {
     let id: i64 = diesel::insert_into(jobs::table)
         .values(&NewJob {
-            organization_id: org,
+            organization_id: printfarm::db::models::OrgId(org),
             printer_id: printfarm::db::models::PrinterId(printer),
             file_id: printfarm::db::models::FileId(file),
-            user_id: user,
+            user_id: printfarm::db::models::UserId(user),
             share_id: None,
             status_id: printfarm::db::models::JobStatus::from_id(status).expect("a job status"),
             change_seq: 0,

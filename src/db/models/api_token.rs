@@ -11,7 +11,7 @@ use crate::db::DbConn;
 #[diesel(table_name = api_tokens, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 pub struct ApiToken {
     pub id: i64,
-    pub user_id: i64,
+    pub user_id: UserId,
     pub name: String,
     #[serde(skip)]
     pub token_hash: String,
@@ -24,7 +24,7 @@ pub struct ApiToken {
 impl ApiToken {
     pub fn insert(
         conn: &mut DbConn,
-        user_id: i64,
+        user_id: UserId,
         name: &str,
         token_hash: &str,
         now: NaiveDateTime,
@@ -52,7 +52,7 @@ impl ApiToken {
         Ok(())
     }
 
-    pub fn of_user(conn: &mut DbConn, user_id: i64) -> QResult<Vec<ApiToken>> {
+    pub fn of_user(conn: &mut DbConn, user_id: UserId) -> QResult<Vec<ApiToken>> {
         api_tokens::table
             .filter(api_tokens::user_id.eq(user_id))
             .order(api_tokens::id.asc())
@@ -60,7 +60,12 @@ impl ApiToken {
     }
 
     /// Revokes the user's live token `id`; false when there is none.
-    pub fn revoke(conn: &mut DbConn, user_id: i64, id: i64, now: NaiveDateTime) -> QResult<bool> {
+    pub fn revoke(
+        conn: &mut DbConn,
+        user_id: UserId,
+        id: i64,
+        now: NaiveDateTime,
+    ) -> QResult<bool> {
         let n = diesel::update(
             api_tokens::table
                 .filter(api_tokens::id.eq(id))

@@ -12,7 +12,7 @@ use crate::db::DbConn;
 pub struct CameraToken {
     pub id: i64,
     pub token_hash: String,
-    pub user_id: i64,
+    pub user_id: UserId,
     pub printer_id: Option<PrinterId>,
     pub created_at: NaiveDateTime,
     pub expires_at: NaiveDateTime,
@@ -22,7 +22,7 @@ impl CameraToken {
     pub fn insert(
         conn: &mut DbConn,
         hash: &str,
-        user: i64,
+        user: UserId,
         printer: Option<PrinterId>,
         expires_at: NaiveDateTime,
     ) -> QResult<usize> {

@@ -12,8 +12,8 @@ use crate::db::DbConn;
 #[diesel(table_name = files, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 pub struct StoredFile {
     pub id: FileId,
-    pub user_id: i64,
-    pub organization_id: i64,
+    pub user_id: UserId,
+    pub organization_id: OrgId,
     pub project_id: Option<i64>,
     /// "ready", or "reserved" for a slicer output id handed out before the slice ends.
     pub state: FileState,
@@ -41,8 +41,8 @@ pub struct StoredFile {
 #[derive(Debug, Insertable)]
 #[diesel(table_name = files)]
 pub struct NewFile<'a> {
-    pub user_id: i64,
-    pub organization_id: i64,
+    pub user_id: UserId,
+    pub organization_id: OrgId,
     pub project_id: Option<i64>,
     pub state: FileState,
     pub filename: &'a str,
@@ -64,7 +64,7 @@ pub struct NewFile<'a> {
 
 impl StoredFile {
     /// (count, total bytes) of the user's files.
-    pub fn usage_of(conn: &mut DbConn, user_id: i64) -> QResult<(i64, i64)> {
+    pub fn usage_of(conn: &mut DbConn, user_id: UserId) -> QResult<(i64, i64)> {
         let sizes: Vec<i64> = files::table
             .filter(files::user_id.eq(user_id))
             .select(files::size)
@@ -88,7 +88,7 @@ impl StoredFile {
 
     /// The user's ready uploads, newest first: G-code made by slicing (quotes, `slice`) is not
     /// an upload.
-    pub fn uploads_of(conn: &mut DbConn, user_id: i64) -> QResult<Vec<StoredFile>> {
+    pub fn uploads_of(conn: &mut DbConn, user_id: UserId) -> QResult<Vec<StoredFile>> {
         let sliced = slice_jobs::table
             .filter(slice_jobs::user_id.eq(user_id))
             .filter(slice_jobs::output_file_id.is_not_null())
@@ -146,7 +146,7 @@ impl StoredFile {
     }
 
     /// A user's own files, newest first.
-    pub fn recent_of(conn: &mut DbConn, user_id: i64, limit: i64) -> QResult<Vec<StoredFile>> {
+    pub fn recent_of(conn: &mut DbConn, user_id: UserId, limit: i64) -> QResult<Vec<StoredFile>> {
         files::table
             .filter(files::user_id.eq(user_id))
             .order(files::id.desc())
@@ -177,7 +177,11 @@ impl StoredFile {
     }
 
     /// The caller's own file: anybody else's id looks absent.
-    pub fn find_owned(conn: &mut DbConn, user_id: i64, id: FileId) -> QResult<Option<StoredFile>> {
+    pub fn find_owned(
+        conn: &mut DbConn,
+        user_id: UserId,
+        id: FileId,
+    ) -> QResult<Option<StoredFile>> {
         files::table
             .filter(files::id.eq(id))
             .filter(files::user_id.eq(user_id))

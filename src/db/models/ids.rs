@@ -46,4 +46,6 @@ id_type! {
     PrinterId,
     JobId,
     FileId,
+    UserId,
+    OrgId,
 }

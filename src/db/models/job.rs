@@ -11,10 +11,10 @@ use crate::db::DbConn;
 #[diesel(table_name = jobs, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 pub struct Job {
     pub id: JobId,
-    pub organization_id: i64,
+    pub organization_id: OrgId,
     pub printer_id: PrinterId,
     pub file_id: FileId,
-    pub user_id: i64,
+    pub user_id: UserId,
     pub share_id: Option<i64>,
     pub status_id: JobStatus,
     /// Value of the `job_changes` counter at the job's last change (the live-update cursor).
@@ -43,8 +43,8 @@ pub struct Job {
     pub cancel_reason: Option<String>,
     /// Free text given with the cancel (bounded).
     pub cancel_details: Option<String>,
-    pub cancelled_by_user_id: Option<i64>,
-    pub started_by_user_id: Option<i64>,
+    pub cancelled_by_user_id: Option<UserId>,
+    pub started_by_user_id: Option<UserId>,
     pub feedback: Option<String>,
     pub created_at: NaiveDateTime,
     pub started_at: Option<NaiveDateTime>,
@@ -58,10 +58,10 @@ pub struct Job {
 #[derive(Debug, Insertable)]
 #[diesel(table_name = jobs)]
 pub struct NewJob<'a> {
-    pub organization_id: i64,
+    pub organization_id: OrgId,
     pub printer_id: PrinterId,
     pub file_id: FileId,
-    pub user_id: i64,
+    pub user_id: UserId,
     pub share_id: Option<i64>,
     pub status_id: JobStatus,
     pub change_seq: i64,
@@ -95,8 +95,8 @@ pub struct JobChange<'a> {
     pub charged: Option<bool>,
     pub cancel_reason: Option<Option<String>>,
     pub cancel_details: Option<Option<String>>,
-    pub cancelled_by_user_id: Option<Option<i64>>,
-    pub started_by_user_id: Option<Option<i64>>,
+    pub cancelled_by_user_id: Option<Option<UserId>>,
+    pub started_by_user_id: Option<Option<UserId>>,
     pub feedback: Option<Option<&'a str>>,
     pub started_at: Option<Option<NaiveDateTime>>,
     pub ended_at: Option<Option<NaiveDateTime>>,

@@ -10,7 +10,7 @@ use crate::db::DbConn;
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = organizations, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 pub struct Organization {
-    pub id: i64,
+    pub id: OrgId,
     pub name: String,
     pub auto_start_queue: bool,
     pub actual_jobs_hours: i32,
@@ -43,7 +43,11 @@ pub struct OrgSettingsChange {
 
 impl Organization {
     /// Applies the settings `change` names (nothing when it names none).
-    pub fn update_settings(conn: &mut DbConn, id: i64, change: &OrgSettingsChange) -> QResult<()> {
+    pub fn update_settings(
+        conn: &mut DbConn,
+        id: OrgId,
+        change: &OrgSettingsChange,
+    ) -> QResult<()> {
         let nothing = change.report_fields.is_none()
             && change.auto_start_queue.is_none()
             && change.actual_jobs_hours.is_none()
@@ -69,7 +73,7 @@ impl Organization {
             .get_result(conn)
     }
 
-    pub fn find(conn: &mut DbConn, id: i64) -> QResult<Option<Organization>> {
+    pub fn find(conn: &mut DbConn, id: OrgId) -> QResult<Option<Organization>> {
         organizations::table.find(id).first(conn).optional()
     }
 }

@@ -11,8 +11,8 @@ use crate::db::DbConn;
 #[diesel(table_name = printers, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 pub struct Printer {
     pub id: PrinterId,
-    pub organization_id: i64,
-    pub owner_user_id: Option<i64>,
+    pub organization_id: OrgId,
+    pub owner_user_id: Option<UserId>,
     pub printer_type_id: Option<i64>,
     pub name: String,
     pub snr: String,
@@ -46,8 +46,8 @@ pub struct Printer {
 #[derive(Debug, Insertable)]
 #[diesel(table_name = printers)]
 pub struct NewPrinter<'a> {
-    pub organization_id: i64,
-    pub owner_user_id: Option<i64>,
+    pub organization_id: OrgId,
+    pub owner_user_id: Option<UserId>,
     pub printer_type_id: Option<i64>,
     pub name: &'a str,
     pub snr: &'a str,
@@ -161,7 +161,7 @@ impl Printer {
 
     pub fn find_device(
         conn: &mut DbConn,
-        org: i64,
+        org: OrgId,
         vid: &str,
         pid: &str,
         snr: &str,
@@ -175,7 +175,7 @@ impl Printer {
             .optional()
     }
 
-    pub fn in_org(conn: &mut DbConn, org: i64) -> QResult<Vec<Printer>> {
+    pub fn in_org(conn: &mut DbConn, org: OrgId) -> QResult<Vec<Printer>> {
         printers::table
             .filter(printers::organization_id.eq(org))
             .order(printers::id.asc())

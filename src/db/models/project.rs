@@ -11,14 +11,14 @@ use crate::db::DbConn;
 #[diesel(table_name = projects, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 pub struct Project {
     pub id: i64,
-    pub user_id: i64,
+    pub user_id: UserId,
     pub name: String,
     pub color: String,
     pub created_at: NaiveDateTime,
 }
 
 impl Project {
-    pub fn insert(conn: &mut DbConn, user_id: i64, name: &str, color: &str) -> QResult<Project> {
+    pub fn insert(conn: &mut DbConn, user_id: UserId, name: &str, color: &str) -> QResult<Project> {
         diesel::insert_into(projects::table)
             .values((
                 projects::user_id.eq(user_id),
@@ -29,7 +29,7 @@ impl Project {
             .get_result(conn)
     }
 
-    pub fn find_for_user(conn: &mut DbConn, user_id: i64, id: i64) -> QResult<Option<Project>> {
+    pub fn find_for_user(conn: &mut DbConn, user_id: UserId, id: i64) -> QResult<Option<Project>> {
         projects::table
             .filter(projects::id.eq(id))
             .filter(projects::user_id.eq(user_id))
@@ -37,7 +37,11 @@ impl Project {
             .optional()
     }
 
-    pub fn find_by_name(conn: &mut DbConn, user_id: i64, name: &str) -> QResult<Option<Project>> {
+    pub fn find_by_name(
+        conn: &mut DbConn,
+        user_id: UserId,
+        name: &str,
+    ) -> QResult<Option<Project>> {
         projects::table
             .filter(projects::user_id.eq(user_id))
             .filter(projects::name.eq(name))
@@ -46,7 +50,7 @@ impl Project {
             .optional()
     }
 
-    pub fn of_user(conn: &mut DbConn, user_id: i64) -> QResult<Vec<Project>> {
+    pub fn of_user(conn: &mut DbConn, user_id: UserId) -> QResult<Vec<Project>> {
         projects::table
             .filter(projects::user_id.eq(user_id))
             .order(projects::id.asc())

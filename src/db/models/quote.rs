@@ -12,7 +12,7 @@ use crate::db::DbConn;
 pub struct Quote {
     pub id: i64,
     pub uuid: String,
-    pub user_id: i64,
+    pub user_id: UserId,
     pub file_id: FileId,
     pub slice_job_id: Option<i64>,
     /// The request's `printer_config` and `quote_config`, as given (JSON).
@@ -37,7 +37,7 @@ pub struct Quote {
 #[diesel(table_name = quotes)]
 pub struct NewQuote<'a> {
     pub uuid: &'a str,
-    pub user_id: i64,
+    pub user_id: UserId,
     pub file_id: FileId,
     pub slice_job_id: Option<i64>,
     pub printer_config: &'a str,
@@ -84,7 +84,7 @@ impl Quote {
     }
 
     /// Quotes the user made since `since`.
-    pub fn made_since(conn: &mut DbConn, user_id: i64, since: NaiveDateTime) -> QResult<i64> {
+    pub fn made_since(conn: &mut DbConn, user_id: UserId, since: NaiveDateTime) -> QResult<i64> {
         quote_usage::table
             .filter(quote_usage::user_id.eq(user_id))
             .filter(quote_usage::created_at.ge(since))
@@ -96,7 +96,7 @@ impl Quote {
         quotes::table.find(id).first(conn)
     }
 
-    pub fn find_owned(conn: &mut DbConn, user_id: i64, uuid: &str) -> QResult<Option<Quote>> {
+    pub fn find_owned(conn: &mut DbConn, user_id: UserId, uuid: &str) -> QResult<Option<Quote>> {
         quotes::table
             .filter(quotes::uuid.eq(uuid))
             .filter(quotes::user_id.eq(user_id))

@@ -4,7 +4,6 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::*;
-use crate::db::models::FileId;
 use crate::db::schema::*;
 use crate::db::DbConn;
 
@@ -42,7 +41,7 @@ pub fn queued_jobs(conn: &mut DbConn, printer_id: PrinterId) -> QResult<Vec<Queu
 pub struct JobFilter {
     pub printer_id: PrinterId,
     /// Only this user's jobs (a member who does not see the printer's whole queue).
-    pub only_user: Option<i64>,
+    pub only_user: Option<UserId>,
     /// Only jobs changed after the first counter value, up to the second.
     pub changed: Option<(i64, i64)>,
     /// Only queued and printing jobs, and those that ended since then.
@@ -87,7 +86,7 @@ pub fn printer_jobs(conn: &mut DbConn, f: &JobFilter) -> QResult<Vec<(Job, Strin
 /// The printers of these workgroups in the organization (a workgroup admin's report scope).
 pub fn printers_of_workgroups(
     conn: &mut DbConn,
-    organization: i64,
+    organization: OrgId,
     workgroups: &[i64],
 ) -> QResult<Vec<i64>> {
     printer_workgroups::table
@@ -102,7 +101,7 @@ pub fn printers_of_workgroups(
 /// in `only` when given, by printer then workgroup.
 pub fn printer_workgroup_names(
     conn: &mut DbConn,
-    organization: i64,
+    organization: OrgId,
     only: Option<&[i64]>,
 ) -> QResult<Vec<(i64, i64, String, String)>> {
     let mut q = printer_workgroups::table
@@ -125,7 +124,7 @@ pub fn printer_workgroup_names(
 /// The jobs a report covers: an organization's, created (or for finished jobs, ended) in
 /// `[from, until)`, on the listed printers when given.
 pub struct ReportFilter<'a> {
-    pub organization: i64,
+    pub organization: OrgId,
     pub printers: Option<&'a [i64]>,
     pub from: NaiveDateTime,
     pub until: NaiveDateTime,
@@ -135,7 +134,7 @@ pub struct ReportFilter<'a> {
 #[derive(Debug, Queryable)]
 pub struct ReportRow {
     pub id: i64,
-    pub user_id: i64,
+    pub user_id: UserId,
     pub printer_id: PrinterId,
     pub printer_name: String,
     pub printer_type: Option<String>,
@@ -154,7 +153,7 @@ pub struct ReportRow {
     pub print_time: i32,
     pub cancel_reason: Option<String>,
     pub cancel_details: Option<String>,
-    pub started_by: Option<i64>,
+    pub started_by: Option<UserId>,
     pub feedback: Option<String>,
     pub cancel_source: Option<String>,
 }

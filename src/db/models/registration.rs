@@ -18,7 +18,7 @@ pub struct RegistrationCode {
     pub printer_type_alias: Option<String>,
     pub created_at: NaiveDateTime,
     pub expires_at: NaiveDateTime,
-    pub redeemed_by_user_id: Option<i64>,
+    pub redeemed_by_user_id: Option<UserId>,
     pub redeemed_at: Option<NaiveDateTime>,
     pub printer_id: Option<PrinterId>,
     /// The printer's auth token, kept only until the agent first uses it.
@@ -58,7 +58,7 @@ impl RegistrationCode {
     pub fn redeem(
         conn: &mut DbConn,
         id: i64,
-        user: i64,
+        user: UserId,
         printer: PrinterId,
         token: &str,
     ) -> QResult<bool> {

@@ -11,7 +11,7 @@ use crate::db::DbConn;
 #[diesel(table_name = sessions, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 pub struct Session {
     pub id: i64,
-    pub user_id: Option<i64>,
+    pub user_id: Option<UserId>,
     pub token_hash: String,
     /// Set while a Google sign-up waits for GDPR consent (JSON of the verified identity).
     pub gdpr_pending: Option<String>,
@@ -24,7 +24,7 @@ pub struct Session {
 #[derive(Debug, Insertable)]
 #[diesel(table_name = sessions)]
 pub struct NewSession<'a> {
-    pub user_id: Option<i64>,
+    pub user_id: Option<UserId>,
     pub token_hash: &'a str,
     pub gdpr_pending: Option<&'a str>,
     pub client_addr: Option<&'a str>,
@@ -51,7 +51,7 @@ impl Session {
         diesel::delete(sessions::table.find(id)).execute(conn)
     }
 
-    pub fn delete_for_user(conn: &mut DbConn, user_id: i64) -> QResult<usize> {
+    pub fn delete_for_user(conn: &mut DbConn, user_id: UserId) -> QResult<usize> {
         diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id))).execute(conn)
     }
 
@@ -126,7 +126,7 @@ impl LoginFailure {
 
 impl Session {
     /// Turns a GDPR-pending session into a normal one for the newly registered user.
-    pub fn attach_user(conn: &mut DbConn, id: i64, user_id: i64) -> QResult<usize> {
+    pub fn attach_user(conn: &mut DbConn, id: i64, user_id: UserId) -> QResult<usize> {
         diesel::update(sessions::table.find(id))
             .set((
                 sessions::user_id.eq(Some(user_id)),

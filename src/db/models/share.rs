@@ -15,12 +15,12 @@ pub struct PrinterShare {
     /// Shares are by email, so a share to someone without an account yet takes effect when
     /// that account is created.
     pub email: String,
-    pub user_id: Option<i64>,
+    pub user_id: Option<UserId>,
     /// 2 can print, 5 can queue.
     pub role_id: i32,
     pub number_of_prints: Option<i32>,
     pub prints_used: i32,
-    pub created_by_user_id: Option<i64>,
+    pub created_by_user_id: Option<UserId>,
     pub created_at: NaiveDateTime,
 }
 
@@ -73,7 +73,7 @@ impl PrinterShare {
         email: &str,
         role: i32,
         prints: Option<i32>,
-        by: i64,
+        by: UserId,
     ) -> QResult<PrinterShare> {
         diesel::insert_into(printer_shares::table)
             .values((

@@ -12,7 +12,7 @@ use crate::db::DbConn;
 pub struct SliceJob {
     pub id: i64,
     pub uuid: String,
-    pub user_id: i64,
+    pub user_id: UserId,
     pub file_id: FileId,
     /// The G-code file id reserved when the slice was requested.
     pub output_file_id: Option<FileId>,
@@ -38,7 +38,7 @@ pub struct SliceJob {
 #[diesel(table_name = slice_jobs)]
 pub struct NewSliceJob<'a> {
     pub uuid: &'a str,
-    pub user_id: i64,
+    pub user_id: UserId,
     pub file_id: FileId,
     pub output_file_id: Option<FileId>,
     pub slicer_id: i32,

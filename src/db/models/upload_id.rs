@@ -11,7 +11,7 @@ use crate::db::DbConn;
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = upload_ids, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 pub struct UploadId {
-    pub user_id: i64,
+    pub user_id: UserId,
     pub expires_at: NaiveDateTime,
     pub used_at: Option<NaiveDateTime>,
     pub reserved_file_id: Option<FileId>,
@@ -26,7 +26,7 @@ impl UploadId {
     pub fn insert(
         conn: &mut DbConn,
         id: &str,
-        user_id: i64,
+        user_id: UserId,
         now: NaiveDateTime,
         expires_at: NaiveDateTime,
         file_id: FileId,

@@ -21,8 +21,8 @@ pub mod access_role {
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = users, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 pub struct User {
-    pub id: i64,
-    pub organization_id: i64,
+    pub id: UserId,
+    pub organization_id: OrgId,
     pub email: String,
     pub password_hash: Option<String>,
     pub firstname: String,
@@ -43,7 +43,7 @@ pub struct User {
 #[derive(Debug, Insertable)]
 #[diesel(table_name = users)]
 pub struct NewUser<'a> {
-    pub organization_id: i64,
+    pub organization_id: OrgId,
     pub email: &'a str,
     pub password_hash: Option<&'a str>,
     pub firstname: &'a str,
@@ -65,7 +65,7 @@ pub fn normalize_email(email: &str) -> String {
 
 impl User {
     /// (id, email) of these users.
-    pub fn emails(conn: &mut DbConn, ids: &[i64]) -> QResult<Vec<(i64, String)>> {
+    pub fn emails(conn: &mut DbConn, ids: &[UserId]) -> QResult<Vec<(UserId, String)>> {
         users::table
             .filter(users::id.eq_any(ids))
             .select((users::id, users::email))
@@ -75,7 +75,7 @@ impl User {
     /// Counts a started print against the user's quota and balance.
     pub fn charge(
         conn: &mut DbConn,
-        id: i64,
+        id: UserId,
         quota_used: i32,
         quota_period: &str,
         balance: Option<f64>,
@@ -98,7 +98,7 @@ impl User {
             .get_result(conn)
     }
 
-    pub fn find(conn: &mut DbConn, id: i64) -> QResult<Option<User>> {
+    pub fn find(conn: &mut DbConn, id: UserId) -> QResult<Option<User>> {
         users::table.find(id).first(conn).optional()
     }
 
@@ -113,7 +113,7 @@ impl User {
         users::table.count().get_result(conn)
     }
 
-    pub fn set_password_hash(conn: &mut DbConn, id: i64, hash: &str) -> QResult<usize> {
+    pub fn set_password_hash(conn: &mut DbConn, id: UserId, hash: &str) -> QResult<usize> {
         diesel::update(users::table.find(id))
             .set((
                 users::password_hash.eq(Some(hash)),
@@ -136,7 +136,7 @@ pub struct UserToken {
     pub id: i64,
     pub purpose: String,
     pub token_hash: String,
-    pub user_id: Option<i64>,
+    pub user_id: Option<UserId>,
     pub created_at: NaiveDateTime,
     pub expires_at: NaiveDateTime,
     pub confirmed_at: Option<NaiveDateTime>,
@@ -153,7 +153,7 @@ impl UserToken {
         conn: &mut DbConn,
         purpose: &str,
         hash: &str,
-        user_id: Option<i64>,
+        user_id: Option<UserId>,
         expires_at: NaiveDateTime,
     ) -> QResult<UserToken> {
         diesel::insert_into(user_tokens::table)
@@ -178,7 +178,7 @@ impl UserToken {
     pub fn delete_unused_for_user(
         conn: &mut DbConn,
         purpose: &str,
-        user_id: i64,
+        user_id: UserId,
     ) -> QResult<usize> {
         diesel::delete(
             user_tokens::table
@@ -201,7 +201,12 @@ impl UserToken {
         Ok(n == 1)
     }
 
-    pub fn confirm(conn: &mut DbConn, id: i64, user_id: i64, now: NaiveDateTime) -> QResult<bool> {
+    pub fn confirm(
+        conn: &mut DbConn,
+        id: i64,
+        user_id: UserId,
+        now: NaiveDateTime,
+    ) -> QResult<bool> {
         let n = diesel::update(
             user_tokens::table
                 .filter(user_tokens::id.eq(id))
@@ -217,7 +222,7 @@ impl UserToken {
 }
 
 impl User {
-    pub fn find_in_org(conn: &mut DbConn, org: i64, id: i64) -> QResult<Option<User>> {
+    pub fn find_in_org(conn: &mut DbConn, org: OrgId, id: UserId) -> QResult<Option<User>> {
         users::table
             .filter(users::id.eq(id))
             .filter(users::organization_id.eq(org))
@@ -232,7 +237,7 @@ impl User {
             .optional()
     }
 
-    pub fn set_google_sub(conn: &mut DbConn, id: i64, sub: &str) -> QResult<usize> {
+    pub fn set_google_sub(conn: &mut DbConn, id: UserId, sub: &str) -> QResult<usize> {
         diesel::update(users::table.find(id))
             .set((
                 users::google_sub.eq(Some(sub)),
@@ -243,7 +248,7 @@ impl User {
 
     pub fn set_balance_and_quota(
         conn: &mut DbConn,
-        id: i64,
+        id: UserId,
         balance: Option<Option<f64>>,
         quota: Option<Option<i32>>,
     ) -> QResult<usize> {

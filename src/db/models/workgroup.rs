@@ -11,7 +11,7 @@ use crate::db::DbConn;
 #[diesel(table_name = workgroups, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 pub struct Workgroup {
     pub id: i64,
-    pub organization_id: i64,
+    pub organization_id: OrgId,
     pub name: String,
     pub join_password: String,
     pub created_at: NaiveDateTime,
@@ -30,7 +30,7 @@ pub mod rights {
 impl Workgroup {
     pub fn insert(
         conn: &mut DbConn,
-        org: i64,
+        org: OrgId,
         name: &str,
         join_password: &str,
     ) -> QResult<Workgroup> {
@@ -45,7 +45,7 @@ impl Workgroup {
     }
 
     /// Only within the caller's organization: another organization's ids look absent.
-    pub fn find_in_org(conn: &mut DbConn, org: i64, id: i64) -> QResult<Option<Workgroup>> {
+    pub fn find_in_org(conn: &mut DbConn, org: OrgId, id: i64) -> QResult<Option<Workgroup>> {
         workgroups::table
             .filter(workgroups::id.eq(id))
             .filter(workgroups::organization_id.eq(org))
@@ -53,7 +53,7 @@ impl Workgroup {
             .optional()
     }
 
-    pub fn all_in_org(conn: &mut DbConn, org: i64) -> QResult<Vec<Workgroup>> {
+    pub fn all_in_org(conn: &mut DbConn, org: OrgId) -> QResult<Vec<Workgroup>> {
         workgroups::table
             .filter(workgroups::organization_id.eq(org))
             .order(workgroups::id.asc())
@@ -61,7 +61,7 @@ impl Workgroup {
     }
 
     /// The user's workgroups with their rights in each.
-    pub fn of_user(conn: &mut DbConn, user_id: i64) -> QResult<Vec<(Workgroup, i32)>> {
+    pub fn of_user(conn: &mut DbConn, user_id: UserId) -> QResult<Vec<(Workgroup, i32)>> {
         workgroups::table
             .inner_join(workgroup_members::table)
             .filter(workgroup_members::user_id.eq(user_id))
@@ -76,7 +76,7 @@ impl Workgroup {
 pub struct WorkgroupMember {
     pub id: i64,
     pub workgroup_id: i64,
-    pub user_id: i64,
+    pub user_id: UserId,
     pub rights: i32,
     pub created_at: NaiveDateTime,
 }
@@ -85,7 +85,7 @@ impl WorkgroupMember {
     pub fn find(
         conn: &mut DbConn,
         workgroup_id: i64,
-        user_id: i64,
+        user_id: UserId,
     ) -> QResult<Option<WorkgroupMember>> {
         workgroup_members::table
             .filter(workgroup_members::workgroup_id.eq(workgroup_id))
@@ -97,7 +97,7 @@ impl WorkgroupMember {
     pub fn insert(
         conn: &mut DbConn,
         workgroup_id: i64,
-        user_id: i64,
+        user_id: UserId,
         rights: i32,
     ) -> QResult<usize> {
         diesel::insert_into(workgroup_members::table)
@@ -116,7 +116,7 @@ impl WorkgroupMember {
             .execute(conn)
     }
 
-    pub fn delete(conn: &mut DbConn, workgroup_id: i64, user_id: i64) -> QResult<usize> {
+    pub fn delete(conn: &mut DbConn, workgroup_id: i64, user_id: UserId) -> QResult<usize> {
         diesel::delete(
             workgroup_members::table
                 .filter(workgroup_members::workgroup_id.eq(workgroup_id))

@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 
 use super::envelope::{ok, Envelope, Failures, Nothing};
 use super::{forms, Signed};
-use crate::db::models::rights;
+use crate::db::models::{rights, UserId};
 use crate::error::Error;
 use crate::services::orgs::{self, OrgUserRequest};
 use crate::AppState;
@@ -78,7 +78,7 @@ pub async fn get_workgroup_users(
     Ok(ok(users
         .iter()
         .map(|u| WorkgroupUser {
-            id: u.id,
+            id: u.id.0,
             email: u.email.clone(),
             name: u.full_name(),
             monthly_quota: u.monthly_quota,
@@ -104,7 +104,7 @@ pub async fn add_user_to_workgroup(
     let user_id = state
         .db(move |c| orgs::add_user_to_workgroup(c, &me, wg, &email, r))
         .await?;
-    Ok(ok(UserIdMessage { user_id }))
+    Ok(ok(UserIdMessage { user_id: user_id.0 }))
 }
 
 #[utoipa::path(post, path = "/apiglobal/delete_user_from_workgroup", tag = "Workgroups and users",
@@ -116,7 +116,7 @@ pub async fn delete_user_from_workgroup(
 ) -> Result<HttpResponse, Error> {
     let (me, p) = (call.caller.user, call.params);
     let wg = p.workgroup_id;
-    let user = p.user_id;
+    let user = UserId(p.user_id);
     state
         .db(move |c| orgs::delete_user_from_workgroup(c, &me, wg, user))
         .await?;
@@ -162,12 +162,12 @@ pub async fn create_organization_user(
         .await?;
     match created {
         Some((user, _token)) => tracing::info!(
-            user = user.id,
+            user = user.id.0,
             email = %user.email,
             "organization user created; `printfarm admin invite-link --email …` prints a set-password link"
         ),
         None => tracing::warn!(
-            organization = org,
+            organization = org.0,
             "create_organization_user: the email belongs to another organization's account; \
              nothing was created (the caller was not told)"
         ),
@@ -183,7 +183,7 @@ pub async fn update_user_settings(
     call: Signed<forms::UpdateUserSettings>,
 ) -> Result<HttpResponse, Error> {
     let (me, p) = (call.caller.user, call.params);
-    let user = p.user_id;
+    let user = UserId(p.user_id);
     let balance = p.balance;
     let quota = p.quota;
     state

@@ -238,7 +238,7 @@ impl TestApp {
 
     pub fn create_org(&self, name: &str) -> i64 {
         let mut c = self.conn();
-        bootstrap::create_organization(&mut c, name).unwrap().id
+        bootstrap::create_organization(&mut c, name).unwrap().id.0
     }
 
     pub fn create_user(&self, org: i64, email: &str, role: i32) -> i64 {
@@ -248,7 +248,7 @@ impl TestApp {
             conn,
             &self.state.hasher,
             &NewAccount {
-                organization_id: org,
+                organization_id: printfarm::db::models::OrgId(org),
                 email,
                 password: Some(PASSWORD),
                 firstname: "Test",
@@ -260,6 +260,7 @@ impl TestApp {
         )
         .unwrap()
         .id
+        .0
     }
 
     /// Creates a user with a role in an organization and signs in; returns (user id, session).
