@@ -5,7 +5,8 @@ use chrono::Duration;
 use serde_json::{Map, Value};
 
 use crate::db::models::{
-    read, CameraFrame, Printer, PrinterCommand, PrinterId, PrinterReport, RegistrationCode,
+    read, CameraFrame, Printer, PrinterCommand, PrinterId, PrinterReport, PrinterState,
+    RegistrationCode,
 };
 use crate::db::{self, DbConn};
 use crate::error::{AgentCode, Error, Result};
@@ -333,7 +334,7 @@ fn apply_report(
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty() && s.len() <= 32)
         {
-            state = s.to_string();
+            state = PrinterState::parse(s);
         }
         if let Some(p) = report
             .get("percent")
@@ -396,13 +397,14 @@ pub fn poll(
             PrinterCommand::ack(c, printer.id, number, ok, now)?;
         }
         let ended = jobs::follow_report(c, printer, &poll.seen())?;
-        let became_ready = printer.state != "ready"
+        let became_ready = printer.state != PrinterState::Ready
             && poll
                 .report
                 .as_ref()
                 .and_then(|r| r.get("state"))
                 .and_then(Value::as_str)
-                == Some("ready");
+                .map(PrinterState::parse)
+                == Some(PrinterState::Ready);
         if ended || poll.bed_clear || became_ready {
             jobs::auto_start(c, printer.id, ctx)?;
         }

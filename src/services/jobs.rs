@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 
 use crate::db::models::{
     read, FileId, Job, JobChange, JobId, JobStatus, NewJob, Organization, Printer, PrinterCommand,
-    PrinterId, PrinterShare, StoredFile, User, UserId,
+    PrinterId, PrinterShare, PrinterState, StoredFile, User, UserId,
 };
 use crate::db::{self, DbConn};
 use crate::error::{Conflict, Error, Result};
@@ -86,18 +86,14 @@ pub fn start_blocker(
     now: NaiveDateTime,
 ) -> Option<StartBlocker> {
     let state = printer_access::display_state(p, offline_after, now);
-    match state.as_str() {
-        "notconnected" => Some(StartBlocker::Offline),
-        "error" => Some(StartBlocker::InError(p.last_error.clone())),
-        _ if p.current_job_id.is_some()
-            || matches!(state.as_str(), "printing" | "paused" | "downloading") =>
-        {
-            Some(StartBlocker::Busy)
-        }
-        "bed_not_clear" => Some(StartBlocker::TrayNotClear),
+    match state {
+        PrinterState::NotConnected => Some(StartBlocker::Offline),
+        PrinterState::Error => Some(StartBlocker::InError(p.last_error.clone())),
+        _ if p.current_job_id.is_some() || state.is_busy() => Some(StartBlocker::Busy),
+        PrinterState::BedNotClear => Some(StartBlocker::TrayNotClear),
         _ if !p.tray_clear => Some(StartBlocker::TrayNotClear),
-        "ready" => None,
-        _ => Some(StartBlocker::NotReady(state)),
+        PrinterState::Ready => None,
+        other => Some(StartBlocker::NotReady(other.to_string())),
     }
 }
 
@@ -621,20 +617,20 @@ pub fn follow_report(c: &mut DbConn, before: &Printer, seen: &AgentSeen) -> Resu
     let state = report
         .and_then(|r| r.get("state"))
         .and_then(Value::as_str)
-        .unwrap_or(&before.state);
+        .map_or_else(|| before.state.clone(), PrinterState::parse);
     let percent = report
         .and_then(|r| r.get("percent"))
         .and_then(|p| p.as_f64().or_else(|| p.as_str()?.parse().ok()))
         .unwrap_or(before.percent);
     let blocking_error = seen.blocking_error;
-    let was_active = matches!(before.state.as_str(), "printing" | "paused" | "downloading");
+    let was_active = before.state.is_busy();
     let outcome = if reset_job {
         Some((JobStatus::Failed, cancel_source::AGENT_RESET))
-    } else if state == "cancel" {
+    } else if state == PrinterState::Cancel {
         Some((JobStatus::Aborted, cancel_source::CANCELLED_PRINTER))
-    } else if state == "error" || blocking_error {
+    } else if state == PrinterState::Error || blocking_error {
         Some((JobStatus::Failed, cancel_source::PRINTER_ERROR))
-    } else if state == "ready" && was_active {
+    } else if state == PrinterState::Ready && was_active {
         if percent >= 99.9 || before.percent >= 99.9 {
             Some((JobStatus::Finished, ""))
         } else {
@@ -649,7 +645,9 @@ pub fn follow_report(c: &mut DbConn, before: &Printer, seen: &AgentSeen) -> Resu
             Ok(true)
         }
         None => {
-            if (percent - job.percent).abs() >= 1.0 && matches!(state, "printing" | "paused") {
+            if (percent - job.percent).abs() >= 1.0
+                && matches!(state, PrinterState::Printing | PrinterState::Paused)
+            {
                 change(
                     c,
                     job.id,

@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 
 use crate::db::models::{
     access_role, normalize_email, rights, share_role, CameraToken, NewPrinter, Printer, PrinterId,
-    PrinterShare, PrinterType, PrinterWorkgroups, RegistrationCode, User, Workgroup,
+    PrinterShare, PrinterState, PrinterType, PrinterWorkgroups, RegistrationCode, User, Workgroup,
 };
 use crate::db::{self, DbConn};
 use crate::error::{AgentCode, Error, Result};
@@ -135,10 +135,10 @@ pub fn managed(conn: &mut DbConn, user: &User, id: PrinterId) -> Result<Printer>
 }
 
 /// The state clients see: the agent's, or `notconnected` when it stopped polling.
-pub fn display_state(p: &Printer, offline_after: Duration, now: NaiveDateTime) -> String {
+pub fn display_state(p: &Printer, offline_after: Duration, now: NaiveDateTime) -> PrinterState {
     match p.last_seen_at {
         Some(seen) if now - seen <= offline_after => p.state.clone(),
-        _ => "notconnected".to_string(),
+        _ => PrinterState::NotConnected,
     }
 }
 
@@ -216,7 +216,7 @@ pub fn org_list_item(ctx: &ListContext, p: &Printer, now: NaiveDateTime) -> OrgP
         host_num: p.host_num.clone(),
         local_ip: p.local_ip.clone(),
         workgroups: ctx.workgroups.get(&p.id).filter(|w| !w.is_empty()).cloned(),
-        state: display_state(p, ctx.offline_after, now),
+        state: display_state(p, ctx.offline_after, now).to_string(),
         temps: int_temps(p.temps.as_deref()),
         target_temps: int_temps(p.target_temps.as_deref()),
         percent: p.percent.round() as i64,
@@ -229,6 +229,7 @@ pub struct UserPrinterItem {
     #[schema(value_type = i64)]
     pub id: PrinterId,
     /// The same as `id`.
+    #[schema(value_type = i64)]
     pub printer_id: PrinterId,
     pub name: String,
     pub r#type: String,
@@ -253,7 +254,7 @@ pub fn user_list_item(ctx: &ListContext, p: &Printer, now: NaiveDateTime) -> Use
         printer_id: p.id,
         name: p.name.clone(),
         r#type: type_name(ctx, p),
-        state: display_state(p, ctx.offline_after, now),
+        state: display_state(p, ctx.offline_after, now).to_string(),
         local_ip: p.local_ip.clone(),
         filaments: p.filaments.clone(),
         percent: p.percent.round() as i64,
@@ -690,7 +691,7 @@ fn pair_device_inner(
             mac: &device.mac,
             agent_version: device.version.as_deref(),
             auth_token_hash: Some(&token_hash(token)),
-            state: "connecting",
+            state: PrinterState::Connecting,
             percent: 0.0,
             tray_clear: true,
             next_command_number: 1,

@@ -55,7 +55,7 @@ pub fn offer(
                 .printer_type_id
                 .and_then(|t| types.iter().find(|pt| pt.id == t))
                 .map(|pt| pt.description.clone()),
-            state: printers::display_state(&p, offline_after, now),
+            state: printers::display_state(&p, offline_after, now).to_string(),
             printer: p,
         })
         .collect();

@@ -187,6 +187,102 @@ text_enum! {
     }
 }
 
+/// A printer's state as its agent reports it, stored verbatim: agents and plugins of other
+/// makes send words of their own, kept as `Other`. `NotConnected` is what clients are shown
+/// when no poll came for a while (never stored by an agent report).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, diesel::AsExpression, diesel::FromSqlRow)]
+#[diesel(sql_type = diesel::sql_types::Text)]
+pub enum PrinterState {
+    Ready,
+    Printing,
+    Paused,
+    Downloading,
+    Connecting,
+    Error,
+    /// An event: the print was cancelled (on the printer or by command).
+    Cancel,
+    LocalMode,
+    BedNotClear,
+    NotConnected,
+    Other(String),
+}
+
+impl PrinterState {
+    const KNOWN: &'static [(PrinterState, &'static str)] = &[
+        (PrinterState::Ready, "ready"),
+        (PrinterState::Printing, "printing"),
+        (PrinterState::Paused, "paused"),
+        (PrinterState::Downloading, "downloading"),
+        (PrinterState::Connecting, "connecting"),
+        (PrinterState::Error, "error"),
+        (PrinterState::Cancel, "cancel"),
+        (PrinterState::LocalMode, "local_mode"),
+        (PrinterState::BedNotClear, "bed_not_clear"),
+        (PrinterState::NotConnected, "notconnected"),
+    ];
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            PrinterState::Other(s) => s,
+            known => Self::KNOWN
+                .iter()
+                .find(|(k, _)| k == known)
+                .map_or("", |(_, s)| s),
+        }
+    }
+
+    /// Every string is a state: unknown words are kept as they are.
+    pub fn parse(s: &str) -> PrinterState {
+        Self::KNOWN
+            .iter()
+            .find(|(_, w)| *w == s)
+            .map_or_else(|| PrinterState::Other(s.to_string()), |(k, _)| k.clone())
+    }
+
+    /// Working on a job: printing, paused or fetching its G-code.
+    pub fn is_busy(&self) -> bool {
+        matches!(
+            self,
+            PrinterState::Printing | PrinterState::Paused | PrinterState::Downloading
+        )
+    }
+}
+
+impl std::fmt::Display for PrinterState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for PrinterState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<DB> diesel::serialize::ToSql<diesel::sql_types::Text, DB> for PrinterState
+where
+    DB: diesel::backend::Backend,
+    str: diesel::serialize::ToSql<diesel::sql_types::Text, DB>,
+{
+    fn to_sql<'b>(
+        &'b self,
+        out: &mut diesel::serialize::Output<'b, '_, DB>,
+    ) -> diesel::serialize::Result {
+        self.as_str().to_sql(out)
+    }
+}
+
+impl<DB> diesel::deserialize::FromSql<diesel::sql_types::Text, DB> for PrinterState
+where
+    DB: diesel::backend::Backend,
+    String: diesel::deserialize::FromSql<diesel::sql_types::Text, DB>,
+{
+    fn from_sql(bytes: DB::RawValue<'_>) -> diesel::deserialize::Result<Self> {
+        Ok(PrinterState::parse(&String::from_sql(bytes)?))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,6 +314,13 @@ mod tests {
             CommandStatus::parse,
         );
         assert_eq!(FileKind::ThreeMf.to_string(), "3mf");
+        for (state, word) in PrinterState::KNOWN {
+            assert_eq!(state.as_str(), *word);
+            assert_eq!(PrinterState::parse(word), *state);
+        }
+        let odd = PrinterState::parse("printing_locally");
+        assert_eq!(odd, PrinterState::Other("printing_locally".into()));
+        assert_eq!(odd.as_str(), "printing_locally");
         assert_eq!(
             serde_json::to_string(&SliceStatus::Done).unwrap(),
             "\"done\""

@@ -1,5 +1,7 @@
 //! Row ids as their own types, so that passing a job id where a printer id belongs does not
-//! compile. Stored as BIGINT and serialised as the bare number, exactly as before.
+//! compile. Stored as BIGINT and serialised as the bare number, exactly as before. They have
+//! no OpenAPI schema of their own: a documented field says `#[schema(value_type = i64)]`, so
+//! the document keeps showing a plain integer.
 
 macro_rules! id_type {
     ($($(#[$m:meta])* $name:ident,)+) => {$(
@@ -31,14 +33,6 @@ macro_rules! id_type {
                 id.0
             }
         }
-
-        impl utoipa::PartialSchema for $name {
-            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-                <i64 as utoipa::PartialSchema>::schema()
-            }
-        }
-
-        impl utoipa::ToSchema for $name {}
     )+};
 }
 

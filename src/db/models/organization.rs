@@ -76,9 +76,7 @@ impl Organization {
     pub fn find(conn: &mut DbConn, id: OrgId) -> QResult<Option<Organization>> {
         organizations::table.find(id).first(conn).optional()
     }
-}
 
-impl Organization {
     pub fn first(conn: &mut DbConn) -> QResult<Option<Organization>> {
         organizations::table
             .order(organizations::id.asc())

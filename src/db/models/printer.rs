@@ -24,7 +24,7 @@ pub struct Printer {
     pub agent_version: Option<String>,
     pub auth_token_hash: Option<String>,
     /// The agent's own state string (`ready`, `printing`, …) as last reported.
-    pub state: String,
+    pub state: PrinterState,
     pub percent: f64,
     /// JSON arrays of numbers.
     pub temps: Option<String>,
@@ -58,7 +58,7 @@ pub struct NewPrinter<'a> {
     pub mac: &'a str,
     pub agent_version: Option<&'a str>,
     pub auth_token_hash: Option<&'a str>,
-    pub state: &'a str,
+    pub state: PrinterState,
     pub percent: f64,
     pub tray_clear: bool,
     pub next_command_number: i64,
@@ -70,7 +70,7 @@ pub struct NewPrinter<'a> {
 #[derive(Debug, AsChangeset)]
 #[diesel(table_name = printers, treat_none_as_null = true)]
 pub struct PrinterReport<'a> {
-    pub state: &'a str,
+    pub state: &'a PrinterState,
     pub percent: f64,
     pub temps: Option<&'a str>,
     pub target_temps: Option<&'a str>,

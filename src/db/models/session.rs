@@ -72,6 +72,16 @@ impl Session {
             ))
             .execute(conn)
     }
+
+    /// Turns a GDPR-pending session into a normal one for the newly registered user.
+    pub fn attach_user(conn: &mut DbConn, id: i64, user_id: UserId) -> QResult<usize> {
+        diesel::update(sessions::table.find(id))
+            .set((
+                sessions::user_id.eq(Some(user_id)),
+                sessions::gdpr_pending.eq(None::<String>),
+            ))
+            .execute(conn)
+    }
 }
 
 pub struct LoginFailure;
@@ -120,18 +130,6 @@ impl LoginFailure {
 
     pub fn prune(conn: &mut DbConn, before: NaiveDateTime) -> QResult<usize> {
         diesel::delete(login_failures::table.filter(login_failures::failed_at.le(before)))
-            .execute(conn)
-    }
-}
-
-impl Session {
-    /// Turns a GDPR-pending session into a normal one for the newly registered user.
-    pub fn attach_user(conn: &mut DbConn, id: i64, user_id: UserId) -> QResult<usize> {
-        diesel::update(sessions::table.find(id))
-            .set((
-                sessions::user_id.eq(Some(user_id)),
-                sessions::gdpr_pending.eq(None::<String>),
-            ))
             .execute(conn)
     }
 }

@@ -127,6 +127,51 @@ impl User {
             .trim()
             .to_string()
     }
+
+    pub fn find_in_org(conn: &mut DbConn, org: OrgId, id: UserId) -> QResult<Option<User>> {
+        users::table
+            .filter(users::id.eq(id))
+            .filter(users::organization_id.eq(org))
+            .first(conn)
+            .optional()
+    }
+
+    pub fn find_by_google_sub(conn: &mut DbConn, sub: &str) -> QResult<Option<User>> {
+        users::table
+            .filter(users::google_sub.eq(sub))
+            .first(conn)
+            .optional()
+    }
+
+    pub fn set_google_sub(conn: &mut DbConn, id: UserId, sub: &str) -> QResult<usize> {
+        diesel::update(users::table.find(id))
+            .set((
+                users::google_sub.eq(Some(sub)),
+                users::updated_at.eq(crate::db::now()),
+            ))
+            .execute(conn)
+    }
+
+    pub fn set_balance_and_quota(
+        conn: &mut DbConn,
+        id: UserId,
+        balance: Option<Option<f64>>,
+        quota: Option<Option<i32>>,
+    ) -> QResult<usize> {
+        let now = crate::db::now();
+        let mut n = 0;
+        if let Some(b) = balance {
+            n += diesel::update(users::table.find(id))
+                .set((users::balance.eq(b), users::updated_at.eq(now)))
+                .execute(conn)?;
+        }
+        if let Some(q) = quota {
+            n += diesel::update(users::table.find(id))
+                .set((users::monthly_quota.eq(q), users::updated_at.eq(now)))
+                .execute(conn)?;
+        }
+        Ok(n)
+    }
 }
 
 /// Single-use tokens tied to a user: set-password invitations and slicer sign-in tokens.
@@ -218,52 +263,5 @@ impl UserToken {
         ))
         .execute(conn)?;
         Ok(n == 1)
-    }
-}
-
-impl User {
-    pub fn find_in_org(conn: &mut DbConn, org: OrgId, id: UserId) -> QResult<Option<User>> {
-        users::table
-            .filter(users::id.eq(id))
-            .filter(users::organization_id.eq(org))
-            .first(conn)
-            .optional()
-    }
-
-    pub fn find_by_google_sub(conn: &mut DbConn, sub: &str) -> QResult<Option<User>> {
-        users::table
-            .filter(users::google_sub.eq(sub))
-            .first(conn)
-            .optional()
-    }
-
-    pub fn set_google_sub(conn: &mut DbConn, id: UserId, sub: &str) -> QResult<usize> {
-        diesel::update(users::table.find(id))
-            .set((
-                users::google_sub.eq(Some(sub)),
-                users::updated_at.eq(crate::db::now()),
-            ))
-            .execute(conn)
-    }
-
-    pub fn set_balance_and_quota(
-        conn: &mut DbConn,
-        id: UserId,
-        balance: Option<Option<f64>>,
-        quota: Option<Option<i32>>,
-    ) -> QResult<usize> {
-        let now = crate::db::now();
-        let mut n = 0;
-        if let Some(b) = balance {
-            n += diesel::update(users::table.find(id))
-                .set((users::balance.eq(b), users::updated_at.eq(now)))
-                .execute(conn)?;
-        }
-        if let Some(q) = quota {
-            n += diesel::update(users::table.find(id))
-                .set((users::monthly_quota.eq(q), users::updated_at.eq(now)))
-                .execute(conn)?;
-        }
-        Ok(n)
     }
 }
