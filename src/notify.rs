@@ -17,6 +17,9 @@ pub struct Notifier {
     /// Flips to true once when the server starts shutting down; held polls then answer at once.
     shutdown: watch::Sender<bool>,
     held: AtomicUsize,
+    /// Counts changes of printers seen by this instance (reports, commands), so that open
+    /// dashboards re-render at once.
+    changes: watch::Sender<u64>,
 }
 
 impl Default for Notifier {
@@ -25,6 +28,7 @@ impl Default for Notifier {
             waiters: Mutex::default(),
             shutdown: watch::Sender::new(false),
             held: AtomicUsize::new(0),
+            changes: watch::Sender::new(0),
         }
     }
 }
@@ -74,10 +78,23 @@ impl Notifier {
     }
 
     pub fn wake(&self, printer: i64) {
-        let map = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = map.get(&printer) {
-            n.notify_waiters();
+        {
+            let map = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = map.get(&printer) {
+                n.notify_waiters();
+            }
         }
+        self.printers_changed();
+    }
+
+    /// A printer's state, queue or job changed (committed).
+    pub fn printers_changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Follows `printers_changed` (a dashboard's live view).
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 }
 

@@ -3,7 +3,9 @@
 
 pub mod access_log;
 pub mod apiglobal;
+mod browser;
 mod camera;
+mod console;
 pub mod files;
 pub mod metrics;
 mod noauth;
@@ -37,6 +39,7 @@ fn routes(r: &mut Routes) {
     camera::routes(r);
     v1::routes(r);
     openapi::routes(r);
+    console::routes(r);
 }
 
 /// Every route the server answers, in matching order: methods, path, and what other methods

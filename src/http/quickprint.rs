@@ -5,19 +5,17 @@
 //! console will restyle it.
 
 use crate::http::routes::Routes;
-use actix_web::cookie::{time::Duration as CookieDuration, Cookie, SameSite};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
-use sha2::{Digest, Sha256};
 
-use crate::db::models::{FileId, PrinterId, User};
+use crate::db::models::{FileId, PrinterId};
 use crate::error::Error;
-use crate::http::apiglobal::{client_addr, Form};
+use crate::http::apiglobal::Form;
+use crate::http::browser::{self, browser_user, checked_user, csrf_token, see_other};
 use crate::http::noauth::{error_page, escape, page};
-use crate::services::{auth, jobs, login_tokens, quickprint, sessions};
+use crate::services::{auth, jobs, login_tokens, quickprint};
 use crate::AppState;
 
-pub const COOKIE: &str = "printfarm_session";
 const TITLE: &str = "Print your file";
 
 /// A refusal on these pages: the error's status with the page's own error view, so handlers
@@ -58,33 +56,10 @@ pub fn routes(r: &mut Routes) {
         .post(browser_link_sign_in);
 }
 
-/// The form token that proves a POST comes from our own page: derived from the session, so
-/// another site can neither read nor forge it (and the cookie is SameSite=Strict besides).
-fn csrf_token(session: &str) -> String {
-    hex::encode(Sha256::digest(
-        format!("quickprint-csrf:{session}").as_bytes(),
-    ))
-}
-
 fn file_id_of(raw: Option<&str>) -> Result<i64, Error> {
     raw.and_then(|v| v.trim().parse::<i64>().ok())
         .filter(|id| *id > 0)
         .ok_or_else(|| Error::invalid("file_id must be a file id (a positive number)"))
-}
-
-/// The signed-in user of this browser, with the session token.
-async fn browser_user(state: &web::Data<AppState>, req: &HttpRequest) -> Option<(User, String)> {
-    let token = req.cookie(COOKIE)?.value().to_string();
-    if !auth::is_token_shaped(&token) {
-        return None;
-    }
-    let policy = state.session_policy.clone();
-    let t = token.clone();
-    let user = state
-        .db(move |c| sessions::authenticate(c, &policy, &t).map(|a| a.user))
-        .await
-        .ok()?;
-    Some((user, token))
 }
 
 /// The sign-in form; after it, the person returns to the file's print page, or to their files.
@@ -183,23 +158,6 @@ async fn show(state: web::Data<AppState>, req: HttpRequest) -> PageResult {
     ))
 }
 
-fn see_other(location: &str) -> actix_web::HttpResponseBuilder {
-    let mut b = HttpResponse::SeeOther();
-    b.insert_header(("Location", location.to_string()))
-        .insert_header(("Cache-Control", "no-store"));
-    b
-}
-
-fn session_cookie(state: &AppState, value: String, max_age: CookieDuration) -> Cookie<'static> {
-    Cookie::build(COOKIE, value)
-        .path("/")
-        .http_only(true)
-        .same_site(SameSite::Strict)
-        .secure(state.config.server.public_url.starts_with("https://"))
-        .max_age(max_age)
-        .finish()
-}
-
 async fn sign_in(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -209,34 +167,15 @@ async fn sign_in(
     let file_id = p.str("file_id").map(|v| file_id_of(Some(v))).transpose()?;
     let username = p.str("username").unwrap_or_default().to_string();
     let password = p.raw("password").unwrap_or_default().to_string();
-    let addr = client_addr(&req, state.config.server.trust_forwarded_for);
-    let st = state.clone();
-    let signed_in = web::block(move || {
-        sessions::login(
-            &st.pool,
-            &st.hasher,
-            &st.session_policy,
-            &username,
-            &password,
-            &addr,
-        )
-    })
-    .await
-    .map_err(Error::from)
-    .and_then(|r| r);
+    let signed_in = browser::sign_in(&state, &req, username, password).await;
     Ok(match signed_in {
-        Ok(outcome) => {
-            let idle = state.session_policy.idle.num_seconds();
+        Ok(token) => {
             let next = file_id.map_or_else(
                 || "/myfiles".to_string(),
                 |id| format!("/quickprint?file_id={id}"),
             );
             see_other(&next)
-                .cookie(session_cookie(
-                    &state,
-                    outcome.token,
-                    CookieDuration::seconds(idle),
-                ))
+                .cookie(browser::new_session_cookie(&state, token))
                 .finish()
         }
         // A refused sign-in stays on the form, with the reason.
@@ -248,30 +187,13 @@ async fn sign_in(
     })
 }
 
-/// Checks the form's CSRF token against the browser's session.
-async fn checked_user(
-    state: &web::Data<AppState>,
-    req: &HttpRequest,
-    p: &crate::http::apiglobal::form::Params,
-) -> Result<(User, String), Error> {
-    let (user, session) = browser_user(state, req)
-        .await
-        .ok_or_else(|| Error::Unauthenticated("Sign in first (your session ended)".into()))?;
-    if !auth::same_secret(p.str("csrf").unwrap_or_default(), &csrf_token(&session)) {
-        return Err(Error::denied(
-            "This form did not come from this page; reload it and try again",
-        ));
-    }
-    Ok((user, session))
-}
-
 async fn print(
     state: web::Data<AppState>,
     req: HttpRequest,
     form: Result<Form, Error>,
 ) -> PageResult {
     let Form(p) = form?;
-    let (user, _) = checked_user(&state, &req, &p).await?;
+    let (user, _) = checked_user(&state, &req, p.str("csrf").unwrap_or_default()).await?;
     let file_id = file_id_of(p.str("file_id"))?;
     let printer_id = p
         .str("printer_id")
@@ -313,13 +235,13 @@ async fn sign_out(
     form: Result<Form, Error>,
 ) -> PageResult {
     let Form(p) = form?;
-    let (_, session) = checked_user(&state, &req, &p).await?;
-    let _ = state.db(move |c| sessions::logout(c, &session)).await;
+    let (_, session) = checked_user(&state, &req, p.str("csrf").unwrap_or_default()).await?;
+    browser::sign_out(&state, session).await;
     let back = file_id_of(p.str("file_id"))
         .map(|id| format!("/quickprint?file_id={id}"))
         .unwrap_or_else(|_| "/quickprint".into());
     Ok(see_other(&back)
-        .cookie(session_cookie(&state, String::new(), CookieDuration::ZERO))
+        .cookie(browser::cleared_cookie(&state))
         .finish())
 }
 
@@ -430,12 +352,7 @@ async fn browser_link_sign_in(
     let session = state
         .db(move |c| login_tokens::redeem_browser(c, &policy, &token))
         .await?;
-    let idle = state.session_policy.idle.num_seconds();
     Ok(see_other("/myfiles")
-        .cookie(session_cookie(
-            &state,
-            session,
-            CookieDuration::seconds(idle),
-        ))
+        .cookie(browser::new_session_cookie(&state, session))
         .finish())
 }

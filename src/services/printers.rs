@@ -14,8 +14,9 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::db::models::{
-    access_role, normalize_email, rights, share_role, CameraToken, NewPrinter, Printer, PrinterId,
-    PrinterShare, PrinterState, PrinterType, PrinterWorkgroups, RegistrationCode, User, Workgroup,
+    access_role, normalize_email, read, rights, share_role, CameraToken, Job, JobId, NewPrinter,
+    Printer, PrinterId, PrinterShare, PrinterState, PrinterType, PrinterWorkgroups,
+    RegistrationCode, User, Workgroup,
 };
 use crate::db::{self, DbConn};
 use crate::error::{AgentCode, Error, Result};
@@ -262,6 +263,76 @@ pub fn user_list_item(ctx: &ListContext, p: &Printer, now: NaiveDateTime) -> Use
         target_temps: int_temps(p.target_temps.as_deref()),
         tray_clear: p.tray_clear,
     }
+}
+
+/// A printer as the console's dashboard shows it: what `get_printers_list` answers, with the
+/// job it is busy with and the length of its queue.
+pub struct PrinterCard {
+    pub item: UserPrinterItem,
+    pub job: Option<CardJob>,
+    pub queued: i64,
+}
+
+pub struct CardJob {
+    pub id: JobId,
+    pub filename: String,
+    pub owner: String,
+    /// From the slicer's estimate and the progress; None before the job reports progress.
+    pub seconds_left: Option<i64>,
+}
+
+/// The dashboard: every printer the user may use (the same reach as `get_printers_list`),
+/// by name.
+pub fn cards(
+    conn: &mut DbConn,
+    user: &User,
+    offline_after: Duration,
+    now: NaiveDateTime,
+) -> Result<Vec<PrinterCard>> {
+    let mut printers = user_printers(conn, user, None, &[])?;
+    printers.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+    let ctx = list_context(conn, &printers, offline_after)?;
+    let busy: Vec<JobId> = printers.iter().filter_map(|p| p.current_job_id).collect();
+    let jobs: BTreeMap<JobId, (Job, String, String)> = read::jobs_with_file(conn, &busy)?
+        .into_iter()
+        .map(|row| (row.0.id, row))
+        .collect();
+    let ids: Vec<PrinterId> = printers.iter().map(|p| p.id).collect();
+    let queues: BTreeMap<PrinterId, i64> = read::queue_lengths(conn, &ids)?.into_iter().collect();
+    Ok(printers
+        .iter()
+        .map(|p| {
+            let job = p
+                .current_job_id
+                .and_then(|j| jobs.get(&j))
+                .map(|(job, file, owner)| {
+                    // A job that others may not see stays anonymous on a shared printer.
+                    let visible = sees_all_jobs(user, p) || job.user_id == user.id;
+                    CardJob {
+                        id: job.id,
+                        filename: if visible {
+                            file.clone()
+                        } else {
+                            "A job".into()
+                        },
+                        owner: if visible {
+                            owner.clone()
+                        } else {
+                            String::new()
+                        },
+                        seconds_left: (job.percent > 0.0 && job.printing_duration > 0).then(|| {
+                            (f64::from(job.printing_duration) * (100.0 - job.percent) / 100.0)
+                                .round() as i64
+                        }),
+                    }
+                });
+            PrinterCard {
+                item: user_list_item(&ctx, p, now),
+                job,
+                queued: queues.get(&p.id).copied().unwrap_or(0),
+            }
+        })
+        .collect())
 }
 
 /// `get_organization_printers_list`: organization admins see the organization, workgroup admins

@@ -16,6 +16,7 @@ mod apiglobal_google;
 mod apiglobal_orgs;
 mod apiglobal_sessions;
 mod clients;
+mod console;
 mod db_schema;
 mod faults;
 mod hostile_input;

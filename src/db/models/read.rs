@@ -234,3 +234,23 @@ pub fn finished_jobs(conn: &mut DbConn, f: &ReportFilter) -> QResult<Vec<Finishe
         ))
         .load(conn)
 }
+
+/// The jobs printers are busy with: (job, file name, owner's email).
+pub fn jobs_with_file(conn: &mut DbConn, ids: &[JobId]) -> QResult<Vec<(Job, String, String)>> {
+    jobs::table
+        .inner_join(files::table)
+        .inner_join(users::table.on(users::id.eq(jobs::user_id)))
+        .filter(jobs::id.eq_any(ids))
+        .select((Job::as_select(), files::filename, users::email))
+        .load(conn)
+}
+
+/// How many jobs wait in each of these printers' queues (printers with none are left out).
+pub fn queue_lengths(conn: &mut DbConn, printers: &[PrinterId]) -> QResult<Vec<(PrinterId, i64)>> {
+    jobs::table
+        .filter(jobs::printer_id.eq_any(printers))
+        .filter(jobs::status_id.eq(JobStatus::Queued))
+        .group_by(jobs::printer_id)
+        .select((jobs::printer_id, diesel::dsl::count_star()))
+        .load(conn)
+}

@@ -223,6 +223,8 @@ async fn command(
         Ok(c) => c,
         Err(e) => return render(e),
     };
+    // The report is committed: open dashboards show it.
+    state.notifier.printers_changed();
     let wait = body
         .get("wait")
         .and_then(Value::as_f64)

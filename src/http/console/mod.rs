@@ -1,0 +1,400 @@
+//! The web console at `/`: server-rendered pages (askama templates under `templates/console/`,
+//! escaped by default) over the same services as the APIs, with one small script for live
+//! printer cards (server-sent events). Everything it shows is what the API would answer to the
+//! same person: the pages call the services, never a copy of a rule.
+
+mod assets;
+
+use std::time::Duration;
+
+use actix_web::http::header;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use askama::Template;
+use futures_util::stream;
+
+use crate::db::models::{PrinterState, User};
+use crate::error::Error;
+use crate::http::apiglobal::Form;
+use crate::http::browser::{self, browser_user, checked_user, csrf_token, see_other};
+use crate::http::routes::Routes;
+use crate::services::printers::{self, PrinterCard};
+use crate::AppState;
+
+pub fn routes(r: &mut Routes) {
+    r.at("/").get(dashboard);
+    r.at("/login").get(login_form).post(login);
+    r.at("/logout").post(logout);
+    r.at("/console/events").get(events);
+    r.at("/assets/{file}").get(assets::serve);
+}
+
+/// Scripts and styles only from here, no inline script, no framing, forms post back here.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+fn html(status: StatusCode, body: String) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header(("Content-Security-Policy", CSP))
+        .insert_header(("X-Content-Type-Options", "nosniff"))
+        .insert_header(("Referrer-Policy", "same-origin"))
+        .insert_header(("X-Frame-Options", "DENY"))
+        .body(body)
+}
+
+fn render(status: StatusCode, t: &impl Template) -> HttpResponse {
+    match t.render() {
+        Ok(body) => html(status, body),
+        Err(e) => Error::internal(format!("template: {e}")).error_response(),
+    }
+}
+
+/// The signed-in person, as the page header shows them.
+pub struct Me {
+    pub email: String,
+    pub csrf: String,
+}
+
+/// What every page's frame needs.
+pub struct Chrome {
+    pub me: Option<Me>,
+    pub css: &'static str,
+    pub js: &'static str,
+    pub nav: &'static str,
+}
+
+impl Chrome {
+    fn new(me: Option<(&User, &str)>, nav: &'static str) -> Chrome {
+        Chrome {
+            me: me.map(|(u, session)| Me {
+                email: u.email.clone(),
+                csrf: csrf_token(session),
+            }),
+            css: assets::url("console.css"),
+            js: assets::url("console.js"),
+            nav,
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/login.html")]
+struct LoginPage {
+    chrome: Chrome,
+    message: Option<String>,
+    email: String,
+    next: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/dashboard.html")]
+struct DashboardPage {
+    chrome: Chrome,
+    cards: Vec<CardView>,
+}
+
+#[derive(Template)]
+#[template(path = "console/cards.html")]
+struct CardsFragment {
+    cards: Vec<CardView>,
+}
+
+/// A printer card, formatted for people.
+struct CardView {
+    id: i64,
+    name: String,
+    type_name: String,
+    state: String,
+    state_word: String,
+    tone: &'static str,
+    nozzle: String,
+    bed: String,
+    percent: i64,
+    /// Progress is shown while a job runs, ours or one started at the printer.
+    busy: bool,
+    job: Option<JobView>,
+    idle: &'static str,
+    queue: String,
+}
+
+struct JobView {
+    filename: String,
+    owner: String,
+    left: String,
+}
+
+/// The label and colour of a state; unknown agent words are shown as they are.
+fn state_label(state: &PrinterState) -> (&'static str, &'static str) {
+    match state {
+        PrinterState::Ready => ("Ready", "ready"),
+        PrinterState::Printing => ("Printing", "busy"),
+        PrinterState::Paused => ("Paused", "warn"),
+        PrinterState::Downloading => ("Downloading", "busy"),
+        PrinterState::Connecting => ("Connecting", "warn"),
+        PrinterState::Error => ("Error", "bad"),
+        PrinterState::Cancel => ("Cancelling", "warn"),
+        PrinterState::LocalMode => ("Local mode", "warn"),
+        PrinterState::BedNotClear => ("Clear the bed", "warn"),
+        PrinterState::NotConnected => ("Offline", "off"),
+        PrinterState::Other(_) => ("", "off"),
+    }
+}
+
+/// An agent's own word, readable: `printing_locally` → `Printing locally`.
+fn humanize(word: &str) -> String {
+    let spaced = word.replace(['_', '-'], " ");
+    let mut chars = spaced.trim().chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_else(|| "Unknown".into())
+}
+
+/// `actual / target °C`; the agent reports `[bed, tool0, …]`.
+fn temperature(
+    actual: Option<&Vec<Option<i64>>>,
+    target: Option<&Vec<Option<i64>>>,
+    i: usize,
+) -> String {
+    let at = |l: Option<&Vec<Option<i64>>>| l.and_then(|v| v.get(i).copied().flatten());
+    match (at(actual), at(target)) {
+        (Some(a), Some(t)) if t > 0 => format!("{a} / {t} °C"),
+        (Some(a), _) => format!("{a} °C"),
+        _ => "–".into(),
+    }
+}
+
+fn duration_left(seconds: i64) -> String {
+    let m = (seconds + 59) / 60;
+    match m {
+        0 => "finishing".into(),
+        1..=59 => format!("{m} min left"),
+        _ => format!("{} h {:02} min left", m / 60, m % 60),
+    }
+}
+
+fn card_view(c: PrinterCard) -> CardView {
+    let state = PrinterState::parse(&c.item.state);
+    let (label, tone) = state_label(&state);
+    CardView {
+        id: c.item.id.0,
+        name: c.item.name,
+        type_name: c.item.r#type,
+        state: match &state {
+            PrinterState::Other(word) => humanize(word),
+            _ => label.to_string(),
+        },
+        state_word: c.item.state.clone(),
+        tone,
+        nozzle: temperature(c.item.temps.as_ref(), c.item.target_temps.as_ref(), 1),
+        bed: temperature(c.item.temps.as_ref(), c.item.target_temps.as_ref(), 0),
+        percent: c.item.percent,
+        busy: state.is_busy() || c.job.is_some(),
+        job: c.job.map(|j| JobView {
+            filename: j.filename,
+            owner: j.owner,
+            left: j.seconds_left.map(duration_left).unwrap_or_default(),
+        }),
+        idle: match state {
+            PrinterState::NotConnected => "Not connected: is its agent running?",
+            PrinterState::Error => "Needs attention at the printer.",
+            _ if state.is_busy() => "Busy with a job started at the printer.",
+            _ if !c.item.tray_clear => "Waiting for the build tray to be cleared.",
+            _ => "Idle.",
+        },
+        queue: match c.queued {
+            0 => "Queue empty".into(),
+            1 => "1 job queued".into(),
+            n => format!("{n} jobs queued"),
+        },
+    }
+}
+
+async fn card_views(state: &web::Data<AppState>, user: User) -> Result<Vec<CardView>, Error> {
+    let offline = chrono::Duration::seconds(state.config.printers.offline_after_secs);
+    let cards = state
+        .db(move |c| printers::cards(c, &user, offline, crate::db::now()))
+        .await?;
+    Ok(cards.into_iter().map(card_view).collect())
+}
+
+fn to_login(req: &HttpRequest) -> HttpResponse {
+    let here = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let next = url::form_urlencoded::byte_serialize(here.as_bytes()).collect::<String>();
+    see_other(&format!("/login?next={next}")).finish()
+}
+
+async fn dashboard(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let Some((user, session)) = browser_user(&state, &req).await else {
+        return to_login(&req);
+    };
+    let chrome = Chrome::new(Some((&user, &session)), "printers");
+    match card_views(&state, user).await {
+        Ok(cards) => render(StatusCode::OK, &DashboardPage { chrome, cards }),
+        Err(e) => e.error_response(),
+    }
+}
+
+fn query(req: &HttpRequest, key: &str) -> Option<String> {
+    url::form_urlencoded::parse(req.query_string().as_bytes())
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+}
+
+async fn login_form(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let next = browser::local_path(query(&req, "next").as_deref()).unwrap_or_else(|| "/".into());
+    if browser_user(&state, &req).await.is_some() {
+        return see_other(&next).finish();
+    }
+    render(
+        StatusCode::OK,
+        &LoginPage {
+            chrome: Chrome::new(None, ""),
+            message: None,
+            email: String::new(),
+            next,
+        },
+    )
+}
+
+async fn login(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: Result<Form, Error>,
+) -> HttpResponse {
+    let Form(p) = match form {
+        Ok(f) => f,
+        Err(e) => return e.error_response(),
+    };
+    let next = browser::local_path(p.str("next")).unwrap_or_else(|| "/".into());
+    let email = p.str("username").unwrap_or_default().to_string();
+    let password = p.raw("password").unwrap_or_default().to_string();
+    match browser::sign_in(&state, &req, email.clone(), password).await {
+        Ok(token) => see_other(&next)
+            .cookie(browser::new_session_cookie(&state, token))
+            .finish(),
+        // A refused sign-in stays on the form, with the reason and the email kept.
+        Err(e) => {
+            if matches!(e, Error::Internal(_)) {
+                return e.error_response();
+            }
+            render(
+                e.status_code(),
+                &LoginPage {
+                    chrome: Chrome::new(None, ""),
+                    message: Some(e.client_message()),
+                    email,
+                    next,
+                },
+            )
+        }
+    }
+}
+
+async fn logout(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: Result<Form, Error>,
+) -> HttpResponse {
+    let Form(p) = match form {
+        Ok(f) => f,
+        Err(e) => return e.error_response(),
+    };
+    match checked_user(&state, &req, p.str("csrf").unwrap_or_default()).await {
+        Ok((_, session)) => {
+            browser::sign_out(&state, session).await;
+            see_other("/login")
+                .cookie(browser::cleared_cookie(&state))
+                .finish()
+        }
+        // Already signed out: nothing to end.
+        Err(Error::Unauthenticated(_)) => see_other("/login").finish(),
+        Err(e) => e.error_response(),
+    }
+}
+
+/// How often an open dashboard is re-rendered without a local change: changes made through
+/// another server instance reach it this late at most.
+const REFRESH: Duration = Duration::from_secs(5);
+/// Bursts of reports (many printers polling) are merged into one update per this period.
+const COALESCE: Duration = Duration::from_millis(300);
+
+fn sse_event(name: &str, html: &str) -> web::Bytes {
+    let mut out = format!("event: {name}\n");
+    for line in html.lines() {
+        out.push_str("data: ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.push('\n');
+    web::Bytes::from(out)
+}
+
+/// Server-sent events: the signed-in person's printer cards, sent again whenever a printer
+/// changes (an agent report, a command), at most every `COALESCE`.
+async fn events(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let Some((user, _)) = browser_user(&state, &req).await else {
+        return Error::Unauthenticated("Sign in first (your session ended)".into())
+            .error_response();
+    };
+    let changes = state.notifier.changes();
+    let first = true;
+    let body = stream::unfold(
+        (state, user, changes, first),
+        |(state, user, mut changes, first)| async move {
+            if !first {
+                tokio::select! {
+                    r = changes.changed() => { r.ok()?; }
+                    _ = tokio::time::sleep(REFRESH) => {}
+                    _ = state.notifier.shutting_down() => return None,
+                }
+                tokio::time::sleep(COALESCE).await;
+                changes.borrow_and_update();
+            }
+            let chunk = match card_views(&state, user.clone()).await {
+                Ok(cards) => match (CardsFragment { cards }).render() {
+                    Ok(html) => sse_event("printers", &html),
+                    Err(e) => {
+                        tracing::error!(error = %e, "console cards template");
+                        return None;
+                    }
+                },
+                // The session may have ended or the database be away: end the stream; the
+                // browser reconnects and is told.
+                Err(_) => return None,
+            };
+            Some((Ok::<_, Error>(chunk), (state, user, changes, false)))
+        },
+    );
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_carry_multiline_html() {
+        let e = sse_event("printers", "<a>\n<b>");
+        assert_eq!(&e[..], b"event: printers\ndata: <a>\ndata: <b>\n\n");
+    }
+
+    #[test]
+    fn times_and_temperatures_read_well() {
+        assert_eq!(duration_left(30), "1 min left");
+        assert_eq!(duration_left(3600 + 120), "1 h 02 min left");
+        let t = Some(vec![Some(60), Some(215)]);
+        let g = Some(vec![Some(60), Some(0)]);
+        assert_eq!(temperature(t.as_ref(), g.as_ref(), 0), "60 / 60 °C");
+        assert_eq!(temperature(t.as_ref(), g.as_ref(), 1), "215 °C");
+        assert_eq!(temperature(None, None, 1), "–");
+        assert_eq!(humanize("printing_locally"), "Printing locally");
+        assert_eq!(humanize(""), "Unknown");
+    }
+}

@@ -1,0 +1,441 @@
+//! The web console, driven by a real Chromium through WebDriver (Debian `chromium` and
+//! `chromium-driver`), on both backends. Without them the tests print one loud line naming
+//! the install command and pass, unless `PRINTFARM_TEST_REQUIRE_CHROMIUM=1` (CI) makes that a
+//! failure. With `PRINTFARM_SCREENSHOTS=<dir>` the pages are saved there as PNG files.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+use crate::common::{Db, TestApp, PASSWORD};
+
+backend_cases!(
+    a_signed_in_admin_watches_a_printer_change_live,
+    a_member_sees_only_printers_they_may_use,
+);
+
+struct Browser {
+    client: Client,
+    driver: Child,
+}
+
+impl Browser {
+    async fn close(mut self) {
+        let _ = self.client.close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn program(name: &str) -> Option<String> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+            .map(|p| p.to_string_lossy().into_owned())
+    })
+}
+
+/// A headless Chromium at `width` × `height`, or None (after saying so) without one.
+async fn browser(width: u32, height: u32) -> Option<Browser> {
+    let (Some(driver), Some(chromium)) = (program("chromedriver"), program("chromium")) else {
+        let msg = "chromium and chromedriver are not installed (apt-get install chromium chromium-driver)";
+        if std::env::var("PRINTFARM_TEST_REQUIRE_CHROMIUM").is_ok_and(|v| v == "1") {
+            panic!("{msg}");
+        }
+        eprintln!("!!! SKIPPING this browser test: {msg}. Set PRINTFARM_TEST_REQUIRE_CHROMIUM=1 to fail instead.");
+        return None;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(driver)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromedriver");
+    let caps = json!({
+        "goog:chromeOptions": {
+            "binary": chromium,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     format!("--window-size={width},{height}")],
+        }
+    });
+    let caps = caps.as_object().unwrap().clone();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        // chromedriver listens on plain HTTP on this machine: no TLS needed.
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        match ClientBuilder::new(connector)
+            .capabilities(caps.clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+        {
+            Ok(client) => {
+                return Some(Browser {
+                    client,
+                    driver: child,
+                })
+            }
+            Err(e) if Instant::now() > deadline => panic!("chromedriver did not answer: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+async fn screenshot(c: &Client, name: &str) {
+    if let Ok(dir) = std::env::var("PRINTFARM_SCREENSHOTS") {
+        let png = c.screenshot().await.unwrap();
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(format!("{dir}/{name}.png"), png).unwrap();
+    }
+}
+
+/// Waits until the element's text satisfies `ok` (the page updates by itself).
+async fn wait_text(c: &Client, css: &str, ok: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let text = match c.find(Locator::Css(css)).await {
+            Ok(e) => e.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if ok(&text) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{css} never matched; last text: {text:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn sign_in(c: &Client, app: &TestApp, email: &str) {
+    c.goto(&app.url("/")).await.unwrap();
+    // Not signed in: the dashboard sends the browser to the sign-in form.
+    assert!(c.current_url().await.unwrap().path().starts_with("/login"));
+    c.find(Locator::Id("username"))
+        .await
+        .unwrap()
+        .send_keys(email)
+        .await
+        .unwrap();
+    c.find(Locator::Id("password"))
+        .await
+        .unwrap()
+        .send_keys(PASSWORD)
+        .await
+        .unwrap();
+    c.find(Locator::Css("form[action='/login'] button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(c, "h1", |t| t == "Printers").await;
+}
+
+fn report(
+    token: &str,
+    state: &str,
+    percent: f64,
+    temps: [i64; 2],
+    targets: [i64; 2],
+) -> serde_json::Value {
+    json!({"auth_token": token, "report": {
+        "state": state, "percent": percent, "temps": temps, "target_temps": targets,
+    }})
+}
+
+async fn a_signed_in_admin_watches_a_printer_change_live(db: Db) {
+    let Some(app) = TestApp::start(db, &[]).await else {
+        return;
+    };
+    let Some(b) = browser(1280, 900).await else {
+        app.stop().await;
+        return;
+    };
+    let c = &b.client;
+    let admin = "admin@console.test";
+    let session = {
+        let id = app.create_user(app.org_id, admin, 1);
+        assert!(id > 0);
+        app.login(admin, PASSWORD).await
+    };
+    let (printer, token) = app.register_printer(&session, "SN-CONSOLE-1").await;
+
+    // A wrong password stays on the form with the reason and the email kept.
+    c.goto(&app.url("/login")).await.unwrap();
+    c.find(Locator::Id("username"))
+        .await
+        .unwrap()
+        .send_keys(admin)
+        .await
+        .unwrap();
+    c.find(Locator::Id("password"))
+        .await
+        .unwrap()
+        .send_keys("wrong")
+        .await
+        .unwrap();
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let alert = wait_text(c, ".alert", |t| !t.is_empty()).await;
+    assert!(alert.to_lowercase().contains("password"), "{alert}");
+    screenshot(c, "login-refused").await;
+
+    sign_in(c, &app, admin).await;
+    let card = format!("article[data-printer='{printer}']");
+    // Registered but never polled: offline.
+    wait_text(c, &format!("{card} .badge"), |t| t == "Offline").await;
+
+    app.agent("command", report(&token, "ready", 0.0, [24, 23], [0, 0]))
+        .await;
+    wait_text(c, &format!("{card} .badge"), |t| t == "Ready").await;
+    let nozzle = wait_text(c, &format!("{card} .temps div:nth-child(1) dd"), |t| {
+        t.contains('°')
+    })
+    .await;
+    assert_eq!(nozzle, "23 °C");
+
+    // A print through the Global API shows on the card at once.
+    let cube = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/cube_20mm.gcode"
+    ))
+    .unwrap();
+    let (status, body) = app.upload(&session, "cube_20mm.gcode", cube, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let file = body["message"]["file_id"].as_i64().unwrap().to_string();
+    let (status, body) = app
+        .post(
+            "/apiglobal/print_file",
+            &[
+                ("session", &session),
+                ("file_id", &file),
+                ("printer_id", &printer.to_string()),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    wait_text(c, &format!("{card} .job .file"), |t| t == "cube_20mm.gcode").await;
+
+    // The agent heats up and prints; the open page follows without a reload.
+    let before = c.current_url().await.unwrap();
+    app.agent(
+        "command",
+        report(&token, "printing", 42.0, [60, 214], [60, 215]),
+    )
+    .await;
+    wait_text(c, &format!("{card} .badge"), |t| t == "Printing").await;
+    wait_text(c, &format!("{card} .temps div:nth-child(1) dd"), |t| {
+        t == "214 / 215 °C"
+    })
+    .await;
+    wait_text(c, &format!("{card} .meta"), |t| {
+        t.starts_with("42 %") && t.contains("left")
+    })
+    .await;
+    assert_eq!(c.current_url().await.unwrap(), before);
+    screenshot(c, "dashboard").await;
+
+    // An agent word the console does not know is shown as it is, readable.
+    app.agent(
+        "command",
+        report(&token, "printing_locally", 42.0, [60, 214], [60, 215]),
+    )
+    .await;
+    let odd = wait_text(c, &format!("{card} .badge"), |t| t != "Printing").await;
+    assert_eq!(odd, "Printing locally");
+    let word = c
+        .find(Locator::Css(&format!("{card} .badge")))
+        .await
+        .unwrap()
+        .attr("data-state")
+        .await
+        .unwrap();
+    assert_eq!(word.as_deref(), Some("printing_locally"));
+
+    // Signing out ends the session: the dashboard asks to sign in again.
+    c.find(Locator::Css("form.signout button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(c, "h1", |t| t == "Sign in").await;
+    c.goto(&app.url("/")).await.unwrap();
+    assert!(c.current_url().await.unwrap().path().starts_with("/login"));
+    b.close().await;
+
+    // The same at a phone's width.
+    if let Some(phone) = browser(390, 844).await {
+        sign_in(&phone.client, &app, admin).await;
+        wait_text(&phone.client, &format!("{card} .badge"), |t| {
+            t == "Printing locally"
+        })
+        .await;
+        screenshot(&phone.client, "dashboard-phone").await;
+        phone.close().await;
+    }
+    app.stop().await;
+}
+
+async fn a_member_sees_only_printers_they_may_use(db: Db) {
+    let Some(app) = TestApp::start(db, &[]).await else {
+        return;
+    };
+    let Some(b) = browser(1280, 900).await else {
+        app.stop().await;
+        return;
+    };
+    let c = &b.client;
+    let admin = app.login_new_user("owner@console.test").await;
+    let (printer, _) = app.register_printer(&admin, "SN-CONSOLE-2").await;
+    app.create_user(app.org_id, "member@console.test", 0);
+
+    sign_in(c, &app, "member@console.test").await;
+    // Not shared, in no workgroup of theirs: the member does not see it, and is told what to do.
+    wait_text(c, ".empty h2", |t| t == "No printers yet").await;
+    assert!(c
+        .find(Locator::Css(&format!("article[data-printer='{printer}']")))
+        .await
+        .is_err());
+    screenshot(c, "dashboard-empty").await;
+    b.close().await;
+    app.stop().await;
+}
+
+/// The console's refusals, over plain HTTP: no session, a forged session, a sign-out without the
+/// page's CSRF token, and a sign-in that would send the person to another site.
+async fn refusals(app: &TestApp) {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let res = client.get(app.url("/")).send().await.unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()["location"], "/login?next=%2F");
+    let res = client
+        .get(app.url("/"))
+        .header(
+            "cookie",
+            "printfarm_session=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303, "a forged session is no session");
+    let res = client.get(app.url("/console/events")).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+
+    app.create_user(app.org_id, "csrf@console.test", 0);
+    let res = client
+        .post(app.url("/login"))
+        .form(&[
+            ("username", "csrf@console.test"),
+            ("password", PASSWORD),
+            ("next", "//evil.example/"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(
+        res.headers()["location"],
+        "/",
+        "only local paths are followed"
+    );
+    let cookie = res.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
+    let session = cookie.split(';').next().unwrap().to_string();
+    let page = client
+        .get(app.url("/"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe"),
+        "{csp}"
+    );
+    let html = page.text().await.unwrap();
+    let res = client
+        .post(app.url("/logout"))
+        .header("cookie", &session)
+        .form(&[("csrf", "0000")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        403,
+        "a sign-out without the page's token is refused"
+    );
+    // The session still works, and the page's own token signs out.
+    let token = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_string();
+    let res = client
+        .post(app.url("/logout"))
+        .header("cookie", &session)
+        .form(&[("csrf", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let res = client
+        .get(app.url("/"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303, "the session ended");
+
+    // Assets: fingerprinted, cached for a year, gzip when asked.
+    let css = html
+        .split("href=\"/assets/")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap();
+    let res = client
+        .get(app.url(&format!("/assets/{css}")))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-encoding"], "gzip");
+    assert!(res.headers()["cache-control"]
+        .to_str()
+        .unwrap()
+        .contains("immutable"));
+    let res = client
+        .get(app.url("/assets/console.0000000000.css"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+}
+
+backend_tests!(refusals);
