@@ -5,13 +5,28 @@
   "use strict";
   var grid = document.querySelector("[data-live]");
   if (!grid || !window.EventSource) return;
+  var pending = null;
+  // Someone is choosing a cancel reason or typing: keep their form until they are done.
+  function inUse() {
+    var active = document.activeElement;
+    return grid.querySelector("details[open]") ||
+      (active && active !== document.body && grid.contains(active) && active.tagName !== "BUTTON");
+  }
+  function apply() {
+    if (pending === null || inUse()) return;
+    grid.innerHTML = pending;
+    pending = null;
+    grid.removeAttribute("data-stale");
+  }
   var source = new EventSource(grid.getAttribute("data-live"));
   source.addEventListener("printers", function (e) {
-    grid.innerHTML = e.data;
-    grid.removeAttribute("data-stale");
+    pending = e.data;
+    apply();
   });
   source.onerror = function () {
     // The browser reconnects by itself; meanwhile say the view may be old.
     grid.setAttribute("data-stale", "");
   };
+  grid.addEventListener("toggle", apply, true);
+  grid.addEventListener("focusout", function () { setTimeout(apply, 0); });
 })();

@@ -1,6 +1,6 @@
 //! `/quickprint?file_id=N`: where slicers send the person after "upload and print" (OrcaSlicer
-//! opens it in the browser). The person signs in (a browser session in an HttpOnly,
-//! SameSite=Strict cookie), picks one of the printers they may use, and prints or queues the
+//! opens it in the browser). The person signs in (the browser session of `http::browser`,
+//! shared with the console), picks one of the printers they may use, and prints or queues the
 //! file through the same `print_file` rule as the Global API. A plain page for now; the web
 //! console will restyle it.
 

@@ -275,6 +275,9 @@ pub struct PrinterCard {
 
 pub struct CardJob {
     pub id: JobId,
+    /// The viewer may pause, resume and cancel it: their own job, or a printer they manage
+    /// (the rule of `job_pause` and `job_cancel`).
+    pub may_control: bool,
     pub filename: String,
     pub owner: String,
     /// From the slicer's estimate and the progress; None before the job reports progress.
@@ -289,6 +292,7 @@ pub fn cards(
     offline_after: Duration,
     now: NaiveDateTime,
 ) -> Result<Vec<PrinterCard>> {
+    let reach = reachable(conn, user)?;
     let mut printers = user_printers(conn, user, None, &[])?;
     printers.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
     let ctx = list_context(conn, &printers, offline_after)?;
@@ -308,8 +312,10 @@ pub fn cards(
                 .map(|(job, file, owner)| {
                     // A job that others may not see stays anonymous on a shared printer.
                     let visible = sees_all_jobs(user, p) || job.user_id == user.id;
+                    let manages = reach.get(&p.id) == Some(&Access::Manage);
                     CardJob {
                         id: job.id,
+                        may_control: manages || job.user_id == user.id,
                         filename: if visible {
                             file.clone()
                         } else {

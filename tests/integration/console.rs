@@ -140,6 +140,77 @@ async fn sign_in(c: &Client, app: &TestApp, email: &str) {
     wait_text(c, "h1", |t| t == "Printers").await;
 }
 
+fn job_id(print_file: &serde_json::Value) -> i64 {
+    let id = &print_file["message"]["job_id"];
+    id.as_i64()
+        .or_else(|| id.as_str().and_then(|s| s.parse().ok()))
+        .unwrap_or_else(|| panic!("no job id in {print_file}"))
+}
+
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Polls as the printer's agent, acknowledging what it gets, until `wanted` arrives.
+async fn next_command(app: &TestApp, token: &str, wanted: &str) -> serde_json::Value {
+    let mut ack: Option<i64> = None;
+    for _ in 0..100 {
+        let mut body = json!({"auth_token": token});
+        if let Some(n) = ack.take() {
+            body["command_ack"] = json!({"number": n, "result": true});
+        }
+        let cmd = app.agent("command", body).await;
+        match cmd.get("command").and_then(|c| c.as_str()) {
+            Some(name) => {
+                let n = cmd["number"].as_i64().unwrap();
+                if name == wanted {
+                    let done =
+                        json!({"auth_token": token, "command_ack": {"number": n, "result": true}});
+                    app.agent("command", done).await;
+                    return cmd;
+                }
+                ack = Some(n);
+            }
+            None => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    panic!("the agent never got {wanted}");
+}
+
+/// Signs in over plain HTTP; answers the cookie and the CSRF token of the dashboard.
+async fn http_sign_in(app: &TestApp, client: &reqwest::Client, email: &str) -> (String, String) {
+    let res = client
+        .post(app.url("/login"))
+        .form(&[("username", email), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let cookie = res.headers()["set-cookie"].to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_string();
+    let html = client
+        .get(app.url("/"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_string();
+    (cookie, csrf)
+}
+
 fn report(
     token: &str,
     state: &str,
@@ -227,6 +298,7 @@ async fn a_signed_in_admin_watches_a_printer_change_live(db: Db) {
         )
         .await;
     assert_eq!(status, 200, "{body}");
+    let job = job_id(&body);
     wait_text(c, &format!("{card} .job .file"), |t| t == "cube_20mm.gcode").await;
 
     // The agent heats up and prints; the open page follows without a reload.
@@ -247,6 +319,54 @@ async fn a_signed_in_admin_watches_a_printer_change_live(db: Db) {
     .await;
     assert_eq!(c.current_url().await.unwrap(), before);
     screenshot(c, "dashboard").await;
+
+    // Pause, resume and cancel (with a reason) from the card: each reaches the agent.
+    click(c, &format!("{card} form[action$='/pause'] button")).await;
+    next_command(&app, &token, "pause").await;
+    app.agent(
+        "command",
+        report(&token, "paused", 42.0, [60, 214], [60, 215]),
+    )
+    .await;
+    wait_text(c, &format!("{card} .badge"), |t| t == "Paused").await;
+    click(c, &format!("{card} form[action$='/resume'] button")).await;
+    next_command(&app, &token, "unpause").await;
+    app.agent(
+        "command",
+        report(&token, "printing", 43.0, [60, 214], [60, 215]),
+    )
+    .await;
+    wait_text(c, &format!("{card} .badge"), |t| t == "Printing").await;
+    click(c, &format!("{card} details.cancel summary")).await;
+    // While the person fills the form, live updates wait instead of wiping it.
+    app.agent(
+        "command",
+        report(&token, "printing", 44.0, [60, 214], [60, 215]),
+    )
+    .await;
+    let reason = c
+        .find(Locator::Css(&format!("{card} select[name=reason]")))
+        .await
+        .unwrap();
+    reason.select_by_value("print_quality").await.unwrap();
+    c.find(Locator::Css(&format!("{card} textarea[name=details]")))
+        .await
+        .unwrap()
+        .send_keys("stringing on the walls")
+        .await
+        .unwrap();
+    screenshot(c, "cancel-with-reason").await;
+    click(c, &format!("{card} form[action$='/cancel'] button")).await;
+    next_command(&app, &token, "cancel").await;
+    let stored =
+        printfarm::db::models::Job::find(&mut app.conn(), printfarm::db::models::JobId(job))
+            .unwrap()
+            .unwrap();
+    assert_eq!(stored.cancel_reason.as_deref(), Some("print_quality"));
+    assert_eq!(
+        stored.cancel_details.as_deref(),
+        Some("stringing on the walls")
+    );
 
     // An agent word the console does not know is shown as it is, readable.
     app.agent(
@@ -411,6 +531,59 @@ async fn refusals(app: &TestApp) {
         .await
         .unwrap();
     assert_eq!(res.status(), 303, "the session ended");
+
+    // A job on a printer out of the person's reach is not found, as in the API (404, not 403).
+    let admin = app.login_new_user("boss@console.test").await;
+    let (printer, token) = app.register_printer(&admin, "SN-CONSOLE-3").await;
+    app.agent("command", report(&token, "ready", 0.0, [20, 20], [0, 0]))
+        .await;
+    let cube = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/cube_20mm.gcode"
+    ))
+    .unwrap();
+    let (_, body) = app.upload(&admin, "cube_20mm.gcode", cube, &[]).await;
+    let file = body["message"]["file_id"].as_i64().unwrap().to_string();
+    let (status, body) = app
+        .post(
+            "/apiglobal/print_file",
+            &[
+                ("session", &admin),
+                ("file_id", &file),
+                ("printer_id", &printer.to_string()),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let job = job_id(&body);
+    let (member, member_csrf) = http_sign_in(app, &client, "csrf@console.test").await;
+    for action in ["pause", "resume", "cancel"] {
+        let res = client
+            .post(app.url(&format!("/jobs/{job}/{action}")))
+            .header("cookie", &member)
+            .form(&[("csrf", member_csrf.as_str()), ("reason", "other")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 404, "{action}");
+        let text = res.text().await.unwrap();
+        assert!(text.contains("not found"), "{text}");
+    }
+    // The job's owner without a reason is asked for one.
+    let (boss, boss_csrf) = http_sign_in(app, &client, "boss@console.test").await;
+    let res = client
+        .post(app.url(&format!("/jobs/{job}/cancel")))
+        .header("cookie", &boss)
+        .form(&[("csrf", boss_csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert!(res
+        .text()
+        .await
+        .unwrap()
+        .contains("Choose why the job is cancelled"));
 
     // Assets: fingerprinted, cached for a year, gzip when asked.
     let css = html

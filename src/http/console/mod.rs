@@ -13,11 +13,13 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use askama::Template;
 use futures_util::stream;
 
-use crate::db::models::{PrinterState, User};
+use crate::db::models::{JobId, PrinterState, User};
 use crate::error::Error;
 use crate::http::apiglobal::Form;
 use crate::http::browser::{self, browser_user, checked_user, csrf_token, see_other};
 use crate::http::routes::Routes;
+use crate::services::job_states::CancelReason;
+use crate::services::jobs;
 use crate::services::printers::{self, PrinterCard};
 use crate::AppState;
 
@@ -26,6 +28,9 @@ pub fn routes(r: &mut Routes) {
     r.at("/login").get(login_form).post(login);
     r.at("/logout").post(logout);
     r.at("/console/events").get(events);
+    r.at("/jobs/{job_id}/pause").post(pause_job);
+    r.at("/jobs/{job_id}/resume").post(resume_job);
+    r.at("/jobs/{job_id}/cancel").post(cancel_job);
     r.at("/assets/{file}").get(assets::serve);
 }
 
@@ -93,13 +98,33 @@ struct LoginPage {
 struct DashboardPage {
     chrome: Chrome,
     cards: Vec<CardView>,
+    csrf: String,
+    reasons: &'static [(&'static str, &'static str)],
 }
 
 #[derive(Template)]
 #[template(path = "console/cards.html")]
 struct CardsFragment {
     cards: Vec<CardView>,
+    csrf: String,
+    reasons: &'static [(&'static str, &'static str)],
 }
+
+#[derive(Template)]
+#[template(path = "console/refused.html")]
+struct RefusedPage {
+    chrome: Chrome,
+    message: String,
+}
+
+/// The cancel reasons people choose from: (code, label), as `job_cancel` takes them.
+static REASONS: std::sync::LazyLock<Vec<(&'static str, &'static str)>> =
+    std::sync::LazyLock::new(|| {
+        CancelReason::ALL
+            .iter()
+            .map(|r| (r.code(), r.label()))
+            .collect()
+    });
 
 /// A printer card, formatted for people.
 struct CardView {
@@ -112,6 +137,7 @@ struct CardView {
     nozzle: String,
     bed: String,
     percent: i64,
+    paused: bool,
     /// Progress is shown while a job runs, ours or one started at the printer.
     busy: bool,
     job: Option<JobView>,
@@ -120,6 +146,8 @@ struct CardView {
 }
 
 struct JobView {
+    id: i64,
+    may_control: bool,
     filename: String,
     owner: String,
     left: String,
@@ -192,7 +220,10 @@ fn card_view(c: PrinterCard) -> CardView {
         bed: temperature(c.item.temps.as_ref(), c.item.target_temps.as_ref(), 0),
         percent: c.item.percent,
         busy: state.is_busy() || c.job.is_some(),
+        paused: state == PrinterState::Paused,
         job: c.job.map(|j| JobView {
+            id: j.id.0,
+            may_control: j.may_control,
             filename: j.filename,
             owner: j.owner,
             left: j.seconds_left.map(duration_left).unwrap_or_default(),
@@ -232,7 +263,15 @@ async fn dashboard(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse
     };
     let chrome = Chrome::new(Some((&user, &session)), "printers");
     match card_views(&state, user).await {
-        Ok(cards) => render(StatusCode::OK, &DashboardPage { chrome, cards }),
+        Ok(cards) => render(
+            StatusCode::OK,
+            &DashboardPage {
+                chrome,
+                cards,
+                csrf: csrf_token(&session),
+                reasons: &REASONS,
+            },
+        ),
         Err(e) => e.error_response(),
     }
 }
@@ -335,15 +374,15 @@ fn sse_event(name: &str, html: &str) -> web::Bytes {
 /// Server-sent events: the signed-in person's printer cards, sent again whenever a printer
 /// changes (an agent report, a command), at most every `COALESCE`.
 async fn events(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    let Some((user, _)) = browser_user(&state, &req).await else {
+    let Some((user, session)) = browser_user(&state, &req).await else {
         return Error::Unauthenticated("Sign in first (your session ended)".into())
             .error_response();
     };
     let changes = state.notifier.changes();
-    let first = true;
+    let csrf = csrf_token(&session);
     let body = stream::unfold(
-        (state, user, changes, first),
-        |(state, user, mut changes, first)| async move {
+        (state, user, csrf, changes, true),
+        |(state, user, csrf, mut changes, first)| async move {
             if !first {
                 tokio::select! {
                     r = changes.changed() => { r.ok()?; }
@@ -353,19 +392,21 @@ async fn events(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
                 tokio::time::sleep(COALESCE).await;
                 changes.borrow_and_update();
             }
-            let chunk = match card_views(&state, user.clone()).await {
-                Ok(cards) => match (CardsFragment { cards }).render() {
-                    Ok(html) => sse_event("printers", &html),
-                    Err(e) => {
-                        tracing::error!(error = %e, "console cards template");
-                        return None;
-                    }
-                },
+            let fragment = CardsFragment {
                 // The session may have ended or the database be away: end the stream; the
                 // browser reconnects and is told.
-                Err(_) => return None,
+                cards: card_views(&state, user.clone()).await.ok()?,
+                csrf: csrf.clone(),
+                reasons: &REASONS,
             };
-            Some((Ok::<_, Error>(chunk), (state, user, changes, false)))
+            let chunk = match fragment.render() {
+                Ok(html) => sse_event("printers", &html),
+                Err(e) => {
+                    tracing::error!(error = %e, "console cards template");
+                    return None;
+                }
+            };
+            Some((Ok::<_, Error>(chunk), (state, user, csrf, changes, false)))
         },
     );
     HttpResponse::Ok()
@@ -373,6 +414,91 @@ async fn events(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header(("X-Accel-Buffering", "no"))
         .streaming(body)
+}
+
+/// A refused console action: its reason, with the status the API would answer.
+async fn refused(state: &web::Data<AppState>, req: &HttpRequest, e: Error) -> HttpResponse {
+    if matches!(
+        e,
+        Error::Internal(_) | Error::Transient | Error::Unavailable(_)
+    ) {
+        return e.error_response();
+    }
+    let me = browser_user(state, req).await;
+    let chrome = Chrome::new(me.as_ref().map(|(u, s)| (u, s.as_str())), "printers");
+    render(
+        e.status_code(),
+        &RefusedPage {
+            chrome,
+            message: e.client_message(),
+        },
+    )
+}
+
+/// A job action from a card: CSRF-checked, then the same service call as the Global API's
+/// `job_pause`, `job_unpause` and `job_cancel`; back to the dashboard when done.
+async fn job_action(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    job_id: web::Path<i64>,
+    form: Result<Form, Error>,
+    action: &'static str,
+) -> HttpResponse {
+    let outcome = async {
+        let Form(p) = form?;
+        let (user, _) = checked_user(&state, &req, p.str("csrf").unwrap_or_default()).await?;
+        let job = JobId(job_id.into_inner());
+        match action {
+            "cancel" => {
+                let reason = p
+                    .str("reason")
+                    .map(CancelReason::parse)
+                    .transpose()?
+                    .ok_or_else(|| Error::invalid("Choose why the job is cancelled"))?;
+                let details = p.str("details").map(str::to_string);
+                state
+                    .db(move |c| jobs::job_cancel(c, &user, job, Some(reason), details.as_deref()))
+                    .await
+            }
+            command => {
+                state
+                    .db(move |c| jobs::job_command(c, &user, job, command).map(|_| ()))
+                    .await
+            }
+        }
+    }
+    .await;
+    match outcome {
+        Ok(()) => see_other("/").finish(),
+        Err(e) => refused(&state, &req, e).await,
+    }
+}
+
+async fn pause_job(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    job: web::Path<i64>,
+    form: Result<Form, Error>,
+) -> HttpResponse {
+    job_action(state, req, job, form, "pause").await
+}
+
+async fn resume_job(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    job: web::Path<i64>,
+    form: Result<Form, Error>,
+) -> HttpResponse {
+    job_action(state, req, job, form, "unpause").await
+}
+
+async fn cancel_job(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    job: web::Path<i64>,
+    form: Result<Form, Error>,
+) -> HttpResponse {
+    job_action(state, req, job, form, "cancel").await
 }
 
 #[cfg(test)]

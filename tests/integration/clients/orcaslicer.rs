@@ -465,7 +465,7 @@ async fn quickprint_in_browser(app: &TestApp, host: &str, session: &str, file_id
     );
     let set_cookie = res.headers()["set-cookie"].to_str().unwrap().to_string();
     assert!(
-        set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"),
+        set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Lax"),
         "{set_cookie}"
     );
     let cookie = set_cookie.split(';').next().unwrap().to_string();
