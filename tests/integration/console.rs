@@ -140,11 +140,33 @@ async fn sign_in(c: &Client, app: &TestApp, email: &str) {
     wait_text(c, "h1", |t| t == "Printers").await;
 }
 
-fn job_id(print_file: &serde_json::Value) -> i64 {
-    let id = &print_file["message"]["job_id"];
+/// Uploads the sample cube's G-code and prints it on `printer` through the Global API;
+/// answers the job's id.
+async fn print_cube(app: &TestApp, session: &str, printer: i64) -> i64 {
+    let cube = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/cube_20mm.gcode"
+    ))
+    .unwrap();
+    let (status, body) = app.upload(session, "cube_20mm.gcode", cube, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let file = body["message"]["file_id"].as_i64().unwrap().to_string();
+    let printer = printer.to_string();
+    let (status, body) = app
+        .post(
+            "/apiglobal/print_file",
+            &[
+                ("session", session),
+                ("file_id", &file),
+                ("printer_id", &printer),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let id = &body["message"]["job_id"];
     id.as_i64()
         .or_else(|| id.as_str().and_then(|s| s.parse().ok()))
-        .unwrap_or_else(|| panic!("no job id in {print_file}"))
+        .unwrap_or_else(|| panic!("no job id in {body}"))
 }
 
 async fn click(c: &Client, css: &str) {
@@ -279,26 +301,7 @@ async fn a_signed_in_admin_watches_a_printer_change_live(db: Db) {
     assert_eq!(nozzle, "23 °C");
 
     // A print through the Global API shows on the card at once.
-    let cube = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/fixtures/cube_20mm.gcode"
-    ))
-    .unwrap();
-    let (status, body) = app.upload(&session, "cube_20mm.gcode", cube, &[]).await;
-    assert_eq!(status, 200, "{body}");
-    let file = body["message"]["file_id"].as_i64().unwrap().to_string();
-    let (status, body) = app
-        .post(
-            "/apiglobal/print_file",
-            &[
-                ("session", &session),
-                ("file_id", &file),
-                ("printer_id", &printer.to_string()),
-            ],
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let job = job_id(&body);
+    let job = print_cube(&app, &session, printer).await;
     wait_text(c, &format!("{card} .job .file"), |t| t == "cube_20mm.gcode").await;
 
     // The agent heats up and prints; the open page follows without a reload.
@@ -537,25 +540,7 @@ async fn refusals(app: &TestApp) {
     let (printer, token) = app.register_printer(&admin, "SN-CONSOLE-3").await;
     app.agent("command", report(&token, "ready", 0.0, [20, 20], [0, 0]))
         .await;
-    let cube = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/fixtures/cube_20mm.gcode"
-    ))
-    .unwrap();
-    let (_, body) = app.upload(&admin, "cube_20mm.gcode", cube, &[]).await;
-    let file = body["message"]["file_id"].as_i64().unwrap().to_string();
-    let (status, body) = app
-        .post(
-            "/apiglobal/print_file",
-            &[
-                ("session", &admin),
-                ("file_id", &file),
-                ("printer_id", &printer.to_string()),
-            ],
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let job = job_id(&body);
+    let job = print_cube(app, &admin, printer).await;
     let (member, member_csrf) = http_sign_in(app, &client, "csrf@console.test").await;
     for action in ["pause", "resume", "cancel"] {
         let res = client
@@ -584,6 +569,18 @@ async fn refusals(app: &TestApp) {
         .await
         .unwrap()
         .contains("Choose why the job is cancelled"));
+    let res = client
+        .post(app.url(&format!("/jobs/{job}/explode")))
+        .header("cookie", &boss)
+        .form(&[("csrf", boss_csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        404,
+        "only pause, resume and cancel are actions"
+    );
 
     // Assets: fingerprinted, cached for a year, gzip when asked.
     let css = html

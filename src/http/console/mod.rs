@@ -28,9 +28,8 @@ pub fn routes(r: &mut Routes) {
     r.at("/login").get(login_form).post(login);
     r.at("/logout").post(logout);
     r.at("/console/events").get(events);
-    r.at("/jobs/{job_id}/pause").post(pause_job);
-    r.at("/jobs/{job_id}/resume").post(resume_job);
-    r.at("/jobs/{job_id}/cancel").post(cancel_job);
+    // pause, resume or cancel
+    r.at("/jobs/{job_id}/{action}").post(job_action);
     r.at("/assets/{file}").get(assets::serve);
 }
 
@@ -435,36 +434,40 @@ async fn refused(state: &web::Data<AppState>, req: &HttpRequest, e: Error) -> Ht
     )
 }
 
-/// A job action from a card: CSRF-checked, then the same service call as the Global API's
-/// `job_pause`, `job_unpause` and `job_cancel`; back to the dashboard when done.
+/// A job action from a card (`pause`, `resume`, `cancel`): CSRF-checked, then the same
+/// service call as the Global API's `job_pause`, `job_unpause` and `job_cancel`; back to the
+/// dashboard when done.
 async fn job_action(
     state: web::Data<AppState>,
     req: HttpRequest,
-    job_id: web::Path<i64>,
+    path: web::Path<(i64, String)>,
     form: Result<Form, Error>,
-    action: &'static str,
 ) -> HttpResponse {
+    let (job, action) = path.into_inner();
     let outcome = async {
+        let command = match action.as_str() {
+            "pause" => "pause",
+            "resume" => "unpause",
+            "cancel" => "cancel",
+            _ => return Err(Error::not_found("No such job action")),
+        };
         let Form(p) = form?;
         let (user, _) = checked_user(&state, &req, p.str("csrf").unwrap_or_default()).await?;
-        let job = JobId(job_id.into_inner());
-        match action {
-            "cancel" => {
-                let reason = p
-                    .str("reason")
-                    .map(CancelReason::parse)
-                    .transpose()?
-                    .ok_or_else(|| Error::invalid("Choose why the job is cancelled"))?;
-                let details = p.str("details").map(str::to_string);
-                state
-                    .db(move |c| jobs::job_cancel(c, &user, job, Some(reason), details.as_deref()))
-                    .await
-            }
-            command => {
-                state
-                    .db(move |c| jobs::job_command(c, &user, job, command).map(|_| ()))
-                    .await
-            }
+        let job = JobId(job);
+        if command == "cancel" {
+            let reason = p
+                .str("reason")
+                .map(CancelReason::parse)
+                .transpose()?
+                .ok_or_else(|| Error::invalid("Choose why the job is cancelled"))?;
+            let details = p.str("details").map(str::to_string);
+            state
+                .db(move |c| jobs::job_cancel(c, &user, job, Some(reason), details.as_deref()))
+                .await
+        } else {
+            state
+                .db(move |c| jobs::job_command(c, &user, job, command).map(|_| ()))
+                .await
         }
     }
     .await;
@@ -472,33 +475,6 @@ async fn job_action(
         Ok(()) => see_other("/").finish(),
         Err(e) => refused(&state, &req, e).await,
     }
-}
-
-async fn pause_job(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    job: web::Path<i64>,
-    form: Result<Form, Error>,
-) -> HttpResponse {
-    job_action(state, req, job, form, "pause").await
-}
-
-async fn resume_job(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    job: web::Path<i64>,
-    form: Result<Form, Error>,
-) -> HttpResponse {
-    job_action(state, req, job, form, "unpause").await
-}
-
-async fn cancel_job(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    job: web::Path<i64>,
-    form: Result<Form, Error>,
-) -> HttpResponse {
-    job_action(state, req, job, form, "cancel").await
 }
 
 #[cfg(test)]
