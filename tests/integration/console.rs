@@ -500,6 +500,16 @@ async fn refusals(app: &TestApp) {
         "{csp}"
     );
     let html = page.text().await.unwrap();
+    // A live view follows the session: signing out (below) ends it.
+    let mut live = client
+        .get(app.url("/console/events"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
+    let first = live.chunk().await.unwrap().unwrap();
+    assert!(first.starts_with(b"event: printers\n"), "{first:?}");
     let res = client
         .post(app.url("/logout"))
         .header("cookie", &session)
@@ -534,6 +544,12 @@ async fn refusals(app: &TestApp) {
         .await
         .unwrap();
     assert_eq!(res.status(), 303, "the session ended");
+    // The open stream ends at its next update (at most the 5 s refresh, plus the merge delay).
+    let ended = tokio::time::timeout(Duration::from_secs(15), async {
+        while let Some(_chunk) = live.chunk().await.unwrap() {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the live view outlived its session");
 
     // A job on a printer out of the person's reach is not found, as in the API (404, not 403).
     let admin = app.login_new_user("boss@console.test").await;

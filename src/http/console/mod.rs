@@ -19,8 +19,8 @@ use crate::http::apiglobal::Form;
 use crate::http::browser::{self, browser_user, checked_user, csrf_token, see_other};
 use crate::http::routes::Routes;
 use crate::services::job_states::CancelReason;
-use crate::services::jobs;
 use crate::services::printers::{self, PrinterCard};
+use crate::services::{jobs, sessions};
 use crate::AppState;
 
 pub fn routes(r: &mut Routes) {
@@ -373,15 +373,15 @@ fn sse_event(name: &str, html: &str) -> web::Bytes {
 /// Server-sent events: the signed-in person's printer cards, sent again whenever a printer
 /// changes (an agent report, a command), at most every `COALESCE`.
 async fn events(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    let Some((user, session)) = browser_user(&state, &req).await else {
+    let Some((_, session)) = browser_user(&state, &req).await else {
         return Error::Unauthenticated("Sign in first (your session ended)".into())
             .error_response();
     };
     let changes = state.notifier.changes();
     let csrf = csrf_token(&session);
     let body = stream::unfold(
-        (state, user, csrf, changes, true),
-        |(state, user, csrf, mut changes, first)| async move {
+        (state, session, csrf, changes, true),
+        |(state, session, csrf, mut changes, first)| async move {
             if !first {
                 tokio::select! {
                     r = changes.changed() => { r.ok()?; }
@@ -391,10 +391,17 @@ async fn events(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
                 tokio::time::sleep(COALESCE).await;
                 changes.borrow_and_update();
             }
+            // The session is checked again for every update: a signed-out or expired session
+            // (or a disabled account) ends the stream, and the browser reconnecting is told.
+            let policy = state.session_policy.clone();
+            let token = session.clone();
+            let user = state
+                .db(move |c| sessions::authenticate(c, &policy, &token).map(|a| a.user))
+                .await
+                .ok()?;
             let fragment = CardsFragment {
-                // The session may have ended or the database be away: end the stream; the
-                // browser reconnects and is told.
-                cards: card_views(&state, user.clone()).await.ok()?,
+                // The database may be away: end the stream; the browser reconnects.
+                cards: card_views(&state, user).await.ok()?,
                 csrf: csrf.clone(),
                 reasons: &REASONS,
             };
@@ -405,7 +412,10 @@ async fn events(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
                     return None;
                 }
             };
-            Some((Ok::<_, Error>(chunk), (state, user, csrf, changes, false)))
+            Some((
+                Ok::<_, Error>(chunk),
+                (state, session, csrf, changes, false),
+            ))
         },
     );
     HttpResponse::Ok()
