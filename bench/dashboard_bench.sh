@@ -53,7 +53,7 @@ first_loads() {
         local t0 t1
         t0="$(date +%s%N)"
         curl -fsS -o /dev/null -H "Cookie: $cookie" "$BASE/"
-        curl -fsS -o /dev/null -H 'Accept-Encoding: gzip' "$BASE$css" "$BASE$js"
+        curl -fsS -o /dev/null -o /dev/null -H 'Accept-Encoding: gzip' "$BASE$css" "$BASE$js"
         t1="$(date +%s%N)"
         times+=($(((t1 - t0) / 1000000)))
     done
