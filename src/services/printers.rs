@@ -292,8 +292,10 @@ pub fn cards(
     offline_after: Duration,
     now: NaiveDateTime,
 ) -> Result<Vec<PrinterCard>> {
+    // The reach once: it is both the list (as `user_printers` without filters) and who manages.
     let reach = reachable(conn, user)?;
-    let mut printers = user_printers(conn, user, None, &[])?;
+    let ids: Vec<PrinterId> = reach.keys().copied().collect();
+    let mut printers = Printer::by_ids(conn, &ids)?;
     printers.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
     let ctx = list_context(conn, &printers, offline_after)?;
     let busy: Vec<JobId> = printers.iter().filter_map(|p| p.current_job_id).collect();
@@ -301,7 +303,6 @@ pub fn cards(
         .into_iter()
         .map(|row| (row.0.id, row))
         .collect();
-    let ids: Vec<PrinterId> = printers.iter().map(|p| p.id).collect();
     let queues: BTreeMap<PrinterId, i64> = read::queue_lengths(conn, &ids)?.into_iter().collect();
     Ok(printers
         .iter()

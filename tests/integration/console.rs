@@ -115,22 +115,21 @@ async fn wait_text(c: &Client, css: &str, ok: impl Fn(&str) -> bool) -> String {
     }
 }
 
+async fn type_into(c: &Client, id: &str, text: &str) {
+    c.find(Locator::Id(id))
+        .await
+        .unwrap()
+        .send_keys(text)
+        .await
+        .unwrap();
+}
+
 async fn sign_in(c: &Client, app: &TestApp, email: &str) {
     c.goto(&app.url("/")).await.unwrap();
     // Not signed in: the dashboard sends the browser to the sign-in form.
     assert!(c.current_url().await.unwrap().path().starts_with("/login"));
-    c.find(Locator::Id("username"))
-        .await
-        .unwrap()
-        .send_keys(email)
-        .await
-        .unwrap();
-    c.find(Locator::Id("password"))
-        .await
-        .unwrap()
-        .send_keys(PASSWORD)
-        .await
-        .unwrap();
+    type_into(c, "username", email).await;
+    type_into(c, "password", PASSWORD).await;
     c.find(Locator::Css("form[action='/login'] button[type=submit]"))
         .await
         .unwrap()
@@ -264,18 +263,8 @@ async fn a_signed_in_admin_watches_a_printer_change_live(db: Db) {
 
     // A wrong password stays on the form with the reason and the email kept.
     c.goto(&app.url("/login")).await.unwrap();
-    c.find(Locator::Id("username"))
-        .await
-        .unwrap()
-        .send_keys(admin)
-        .await
-        .unwrap();
-    c.find(Locator::Id("password"))
-        .await
-        .unwrap()
-        .send_keys("wrong")
-        .await
-        .unwrap();
+    type_into(c, "username", admin).await;
+    type_into(c, "password", "wrong").await;
     c.find(Locator::Css("button[type=submit]"))
         .await
         .unwrap()
@@ -596,6 +585,18 @@ async fn refusals(app: &TestApp) {
         res.status(),
         404,
         "only pause, resume and cancel are actions"
+    );
+    let res = client
+        .post(app.url(&format!("/jobs/{job}/pause")))
+        .header("cookie", &boss)
+        .form(&[("csrf", "0000")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        403,
+        "a job action without the page's token is refused"
     );
 
     // Assets: fingerprinted, cached for a year, gzip when asked.

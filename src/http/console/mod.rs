@@ -92,6 +92,24 @@ struct LoginPage {
     next: String,
 }
 
+/// The sign-in form, with a refusal's reason and the email kept when there was one.
+fn login_page(
+    status: StatusCode,
+    message: Option<String>,
+    email: String,
+    next: String,
+) -> HttpResponse {
+    render(
+        status,
+        &LoginPage {
+            chrome: Chrome::new(None, ""),
+            message,
+            email,
+            next,
+        },
+    )
+}
+
 #[derive(Template)]
 #[template(path = "console/dashboard.html")]
 struct DashboardPage {
@@ -286,15 +304,7 @@ async fn login_form(state: web::Data<AppState>, req: HttpRequest) -> HttpRespons
     if browser_user(&state, &req).await.is_some() {
         return see_other(&next).finish();
     }
-    render(
-        StatusCode::OK,
-        &LoginPage {
-            chrome: Chrome::new(None, ""),
-            message: None,
-            email: String::new(),
-            next,
-        },
-    )
+    login_page(StatusCode::OK, None, String::new(), next)
 }
 
 async fn login(
@@ -318,15 +328,7 @@ async fn login(
             if matches!(e, Error::Internal(_)) {
                 return e.error_response();
             }
-            render(
-                e.status_code(),
-                &LoginPage {
-                    chrome: Chrome::new(None, ""),
-                    message: Some(e.client_message()),
-                    email,
-                    next,
-                },
-            )
+            login_page(e.status_code(), Some(e.client_message()), email, next)
         }
     }
 }
