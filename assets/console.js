@@ -1,32 +1,101 @@
-// The console's only script: live printer cards. The server sends the cards' HTML (rendered
-// and escaped like the page) whenever a printer changes; without JavaScript the page still
-// works and shows the state at load time.
+// The console's only script. Everything works without it; it adds live printer cards
+// (server-sent events), upload progress, and times in the viewer's time zone.
 (function () {
   "use strict";
+
+  // Times: the page carries UTC; show them as the viewer's clock reads.
+  function localTimes(root) {
+    var format = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+    root.querySelectorAll("time[datetime]").forEach(function (t) {
+      var d = new Date(t.getAttribute("datetime"));
+      if (!isNaN(d)) {
+        t.title = t.textContent;
+        t.textContent = format.format(d);
+      }
+    });
+  }
+  localTimes(document);
+
+  // Live printer cards: the server sends the cards' HTML (rendered and escaped like the page)
+  // whenever a printer changes.
   var grid = document.querySelector("[data-live]");
-  if (!grid || !window.EventSource) return;
-  var pending = null;
-  // Someone is choosing a cancel reason or typing: keep their form until they are done.
-  function inUse() {
-    var active = document.activeElement;
-    return grid.querySelector("details[open]") ||
-      (active && active !== document.body && grid.contains(active) && active.tagName !== "BUTTON");
+  if (grid && window.EventSource) {
+    var pending = null;
+    // Someone is choosing a cancel reason or typing: keep their form until they are done.
+    var inUse = function () {
+      var active = document.activeElement;
+      return grid.querySelector("details[open]") ||
+        (active && active !== document.body && grid.contains(active) && active.tagName !== "BUTTON");
+    };
+    var apply = function () {
+      if (pending === null || inUse()) return;
+      grid.innerHTML = pending;
+      pending = null;
+      grid.removeAttribute("data-stale");
+      localTimes(grid);
+    };
+    var source = new EventSource(grid.getAttribute("data-live"));
+    source.addEventListener("printers", function (e) {
+      pending = e.data;
+      apply();
+    });
+    source.onerror = function () {
+      // The browser reconnects by itself; meanwhile say the view may be old.
+      grid.setAttribute("data-stale", "");
+    };
+    grid.addEventListener("toggle", apply, true);
+    grid.addEventListener("focusout", function () { setTimeout(apply, 0); });
   }
-  function apply() {
-    if (pending === null || inUse()) return;
-    grid.innerHTML = pending;
-    pending = null;
-    grid.removeAttribute("data-stale");
-  }
-  var source = new EventSource(grid.getAttribute("data-live"));
-  source.addEventListener("printers", function (e) {
-    pending = e.data;
-    apply();
+
+  // Uploads with a progress bar; the server's answer decides (a refusal's reason is shown).
+  document.querySelectorAll("form[data-upload]").forEach(function (form) {
+    var bar = form.querySelector(".upload-progress");
+    var status = form.querySelector(".upload-status");
+    var input = form.querySelector("input[type=file]");
+    var button = form.querySelector("button[type=submit]");
+    var max = Number(form.getAttribute("data-max-bytes")) || Infinity;
+    function say(text, bad) {
+      status.textContent = text;
+      status.classList.toggle("bad", !!bad);
+    }
+    form.addEventListener("submit", function (e) {
+      e.preventDefault();
+      var file = input.files[0];
+      if (!file) return;
+      if (file.size > max) {
+        say(file.name + " is larger than this server accepts.", true);
+        return;
+      }
+      var xhr = new XMLHttpRequest();
+      xhr.open("POST", form.action);
+      xhr.upload.addEventListener("progress", function (p) {
+        if (p.lengthComputable) {
+          bar.value = Math.round(100 * p.loaded / p.total);
+          say("Uploading " + file.name + ": " + bar.value + " %");
+        }
+      });
+      xhr.upload.addEventListener("load", function () { say("Checking " + file.name + "…"); });
+      xhr.addEventListener("load", function () {
+        if (xhr.status >= 200 && xhr.status < 300) {
+          window.location.assign(xhr.responseURL);
+          return;
+        }
+        var doc = new DOMParser().parseFromString(xhr.responseText, "text/html");
+        var reason = doc.querySelector("[role=alert]");
+        say(reason ? reason.textContent : "The upload was refused (" + xhr.status + ").", true);
+        button.disabled = false;
+        bar.hidden = true;
+      });
+      xhr.addEventListener("error", function () {
+        say("The upload was interrupted. Check the connection and try again.", true);
+        button.disabled = false;
+        bar.hidden = true;
+      });
+      bar.hidden = false;
+      bar.value = 0;
+      button.disabled = true;
+      say("Uploading " + file.name + "…");
+      xhr.send(new FormData(form));
+    });
   });
-  source.onerror = function () {
-    // The browser reconnects by itself; meanwhile say the view may be old.
-    grid.setAttribute("data-stale", "");
-  };
-  grid.addEventListener("toggle", apply, true);
-  grid.addEventListener("focusout", function () { setTimeout(apply, 0); });
 })();

@@ -57,15 +57,22 @@ fn session_token(req: &HttpRequest) -> Option<String> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(|s| s.trim().to_string());
-    from_header.or_else(|| {
-        url::form_urlencoded::parse(req.query_string().as_bytes())
-            .find(|(k, _)| k == "session")
-            .map(|(_, v)| v.into_owned())
-    })
+    from_header
+        .or_else(|| {
+            url::form_urlencoded::parse(req.query_string().as_bytes())
+                .find(|(k, _)| k == "session")
+                .map(|(_, v)| v.into_owned())
+        })
+        // The console's pages show previews with the browser's session (a GET: SameSite=Lax
+        // keeps the cookie off other sites' images).
+        .or_else(|| {
+            req.cookie(crate::http::browser::COOKIE)
+                .map(|c| c.value().to_string())
+        })
 }
 
-/// The owner downloads their file with a session (`Authorization: Bearer <session>` or
-/// `?session=`). Answers Content-Length, Accept-Ranges, and 206 for a `Range`.
+/// The owner downloads their file with a session (`Authorization: Bearer <session>`,
+/// `?session=` or the console's cookie). Answers Content-Length, Accept-Ranges, and 206 for a `Range`.
 async fn download(
     state: web::Data<AppState>,
     req: HttpRequest,

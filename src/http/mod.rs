@@ -11,7 +11,6 @@ pub mod metrics;
 mod noauth;
 pub mod openapi;
 mod printer;
-pub mod quickprint;
 pub mod routes;
 pub mod upload;
 pub(crate) mod v1;
@@ -33,7 +32,6 @@ fn routes(r: &mut Routes) {
     r.route(Method::GET, "/metrics", metrics::export);
     apiglobal::routes(r);
     noauth::routes(r);
-    quickprint::routes(r);
     files::routes(r);
     printer::routes(r);
     camera::routes(r);

@@ -139,7 +139,12 @@ const FIT_TOLERANCE_MM: f64 = 1e-3;
 
 /// Fits a mesh in a build volume (x, y, z in mm), trying the model as is and rotated 90° about Z.
 pub fn fits(analysis: &MeshAnalysis, volume: [f64; 3]) -> bool {
-    let [sx, sy, sz] = analysis.size;
+    fits_size(analysis.size, volume)
+}
+
+/// Fits an extent (x, y, z in mm) in a build volume, as is or rotated 90° about Z.
+pub fn fits_size(size: [f64; 3], volume: [f64; 3]) -> bool {
+    let [sx, sy, sz] = size;
     let [vx, vy, vz] = volume;
     let le = |a: f64, b: f64| a <= b + FIT_TOLERANCE_MM;
     if !le(sz, vz) {

@@ -24,7 +24,7 @@ pub struct Offer {
     pub choices: Vec<Choice>,
 }
 
-/// The caller's own printable G-code file and the printers it may be sent to (same printer
+/// The caller's own file and the printers it may be sent to when it is printable G-code (same printer
 /// type when both are known), best access first, then by name.
 pub fn offer(
     conn: &mut DbConn,
@@ -35,10 +35,12 @@ pub fn offer(
 ) -> Result<Offer> {
     let file = StoredFile::find_owned(conn, user.id, file_id)?
         .ok_or_else(|| Error::not_found(format!("File {file_id} not found")))?;
+    // A model is sliced before it prints: nowhere to send it yet.
     if !file.is_printable() {
-        return Err(Error::invalid(format!(
-            "File {file_id} is not a printable G-code file"
-        )));
+        return Ok(Offer {
+            file,
+            choices: Vec::new(),
+        });
     }
     let reach = printers::reachable(conn, user)?;
     let ids: Vec<PrinterId> = reach.keys().copied().collect();
@@ -70,4 +72,49 @@ pub fn offer(
 /// The person's most recent files (their own only), newest first.
 pub fn recent_files(conn: &mut DbConn, user: &User) -> Result<Vec<StoredFile>> {
     Ok(StoredFile::recent_of(conn, user.id, 200)?)
+}
+
+/// The build volume (x, y, z in mm) of a catalogue type, from its `printer_parameters`.
+fn build_volume(t: &PrinterType) -> Option<[f64; 3]> {
+    let params: serde_json::Value = serde_json::from_str(&t.printer_parameters).ok()?;
+    let dim = |k: &str| -> Option<f64> {
+        let v = params.get(k)?;
+        v.as_f64()
+            .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+            .filter(|d| *d > 0.0)
+    };
+    Some([dim("x")?, dim("y")?, dim("z")?])
+}
+
+/// The extent (x, y, z in mm) of what a file prints: the model's size, or the G-code's
+/// extruding moves. None when the file carries no analysis.
+pub fn extent(file: &StoredFile) -> Option<[f64; 3]> {
+    let analysis = file.analysis.as_deref()?;
+    if file.kind.is_model() {
+        let m: crate::mesh::MeshAnalysis = serde_json::from_str(analysis).ok()?;
+        Some(m.size)
+    } else {
+        let g: crate::gcode::GcodeAnalysis = serde_json::from_str(analysis).ok()?;
+        let size = std::array::from_fn(|i| (g.bounds_max[i] - g.bounds_min[i]).max(0.0));
+        Some(size)
+    }
+}
+
+/// The non-industrial printer types whose build volume holds the file (turned a quarter on
+/// the bed if need be, as a slicer may), by name; and how many types there are.
+pub fn fitting_types(conn: &mut DbConn, file: &StoredFile) -> Result<(Vec<PrinterType>, usize)> {
+    let all: Vec<PrinterType> = PrinterType::all(conn)?
+        .into_iter()
+        .filter(|t| !t.industrial)
+        .collect();
+    let count = all.len();
+    let Some(size) = extent(file) else {
+        return Ok((Vec::new(), count));
+    };
+    let mut types: Vec<PrinterType> = all
+        .into_iter()
+        .filter(|t| build_volume(t).is_some_and(|v| crate::mesh::fits_size(size, v)))
+        .collect();
+    types.sort_by(|a, b| a.description.cmp(&b.description));
+    Ok((types, count))
 }

@@ -14,7 +14,11 @@ use crate::common::{Db, TestApp, PASSWORD};
 backend_cases!(
     a_signed_in_admin_watches_a_printer_change_live,
     a_member_sees_only_printers_they_may_use,
+    a_member_uploads_a_gcode_and_prints_it,
 );
+
+/// The browsers' time zone: far from UTC, so times shown in UTC would be caught.
+const VIEWER_TZ: &str = "America/Sao_Paulo";
 
 struct Browser {
     client: Client,
@@ -55,6 +59,7 @@ async fn browser(width: u32, height: u32) -> Option<Browser> {
         .port();
     let child = Command::new(driver)
         .arg(format!("--port={port}"))
+        .env("TZ", VIEWER_TZ)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -427,6 +432,130 @@ async fn a_member_sees_only_printers_they_may_use(db: Db) {
     app.stop().await;
 }
 
+async fn a_member_uploads_a_gcode_and_prints_it(db: Db) {
+    let Some(app) = TestApp::start(db, &[]).await else {
+        return;
+    };
+    let Some(b) = browser(1280, 900).await else {
+        app.stop().await;
+        return;
+    };
+    let c = &b.client;
+    let maker = "maker@console.test";
+    let session = app.login_new_user(maker).await;
+    let (printer, token) = app.register_printer(&session, "SN-CONSOLE-4").await;
+    app.agent("command", report(&token, "ready", 0.0, [22, 22], [0, 0]))
+        .await;
+    sign_in(c, &app, maker).await;
+    click(c, "nav a[href='/myfiles']").await;
+    wait_text(c, ".empty h2", |t| t == "No files yet").await;
+
+    // A file that is not something a printer or the slicer takes: the reason, on the page.
+    let dir = tempfile::tempdir().unwrap();
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, "not a print").unwrap();
+    c.find(Locator::Id("file"))
+        .await
+        .unwrap()
+        .send_keys(notes.to_str().unwrap())
+        .await
+        .unwrap();
+    click(c, "form[data-upload] button[type=submit]").await;
+    let refusal = wait_text(c, ".upload-status.bad", |t| !t.is_empty()).await;
+    assert!(refusal.contains("unsupported file type 'txt'"), "{refusal}");
+    screenshot(c, "upload-refused").await;
+
+    // The sample cube: uploaded with the progress bar, then its own page with the preview.
+    let cube = dir.path().join("cube_20mm.gcode");
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/cube_20mm.gcode"),
+        &cube,
+    )
+    .unwrap();
+    c.find(Locator::Id("file"))
+        .await
+        .unwrap()
+        .send_keys(cube.to_str().unwrap())
+        .await
+        .unwrap();
+    click(c, "form[data-upload] button[type=submit]").await;
+    wait_text(c, "h1", |t| t == "cube_20mm.gcode").await;
+    assert_eq!(c.current_url().await.unwrap().path(), "/quickprint");
+    let loaded = c
+        .execute(
+            "const i = document.querySelector('.preview img'); \
+             return i && i.complete ? i.naturalWidth : 0;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(loaded.as_u64().unwrap_or(0) >= 256, "preview: {loaded}");
+    let facts = wait_text(c, ".facts", |t| t.contains("Print time")).await;
+    assert!(
+        facts.contains("Filament") && facts.contains("Fits"),
+        "{facts}"
+    );
+    // The upload time in the viewer's zone, with UTC kept in the title.
+    let shown = c.find(Locator::Css("main time")).await.unwrap();
+    let utc = shown.attr("title").await.unwrap().unwrap_or_default();
+    assert!(utc.ends_with("UTC"), "{utc}");
+    assert_ne!(shown.text().await.unwrap(), utc);
+    screenshot(c, "file").await;
+
+    // Print it on the only printer, which the page offers ready.
+    let choice = wait_text(c, ".choice", |t| {
+        t.contains("SN-CONSOLE-4") || !t.is_empty()
+    })
+    .await;
+    assert!(choice.contains("Ready"), "{choice}");
+    click(c, "button[value=print]").await;
+    let notice = wait_text(c, ".notice", |t| !t.is_empty()).await;
+    assert!(notice.contains("is starting on"), "{notice}");
+    let (_, jobs) = app
+        .post(
+            "/apiglobal/get_printer_jobs",
+            &[
+                ("session", session.as_str()),
+                ("printer_id", &printer.to_string()),
+            ],
+        )
+        .await;
+    assert_eq!(jobs["message"][0]["filename"], "cube_20mm.gcode", "{jobs}");
+    click(c, "nav a[href='/']").await;
+    wait_text(
+        c,
+        &format!("article[data-printer='{printer}'] .job .file"),
+        |t| t == "cube_20mm.gcode",
+    )
+    .await;
+
+    // The files list: the cube with its thumbnail and a way to print it again.
+    click(c, "nav a[href='/myfiles']").await;
+    let row = wait_text(c, ".file-row", |t| t.contains("cube_20mm.gcode")).await;
+    assert!(row.contains("GCODE") && row.contains("Print"), "{row}");
+    screenshot(c, "files").await;
+    b.close().await;
+
+    if let Some(phone) = browser(390, 844).await {
+        sign_in(&phone.client, &app, maker).await;
+        phone.client.goto(&app.url("/myfiles")).await.unwrap();
+        wait_text(&phone.client, ".file-row", |t| t.contains("cube_20mm")).await;
+        screenshot(&phone.client, "files-phone").await;
+        phone
+            .client
+            .find(Locator::Css(".file-row a.name"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_text(&phone.client, "h1", |t| t == "cube_20mm.gcode").await;
+        screenshot(&phone.client, "file-phone").await;
+        phone.close().await;
+    }
+    app.stop().await;
+}
+
 /// The console's refusals, over plain HTTP: no session, a forged session, a sign-out without the
 /// page's CSRF token, and a sign-in that would send the person to another site.
 async fn refusals(app: &TestApp) {
@@ -598,6 +727,67 @@ async fn refusals(app: &TestApp) {
         403,
         "a job action without the page's token is refused"
     );
+
+    // Uploads: the browser's session and the page's token, checked before anything is kept.
+    let gcode = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/cube_20mm.gcode"
+    ))
+    .unwrap();
+    let upload = |cookie: Option<&str>, csrf: &str| {
+        let form = reqwest::multipart::Form::new()
+            .text("csrf", csrf.to_string())
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(gcode.clone()).file_name("cube.gcode"),
+            );
+        let mut req = client.post(app.url("/myfiles")).multipart(form);
+        if let Some(c) = cookie {
+            req = req.header("cookie", c);
+        }
+        req.send()
+    };
+    let files_before: i64 = {
+        use diesel::prelude::*;
+        printfarm::db::schema::files::table
+            .count()
+            .get_result(&mut *app.conn())
+            .unwrap()
+    };
+    assert_eq!(upload(None, &boss_csrf).await.unwrap().status(), 401);
+    assert_eq!(upload(Some(&boss), "0000").await.unwrap().status(), 403);
+    let files_after: i64 = {
+        use diesel::prelude::*;
+        printfarm::db::schema::files::table
+            .count()
+            .get_result(&mut *app.conn())
+            .unwrap()
+    };
+    assert_eq!(files_before, files_after, "a refused upload left a file");
+    let res = upload(Some(&boss), &boss_csrf).await.unwrap();
+    assert_eq!(res.status(), 303);
+    let page = res.headers()["location"].to_str().unwrap().to_string();
+    assert!(page.starts_with("/quickprint?file_id="), "{page}");
+    // Another person's file is not found; the file page of a bad id is a clear 400.
+    let res = client
+        .get(app.url(&page))
+        .header("cookie", &member)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    let res = client
+        .get(app.url("/quickprint?file_id=-3"))
+        .header("cookie", &member)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert!(res
+        .text()
+        .await
+        .unwrap()
+        .contains("file_id must be a file id"));
 
     // Assets: fingerprinted, cached for a year, gzip when asked.
     let css = html

@@ -4,6 +4,7 @@
 //! same person: the pages call the services, never a copy of a rule.
 
 mod assets;
+mod files;
 
 use std::time::Duration;
 
@@ -20,7 +21,7 @@ use crate::http::browser::{self, browser_user, checked_user, csrf_token, see_oth
 use crate::http::routes::Routes;
 use crate::services::job_states::CancelReason;
 use crate::services::printers::{self, PrinterCard};
-use crate::services::{jobs, sessions};
+use crate::services::{auth, jobs, login_tokens, sessions};
 use crate::AppState;
 
 pub fn routes(r: &mut Routes) {
@@ -31,6 +32,10 @@ pub fn routes(r: &mut Routes) {
     // pause, resume or cancel
     r.at("/jobs/{job_id}/{action}").post(job_action);
     r.at("/assets/{file}").get(assets::serve);
+    files::routes(r);
+    r.at("/noauth/login_with_auth_token/{token}")
+        .get(browser_link_form)
+        .post(browser_link_sign_in);
 }
 
 /// Scripts and styles only from here, no inline script, no framing, forms post back here.
@@ -48,7 +53,7 @@ fn html(status: StatusCode, body: String) -> HttpResponse {
         .body(body)
 }
 
-fn render(status: StatusCode, t: &impl Template) -> HttpResponse {
+pub(super) fn render(status: StatusCode, t: &impl Template) -> HttpResponse {
     match t.render() {
         Ok(body) => html(status, body),
         Err(e) => Error::internal(format!("template: {e}")).error_response(),
@@ -70,7 +75,7 @@ pub struct Chrome {
 }
 
 impl Chrome {
-    fn new(me: Option<(&User, &str)>, nav: &'static str) -> Chrome {
+    pub(super) fn new(me: Option<(&User, &str)>, nav: &'static str) -> Chrome {
         Chrome {
             me: me.map(|(u, session)| Me {
                 email: u.email.clone(),
@@ -79,6 +84,22 @@ impl Chrome {
             css: assets::url("console.css"),
             js: assets::url("console.js"),
             nav,
+        }
+    }
+}
+
+/// A moment shown in the viewer's time zone: the page carries UTC (`datetime`, and as text
+/// for browsers without scripts); the console script rewrites the text in local time.
+pub struct Stamp {
+    pub iso: String,
+    pub text: String,
+}
+
+impl Stamp {
+    pub fn new(at: chrono::NaiveDateTime) -> Stamp {
+        Stamp {
+            iso: at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            text: at.format("%Y-%m-%d %H:%M UTC").to_string(),
         }
     }
 }
@@ -171,7 +192,7 @@ struct JobView {
 }
 
 /// The label and colour of a state; unknown agent words are shown as they are.
-fn state_label(state: &PrinterState) -> (&'static str, &'static str) {
+pub(super) fn state_label(state: &PrinterState) -> (&'static str, &'static str) {
     match state {
         PrinterState::Ready => ("Ready", "ready"),
         PrinterState::Printing => ("Printing", "busy"),
@@ -188,7 +209,7 @@ fn state_label(state: &PrinterState) -> (&'static str, &'static str) {
 }
 
 /// An agent's own word, readable: `printing_locally` → `Printing locally`.
-fn humanize(word: &str) -> String {
+pub(super) fn humanize(word: &str) -> String {
     let spaced = word.replace(['_', '-'], " ");
     let mut chars = spaced.trim().chars();
     chars
@@ -268,7 +289,7 @@ async fn card_views(state: &web::Data<AppState>, user: User) -> Result<Vec<CardV
     Ok(cards.into_iter().map(card_view).collect())
 }
 
-fn to_login(req: &HttpRequest) -> HttpResponse {
+pub(super) fn to_login(req: &HttpRequest) -> HttpResponse {
     let here = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let next = url::form_urlencoded::byte_serialize(here.as_bytes()).collect::<String>();
     see_other(&format!("/login?next={next}")).finish()
@@ -293,7 +314,7 @@ async fn dashboard(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse
     }
 }
 
-fn query(req: &HttpRequest, key: &str) -> Option<String> {
+pub(super) fn query(req: &HttpRequest, key: &str) -> Option<String> {
     url::form_urlencoded::parse(req.query_string().as_bytes())
         .find(|(k, _)| k == key)
         .map(|(_, v)| v.into_owned())
@@ -428,7 +449,11 @@ async fn events(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
 }
 
 /// A refused console action: its reason, with the status the API would answer.
-async fn refused(state: &web::Data<AppState>, req: &HttpRequest, e: Error) -> HttpResponse {
+pub(super) async fn refused(
+    state: &web::Data<AppState>,
+    req: &HttpRequest,
+    e: Error,
+) -> HttpResponse {
     if matches!(
         e,
         Error::Internal(_) | Error::Transient | Error::Unavailable(_)
@@ -485,6 +510,77 @@ async fn job_action(
     .await;
     match outcome {
         Ok(()) => see_other("/").finish(),
+        Err(e) => refused(&state, &req, e).await,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/continue.html")]
+struct ContinuePage {
+    chrome: Chrome,
+    email: String,
+}
+
+/// The page a browser sign-in link (the Cura plugin's "go to cloud") opens: it names the
+/// account and asks before signing in, so that a link preview or a prefetch cannot use up the
+/// one-time link, and a person sees whose account they are entering.
+async fn browser_link_form(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> HttpResponse {
+    let token = path.into_inner();
+    let outcome = async {
+        if !auth::is_token_shaped(&token) {
+            return Err(Error::not_found("Unknown sign-in link"));
+        }
+        state
+            .db(move |c| login_tokens::browser_link_user(c, &token))
+            .await
+    }
+    .await;
+    match outcome {
+        Ok(user) => render(
+            StatusCode::OK,
+            &ContinuePage {
+                chrome: Chrome::new(None, ""),
+                email: user.email,
+            },
+        ),
+        Err(e) => refused(&state, &req, e).await,
+    }
+}
+
+async fn browser_link_sign_in(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> HttpResponse {
+    let token = path.into_inner();
+    let outcome = async {
+        if !auth::is_token_shaped(&token) {
+            return Err(Error::not_found("Unknown sign-in link"));
+        }
+        // Only our own confirmation page may post here: another site must not sign a visitor
+        // into an account of its choosing (login CSRF). Browsers send Origin on every POST.
+        let origin = req
+            .headers()
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok());
+        let ours = crate::http::public_base(&state.config, Some(&req));
+        if origin.is_some_and(|o| o != ours.trim_end_matches('/')) {
+            return Err(Error::denied("This form did not come from this site"));
+        }
+        let policy = state.session_policy.clone();
+        state
+            .db(move |c| login_tokens::redeem_browser(c, &policy, &token))
+            .await
+    }
+    .await;
+    match outcome {
+        Ok(session) => see_other("/myfiles")
+            .cookie(browser::new_session_cookie(&state, session))
+            .finish(),
         Err(e) => refused(&state, &req, e).await,
     }
 }

@@ -425,7 +425,18 @@ async fn quickprint_in_browser(app: &TestApp, host: &str, session: &str, file_id
         .build()
         .unwrap();
     let url = make_url(host, &format!("quickprint?file_id={file_id}"));
+    // Not signed in yet: the console's sign-in, which comes back to the file afterwards.
     let page = browser.get(&url).send().await.unwrap();
+    assert_eq!(page.status().as_u16(), 303);
+    let next = format!("/quickprint?file_id={file_id}");
+    assert_eq!(
+        page.headers()["location"],
+        format!(
+            "/login?next={}",
+            url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
+        )
+    );
+    let page = browser.get(make_url(host, "login")).send().await.unwrap();
     assert_eq!(page.status().as_u16(), 200);
     let csp = page.headers()["content-security-policy"]
         .to_str()
@@ -433,15 +444,15 @@ async fn quickprint_in_browser(app: &TestApp, host: &str, session: &str, file_id
         .to_string();
     assert!(csp.contains("default-src 'none'"), "{csp}");
     let html = page.text().await.unwrap();
-    assert!(html.contains("action=\"/quickprint/sign_in\""), "{html}");
+    assert!(html.contains("action=\"/login\""), "{html}");
 
     // A wrong password stays on the form with the reason; no cookie.
     let res = browser
-        .post(make_url(host, "quickprint/sign_in"))
+        .post(make_url(host, "login"))
         .form(&[
             ("username", "orca.user@example.com"),
             ("password", "nope-nope"),
-            ("file_id", file_id),
+            ("next", next.as_str()),
         ])
         .send()
         .await
@@ -449,20 +460,17 @@ async fn quickprint_in_browser(app: &TestApp, host: &str, session: &str, file_id
     assert_eq!(res.status().as_u16(), 401);
     assert!(res.headers().get("set-cookie").is_none());
     let res = browser
-        .post(make_url(host, "quickprint/sign_in"))
+        .post(make_url(host, "login"))
         .form(&[
             ("username", "orca.user@example.com"),
             ("password", PASSWORD),
-            ("file_id", file_id),
+            ("next", next.as_str()),
         ])
         .send()
         .await
         .unwrap();
     assert_eq!(res.status().as_u16(), 303);
-    assert_eq!(
-        res.headers()["location"],
-        format!("/quickprint?file_id={file_id}")
-    );
+    assert_eq!(res.headers()["location"], next);
     let set_cookie = res.headers()["set-cookie"].to_str().unwrap().to_string();
     assert!(
         set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Lax"),
@@ -605,9 +613,9 @@ async fn quickprint_in_browser(app: &TestApp, host: &str, session: &str, file_id
 
     // Signing out needs the page's own form too (a forged one is refused, the session stays).
     let res = browser
-        .post(make_url(host, "quickprint/sign_out"))
+        .post(make_url(host, "logout"))
         .header("Cookie", &cookie)
-        .form(&[("csrf", "forged"), ("file_id", file_id)])
+        .form(&[("csrf", "forged")])
         .send()
         .await
         .unwrap();
@@ -615,26 +623,24 @@ async fn quickprint_in_browser(app: &TestApp, host: &str, session: &str, file_id
     assert!(res.headers().get("set-cookie").is_none());
     // Signing out ends the browser session.
     let res = browser
-        .post(make_url(host, "quickprint/sign_out"))
+        .post(make_url(host, "logout"))
         .header("Cookie", &cookie)
-        .form(&[("csrf", csrf.as_str()), ("file_id", file_id)])
+        .form(&[("csrf", csrf.as_str())])
         .send()
         .await
         .unwrap();
     assert_eq!(res.status().as_u16(), 303);
-    let html = browser
+    let res = browser
         .get(&url)
         .header("Cookie", &cookie)
         .send()
         .await
-        .unwrap()
-        .text()
-        .await
         .unwrap();
-    assert!(
-        html.contains("quickprint/sign_in"),
-        "still signed in: {html}"
-    );
+    assert_eq!(res.status().as_u16(), 303, "still signed in");
+    assert!(res.headers()["location"]
+        .to_str()
+        .unwrap()
+        .starts_with("/login?next="));
 }
 
 /// Registers a device and redeems its code as the user (who then owns the printer).

@@ -1,0 +1,453 @@
+//! The person's files: upload (with a progress bar when scripts run), the list, and one file's
+//! page with its preview, its analysis and the printers it can go to. `/quickprint?file_id=N`
+//! is that page: slicers open it after "upload and print" (OrcaSlicer) and the Cura plugin's
+//! "go to cloud" lands on `/myfiles`. Printing goes through the same `print_file` rule as the
+//! Global API; the page only offers what it would accept.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use askama::Template;
+
+use super::{refused, render, to_login, Chrome, Stamp};
+use crate::db::models::{FileId, PrinterId, PrinterState, StoredFile};
+use crate::error::Error;
+use crate::gcode::GcodeAnalysis;
+use crate::http::apiglobal::Form;
+use crate::http::browser::{browser_user, checked_user, csrf_token, see_other};
+use crate::http::routes::Routes;
+use crate::http::upload;
+use crate::mesh::MeshAnalysis;
+use crate::services::auth;
+use crate::services::files::UploadMeta;
+use crate::services::{jobs, quickprint};
+use crate::AppState;
+
+pub fn routes(r: &mut Routes) {
+    r.at("/myfiles").get(files_page).post(upload_file);
+    r.at("/quickprint").get(file_page).post(print);
+}
+
+/// What the file picker offers; the server decides by name and content all the same.
+const ACCEPT: &str = ".gcode,.gco,.g,.gcode.zip,.stl,.3mf,.obj";
+
+/// A file as the list and its page show it.
+struct FileView {
+    id: i64,
+    name: String,
+    kind: String,
+    size: String,
+    uploaded: Stamp,
+    picture: Option<String>,
+    printable: bool,
+    /// One line: time and filament of a G-code, size of a model.
+    summary: String,
+}
+
+fn file_view(f: &StoredFile) -> FileView {
+    FileView {
+        id: f.id.0,
+        name: f.filename.clone(),
+        kind: f.kind.as_str().to_uppercase(),
+        size: human_size(f.size),
+        uploaded: Stamp::new(f.created_at),
+        picture: f.picture.clone().filter(|p| !p.is_empty()),
+        printable: f.is_printable(),
+        summary: match analysis(f) {
+            Some(Analysis::Gcode(g)) => {
+                let mut parts = vec![hours_minutes(print_seconds(&g))];
+                if g.filament_weight_g > 0.0 {
+                    parts.push(format!("{:.1} g", g.filament_weight_g));
+                }
+                parts.extend(g.filament_type.clone());
+                parts.join(" · ")
+            }
+            Some(Analysis::Mesh(m)) => dimensions(m.size),
+            None => String::new(),
+        },
+    }
+}
+
+enum Analysis {
+    Gcode(Box<GcodeAnalysis>),
+    Mesh(Box<MeshAnalysis>),
+}
+
+fn analysis(f: &StoredFile) -> Option<Analysis> {
+    let text = f.analysis.as_deref()?;
+    if f.kind.is_model() {
+        serde_json::from_str(text)
+            .ok()
+            .map(|m| Analysis::Mesh(Box::new(m)))
+    } else {
+        serde_json::from_str(text)
+            .ok()
+            .map(|g| Analysis::Gcode(Box::new(g)))
+    }
+}
+
+/// The slicer's own estimate when it wrote one (what people compare with), else ours.
+fn print_seconds(g: &GcodeAnalysis) -> f64 {
+    g.slicer_estimated_time_s.unwrap_or(g.estimated_time_s)
+}
+
+fn hours_minutes(seconds: f64) -> String {
+    let m = (seconds.max(0.0) / 60.0).round() as i64;
+    match m {
+        0 => "under a minute".into(),
+        1..=59 => format!("{m} min"),
+        _ => format!("{} h {:02} min", m / 60, m % 60),
+    }
+}
+
+fn dimensions(size: [f64; 3]) -> String {
+    format!("{:.1} × {:.1} × {:.1} mm", size[0], size[1], size[2])
+}
+
+/// Bytes as people read them: `684 B`, `166.8 kB`, `12.4 MB`.
+fn human_size(bytes: i64) -> String {
+    let b = bytes.max(0) as f64;
+    if b < 1000.0 {
+        format!("{bytes} B")
+    } else if b < 1_000_000.0 {
+        format!("{:.1} kB", b / 1000.0)
+    } else {
+        format!("{:.1} MB", b / 1_000_000.0)
+    }
+}
+
+/// A configured limit, in the binary units it is usually set in: `1 GiB`, `200 MiB`.
+fn limit_label(bytes: u64) -> String {
+    const MIB: u64 = 1024 * 1024;
+    if bytes >= 1024 * MIB && bytes % (1024 * MIB) == 0 {
+        format!("{} GiB", bytes / (1024 * MIB))
+    } else if bytes >= MIB {
+        format!("{} MiB", bytes / MIB)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
+/// The analysis as labelled facts, in the order people look for them.
+fn facts(f: &StoredFile) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    match analysis(f) {
+        Some(Analysis::Gcode(g)) => {
+            let mut time = hours_minutes(print_seconds(&g));
+            if g.slicer_estimated_time_s.is_some() {
+                time.push_str(" (slicer's estimate)");
+            }
+            out.push(("Print time", time));
+            if g.filament_used_mm > 0.0 {
+                let mut filament = format!(
+                    "{:.1} g · {:.2} m",
+                    g.filament_weight_g,
+                    g.filament_used_mm / 1000.0
+                );
+                if let Some(t) = &g.filament_type {
+                    filament.push_str(&format!(" of {t}"));
+                }
+                out.push(("Filament", filament));
+            }
+            if let Some(h) = g.layer_height {
+                out.push(("Layers", format!("{} × {h:.2} mm", g.layer_count)));
+            }
+            let nozzle = g
+                .nozzle_temperatures
+                .iter()
+                .filter(|t| **t > 0.0)
+                .map(|t| format!("{t:.0} °C"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mut temps = Vec::new();
+            if !nozzle.is_empty() {
+                temps.push(format!("nozzle {nozzle}"));
+            }
+            if let Some(b) = g.bed_temperature.filter(|b| *b > 0.0) {
+                temps.push(format!("bed {b:.0} °C"));
+            }
+            if !temps.is_empty() {
+                out.push(("Temperatures", temps.join(" · ")));
+            }
+            if let Some(size) = quickprint::extent(f) {
+                out.push(("Print size", dimensions(size)));
+            }
+            let mut slicer = g.slicer.clone().unwrap_or_default();
+            if let Some(v) = &g.slicer_version {
+                slicer = format!("{slicer} {v}").trim().to_string();
+            }
+            if !slicer.is_empty() {
+                out.push(("Sliced with", slicer));
+            }
+            if g.supports {
+                out.push(("Supports", "yes".into()));
+            }
+        }
+        Some(Analysis::Mesh(m)) => {
+            out.push(("Size", dimensions(m.size)));
+            out.push(("Volume", format!("{:.1} cm³", m.volume_mm3 / 1000.0)));
+            out.push(("Triangles", m.triangles.to_string()));
+            out.push(("Parts", m.objects.to_string()));
+            out.push((
+                "Closed surface",
+                if m.watertight {
+                    "yes".into()
+                } else {
+                    format!(
+                        "no ({} open edges): the slicer may repair or refuse it",
+                        m.boundary_edges
+                    )
+                },
+            ));
+        }
+        None => {}
+    }
+    out
+}
+
+#[derive(Template)]
+#[template(path = "console/files.html")]
+struct FilesPage {
+    chrome: Chrome,
+    csrf: String,
+    files: Vec<FileView>,
+    accept: &'static str,
+    max_bytes: u64,
+    max_label: String,
+}
+
+/// `/myfiles`: upload, and the person's files, newest first.
+async fn files_page(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let Some((user, session)) = browser_user(&state, &req).await else {
+        return to_login(&req);
+    };
+    let chrome = Chrome::new(Some((&user, &session)), "files");
+    let files = match state.db(move |c| quickprint::recent_files(c, &user)).await {
+        Ok(f) => f,
+        Err(e) => return refused(&state, &req, e).await,
+    };
+    let max_bytes = state.storage.max_upload_bytes;
+    render(
+        StatusCode::OK,
+        &FilesPage {
+            chrome,
+            csrf: csrf_token(&session),
+            files: files.iter().map(file_view).collect(),
+            accept: ACCEPT,
+            max_bytes,
+            max_label: limit_label(max_bytes),
+        },
+    )
+}
+
+/// An upload from the files page (multipart, the same checks and analysis as `upload_file`);
+/// then the file's own page.
+async fn upload_file(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    let outcome = async {
+        // The session first: nobody's bytes are staged for an anonymous request.
+        let (user, session) = browser_user(&state, &req)
+            .await
+            .ok_or_else(|| Error::Unauthenticated("Sign in first (your session ended)".into()))?;
+        let (params, staged) = upload::receive(&state, &req, payload.into_inner()).await?;
+        // Checked before anything is stored: the staged file removes itself on refusal.
+        if !auth::same_secret(
+            params.str("csrf").unwrap_or_default(),
+            &csrf_token(&session),
+        ) {
+            return Err(Error::denied(
+                "This form did not come from this page; reload it and try again",
+            ));
+        }
+        let meta = UploadMeta {
+            upload_soft_name: Some("printfarm console".into()),
+            ..UploadMeta::default()
+        };
+        let (file, _) = upload::store(&state, &user, &meta, staged, false).await?;
+        Ok(file.id)
+    }
+    .await;
+    match outcome {
+        Ok(id) => see_other(&format!("/quickprint?file_id={id}")).finish(),
+        Err(e) => refused(&state, &req, e).await,
+    }
+}
+
+/// A printer the file can go to, for the radio list.
+struct ChoiceView {
+    id: i64,
+    name: String,
+    type_name: String,
+    state: String,
+    tone: &'static str,
+    may_start: bool,
+}
+
+#[derive(Template)]
+#[template(path = "console/file.html")]
+struct FilePage {
+    chrome: Chrome,
+    csrf: String,
+    file: FileView,
+    facts: Vec<(&'static str, String)>,
+    fits: Vec<String>,
+    /// How many printer types the catalogue has.
+    types: usize,
+    choices: Vec<ChoiceView>,
+}
+
+fn file_id_of(raw: Option<&str>) -> Result<FileId, Error> {
+    raw.and_then(|v| v.trim().parse::<i64>().ok())
+        .filter(|id| *id > 0)
+        .map(FileId)
+        .ok_or_else(|| Error::invalid("file_id must be a file id (a positive number)"))
+}
+
+/// `/quickprint?file_id=N`: the file, what it is, and where it can print.
+async fn file_page(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let file_id = match file_id_of(super::query(&req, "file_id").as_deref()) {
+        Ok(id) => id,
+        Err(e) => return refused(&state, &req, e).await,
+    };
+    let Some((user, session)) = browser_user(&state, &req).await else {
+        return to_login(&req);
+    };
+    let chrome = Chrome::new(Some((&user, &session)), "files");
+    let offline = chrono::Duration::seconds(state.config.printers.offline_after_secs);
+    let loaded = state
+        .db(move |c| {
+            let offer = quickprint::offer(c, &user, file_id, offline, crate::db::now())?;
+            let (fits, types) = quickprint::fitting_types(c, &offer.file)?;
+            Ok((offer, fits, types))
+        })
+        .await;
+    let (offer, fits, types) = match loaded {
+        Ok(x) => x,
+        Err(e) => return refused(&state, &req, e).await,
+    };
+    let choices = offer
+        .choices
+        .into_iter()
+        .map(|c| {
+            let state = PrinterState::parse(&c.state);
+            let (label, tone) = super::state_label(&state);
+            ChoiceView {
+                id: c.printer.id.0,
+                name: c.printer.name,
+                type_name: c.type_name.unwrap_or_default(),
+                state: match &state {
+                    PrinterState::Other(word) => super::humanize(word),
+                    _ => label.to_string(),
+                },
+                tone,
+                may_start: c.may_start,
+            }
+        })
+        .collect();
+    render(
+        StatusCode::OK,
+        &FilePage {
+            chrome,
+            csrf: csrf_token(&session),
+            facts: facts(&offer.file),
+            file: file_view(&offer.file),
+            fits: fits.into_iter().map(|t| t.description).collect(),
+            types,
+            choices,
+        },
+    )
+}
+
+#[derive(Template)]
+#[template(path = "console/notice.html")]
+struct NoticePage {
+    chrome: Chrome,
+    title: String,
+    message: String,
+}
+
+/// Prints or queues the file on the chosen printer (`print_file`), then says which.
+async fn print(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: Result<Form, Error>,
+) -> HttpResponse {
+    let outcome = async {
+        let Form(p) = form?;
+        let (user, session) = checked_user(&state, &req, p.str("csrf").unwrap_or_default()).await?;
+        let file_id = file_id_of(p.str("file_id"))?;
+        let printer_id = p
+            .str("printer_id")
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .map(PrinterId)
+            .ok_or_else(|| Error::invalid("Choose a printer"))?;
+        let only_queue = match p.str("action") {
+            Some("print") => false,
+            Some("queue") => true,
+            _ => return Err(Error::invalid("action must be \"print\" or \"queue\"")),
+        };
+        let ctx = state.job_context();
+        let me = user.clone();
+        let (created, printer, filename) = state
+            .db(move |c| {
+                let created = jobs::print_file(c, &me, file_id, printer_id, only_queue, &ctx)?;
+                let (printer, _) = crate::services::printers::visible(c, &me, printer_id)?;
+                let name = StoredFile::find_owned(c, me.id, file_id)?
+                    .map(|f| f.filename)
+                    .unwrap_or_default();
+                Ok((created, printer, name))
+            })
+            .await?;
+        Ok((user, session, created, printer, filename))
+    }
+    .await;
+    match outcome {
+        Ok((user, session, created, printer, filename)) => {
+            let (title, message) = if created.started {
+                (
+                    "Printing".to_string(),
+                    format!(
+                        "{} is starting on {} (job {}).",
+                        filename, printer.name, created.job.id
+                    ),
+                )
+            } else {
+                (
+                    "Queued".to_string(),
+                    format!(
+                        "{} is in the queue of {} (job {}).",
+                        filename, printer.name, created.job.id
+                    ),
+                )
+            };
+            render(
+                StatusCode::OK,
+                &NoticePage {
+                    chrome: Chrome::new(Some((&user, &session)), "files"),
+                    title,
+                    message,
+                },
+            )
+        }
+        Err(e) => refused(&state, &req, e).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_times_read_well() {
+        assert_eq!(human_size(684), "684 B");
+        assert_eq!(human_size(166_800), "166.8 kB");
+        assert_eq!(hours_minutes(20.0), "under a minute");
+        assert_eq!(hours_minutes(23.0 * 60.0), "23 min");
+        assert_eq!(hours_minutes(3600.0 + 5.0 * 60.0), "1 h 05 min");
+        assert_eq!(limit_label(1 << 30), "1 GiB");
+        assert_eq!(limit_label(200 << 20), "200 MiB");
+        assert_eq!(dimensions([20.0, 20.0, 5.26]), "20.0 × 20.0 × 5.3 mm");
+    }
+}
