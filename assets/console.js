@@ -47,6 +47,17 @@
     grid.addEventListener("focusout", function () { setTimeout(apply, 0); });
   }
 
+  // A part of the page that follows work under way (a slice): reload it until it is done,
+  // unless the person is filling a form.
+  var follow = document.querySelector("[data-reload]");
+  if (follow) {
+    setInterval(function () {
+      var active = document.activeElement;
+      if (active && active.form) return;
+      window.location.reload();
+    }, Number(follow.getAttribute("data-reload")) || 3000);
+  }
+
   // Uploads with a progress bar; the server's answer decides (a refusal's reason is shown).
   document.querySelectorAll("form[data-upload]").forEach(function (form) {
     var bar = form.querySelector(".upload-progress");

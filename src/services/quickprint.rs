@@ -4,7 +4,7 @@
 
 use chrono::{Duration, NaiveDateTime};
 
-use crate::db::models::{FileId, Printer, PrinterId, PrinterType, StoredFile, User};
+use crate::db::models::{FileId, FileState, Printer, PrinterId, PrinterType, StoredFile, User};
 use crate::db::DbConn;
 use crate::error::{Error, Result};
 use crate::services::printers::{self, Access};
@@ -24,8 +24,8 @@ pub struct Offer {
     pub choices: Vec<Choice>,
 }
 
-/// The caller's own file and the printers it may be sent to when it is printable G-code (same printer
-/// type when both are known), best access first, then by name.
+/// The caller's own file and the printers it may go to (printed as G-code, or after slicing
+/// a model): of the file's printer type when both are known, best access first, then by name.
 pub fn offer(
     conn: &mut DbConn,
     user: &User,
@@ -35,8 +35,8 @@ pub fn offer(
 ) -> Result<Offer> {
     let file = StoredFile::find_owned(conn, user.id, file_id)?
         .ok_or_else(|| Error::not_found(format!("File {file_id} not found")))?;
-    // A model is sliced before it prints: nowhere to send it yet.
-    if !file.is_printable() {
+    // Nothing to send while a file is not ready (a slice still writing its G-code).
+    if file.state != FileState::Ready {
         return Ok(Offer {
             file,
             choices: Vec::new(),

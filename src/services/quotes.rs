@@ -171,6 +171,7 @@ pub fn create(
                 profile: printer_config.clone(),
                 printer_id: None,
                 start_print: false,
+                printer_type_id: None,
             },
         )?;
         let uuid = uuid::Uuid::new_v4().to_string();

@@ -7,8 +7,8 @@ use chrono::Duration;
 use serde_json::Value;
 
 use crate::db::models::{
-    FileId, FileKind, FileState, NewFile, NewSliceJob, PrinterId, SliceJob, SliceOutput,
-    SliceStatus, StoredFile, User,
+    FileId, FileKind, FileState, NewFile, NewSliceJob, PrinterId, PrinterType, SliceJob,
+    SliceOutput, SliceStatus, StoredFile, User,
 };
 use crate::db::{self, DbConn};
 use crate::error::{Error, Result};
@@ -23,6 +23,9 @@ pub struct SliceRequest {
     pub profile: Value,
     pub printer_id: Option<PrinterId>,
     pub start_print: bool,
+    /// The catalogue type the profile was made for: the G-code is then offered for printers
+    /// of that type only.
+    pub printer_type_id: Option<i64>,
 }
 
 pub struct Requested {
@@ -98,7 +101,7 @@ pub fn request(conn: &mut DbConn, user: &User, req: &SliceRequest) -> Result<Req
                 storage_key: "",
                 upload_type_id: crate::services::files::WEBSITE_UPLOAD,
                 upload_soft_name: Some("printfarm slicer"),
-                printer_type_id: None,
+                printer_type_id: req.printer_type_id,
                 slicer: Some("PrusaSlicer"),
                 zip: false,
                 analysis: None,
@@ -246,6 +249,150 @@ pub fn fail(
         SliceJob::fail(c, job, error, log, db::now())?;
         Ok(true)
     })
+}
+
+/// A material people pick when slicing for a printer type.
+pub struct Material {
+    pub name: &'static str,
+    /// PrusaSlicer's `filament_type` for it (2.5 calls PETG `PET` and TPU `FLEX`).
+    pub slicer_type: &'static str,
+    pub nozzle: u32,
+    pub bed: u32,
+}
+
+const fn material(
+    name: &'static str,
+    slicer_type: &'static str,
+    nozzle: u32,
+    bed: u32,
+) -> Material {
+    Material {
+        name,
+        slicer_type,
+        nozzle,
+        bed,
+    }
+}
+
+/// The materials offered, with the nozzle and bed temperatures they usually print at.
+pub const MATERIALS: [Material; 5] = [
+    material("PLA", "PLA", 210, 60),
+    material("PETG", "PET", 240, 80),
+    material("ABS", "ABS", 250, 100),
+    material("ASA", "ASA", 255, 100),
+    material("TPU", "FLEX", 225, 50),
+];
+
+/// A slice for a catalogue printer type, as the console asks for one.
+pub struct TypeSlice {
+    pub printer_type_id: i64,
+    pub layer_height: f64,
+    pub infill_percent: u32,
+    pub supports: bool,
+    pub material: String,
+}
+
+/// The slicing profile for a printer type: its bed, height and nozzle from the catalogue, the
+/// person's choices, and the material's usual temperatures.
+pub fn profile_for_type(t: &PrinterType, s: &TypeSlice) -> Result<Value> {
+    let params: Value = serde_json::from_str(&t.printer_parameters).map_err(Error::internal)?;
+    let dim = |k: &str| -> Option<f64> {
+        let v = params.get(k)?;
+        v.as_f64()
+            .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+            .filter(|d| *d > 0.0)
+    };
+    let (Some(x), Some(y), Some(z)) = (dim("x"), dim("y"), dim("z")) else {
+        return Err(Error::invalid(format!(
+            "{} has no build volume in the catalogue to slice for",
+            t.description
+        )));
+    };
+    let profile: Value = serde_json::from_str(&t.profile).unwrap_or(Value::Null);
+    let nozzle = profile
+        .get("nozzle_diameter")
+        .and_then(Value::as_f64)
+        .unwrap_or(0.4);
+    if !(0.05..=0.4).contains(&s.layer_height) || s.layer_height > nozzle * 0.8 {
+        return Err(Error::invalid(format!(
+            "layer height must be between 0.05 mm and {:.2} mm for a {nozzle} mm nozzle",
+            (nozzle * 0.8).min(0.4)
+        )));
+    }
+    if s.infill_percent > 100 {
+        return Err(Error::invalid("infill must be between 0 and 100 %"));
+    }
+    let material = MATERIALS
+        .iter()
+        .find(|m| m.name.eq_ignore_ascii_case(s.material.trim()))
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "material must be one of {}",
+                MATERIALS.map(|m| m.name).join(", ")
+            ))
+        })?;
+    let heated_bed = profile
+        .get("heated_bed")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+    let mut out = serde_json::json!({
+        "bed_size_x": x,
+        "bed_size_y": y,
+        "bed_size_z": z,
+        "nozzle_diameter": nozzle,
+        "layer_height": s.layer_height,
+        "fill_density": s.infill_percent,
+        "support_material": s.supports,
+        "filament_type": material.slicer_type,
+        "temperature": material.nozzle,
+        "bed_temperature": if heated_bed { material.bed } else { 0 },
+    });
+    if let Some(d) = dim("filament_diameter") {
+        out["filament_diameter"] = serde_json::json!(d);
+    }
+    Ok(out)
+}
+
+/// Slices the caller's model for a catalogue printer type, and queues the G-code on
+/// `printer_id` when one is given (a printer of that type the caller may use).
+pub fn request_for_type(
+    conn: &mut DbConn,
+    user: &User,
+    file_id: FileId,
+    s: &TypeSlice,
+    printer_id: Option<PrinterId>,
+) -> Result<Requested> {
+    let t = PrinterType::all(conn)?
+        .into_iter()
+        .find(|t| t.id == s.printer_type_id && !t.industrial)
+        .ok_or_else(|| Error::not_found(format!("Printer type {} not found", s.printer_type_id)))?;
+    if let Some(p) = printer_id {
+        let (printer, _) = printers::visible(conn, user, p)?;
+        if printer.printer_type_id.is_some_and(|pt| pt != t.id) {
+            return Err(Error::invalid(format!(
+                "{} is not a {}: slice for its own type to print there",
+                printer.name, t.description
+            )));
+        }
+    }
+    let profile = profile_for_type(&t, s)?;
+    request(
+        conn,
+        user,
+        &SliceRequest {
+            file_id,
+            slicer_id: None,
+            profile,
+            printer_id,
+            start_print: false,
+            printer_type_id: Some(t.id),
+        },
+    )
+}
+
+/// The caller's slices of one file, newest first.
+pub fn slices_of_file(conn: &mut DbConn, user: &User, file_id: FileId) -> Result<Vec<SliceJob>> {
+    Ok(SliceJob::of_file(conn, user.id, file_id, 20)?)
 }
 
 /// The caller's own slice, by its UUID.

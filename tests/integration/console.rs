@@ -15,6 +15,7 @@ backend_cases!(
     a_signed_in_admin_watches_a_printer_change_live,
     a_member_sees_only_printers_they_may_use,
     a_member_uploads_a_gcode_and_prints_it,
+    a_member_slices_a_model_for_their_printer,
 );
 
 /// The browsers' time zone: far from UTC, so times shown in UTC would be caught.
@@ -103,7 +104,16 @@ async fn screenshot(c: &Client, name: &str) {
 
 /// Waits until the element's text satisfies `ok` (the page updates by itself).
 async fn wait_text(c: &Client, css: &str, ok: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(15);
+    wait_text_within(c, css, Duration::from_secs(15), ok).await
+}
+
+async fn wait_text_within(
+    c: &Client,
+    css: &str,
+    within: Duration,
+    ok: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = Instant::now() + within;
     loop {
         let text = match c.find(Locator::Css(css)).await {
             Ok(e) => e.text().await.unwrap_or_default(),
@@ -556,6 +566,89 @@ async fn a_member_uploads_a_gcode_and_prints_it(db: Db) {
     app.stop().await;
 }
 
+async fn a_member_slices_a_model_for_their_printer(db: Db) {
+    let Some(app) = TestApp::start(db, &[]).await else {
+        return;
+    };
+    let Some(b) = browser(1280, 1000).await else {
+        app.stop().await;
+        return;
+    };
+    let c = &b.client;
+    let maker = "slicer@console.test";
+    let session = app.login_new_user(maker).await;
+    let (printer, token) = app.register_printer(&session, "SN-CONSOLE-5").await;
+    app.agent("command", report(&token, "ready", 0.0, [22, 22], [0, 0]))
+        .await;
+    sign_in(c, &app, maker).await;
+    c.goto(&app.url("/myfiles")).await.unwrap();
+    c.find(Locator::Id("file"))
+        .await
+        .unwrap()
+        .send_keys(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/cube_20mm.stl"
+        ))
+        .await
+        .unwrap();
+    click(c, "form[data-upload] button[type=submit]").await;
+    wait_text(c, "h1", |t| t == "cube_20mm.stl").await;
+    let facts = wait_text(c, ".facts", |t| t.contains("Size")).await;
+    assert!(facts.contains("20.0 × 20.0 × 20.0 mm"), "{facts}");
+    // The type of the person's printer comes first; the G-code is queued on it.
+    let chosen = c
+        .find(Locator::Css("#printer_type_id option:checked"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(chosen, "Prusa MK4");
+    c.find(Locator::Id("then"))
+        .await
+        .unwrap()
+        .select_by_value(&printer.to_string())
+        .await
+        .unwrap();
+    c.find(Locator::Id("material"))
+        .await
+        .unwrap()
+        .select_by_value("PETG")
+        .await
+        .unwrap();
+    click(c, ".slice-form button[type=submit]").await;
+    // The page follows the slice (PrusaSlicer, for real) until it is done.
+    let done = wait_text_within(c, "#slices li", Duration::from_secs(120), |t| {
+        t.contains("Sliced") || t.contains("Failed")
+    })
+    .await;
+    assert!(done.contains("Sliced") && done.contains("PETG"), "{done}");
+    assert!(done.contains("queued as job"), "{done}");
+    screenshot(c, "slice").await;
+    click(c, "#slices a.button").await;
+    wait_text(c, "h1", |t| t == "cube_20mm.gcode").await;
+    let facts = wait_text(c, ".facts", |t| t.contains("Print time")).await;
+    assert!(
+        facts.contains("of PET") && facts.contains("PrusaSlicer"),
+        "{facts}"
+    );
+    let choices = wait_text(c, ".choices", |t| !t.is_empty()).await;
+    assert!(choices.contains("SN-CONSOLE-5"), "{choices}");
+    // The queued job is the sliced G-code, on the chosen printer.
+    let (_, jobs) = app
+        .post(
+            "/apiglobal/get_printer_jobs",
+            &[
+                ("session", session.as_str()),
+                ("printer_id", &printer.to_string()),
+            ],
+        )
+        .await;
+    assert_eq!(jobs["message"][0]["filename"], "cube_20mm.gcode", "{jobs}");
+    b.close().await;
+    app.stop().await;
+}
+
 /// The console's refusals, over plain HTTP: no session, a forged session, a sign-out without the
 /// page's CSRF token, and a sign-in that would send the person to another site.
 async fn refusals(app: &TestApp) {
@@ -788,6 +881,109 @@ async fn refusals(app: &TestApp) {
         .await
         .unwrap()
         .contains("file_id must be a file id"));
+
+    // Slicing from a model's page: the page's token, the person's own model, values in range.
+    let stl = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/cube_20mm.stl"
+    ))
+    .unwrap();
+    let form = reqwest::multipart::Form::new()
+        .text("csrf", boss_csrf.clone())
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(stl).file_name("cube.stl"),
+        );
+    let res = client
+        .post(app.url("/myfiles"))
+        .header("cookie", &boss)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let model: i64 = res.headers()["location"]
+        .to_str()
+        .unwrap()
+        .rsplit('=')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let slice = |cookie: &str, fields: Vec<(&'static str, String)>| {
+        client
+            .post(app.url(&format!("/myfiles/{model}/slice")))
+            .header("cookie", cookie.to_string())
+            .form(&fields)
+            .send()
+    };
+    let good = |csrf: &str| {
+        vec![
+            ("csrf", csrf.to_string()),
+            ("printer_type_id", "1".to_string()),
+            ("layer_height", "0.2".to_string()),
+            ("infill", "20".to_string()),
+            ("material", "PLA".to_string()),
+        ]
+    };
+    let with = |csrf: &str, k: &'static str, v: &str| {
+        let mut f = good(csrf);
+        f.retain(|(name, _)| *name != k);
+        f.push((k, v.to_string()));
+        f
+    };
+    let cases = [
+        (
+            with(&boss_csrf, "csrf", "0000"),
+            403,
+            "did not come from this page",
+        ),
+        (
+            with(&boss_csrf, "layer_height", "0.9"),
+            400,
+            "layer height must be",
+        ),
+        (
+            with(&boss_csrf, "layer_height", "NaN"),
+            400,
+            "Choose a layer height",
+        ),
+        (
+            with(&boss_csrf, "material", "wood"),
+            400,
+            "material must be one of",
+        ),
+        (with(&boss_csrf, "infill", "250"), 400, "infill must be"),
+        (
+            with(&boss_csrf, "printer_type_id", "99999"),
+            404,
+            "Printer type 99999 not found",
+        ),
+        (with(&boss_csrf, "then", "abc"), 400, "Choose a printer"),
+    ];
+    for (fields, status, says) in cases {
+        let res = slice(&boss, fields.clone()).await.unwrap();
+        assert_eq!(res.status().as_u16(), status, "{fields:?}");
+        let text = res.text().await.unwrap();
+        assert!(text.contains(says), "{fields:?}: {text}");
+    }
+    // The printer there is a Prusa MK4 (type 2): slicing for another type cannot queue on it.
+    let res = slice(&boss, with(&boss_csrf, "then", &printer.to_string()))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert!(res.text().await.unwrap().contains("slice for its own type"));
+    // Someone else's model is not found.
+    let res = slice(&member, good(&member_csrf)).await.unwrap();
+    assert_eq!(res.status(), 404);
+    let slices: i64 = {
+        use diesel::prelude::*;
+        printfarm::db::schema::slice_jobs::table
+            .count()
+            .get_result(&mut *app.conn())
+            .unwrap()
+    };
+    assert_eq!(slices, 0, "a refused slice was queued");
 
     // Assets: fingerprinted, cached for a year, gzip when asked.
     let css = html

@@ -184,6 +184,21 @@ impl SliceJob {
         Ok(())
     }
 
+    /// A user's slices of one file, newest first.
+    pub fn of_file(
+        conn: &mut DbConn,
+        user_id: UserId,
+        file_id: FileId,
+        limit: i64,
+    ) -> QResult<Vec<SliceJob>> {
+        slice_jobs::table
+            .filter(slice_jobs::user_id.eq(user_id))
+            .filter(slice_jobs::file_id.eq(file_id))
+            .order(slice_jobs::id.desc())
+            .limit(limit)
+            .load(conn)
+    }
+
     pub fn find_by_uuid(conn: &mut DbConn, uuid: &str) -> QResult<Option<SliceJob>> {
         slice_jobs::table
             .filter(slice_jobs::uuid.eq(uuid))

@@ -56,6 +56,7 @@ pub async fn slice(state: web::Data<AppState>, call: Signed<forms::Slice>) -> Re
         profile,
         printer_id: p.add_print_job_to_printer_id.map(PrinterId),
         start_print: p.start_print_job.unwrap_or(false),
+        printer_type_id: None,
     };
     let requested = state.db(move |c| slicing::request(c, &me, &req)).await?;
     state.slice_wake.notify_waiters();

@@ -9,7 +9,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
 use super::{refused, render, to_login, Chrome, Stamp};
-use crate::db::models::{FileId, PrinterId, PrinterState, StoredFile};
+use crate::db::models::{FileId, PrinterId, PrinterState, SliceJob, SliceStatus, StoredFile};
 use crate::error::Error;
 use crate::gcode::GcodeAnalysis;
 use crate::http::apiglobal::Form;
@@ -19,12 +19,13 @@ use crate::http::upload;
 use crate::mesh::MeshAnalysis;
 use crate::services::auth;
 use crate::services::files::UploadMeta;
-use crate::services::{jobs, quickprint};
+use crate::services::{jobs, quickprint, slicing};
 use crate::AppState;
 
 pub fn routes(r: &mut Routes) {
     r.at("/myfiles").get(files_page).post(upload_file);
     r.at("/quickprint").get(file_page).post(print);
+    r.at("/myfiles/{file_id}/slice").post(slice);
 }
 
 /// What the file picker offers; the server decides by name and content all the same.
@@ -39,6 +40,7 @@ struct FileView {
     uploaded: Stamp,
     picture: Option<String>,
     printable: bool,
+    is_model: bool,
     /// One line: time and filament of a G-code, size of a model.
     summary: String,
 }
@@ -52,6 +54,7 @@ fn file_view(f: &StoredFile) -> FileView {
         uploaded: Stamp::new(f.created_at),
         picture: f.picture.clone().filter(|p| !p.is_empty()),
         printable: f.is_printable(),
+        is_model: f.kind.is_model(),
         summary: match analysis(f) {
             Some(Analysis::Gcode(g)) => {
                 let mut parts = vec![hours_minutes(print_seconds(&g))];
@@ -278,6 +281,7 @@ async fn upload_file(
 /// A printer the file can go to, for the radio list.
 struct ChoiceView {
     id: i64,
+    type_id: Option<i64>,
     name: String,
     type_name: String,
     state: String,
@@ -296,7 +300,73 @@ struct FilePage {
     /// How many printer types the catalogue has.
     types: usize,
     choices: Vec<ChoiceView>,
+    /// For a model: the types it can be sliced for (id, name), the one chosen first, and
+    /// the slices made of it.
+    slice_types: Vec<(i64, String)>,
+    default_type: i64,
+    layer_heights: &'static [(&'static str, &'static str)],
+    infills: &'static [u32],
+    materials: Vec<&'static str>,
+    slices: Vec<SliceView>,
+    /// A slice is under way: the page reloads itself until it is done.
+    slicing: bool,
 }
+
+/// One slice of a model, as its page lists them.
+struct SliceView {
+    status: &'static str,
+    tone: &'static str,
+    started: Stamp,
+    settings: String,
+    error: Option<String>,
+    output: Option<i64>,
+    print_job: Option<i64>,
+}
+
+fn slice_view(j: &SliceJob) -> SliceView {
+    let keys: std::collections::BTreeMap<String, String> =
+        serde_json::from_str(&j.profile).unwrap_or_default();
+    let key = |k: &str| keys.get(k).cloned().unwrap_or_default();
+    let (status, tone) = match j.status {
+        SliceStatus::Pending => ("Waiting for a slicer", "warn"),
+        SliceStatus::Running => ("Slicing", "busy"),
+        SliceStatus::Done => ("Sliced", "ready"),
+        SliceStatus::Failed => ("Failed", "bad"),
+    };
+    SliceView {
+        status,
+        tone,
+        started: Stamp::new(j.created_at),
+        settings: format!(
+            "{} mm layers · {} infill · {}{}",
+            key("layer_height"),
+            key("fill_density"),
+            slicing::MATERIALS
+                .iter()
+                .find(|m| m.slicer_type == key("filament_type"))
+                .map_or_else(|| key("filament_type"), |m| m.name.to_string()),
+            if key("support_material") == "1" {
+                " · supports"
+            } else {
+                ""
+            }
+        ),
+        error: j.error.clone(),
+        output: (j.status == SliceStatus::Done)
+            .then_some(j.output_file_id)
+            .flatten()
+            .map(|f| f.0),
+        print_job: j.print_job_id.map(|p| p.0),
+    }
+}
+
+const LAYER_HEIGHTS: &[(&str, &str)] = &[
+    ("0.1", "0.10 mm, fine"),
+    ("0.15", "0.15 mm, detailed"),
+    ("0.2", "0.20 mm, standard"),
+    ("0.28", "0.28 mm, draft"),
+];
+const INFILLS: &[u32] = &[10, 15, 20, 30, 50, 100];
 
 fn file_id_of(raw: Option<&str>) -> Result<FileId, Error> {
     raw.and_then(|v| v.trim().parse::<i64>().ok())
@@ -320,10 +390,15 @@ async fn file_page(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse
         .db(move |c| {
             let offer = quickprint::offer(c, &user, file_id, offline, crate::db::now())?;
             let (fits, types) = quickprint::fitting_types(c, &offer.file)?;
-            Ok((offer, fits, types))
+            let slices = if offer.file.kind.is_model() {
+                slicing::slices_of_file(c, &user, file_id)?
+            } else {
+                Vec::new()
+            };
+            Ok((offer, fits, types, slices))
         })
         .await;
-    let (offer, fits, types) = match loaded {
+    let (offer, fits, types, slices) = match loaded {
         Ok(x) => x,
         Err(e) => return refused(&state, &req, e).await,
     };
@@ -335,6 +410,7 @@ async fn file_page(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse
             let (label, tone) = super::state_label(&state);
             ChoiceView {
                 id: c.printer.id.0,
+                type_id: c.printer.printer_type_id,
                 name: c.printer.name,
                 type_name: c.type_name.unwrap_or_default(),
                 state: match &state {
@@ -346,6 +422,18 @@ async fn file_page(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse
             }
         })
         .collect();
+    let choices: Vec<ChoiceView> = choices;
+    // First offered: the type of the first printer the person may use that the model fits.
+    let default_type = choices
+        .iter()
+        .filter_map(|c| c.type_id)
+        .find(|t| fits.iter().any(|f| f.id == *t))
+        .or_else(|| fits.first().map(|f| f.id))
+        .unwrap_or_default();
+    let slicing = slices
+        .iter()
+        .any(|j| matches!(j.status, SliceStatus::Pending | SliceStatus::Running));
+    let slices: Vec<SliceView> = slices.iter().map(slice_view).collect();
     render(
         StatusCode::OK,
         &FilePage {
@@ -353,9 +441,16 @@ async fn file_page(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse
             csrf: csrf_token(&session),
             facts: facts(&offer.file),
             file: file_view(&offer.file),
+            slice_types: fits.iter().map(|t| (t.id, t.description.clone())).collect(),
             fits: fits.into_iter().map(|t| t.description).collect(),
             types,
             choices,
+            default_type,
+            layer_heights: LAYER_HEIGHTS,
+            infills: INFILLS,
+            materials: slicing::MATERIALS.iter().map(|m| m.name).collect(),
+            slicing,
+            slices,
         },
     )
 }
@@ -431,6 +526,53 @@ async fn print(
                 },
             )
         }
+        Err(e) => refused(&state, &req, e).await,
+    }
+}
+
+/// Slices a model for a printer type from its page (`slice`, with the profile made from the
+/// catalogue), and queues the G-code on a printer when one is chosen; back to the page, which
+/// follows the slice.
+async fn slice(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<i64>,
+    form: Result<Form, Error>,
+) -> HttpResponse {
+    let file_id = FileId(path.into_inner());
+    let outcome = async {
+        let Form(p) = form?;
+        let (user, _) = checked_user(&state, &req, p.str("csrf").unwrap_or_default()).await?;
+        let number = |k: &str, what: &str| -> Result<f64, Error> {
+            p.str(k)
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| Error::invalid(format!("Choose {what}")))
+        };
+        let spec = slicing::TypeSlice {
+            printer_type_id: number("printer_type_id", "a printer type")? as i64,
+            layer_height: number("layer_height", "a layer height")?,
+            infill_percent: number("infill", "an infill")?.clamp(0.0, 1000.0) as u32,
+            supports: p.str("supports").is_some(),
+            material: p.str("material").unwrap_or_default().to_string(),
+        };
+        let printer = match p.str("then").map(str::trim).filter(|v| !v.is_empty()) {
+            None => None,
+            Some(v) => {
+                Some(PrinterId(v.parse::<i64>().map_err(|_| {
+                    Error::invalid("Choose a printer to queue on, or none")
+                })?))
+            }
+        };
+        state
+            .db(move |c| slicing::request_for_type(c, &user, file_id, &spec, printer))
+            .await?;
+        state.slice_wake.notify_waiters();
+        Ok(())
+    }
+    .await;
+    match outcome {
+        Ok(()) => see_other(&format!("/quickprint?file_id={file_id}#slices")).finish(),
         Err(e) => refused(&state, &req, e).await,
     }
 }
