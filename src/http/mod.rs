@@ -8,7 +8,6 @@ mod camera;
 mod console;
 pub mod files;
 pub mod metrics;
-mod noauth;
 pub mod openapi;
 mod printer;
 pub mod routes;
@@ -31,7 +30,6 @@ fn routes(r: &mut Routes) {
     r.route(Method::GET, "/readyz", readyz);
     r.route(Method::GET, "/metrics", metrics::export);
     apiglobal::routes(r);
-    noauth::routes(r);
     files::routes(r);
     printer::routes(r);
     camera::routes(r);

@@ -5,8 +5,8 @@
 //! organization answer 404, exactly like ids that do not exist.
 
 use crate::db::models::{
-    access_role, rights, OrgId, OrgSettingsChange, Organization, User, UserId, UserToken,
-    Workgroup, WorkgroupMember,
+    access_role, rights, OrgId, OrgSettingsChange, Organization, Printer, PrinterId,
+    PrinterWorkgroups, User, UserId, UserToken, Workgroup, WorkgroupMember,
 };
 use crate::db::{self, DbConn};
 use crate::error::{Error, Result};
@@ -252,6 +252,123 @@ pub fn accept_invitation(
         }
         User::set_password_hash(c, user.id, &hash)?;
         Ok(user)
+    })
+}
+
+/// The organization's people (organization admins).
+pub fn organization_users(conn: &mut DbConn, caller: &User) -> Result<Vec<User>> {
+    require_org_admin(caller)?;
+    Ok(User::of_org(conn, caller.organization_id)?)
+}
+
+/// A person of the admin's organization other than the admin: nobody takes their own admin
+/// rights away or locks themselves out (another admin can).
+fn other_member(conn: &mut DbConn, caller: &User, user_id: UserId) -> Result<User> {
+    require_org_admin(caller)?;
+    let user = User::find_in_org(conn, caller.organization_id, user_id)?
+        .ok_or_else(|| Error::not_found(format!("User {user_id} not found")))?;
+    if user.id == caller.id {
+        return Err(Error::Conflict(
+            crate::error::Conflict::WrongState,
+            "You cannot change your own role or disable yourself; ask another admin".into(),
+        ));
+    }
+    Ok(user)
+}
+
+/// An organization admin gives a person a role (0 member, 1 admin, 2 workgroup admin).
+pub fn set_user_role(conn: &mut DbConn, caller: &User, user_id: UserId, role: i32) -> Result<()> {
+    if !access_role::is_valid(role) {
+        return Err(Error::invalid(
+            "role must be 0 (member), 1 (organization admin) or 2 (workgroup admin)",
+        ));
+    }
+    db::write_transaction(conn, |c| {
+        let user = other_member(c, caller, user_id)?;
+        User::set_role(c, user.id, role)?;
+        Ok(())
+    })
+}
+
+/// An organization admin disables a person (they can no longer sign in, and their sessions
+/// and API tokens stop working at once) or enables them again.
+pub fn set_user_disabled(
+    conn: &mut DbConn,
+    caller: &User,
+    user_id: UserId,
+    disabled: bool,
+) -> Result<()> {
+    db::write_transaction(conn, |c| {
+        let user = other_member(c, caller, user_id)?;
+        User::set_disabled(c, user.id, disabled)?;
+        Ok(())
+    })
+}
+
+/// A new set-password link for a person of the admin's organization (a first invitation that
+/// got lost, or a forgotten password); earlier links stop working.
+pub fn reissue_invitation(
+    conn: &mut DbConn,
+    caller: &User,
+    user_id: UserId,
+    ttl: chrono::Duration,
+) -> Result<(User, String)> {
+    require_org_admin(caller)?;
+    db::write_transaction(conn, |c| {
+        let user = User::find_in_org(c, caller.organization_id, user_id)?
+            .ok_or_else(|| Error::not_found(format!("User {user_id} not found")))?;
+        let token = issue_invitation(c, user.id, ttl)?;
+        Ok((user, token))
+    })
+}
+
+/// A workgroup's members with their rights (its admins and organization admins).
+pub fn workgroup_members(
+    conn: &mut DbConn,
+    caller: &User,
+    workgroup_id: i64,
+) -> Result<Vec<(User, i32)>> {
+    let wg = manageable_workgroup(conn, caller, workgroup_id)?;
+    Ok(WorkgroupMember::members_of(conn, wg.id)?)
+}
+
+/// Organization admins choose which of the organization's printers a workgroup reaches; the
+/// printers' other workgroups stay as they are.
+pub fn set_workgroup_printers(
+    conn: &mut DbConn,
+    caller: &User,
+    workgroup_id: i64,
+    printer_ids: &[PrinterId],
+) -> Result<()> {
+    require_org_admin(caller)?;
+    db::write_transaction(conn, |c| {
+        let wg = visible_workgroup(c, caller, workgroup_id)?;
+        let printers = Printer::in_org(c, caller.organization_id)?;
+        if let Some(p) = printer_ids
+            .iter()
+            .find(|id| !printers.iter().any(|p| p.id == **id))
+        {
+            return Err(Error::not_found(format!("Printer {p} not found")));
+        }
+        let ids: Vec<PrinterId> = printers.iter().map(|p| p.id).collect();
+        let current = PrinterWorkgroups::of(c, &ids)?;
+        for p in &printers {
+            let mut wgs: Vec<i64> = current
+                .iter()
+                .filter(|(pid, _)| *pid == p.id)
+                .map(|(_, w)| *w)
+                .filter(|w| *w != wg.id)
+                .collect();
+            let was = wgs.len() != current.iter().filter(|(pid, _)| *pid == p.id).count();
+            let wanted = printer_ids.contains(&p.id);
+            if wanted {
+                wgs.push(wg.id);
+            }
+            if wanted != was {
+                PrinterWorkgroups::set(c, p.id, &wgs)?;
+            }
+        }
+        Ok(())
     })
 }
 

@@ -16,6 +16,7 @@ backend_cases!(
     a_member_sees_only_printers_they_may_use,
     a_member_uploads_a_gcode_and_prints_it,
     a_member_slices_a_model_for_their_printer,
+    an_admin_adds_a_person_and_a_workgroup_and_gives_it_a_printer,
 );
 
 /// The browsers' time zone: far from UTC, so times shown in UTC would be caught.
@@ -649,6 +650,322 @@ async fn a_member_slices_a_model_for_their_printer(db: Db) {
     app.stop().await;
 }
 
+async fn an_admin_adds_a_person_and_a_workgroup_and_gives_it_a_printer(db: Db) {
+    let Some(app) = TestApp::start(db, &[]).await else {
+        return;
+    };
+    let Some(b) = browser(1280, 900).await else {
+        app.stop().await;
+        return;
+    };
+    let c = &b.client;
+    let admin = "head@console.test";
+    app.create_user(app.org_id, admin, 1);
+    let session = app.login(admin, PASSWORD).await;
+    let (lab, lab_token) = app.register_printer(&session, "SN-LAB-1").await;
+    let (office, _) = app.register_printer(&session, "SN-OFFICE-1").await;
+    app.agent(
+        "command",
+        report(&lab_token, "ready", 0.0, [21, 21], [0, 0]),
+    )
+    .await;
+    sign_in(c, &app, admin).await;
+    click(c, "nav a[href='/admin']").await;
+    wait_text(c, ".tabs a[aria-current=page]", |t| t == "People").await;
+
+    // A new person: no password, a link for them instead.
+    let student = "sam.student@console.test";
+    type_into(c, "email", student).await;
+    type_into(c, "firstname", "Sam").await;
+    click(c, "form[action='/admin/people'] button[type=submit]").await;
+    wait_text(c, "h1", |t| t == "Person added").await;
+    let link = c
+        .find(Locator::Id("invite-link"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(link.contains("/noauth/set_password/"), "{link}");
+    screenshot(c, "admin-invite-link").await;
+    c.goto(&app.url("/admin/people")).await.unwrap();
+    let row = wait_text(c, "table", |t| t.contains(student)).await;
+    assert!(row.contains("Invited"), "{row}");
+    screenshot(c, "admin-people").await;
+
+    // A workgroup with the student in it, reaching the lab printer only.
+    click(c, ".tabs a[href='/admin/workgroups']").await;
+    wait_text(c, ".empty h2", |t| t == "No workgroups yet").await;
+    type_into(c, "name", "Design studio").await;
+    click(c, "form[action='/admin/workgroups'] button[type=submit]").await;
+    wait_text(c, ".page-title", |t| t == "Design studio").await;
+    type_into(c, "member-email", student).await;
+    click(c, "form[action$='/members'] button[type=submit]").await;
+    wait_text(c, ".notice", |t| t == "Members saved.").await;
+    wait_text(c, "#members-title", |t| t == "Members (1)").await;
+    click(c, &format!("input[name=printer][value='{lab}']")).await;
+    click(c, "form[action$='/printers'] button[type=submit]").await;
+    wait_text(c, ".notice", |t| t.starts_with("Printers saved")).await;
+    let checked = c
+        .find(Locator::Css(&format!("input[name=printer][value='{lab}']")))
+        .await
+        .unwrap()
+        .prop("checked")
+        .await
+        .unwrap();
+    assert_eq!(checked.as_deref(), Some("true"));
+    screenshot(c, "admin-workgroup").await;
+    click(c, ".tabs a[href='/admin/printers']").await;
+    let lab_row = wait_text(c, &format!("tr[data-printer='{lab}']"), |t| !t.is_empty()).await;
+    assert!(
+        lab_row.contains("Design studio") && lab_row.contains("Ready"),
+        "{lab_row}"
+    );
+    let office_row = wait_text(c, &format!("tr[data-printer='{office}']"), |t| {
+        !t.is_empty()
+    })
+    .await;
+    assert!(office_row.contains("none"), "{office_row}");
+    screenshot(c, "admin-printers").await;
+    click(c, "form.signout button").await;
+    wait_text(c, "h1", |t| t == "Sign in").await;
+
+    // The student sets a password from the link, signs in and sees the lab printer only.
+    c.goto(&link).await.unwrap();
+    type_into(c, "password", PASSWORD).await;
+    type_into(c, "password2", PASSWORD).await;
+    click(c, "form button[type=submit]").await;
+    wait_text(c, "h1", |t| t == "Password set").await;
+    sign_in(c, &app, student).await;
+    wait_text(c, &format!("article[data-printer='{lab}'] .badge"), |t| {
+        t == "Ready"
+    })
+    .await;
+    assert!(c
+        .find(Locator::Css(&format!("article[data-printer='{office}']")))
+        .await
+        .is_err());
+    // No admin pages for a member.
+    assert!(c.find(Locator::Css("nav a[href='/admin']")).await.is_err());
+    b.close().await;
+
+    // The admin disables the student: their session ends at once.
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let (student_cookie, _) = http_sign_in(&app, &client, student).await;
+    let (admin_cookie, admin_csrf) = http_sign_in(&app, &client, admin).await;
+    let student_id = printfarm::db::models::User::find_by_email(&mut app.conn(), student)
+        .unwrap()
+        .unwrap()
+        .id;
+    let res = client
+        .post(app.url(&format!("/admin/people/{student_id}")))
+        .header("cookie", &admin_cookie)
+        .form(&[("csrf", admin_csrf.as_str()), ("action", "disable")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let res = client
+        .get(app.url("/"))
+        .header("cookie", &student_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303, "a disabled person's session still works");
+    app.stop().await;
+}
+
+/// Admin pages refuse what the API refuses: members (403), forged forms (403), ids of another
+/// organization (404), an admin demoting or disabling themselves (409), bad values (400).
+async fn admin_refusals(app: &TestApp) {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    app.create_user(app.org_id, "chief@console.test", 1);
+    app.create_user(app.org_id, "pupil@console.test", 0);
+    let (chief, chief_csrf) = http_sign_in(app, &client, "chief@console.test").await;
+    let (pupil, pupil_csrf) = http_sign_in(app, &client, "pupil@console.test").await;
+    let chief_id =
+        printfarm::db::models::User::find_by_email(&mut app.conn(), "chief@console.test")
+            .unwrap()
+            .unwrap()
+            .id;
+    let pupil_id =
+        printfarm::db::models::User::find_by_email(&mut app.conn(), "pupil@console.test")
+            .unwrap()
+            .unwrap()
+            .id;
+    let post = |cookie: &str, path: &str, form: Vec<(&'static str, String)>| {
+        client
+            .post(app.url(path))
+            .header("cookie", cookie.to_string())
+            .form(&form)
+            .send()
+    };
+    let get = |cookie: &str, path: &str| {
+        client
+            .get(app.url(path))
+            .header("cookie", cookie.to_string())
+            .send()
+    };
+    for page in ["/admin", "/admin/people", "/admin/workgroups"] {
+        assert_eq!(get(&pupil, page).await.unwrap().status(), 403, "{page}");
+    }
+    let res = post(
+        &pupil,
+        "/admin/people",
+        vec![
+            ("csrf", pupil_csrf.clone()),
+            ("email", "x@console.test".into()),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 403);
+    assert!(res
+        .text()
+        .await
+        .unwrap()
+        .contains("Only organization admins"));
+    let res = post(
+        &pupil,
+        "/admin/printers",
+        vec![("csrf", pupil_csrf.clone()), ("code", "ABCDEF".into())],
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 403);
+    let res = post(
+        &chief,
+        "/admin/people",
+        vec![("csrf", "0000".into()), ("email", "x@console.test".into())],
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 403, "a forged form");
+    type Case = (String, Vec<(&'static str, String)>, u16, &'static str);
+    let cases: Vec<Case> = vec![
+        (
+            format!("/admin/people/{chief_id}"),
+            vec![("action", "role".into()), ("role", "0".into())],
+            409,
+            "your own role",
+        ),
+        (
+            format!("/admin/people/{chief_id}"),
+            vec![("action", "disable".into())],
+            409,
+            "disable yourself",
+        ),
+        (
+            format!("/admin/people/{pupil_id}"),
+            vec![("action", "role".into()), ("role", "7".into())],
+            400,
+            "role must be",
+        ),
+        (
+            format!("/admin/people/{pupil_id}"),
+            vec![("action", "explode".into())],
+            400,
+            "action must be",
+        ),
+        (
+            "/admin/people/999999".into(),
+            vec![("action", "disable".into())],
+            404,
+            "not found",
+        ),
+        (
+            "/admin/people".into(),
+            vec![("email", "not-an-email".into())],
+            400,
+            "email address",
+        ),
+        (
+            "/admin/workgroups".into(),
+            vec![("name", "  ".into())],
+            400,
+            "must not be empty",
+        ),
+        (
+            "/admin/workgroups/999999/members".into(),
+            vec![("email", "pupil@console.test".into())],
+            404,
+            "not found",
+        ),
+        (
+            "/admin/printers".into(),
+            vec![("code", "NOPE-NOPE".into())],
+            404,
+            "Unknown registration code",
+        ),
+    ];
+    for (path, mut form, status, says) in cases {
+        form.push(("csrf", chief_csrf.clone()));
+        let res = post(&chief, &path, form.clone()).await.unwrap();
+        assert_eq!(res.status().as_u16(), status, "{path} {form:?}");
+        let text = res.text().await.unwrap();
+        assert!(text.contains(says), "{path} {form:?}: {text}");
+    }
+    // Another organization's workgroup and people are not found.
+    let other_org = app.create_org("Elsewhere");
+    app.create_user(other_org, "far.admin@console.test", 1);
+    let (far, far_csrf) = http_sign_in(app, &client, "far.admin@console.test").await;
+    let res = post(
+        &chief,
+        "/admin/workgroups",
+        vec![("csrf", chief_csrf.clone()), ("name", "Ours".into())],
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 303);
+    let ours = res.headers()["location"].to_str().unwrap().to_string();
+    assert_eq!(get(&far, &ours).await.unwrap().status(), 404);
+    let res = post(
+        &far,
+        &format!("/admin/people/{pupil_id}"),
+        vec![("csrf", far_csrf.clone()), ("action", "disable".into())],
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 404);
+    let res = post(
+        &far,
+        &format!("{ours}/members"),
+        vec![
+            ("csrf", far_csrf.clone()),
+            ("email", "pupil@console.test".into()),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 404);
+    // A person of another organization cannot be put in our workgroup.
+    let res = post(
+        &chief,
+        &format!("{ours}/members"),
+        vec![
+            ("csrf", chief_csrf.clone()),
+            ("email", "far.admin@console.test".into()),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 404);
+    let pupil_row = printfarm::db::models::User::find(&mut app.conn(), pupil_id)
+        .unwrap()
+        .unwrap();
+    assert!(
+        !pupil_row.disabled && pupil_row.access_role == 0,
+        "a refused change was written"
+    );
+}
+
 /// The console's refusals, over plain HTTP: no session, a forged session, a sign-out without the
 /// page's CSRF token, and a sign-in that would send the person to another site.
 async fn refusals(app: &TestApp) {
@@ -1011,4 +1328,4 @@ async fn refusals(app: &TestApp) {
     assert_eq!(res.status(), 404);
 }
 
-backend_tests!(refusals);
+backend_tests!(refusals, admin_refusals);

@@ -136,6 +136,32 @@ impl User {
             .optional()
     }
 
+    /// The organization's people, by email.
+    pub fn of_org(conn: &mut DbConn, org: OrgId) -> QResult<Vec<User>> {
+        users::table
+            .filter(users::organization_id.eq(org))
+            .order(users::email.asc())
+            .load(conn)
+    }
+
+    pub fn set_role(conn: &mut DbConn, id: UserId, role: i32) -> QResult<usize> {
+        diesel::update(users::table.find(id))
+            .set((
+                users::access_role.eq(role),
+                users::updated_at.eq(crate::db::now()),
+            ))
+            .execute(conn)
+    }
+
+    pub fn set_disabled(conn: &mut DbConn, id: UserId, disabled: bool) -> QResult<usize> {
+        diesel::update(users::table.find(id))
+            .set((
+                users::disabled.eq(disabled),
+                users::updated_at.eq(crate::db::now()),
+            ))
+            .execute(conn)
+    }
+
     pub fn find_by_google_sub(conn: &mut DbConn, sub: &str) -> QResult<Option<User>> {
         users::table
             .filter(users::google_sub.eq(sub))

@@ -125,6 +125,16 @@ impl WorkgroupMember {
         .execute(conn)
     }
 
+    /// Members of a workgroup with their rights, by email.
+    pub fn members_of(conn: &mut DbConn, workgroup_id: i64) -> QResult<Vec<(User, i32)>> {
+        users::table
+            .inner_join(workgroup_members::table)
+            .filter(workgroup_members::workgroup_id.eq(workgroup_id))
+            .order(users::email.asc())
+            .select((User::as_select(), workgroup_members::rights))
+            .load(conn)
+    }
+
     /// Users of a workgroup, by id.
     pub fn users_of(conn: &mut DbConn, workgroup_id: i64) -> QResult<Vec<User>> {
         users::table

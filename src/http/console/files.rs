@@ -8,7 +8,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
-use super::{refused, render, to_login, Chrome, Stamp};
+use super::{refused, render, to_login, Chrome, NoticePage, Stamp};
 use crate::db::models::{FileId, PrinterId, PrinterState, SliceJob, SliceStatus, StoredFile};
 use crate::error::Error;
 use crate::gcode::GcodeAnalysis;
@@ -121,7 +121,7 @@ fn human_size(bytes: i64) -> String {
 /// A configured limit, in the binary units it is usually set in: `1 GiB`, `200 MiB`.
 fn limit_label(bytes: u64) -> String {
     const MIB: u64 = 1024 * 1024;
-    if bytes >= 1024 * MIB && bytes % (1024 * MIB) == 0 {
+    if bytes >= 1024 * MIB && bytes.is_multiple_of(1024 * MIB) {
         format!("{} GiB", bytes / (1024 * MIB))
     } else if bytes >= MIB {
         format!("{} MiB", bytes / MIB)
@@ -455,14 +455,6 @@ async fn file_page(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse
     )
 }
 
-#[derive(Template)]
-#[template(path = "console/notice.html")]
-struct NoticePage {
-    chrome: Chrome,
-    title: String,
-    message: String,
-}
-
 /// Prints or queues the file on the chosen printer (`print_file`), then says which.
 async fn print(
     state: web::Data<AppState>,
@@ -523,6 +515,7 @@ async fn print(
                     chrome: Chrome::new(Some((&user, &session)), "files"),
                     title,
                     message,
+                    links: vec![("/", "See the printers"), ("/myfiles", "Your files")],
                 },
             )
         }

@@ -3,8 +3,10 @@
 //! printer cards (server-sent events). Everything it shows is what the API would answer to the
 //! same person: the pages call the services, never a copy of a rule.
 
+mod admin;
 mod assets;
 mod files;
+mod links;
 
 use std::time::Duration;
 
@@ -21,7 +23,7 @@ use crate::http::browser::{self, browser_user, checked_user, csrf_token, see_oth
 use crate::http::routes::Routes;
 use crate::services::job_states::CancelReason;
 use crate::services::printers::{self, PrinterCard};
-use crate::services::{auth, jobs, login_tokens, sessions};
+use crate::services::{jobs, sessions};
 use crate::AppState;
 
 pub fn routes(r: &mut Routes) {
@@ -33,9 +35,8 @@ pub fn routes(r: &mut Routes) {
     r.at("/jobs/{job_id}/{action}").post(job_action);
     r.at("/assets/{file}").get(assets::serve);
     files::routes(r);
-    r.at("/noauth/login_with_auth_token/{token}")
-        .get(browser_link_form)
-        .post(browser_link_sign_in);
+    admin::routes(r);
+    links::routes(r);
 }
 
 /// Scripts and styles only from here, no inline script, no framing, forms post back here.
@@ -64,6 +65,9 @@ pub(super) fn render(status: StatusCode, t: &impl Template) -> HttpResponse {
 pub struct Me {
     pub email: String,
     pub csrf: String,
+    /// Sees the admin pages (organization or workgroup admin).
+    pub admin: bool,
+    pub org_admin: bool,
 }
 
 /// What every page's frame needs.
@@ -80,6 +84,8 @@ impl Chrome {
             me: me.map(|(u, session)| Me {
                 email: u.email.clone(),
                 csrf: csrf_token(session),
+                admin: admin::is_admin(u),
+                org_admin: crate::services::orgs::is_org_admin(u),
             }),
             css: assets::url("console.css"),
             js: assets::url("console.js"),
@@ -514,75 +520,15 @@ async fn job_action(
     }
 }
 
+/// A page that says what was done, with where to go next.
 #[derive(Template)]
-#[template(path = "console/continue.html")]
-struct ContinuePage {
-    chrome: Chrome,
-    email: String,
-}
-
-/// The page a browser sign-in link (the Cura plugin's "go to cloud") opens: it names the
-/// account and asks before signing in, so that a link preview or a prefetch cannot use up the
-/// one-time link, and a person sees whose account they are entering.
-async fn browser_link_form(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    path: web::Path<String>,
-) -> HttpResponse {
-    let token = path.into_inner();
-    let outcome = async {
-        if !auth::is_token_shaped(&token) {
-            return Err(Error::not_found("Unknown sign-in link"));
-        }
-        state
-            .db(move |c| login_tokens::browser_link_user(c, &token))
-            .await
-    }
-    .await;
-    match outcome {
-        Ok(user) => render(
-            StatusCode::OK,
-            &ContinuePage {
-                chrome: Chrome::new(None, ""),
-                email: user.email,
-            },
-        ),
-        Err(e) => refused(&state, &req, e).await,
-    }
-}
-
-async fn browser_link_sign_in(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    path: web::Path<String>,
-) -> HttpResponse {
-    let token = path.into_inner();
-    let outcome = async {
-        if !auth::is_token_shaped(&token) {
-            return Err(Error::not_found("Unknown sign-in link"));
-        }
-        // Only our own confirmation page may post here: another site must not sign a visitor
-        // into an account of its choosing (login CSRF). Browsers send Origin on every POST.
-        let origin = req
-            .headers()
-            .get(header::ORIGIN)
-            .and_then(|v| v.to_str().ok());
-        let ours = crate::http::public_base(&state.config, Some(&req));
-        if origin.is_some_and(|o| o != ours.trim_end_matches('/')) {
-            return Err(Error::denied("This form did not come from this site"));
-        }
-        let policy = state.session_policy.clone();
-        state
-            .db(move |c| login_tokens::redeem_browser(c, &policy, &token))
-            .await
-    }
-    .await;
-    match outcome {
-        Ok(session) => see_other("/myfiles")
-            .cookie(browser::new_session_cookie(&state, session))
-            .finish(),
-        Err(e) => refused(&state, &req, e).await,
-    }
+#[template(path = "console/notice.html")]
+pub(super) struct NoticePage {
+    pub chrome: Chrome,
+    pub title: String,
+    pub message: String,
+    /// (href, label)
+    pub links: Vec<(&'static str, &'static str)>,
 }
 
 #[cfg(test)]
