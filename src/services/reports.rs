@@ -666,6 +666,170 @@ pub fn finished_jobs(
         .collect())
 }
 
+/// Jobs of one day by outcome (the day a job was created, as the custom report counts it).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DayOutcomes {
+    pub day: NaiveDate,
+    pub done: i64,
+    pub cancelled: i64,
+    pub failed: i64,
+    /// Queued or printing now.
+    pub open: i64,
+}
+
+/// A name and an amount, for the charts' bars.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Amount {
+    pub name: String,
+    pub value: f64,
+}
+
+/// What the console's report charts show, over the same jobs as `get_custom_report` for the
+/// same person and range.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    pub days: Vec<DayOutcomes>,
+    /// Share of the range's hours each printer in scope spent printing (0..1), busiest first.
+    pub utilisation: Vec<Amount>,
+    /// Print hours per workgroup (a printer in two workgroups counts for both), most first.
+    pub workgroup_hours: Vec<Amount>,
+    /// The ten people with the most print hours.
+    pub top_users: Vec<Amount>,
+    /// Cancelled jobs per reason, most first.
+    pub cancel_reasons: Vec<Amount>,
+    pub jobs: i64,
+    pub print_hours: f64,
+    pub filament_g: f64,
+}
+
+fn ranked(map: HashMap<String, f64>, keep: usize) -> Vec<Amount> {
+    let mut v: Vec<Amount> = map
+        .into_iter()
+        .map(|(name, value)| Amount { name, value })
+        .collect();
+    v.sort_by(|a, b| {
+        b.value
+            .total_cmp(&a.value)
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    v.truncate(keep);
+    v
+}
+
+/// The charts' figures for `range`, read in batches (memory stays flat however many jobs).
+pub fn summary(
+    conn: &mut DbConn,
+    user: &User,
+    range: DateRange,
+    now: NaiveDateTime,
+) -> Result<Summary> {
+    let scope = scope_for(conn, user)?;
+    let printers_only = match &scope {
+        Scope::Workgroups { printers, .. } => Some(printers.clone()),
+        Scope::Organization(_) => None,
+    };
+    let own_workgroups = match &scope {
+        Scope::Workgroups { workgroups, .. } => Some(workgroups.clone()),
+        Scope::Organization(_) => None,
+    };
+    let mut groups_of: HashMap<i64, Vec<String>> = HashMap::new();
+    for (printer, _, name, _) in
+        read::printer_workgroup_names(conn, scope.organization(), own_workgroups.as_deref())?
+    {
+        groups_of.entry(printer).or_default().push(name);
+    }
+    let span_days = (range.to - range.from).num_days() + 1;
+    let mut days: Vec<DayOutcomes> = (0..span_days)
+        .map(|i| DayOutcomes {
+            day: range.from + Duration::days(i),
+            ..DayOutcomes::default()
+        })
+        .collect();
+    // Every printer in scope has a bar, idle ones too (by id: two printers may share a name).
+    let mut printer_hours: HashMap<i64, (String, f64)> = HashMap::new();
+    for (id, name) in read::printer_names(conn, scope.organization())? {
+        if printers_only.as_ref().is_none_or(|p| p.contains(&id)) {
+            printer_hours.insert(id, (name, 0.0));
+        }
+    }
+    let mut group_hours: HashMap<String, f64> = HashMap::new();
+    let mut user_hours: HashMap<String, f64> = HashMap::new();
+    let mut reasons: HashMap<String, f64> = HashMap::new();
+    let mut out = Summary::default();
+    let filter = read::ReportFilter {
+        organization: scope.organization(),
+        printers: printers_only.as_deref(),
+        from: range.start(),
+        until: range.end(),
+    };
+    let mut after = 0;
+    loop {
+        let rows = read::report_rows(conn, &filter, after, 5_000)?;
+        for r in &rows {
+            out.jobs += 1;
+            out.filament_g += r.weight;
+            let i = (r.created_at.date() - range.from).num_days();
+            if let Some(d) = usize::try_from(i).ok().and_then(|i| days.get_mut(i)) {
+                match r.status_id {
+                    JobStatus::Finished => d.done += 1,
+                    JobStatus::Aborted => d.cancelled += 1,
+                    JobStatus::Failed => d.failed += 1,
+                    JobStatus::Queued | JobStatus::InProgress => d.open += 1,
+                }
+            }
+            let seconds = match r.started_at {
+                None => 0,
+                Some(s) if r.status_id == JobStatus::InProgress => (now - s).num_seconds(),
+                Some(_) => i64::from(r.print_time),
+            };
+            let hours = seconds.max(0) as f64 / 3600.0;
+            out.print_hours += hours;
+            printer_hours
+                .entry(r.printer_id.0)
+                .or_insert_with(|| (r.printer_name.clone(), 0.0))
+                .1 += hours;
+            match groups_of.get(&r.printer_id.0) {
+                Some(names) => {
+                    for n in names {
+                        *group_hours.entry(n.clone()).or_default() += hours;
+                    }
+                }
+                None => *group_hours.entry("(no workgroup)".into()).or_default() += hours,
+            }
+            *user_hours.entry(r.email.clone()).or_default() += hours;
+            if r.status_id == JobStatus::Aborted {
+                let why =
+                    cancel_reason_text(r.cancel_reason.as_deref(), r.cancel_source.as_deref())
+                        .unwrap_or_else(|| "No reason given".into());
+                *reasons.entry(why).or_default() += 1.0;
+            }
+        }
+        match rows.last() {
+            Some(last) if rows.len() == 5_000 => after = last.id,
+            _ => break,
+        }
+    }
+    let range_hours = span_days as f64 * 24.0;
+    out.days = days;
+    let mut utilisation: Vec<Amount> = printer_hours
+        .into_values()
+        .map(|(name, hours)| Amount {
+            value: (hours / range_hours).min(1.0),
+            name,
+        })
+        .collect();
+    utilisation.sort_by(|a, b| {
+        b.value
+            .total_cmp(&a.value)
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    out.utilisation = utilisation;
+    out.workgroup_hours = ranked(group_hours, usize::MAX);
+    out.top_users = ranked(user_hours, 10);
+    out.cancel_reasons = ranked(reasons, usize::MAX);
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,6 +17,7 @@ backend_cases!(
     a_member_uploads_a_gcode_and_prints_it,
     a_member_slices_a_model_for_their_printer,
     an_admin_adds_a_person_and_a_workgroup_and_gives_it_a_printer,
+    an_admin_reads_the_report_charts_and_downloads_the_csv,
 );
 
 /// The browsers' time zone: far from UTC, so times shown in UTC would be caught.
@@ -776,6 +777,202 @@ async fn an_admin_adds_a_person_and_a_workgroup_and_gives_it_a_printer(db: Db) {
         .await
         .unwrap();
     assert_eq!(res.status(), 303, "a disabled person's session still works");
+    app.stop().await;
+}
+
+/// Inserts a job of `status` created now on `printer` that printed `hours` (no HTTP: outcomes
+/// that would otherwise take agents through whole prints).
+fn add_job(
+    app: &TestApp,
+    (printer, file, user): (i64, i64, i64),
+    status: printfarm::db::models::JobStatus,
+    hours: f64,
+    reason: Option<&str>,
+) {
+    use diesel::prelude::*;
+    use printfarm::db::models::{FileId, NewJob, OrgId, PrinterId, UserId};
+    use printfarm::db::schema::jobs;
+    let now = chrono::Utc::now().naive_utc();
+    let mut c = app.conn();
+    let id: i64 = diesel::insert_into(jobs::table)
+        .values(&NewJob {
+            organization_id: OrgId(app.org_id),
+            printer_id: PrinterId(printer),
+            file_id: FileId(file),
+            user_id: UserId(user),
+            share_id: None,
+            status_id: status,
+            change_seq: 0,
+            notes: None,
+            percent: 100.0,
+            print_time: 0,
+            printing_duration: 1200,
+            material_type: "PLA",
+            layer_height: 0.2,
+            color_numbers: 1,
+            extruders: "{}",
+            weight: 12.5,
+            heated_bed: true,
+            heated_bed_temperature: 60,
+            raft: false,
+            supports: false,
+            file_cost: None,
+            charged: false,
+            created_at: now,
+            updated_at: now,
+        })
+        .returning(jobs::id)
+        .get_result(&mut *c)
+        .unwrap();
+    let seconds = (hours * 3600.0) as i32;
+    diesel::update(jobs::table.find(id))
+        .set((
+            jobs::started_at.eq(Some(now - chrono::Duration::seconds(i64::from(seconds)))),
+            jobs::ended_at.eq(Some(now)),
+            jobs::print_time.eq(seconds),
+            jobs::cancel_reason.eq(reason),
+        ))
+        .execute(&mut *c)
+        .unwrap();
+}
+
+async fn an_admin_reads_the_report_charts_and_downloads_the_csv(db: Db) {
+    use printfarm::db::models::JobStatus;
+    let Some(app) = TestApp::start(db, &[]).await else {
+        return;
+    };
+    let Some(b) = browser(1280, 1700).await else {
+        app.stop().await;
+        return;
+    };
+    let c = &b.client;
+    let admin = "reports@console.test";
+    app.create_user(app.org_id, admin, 1);
+    let admin_session = app.login(admin, PASSWORD).await;
+    let maker_id = app.create_user(app.org_id, "busy.maker@console.test", 0);
+    let maker = app.login("busy.maker@console.test", PASSWORD).await;
+    let (lab, _) = app.register_printer(&maker, "SN-REPORT-1").await;
+    app.register_printer(&maker, "SN-REPORT-2").await;
+    let cube = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/cube_20mm.gcode"
+    ))
+    .unwrap();
+    let (_, up) = app.upload(&maker, "cube_20mm.gcode", cube, &[]).await;
+    let file = up["message"]["file_id"].as_i64().unwrap();
+    let (_, wg) = app
+        .post(
+            "/apiglobal/create_workgroup",
+            &[("session", admin_session.as_str()), ("name", "Lab")],
+        )
+        .await;
+    let wg = wg["message"]["id"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("{wg}"));
+    let (status, body) = app
+        .post(
+            "/apiglobal/set_printer_workgroups",
+            &[
+                ("session", admin_session.as_str()),
+                ("printer_id", &lab.to_string()),
+                ("workgroup_id", &wg.to_string()),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let on_lab = (lab, file, maker_id);
+    for _ in 0..3 {
+        add_job(&app, on_lab, JobStatus::Finished, 2.0, None);
+    }
+    add_job(&app, on_lab, JobStatus::Aborted, 0.5, Some("print_quality"));
+    add_job(&app, on_lab, JobStatus::Failed, 0.25, None);
+
+    sign_in(c, &app, admin).await;
+    click(c, "nav a[href='/reports']").await;
+    let figures = wait_text(c, ".figures", |t| t.contains("jobs")).await;
+    assert!(
+        figures.contains("5\njobs") || figures.contains("5 jobs"),
+        "{figures}"
+    );
+    assert!(figures.contains("6.8 h"), "{figures}");
+    // The day's column is drawn, in three outcomes.
+    for class in ["done", "cancelled", "failed"] {
+        c.find(Locator::Css(&format!("svg.days rect.{class}")))
+            .await
+            .unwrap_or_else(|_| panic!("no {class} bar"));
+    }
+    let util = wait_text(c, "[data-chart=util]", |t| !t.is_empty()).await;
+    assert!(
+        util.contains("SN-REPORT-1") && util.contains("SN-REPORT-2"),
+        "{util}"
+    );
+    let groups = wait_text(c, "[data-chart=groups]", |t| !t.is_empty()).await;
+    assert!(
+        groups.contains("Lab") && groups.contains("6.8 h"),
+        "{groups}"
+    );
+    let users = wait_text(c, "[data-chart=users]", |t| !t.is_empty()).await;
+    assert!(users.contains("busy.maker@console.test"), "{users}");
+    let reasons = wait_text(c, "[data-chart=reasons]", |t| !t.is_empty()).await;
+    assert!(reasons.contains("Print quality"), "{reasons}");
+    screenshot(c, "reports").await;
+
+    // A range the rules refuse: the reason, on the page.
+    c.goto(&app.url("/reports?from=2020-01-01&to=2024-01-01"))
+        .await
+        .unwrap();
+    let alert = wait_text(c, ".alert", |t| !t.is_empty()).await;
+    assert!(alert.contains("at most 365 days"), "{alert}");
+    b.close().await;
+
+    // The CSV: the columns chosen, the same rows as the API's report.
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let (cookie, _) = http_sign_in(&app, &client, admin).await;
+    let res = client
+        .get(app.url("/reports/download?fields=job_id&fields=status&fields=cancel_reason"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
+    assert!(res.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .contains("attachment"));
+    let csv = res.text().await.unwrap();
+    let lines: Vec<&str> = csv.trim_start_matches('\u{feff}').lines().collect();
+    assert_eq!(lines[0], "Job ID,Status,Cancel Reason");
+    assert_eq!(lines.len(), 6, "{csv}");
+    assert!(
+        csv.contains("CANCELLED,Print quality") || csv.contains(",Print quality"),
+        "{csv}"
+    );
+    // People without reports are refused, as by the API.
+    let (member, _) = http_sign_in(&app, &client, "busy.maker@console.test").await;
+    for path in ["/reports", "/reports/download"] {
+        let res = client
+            .get(app.url(path))
+            .header("cookie", &member)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 403, "{path}");
+    }
+    let res = client
+        .get(app.url("/reports/download?fields=bogus"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert!(res.text().await.unwrap().contains("bogus"));
     app.stop().await;
 }
 

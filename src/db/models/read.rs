@@ -123,6 +123,16 @@ pub fn printer_workgroup_names(
 
 /// The jobs a report covers: an organization's, created (or for finished jobs, ended) in
 /// `[from, until)`, on the listed printers when given.
+/// The organization's printers (id, name).
+pub fn printer_names(conn: &mut DbConn, organization: OrgId) -> QResult<Vec<(i64, String)>> {
+    printers::table
+        .filter(printers::organization_id.eq(organization))
+        .order(printers::id.asc())
+        .select((printers::id, printers::name))
+        .load::<(PrinterId, String)>(conn)
+        .map(|v| v.into_iter().map(|(id, n)| (id.0, n)).collect())
+}
+
 pub struct ReportFilter<'a> {
     pub organization: OrgId,
     pub printers: Option<&'a [i64]>,

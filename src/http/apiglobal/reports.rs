@@ -227,6 +227,16 @@ pub async fn get_custom_report(
     let report = state
         .db(move |c| reports::custom_report(c, &me, &req, today))
         .await?;
+    stream(&state, report, format).await
+}
+
+/// Streams a checked report as a CSV attachment or the JSON table, reading it in batches on a
+/// blocking thread (memory stays flat); a failure of the first query is still an error answer.
+pub(crate) async fn stream(
+    state: &AppState,
+    report: CustomReport,
+    format: Format,
+) -> Result<HttpResponse> {
     let filename = format!("report_{}_{}.csv", report.range.from, report.range.to);
 
     let (tx, mut rx) = mpsc::channel::<Result<Bytes>>(CHANNEL_CHUNKS);

@@ -7,6 +7,7 @@ mod admin;
 mod assets;
 mod files;
 mod links;
+mod reports;
 
 use std::time::Duration;
 
@@ -37,6 +38,7 @@ pub fn routes(r: &mut Routes) {
     files::routes(r);
     admin::routes(r);
     links::routes(r);
+    reports::routes(r);
 }
 
 /// Scripts and styles only from here, no inline script, no framing, forms post back here.
