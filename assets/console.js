@@ -58,6 +58,18 @@
     }, Number(follow.getAttribute("data-reload")) || 3000);
   }
 
+  // Camera pictures, refreshed while the page is open (the printer sends them while someone
+  // watches); without one yet, say so instead of a broken image.
+  document.querySelectorAll("img[data-camera]").forEach(function (img) {
+    var base = img.getAttribute("src");
+    var panel = img.parentNode;
+    img.addEventListener("error", function () { panel.classList.add("camera-none"); });
+    img.addEventListener("load", function () { panel.classList.remove("camera-none"); });
+    setInterval(function () {
+      img.src = base + "?t=" + Date.now();
+    }, Number(img.getAttribute("data-camera")) || 3000);
+  });
+
   // Uploads with a progress bar; the server's answer decides (a refusal's reason is shown).
   document.querySelectorAll("form[data-upload]").forEach(function (form) {
     var bar = form.querySelector(".upload-progress");

@@ -292,9 +292,27 @@ pub fn cards(
     offline_after: Duration,
     now: NaiveDateTime,
 ) -> Result<Vec<PrinterCard>> {
+    cards_of(conn, user, None, offline_after, now)
+}
+
+/// The dashboard's cards, or only the card of `only` (404 when out of reach).
+fn cards_of(
+    conn: &mut DbConn,
+    user: &User,
+    only: Option<PrinterId>,
+    offline_after: Duration,
+    now: NaiveDateTime,
+) -> Result<Vec<PrinterCard>> {
     // The reach once: it is both the list (as `user_printers` without filters) and who manages.
     let reach = reachable(conn, user)?;
-    let ids: Vec<PrinterId> = reach.keys().copied().collect();
+    let ids: Vec<PrinterId> = reach
+        .keys()
+        .copied()
+        .filter(|id| only.is_none_or(|o| o == *id))
+        .collect();
+    if let Some(id) = only.filter(|_| ids.is_empty()) {
+        return Err(not_found(id));
+    }
     let mut printers = Printer::by_ids(conn, &ids)?;
     printers.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
     let ctx = list_context(conn, &printers, offline_after)?;
@@ -340,6 +358,36 @@ pub fn cards(
             }
         })
         .collect())
+}
+
+/// One printer as its console page shows it: its card, what the viewer may do there, and its
+/// jobs as `get_printer_jobs` answers them (the active ones and those of the organization's
+/// "actual" period), newest first.
+pub struct PrinterDetail {
+    pub card: PrinterCard,
+    pub access: Access,
+    pub tray_clear: bool,
+    pub jobs: Vec<(Job, String, String)>,
+}
+
+pub fn detail(
+    conn: &mut DbConn,
+    user: &User,
+    id: PrinterId,
+    offline_after: Duration,
+    now: NaiveDateTime,
+) -> Result<PrinterDetail> {
+    let (printer, access) = visible(conn, user, id)?;
+    let card = cards_of(conn, user, Some(id), offline_after, now)?
+        .pop()
+        .ok_or_else(|| not_found(id))?;
+    let jobs = crate::services::jobs::printer_jobs(conn, user, id, 200, 0, None, true)?.jobs;
+    Ok(PrinterDetail {
+        card,
+        access,
+        tray_clear: printer.tray_clear,
+        jobs,
+    })
 }
 
 /// `get_organization_printers_list`: organization admins see the organization, workgroup admins

@@ -18,6 +18,7 @@ backend_cases!(
     a_member_slices_a_model_for_their_printer,
     an_admin_adds_a_person_and_a_workgroup_and_gives_it_a_printer,
     an_admin_reads_the_report_charts_and_downloads_the_csv,
+    a_member_runs_a_printer_queue_from_its_page,
 );
 
 /// The browsers' time zone: far from UTC, so times shown in UTC would be caught.
@@ -185,13 +186,21 @@ async fn print_cube(app: &TestApp, session: &str, printer: i64) -> i64 {
         .unwrap_or_else(|| panic!("no job id in {body}"))
 }
 
+/// Clicks the element; a live update may replace it between finding and clicking, so that is
+/// tried again for a while.
 async fn click(c: &Client, css: &str) {
-    c.find(Locator::Css(css))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let tried = match c.find(Locator::Css(css)).await {
+            Ok(e) => e.click().await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        match tried {
+            Ok(()) => return,
+            Err(e) if Instant::now() > deadline => panic!("cannot click {css}: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
 }
 
 /// Polls as the printer's agent, acknowledging what it gets, until `wanted` arrives.
@@ -973,6 +982,190 @@ async fn an_admin_reads_the_report_charts_and_downloads_the_csv(db: Db) {
         .unwrap();
     assert_eq!(res.status(), 400);
     assert!(res.text().await.unwrap().contains("bogus"));
+    app.stop().await;
+}
+
+async fn a_member_runs_a_printer_queue_from_its_page(db: Db) {
+    use base64::Engine;
+    let Some(app) = TestApp::start(db, &[]).await else {
+        return;
+    };
+    let Some(b) = browser(1280, 1000).await else {
+        app.stop().await;
+        return;
+    };
+    let c = &b.client;
+    let maker = "queue@console.test";
+    let session = app.login_new_user(maker).await;
+    let (printer, token) = app.register_printer(&session, "SN-QUEUE-1").await;
+    app.agent("command", report(&token, "ready", 0.0, [22, 22], [0, 0]))
+        .await;
+    let cube = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/cube_20mm.gcode"
+    ))
+    .unwrap();
+    let mut queued = Vec::new();
+    for name in ["first.gcode", "second.gcode"] {
+        let (_, up) = app.upload(&session, name, cube.clone(), &[]).await;
+        let file = up["message"]["file_id"].as_i64().unwrap().to_string();
+        let (status, body) = app
+            .post(
+                "/apiglobal/print_file",
+                &[
+                    ("session", session.as_str()),
+                    ("file_id", &file),
+                    ("printer_id", &printer.to_string()),
+                    ("only_queue", "1"),
+                ],
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        queued.push(body["message"]["job_id"].as_str().unwrap().to_string());
+    }
+    // A camera frame, as the agent sends them.
+    let jpeg = b"\xFF\xD8\xFF\xE0printfarm-console-frame\xFF\xD9".to_vec();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&jpeg);
+    app.agent("camera", json!({"auth_token": token, "image": b64}))
+        .await;
+
+    sign_in(c, &app, maker).await;
+    click(c, &format!("article[data-printer='{printer}'] a.card-link")).await;
+    wait_text(c, "h1", |t| t == "Prusa MK4 SN-QUEUE-1").await;
+    let queue = wait_text(c, "#queue-title", |t| t == "Queue (2)").await;
+    assert_eq!(queue, "Queue (2)");
+    let order = wait_text(c, "ol.jobs", |t| !t.is_empty()).await;
+    assert!(
+        order.find("first.gcode").unwrap() < order.find("second.gcode").unwrap(),
+        "the oldest starts first: {order}"
+    );
+    screenshot(c, "printer").await;
+    // The camera: a link of this person for this printer.
+    let src = c
+        .find(Locator::Css(".camera img"))
+        .await
+        .unwrap()
+        .attr("src")
+        .await
+        .unwrap()
+        .unwrap();
+    // The script refreshes it with `?t=…`.
+    let src = src.split('?').next().unwrap().to_string();
+    assert!(
+        src.starts_with("/camera/") && src.ends_with(&format!("/{printer}.jpg")),
+        "{src}"
+    );
+    let still = app
+        .client
+        .get(app.url(&src))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(still.status(), 200);
+    assert_eq!(still.bytes().await.unwrap().to_vec(), jpeg);
+
+    // Start the first: it becomes the printer's job, on the page, live.
+    click(
+        c,
+        &format!("li[data-job='{}'] form[action$='/start'] button", queued[0]),
+    )
+    .await;
+    next_command(&app, &token, "gcodes").await;
+    app.agent(
+        "command",
+        report(&token, "printing", 5.0, [60, 214], [60, 215]),
+    )
+    .await;
+    wait_text(c, ".card .badge", |t| t == "Printing").await;
+    wait_text(c, ".card .job .file", |t| t == "first.gcode").await;
+    wait_text(c, "#queue-title", |t| t == "Queue (1)").await;
+    // Cancel the second from the queue, with a reason.
+    click(
+        c,
+        &format!("li[data-job='{}'] details.cancel summary", queued[1]),
+    )
+    .await;
+    c.find(Locator::Css(&format!(
+        "li[data-job='{}'] select[name=reason]",
+        queued[1]
+    )))
+    .await
+    .unwrap()
+    .select_by_value("not_needed")
+    .await
+    .unwrap();
+    click(
+        c,
+        &format!(
+            "li[data-job='{}'] form[action$='/cancel'] button",
+            queued[1]
+        ),
+    )
+    .await;
+    wait_text(c, "#queue-title", |t| t == "Queue (0)").await;
+    let recent = wait_text(c, "#recent-title + ul", |t| !t.is_empty()).await;
+    assert!(recent.contains("No longer needed"), "{recent}");
+
+    // The tray: marked not clear through the API, cleared from the page.
+    let (status, body) = app
+        .post(
+            "/apiglobal/printer_clear_build_tray",
+            &[
+                ("session", session.as_str()),
+                ("printer_id", &printer.to_string()),
+                ("is_clear", "0"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    wait_text(c, "#tray-title", |t| t == "Build tray not cleared").await;
+    screenshot(c, "printer-tray").await;
+    click(c, ".tray button").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.find(Locator::Css("#tray-title")).await.is_ok() {
+        assert!(Instant::now() < deadline, "the tray panel stayed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    b.close().await;
+
+    // Someone else's printer page is not found; a forged tray form is refused.
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    app.create_user(app.org_id, "stranger@console.test", 0);
+    let (stranger, stranger_csrf) = http_sign_in(&app, &client, "stranger@console.test").await;
+    let res = client
+        .get(app.url(&format!("/printers/{printer}")))
+        .header("cookie", &stranger)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    let res = client
+        .post(app.url(&format!("/printers/{printer}/tray")))
+        .header("cookie", &stranger)
+        .form(&[("csrf", stranger_csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    let res = client
+        .get(app.url(&format!("/console/events?printer={printer}")))
+        .header("cookie", &stranger)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404, "the live view of a printer out of reach");
+    let (owner, _) = http_sign_in(&app, &client, maker).await;
+    let res = client
+        .post(app.url(&format!("/printers/{printer}/tray")))
+        .header("cookie", &owner)
+        .form(&[("csrf", "0000")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
     app.stop().await;
 }
 

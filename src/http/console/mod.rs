@@ -7,6 +7,7 @@ mod admin;
 mod assets;
 mod files;
 mod links;
+mod printer;
 mod reports;
 
 use std::time::Duration;
@@ -17,7 +18,7 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use askama::Template;
 use futures_util::stream;
 
-use crate::db::models::{JobId, PrinterState, User};
+use crate::db::models::{JobId, PrinterId, PrinterState, User};
 use crate::error::Error;
 use crate::http::apiglobal::Form;
 use crate::http::browser::{self, browser_user, checked_user, csrf_token, see_other};
@@ -38,6 +39,7 @@ pub fn routes(r: &mut Routes) {
     files::routes(r);
     admin::routes(r);
     links::routes(r);
+    printer::routes(r);
     reports::routes(r);
 }
 
@@ -146,6 +148,7 @@ struct DashboardPage {
     cards: Vec<CardView>,
     csrf: String,
     reasons: &'static [(&'static str, &'static str)],
+    back: &'static str,
 }
 
 #[derive(Template)]
@@ -154,6 +157,7 @@ struct CardsFragment {
     cards: Vec<CardView>,
     csrf: String,
     reasons: &'static [(&'static str, &'static str)],
+    back: &'static str,
 }
 
 #[derive(Template)]
@@ -164,7 +168,7 @@ struct RefusedPage {
 }
 
 /// The cancel reasons people choose from: (code, label), as `job_cancel` takes them.
-static REASONS: std::sync::LazyLock<Vec<(&'static str, &'static str)>> =
+pub(super) static REASONS: std::sync::LazyLock<Vec<(&'static str, &'static str)>> =
     std::sync::LazyLock::new(|| {
         CancelReason::ALL
             .iter()
@@ -173,7 +177,7 @@ static REASONS: std::sync::LazyLock<Vec<(&'static str, &'static str)>> =
     });
 
 /// A printer card, formatted for people.
-struct CardView {
+pub(super) struct CardView {
     id: i64,
     name: String,
     type_name: String,
@@ -249,7 +253,7 @@ fn duration_left(seconds: i64) -> String {
     }
 }
 
-fn card_view(c: PrinterCard) -> CardView {
+pub(super) fn card_view(c: PrinterCard) -> CardView {
     let state = PrinterState::parse(&c.item.state);
     let (label, tone) = state_label(&state);
     CardView {
@@ -316,6 +320,7 @@ async fn dashboard(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse
                 cards,
                 csrf: csrf_token(&session),
                 reasons: &REASONS,
+                back: "/",
             },
         ),
         Err(e) => e.error_response(),
@@ -408,11 +413,31 @@ async fn events(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
         return Error::Unauthenticated("Sign in first (your session ended)".into())
             .error_response();
     };
+    // One printer's page follows that printer; the dashboard all of them.
+    let printer = match query(&req, "printer").map(|p| p.parse::<i64>()) {
+        None => None,
+        Some(Ok(id)) => Some(PrinterId(id)),
+        Some(Err(_)) => return Error::invalid("printer must be a printer id").error_response(),
+    };
+    if let Some(id) = printer {
+        // A printer out of reach is not found, as on its page.
+        let policy = state.session_policy.clone();
+        let token = session.clone();
+        let seen = state
+            .db(move |c| {
+                let user = sessions::authenticate(c, &policy, &token)?.user;
+                crate::services::printers::visible(c, &user, id).map(|_| ())
+            })
+            .await;
+        if let Err(e) = seen {
+            return e.error_response();
+        }
+    }
     let changes = state.notifier.changes();
     let csrf = csrf_token(&session);
     let body = stream::unfold(
         (state, session, csrf, changes, true),
-        |(state, session, csrf, mut changes, first)| async move {
+        move |(state, session, csrf, mut changes, first)| async move {
             if !first {
                 tokio::select! {
                     r = changes.changed() => { r.ok()?; }
@@ -430,13 +455,22 @@ async fn events(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
                 .db(move |c| sessions::authenticate(c, &policy, &token).map(|a| a.user))
                 .await
                 .ok()?;
-            let fragment = CardsFragment {
-                // The database may be away: end the stream; the browser reconnects.
-                cards: card_views(&state, user).await.ok()?,
-                csrf: csrf.clone(),
-                reasons: &REASONS,
+            // The database may be away (or the printer out of reach now): end the stream;
+            // the browser reconnects.
+            let rendered = match printer {
+                Some(id) => printer::load(&state, user, csrf.clone(), id)
+                    .await
+                    .ok()?
+                    .render(),
+                None => CardsFragment {
+                    cards: card_views(&state, user).await.ok()?,
+                    csrf: csrf.clone(),
+                    reasons: &REASONS,
+                    back: "/",
+                }
+                .render(),
             };
-            let chunk = match fragment.render() {
+            let chunk = match rendered {
                 Ok(html) => sse_event("printers", &html),
                 Err(e) => {
                     tracing::error!(error = %e, "console cards template");
@@ -479,9 +513,9 @@ pub(super) async fn refused(
     )
 }
 
-/// A job action from a card (`pause`, `resume`, `cancel`): CSRF-checked, then the same
-/// service call as the Global API's `job_pause`, `job_unpause` and `job_cancel`; back to the
-/// dashboard when done.
+/// A job action from a card or a queue (`pause`, `resume`, `cancel`, `start`): CSRF-checked,
+/// then the same service call as the Global API's `job_pause`, `job_unpause`, `job_cancel` and
+/// `job_start`; back to the page it came from (`back`, a local path) or the dashboard.
 async fn job_action(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -494,12 +528,19 @@ async fn job_action(
             "pause" => "pause",
             "resume" => "unpause",
             "cancel" => "cancel",
+            "start" => "start",
             _ => return Err(Error::not_found("No such job action")),
         };
         let Form(p) = form?;
         let (user, _) = checked_user(&state, &req, p.str("csrf").unwrap_or_default()).await?;
+        let back = browser::local_path(p.str("back")).unwrap_or_else(|| "/".into());
         let job = JobId(job);
-        if command == "cancel" {
+        if command == "start" {
+            let ctx = state.job_context();
+            state
+                .db(move |c| jobs::job_start(c, &user, job, &ctx).map(|_| ()))
+                .await?;
+        } else if command == "cancel" {
             let reason = p
                 .str("reason")
                 .map(CancelReason::parse)
@@ -508,16 +549,18 @@ async fn job_action(
             let details = p.str("details").map(str::to_string);
             state
                 .db(move |c| jobs::job_cancel(c, &user, job, Some(reason), details.as_deref()))
-                .await
+                .await?;
         } else {
             state
                 .db(move |c| jobs::job_command(c, &user, job, command).map(|_| ()))
-                .await
+                .await?;
         }
+        state.notifier.printers_changed();
+        Ok(back)
     }
     .await;
     match outcome {
-        Ok(()) => see_other("/").finish(),
+        Ok(back) => see_other(&back).finish(),
         Err(e) => refused(&state, &req, e).await,
     }
 }
