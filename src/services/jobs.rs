@@ -102,7 +102,7 @@ fn month(now: NaiveDateTime) -> String {
 }
 
 /// Prints this user has started in the current month.
-fn quota_used(user: &User, now: NaiveDateTime) -> i32 {
+pub fn quota_used(user: &User, now: NaiveDateTime) -> i32 {
     if user.quota_period.as_deref() == Some(month(now).as_str()) {
         user.quota_used
     } else {
@@ -740,6 +740,11 @@ pub fn download_target(conn: &mut DbConn, job_id: JobId, token: &str) -> Result<
 pub struct JobPage {
     pub jobs: Vec<(Job, String, String)>,
     pub cursor: i64,
+}
+
+/// The person's own jobs on any printer, newest first: (job, file name, printer name).
+pub fn my_jobs(conn: &mut DbConn, user: &User, limit: i64) -> Result<Vec<(Job, String, String)>> {
+    Ok(read::user_jobs(conn, user.id, limit)?)
 }
 
 /// `get_printer_jobs`: newest first, paged, optionally only active/recent ones, optionally only

@@ -19,6 +19,7 @@ backend_cases!(
     an_admin_adds_a_person_and_a_workgroup_and_gives_it_a_printer,
     an_admin_reads_the_report_charts_and_downloads_the_csv,
     a_member_runs_a_printer_queue_from_its_page,
+    an_admin_makes_an_api_token_and_sets_the_organization_up,
 );
 
 /// The browsers' time zone: far from UTC, so times shown in UTC would be caught.
@@ -1055,12 +1056,7 @@ async fn a_member_runs_a_printer_queue_from_its_page(db: Db) {
         src.starts_with("/camera/") && src.ends_with(&format!("/{printer}.jpg")),
         "{src}"
     );
-    let still = app
-        .client
-        .get(app.url(&src))
-        .send()
-        .await
-        .unwrap();
+    let still = app.client.get(app.url(&src)).send().await.unwrap();
     assert_eq!(still.status(), 200);
     assert_eq!(still.bytes().await.unwrap().to_vec(), jpeg);
 
@@ -1166,6 +1162,168 @@ async fn a_member_runs_a_printer_queue_from_its_page(db: Db) {
         .await
         .unwrap();
     assert_eq!(res.status(), 403);
+    app.stop().await;
+}
+
+async fn an_admin_makes_an_api_token_and_sets_the_organization_up(db: Db) {
+    let Some(app) = TestApp::start(db, &[]).await else {
+        return;
+    };
+    let Some(b) = browser(1280, 1100).await else {
+        app.stop().await;
+        return;
+    };
+    let c = &b.client;
+    let admin = "settings@console.test";
+    app.create_user(app.org_id, admin, 1);
+    sign_in(c, &app, admin).await;
+
+    // A /v1 token: made on the account page, shown once, working, then revoked.
+    click(c, "a.who").await;
+    wait_text(c, "h1", |t| t == "Your account").await;
+    wait_text(c, "#jobs-title + p", |t| t.contains("No jobs yet")).await;
+    type_into(c, "token-name", "quote script").await;
+    click(c, "form[action='/account/tokens'] button[type=submit]").await;
+    let jwt = {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(e) = c.find(Locator::Id("new-token")).await {
+                break e.prop("value").await.unwrap().unwrap();
+            }
+            assert!(Instant::now() < deadline, "no token shown");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    assert_eq!(jwt.matches('.').count(), 2, "{jwt}");
+    screenshot(c, "account").await;
+    let me = app
+        .client
+        .get(app.url("/v1/user"))
+        .bearer_auth(&jwt)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+    c.goto(&app.url("/account")).await.unwrap();
+    assert!(
+        c.find(Locator::Id("new-token")).await.is_err(),
+        "the token is shown again"
+    );
+    click(c, "form[action$='/revoke'] button").await;
+    wait_text(c, "#tokens table", |t| t.contains("Revoked")).await;
+    let me = app
+        .client
+        .get(app.url("/v1/user"))
+        .bearer_auth(&jwt)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 401);
+
+    // Organization settings: auto-start, the listing period, currency, prices, report columns.
+    c.goto(&app.url("/admin/settings")).await.unwrap();
+    wait_text(c, ".tabs a[aria-current=page]", |t| t == "Settings").await;
+    click(c, "input[name=auto_start]").await;
+    let hours = c.find(Locator::Id("actual_hours")).await.unwrap();
+    hours.clear().await.unwrap();
+    hours.send_keys("48").await.unwrap();
+    let currency = c.find(Locator::Id("currency")).await.unwrap();
+    currency.clear().await.unwrap();
+    currency.send_keys("eur").await.unwrap();
+    c.find(Locator::Css("input[name='price.PLA']"))
+        .await
+        .unwrap()
+        .send_keys("25,5")
+        .await
+        .unwrap();
+    click(c, "input[name='fields[]'][value=feedback]").await;
+    screenshot(c, "admin-settings").await;
+    click(c, "form.settings > .buttons button").await;
+    wait_text(c, ".notice", |t| t == "Settings saved.").await;
+    let org = printfarm::db::models::Organization::find(
+        &mut app.conn(),
+        printfarm::db::models::OrgId(app.org_id),
+    )
+    .unwrap()
+    .unwrap();
+    assert!(org.auto_start_queue);
+    assert_eq!(org.actual_jobs_hours, 48);
+    assert_eq!(org.currency, "EUR");
+    let prices: serde_json::Value =
+        serde_json::from_str(org.material_prices.as_deref().unwrap()).unwrap();
+    assert_eq!(prices, json!({"PLA": 25.5}));
+    let fields = org.report_fields.unwrap_or_default();
+    // The click turned the column over from its default.
+    let by_default = printfarm::services::reports::Field::DEFAULT
+        .contains(&printfarm::services::reports::Field::Feedback);
+    assert_eq!(fields.contains("feedback"), !by_default, "{fields}");
+    b.close().await;
+
+    // Refusals: a price that is not one, a member, a forged form.
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let (cookie, csrf) = http_sign_in(&app, &client, admin).await;
+    let res = client
+        .post(app.url("/admin/settings"))
+        .header("cookie", &cookie)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("actual_hours", "24"),
+            ("currency", "EUR"),
+            ("price.PLA", "cheap"),
+            ("fields[]", "job_id"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert!(res.text().await.unwrap().contains("The price of PLA"));
+    let res = client
+        .post(app.url("/admin/settings"))
+        .header("cookie", &cookie)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("actual_hours", "24"),
+            ("currency", "EURO"),
+            ("fields[]", "job_id"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    app.create_user(app.org_id, "plain@console.test", 0);
+    let (member, member_csrf) = http_sign_in(&app, &client, "plain@console.test").await;
+    let res = client
+        .get(app.url("/admin/settings"))
+        .header("cookie", &member)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    let res = client
+        .post(app.url("/admin/settings"))
+        .header("cookie", &member)
+        .form(&[
+            ("csrf", member_csrf.as_str()),
+            ("actual_hours", "1"),
+            ("currency", "USD"),
+            ("fields[]", "job_id"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    // Someone else's token cannot be revoked (not found).
+    let res = client
+        .post(app.url("/account/tokens/1/revoke"))
+        .header("cookie", &member)
+        .form(&[("csrf", member_csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
     app.stop().await;
 }
 

@@ -245,6 +245,22 @@ pub fn finished_jobs(conn: &mut DbConn, f: &ReportFilter) -> QResult<Vec<Finishe
         .load(conn)
 }
 
+/// A person's own jobs on any printer, newest first: (job, file name, printer name).
+pub fn user_jobs(
+    conn: &mut DbConn,
+    user_id: UserId,
+    limit: i64,
+) -> QResult<Vec<(Job, String, String)>> {
+    jobs::table
+        .inner_join(files::table)
+        .inner_join(printers::table)
+        .filter(jobs::user_id.eq(user_id))
+        .order(jobs::id.desc())
+        .limit(limit)
+        .select((Job::as_select(), files::filename, printers::name))
+        .load(conn)
+}
+
 /// The jobs printers are busy with: (job, file name, owner's email).
 pub fn jobs_with_file(conn: &mut DbConn, ids: &[JobId]) -> QResult<Vec<(Job, String, String)>> {
     jobs::table

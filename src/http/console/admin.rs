@@ -32,6 +32,9 @@ pub fn routes(r: &mut Routes) {
         .post(remove_member);
     r.at("/admin/workgroups/{id}/printers").post(set_printers);
     r.at("/admin/printers").get(printers_page).post(add_printer);
+    r.at("/admin/settings")
+        .get(settings_page)
+        .post(save_settings);
 }
 
 /// Whether the console shows someone the admin pages at all.
@@ -676,6 +679,157 @@ async fn add_printer(
     .await;
     match outcome {
         Ok(_) => see_other("/admin/printers").finish(),
+        Err(e) => refused(&state, &req, e).await,
+    }
+}
+
+/// Materials always offered a price, besides those the organization already priced.
+const PRICED: &[&str] = &["PLA", "PETG", "ABS", "ASA", "TPU", "PA", "PC"];
+
+#[derive(Template)]
+#[template(path = "console/admin_settings.html")]
+struct SettingsPage {
+    chrome: Chrome,
+    tab: &'static str,
+    csrf: String,
+    auto_start: bool,
+    actual_hours: i32,
+    currency: String,
+    /// (material, price per kg or empty)
+    prices: Vec<(String, String)>,
+    fields: Vec<(&'static str, bool)>,
+    saved: bool,
+}
+
+async fn settings_page(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let (user, session) = match page_user(&state, &req).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let me = user.clone();
+    let org = state
+        .db(move |c| {
+            orgs::require_org_admin(&me)?;
+            crate::db::models::Organization::find(c, me.organization_id)?
+                .ok_or_else(|| Error::internal("user without organization"))
+        })
+        .await;
+    let org = match org {
+        Ok(o) => o,
+        Err(e) => return refused(&state, &req, e).await,
+    };
+    let priced: serde_json::Map<String, serde_json::Value> = org
+        .material_prices
+        .as_deref()
+        .and_then(|p| serde_json::from_str(p).ok())
+        .unwrap_or_default();
+    let mut prices: Vec<(String, String)> = PRICED
+        .iter()
+        .map(|m| (m.to_string(), String::new()))
+        .collect();
+    for (m, v) in &priced {
+        let price = v.as_f64().map(|p| p.to_string()).unwrap_or_default();
+        match prices.iter_mut().find(|(name, _)| name == m) {
+            Some(slot) => slot.1 = price,
+            None => prices.push((m.clone(), price)),
+        }
+    }
+    let fields = crate::services::reports::organization_fields(&org);
+    render(
+        StatusCode::OK,
+        &SettingsPage {
+            chrome: Chrome::new(Some((&user, &session)), "admin"),
+            tab: "settings",
+            csrf: csrf_token(&session),
+            auto_start: org.auto_start_queue,
+            actual_hours: org.actual_jobs_hours,
+            currency: org.currency,
+            prices,
+            fields: crate::services::reports::Field::ALL
+                .iter()
+                .map(|f| (f.name(), fields.contains(f)))
+                .collect(),
+            saved: super::query(&req, "saved").is_some(),
+        },
+    )
+}
+
+/// A material name as a price key: letters, digits, spaces, `+` and `-`, 1 to 20 of them.
+fn material_name(name: &str) -> Option<&str> {
+    let name = name.trim();
+    (!name.is_empty()
+        && name.chars().count() <= 20
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, ' ' | '+' | '-')))
+    .then_some(name)
+}
+
+/// `update_organization_settings`, from the settings form.
+async fn save_settings(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: Result<Form, Error>,
+) -> HttpResponse {
+    let outcome = async {
+        let Form(p) = form?;
+        let (user, _) = checked_user(&state, &req, p.str("csrf").unwrap_or_default()).await?;
+        let auto_start = p.str("auto_start").is_some();
+        let hours = p
+            .i64("actual_hours")?
+            .ok_or_else(|| Error::invalid("Give the hours jobs stay listed after they end"))?;
+        let currency = p.str("currency").unwrap_or_default().to_string();
+        let mut prices = serde_json::Map::new();
+        for name in p.names() {
+            let Some(material) = name.strip_prefix("price.") else {
+                continue;
+            };
+            let Some(value) = p.str(&name) else { continue };
+            let material = material_name(material)
+                .ok_or_else(|| Error::invalid(format!("'{material}' is not a material name")))?;
+            let price: f64 = value
+                .replace(',', ".")
+                .parse()
+                .ok()
+                .filter(|v: &f64| v.is_finite() && *v >= 0.0)
+                .ok_or_else(|| {
+                    Error::invalid(format!(
+                        "The price of {material} must be a number of {currency} per kg"
+                    ))
+                })?;
+            prices.insert(material.to_string(), serde_json::json!(price));
+        }
+        let fields: Vec<String> = p
+            .value("fields")?
+            .map(|v| match v {
+                serde_json::Value::Array(a) => a
+                    .into_iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect(),
+                serde_json::Value::String(s) => vec![s],
+                _ => Vec::new(),
+            })
+            .unwrap_or_default();
+        if fields.is_empty() {
+            return Err(Error::invalid("Choose at least one report column"));
+        }
+        state
+            .db(move |c| {
+                orgs::update_org_settings(
+                    c,
+                    &user,
+                    Some(auto_start),
+                    Some(hours),
+                    Some(serde_json::Value::Object(prices)),
+                    Some(&currency),
+                    Some(&fields),
+                )
+            })
+            .await
+    }
+    .await;
+    match outcome {
+        Ok(()) => see_other("/admin/settings?saved=1").finish(),
         Err(e) => refused(&state, &req, e).await,
     }
 }

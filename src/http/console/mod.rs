@@ -3,6 +3,7 @@
 //! printer cards (server-sent events). Everything it shows is what the API would answer to the
 //! same person: the pages call the services, never a copy of a rule.
 
+mod account;
 mod admin;
 mod assets;
 mod files;
@@ -40,6 +41,7 @@ pub fn routes(r: &mut Routes) {
     admin::routes(r);
     links::routes(r);
     printer::routes(r);
+    account::routes(r);
     reports::routes(r);
 }
 
