@@ -1122,6 +1122,34 @@ async fn a_member_runs_a_printer_queue_from_its_page(db: Db) {
         assert!(Instant::now() < deadline, "the tray panel stayed");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+
+    // Shares: to a friend, to queue only, three prints; then taken back.
+    type_into(c, "share-email", "friend@console.test").await;
+    c.find(Locator::Id("share-role"))
+        .await
+        .unwrap()
+        .select_by_value("5")
+        .await
+        .unwrap();
+    type_into(c, "share-prints", "3").await;
+    click(c, "form[action$='/shares'] button").await;
+    let shared = wait_text(c, "#shares ul", |t| t.contains("friend@console.test")).await;
+    assert!(
+        shared.contains("Can only queue") && shared.contains("0 of 3"),
+        "{shared}"
+    );
+    screenshot(c, "printer-shares").await;
+    app.create_user(app.org_id, "friend@console.test", 0);
+    let friend = app.login("friend@console.test", PASSWORD).await;
+    let (_, list) = app
+        .post(
+            "/apiglobal/get_printers_list",
+            &[("session", friend.as_str())],
+        )
+        .await;
+    assert_eq!(list["message"][0]["id"], json!(printer), "{list}");
+    click(c, "#shares li form button").await;
+    wait_text(c, "#shares .hint", |t| t.starts_with("Nobody")).await;
     b.close().await;
 
     // Someone else's printer page is not found; a forged tray form is refused.

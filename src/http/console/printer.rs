@@ -8,7 +8,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
 use super::{card_view, refused, render, to_login, CardView, Chrome, Stamp, REASONS};
-use crate::db::models::{Job, JobStatus, PrinterId, User};
+use crate::db::models::{share_role, Job, JobStatus, PrinterId, User};
 use crate::error::Error;
 use crate::http::apiglobal::Form;
 use crate::http::browser::{browser_user, checked_user, csrf_token, see_other};
@@ -21,6 +21,9 @@ use crate::AppState;
 pub fn routes(r: &mut Routes) {
     r.at("/printers/{printer_id}").get(page);
     r.at("/printers/{printer_id}/tray").post(clear_tray);
+    r.at("/printers/{printer_id}/shares").post(add_share);
+    r.at("/printers/{printer_id}/shares/{share_id}/remove")
+        .post(remove_share);
 }
 
 /// A job in the printer's lists.
@@ -70,6 +73,7 @@ pub struct PrinterLive {
     recent: Vec<JobLine>,
     tray_clear: bool,
     may_print: bool,
+    manages: bool,
     csrf: String,
     reasons: &'static [(&'static str, &'static str)],
     /// Where the page's forms come back to.
@@ -101,6 +105,7 @@ pub fn live(user: &User, csrf: String, d: PrinterDetail) -> PrinterLive {
         recent,
         tray_clear: d.tray_clear,
         may_print: d.access >= Access::Print,
+        manages,
         csrf,
         reasons: &REASONS,
         back: format!("/printers/{id}"),
@@ -129,6 +134,15 @@ struct PrinterPage {
     name: String,
     camera: Option<String>,
     live: PrinterLive,
+    /// The printer's shares, for those who manage it.
+    shares: Option<Vec<ShareView>>,
+}
+
+struct ShareView {
+    id: i64,
+    email: String,
+    role: &'static str,
+    prints: String,
 }
 
 /// How long a camera link on the page works (a reload of the page makes a new one).
@@ -159,6 +173,32 @@ async fn page(state: web::Data<AppState>, req: HttpRequest, path: web::Path<i64>
         // Still pictures the page refreshes: an endless MJPEG stream would keep the page
         // loading for ever.
         .map(|token| format!("/camera/{token}/{id}.jpg"));
+    let manages = live.manages;
+    let me = user.clone();
+    let shares = if manages {
+        match state.db(move |c| printers::shares(c, &me, id)).await {
+            Ok(list) => Some(
+                list.into_iter()
+                    .map(|s| ShareView {
+                        id: s.id,
+                        email: s.email,
+                        role: if s.role_id == share_role::CAN_QUEUE {
+                            "Can only queue"
+                        } else {
+                            "Can print"
+                        },
+                        prints: match s.number_of_prints {
+                            Some(n) => format!("{} of {n} prints used", s.prints_used),
+                            None => format!("{} prints, no limit", s.prints_used),
+                        },
+                    })
+                    .collect(),
+            ),
+            Err(e) => return refused(&state, &req, e).await,
+        }
+    } else {
+        None
+    };
     let name = live
         .cards
         .first()
@@ -171,6 +211,7 @@ async fn page(state: web::Data<AppState>, req: HttpRequest, path: web::Path<i64>
             name,
             camera,
             live,
+            shares,
         },
     )
 }
@@ -197,6 +238,57 @@ async fn clear_tray(
     .await;
     match outcome {
         Ok(()) => see_other(&format!("/printers/{id}")).finish(),
+        Err(e) => refused(&state, &req, e).await,
+    }
+}
+
+/// `share_printer` from the printer's page: by email, to print or only queue, with an optional
+/// number of prints.
+async fn add_share(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<i64>,
+    form: Result<Form, Error>,
+) -> HttpResponse {
+    let id = PrinterId(path.into_inner());
+    let outcome = async {
+        let Form(p) = form?;
+        let (user, _) = checked_user(&state, &req, p.str("csrf").unwrap_or_default()).await?;
+        let email = p.str("email").unwrap_or_default().to_string();
+        let role = p.i64("role")?.unwrap_or(i64::from(share_role::CAN_PRINT));
+        let prints = p.i64("prints")?;
+        state
+            .db(move |c| printers::share(c, &user, id, role, &email, prints))
+            .await?;
+        state.notifier.printers_changed();
+        Ok(())
+    }
+    .await;
+    match outcome {
+        Ok(()) => see_other(&format!("/printers/{id}#shares")).finish(),
+        Err(e) => refused(&state, &req, e).await,
+    }
+}
+
+async fn remove_share(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(i64, i64)>,
+    form: Result<Form, Error>,
+) -> HttpResponse {
+    let (id, share) = path.into_inner();
+    let outcome = async {
+        let Form(p) = form?;
+        let (user, _) = checked_user(&state, &req, p.str("csrf").unwrap_or_default()).await?;
+        state
+            .db(move |c| printers::unshare(c, &user, share))
+            .await?;
+        state.notifier.printers_changed();
+        Ok(())
+    }
+    .await;
+    match outcome {
+        Ok(()) => see_other(&format!("/printers/{id}#shares")).finish(),
         Err(e) => refused(&state, &req, e).await,
     }
 }
