@@ -15,12 +15,12 @@ use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use printfarm::db::schema::{sessions, user_tokens, users};
 use serde_json::{json, Value};
 
-const CLIENT_ID: &str = "printfarm-test.apps.googleusercontent.com";
+pub(crate) const CLIENT_ID: &str = "printfarm-test.apps.googleusercontent.com";
 const KEY: &str = include_str!("../fixtures/google_test_key.pem");
 const OTHER_KEY: &str = include_str!("../fixtures/google_other_key.pem");
 const KID: &str = "test-key-1";
 /// Open sign-up is off by default; the registration tests turn it on.
-const SIGNUP: &[(&str, &str)] = &[("PRINTFARM_GOOGLE__ALLOW_SIGNUP", "true")];
+pub(crate) const SIGNUP: &[(&str, &str)] = &[("PRINTFARM_GOOGLE__ALLOW_SIGNUP", "true")];
 
 backend_cases!(
     known_user_signs_in,
@@ -37,13 +37,13 @@ mod login_tokens {
     backend_tests!(slicer_login_token_flow, slicer_login_token_refusals);
 }
 
-struct Jwks {
+pub(crate) struct Jwks {
     url: String,
     hits: Arc<AtomicUsize>,
-    handle: actix_web::dev::ServerHandle,
+    pub(crate) handle: actix_web::dev::ServerHandle,
 }
 
-async fn serve_jwks() -> Jwks {
+pub(crate) async fn serve_jwks() -> Jwks {
     let mut jwk = Jwk::from_encoding_key(
         &EncodingKey::from_rsa_pem(KEY.as_bytes()).unwrap(),
         Algorithm::RS256,
@@ -82,7 +82,7 @@ async fn serve_jwks() -> Jwks {
     Jwks { url, hits, handle }
 }
 
-async fn start(db: Db, jwks: &Jwks, extra: &[(&str, &str)]) -> Option<TestApp> {
+pub(crate) async fn start(db: Db, jwks: &Jwks, extra: &[(&str, &str)]) -> Option<TestApp> {
     let mut overrides = vec![
         ("PRINTFARM_GOOGLE__CLIENT_IDS", CLIENT_ID),
         ("PRINTFARM_GOOGLE__JWKS_URL", jwks.url.as_str()),
@@ -95,7 +95,7 @@ fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-fn claims(email: &str, sub: &str) -> Value {
+pub(crate) fn claims(email: &str, sub: &str) -> Value {
     json!({
         "iss": "https://accounts.google.com",
         "aud": CLIENT_ID,
@@ -109,7 +109,7 @@ fn claims(email: &str, sub: &str) -> Value {
     })
 }
 
-fn sign(claims: &Value) -> String {
+pub(crate) fn sign(claims: &Value) -> String {
     sign_with(claims, KEY, Some(KID))
 }
 

@@ -20,6 +20,7 @@ backend_cases!(
     an_admin_reads_the_report_charts_and_downloads_the_csv,
     a_member_runs_a_printer_queue_from_its_page,
     an_admin_makes_an_api_token_and_sets_the_organization_up,
+    google_sign_in_from_the_console,
 );
 
 /// The browsers' time zone: far from UTC, so times shown in UTC would be caught.
@@ -1355,6 +1356,153 @@ async fn an_admin_makes_an_api_token_and_sets_the_organization_up(db: Db) {
     app.stop().await;
 }
 
+/// "Sign in with Google": the page carries Google's button (its script is the only thing
+/// loaded from elsewhere, and only here); what the button posts is re-enacted over HTTP, since
+/// Google's script cannot be loaded on this machine.
+async fn google_sign_in_from_the_console(db: Db) {
+    use crate::apiglobal_google::{claims, serve_jwks, sign, start, CLIENT_ID, SIGNUP};
+    let jwks = serve_jwks().await;
+    let Some(app) = start(db, &jwks, SIGNUP).await else {
+        return;
+    };
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = client.get(app.url("/login")).send().await.unwrap();
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("script-src 'self' https://accounts.google.com/gsi/client")
+            && !csp.contains("unsafe"),
+        "{csp}"
+    );
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains(&format!("data-client_id=\"{CLIENT_ID}\"")),
+        "{html}"
+    );
+    assert!(
+        html.contains(&format!("data-login_uri=\"{}/login/google\"", app.base)),
+        "{html}"
+    );
+    // Other pages stay closed to Google's script.
+    let other = client
+        .get(app.url("/login/google/consent"))
+        .send()
+        .await
+        .unwrap();
+    assert!(!other.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("google"));
+    let post = |credential: String, body_csrf: &'static str, cookie_csrf: Option<&'static str>| {
+        let mut req = client.post(app.url("/login/google")).form(&[
+            ("credential", credential.as_str()),
+            ("g_csrf_token", body_csrf),
+        ]);
+        if let Some(c) = cookie_csrf {
+            req = req.header("cookie", format!("g_csrf_token={c}"));
+        }
+        req.send()
+    };
+    let newcomer = sign(&claims("ada@console.test", "google-sub-ada"));
+    // Google's double-submit token must match its cookie.
+    assert_eq!(
+        post(newcomer.clone(), "abc", None).await.unwrap().status(),
+        403
+    );
+    assert_eq!(
+        post(newcomer.clone(), "abc", Some("xyz"))
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(
+        post("not.a.token".into(), "abc", Some("abc"))
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    // A newcomer consents first.
+    let res = post(newcomer.clone(), "abc", Some("abc")).await.unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()["location"], "/login/google/consent");
+    let pending = res.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        pending.starts_with("printfarm_pending=") && pending.contains("HttpOnly"),
+        "{pending}"
+    );
+    let pending = pending.split(';').next().unwrap().to_string();
+    let form = client
+        .get(app.url("/login/google/consent"))
+        .header("cookie", &pending)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = form
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_string();
+    let res = client
+        .post(app.url("/login/google/consent"))
+        .header("cookie", &pending)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400, "consent is required");
+    assert!(res.text().await.unwrap().contains("consent"));
+    let res = client
+        .post(app.url("/login/google/consent"))
+        .header("cookie", &pending)
+        .form(&[("csrf", "0000"), ("gdpr1", "on")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403, "a forged consent");
+    let res = client
+        .post(app.url("/login/google/consent"))
+        .header("cookie", &pending)
+        .form(&[("csrf", csrf.as_str()), ("gdpr1", "on")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()["location"], "/");
+    let session = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|c| c.starts_with("printfarm_session="))
+        .expect("a session cookie");
+    let session = session.split(';').next().unwrap().to_string();
+    let home = client
+        .get(app.url("/"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(home.status(), 200);
+    assert!(home.text().await.unwrap().contains("ada@console.test"));
+    // Next time the same Google account signs straight in.
+    let res = post(newcomer, "abc", Some("abc")).await.unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()["location"], "/");
+    app.stop().await;
+    jwks.handle.stop(false).await;
+}
+
 /// Admin pages refuse what the API refuses: members (403), forged forms (403), ids of another
 /// organization (404), an admin demoting or disabling themselves (409), bad values (400).
 async fn admin_refusals(app: &TestApp) {
@@ -1564,6 +1712,20 @@ async fn refusals(app: &TestApp) {
     assert_eq!(res.status(), 303, "a forged session is no session");
     let res = client.get(app.url("/console/events")).send().await.unwrap();
     assert_eq!(res.status(), 401);
+    // Without Google sign-in configured, nothing from Google is on the sign-in page.
+    let login = client.get(app.url("/login")).send().await.unwrap();
+    assert!(!login.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("google"));
+    assert!(!login.text().await.unwrap().contains("accounts.google.com"));
+    let res = client
+        .post(app.url("/login/google"))
+        .form(&[("credential", "x"), ("g_csrf_token", "y")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
 
     app.create_user(app.org_id, "csrf@console.test", 0);
     let res = client

@@ -7,6 +7,7 @@ mod account;
 mod admin;
 mod assets;
 mod files;
+mod google;
 mod links;
 mod printer;
 mod reports;
@@ -43,17 +44,18 @@ pub fn routes(r: &mut Routes) {
     printer::routes(r);
     account::routes(r);
     reports::routes(r);
+    google::routes(r);
 }
 
 /// Scripts and styles only from here, no inline script, no framing, forms post back here.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
                    connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-fn html(status: StatusCode, body: String) -> HttpResponse {
+fn html(status: StatusCode, body: String, csp: &str) -> HttpResponse {
     HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header(("Content-Security-Policy", CSP))
+        .insert_header(("Content-Security-Policy", csp))
         .insert_header(("X-Content-Type-Options", "nosniff"))
         .insert_header(("Referrer-Policy", "same-origin"))
         .insert_header(("X-Frame-Options", "DENY"))
@@ -61,8 +63,12 @@ fn html(status: StatusCode, body: String) -> HttpResponse {
 }
 
 pub(super) fn render(status: StatusCode, t: &impl Template) -> HttpResponse {
+    render_with(status, t, CSP)
+}
+
+fn render_with(status: StatusCode, t: &impl Template, csp: &str) -> HttpResponse {
     match t.render() {
-        Ok(body) => html(status, body),
+        Ok(body) => html(status, body, csp),
         Err(e) => Error::internal(format!("template: {e}")).error_response(),
     }
 }
@@ -123,23 +129,31 @@ struct LoginPage {
     message: Option<String>,
     email: String,
     next: String,
+    google: Option<google::Button>,
 }
 
-/// The sign-in form, with a refusal's reason and the email kept when there was one.
+/// The sign-in form, with a refusal's reason and the email kept when there was one, and the
+/// Google button when Google sign-in is on.
 fn login_page(
+    state: &AppState,
+    req: &HttpRequest,
     status: StatusCode,
     message: Option<String>,
     email: String,
     next: String,
 ) -> HttpResponse {
-    render(
+    let google = google::button(state, req);
+    let csp = if google.is_some() { google::CSP } else { CSP };
+    render_with(
         status,
         &LoginPage {
             chrome: Chrome::new(None, ""),
             message,
             email,
             next,
+            google,
         },
+        csp,
     )
 }
 
@@ -340,7 +354,7 @@ async fn login_form(state: web::Data<AppState>, req: HttpRequest) -> HttpRespons
     if browser_user(&state, &req).await.is_some() {
         return see_other(&next).finish();
     }
-    login_page(StatusCode::OK, None, String::new(), next)
+    login_page(&state, &req, StatusCode::OK, None, String::new(), next)
 }
 
 async fn login(
@@ -364,7 +378,14 @@ async fn login(
             if matches!(e, Error::Internal(_)) {
                 return e.error_response();
             }
-            login_page(e.status_code(), Some(e.client_message()), email, next)
+            login_page(
+                &state,
+                &req,
+                e.status_code(),
+                Some(e.client_message()),
+                email,
+                next,
+            )
         }
     }
 }
