@@ -16,11 +16,12 @@
   }
   localTimes(document);
 
-  // Live printer cards: the server sends the cards' HTML (rendered and escaped like the page)
-  // whenever a printer changes.
+  // Live printer cards: the server sends the cards' HTML (rendered and escaped like the page):
+  // all of them ("printers") when the set changed, else only the changed ones ("cards").
   var grid = document.querySelector("[data-live]");
   if (grid && window.EventSource) {
-    var pending = null;
+    var whole = null;
+    var changed = {};
     // Someone is choosing a cancel reason or typing: keep their form until they are done.
     var inUse = function () {
       var active = document.activeElement;
@@ -28,15 +29,31 @@
         (active && active !== document.body && grid.contains(active) && active.tagName !== "BUTTON");
     };
     var apply = function () {
-      if (pending === null || inUse()) return;
-      grid.innerHTML = pending;
-      pending = null;
+      if (inUse()) return;
+      if (whole !== null) {
+        grid.innerHTML = whole;
+        whole = null;
+      }
+      Object.keys(changed).forEach(function (id) {
+        var old = grid.querySelector("[data-printer='" + id + "']");
+        if (old) old.replaceWith(changed[id]);
+      });
+      changed = {};
       grid.removeAttribute("data-stale");
       localTimes(grid);
     };
     var source = new EventSource(grid.getAttribute("data-live"));
     source.addEventListener("printers", function (e) {
-      pending = e.data;
+      whole = e.data;
+      changed = {};
+      apply();
+    });
+    source.addEventListener("cards", function (e) {
+      var t = document.createElement("template");
+      t.innerHTML = e.data;
+      t.content.querySelectorAll("[data-printer]").forEach(function (card) {
+        changed[card.getAttribute("data-printer")] = card;
+      });
       apply();
     });
     source.onerror = function () {

@@ -2066,4 +2066,71 @@ async fn refusals(app: &TestApp) {
     assert_eq!(res.status(), 404);
 }
 
-backend_tests!(refusals, admin_refusals);
+backend_tests!(
+    refusals,
+    admin_refusals,
+    live_updates_send_only_the_changed_cards
+);
+
+/// The dashboard's stream sends every card once, then only the cards that changed.
+async fn live_updates_send_only_the_changed_cards(app: &TestApp) {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let session = app.login_new_user("watcher@console.test").await;
+    let (a, token_a) = app.register_printer(&session, "SN-LIVE-A").await;
+    let (b, token_b) = app.register_printer(&session, "SN-LIVE-B").await;
+    app.agent("command", report(&token_a, "ready", 0.0, [20, 20], [0, 0]))
+        .await;
+    app.agent("command", report(&token_b, "ready", 0.0, [20, 20], [0, 0]))
+        .await;
+    let (cookie, _) = http_sign_in(app, &client, "watcher@console.test").await;
+    let mut live = client
+        .get(app.url("/console/events"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    // Whole events, however the chunks fall.
+    let mut buffer = String::new();
+    let mut next_event = async || -> String {
+        loop {
+            if let Some(end) = buffer.find("\n\n") {
+                let event: String = buffer.drain(..end + 2).collect();
+                if !event.starts_with(':') {
+                    return event;
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(15), live.chunk())
+                .await
+                .expect("an event within 15 s")
+                .unwrap()
+                .expect("the stream is open");
+            buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    };
+    let first = next_event().await;
+    assert!(first.starts_with("event: printers\n"), "{first}");
+    assert!(
+        first.contains(&format!("data-printer=\"{a}\""))
+            && first.contains(&format!("data-printer=\"{b}\"")),
+        "{first}"
+    );
+    app.agent(
+        "command",
+        report(&token_a, "printing", 12.0, [60, 200], [60, 215]),
+    )
+    .await;
+    let update = next_event().await;
+    assert!(update.starts_with("event: cards\n"), "{update}");
+    assert!(
+        update.contains(&format!("data-printer=\"{a}\"")),
+        "{update}"
+    );
+    assert!(
+        !update.contains(&format!("data-printer=\"{b}\"")),
+        "an unchanged card was sent again: {update}"
+    );
+}

@@ -429,6 +429,74 @@ fn sse_event(name: &str, html: &str) -> web::Bytes {
     web::Bytes::from(out)
 }
 
+fn rendered(t: &impl Template) -> Option<String> {
+    t.render()
+        .map_err(|e| tracing::error!(error = %e, "console live template"))
+        .ok()
+}
+
+/// What one open dashboard was last sent: the cards' order and a digest of each card's HTML,
+/// so an update sends only the cards that changed (200 printers reporting every 2 s change a
+/// few cards' figures, not the page).
+#[derive(Default)]
+struct Sent {
+    /// Something was sent already (the first event waits for nothing).
+    started: bool,
+    order: Vec<i64>,
+    digests: std::collections::HashMap<i64, [u8; 32]>,
+}
+
+impl Sent {
+    /// The next event: every card (`printers`) when the set or order of printers changed,
+    /// else the changed cards (`cards`), else a comment that keeps the stream warm.
+    fn update(&mut self, cards: Vec<CardView>, csrf: &str) -> Option<web::Bytes> {
+        use sha2::{Digest, Sha256};
+        let order: Vec<i64> = cards.iter().map(|c| c.id).collect();
+        let mut singles = Vec::with_capacity(cards.len());
+        for card in cards {
+            let id = card.id;
+            let html = rendered(&CardsFragment {
+                cards: vec![card],
+                csrf: csrf.to_string(),
+                reasons: &REASONS,
+                back: "/",
+            })?;
+            singles.push((id, html));
+        }
+        let digests: std::collections::HashMap<i64, [u8; 32]> = singles
+            .iter()
+            .map(|(id, html)| (*id, Sha256::digest(html.as_bytes()).into()))
+            .collect();
+        let event = if !self.started || order != self.order || order.is_empty() {
+            let all = if singles.is_empty() {
+                rendered(&CardsFragment {
+                    cards: Vec::new(),
+                    csrf: csrf.to_string(),
+                    reasons: &REASONS,
+                    back: "/",
+                })?
+            } else {
+                singles.iter().map(|(_, h)| h.as_str()).collect::<String>()
+            };
+            sse_event("printers", &all)
+        } else {
+            let changed: String = singles
+                .iter()
+                .filter(|(id, _)| self.digests.get(id) != digests.get(id))
+                .map(|(_, h)| h.as_str())
+                .collect();
+            if changed.is_empty() {
+                web::Bytes::from_static(b":\n\n")
+            } else {
+                sse_event("cards", &changed)
+            }
+        };
+        self.order = order;
+        self.digests = digests;
+        Some(event)
+    }
+}
+
 /// Server-sent events: the signed-in person's printer cards, sent again whenever a printer
 /// changes (an agent report, a command), at most every `COALESCE`.
 async fn events(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
@@ -459,9 +527,9 @@ async fn events(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     let changes = state.notifier.changes();
     let csrf = csrf_token(&session);
     let body = stream::unfold(
-        (state, session, csrf, changes, true),
-        move |(state, session, csrf, mut changes, first)| async move {
-            if !first {
+        (state, session, csrf, changes, Sent::default()),
+        move |(state, session, csrf, mut changes, mut sent)| async move {
+            if sent.started {
                 tokio::select! {
                     r = changes.changed() => { r.ok()?; }
                     _ = tokio::time::sleep(REFRESH) => {}
@@ -480,30 +548,18 @@ async fn events(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
                 .ok()?;
             // The database may be away (or the printer out of reach now): end the stream;
             // the browser reconnects.
-            let rendered = match printer {
-                Some(id) => printer::load(&state, user, csrf.clone(), id)
-                    .await
-                    .ok()?
-                    .render(),
-                None => CardsFragment {
-                    cards: card_views(&state, user).await.ok()?,
-                    csrf: csrf.clone(),
-                    reasons: &REASONS,
-                    back: "/",
+            let chunk = match printer {
+                Some(id) => {
+                    let page = printer::load(&state, user, csrf.clone(), id).await.ok()?;
+                    sse_event("printers", &rendered(&page)?)
                 }
-                .render(),
-            };
-            let chunk = match rendered {
-                Ok(html) => sse_event("printers", &html),
-                Err(e) => {
-                    tracing::error!(error = %e, "console cards template");
-                    return None;
+                None => {
+                    let cards = card_views(&state, user).await.ok()?;
+                    sent.update(cards, &csrf)?
                 }
             };
-            Some((
-                Ok::<_, Error>(chunk),
-                (state, session, csrf, changes, false),
-            ))
+            sent.started = true;
+            Some((Ok::<_, Error>(chunk), (state, session, csrf, changes, sent)))
         },
     );
     HttpResponse::Ok()
