@@ -50,6 +50,11 @@ fn program(name: &str) -> Option<String> {
 
 /// A headless Chromium at `width` × `height`, or None (after saying so) without one.
 async fn browser(width: u32, height: u32) -> Option<Browser> {
+    browser_with(width, height, false).await
+}
+
+/// [`browser`], with the system's dark appearance when `dark`.
+async fn browser_with(width: u32, height: u32, dark: bool) -> Option<Browser> {
     let (Some(driver), Some(chromium)) = (program("chromedriver"), program("chromium")) else {
         let msg = "chromium and chromedriver are not installed (apt-get install chromium chromium-driver)";
         if std::env::var("PRINTFARM_TEST_REQUIRE_CHROMIUM").is_ok_and(|v| v == "1") {
@@ -74,7 +79,8 @@ async fn browser(width: u32, height: u32) -> Option<Browser> {
         "goog:chromeOptions": {
             "binary": chromium,
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     format!("--window-size={width},{height}")],
+                     format!("--window-size={width},{height}"),
+                     if dark { "--force-dark-mode" } else { "--no-first-run" }],
         }
     });
     let caps = caps.as_object().unwrap().clone();
@@ -426,6 +432,26 @@ async fn a_signed_in_admin_watches_a_printer_change_live(db: Db) {
         .await;
         screenshot(&phone.client, "dashboard-phone").await;
         phone.close().await;
+    }
+    // And in the dark appearance, which the stylesheet follows.
+    if let Some(dark) = browser_with(1280, 900, true).await {
+        sign_in(&dark.client, &app, admin).await;
+        let scheme = dark
+            .client
+            .execute(
+                "return matchMedia('(prefers-color-scheme: dark)').matches \
+                 && getComputedStyle(document.body).backgroundColor;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            scheme,
+            json!("rgb(17, 21, 28)"),
+            "the dark palette is not used"
+        );
+        screenshot(&dark.client, "dashboard-dark").await;
+        dark.close().await;
     }
     app.stop().await;
 }
