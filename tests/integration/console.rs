@@ -578,17 +578,38 @@ async fn a_member_uploads_a_gcode_and_prints_it(db: Db) {
     )
     .await;
 
-    // The files list: the cube with its thumbnail and a way to print it again.
+    // The files list: the cube with its thumbnail and a way to print it again; a file of
+    // another project (uploaded by a slicer) and the projects to narrow the list to.
+    let bracket = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/cylinder_prusa.gcode"
+    ))
+    .unwrap();
+    let (status, body) = app
+        .upload(
+            &session,
+            "bracket.gcode",
+            bracket,
+            &[("project_name", "Brackets"), ("project_color", "#1E90FF")],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
     click(c, "nav a[href='/myfiles']").await;
-    let row = wait_text(c, ".file-row", |t| t.contains("cube_20mm.gcode")).await;
-    assert!(row.contains("GCODE") && row.contains("Print"), "{row}");
+    let row = wait_text(c, ".file-row", |t| t.contains("bracket.gcode")).await;
+    assert!(row.contains("Brackets"), "{row}");
+    let list = wait_text(c, ".files", |t| t.contains("cube_20mm.gcode")).await;
+    assert!(list.contains("GCODE") && list.contains("Print"), "{list}");
     screenshot(c, "files").await;
+    click(c, ".chips a:last-child").await;
+    wait_text(c, ".chips a[aria-current=page]", |t| t == "Brackets").await;
+    let narrowed = wait_text(c, ".files", |t| t.contains("bracket.gcode")).await;
+    assert!(!narrowed.contains("cube_20mm"), "{narrowed}");
     b.close().await;
 
     if let Some(phone) = browser(390, 844).await {
         sign_in(&phone.client, &app, maker).await;
         phone.client.goto(&app.url("/myfiles")).await.unwrap();
-        wait_text(&phone.client, ".file-row", |t| t.contains("cube_20mm")).await;
+        wait_text(&phone.client, ".files", |t| t.contains("cube_20mm")).await;
         screenshot(&phone.client, "files-phone").await;
         phone
             .client
@@ -598,7 +619,7 @@ async fn a_member_uploads_a_gcode_and_prints_it(db: Db) {
             .click()
             .await
             .unwrap();
-        wait_text(&phone.client, "h1", |t| t == "cube_20mm.gcode").await;
+        wait_text(&phone.client, "h1", |t| t == "bracket.gcode").await;
         screenshot(&phone.client, "file-phone").await;
         phone.close().await;
     }

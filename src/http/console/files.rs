@@ -9,7 +9,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
 use super::{refused, render, to_login, Chrome, NoticePage, Stamp};
-use crate::db::models::{FileId, PrinterId, PrinterState, SliceJob, SliceStatus, StoredFile};
+use crate::db::models::{
+    FileId, PrinterId, PrinterState, Project, SliceJob, SliceStatus, StoredFile,
+};
 use crate::error::Error;
 use crate::gcode::GcodeAnalysis;
 use crate::http::apiglobal::Form;
@@ -43,10 +45,31 @@ struct FileView {
     is_model: bool,
     /// One line: time and filament of a G-code, size of a model.
     summary: String,
+    project: Option<ProjectView>,
 }
 
-fn file_view(f: &StoredFile) -> FileView {
+/// A project as the files page shows it (its colour only when it is a plain hex colour).
+#[derive(Clone)]
+struct ProjectView {
+    id: i64,
+    name: String,
+    color: Option<String>,
+}
+
+fn project_view(p: &Project) -> ProjectView {
+    ProjectView {
+        id: p.id,
+        name: p.name.clone(),
+        color: crate::material::hex_color(&p.color),
+    }
+}
+
+fn file_view(f: &StoredFile, projects: &[ProjectView]) -> FileView {
     FileView {
+        project: f
+            .project_id
+            .and_then(|id| projects.iter().find(|p| p.id == id))
+            .cloned(),
         id: f.id.0,
         name: f.filename.clone(),
         kind: f.kind.as_str().to_uppercase(),
@@ -213,6 +236,9 @@ struct FilesPage {
     chrome: Chrome,
     csrf: String,
     files: Vec<FileView>,
+    projects: Vec<ProjectView>,
+    /// The project the list is narrowed to.
+    shown: Option<i64>,
     accept: &'static str,
     max_bytes: u64,
     max_label: String,
@@ -224,17 +250,32 @@ async fn files_page(state: web::Data<AppState>, req: HttpRequest) -> HttpRespons
         return to_login(&req);
     };
     let chrome = Chrome::new(Some((&user, &session)), "files");
-    let files = match state.db(move |c| quickprint::recent_files(c, &user)).await {
-        Ok(f) => f,
+    let shown = super::query(&req, "project").and_then(|p| p.parse::<i64>().ok());
+    let loaded = state
+        .db(move |c| {
+            let files = quickprint::recent_files(c, &user)?;
+            let projects = crate::services::files::projects(c, &user)?;
+            Ok((files, projects))
+        })
+        .await;
+    let (files, projects) = match loaded {
+        Ok(x) => x,
         Err(e) => return refused(&state, &req, e).await,
     };
+    let projects: Vec<ProjectView> = projects.iter().map(project_view).collect();
     let max_bytes = state.storage.max_upload_bytes;
     render(
         StatusCode::OK,
         &FilesPage {
             chrome,
             csrf: csrf_token(&session),
-            files: files.iter().map(file_view).collect(),
+            files: files
+                .iter()
+                .filter(|f| shown.is_none() || f.project_id == shown)
+                .map(|f| file_view(f, &projects))
+                .collect(),
+            projects,
+            shown,
             accept: ACCEPT,
             max_bytes,
             max_label: limit_label(max_bytes),
@@ -264,8 +305,16 @@ async fn upload_file(
                 "This form did not come from this page; reload it and try again",
             ));
         }
+        let project_id = match params.str("project") {
+            None => None,
+            Some(p) => Some(
+                p.parse::<i64>()
+                    .map_err(|_| Error::invalid("Choose one of your projects"))?,
+            ),
+        };
         let meta = UploadMeta {
             upload_soft_name: Some("printfarm console".into()),
+            project_id,
             ..UploadMeta::default()
         };
         let (file, _) = upload::store(&state, &user, &meta, staged, false).await?;
@@ -390,15 +439,16 @@ async fn file_page(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse
         .db(move |c| {
             let offer = quickprint::offer(c, &user, file_id, offline, crate::db::now())?;
             let (fits, types) = quickprint::fitting_types(c, &offer.file)?;
+            let projects = crate::services::files::projects(c, &user)?;
             let slices = if offer.file.kind.is_model() {
                 slicing::slices_of_file(c, &user, file_id)?
             } else {
                 Vec::new()
             };
-            Ok((offer, fits, types, slices))
+            Ok((offer, fits, types, slices, projects))
         })
         .await;
-    let (offer, fits, types, slices) = match loaded {
+    let (offer, fits, types, slices, projects) = match loaded {
         Ok(x) => x,
         Err(e) => return refused(&state, &req, e).await,
     };
@@ -440,7 +490,10 @@ async fn file_page(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse
             chrome,
             csrf: csrf_token(&session),
             facts: facts(&offer.file),
-            file: file_view(&offer.file),
+            file: file_view(
+                &offer.file,
+                &projects.iter().map(project_view).collect::<Vec<_>>(),
+            ),
             slice_types: fits.iter().map(|t| (t.id, t.description.clone())).collect(),
             fits: fits.into_iter().map(|t| t.description).collect(),
             types,
