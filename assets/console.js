@@ -57,8 +57,12 @@
       apply();
     });
     source.onerror = function () {
-      // The browser reconnects by itself; meanwhile say the view may be old.
+      // The browser reconnects by itself; meanwhile say the view may be old. A refused
+      // reconnection (the session ended) closes the source: reload, which shows the sign-in.
       grid.setAttribute("data-stale", "");
+      if (source.readyState === EventSource.CLOSED) {
+        setTimeout(function () { window.location.reload(); }, 3000);
+      }
     };
     grid.addEventListener("toggle", apply, true);
     grid.addEventListener("focusout", function () { setTimeout(apply, 0); });

@@ -41,10 +41,17 @@ pub fn cleared_cookie(state: &AppState) -> Cookie<'static> {
     session_cookie(state, String::new(), CookieDuration::ZERO)
 }
 
-/// A fresh session's cookie, living as long as the session may stay idle.
+/// A fresh session's cookie. It lives as long as the session can (its hard cap, else its idle
+/// time): the server ends an idle session anyway, while an open tab (a wall screen) that keeps
+/// its session in use must not lose the cookie first, since a live page sets no new cookie.
 pub fn new_session_cookie(state: &AppState, token: String) -> Cookie<'static> {
-    let idle = state.session_policy.idle.num_seconds();
-    session_cookie(state, token, CookieDuration::seconds(idle))
+    let policy = &state.session_policy;
+    let life = if policy.max_age > chrono::Duration::zero() {
+        policy.max_age
+    } else {
+        policy.idle
+    };
+    session_cookie(state, token, CookieDuration::seconds(life.num_seconds()))
 }
 
 /// The signed-in user of this browser, with the session token.

@@ -477,6 +477,45 @@ async fn a_member_sees_only_printers_they_may_use(db: Db) {
         .await
         .is_err());
     screenshot(c, "dashboard-empty").await;
+
+    // Signed out elsewhere (another tab): the open dashboard notices and asks to sign in.
+    let cookie = c.get_named_cookie("printfarm_session").await.unwrap();
+    let token = cookie.value().to_string();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let html = client
+        .get(app.url("/"))
+        .header("cookie", format!("printfarm_session={token}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_string();
+    let res = client
+        .post(app.url("/logout"))
+        .header("cookie", format!("printfarm_session={token}"))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !c.current_url().await.unwrap().path().starts_with("/login") {
+        assert!(
+            Instant::now() < deadline,
+            "the dashboard stayed after its session ended"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     b.close().await;
     app.stop().await;
 }
@@ -1796,6 +1835,9 @@ async fn refusals(app: &TestApp) {
         cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
         "{cookie}"
     );
+    // The cookie lives as long as the session can (30 days by default): an open tab that keeps
+    // its session in use keeps its cookie too.
+    assert!(cookie.contains("Max-Age=2592000"), "{cookie}");
     let session = cookie.split(';').next().unwrap().to_string();
     let page = client
         .get(app.url("/"))
