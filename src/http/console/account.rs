@@ -6,13 +6,12 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
-use super::{refused, render, to_login, Chrome, Stamp};
-use crate::db::models::{JobStatus, Organization};
+use super::{job_outcome, posted, refused, render, to_login, Chrome, Stamp};
+use crate::db::models::Organization;
 use crate::error::Error;
 use crate::http::apiglobal::Form;
-use crate::http::browser::{browser_user, checked_user, csrf_token, see_other};
+use crate::http::browser::{browser_user, csrf_token, see_other};
 use crate::http::routes::Routes;
-use crate::services::reports::cancel_reason_text;
 use crate::services::{api_tokens, jobs};
 use crate::AppState;
 
@@ -97,20 +96,7 @@ async fn account_page(
             jobs: my_jobs
                 .iter()
                 .map(|(j, file, printer)| {
-                    let (outcome, tone) = match j.status_id {
-                        JobStatus::Finished => ("Done".to_string(), "ready"),
-                        JobStatus::Failed => ("Failed".to_string(), "bad"),
-                        JobStatus::Aborted => (
-                            cancel_reason_text(
-                                j.cancel_reason.as_deref(),
-                                j.cancel_source.as_deref(),
-                            )
-                            .map_or_else(|| "Cancelled".to_string(), |r| format!("Cancelled: {r}")),
-                            "warn",
-                        ),
-                        JobStatus::InProgress => ("Printing".to_string(), "busy"),
-                        JobStatus::Queued => ("Queued".to_string(), "off"),
-                    };
+                    let (outcome, tone) = job_outcome(j);
                     MyJob {
                         filename: file.clone(),
                         printer: printer.clone(),
@@ -158,8 +144,7 @@ async fn create_token(
     form: Result<Form, Error>,
 ) -> HttpResponse {
     let outcome = async {
-        let Form(p) = form?;
-        let (user, _) = checked_user(&state, &req, p.str("csrf").unwrap_or_default()).await?;
+        let (p, user, _) = posted(&state, &req, form).await?;
         let name = p.str("name").unwrap_or_default().to_string();
         let days = p.i64("days")?;
         state
@@ -181,8 +166,7 @@ async fn revoke_token(
 ) -> HttpResponse {
     let id = path.into_inner();
     let outcome = async {
-        let Form(p) = form?;
-        let (user, _) = checked_user(&state, &req, p.str("csrf").unwrap_or_default()).await?;
+        let (_, user, _) = posted(&state, &req, form).await?;
         state.db(move |c| api_tokens::revoke(c, &user, id)).await
     }
     .await;

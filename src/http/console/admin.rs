@@ -9,11 +9,11 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
-use super::{refused, render, to_login, Chrome};
+use super::{posted, refused, render, to_login, Chrome};
 use crate::db::models::{access_role, rights, PrinterId, User, UserId, Workgroup};
 use crate::error::Error;
 use crate::http::apiglobal::Form;
-use crate::http::browser::{browser_user, checked_user, csrf_token, see_other};
+use crate::http::browser::{browser_user, csrf_token, see_other};
 use crate::http::routes::Routes;
 use crate::services::orgs::{self, OrgUserRequest};
 use crate::services::printers;
@@ -198,8 +198,7 @@ async fn add_person(
     form: Result<Form, Error>,
 ) -> HttpResponse {
     let outcome = async {
-        let Form(p) = form?;
-        let (user, session) = checked_user(&state, &req, p.str("csrf").unwrap_or_default()).await?;
+        let (p, user, session) = posted(&state, &req, form).await?;
         let email = p
             .str("email")
             .filter(|e| e.contains('@'))
@@ -263,8 +262,7 @@ async fn person_action(
 ) -> HttpResponse {
     let target = UserId(path.into_inner());
     let outcome = async {
-        let Form(p) = form?;
-        let (user, session) = checked_user(&state, &req, p.str("csrf").unwrap_or_default()).await?;
+        let (p, user, session) = posted(&state, &req, form).await?;
         let me = user.clone();
         let link = match p.str("action") {
             Some("role") => {
@@ -384,8 +382,7 @@ async fn add_workgroup(
     form: Result<Form, Error>,
 ) -> HttpResponse {
     let outcome = async {
-        let Form(p) = form?;
-        let (user, _) = checked_user(&state, &req, p.str("csrf").unwrap_or_default()).await?;
+        let (p, user, _) = posted(&state, &req, form).await?;
         let name = p.str("name").unwrap_or_default().to_string();
         state
             .db(move |c| orgs::create_workgroup(c, &user, &name, ""))
@@ -509,8 +506,7 @@ async fn add_member(
 ) -> HttpResponse {
     let id = path.into_inner();
     let outcome = async {
-        let Form(p) = form?;
-        let (user, _) = checked_user(&state, &req, p.str("csrf").unwrap_or_default()).await?;
+        let (p, user, _) = posted(&state, &req, form).await?;
         let email = p
             .str("email")
             .ok_or_else(|| Error::invalid("Give the person's email address"))?
@@ -538,8 +534,7 @@ async fn remove_member(
 ) -> HttpResponse {
     let (id, member) = path.into_inner();
     let outcome = async {
-        let Form(p) = form?;
-        let (user, _) = checked_user(&state, &req, p.str("csrf").unwrap_or_default()).await?;
+        let (_, user, _) = posted(&state, &req, form).await?;
         state
             .db(move |c| orgs::delete_user_from_workgroup(c, &user, id, UserId(member)))
             .await
@@ -560,8 +555,7 @@ async fn set_printers(
 ) -> HttpResponse {
     let id = path.into_inner();
     let outcome = async {
-        let Form(p) = form?;
-        let (user, _) = checked_user(&state, &req, p.str("csrf").unwrap_or_default()).await?;
+        let (p, user, _) = posted(&state, &req, form).await?;
         let ids: Vec<PrinterId> = p.i64_list("printer")?.into_iter().map(PrinterId).collect();
         state
             .db(move |c| orgs::set_workgroup_printers(c, &user, id, &ids))
@@ -659,8 +653,7 @@ async fn add_printer(
     form: Result<Form, Error>,
 ) -> HttpResponse {
     let outcome = async {
-        let Form(p) = form?;
-        let (user, _) = checked_user(&state, &req, p.str("csrf").unwrap_or_default()).await?;
+        let (p, user, _) = posted(&state, &req, form).await?;
         if !is_admin(&user) {
             return Err(Error::denied(
                 "Only organization and workgroup admins add printers here",
@@ -772,8 +765,7 @@ async fn save_settings(
     form: Result<Form, Error>,
 ) -> HttpResponse {
     let outcome = async {
-        let Form(p) = form?;
-        let (user, _) = checked_user(&state, &req, p.str("csrf").unwrap_or_default()).await?;
+        let (p, user, _) = posted(&state, &req, form).await?;
         let auto_start = p.str("auto_start").is_some();
         let hours = p
             .i64("actual_hours")?

@@ -8,14 +8,14 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
-use super::{refused, render, to_login, Chrome, NoticePage, Stamp};
+use super::{posted, refused, render, to_login, Chrome, NoticePage, Stamp};
 use crate::db::models::{
     FileId, PrinterId, PrinterState, Project, SliceJob, SliceStatus, StoredFile,
 };
 use crate::error::Error;
 use crate::gcode::GcodeAnalysis;
 use crate::http::apiglobal::Form;
-use crate::http::browser::{browser_user, checked_user, csrf_token, see_other};
+use crate::http::browser::{browser_user, csrf_token, see_other};
 use crate::http::routes::Routes;
 use crate::http::upload;
 use crate::mesh::MeshAnalysis;
@@ -515,8 +515,7 @@ async fn print(
     form: Result<Form, Error>,
 ) -> HttpResponse {
     let outcome = async {
-        let Form(p) = form?;
-        let (user, session) = checked_user(&state, &req, p.str("csrf").unwrap_or_default()).await?;
+        let (p, user, session) = posted(&state, &req, form).await?;
         let file_id = file_id_of(p.str("file_id"))?;
         let printer_id = p
             .str("printer_id")
@@ -587,8 +586,7 @@ async fn slice(
 ) -> HttpResponse {
     let file_id = FileId(path.into_inner());
     let outcome = async {
-        let Form(p) = form?;
-        let (user, _) = checked_user(&state, &req, p.str("csrf").unwrap_or_default()).await?;
+        let (p, user, _) = posted(&state, &req, form).await?;
         let number = |k: &str, what: &str| -> Result<f64, Error> {
             p.str(k)
                 .and_then(|v| v.trim().parse::<f64>().ok())

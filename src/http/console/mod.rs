@@ -569,6 +569,37 @@ async fn events(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
         .streaming(body)
 }
 
+/// How a job ended (or where it is), as a badge's words and colour.
+pub(super) fn job_outcome(job: &crate::db::models::Job) -> (String, &'static str) {
+    use crate::db::models::JobStatus;
+    match job.status_id {
+        JobStatus::Finished => ("Done".into(), "ready"),
+        JobStatus::Failed => ("Failed".into(), "bad"),
+        JobStatus::Aborted => (
+            crate::services::reports::cancel_reason_text(
+                job.cancel_reason.as_deref(),
+                job.cancel_source.as_deref(),
+            )
+            .map_or_else(|| "Cancelled".into(), |r| format!("Cancelled: {r}")),
+            "warn",
+        ),
+        JobStatus::InProgress => ("Printing".into(), "busy"),
+        JobStatus::Queued => ("Queued".into(), "off"),
+    }
+}
+
+/// A posted console form, once its CSRF token matches the signed-in person's session: its
+/// parameters, the person and the session.
+pub(super) async fn posted(
+    state: &web::Data<AppState>,
+    req: &HttpRequest,
+    form: Result<Form, Error>,
+) -> Result<(crate::http::apiglobal::form::Params, User, String), Error> {
+    let Form(p) = form?;
+    let (user, session) = checked_user(state, req, p.str("csrf").unwrap_or_default()).await?;
+    Ok((p, user, session))
+}
+
 /// A refused console action: its reason, with the status the API would answer.
 pub(super) async fn refused(
     state: &web::Data<AppState>,
@@ -610,8 +641,7 @@ async fn job_action(
             "start" => "start",
             _ => return Err(Error::not_found("No such job action")),
         };
-        let Form(p) = form?;
-        let (user, _) = checked_user(&state, &req, p.str("csrf").unwrap_or_default()).await?;
+        let (p, user, _) = posted(&state, &req, form).await?;
         let back = browser::local_path(p.str("back")).unwrap_or_else(|| "/".into());
         let job = JobId(job);
         if command == "start" {

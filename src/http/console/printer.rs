@@ -7,14 +7,15 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
-use super::{card_view, refused, render, to_login, CardView, Chrome, Stamp, REASONS};
+use super::{
+    card_view, job_outcome, posted, refused, render, to_login, CardView, Chrome, Stamp, REASONS,
+};
 use crate::db::models::{share_role, Job, JobStatus, PrinterId, User};
 use crate::error::Error;
 use crate::http::apiglobal::Form;
-use crate::http::browser::{browser_user, checked_user, csrf_token, see_other};
+use crate::http::browser::{browser_user, csrf_token, see_other};
 use crate::http::routes::Routes;
 use crate::services::printers::{self, Access, PrinterDetail};
-use crate::services::reports::cancel_reason_text;
 use crate::services::{jobs, printers as printer_rules};
 use crate::AppState;
 
@@ -40,17 +41,7 @@ pub struct JobLine {
 }
 
 fn job_line(user: &User, manages: bool, (job, file, owner): &(Job, String, String)) -> JobLine {
-    let (outcome, tone) = match job.status_id {
-        JobStatus::Finished => ("Done".to_string(), "ready"),
-        JobStatus::Failed => ("Failed".to_string(), "bad"),
-        JobStatus::Aborted => (
-            cancel_reason_text(job.cancel_reason.as_deref(), job.cancel_source.as_deref())
-                .map_or_else(|| "Cancelled".to_string(), |r| format!("Cancelled: {r}")),
-            "warn",
-        ),
-        JobStatus::InProgress => ("Printing".to_string(), "busy"),
-        JobStatus::Queued => ("Queued".to_string(), "off"),
-    };
+    let (outcome, tone) = job_outcome(job);
     JobLine {
         id: job.id.0,
         filename: file.clone(),
@@ -226,8 +217,7 @@ async fn clear_tray(
 ) -> HttpResponse {
     let id = PrinterId(path.into_inner());
     let outcome = async {
-        let Form(p) = form?;
-        let (user, _) = checked_user(&state, &req, p.str("csrf").unwrap_or_default()).await?;
+        let (_, user, _) = posted(&state, &req, form).await?;
         let ctx = state.job_context();
         state
             .db(move |c| jobs::clear_build_tray(c, &user, id, true, &ctx))
@@ -252,8 +242,7 @@ async fn add_share(
 ) -> HttpResponse {
     let id = PrinterId(path.into_inner());
     let outcome = async {
-        let Form(p) = form?;
-        let (user, _) = checked_user(&state, &req, p.str("csrf").unwrap_or_default()).await?;
+        let (p, user, _) = posted(&state, &req, form).await?;
         let email = p.str("email").unwrap_or_default().to_string();
         let role = p.i64("role")?.unwrap_or(i64::from(share_role::CAN_PRINT));
         let prints = p.i64("prints")?;
@@ -278,8 +267,7 @@ async fn remove_share(
 ) -> HttpResponse {
     let (id, share) = path.into_inner();
     let outcome = async {
-        let Form(p) = form?;
-        let (user, _) = checked_user(&state, &req, p.str("csrf").unwrap_or_default()).await?;
+        let (_, user, _) = posted(&state, &req, form).await?;
         state
             .db(move |c| printers::unshare(c, &user, share))
             .await?;
