@@ -7,9 +7,10 @@
 Each client holds `GET /console/events` (server-sent events) with the session as its
 `printfarm_session` cookie, as a browser with the dashboard open does, for --duration s
 (or until SIGTERM),
-and counts the `printers` events and bytes it receives (each event is every card, re-rendered
-by the server). Prints and writes (--out) the totals: events per client per second, bytes per
-event, and how many streams ended early (errors).
+and counts the events and bytes it receives: `printers` (every card, sent first and when the
+set of printers changes) and `cards` (only the cards that changed). Prints and writes (--out)
+the totals: events per client per second, bytes per event and per client per second, and how
+many streams ended early (errors).
 """
 
 import argparse
@@ -44,8 +45,9 @@ async def client(http, base, session, stats):
                 stats["bytes"] += len(line)
                 if line.startswith(b"event: "):
                     event = line[7:].strip()
-                elif line == b"\n" and event == b"printers":
+                elif line == b"\n" and event in (b"printers", b"cards"):
                     stats["events"] += 1
+                    stats["full_events" if event == b"printers" else "card_events"] += 1
                     event = None
     except (aiohttp.ClientError, asyncio.TimeoutError):
         stats["errors"] += 1
@@ -59,7 +61,7 @@ async def main():
     ap.add_argument("--duration", type=float, default=120.0)
     ap.add_argument("--out", default="")
     args = ap.parse_args()
-    stats = {"events": 0, "bytes": 0, "errors": 0, "ended_early": 0}
+    stats = {"events": 0, "full_events": 0, "card_events": 0, "bytes": 0, "errors": 0, "ended_early": 0}
     started = time.monotonic()
     STOP["at"] = started + args.duration
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, lambda: STOP.update(at=0))
@@ -72,6 +74,7 @@ async def main():
         "held_s": round(held, 1),
         "events_per_client_per_s": round(stats["events"] / max(args.clients, 1) / held, 3),
         "bytes_per_event": round(stats["bytes"] / max(stats["events"], 1)),
+        "bytes_per_client_per_s": round(stats["bytes"] / max(args.clients, 1) / held),
         **stats,
     }
     print(json.dumps(out))

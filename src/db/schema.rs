@@ -275,6 +275,7 @@ diesel::table! {
         updated_at -> Timestamp,
         download_token_hash -> Nullable<Text>,
         cancel_source -> Nullable<Text>,
+        priority -> Integer,
     }
 }
 

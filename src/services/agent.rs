@@ -450,7 +450,8 @@ pub struct QueuedJob {
     pub datetime: String,
 }
 
-/// The printer's queued jobs, oldest first, in one query.
+/// The printer's queued jobs in the order they start (raised ones first, then the oldest), in
+/// one query.
 pub fn queued_jobs(conn: &mut DbConn, printer_id: PrinterId) -> Result<Vec<QueuedJob>> {
     Ok(read::queued_jobs(conn, printer_id)?
         .into_iter()

@@ -445,6 +445,39 @@ pub fn job_start(conn: &mut DbConn, user: &User, job_id: JobId, ctx: &JobContext
     })
 }
 
+/// "Print next": a queued job goes to the front of its printer's queue. Only those who manage
+/// the printer reorder its queue (owners and organization admins, as for anyone's jobs).
+pub fn move_to_front(conn: &mut DbConn, user: &User, job_id: JobId) -> Result<Job> {
+    db::write_transaction(conn, |c| {
+        let job = visible_job(c, user, job_id)?;
+        // The printer's row lock orders this with starts and other moves on that printer.
+        let printer = lock_printer(c, job.printer_id)?;
+        if printer_access::access(c, user, &printer)? != Some(Access::Manage) {
+            return Err(Error::denied(
+                "Only those who manage this printer change the order of its queue",
+            ));
+        }
+        if job.status_id != JobStatus::Queued {
+            return Err(Error::conflict(
+                Conflict::WrongState,
+                format!("Job {job_id} is not queued"),
+            ));
+        }
+        let top = Job::top_priority(c, printer.id)?;
+        if Job::next_queued(c, printer.id)?.is_some_and(|first| first.id == job.id) {
+            return Ok(job);
+        }
+        change(
+            c,
+            job.id,
+            JobChange {
+                priority: Some(top.saturating_add(1)),
+                ..JobChange::default()
+            },
+        )
+    })
+}
+
 /// `job_pause` / `job_unpause`: forwards the command to the agent of a running job.
 pub fn job_command(
     conn: &mut DbConn,

@@ -1094,7 +1094,7 @@ async fn a_member_runs_a_printer_queue_from_its_page(db: Db) {
     ))
     .unwrap();
     let mut queued = Vec::new();
-    for name in ["first.gcode", "second.gcode"] {
+    for name in ["first.gcode", "second.gcode", "third.gcode"] {
         let (_, up) = app.upload(&session, name, cube.clone(), &[]).await;
         let file = up["message"]["file_id"].as_i64().unwrap().to_string();
         let (status, body) = app
@@ -1120,13 +1120,37 @@ async fn a_member_runs_a_printer_queue_from_its_page(db: Db) {
     sign_in(c, &app, maker).await;
     click(c, &format!("article[data-printer='{printer}'] a.card-link")).await;
     wait_text(c, "h1", |t| t == "Prusa MK4 SN-QUEUE-1").await;
-    let queue = wait_text(c, "#queue-title", |t| t == "Queue (2)").await;
-    assert_eq!(queue, "Queue (2)");
+    let queue = wait_text(c, "#queue-title", |t| t == "Queue (3)").await;
+    assert_eq!(queue, "Queue (3)");
     let order = wait_text(c, "ol.jobs", |t| !t.is_empty()).await;
+    let at = |name: &str| order.find(name).unwrap();
     assert!(
-        order.find("first.gcode").unwrap() < order.find("second.gcode").unwrap(),
+        at("first.gcode") < at("second.gcode") && at("second.gcode") < at("third.gcode"),
         "the oldest starts first: {order}"
     );
+    // "Print next": the third goes to the front, for the page and for the printer's agent.
+    click(
+        c,
+        &format!("li[data-job='{}'] form[action$='/front'] button", queued[2]),
+    )
+    .await;
+    let order = wait_text(c, "ol.jobs li:first-child", |t| t.contains("third.gcode")).await;
+    assert!(order.contains("third.gcode"), "{order}");
+    let agent_queue = app
+        .agent("get_queued_jobs", json!({"auth_token": token}))
+        .await;
+    let ids: Vec<i64> = agent_queue
+        .as_array()
+        .or_else(|| agent_queue["jobs"].as_array())
+        .unwrap_or_else(|| panic!("{agent_queue}"))
+        .iter()
+        .map(|j| j["id"].as_i64().or_else(|| j["job_id"].as_i64()).unwrap())
+        .collect();
+    let wanted: Vec<i64> = [2, 0, 1]
+        .iter()
+        .map(|i| queued[*i].parse().unwrap())
+        .collect();
+    assert_eq!(ids, wanted, "{agent_queue}");
     screenshot(c, "printer").await;
     // The camera: a link of this person for this printer.
     let src = c
@@ -1161,7 +1185,7 @@ async fn a_member_runs_a_printer_queue_from_its_page(db: Db) {
     .await;
     wait_text(c, ".card .badge", |t| t == "Printing").await;
     wait_text(c, ".card .job .file", |t| t == "first.gcode").await;
-    wait_text(c, "#queue-title", |t| t == "Queue (1)").await;
+    wait_text(c, "#queue-title", |t| t == "Queue (2)").await;
     // Cancel the second from the queue, with a reason.
     click(
         c,
@@ -1185,7 +1209,7 @@ async fn a_member_runs_a_printer_queue_from_its_page(db: Db) {
         ),
     )
     .await;
-    wait_text(c, "#queue-title", |t| t == "Queue (0)").await;
+    wait_text(c, "#queue-title", |t| t == "Queue (1)").await;
     let recent = wait_text(c, "#recent-title + ul", |t| !t.is_empty()).await;
     assert!(recent.contains("No longer needed"), "{recent}");
 
@@ -1235,6 +1259,38 @@ async fn a_member_runs_a_printer_queue_from_its_page(db: Db) {
         )
         .await;
     assert_eq!(list["message"][0]["id"], json!(printer), "{list}");
+    // The friend queues a job there but may not put it first: that is the manager's call.
+    let (_, up) = app.upload(&friend, "friend.gcode", cube.clone(), &[]).await;
+    let (status, body) = app
+        .post(
+            "/apiglobal/print_file",
+            &[
+                ("session", friend.as_str()),
+                (
+                    "file_id",
+                    &up["message"]["file_id"].as_i64().unwrap().to_string(),
+                ),
+                ("printer_id", &printer.to_string()),
+                ("only_queue", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let friend_job = body["message"]["job_id"].as_str().unwrap().to_string();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let (friend_cookie, friend_csrf) = http_sign_in(&app, &http, "friend@console.test").await;
+    let res = http
+        .post(app.url(&format!("/jobs/{friend_job}/front")))
+        .header("cookie", &friend_cookie)
+        .form(&[("csrf", friend_csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    assert!(res.text().await.unwrap().contains("change the order"));
     click(c, "#shares li form button").await;
     wait_text(c, "#shares .hint", |t| t.starts_with("Nobody")).await;
     b.close().await;

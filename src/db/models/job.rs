@@ -53,6 +53,8 @@ pub struct Job {
     pub download_token_hash: Option<String>,
     /// Who or what ended the job early: a `services::job_states::cancel_source` code.
     pub cancel_source: Option<String>,
+    /// Place in the printer's queue: higher first, then older (see `next_queued`).
+    pub priority: i32,
 }
 
 #[derive(Debug, Insertable)]
@@ -102,6 +104,7 @@ pub struct JobChange<'a> {
     pub ended_at: Option<Option<NaiveDateTime>>,
     pub download_token_hash: Option<Option<String>>,
     pub cancel_source: Option<Option<&'a str>>,
+    pub priority: Option<i32>,
     /// Set by `Job::change` on every change, whatever is given here.
     pub change_seq: Option<i64>,
     pub updated_at: Option<NaiveDateTime>,
@@ -164,8 +167,18 @@ impl Job {
         jobs::table
             .filter(jobs::printer_id.eq(printer))
             .filter(jobs::status_id.eq(JobStatus::Queued))
-            .order(jobs::id.asc())
+            .order((jobs::priority.desc(), jobs::id.asc()))
             .first(conn)
             .optional()
+    }
+
+    /// The highest priority among the printer's queued jobs (0 when none is raised).
+    pub fn top_priority(conn: &mut DbConn, printer: PrinterId) -> QResult<i32> {
+        jobs::table
+            .filter(jobs::printer_id.eq(printer))
+            .filter(jobs::status_id.eq(JobStatus::Queued))
+            .select(diesel::dsl::max(jobs::priority))
+            .first::<Option<i32>>(conn)
+            .map(|m| m.unwrap_or(0))
     }
 }

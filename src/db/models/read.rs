@@ -17,15 +17,15 @@ pub type QueuedJobRow = (
     Option<String>,
 );
 
-/// A printer's queued jobs, oldest first: (id, printing duration, queued at, file name, file
-/// size, owner's email).
+/// A printer's queued jobs in the order they start (raised ones first, then oldest first):
+/// (id, printing duration, queued at, file name, file size, owner's email).
 pub fn queued_jobs(conn: &mut DbConn, printer_id: PrinterId) -> QResult<Vec<QueuedJobRow>> {
     jobs::table
         .left_join(files::table)
         .left_join(users::table.on(users::id.eq(jobs::user_id)))
         .filter(jobs::printer_id.eq(printer_id))
         .filter(jobs::status_id.eq(JobStatus::Queued))
-        .order(jobs::id.asc())
+        .order((jobs::priority.desc(), jobs::id.asc()))
         .select((
             jobs::id,
             jobs::printing_duration,

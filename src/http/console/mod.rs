@@ -623,9 +623,10 @@ pub(super) async fn refused(
     )
 }
 
-/// A job action from a card or a queue (`pause`, `resume`, `cancel`, `start`): CSRF-checked,
-/// then the same service call as the Global API's `job_pause`, `job_unpause`, `job_cancel` and
-/// `job_start`; back to the page it came from (`back`, a local path) or the dashboard.
+/// A job action from a card or a queue (`pause`, `resume`, `cancel`, `start`, and `front`,
+/// "print next"): CSRF-checked, then the same service call as the Global API's `job_pause`,
+/// `job_unpause`, `job_cancel` and `job_start`; back to the page it came from (`back`, a local
+/// path) or the dashboard.
 async fn job_action(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -639,12 +640,17 @@ async fn job_action(
             "resume" => "unpause",
             "cancel" => "cancel",
             "start" => "start",
+            "front" => "front",
             _ => return Err(Error::not_found("No such job action")),
         };
         let (p, user, _) = posted(&state, &req, form).await?;
         let back = browser::local_path(p.str("back")).unwrap_or_else(|| "/".into());
         let job = JobId(job);
-        if command == "start" {
+        if command == "front" {
+            state
+                .db(move |c| jobs::move_to_front(c, &user, job).map(|_| ()))
+                .await?;
+        } else if command == "start" {
             let ctx = state.job_context();
             state
                 .db(move |c| jobs::job_start(c, &user, job, &ctx).map(|_| ()))

@@ -74,14 +74,17 @@ pub struct PrinterLive {
 pub fn live(user: &User, csrf: String, d: PrinterDetail) -> PrinterLive {
     let manages = d.access == Access::Manage;
     let id = d.card.item.id.0;
-    let mut queue: Vec<JobLine> = d
+    // In the order they start: raised ones first, then the oldest.
+    let mut queued: Vec<&(Job, String, String)> = d
         .jobs
         .iter()
         .filter(|(j, _, _)| j.status_id == JobStatus::Queued)
+        .collect();
+    queued.sort_by_key(|(j, _, _)| (std::cmp::Reverse(j.priority), j.id));
+    let queue = queued
+        .into_iter()
         .map(|row| job_line(user, manages, row))
         .collect();
-    // Oldest first: the order they start in.
-    queue.reverse();
     let recent = d
         .jobs
         .iter()
