@@ -780,6 +780,34 @@ pub fn my_jobs(conn: &mut DbConn, user: &User, limit: i64) -> Result<Vec<(Job, S
     Ok(read::user_jobs(conn, user.id, limit)?)
 }
 
+/// One printer as its console page shows it: its card, what the viewer may do there, and its
+/// jobs as `get_printer_jobs` answers them (the active ones and those of the organization's
+/// "actual" period), newest first.
+pub struct PrinterDetail {
+    pub card: printer_access::PrinterCard,
+    pub access: Access,
+    pub tray_clear: bool,
+    pub jobs: Vec<(Job, String, String)>,
+}
+
+pub fn printer_detail(
+    conn: &mut DbConn,
+    user: &User,
+    id: PrinterId,
+    offline_after: Duration,
+    now: NaiveDateTime,
+) -> Result<PrinterDetail> {
+    let (printer, access) = printer_access::visible(conn, user, id)?;
+    let card = printer_access::card(conn, user, id, offline_after, now)?;
+    let jobs = printer_jobs(conn, user, id, 200, 0, None, true)?.jobs;
+    Ok(PrinterDetail {
+        card,
+        access,
+        tray_clear: printer.tray_clear,
+        jobs,
+    })
+}
+
 /// `get_printer_jobs`: newest first, paged, optionally only active/recent ones, optionally only
 /// those changed after a cursor. The cursor is read before the jobs, so every change up to it
 /// is already committed and visible here; later ones come with the next cursor.

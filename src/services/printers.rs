@@ -360,34 +360,17 @@ fn cards_of(
         .collect())
 }
 
-/// One printer as its console page shows it: its card, what the viewer may do there, and its
-/// jobs as `get_printer_jobs` answers them (the active ones and those of the organization's
-/// "actual" period), newest first.
-pub struct PrinterDetail {
-    pub card: PrinterCard,
-    pub access: Access,
-    pub tray_clear: bool,
-    pub jobs: Vec<(Job, String, String)>,
-}
-
-pub fn detail(
+/// One printer's card (404 when out of reach).
+pub fn card(
     conn: &mut DbConn,
     user: &User,
     id: PrinterId,
     offline_after: Duration,
     now: NaiveDateTime,
-) -> Result<PrinterDetail> {
-    let (printer, access) = visible(conn, user, id)?;
-    let card = cards_of(conn, user, Some(id), offline_after, now)?
+) -> Result<PrinterCard> {
+    cards_of(conn, user, Some(id), offline_after, now)?
         .pop()
-        .ok_or_else(|| not_found(id))?;
-    let jobs = crate::services::jobs::printer_jobs(conn, user, id, 200, 0, None, true)?.jobs;
-    Ok(PrinterDetail {
-        card,
-        access,
-        tray_clear: printer.tray_clear,
-        jobs,
-    })
+        .ok_or_else(|| not_found(id))
 }
 
 /// `get_organization_printers_list`: organization admins see the organization, workgroup admins

@@ -126,13 +126,15 @@ async fn wait_text_within(
 ) -> String {
     let deadline = Instant::now() + within;
     loop {
+        // Missing, or replaced by a live update between finding and reading: look again.
         let text = match c.find(Locator::Css(css)).await {
-            Ok(e) => e.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
+            Ok(e) => e.text().await.ok(),
+            Err(_) => None,
         };
-        if ok(&text) {
-            return text;
+        if let Some(text) = text.as_deref().filter(|t| ok(t)) {
+            return text.to_string();
         }
+        let text = text.unwrap_or_default();
         assert!(
             Instant::now() < deadline,
             "{css} never matched; last text: {text:?}"
@@ -2277,5 +2279,177 @@ async fn live_updates_send_only_the_changed_cards(app: &TestApp) {
     assert!(
         !update.contains(&format!("data-printer=\"{b}\"")),
         "an unchanged card was sent again: {update}"
+    );
+}
+
+/// axe-core (the npm package), installed once under `target/a11y` by the first test that needs
+/// it: its script, or None (after saying so) where npm cannot provide it.
+fn axe_source() -> Option<String> {
+    static SOURCE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    SOURCE
+        .get_or_init(|| {
+            let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/a11y");
+            let script = root.join("node_modules/axe-core/axe.min.js");
+            if !script.is_file() {
+                // Installed aside, then moved into place: a concurrent test process never
+                // sees half a package.
+                let aside = root.with_extension(format!("tmp{}", std::process::id()));
+                let installed = Command::new("npm")
+                    .args(["install", "--no-audit", "--no-fund", "--prefix"])
+                    .arg(&aside)
+                    .arg("axe-core@4.10.3")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success());
+                if installed {
+                    let _ = std::fs::rename(&aside, &root);
+                }
+                let _ = std::fs::remove_dir_all(&aside);
+            }
+            match std::fs::read_to_string(&script) {
+                Ok(s) => Some(s),
+                Err(_) => {
+                    let msg = "axe-core could not be installed with npm (apt-get install npm)";
+                    if std::env::var("PRINTFARM_TEST_REQUIRE_CHROMIUM").is_ok_and(|v| v == "1") {
+                        panic!("{msg}");
+                    }
+                    eprintln!("!!! SKIPPING the accessibility audit: {msg}.");
+                    None
+                }
+            }
+        })
+        .clone()
+}
+
+/// The WCAG 2 A and AA rules axe-core finds broken on the open page: "rule: elements".
+async fn audit(c: &Client, axe: &str) -> Vec<String> {
+    c.execute(axe, vec![]).await.unwrap();
+    let found = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1];\
+             axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21aa']}})\
+               .then(r => done(r.violations.map(v => v.id + ' (' + v.help + '): ' +\
+                  v.nodes.slice(0, 4).map(n => n.target.join(' ')).join(' | '))))\
+               .catch(e => done(['axe failed: ' + e]));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    serde_json::from_value(found).unwrap()
+}
+
+/// Every console page, in the light and the dark appearance and at a phone's width, passes
+/// axe-core's WCAG 2.1 A/AA audit (labels, contrast, landmarks, names of buttons and links).
+#[actix_web::test]
+async fn every_console_page_passes_an_accessibility_audit() {
+    let Some(app) = TestApp::start(Db::Sqlite, &[]).await else {
+        return;
+    };
+    let Some(axe) = axe_source() else {
+        app.stop().await;
+        return;
+    };
+    let admin = "a11y@console.test";
+    app.create_user(app.org_id, admin, 1);
+    let session = app.login(admin, PASSWORD).await;
+    let (printer, token) = app.register_printer(&session, "SN-A11Y-1").await;
+    app.agent("command", report(&token, "ready", 0.0, [21, 21], [0, 0]))
+        .await;
+    let job = print_cube(&app, &session, printer).await;
+    app.agent(
+        "command",
+        report(&token, "printing", 30.0, [60, 214], [60, 215]),
+    )
+    .await;
+    // Every badge colour: printing (above), paused, offline (never reported).
+    let (_, paused) = app.register_printer(&session, "SN-A11Y-2").await;
+    app.agent(
+        "command",
+        report(&paused, "paused", 50.0, [60, 200], [60, 215]),
+    )
+    .await;
+    app.register_printer(&session, "SN-A11Y-3").await;
+    let stl = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/cube_20mm.stl"
+    ))
+    .unwrap();
+    let (_, model) = app.upload(&session, "cube.stl", stl, &[]).await;
+    let model = model["message"]["file_id"].as_i64().unwrap();
+    let gcode_file =
+        printfarm::db::models::Job::find(&mut app.conn(), printfarm::db::models::JobId(job))
+            .unwrap()
+            .unwrap()
+            .file_id
+            .0;
+    let (_, wg) = app
+        .post(
+            "/apiglobal/create_workgroup",
+            &[("session", session.as_str()), ("name", "Lab")],
+        )
+        .await;
+    let wg = wg["message"]["id"].as_i64().unwrap();
+    app.create_user(app.org_id, "invited@console.test", 0);
+    let pages = [
+        "/".to_string(),
+        format!("/printers/{printer}"),
+        "/myfiles".into(),
+        format!("/quickprint?file_id={gcode_file}"),
+        format!("/quickprint?file_id={model}"),
+        "/account".into(),
+        "/reports".into(),
+        "/admin/people".into(),
+        "/admin/workgroups".into(),
+        format!("/admin/workgroups/{wg}"),
+        "/admin/printers".into(),
+        "/admin/settings".into(),
+        // A refusal's page.
+        "/printers/999999".into(),
+    ];
+    let mut broken = Vec::new();
+    for (width, height, dark) in [(1280, 900, false), (1280, 900, true), (390, 844, false)] {
+        let Some(b) = browser_with(width, height, dark).await else {
+            app.stop().await;
+            return;
+        };
+        let c = &b.client;
+        // Signed out: the sign-in page.
+        c.goto(&app.url("/login")).await.unwrap();
+        for v in audit(c, &axe).await {
+            broken.push(format!(
+                "/login at {width}px{}: {v}",
+                if dark { " dark" } else { "" }
+            ));
+        }
+        sign_in(c, &app, admin).await;
+        for page in &pages {
+            c.goto(&app.url(page)).await.unwrap();
+            if width < 500 {
+                let slug: String = page
+                    .trim_start_matches('/')
+                    .chars()
+                    .map(|ch| if ch.is_ascii_alphanumeric() { ch } else { '-' })
+                    .collect();
+                screenshot(
+                    c,
+                    &format!("phone-{}", if slug.is_empty() { "printers" } else { &slug }),
+                )
+                .await;
+            }
+            for v in audit(c, &axe).await {
+                broken.push(format!(
+                    "{page} at {width}px{}: {v}",
+                    if dark { " dark" } else { "" }
+                ));
+            }
+        }
+        b.close().await;
+    }
+    app.stop().await;
+    assert!(
+        broken.is_empty(),
+        "accessibility problems:\n{}",
+        broken.join("\n")
     );
 }

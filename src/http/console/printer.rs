@@ -15,7 +15,8 @@ use crate::error::Error;
 use crate::http::apiglobal::Form;
 use crate::http::browser::{browser_user, csrf_token, see_other};
 use crate::http::routes::Routes;
-use crate::services::printers::{self, Access, PrinterDetail};
+use crate::services::jobs::PrinterDetail;
+use crate::services::printers::{self, Access};
 use crate::services::{jobs, printers as printer_rules};
 use crate::AppState;
 
@@ -116,7 +117,7 @@ pub async fn load(
     let offline = chrono::Duration::seconds(state.config.printers.offline_after_secs);
     let me = user.clone();
     let detail = state
-        .db(move |c| printers::detail(c, &me, id, offline, crate::db::now()))
+        .db(move |c| jobs::printer_detail(c, &me, id, offline, crate::db::now()))
         .await?;
     Ok(live(&user, csrf, detail))
 }
