@@ -120,6 +120,18 @@ pub async fn sign_out(state: &web::Data<AppState>, session: String) {
     let _ = state.db(move |c| sessions::logout(c, &session)).await;
 }
 
+/// A POST that a page of another site made (browsers send `Origin` on every POST). Pages that
+/// sign someone in check it: another site must not sign a visitor into an account of its
+/// choosing (login CSRF), which a CSRF token cannot prevent before there is a session.
+pub fn from_another_site(state: &AppState, req: &HttpRequest) -> bool {
+    let origin = req
+        .headers()
+        .get(actix_web::http::header::ORIGIN)
+        .and_then(|v| v.to_str().ok());
+    let ours = crate::http::public_base(&state.config, Some(req));
+    origin.is_some_and(|o| o != ours.trim_end_matches('/'))
+}
+
 /// Post/redirect/get: a 303 to a page of ours, never cached.
 pub fn see_other(location: &str) -> actix_web::HttpResponseBuilder {
     let mut b = HttpResponse::SeeOther();

@@ -827,6 +827,22 @@ async fn an_admin_adds_a_person_and_a_workgroup_and_gives_it_a_printer(db: Db) {
     })
     .await;
     assert!(office_row.contains("none"), "{office_row}");
+    // A new printer by the registration code its agent shows (typed in lower case, spaced).
+    let dev = json!({"VID": "VIRT", "PID": "VIRT", "SNR": "SN-BY-CODE", "type": "PRUSA_MK4S"});
+    let code = app.agent("register", dev).await["registration_code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    type_into(c, "code", &code.to_lowercase().replace('-', " ")).await;
+    click(c, "form[action='/admin/printers'] button[type=submit]").await;
+    let added = wait_text(c, "table", |t| t.contains("SN-BY-CODE")).await;
+    assert!(added.contains("PRUSA_MK4S"), "{added}");
+    // The same code again: already used.
+    type_into(c, "code", &code).await;
+    click(c, "form[action='/admin/printers'] button[type=submit]").await;
+    let refusal = wait_text(c, ".alert", |t| !t.is_empty()).await;
+    assert!(refusal.contains("already used"), "{refusal}");
+    c.goto(&app.url("/admin/printers")).await.unwrap();
     screenshot(c, "admin-printers").await;
     click(c, "form.signout button").await;
     wait_text(c, "h1", |t| t == "Sign in").await;
@@ -1872,6 +1888,24 @@ async fn refusals(app: &TestApp) {
     assert_eq!(res.status(), 404);
 
     app.create_user(app.org_id, "csrf@console.test", 0);
+    // Another site cannot sign a visitor in (login CSRF): refused, no cookie.
+    let res = client
+        .post(app.url("/login"))
+        .header("Origin", "https://evil.example")
+        .form(&[("username", "csrf@console.test"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    assert!(res.headers().get("set-cookie").is_none());
+    let res = client
+        .post(app.url("/login"))
+        .header("Origin", app.base.trim_end_matches('/'))
+        .form(&[("username", "csrf@console.test"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303, "our own page's sign-in");
     let res = client
         .post(app.url("/login"))
         .form(&[
@@ -2408,7 +2442,13 @@ async fn every_console_page_passes_an_accessibility_audit() {
         "/printers/999999".into(),
     ];
     let mut broken = Vec::new();
-    for (width, height, dark) in [(1280, 900, false), (1280, 900, true), (390, 844, false)] {
+    // A desktop, the same dark, a phone, and a wall-mounted screen.
+    for (width, height, dark) in [
+        (1280, 900, false),
+        (1280, 900, true),
+        (390, 844, false),
+        (1920, 1080, false),
+    ] {
         let Some(b) = browser_with(width, height, dark).await else {
             app.stop().await;
             return;
@@ -2425,6 +2465,9 @@ async fn every_console_page_passes_an_accessibility_audit() {
         sign_in(c, &app, admin).await;
         for page in &pages {
             c.goto(&app.url(page)).await.unwrap();
+            if width > 1900 && page == "/" {
+                screenshot(c, "dashboard-wall").await;
+            }
             if width < 500 {
                 let slug: String = page
                     .trim_start_matches('/')

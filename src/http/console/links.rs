@@ -2,7 +2,6 @@
 //! invitation, allowing a slicer's sign-in (`apiglobal_login_with_token`), and the Cura
 //! plugin's "go to cloud" browser link. They share the console's look and its rules.
 
-use actix_web::http::header;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use askama::Template;
@@ -283,14 +282,8 @@ async fn browser_link_sign_in(
         if !auth::is_token_shaped(&token) {
             return Err(Error::not_found("Unknown sign-in link"));
         }
-        // Only our own confirmation page may post here: another site must not sign a visitor
-        // into an account of its choosing (login CSRF). Browsers send Origin on every POST.
-        let origin = req
-            .headers()
-            .get(header::ORIGIN)
-            .and_then(|v| v.to_str().ok());
-        let ours = crate::http::public_base(&state.config, Some(&req));
-        if origin.is_some_and(|o| o != ours.trim_end_matches('/')) {
+        // Only our own confirmation page may post here.
+        if browser::from_another_site(&state, &req) {
             return Err(Error::denied("This form did not come from this site"));
         }
         let policy = state.session_policy.clone();

@@ -367,6 +367,14 @@ async fn login(
         Err(e) => return e.error_response(),
     };
     let next = browser::local_path(p.str("next")).unwrap_or_else(|| "/".into());
+    if browser::from_another_site(&state, &req) {
+        return refused(
+            &state,
+            &req,
+            Error::denied("This sign-in did not come from this site's sign-in page"),
+        )
+        .await;
+    }
     let email = p.str("username").unwrap_or_default().to_string();
     let password = p.raw("password").unwrap_or_default().to_string();
     match browser::sign_in(&state, &req, email.clone(), password).await {
