@@ -103,9 +103,22 @@ async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, Error> {
     web::block(move || pool.ping_within(std::time::Duration::from_millis(900)))
         .await?
         .map_err(Error::from)?;
+    let slicer = &state.config.slicer.prusa_slicer;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "result": true,
-        "message": {"database": state.backend.name()},
+        "message": {
+            "database": state.backend.name(),
+            // The optional parts, so an operator sees what this server can do.
+            "parts": {
+                "slicer": {
+                    "command": slicer,
+                    "present": crate::slicer::installed(slicer),
+                    "install": crate::slicer::INSTALL_HINT,
+                },
+                "storage": state.config.storage.backend,
+                "google_sign_in": state.google.enabled(),
+            },
+        },
     })))
 }
 

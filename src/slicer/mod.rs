@@ -10,6 +10,28 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+/// How an operator gets the slicer (said where it is missing; no path, no command of ours).
+pub const INSTALL_HINT: &str =
+    "install it with the system's package manager (Debian or Ubuntu: apt-get install prusa-slicer) or set slicer.prusa_slicer";
+
+/// Whether the configured slicer command can be run: a path to an executable file, or a name
+/// found on the PATH slices run with.
+pub fn installed(command: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let runnable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if command.contains('/') {
+        return runnable(Path::new(command));
+    }
+    SLICE_PATH
+        .split(':')
+        .any(|dir| runnable(&Path::new(dir).join(command)))
+}
+
+/// The PATH a slice runs with.
+const SLICE_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
 /// `slicer_id`s this server slices with (PrusaSlicer); the others of the Global API are refused.
 pub const SLICERS: [i64; 3] = [61, 51, 3];
 pub const DEFAULT_SLICER: i64 = 61;
@@ -506,9 +528,14 @@ pub async fn run(
 ) -> (Result<(), SliceError>, String) {
     let failed = |what: &str, e: std::io::Error| {
         tracing::warn!(error = %e, slicer = exe, "{what}");
+        let why = if e.kind() == std::io::ErrorKind::NotFound && what == "spawn" {
+            format!("PrusaSlicer is not installed on this server; {INSTALL_HINT}")
+        } else {
+            what.to_string()
+        };
         (
             Err(SliceError::Failed(format!(
-                "cannot start the slicer ({what})"
+                "cannot start the slicer ({why})"
             ))),
             String::new(),
         )
@@ -539,7 +566,7 @@ pub async fn run(
         .arg(output)
         .arg(model)
         .env_clear()
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("PATH", SLICE_PATH)
         .env("HOME", &folder)
         .env("TMPDIR", &folder)
         .env("LC_ALL", "C")
@@ -626,6 +653,17 @@ fn read_log(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_slicer_is_found_where_slices_look_for_it() {
+        assert!(installed("sh"));
+        assert!(installed("/bin/sh"));
+        assert!(!installed("/nonexistent/prusa-slicer"));
+        assert!(!installed("no-such-slicer-here"));
+        // A file that is not executable is not a slicer.
+        let plain = tempfile::NamedTempFile::new().unwrap();
+        assert!(!installed(plain.path().to_str().unwrap()));
+    }
     use serde_json::json;
 
     #[test]

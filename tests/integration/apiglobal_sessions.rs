@@ -442,6 +442,17 @@ async fn health_ready_and_metrics(app: &TestApp) {
         common::read(app.client.get(app.url("/readyz")).send().await.unwrap()).await;
     assert_eq!(status, 200);
     assert!(body["message"]["database"].is_string());
+    // The optional parts: the slicer (installed on the machines the tests run on), the store,
+    // Google sign-in (not configured here).
+    let parts = &body["message"]["parts"];
+    assert_eq!(parts["slicer"]["command"], "prusa-slicer", "{body}");
+    assert!(parts["slicer"]["present"].is_boolean(), "{body}");
+    assert!(parts["slicer"]["install"]
+        .as_str()
+        .unwrap()
+        .contains("apt-get install prusa-slicer"));
+    assert_eq!(parts["storage"], "local", "{body}");
+    assert_eq!(parts["google_sign_in"], false, "{body}");
     app.post("/apiglobal/check_session", &[("session", "nope")])
         .await;
     let text = app

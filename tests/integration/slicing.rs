@@ -807,7 +807,9 @@ async fn driver_names_each_failure() {
     .await;
     match result {
         Err(SliceError::Failed(msg)) => {
-            assert!(msg.contains("cannot start") && !msg.contains('/'), "{msg}")
+            assert!(msg.contains("cannot start") && !msg.contains('/'), "{msg}");
+            // Says how to get it.
+            assert!(msg.contains("apt-get install prusa-slicer"), "{msg}")
         }
         other => panic!("{other:?}"),
     }
