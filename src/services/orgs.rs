@@ -322,6 +322,32 @@ pub fn reissue_invitation(
     })
 }
 
+/// The caller's workgroups (as `workgroups_for`) with how many members and printers each has,
+/// in two queries whatever their number.
+pub fn workgroup_overview(conn: &mut DbConn, caller: &User) -> Result<Vec<(Workgroup, i64, i64)>> {
+    let workgroups: Vec<Workgroup> = workgroups_for(conn, caller)?
+        .into_iter()
+        .map(|(w, _)| w)
+        .collect();
+    let ids: Vec<i64> = workgroups.iter().map(|w| w.id).collect();
+    let members: std::collections::HashMap<i64, i64> =
+        WorkgroupMember::counts(conn, &ids)?.into_iter().collect();
+    let mut printers: std::collections::HashMap<i64, i64> = std::collections::HashMap::new();
+    for (_, wg) in PrinterWorkgroups::printers_in(conn, &ids)? {
+        *printers.entry(wg).or_default() += 1;
+    }
+    Ok(workgroups
+        .into_iter()
+        .map(|w| {
+            let (m, p) = (
+                members.get(&w.id).copied().unwrap_or(0),
+                printers.get(&w.id).copied().unwrap_or(0),
+            );
+            (w, m, p)
+        })
+        .collect())
+}
+
 /// A workgroup's members with their rights (its admins and organization admins).
 pub fn workgroup_members(
     conn: &mut DbConn,

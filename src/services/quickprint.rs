@@ -74,18 +74,6 @@ pub fn recent_files(conn: &mut DbConn, user: &User) -> Result<Vec<StoredFile>> {
     Ok(StoredFile::recent_of(conn, user.id, 200)?)
 }
 
-/// The build volume (x, y, z in mm) of a catalogue type, from its `printer_parameters`.
-fn build_volume(t: &PrinterType) -> Option<[f64; 3]> {
-    let params: serde_json::Value = serde_json::from_str(&t.printer_parameters).ok()?;
-    let dim = |k: &str| -> Option<f64> {
-        let v = params.get(k)?;
-        v.as_f64()
-            .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
-            .filter(|d| *d > 0.0)
-    };
-    Some([dim("x")?, dim("y")?, dim("z")?])
-}
-
 /// The extent (x, y, z in mm) of what a file prints: the model's size, or the G-code's
 /// extruding moves. None when the file carries no analysis.
 pub fn extent(file: &StoredFile) -> Option<[f64; 3]> {
@@ -113,7 +101,10 @@ pub fn fitting_types(conn: &mut DbConn, file: &StoredFile) -> Result<(Vec<Printe
     };
     let mut types: Vec<PrinterType> = all
         .into_iter()
-        .filter(|t| build_volume(t).is_some_and(|v| crate::mesh::fits_size(size, v)))
+        .filter(|t| {
+            t.build_volume()
+                .is_some_and(|v| crate::mesh::fits_size(size, v))
+        })
         .collect();
     types.sort_by(|a, b| a.description.cmp(&b.description));
     Ok((types, count))

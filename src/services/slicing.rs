@@ -295,14 +295,7 @@ pub struct TypeSlice {
 /// The slicing profile for a printer type: its bed, height and nozzle from the catalogue, the
 /// person's choices, and the material's usual temperatures.
 pub fn profile_for_type(t: &PrinterType, s: &TypeSlice) -> Result<Value> {
-    let params: Value = serde_json::from_str(&t.printer_parameters).map_err(Error::internal)?;
-    let dim = |k: &str| -> Option<f64> {
-        let v = params.get(k)?;
-        v.as_f64()
-            .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
-            .filter(|d| *d > 0.0)
-    };
-    let (Some(x), Some(y), Some(z)) = (dim("x"), dim("y"), dim("z")) else {
+    let Some([x, y, z]) = t.build_volume() else {
         return Err(Error::invalid(format!(
             "{} has no build volume in the catalogue to slice for",
             t.description
@@ -347,7 +340,7 @@ pub fn profile_for_type(t: &PrinterType, s: &TypeSlice) -> Result<Value> {
         "temperature": material.nozzle,
         "bed_temperature": if heated_bed { material.bed } else { 0 },
     });
-    if let Some(d) = dim("filament_diameter") {
+    if let Some(d) = t.parameter("filament_diameter") {
         out["filament_diameter"] = serde_json::json!(d);
     }
     Ok(out)

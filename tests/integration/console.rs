@@ -593,10 +593,7 @@ async fn a_member_uploads_a_gcode_and_prints_it(db: Db) {
     screenshot(c, "file").await;
 
     // Print it on the only printer, which the page offers ready.
-    let choice = wait_text(c, ".choice", |t| {
-        t.contains("SN-CONSOLE-4") || !t.is_empty()
-    })
-    .await;
+    let choice = wait_text(c, ".choice", |t| t.contains("SN-CONSOLE-4")).await;
     assert!(choice.contains("Ready"), "{choice}");
     click(c, "button[value=print]").await;
     let notice = wait_text(c, ".notice", |t| !t.is_empty()).await;
@@ -1342,7 +1339,7 @@ async fn a_member_runs_a_printer_queue_from_its_page(db: Db) {
         .await
         .unwrap();
     assert_eq!(res.status(), 404, "the live view of a printer out of reach");
-    let (owner, _) = http_sign_in(&app, &client, maker).await;
+    let (owner, owner_csrf) = http_sign_in(&app, &client, maker).await;
     let res = client
         .post(app.url(&format!("/printers/{printer}/tray")))
         .header("cookie", &owner)
@@ -1351,6 +1348,63 @@ async fn a_member_runs_a_printer_queue_from_its_page(db: Db) {
         .await
         .unwrap();
     assert_eq!(res.status(), 403);
+    // Shares: only those who manage the printer share it or take a share back; an address
+    // that is not one is refused; nothing is written.
+    let res = client
+        .post(app.url(&format!("/printers/{printer}/shares")))
+        .header("cookie", &stranger)
+        .form(&[
+            ("csrf", stranger_csrf.as_str()),
+            ("email", "x@console.test"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    let res = client
+        .post(app.url(&format!("/printers/{printer}/shares")))
+        .header("cookie", &owner)
+        .form(&[("csrf", owner_csrf.as_str()), ("email", "not-an-address")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert!(res.text().await.unwrap().contains("not a valid email"));
+    let res = client
+        .post(app.url(&format!("/printers/{printer}/shares")))
+        .header("cookie", &owner)
+        .form(&[
+            ("csrf", owner_csrf.as_str()),
+            ("email", "kept@console.test"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let share: i64 = {
+        use diesel::prelude::*;
+        printfarm::db::schema::printer_shares::table
+            .filter(printfarm::db::schema::printer_shares::email.eq("kept@console.test"))
+            .select(printfarm::db::schema::printer_shares::id)
+            .first(&mut *app.conn())
+            .unwrap()
+    };
+    let res = client
+        .post(app.url(&format!("/printers/{printer}/shares/{share}/remove")))
+        .header("cookie", &stranger)
+        .form(&[("csrf", stranger_csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    let shares: i64 = {
+        use diesel::prelude::*;
+        printfarm::db::schema::printer_shares::table
+            .count()
+            .get_result(&mut *app.conn())
+            .unwrap()
+    };
+    assert_eq!(shares, 1, "a refused share was written or removed");
     app.stop().await;
 }
 
@@ -1655,6 +1709,52 @@ async fn google_sign_in_from_the_console(db: Db) {
         .unwrap();
     assert_eq!(home.status(), 200);
     assert!(home.text().await.unwrap().contains("ada@console.test"));
+    // A second newcomer changes their mind: cancel drops the registration, no account.
+    let res = post(
+        sign(&claims("bob@console.test", "google-sub-bob")),
+        "abc",
+        Some("abc"),
+    )
+    .await
+    .unwrap();
+    let pending = res.headers()["set-cookie"].to_str().unwrap().to_string();
+    let pending = pending.split(';').next().unwrap().to_string();
+    let form = client
+        .get(app.url("/login/google/consent"))
+        .header("cookie", &pending)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = form
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_string();
+    let res = client
+        .post(app.url("/login/google/consent"))
+        .header("cookie", &pending)
+        .form(&[("csrf", csrf.as_str()), ("cancel", "1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()["location"], "/login");
+    assert!(
+        printfarm::db::models::User::find_by_email(&mut app.conn(), "bob@console.test")
+            .unwrap()
+            .is_none()
+    );
+    let res = client
+        .get(app.url("/login/google/consent"))
+        .header("cookie", &pending)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401, "the dropped registration is gone");
     // Next time the same Google account signs straight in.
     let res = post(newcomer, "abc", Some("abc")).await.unwrap();
     assert_eq!(res.status(), 303);
@@ -2424,7 +2524,35 @@ async fn every_console_page_passes_an_accessibility_audit() {
         )
         .await;
     let wg = wg["message"]["id"].as_i64().unwrap();
-    app.create_user(app.org_id, "invited@console.test", 0);
+    // The pages reached from links: an invitation, a slicer's sign-in, Cura's browser link.
+    let invited = app.create_user(app.org_id, "invited@console.test", 0);
+    let invitation = printfarm::services::orgs::issue_invitation(
+        &mut app.conn(),
+        printfarm::db::models::UserId(invited),
+        chrono::Duration::hours(1),
+    )
+    .unwrap();
+    let (_, login_token) = app.post("/apiglobal/generate_login_token", &[]).await;
+    let login_token = login_token["message"].as_str().unwrap().to_string();
+    let (_, auth_token) = app
+        .post(
+            "/apiglobal/generate_auth_token",
+            &[("session", session.as_str())],
+        )
+        .await;
+    let auth_token = auth_token["message"].as_str().unwrap().to_string();
+    let signed_out = [
+        ("login", "/login".to_string()),
+        ("set-password", format!("/noauth/set_password/{invitation}")),
+        (
+            "slicer-sign-in",
+            format!("/noauth/apiglobal_login_with_token/{login_token}"),
+        ),
+        (
+            "browser-link",
+            format!("/noauth/login_with_auth_token/{auth_token}"),
+        ),
+    ];
     let pages = [
         "/".to_string(),
         format!("/printers/{printer}"),
@@ -2440,6 +2568,8 @@ async fn every_console_page_passes_an_accessibility_audit() {
         "/admin/settings".into(),
         // A refusal's page.
         "/printers/999999".into(),
+        // Signed in, a slicer's sign-in is allowed with one button.
+        format!("/noauth/apiglobal_login_with_token/{login_token}"),
     ];
     let mut broken = Vec::new();
     // A desktop, the same dark, a phone, and a wall-mounted screen.
@@ -2454,19 +2584,27 @@ async fn every_console_page_passes_an_accessibility_audit() {
             return;
         };
         let c = &b.client;
-        // Signed out: the sign-in page.
-        c.goto(&app.url("/login")).await.unwrap();
-        for v in audit(c, &axe).await {
-            broken.push(format!(
-                "/login at {width}px{}: {v}",
-                if dark { " dark" } else { "" }
-            ));
+        // Signed out: the sign-in page and the pages links lead to.
+        for (name, page) in &signed_out {
+            c.goto(&app.url(page)).await.unwrap();
+            if width == 1280 && !dark {
+                screenshot(c, name).await;
+            }
+            for v in audit(c, &axe).await {
+                broken.push(format!(
+                    "{page} at {width}px{}: {v}",
+                    if dark { " dark" } else { "" }
+                ));
+            }
         }
         sign_in(c, &app, admin).await;
         for page in &pages {
             c.goto(&app.url(page)).await.unwrap();
             if width > 1900 && page == "/" {
                 screenshot(c, "dashboard-wall").await;
+            }
+            if width == 1280 && !dark && page.contains("apiglobal_login_with_token") {
+                screenshot(c, "slicer-sign-in-one-click").await;
             }
             if width < 500 {
                 let slug: String = page

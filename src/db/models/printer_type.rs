@@ -24,6 +24,24 @@ pub struct PrinterType {
 }
 
 impl PrinterType {
+    /// A positive number of `printer_parameters` (the catalogue writes them as text).
+    pub fn parameter(&self, key: &str) -> Option<f64> {
+        let params: serde_json::Value = serde_json::from_str(&self.printer_parameters).ok()?;
+        let v = params.get(key)?;
+        v.as_f64()
+            .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+            .filter(|d| *d > 0.0)
+    }
+
+    /// The build volume (x, y, z in mm), when the catalogue gives one.
+    pub fn build_volume(&self) -> Option<[f64; 3]> {
+        Some([
+            self.parameter("x")?,
+            self.parameter("y")?,
+            self.parameter("z")?,
+        ])
+    }
+
     pub fn count(conn: &mut DbConn) -> QResult<i64> {
         printer_types::table.count().get_result(conn)
     }

@@ -125,6 +125,15 @@ impl WorkgroupMember {
         .execute(conn)
     }
 
+    /// How many members each of these workgroups has (workgroups without any are left out).
+    pub fn counts(conn: &mut DbConn, workgroup_ids: &[i64]) -> QResult<Vec<(i64, i64)>> {
+        workgroup_members::table
+            .filter(workgroup_members::workgroup_id.eq_any(workgroup_ids))
+            .group_by(workgroup_members::workgroup_id)
+            .select((workgroup_members::workgroup_id, diesel::dsl::count_star()))
+            .load(conn)
+    }
+
     /// Members of a workgroup with their rights, by email.
     pub fn members_of(conn: &mut DbConn, workgroup_id: i64) -> QResult<Vec<(User, i32)>> {
         users::table

@@ -316,8 +316,8 @@ async fn person_action(
 struct WorkgroupRow {
     id: i64,
     name: String,
-    members: usize,
-    printers: usize,
+    members: i64,
+    printers: i64,
 }
 
 #[derive(Template)]
@@ -345,31 +345,26 @@ async fn workgroups_page(state: web::Data<AppState>, req: HttpRequest) -> HttpRe
     }
     let me = user.clone();
     let rows = state
-        .db(move |c| {
-            let mut rows = Vec::new();
-            // Admins see the organization's; workgroup admins the ones they belong to.
-            for (wg, _) in orgs::workgroups_for(c, &me)? {
-                let members = orgs::workgroup_members(c, &me, wg.id)?.len();
-                let printers = printers::organization_printers(c, &me, None, Some(wg.id))?.len();
-                rows.push(WorkgroupRow {
-                    id: wg.id,
-                    name: wg.name,
-                    members,
-                    printers,
-                });
-            }
-            Ok(rows)
-        })
+        // Admins see the organization's; workgroup admins the ones they belong to.
+        .db(move |c| orgs::workgroup_overview(c, &me))
         .await;
     match rows {
-        Ok(workgroups) => render(
+        Ok(list) => render(
             StatusCode::OK,
             &WorkgroupsPage {
                 chrome: Chrome::new(Some((&user, &session)), "admin"),
                 tab: "workgroups",
                 csrf: csrf_token(&session),
                 org_admin: orgs::is_org_admin(&user),
-                workgroups,
+                workgroups: list
+                    .into_iter()
+                    .map(|(w, members, printers)| WorkgroupRow {
+                        id: w.id,
+                        name: w.name,
+                        members,
+                        printers,
+                    })
+                    .collect(),
             },
         ),
         Err(e) => refused(&state, &req, e).await,
@@ -608,16 +603,12 @@ async fn printers_page(state: web::Data<AppState>, req: HttpRequest) -> HttpResp
                 .iter()
                 .map(|p| {
                     let item = printers::org_list_item(&ctx, p, now);
-                    let state = crate::db::models::PrinterState::parse(&item.state);
-                    let (label, tone) = super::state_label(&state);
+                    let (state, tone) = super::state_badge(&item.state);
                     OrgPrinterView {
                         id: p.id.0,
                         name: p.name.clone(),
                         type_name: item.r#type.clone(),
-                        state: match &state {
-                            crate::db::models::PrinterState::Other(w) => super::humanize(w),
-                            _ => label.to_string(),
-                        },
+                        state,
                         tone,
                         workgroups: item
                             .workgroups

@@ -9,9 +9,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
 use super::{posted, refused, render, to_login, Chrome, NoticePage, Stamp};
-use crate::db::models::{
-    FileId, PrinterId, PrinterState, Project, SliceJob, SliceStatus, StoredFile,
-};
+use crate::db::models::{FileId, PrinterId, Project, SliceJob, SliceStatus, StoredFile};
 use crate::error::Error;
 use crate::gcode::GcodeAnalysis;
 use crate::http::apiglobal::Form;
@@ -456,17 +454,13 @@ async fn file_page(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse
         .choices
         .into_iter()
         .map(|c| {
-            let state = PrinterState::parse(&c.state);
-            let (label, tone) = super::state_label(&state);
+            let (state, tone) = super::state_badge(&c.state);
             ChoiceView {
                 id: c.printer.id.0,
                 type_id: c.printer.printer_type_id,
                 name: c.printer.name,
                 type_name: c.type_name.unwrap_or_default(),
-                state: match &state {
-                    PrinterState::Other(word) => super::humanize(word),
-                    _ => label.to_string(),
-                },
+                state,
                 tone,
                 may_start: c.may_start,
             }

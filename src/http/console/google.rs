@@ -14,8 +14,8 @@ use crate::error::Error;
 use crate::http::apiglobal::{client_addr, Form};
 use crate::http::browser::{self, csrf_token, see_other};
 use crate::http::routes::Routes;
-use crate::services::auth;
 use crate::services::google::{self, SignIn};
+use crate::services::{auth, sessions};
 use crate::AppState;
 
 pub fn routes(r: &mut Routes) {
@@ -129,7 +129,19 @@ fn pending(req: &HttpRequest) -> Result<String, Error> {
 }
 
 async fn consent_form(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    match pending(&req) {
+    let waiting = async {
+        let token = pending(&req)?;
+        let t = token.clone();
+        let session = state.db(move |c| sessions::find_live(c, &t)).await?;
+        if session.gdpr_pending.is_none() {
+            return Err(Error::Unauthenticated(
+                "No registration is waiting; sign in with Google again".into(),
+            ));
+        }
+        Ok(token)
+    }
+    .await;
+    match waiting {
         Ok(token) => render(
             StatusCode::OK,
             &ConsentPage {

@@ -18,7 +18,7 @@ use actix_web::http::header;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use askama::Template;
-use futures_util::stream;
+use futures_util::{stream, StreamExt};
 
 use crate::db::models::{JobId, PrinterId, PrinterState, User};
 use crate::error::Error;
@@ -220,7 +220,7 @@ struct JobView {
 }
 
 /// The label and colour of a state; unknown agent words are shown as they are.
-pub(super) fn state_label(state: &PrinterState) -> (&'static str, &'static str) {
+fn state_label(state: &PrinterState) -> (&'static str, &'static str) {
     match state {
         PrinterState::Ready => ("Ready", "ready"),
         PrinterState::Printing => ("Printing", "busy"),
@@ -236,8 +236,18 @@ pub(super) fn state_label(state: &PrinterState) -> (&'static str, &'static str) 
     }
 }
 
+/// A state word as a badge shows it: its label (an unknown agent word made readable) and tone.
+pub(super) fn state_badge(word: &str) -> (String, &'static str) {
+    let state = PrinterState::parse(word);
+    let (label, tone) = state_label(&state);
+    match &state {
+        PrinterState::Other(word) => (humanize(word), tone),
+        _ => (label.to_string(), tone),
+    }
+}
+
 /// An agent's own word, readable: `printing_locally` → `Printing locally`.
-pub(super) fn humanize(word: &str) -> String {
+fn humanize(word: &str) -> String {
     let spaced = word.replace(['_', '-'], " ");
     let mut chars = spaced.trim().chars();
     chars
@@ -271,15 +281,12 @@ fn duration_left(seconds: i64) -> String {
 
 pub(super) fn card_view(c: PrinterCard) -> CardView {
     let state = PrinterState::parse(&c.item.state);
-    let (label, tone) = state_label(&state);
+    let (label, tone) = state_badge(&c.item.state);
     CardView {
         id: c.item.id.0,
         name: c.item.name,
         type_name: c.item.r#type,
-        state: match &state {
-            PrinterState::Other(word) => humanize(word),
-            _ => label.to_string(),
-        },
+        state: label,
         state_word: c.item.state.clone(),
         tone,
         nozzle: temperature(c.item.temps.as_ref(), c.item.target_temps.as_ref(), 1),
@@ -501,6 +508,7 @@ impl Sent {
         };
         self.order = order;
         self.digests = digests;
+        self.started = true;
         Some(event)
     }
 }
@@ -508,7 +516,7 @@ impl Sent {
 /// Server-sent events: the signed-in person's printer cards, sent again whenever a printer
 /// changes (an agent report, a command), at most every `COALESCE`.
 async fn events(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    let Some((_, session)) = browser_user(&state, &req).await else {
+    let Some((user, session)) = browser_user(&state, &req).await else {
         return Error::Unauthenticated("Sign in first (your session ended)".into())
             .error_response();
     };
@@ -518,34 +526,25 @@ async fn events(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
         Some(Ok(id)) => Some(PrinterId(id)),
         Some(Err(_)) => return Error::invalid("printer must be a printer id").error_response(),
     };
-    if let Some(id) = printer {
-        // A printer out of reach is not found, as on its page.
-        let policy = state.session_policy.clone();
-        let token = session.clone();
-        let seen = state
-            .db(move |c| {
-                let user = sessions::authenticate(c, &policy, &token)?.user;
-                crate::services::printers::visible(c, &user, id).map(|_| ())
-            })
-            .await;
-        if let Err(e) = seen {
-            return e.error_response();
-        }
-    }
-    let changes = state.notifier.changes();
     let csrf = csrf_token(&session);
-    let body = stream::unfold(
-        (state, session, csrf, changes, Sent::default()),
+    let mut sent = Sent::default();
+    // The first event before the stream starts, so a refusal (a printer out of reach is not
+    // found, as on its page) or a database away is an ordinary answer.
+    let first = match live_event(&state, user, &csrf, printer, &mut sent).await {
+        Ok(chunk) => chunk,
+        Err(e) => return e.error_response(),
+    };
+    let changes = state.notifier.changes();
+    let rest = stream::unfold(
+        (state, session, csrf, changes, sent),
         move |(state, session, csrf, mut changes, mut sent)| async move {
-            if sent.started {
-                tokio::select! {
-                    r = changes.changed() => { r.ok()?; }
-                    _ = tokio::time::sleep(REFRESH) => {}
-                    _ = state.notifier.shutting_down() => return None,
-                }
-                tokio::time::sleep(COALESCE).await;
-                changes.borrow_and_update();
+            tokio::select! {
+                r = changes.changed() => { r.ok()?; }
+                _ = tokio::time::sleep(REFRESH) => {}
+                _ = state.notifier.shutting_down() => return None,
             }
+            tokio::time::sleep(COALESCE).await;
+            changes.borrow_and_update();
             // The session is checked again for every update: a signed-out or expired session
             // (or a disabled account) ends the stream, and the browser reconnecting is told.
             let policy = state.session_policy.clone();
@@ -556,17 +555,9 @@ async fn events(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
                 .ok()?;
             // The database may be away (or the printer out of reach now): end the stream;
             // the browser reconnects.
-            let chunk = match printer {
-                Some(id) => {
-                    let page = printer::load(&state, user, csrf.clone(), id).await.ok()?;
-                    sse_event("printers", &rendered(&page)?)
-                }
-                None => {
-                    let cards = card_views(&state, user).await.ok()?;
-                    sent.update(cards, &csrf)?
-                }
-            };
-            sent.started = true;
+            let chunk = live_event(&state, user, &csrf, printer, &mut sent)
+                .await
+                .ok()?;
             Some((Ok::<_, Error>(chunk), (state, session, csrf, changes, sent)))
         },
     );
@@ -574,7 +565,29 @@ async fn events(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
         .content_type("text/event-stream")
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header(("X-Accel-Buffering", "no"))
-        .streaming(body)
+        .streaming(stream::once(async move { Ok::<_, Error>(first) }).chain(rest))
+}
+
+/// The next event of a live view: one printer's page, or the dashboard's cards (all, the
+/// changed ones, or a keep-alive comment; see [`Sent`]).
+async fn live_event(
+    state: &web::Data<AppState>,
+    user: User,
+    csrf: &str,
+    printer: Option<PrinterId>,
+    sent: &mut Sent,
+) -> Result<web::Bytes, Error> {
+    let failed = || Error::internal("console live template");
+    match printer {
+        Some(id) => {
+            let page = printer::load(state, user, csrf.to_string(), id).await?;
+            Ok(sse_event("printers", &rendered(&page).ok_or_else(failed)?))
+        }
+        None => {
+            let cards = card_views(state, user).await?;
+            sent.update(cards, csrf).ok_or_else(failed)
+        }
+    }
 }
 
 /// How a job ended (or where it is), as a badge's words and colour.
