@@ -52,6 +52,9 @@ pub struct AppState {
     pub slice_wake: Arc<tokio::sync::Notify>,
     /// This instance's running slicer processes (killed on shutdown).
     pub slicers: Arc<slicer::Running>,
+    /// Wakes this instance's farm dispatcher at once (a farm job queued or retried, a printer
+    /// out of maintenance); it also runs every second by itself.
+    pub farm_wake: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
@@ -72,6 +75,7 @@ impl AppState {
             )),
             slice_wake: Arc::new(tokio::sync::Notify::new()),
             slicers: Arc::new(slicer::Running::default()),
+            farm_wake: Arc::new(tokio::sync::Notify::new()),
             config: Arc::new(config),
             pool,
             backend,

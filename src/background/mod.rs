@@ -14,7 +14,34 @@ pub fn spawn_background(state: AppState) {
         let n = state.config.slicer.max_concurrent.max(1);
         slice_worker::spawn(state.clone(), n, state.slice_wake.clone());
     }
+    spawn_farm_dispatcher(state.clone());
     spawn_maintenance(state);
+}
+
+/// The farm queue's dispatcher: a pass over the idle printers when woken and at least every
+/// second, so a copy starts within a second of what allows it (a tray cleared elsewhere, a
+/// circuit's heater done) even when no request of this instance saw the event. Agents' own
+/// polls dispatch at once, in their transaction. Every instance runs one; row locks keep them
+/// from assigning a printer or a copy twice.
+pub fn spawn_farm_dispatcher(state: AppState) {
+    actix_web::rt::spawn(async move {
+        let every = std::time::Duration::from_secs(1);
+        loop {
+            let _ = actix_web::rt::time::timeout(every, state.farm_wake.notified()).await;
+            if state.notifier.is_shutting_down() {
+                return;
+            }
+            let ctx = state.job_context();
+            match state
+                .db(move |c| services::farm::dispatch_pass(c, &ctx))
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(started = n, "farm dispatch pass"),
+                Err(e) => tracing::warn!(error = %e, "farm dispatch pass failed"),
+            }
+        }
+    });
 }
 
 /// Periodic housekeeping: expired sessions and stale login failures; staging leftovers and

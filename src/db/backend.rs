@@ -6,7 +6,7 @@ use crate::db::models::UserId;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::models::{FileId, Printer, PrinterId, PrinterShare, SliceStatus, User};
+use super::models::{CopyState, FileId, Printer, PrinterId, PrinterShare, SliceStatus, User};
 use super::schema::*;
 use super::DbConn;
 
@@ -26,6 +26,35 @@ pub fn lock_printer(conn: &mut DbConn, id: PrinterId) -> QResult<Option<Printer>
             .first(pg)
             .optional(),
         DbConn::Sqlite(_) => Printer::find(conn, id),
+    }
+}
+
+/// Like `lock_printer`, but on Postgres a printer another transaction holds is skipped
+/// (None) instead of waited for: a dispatch pass moves on to the next free printer.
+pub fn try_lock_printer(conn: &mut DbConn, id: PrinterId) -> QResult<Option<Printer>> {
+    match conn {
+        DbConn::Pg(pg) => printers::table
+            .find(id)
+            .for_update()
+            .skip_locked()
+            .select(Printer::as_select())
+            .first(pg)
+            .optional(),
+        DbConn::Sqlite(_) => Printer::find(conn, id),
+    }
+}
+
+/// The first waiting copy of a farm job, locked on Postgres; copies another instance is
+/// assigning are skipped, so two instances never take the same copy.
+pub fn claim_waiting_copy(conn: &mut DbConn, farm_job: i64) -> QResult<Option<i64>> {
+    let waiting = farm_copies::table
+        .filter(farm_copies::farm_job_id.eq(farm_job))
+        .filter(farm_copies::state.eq(CopyState::Waiting))
+        .order(farm_copies::copy_number.asc())
+        .select(farm_copies::id);
+    match conn {
+        DbConn::Pg(pg) => waiting.for_update().skip_locked().first(pg).optional(),
+        DbConn::Sqlite(_) => waiting.first(conn).optional(),
     }
 }
 

@@ -154,6 +154,61 @@ diesel::table! {
         next_command_number -> BigInt,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        circuit_id -> Nullable<BigInt>,
+        maintenance_note -> Nullable<Text>,
+        maintenance_since -> Nullable<Timestamp>,
+        maintained_at -> Nullable<Timestamp>,
+        maintenance_hours_limit -> Nullable<Double>,
+        maintenance_filament_limit_g -> Nullable<Double>,
+    }
+}
+
+diesel::table! {
+    power_circuits (id) {
+        id -> BigInt,
+        organization_id -> BigInt,
+        name -> Text,
+        max_heating -> Nullable<Integer>,
+        max_downloads -> Nullable<Integer>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    farm_jobs (id) {
+        id -> BigInt,
+        organization_id -> BigInt,
+        user_id -> BigInt,
+        file_id -> BigInt,
+        target_kind -> Text,
+        printer_type_id -> Nullable<BigInt>,
+        workgroup_id -> Nullable<BigInt>,
+        copies -> Integer,
+        material -> Nullable<Text>,
+        color_hex -> Nullable<Text>,
+        priority -> Integer,
+        cancelled_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    farm_job_printers (farm_job_id, printer_id) {
+        farm_job_id -> BigInt,
+        printer_id -> BigInt,
+    }
+}
+
+diesel::table! {
+    farm_copies (id) {
+        id -> BigInt,
+        farm_job_id -> BigInt,
+        copy_number -> Integer,
+        state -> Text,
+        job_id -> Nullable<BigInt>,
+        attempts -> Integer,
+        updated_at -> Timestamp,
     }
 }
 
@@ -276,6 +331,7 @@ diesel::table! {
         download_token_hash -> Nullable<Text>,
         cancel_source -> Nullable<Text>,
         priority -> Integer,
+        farm_copy_id -> Nullable<BigInt>,
     }
 }
 
@@ -419,6 +475,11 @@ diesel::joinable!(upload_ids -> files (file_id));
 diesel::joinable!(quotes -> users (user_id));
 diesel::joinable!(quote_usage -> users (user_id));
 diesel::joinable!(quotes -> slice_jobs (slice_job_id));
+diesel::joinable!(farm_copies -> farm_jobs (farm_job_id));
+diesel::joinable!(farm_job_printers -> farm_jobs (farm_job_id));
+diesel::joinable!(farm_job_printers -> printers (printer_id));
+diesel::joinable!(printers -> power_circuits (circuit_id));
+diesel::joinable!(jobs -> farm_copies (farm_copy_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     server_secrets,
@@ -446,4 +507,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     upload_ids,
     quotes,
     quote_usage,
+    power_circuits,
+    farm_jobs,
+    farm_job_printers,
+    farm_copies,
 );

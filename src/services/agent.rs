@@ -11,6 +11,7 @@ use crate::db::models::{
 use crate::db::{self, DbConn};
 use crate::error::{AgentCode, Error, Result};
 use crate::services::auth::token_hash;
+use crate::services::farm;
 use crate::services::jobs::{self, JobContext};
 
 /// The printer an agent token belongs to. The first use of a freshly issued token also
@@ -406,7 +407,7 @@ pub fn poll(
                 .map(PrinterState::parse)
                 == Some(PrinterState::Ready);
         if ended || poll.bed_clear || became_ready {
-            jobs::auto_start(c, printer.id, ctx)?;
+            farm::next_for_printer(c, printer.id, ctx)?;
         }
         deliver(c, printer.id)
     })

@@ -6,15 +6,15 @@ use chrono::{Datelike, Duration, NaiveDateTime};
 use serde_json::{json, Map, Value};
 
 use crate::db::models::{
-    read, FileId, Job, JobChange, JobId, JobStatus, NewJob, Organization, Printer, PrinterCommand,
-    PrinterId, PrinterShare, PrinterState, StoredFile, User, UserId,
+    read, FarmCopy, FileId, Job, JobChange, JobId, JobStatus, NewJob, Organization, Printer,
+    PrinterCommand, PrinterId, PrinterShare, PrinterState, StoredFile, User, UserId,
 };
 use crate::db::{self, DbConn};
 use crate::error::{Conflict, Error, Result};
 use crate::services::auth::{random_token, token_hash};
-use crate::services::commands;
 use crate::services::job_states::{cancel_source, CancelReason};
 use crate::services::printers::{self as printer_access, Access};
+use crate::services::{commands, maintenance};
 
 /// What job transitions need from outside the database.
 #[derive(Debug, Clone)]
@@ -47,6 +47,7 @@ pub enum StartBlocker {
     Offline,
     InError(Option<String>),
     Busy,
+    Maintenance(String),
     TrayNotClear,
     NotReady(String),
 }
@@ -70,6 +71,9 @@ impl From<StartBlocker> for Error {
                     detail.map(|e| format!(": {e}")).unwrap_or_default()
                 ),
                 StartBlocker::Busy => "The printer is busy with another job".into(),
+                StartBlocker::Maintenance(note) => {
+                    format!("The printer is in maintenance: {note}")
+                }
                 StartBlocker::TrayNotClear => "The build tray is not clear; clear it first".into(),
                 StartBlocker::NotReady(state) => {
                     format!("The printer is not ready (state {state})")
@@ -90,6 +94,9 @@ pub fn start_blocker(
         PrinterState::NotConnected => Some(StartBlocker::Offline),
         PrinterState::Error => Some(StartBlocker::InError(p.last_error.clone())),
         _ if p.current_job_id.is_some() || state.is_busy() => Some(StartBlocker::Busy),
+        _ if p.maintenance_note.is_some() => Some(StartBlocker::Maintenance(
+            p.maintenance_note.clone().unwrap_or_default(),
+        )),
         PrinterState::BedNotClear => Some(StartBlocker::TrayNotClear),
         _ if !p.tray_clear => Some(StartBlocker::TrayNotClear),
         PrinterState::Ready => None,
@@ -111,7 +118,7 @@ pub fn quota_used(user: &User, now: NaiveDateTime) -> i32 {
 }
 
 /// Refuses a job its user cannot pay for: monthly quota, balance, share prints.
-fn check_means(
+pub fn check_means(
     conn: &mut DbConn,
     user: &User,
     share: Option<&PrinterShare>,
@@ -219,6 +226,11 @@ fn estimates(file: &StoredFile) -> Estimates {
     }
 }
 
+/// A file's estimated print time in seconds (the slicer's figure, else ours; 0 unknown).
+pub fn estimated_duration(file: &StoredFile) -> i32 {
+    estimates(file).duration
+}
+
 /// Material cost from the organization's prices (per kg, by material name).
 fn material_cost(org: &Organization, material: &str, weight_g: f64) -> Option<f64> {
     let prices: Map<String, Value> = org
@@ -318,6 +330,7 @@ pub fn print_file(
                 charged: false,
                 created_at: now,
                 updated_at: now,
+                farm_copy_id: None,
             },
         )?;
         // Jobs queued earlier go first.
@@ -332,6 +345,59 @@ pub fn print_file(
             started: false,
         })
     })
+}
+
+/// The dispatcher's start of one farm-queue copy on a printer it chose (locked, ready): a job
+/// row for the copy, started at once and charged like any other. The caller runs it in a
+/// savepoint: a refusal (means, printer) leaves nothing behind.
+pub fn start_farm_copy(
+    c: &mut DbConn,
+    user: &User,
+    access: Access,
+    file: &StoredFile,
+    printer: &Printer,
+    copy_id: i64,
+    ctx: &JobContext,
+) -> Result<Job> {
+    let now = db::now();
+    let org = Organization::find(c, printer.organization_id)?
+        .ok_or_else(|| Error::internal("printer without organization"))?;
+    let est = estimates(file);
+    let cost = material_cost(&org, &est.material, est.weight);
+    let share = share_used(c, user, printer, access)?;
+    check_means(c, user, share.as_ref(), cost, now)?;
+    let seq = Job::next_change(c)?;
+    let job = Job::insert(
+        c,
+        &NewJob {
+            organization_id: printer.organization_id,
+            printer_id: printer.id,
+            file_id: file.id,
+            user_id: user.id,
+            share_id: share.as_ref().map(|s| s.id),
+            status_id: JobStatus::Queued,
+            change_seq: seq,
+            notes: None,
+            percent: 0.0,
+            print_time: 0,
+            printing_duration: est.duration,
+            material_type: &est.material,
+            layer_height: est.layer_height,
+            color_numbers: est.colors,
+            extruders: &est.extruders,
+            weight: est.weight,
+            heated_bed: est.heated_bed,
+            heated_bed_temperature: est.bed_temp,
+            raft: est.raft,
+            supports: est.supports,
+            file_cost: cost,
+            charged: false,
+            created_at: now,
+            updated_at: now,
+            farm_copy_id: Some(copy_id),
+        },
+    )?;
+    start(c, job, user.id, ctx)
 }
 
 /// Starts a queued job on its (locked, ready) printer: charges the user once, marks the tray
@@ -621,6 +687,10 @@ fn end_job(c: &mut DbConn, job: &Job, status: JobStatus, source: Option<&str>) -
         },
     )?;
     Printer::release_job(c, job.printer_id, job.id)?;
+    if let Some(copy) = job.farm_copy_id {
+        FarmCopy::job_ended(c, copy, job.id, status == JobStatus::Finished, now)?;
+    }
+    maintenance::maintenance_due(c, job.printer_id, now)?;
     Ok(())
 }
 
@@ -693,25 +763,6 @@ pub fn follow_report(c: &mut DbConn, before: &Printer, seen: &AgentSeen) -> Resu
             Ok(false)
         }
     }
-}
-
-/// `printer_clear_build_tray`: marks the printer's build tray clear (or not, `is_clear=0`);
-/// a cleared tray lets the next queued job start when the organization auto-starts.
-pub fn clear_build_tray(
-    conn: &mut DbConn,
-    user: &User,
-    printer_id: PrinterId,
-    clear: bool,
-    ctx: &JobContext,
-) -> Result<Option<Job>> {
-    db::write_transaction(conn, |c| {
-        let printer = printer_access::set_tray(c, user, printer_id, clear)?;
-        if clear {
-            auto_start(c, printer.id, ctx)
-        } else {
-            Ok(None)
-        }
-    })
 }
 
 /// Starts the printer's next queued job when its organization enables auto-start and the

@@ -135,10 +135,19 @@ pub fn managed(conn: &mut DbConn, user: &User, id: PrinterId) -> Result<Printer>
     Ok(printer)
 }
 
-/// The state clients see: the agent's, or `notconnected` when it stopped polling.
+/// The state clients see: the agent's, or `notconnected` when it stopped polling. A printer
+/// in maintenance shows `local_mode` once idle (the documented word for a printer that takes
+/// no jobs from the cloud); while it ends a job it shows that job's state.
 pub fn display_state(p: &Printer, offline_after: Duration, now: NaiveDateTime) -> PrinterState {
     match p.last_seen_at {
-        Some(seen) if now - seen <= offline_after => p.state.clone(),
+        Some(seen) if now - seen <= offline_after => {
+            let idle = matches!(p.state, PrinterState::Ready | PrinterState::BedNotClear);
+            if p.maintenance_note.is_some() && p.current_job_id.is_none() && idle {
+                PrinterState::LocalMode
+            } else {
+                p.state.clone()
+            }
+        }
         _ => PrinterState::NotConnected,
     }
 }

@@ -932,6 +932,7 @@ fn add_job(
             charged: false,
             created_at: now,
             updated_at: now,
+            farm_copy_id: None,
         })
         .returning(jobs::id)
         .get_result(&mut *c)

@@ -18,6 +18,7 @@ mod apiglobal_sessions;
 mod clients;
 mod console;
 mod db_schema;
+mod farm;
 mod faults;
 mod hostile_input;
 mod jobs;

@@ -964,6 +964,7 @@ fn insert_job(
             charged: false,
             created_at: created,
             updated_at: created,
+            farm_copy_id: None,
         })
         .returning(jobs::id)
         .get_result(conn)

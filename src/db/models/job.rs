@@ -55,6 +55,8 @@ pub struct Job {
     pub cancel_source: Option<String>,
     /// Place in the printer's queue: higher first, then older (see `next_queued`).
     pub priority: i32,
+    /// The farm-queue copy this job prints (`farm_copies`), if it came from the farm queue.
+    pub farm_copy_id: Option<i64>,
 }
 
 #[derive(Debug, Insertable)]
@@ -84,6 +86,7 @@ pub struct NewJob<'a> {
     pub charged: bool,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    pub farm_copy_id: Option<i64>,
 }
 
 /// Fields of a job to change; `None` leaves one as it is (`Some(None)` clears it).
@@ -172,6 +175,20 @@ impl Job {
             .optional()
     }
 
+    /// Which of these printers have a job waiting in their own queue.
+    pub fn queued_on(conn: &mut DbConn, printers: &[PrinterId]) -> QResult<Vec<PrinterId>> {
+        jobs::table
+            .filter(jobs::printer_id.eq_any(printers))
+            .filter(jobs::status_id.eq(JobStatus::Queued))
+            .select(jobs::printer_id)
+            .distinct()
+            .load(conn)
+    }
+
+    pub fn by_ids(conn: &mut DbConn, ids: &[JobId]) -> QResult<Vec<Job>> {
+        jobs::table.filter(jobs::id.eq_any(ids)).load(conn)
+    }
+
     /// The highest priority among the printer's queued jobs (0 when none is raised).
     pub fn top_priority(conn: &mut DbConn, printer: PrinterId) -> QResult<i32> {
         jobs::table
@@ -180,5 +197,41 @@ impl Job {
             .select(diesel::dsl::max(jobs::priority))
             .first::<Option<i32>>(conn)
             .map(|m| m.unwrap_or(0))
+    }
+
+    /// Print seconds and grams of filament a printer used in jobs that ended at or after
+    /// `since` (all of them when None): a job that did not finish counts the share of its
+    /// filament it got to.
+    pub fn usage_since(
+        conn: &mut DbConn,
+        printer: PrinterId,
+        since: Option<NaiveDateTime>,
+    ) -> QResult<(i64, f64)> {
+        let mut q = jobs::table
+            .filter(jobs::printer_id.eq(printer))
+            .filter(jobs::ended_at.is_not_null())
+            .filter(jobs::started_at.is_not_null())
+            .into_boxed();
+        if let Some(since) = since {
+            q = q.filter(jobs::ended_at.ge(since));
+        }
+        let rows: Vec<(i32, f64, f64, JobStatus)> = q
+            .select((
+                jobs::print_time,
+                jobs::weight,
+                jobs::percent,
+                jobs::status_id,
+            ))
+            .load(conn)?;
+        Ok(rows
+            .iter()
+            .fold((0, 0.0), |(t, g), (time, weight, percent, status)| {
+                let share = if *status == JobStatus::Finished {
+                    1.0
+                } else {
+                    (percent / 100.0).clamp(0.0, 1.0)
+                };
+                (t + i64::from(*time), g + weight * share)
+            }))
     }
 }

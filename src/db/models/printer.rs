@@ -41,6 +41,15 @@ pub struct Printer {
     pub next_command_number: i64,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    /// The location or power circuit whose staggered-start limits the printer counts in.
+    pub circuit_id: Option<i64>,
+    /// Set while the printer is in maintenance (it takes no jobs): why, and since when.
+    pub maintenance_note: Option<String>,
+    pub maintenance_since: Option<NaiveDateTime>,
+    /// The end of the last maintenance; the maintenance counters count from here.
+    pub maintained_at: Option<NaiveDateTime>,
+    pub maintenance_hours_limit: Option<f64>,
+    pub maintenance_filament_limit_g: Option<f64>,
 }
 
 #[derive(Debug, Insertable)]
@@ -205,6 +214,79 @@ impl Printer {
                 printers::updated_at.eq(crate::db::now()),
             ))
             .execute(conn)
+    }
+
+    /// Puts the printer in maintenance with a note, or (None) ends it: the end restarts the
+    /// maintenance counters.
+    pub fn set_maintenance(
+        conn: &mut DbConn,
+        id: PrinterId,
+        note: Option<&str>,
+        now: NaiveDateTime,
+    ) -> QResult<usize> {
+        match note {
+            Some(note) => diesel::update(printers::table.find(id))
+                .set((
+                    printers::maintenance_note.eq(Some(note)),
+                    printers::maintenance_since.eq(Some(now)),
+                    printers::updated_at.eq(now),
+                ))
+                .execute(conn),
+            None => diesel::update(printers::table.find(id))
+                .set((
+                    printers::maintenance_note.eq(None::<String>),
+                    printers::maintenance_since.eq(None::<NaiveDateTime>),
+                    printers::maintained_at.eq(Some(now)),
+                    printers::updated_at.eq(now),
+                ))
+                .execute(conn),
+        }
+    }
+
+    /// The limits past which the printer goes into maintenance by itself (None: never).
+    pub fn set_maintenance_limits(
+        conn: &mut DbConn,
+        id: PrinterId,
+        hours: Option<f64>,
+        filament_g: Option<f64>,
+    ) -> QResult<usize> {
+        diesel::update(printers::table.find(id))
+            .set((
+                printers::maintenance_hours_limit.eq(hours),
+                printers::maintenance_filament_limit_g.eq(filament_g),
+            ))
+            .execute(conn)
+    }
+
+    pub fn set_circuit(
+        conn: &mut DbConn,
+        ids: &[PrinterId],
+        circuit: Option<i64>,
+    ) -> QResult<usize> {
+        diesel::update(printers::table.filter(printers::id.eq_any(ids)))
+            .set(printers::circuit_id.eq(circuit))
+            .execute(conn)
+    }
+
+    pub fn in_circuit(conn: &mut DbConn, circuit: i64) -> QResult<Vec<Printer>> {
+        printers::table
+            .filter(printers::circuit_id.eq(Some(circuit)))
+            .order(printers::id.asc())
+            .load(conn)
+    }
+
+    /// Printers that may take a job now as far as their own row tells: ready, seen since
+    /// `seen_since`, no job, a clear tray, not in maintenance.
+    pub fn idle(conn: &mut DbConn, seen_since: NaiveDateTime) -> QResult<Vec<PrinterId>> {
+        printers::table
+            .filter(printers::state.eq(PrinterState::Ready))
+            .filter(printers::current_job_id.is_null())
+            .filter(printers::tray_clear.eq(true))
+            .filter(printers::maintenance_note.is_null())
+            .filter(printers::last_seen_at.ge(seen_since))
+            .order(printers::id.asc())
+            .select(printers::id)
+            .load(conn)
     }
 
     /// Takes the next per-printer command number. The update locks the printer row, so

@@ -312,14 +312,92 @@ pub struct SliceStatus {
     pub job_id: String,
 }
 
-/// 29 `print_file`.
+/// 29 `print_file`. The printfarm farm queue (extension): instead of `printer_id`, name a
+/// printer type, a workgroup or a list of printers, and optionally copies, a material and a
+/// colour; the dispatcher starts each copy on an eligible printer as one becomes free.
 #[derive(Deserialize, ToSchema)]
 pub struct PrintFile {
     pub session: String,
     pub file_id: i64,
-    pub printer_id: i64,
+    /// The printer (a job of its own queue). Give this or one farm target.
+    pub printer_id: Option<i64>,
     /// Only queue the job, do not start it.
     pub only_queue: Option<bool>,
+    /// Farm queue: any printer of this type.
+    pub printer_type_id: Option<i64>,
+    /// Farm queue: any printer of this workgroup.
+    pub workgroup_id: Option<i64>,
+    /// Farm queue: any of these printers (`printer_ids[]=1&printer_ids[]=2` or a JSON array).
+    pub printer_ids: Option<Vec<i64>>,
+    /// Farm queue: how many copies (1–1000, default 1). With `printer_id`, that printer only.
+    #[schema(minimum = 1, maximum = 1000)]
+    pub copies: Option<i64>,
+    /// Farm queue: the material that must be loaded (`PETG`).
+    pub material: Option<String>,
+    /// Farm queue: the colour that must be loaded, `#RRGGBB`.
+    pub color: Option<String>,
+    /// Farm queue: higher starts first (organization admins; -100 to 100, default 0).
+    pub priority: Option<i64>,
+}
+
+/// printfarm extension `get_farm_queue`.
+#[derive(Deserialize, ToSchema)]
+pub struct FarmQueue {
+    pub session: String,
+    /// Only this farm job, with each of its copies.
+    pub farm_job_id: Option<i64>,
+    /// At most this many farm jobs, newest first (1–500, default 100).
+    pub limit: Option<i64>,
+}
+
+/// printfarm extension `farm_job_cancel`.
+#[derive(Deserialize, ToSchema)]
+pub struct FarmJobCancel {
+    pub session: String,
+    pub farm_job_id: i64,
+    /// Also cancel the copies printing now (default: they finish).
+    pub cancel_printing: Option<bool>,
+}
+
+/// printfarm extension `farm_job_retry`.
+#[derive(Deserialize, ToSchema)]
+pub struct FarmJobRetry {
+    pub session: String,
+    pub farm_job_id: i64,
+    /// Only the copy this (failed or aborted) job printed; default: every failed copy.
+    pub job_id: Option<i64>,
+}
+
+/// printfarm extension `printer_maintenance`. Without `maintenance`, `hours_limit` and
+/// `filament_limit_g` it only answers the printer's maintenance and counters.
+#[derive(Deserialize, ToSchema)]
+pub struct PrinterMaintenance {
+    pub session: String,
+    pub printer_id: i64,
+    /// 1 puts the printer in maintenance (it takes no jobs), 0 ends it (the counters restart).
+    pub maintenance: Option<bool>,
+    /// Why (shown in the console and the farm queue's reasons).
+    pub note: Option<String>,
+    /// Into maintenance by itself past this many print hours (0 removes the limit).
+    pub hours_limit: Option<f64>,
+    /// Into maintenance by itself past this many grams of filament (0 removes the limit).
+    pub filament_limit_g: Option<f64>,
+}
+
+/// printfarm extension `set_power_circuit` (organization admins).
+#[derive(Deserialize, ToSchema)]
+pub struct SetPowerCircuit {
+    pub session: String,
+    /// The circuit or location, e.g. `Lab A`; made when new.
+    pub name: String,
+    /// At most this many of its printers heat at once (absent: no limit).
+    pub max_heating: Option<i64>,
+    /// At most this many of its printers download G-code at once (absent: no limit).
+    pub max_downloads: Option<i64>,
+    /// Exactly the printers in it (`printer_id[]=…` or a JSON array); absent: unchanged.
+    pub printer_id: Option<Vec<i64>>,
+    /// 1 removes the circuit.
+    pub remove: Option<bool>,
 }
 
 /// 34 `update_user_settings`.

@@ -10,7 +10,7 @@ use super::envelope::{ok, Envelope, Failures};
 use super::{forms, Signed};
 use crate::db::models::{FileId, Job, JobId, PrinterId, StoredFile, User};
 use crate::error::{Error, Result};
-use crate::services::jobs;
+use crate::services::{farm, jobs};
 use crate::AppState;
 
 const DATETIME: &str = "%Y-%m-%d %H:%M:%S";
@@ -35,28 +35,75 @@ fn tf(b: bool) -> &'static str {
 
 #[utoipa::path(post, path = "/apiglobal/print_file", tag = "Jobs",
     request_body(content = forms::PrintFile, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 200, description = "The new job (`11` queued, or started at once)", body = Envelope<PrintFileMessage>), Failures))]
+    responses((status = 200, description = "The new job (`11` queued, or started at once); for the farm queue (printfarm extension) the new farm job and the copies started at once", body = Envelope<PrintFileMessage>), Failures))]
 pub async fn print_file(
     state: web::Data<AppState>,
     call: Signed<forms::PrintFile>,
 ) -> Result<HttpResponse> {
     let (me, p) = (call.caller.user, call.params);
-    let only_queue = p.only_queue.unwrap_or(false);
     let ctx = state.job_context();
-    let created = state
+    let target = match (p.printer_id, p.printer_type_id, p.workgroup_id, p.printer_ids) {
+        (Some(id), None, None, None) if p.copies.is_none() => {
+            let only_queue = p.only_queue.unwrap_or(false);
+            let created = state
+                .db(move |c| {
+                    jobs::print_file(c, &me, FileId(p.file_id), PrinterId(id), only_queue, &ctx)
+                })
+                .await?;
+            return Ok(ok(PrintFileMessage {
+                job_id: Some(created.job.id.to_string()),
+                farm_job_id: None,
+                job_ids: None,
+            }));
+        }
+        (Some(id), None, None, None) => farm::Target::Printers(vec![PrinterId(id)]),
+        (None, Some(t), None, None) => farm::Target::PrinterType(t),
+        (None, None, Some(w), None) => farm::Target::Workgroup(w),
+        (None, None, None, Some(list)) => {
+            farm::Target::Printers(list.into_iter().map(PrinterId).collect())
+        }
+        (None, None, None, None) => {
+            return Err(Error::invalid(
+                "Missing parameter printer_id (or, for the farm queue, printer_type_id, workgroup_id or printer_ids)",
+            ))
+        }
+        _ => {
+            return Err(Error::invalid(
+                "Name one target: printer_id, printer_type_id, workgroup_id or printer_ids",
+            ))
+        }
+    };
+    if p.only_queue == Some(true) {
+        return Err(Error::invalid(
+            "only_queue applies to one printer's queue; farm jobs start as printers become free",
+        ));
+    }
+    let int = |name: &str, v: Option<i64>| -> Result<Option<i32>> {
+        v.map(|v| i32::try_from(v).map_err(|_| Error::invalid(format!("{name} is out of range"))))
+            .transpose()
+    };
+    let request = farm::FarmRequest {
+        file_id: FileId(p.file_id),
+        target,
+        copies: int("copies", p.copies)?.unwrap_or(1),
+        material: p.material,
+        color: p.color,
+        priority: int("priority", p.priority)?,
+    };
+    let (fj, started) = state
         .db(move |c| {
-            jobs::print_file(
-                c,
-                &me,
-                FileId(p.file_id),
-                PrinterId(p.printer_id),
-                only_queue,
-                &ctx,
-            )
+            let fj = farm::create(c, &me, request, &ctx)?;
+            // Free printers take their copies now; the rest follow as printers free up.
+            farm::dispatch_pass(c, &ctx)?;
+            let started = farm::started_jobs(c, fj.id)?;
+            Ok((fj, started))
         })
         .await?;
+    state.farm_wake.notify_one();
     Ok(ok(PrintFileMessage {
-        job_id: created.job.id.to_string(),
+        job_id: None,
+        farm_job_id: Some(fj.id),
+        job_ids: Some(started.iter().map(ToString::to_string).collect()),
     }))
 }
 
@@ -206,8 +253,15 @@ pub struct PrinterJobsAnswer {
 
 #[derive(Serialize, ToSchema)]
 pub struct PrintFileMessage {
-    /// The new job's id (a string, like every job id of the Global API).
-    pub job_id: String,
+    /// The new job's id (a string, like every job id of the Global API); absent for a farm job.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    /// printfarm extension: the farm job, when the call named a farm target or copies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub farm_job_id: Option<i64>,
+    /// printfarm extension: the jobs of the copies that started at once (strings).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_ids: Option<Vec<String>>,
 }
 
 /// `get_job_info`: the seed's keys and types (numbers as strings, `t`/`f` flags,

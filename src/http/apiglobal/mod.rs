@@ -4,6 +4,7 @@
 pub(crate) mod catalogue;
 pub mod decode;
 pub mod envelope;
+pub(crate) mod farm;
 pub(crate) mod files;
 pub mod form;
 pub(crate) mod forms;
@@ -123,6 +124,12 @@ global_api! {
     Extension "set_printer_workgroups" => printers::set_printer_workgroups,
     Extension "update_organization_settings" => jobs::update_organization_settings,
     Extension "job_feedback" => jobs::job_feedback,
+    Extension "get_farm_queue" => farm::get_farm_queue,
+    Extension "farm_job_cancel" => farm::farm_job_cancel,
+    Extension "farm_job_retry" => farm::farm_job_retry,
+    Extension "printer_maintenance" => farm::printer_maintenance,
+    Extension "get_power_circuits" => farm::get_power_circuits,
+    Extension "set_power_circuit" => farm::set_power_circuit,
 }
 
 /// Registers one call: POST on the path with and without a trailing slash, 405 otherwise.

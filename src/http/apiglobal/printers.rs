@@ -208,7 +208,7 @@ pub async fn printer_clear_build_tray(
     let ctx = state.job_context();
     state
         .db(move |c| {
-            crate::services::jobs::clear_build_tray(c, &me, PrinterId(printer), clear, &ctx)
+            crate::services::farm::clear_build_tray(c, &me, PrinterId(printer), clear, &ctx)
         })
         .await?;
     Ok(ok("Ok"))

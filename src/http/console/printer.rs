@@ -224,7 +224,7 @@ async fn clear_tray(
         let (_, user, _) = posted(&state, &req, form).await?;
         let ctx = state.job_context();
         state
-            .db(move |c| jobs::clear_build_tray(c, &user, id, true, &ctx))
+            .db(move |c| crate::services::farm::clear_build_tray(c, &user, id, true, &ctx))
             .await?;
         state.notifier.printers_changed();
         Ok(())

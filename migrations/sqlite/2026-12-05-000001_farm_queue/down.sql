@@ -1,0 +1,12 @@
+DROP INDEX jobs_farm_copy_live_idx;
+ALTER TABLE jobs DROP COLUMN farm_copy_id;
+DROP TABLE farm_copies;
+DROP TABLE farm_job_printers;
+DROP TABLE farm_jobs;
+ALTER TABLE printers DROP COLUMN maintenance_filament_limit_g;
+ALTER TABLE printers DROP COLUMN maintenance_hours_limit;
+ALTER TABLE printers DROP COLUMN maintained_at;
+ALTER TABLE printers DROP COLUMN maintenance_since;
+ALTER TABLE printers DROP COLUMN maintenance_note;
+ALTER TABLE printers DROP COLUMN circuit_id;
+DROP TABLE power_circuits;
