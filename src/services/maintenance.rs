@@ -148,6 +148,22 @@ pub fn of_printer(
     describe(conn, &printer)
 }
 
+/// The printers the user sees that are in maintenance now: (name, maintenance).
+pub fn in_maintenance(
+    conn: &mut DbConn,
+    user: &crate::db::models::User,
+) -> Result<Vec<(String, Maintenance)>> {
+    let ids: Vec<PrinterId> = printers::reachable(conn, user)?.into_keys().collect();
+    let mut out = Vec::new();
+    for p in Printer::by_ids(conn, &ids)? {
+        if p.maintenance_note.is_some() {
+            let m = describe(conn, &p)?;
+            out.push((p.name, m));
+        }
+    }
+    Ok(out)
+}
+
 /// Puts a printer past one of its limits into maintenance (after a job ended, or a limit was
 /// lowered). Returns true when it did.
 pub fn maintenance_due(c: &mut DbConn, printer_id: PrinterId, now: NaiveDateTime) -> Result<bool> {

@@ -280,6 +280,8 @@ pub struct PrinterCard {
     pub item: UserPrinterItem,
     pub job: Option<CardJob>,
     pub queued: i64,
+    /// The maintenance note, while the printer is in maintenance.
+    pub maintenance: Option<String>,
 }
 
 pub struct CardJob {
@@ -364,6 +366,7 @@ fn cards_of(
                 item: user_list_item(&ctx, p, now),
                 job,
                 queued: queues.get(&p.id).copied().unwrap_or(0),
+                maintenance: p.maintenance_note.clone(),
             }
         })
         .collect())

@@ -21,6 +21,7 @@ backend_cases!(
     a_member_runs_a_printer_queue_from_its_page,
     an_admin_makes_an_api_token_and_sets_the_organization_up,
     google_sign_in_from_the_console,
+    a_member_queues_copies_on_the_farm_and_follows_them,
 );
 
 /// The browsers' time zone: far from UTC, so times shown in UTC would be caught.
@@ -1764,6 +1765,133 @@ async fn google_sign_in_from_the_console(db: Db) {
     jwks.handle.stop(false).await;
 }
 
+/// The farm queue in the console: copies queued from a file's page start on the free
+/// printers; the queue shows the reason the others wait and when; a printer put in
+/// maintenance from its page takes no copy and is listed; cancelling stops the waiting ones.
+async fn a_member_queues_copies_on_the_farm_and_follows_them(db: Db) {
+    let Some(app) = TestApp::start(db, &[]).await else {
+        return;
+    };
+    let Some(b) = browser(1280, 1000).await else {
+        app.stop().await;
+        return;
+    };
+    let c = &b.client;
+    let maker = "farm@console.test";
+    let session = app.login_new_user(maker).await;
+    let mut agents = vec![];
+    for snr in ["SN-FARM-1", "SN-FARM-2"] {
+        let (id, token) = app.register_printer(&session, snr).await;
+        app.agent("command", report(&token, "ready", 0.0, [22, 22], [0, 0]))
+            .await;
+        agents.push((id, token));
+    }
+    let cube = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/cube_20mm.gcode"
+    ))
+    .unwrap();
+    let (_, up) = app.upload(&session, "bracket.gcode", cube, &[]).await;
+    let file = up["message"]["file_id"].as_i64().unwrap();
+
+    sign_in(c, &app, maker).await;
+    c.goto(&app.url(&format!("/quickprint?file_id={file}")))
+        .await
+        .unwrap();
+    wait_text(c, "#farm-title", |t| t == "Print on the farm").await;
+    let copies = c.find(Locator::Id("farm-copies")).await.unwrap();
+    copies.clear().await.unwrap();
+    copies.send_keys("5").await.unwrap();
+    type_into(c, "farm-material", "PLA").await;
+    screenshot(c, "farm-file").await;
+    click(c, "form[action='/farm/jobs'] button[type=submit]").await;
+    wait_text(c, "h1", |t| t == "Farm queue").await;
+    // PLA is asked for and none is loaded: the reason says so, and nothing starts.
+    let row = wait_text(c, "li.farm-job", |t| t.contains("bracket.gcode")).await;
+    assert!(row.contains("5 copies on printer type Prusa MK4"), "{row}");
+    assert!(row.contains("needs PLA"), "{row}");
+    assert!(
+        row.contains("Waiting: needs PLA, none loaded on the 2 matching printers"),
+        "{row}"
+    );
+    // The spools are loaded: both printers take a copy, the rest wait for them.
+    for (_, token) in &agents {
+        app.agent(
+            "command",
+            json!({"auth_token": token, "report": {"state": "ready", "material_names": ["PLA"]}}),
+        )
+        .await;
+    }
+    let row = wait_text_within(c, "li.farm-job", Duration::from_secs(20), |t| {
+        t.contains("2 printing")
+    })
+    .await;
+    assert!(row.contains("3 waiting"), "{row}");
+    c.refresh().await.unwrap();
+    let row = wait_text(c, "li.farm-job", |t| {
+        t.contains("all 2 Prusa MK4 printers busy")
+    })
+    .await;
+    assert!(row.contains("Next copy starts about"), "{row}");
+    assert!(row.contains("all done about"), "{row}");
+    screenshot(c, "farm").await;
+
+    // One printer goes into maintenance from its page.
+    let (first, first_token) = agents[0].clone();
+    c.goto(&app.url(&format!("/printers/{first}")))
+        .await
+        .unwrap();
+    wait_text(c, "#maintenance-title", |t| t == "Maintenance").await;
+    type_into(c, "maintenance-note", "Nozzle swap").await;
+    click(c, "#maintenance button[value='start']").await;
+    let notice = wait_text(c, "#maintenance .notice", |t| t.contains("In maintenance")).await;
+    assert!(notice.contains("Nozzle swap"), "{notice}");
+    screenshot(c, "printer-maintenance").await;
+    // It finishes its copy and takes no next one; the farm queue lists it.
+    next_command(&app, &first_token, "gcodes").await;
+    app.agent(
+        "command",
+        report(&first_token, "printing", 100.0, [60, 215], [60, 215]),
+    )
+    .await;
+    app.agent(
+        "command",
+        report(&first_token, "ready", 100.0, [60, 215], [0, 0]),
+    )
+    .await;
+    let freed = app
+        .agent(
+            "command",
+            json!({"auth_token": first_token, "bed_clear": true, "report": {"state": "ready"}}),
+        )
+        .await;
+    assert_eq!(freed, json!({}), "in maintenance: no copy");
+    c.goto(&app.url("/")).await.unwrap();
+    let card = wait_text(c, &format!("article[data-printer='{first}']"), |t| {
+        t.contains("Maintenance")
+    })
+    .await;
+    assert!(card.contains("In maintenance: it takes no jobs"), "{card}");
+    c.goto(&app.url("/farm")).await.unwrap();
+    let listed = wait_text(c, "li[data-maintenance]", |t| t.contains("Nozzle swap")).await;
+    assert!(listed.contains("SN-FARM-1"), "{listed}");
+    let row = wait_text(c, "li.farm-job", |t| t.contains("1 printed")).await;
+    assert!(
+        row.contains("1 printing") && row.contains("3 waiting"),
+        "{row}"
+    );
+    // Cancelling stops the waiting copies; the one printing goes on.
+    click(c, "li.farm-job form[action$='/cancel'] button").await;
+    let row = wait_text(c, "li.farm-job", |t| t.contains("Cancelled")).await;
+    assert!(
+        row.contains("3 cancelled") && row.contains("1 printing"),
+        "{row}"
+    );
+    screenshot(c, "farm-cancelled").await;
+    b.close().await;
+    app.stop().await;
+}
+
 /// Admin pages refuse what the API refuses: members (403), forged forms (403), ids of another
 /// organization (404), an admin demoting or disabling themselves (409), bad values (400).
 async fn admin_refusals(app: &TestApp) {
@@ -2351,8 +2479,183 @@ async fn refusals(app: &TestApp) {
 backend_tests!(
     refusals,
     admin_refusals,
+    farm_refusals,
     live_updates_send_only_the_changed_cards
 );
+
+/// The farm pages refuse forged forms, bad values and what is out of reach, writing nothing.
+async fn farm_refusals(app: &TestApp) {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let owner = "owner@console.test";
+    let session = app.login_new_user(owner).await;
+    let (printer, token) = app.register_printer(&session, "SN-FARM-R").await;
+    app.agent(
+        "command",
+        report(&token, "printing", 5.0, [60, 215], [60, 215]),
+    )
+    .await;
+    let cube = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/cube_20mm.gcode"
+    ))
+    .unwrap();
+    let (_, up) = app.upload(&session, "cube.gcode", cube, &[]).await;
+    let file = up["message"]["file_id"].as_i64().unwrap().to_string();
+    let mk4 = printfarm::db::models::Printer::find(
+        &mut app.conn(),
+        printfarm::db::models::PrinterId(printer),
+    )
+    .unwrap()
+    .unwrap()
+    .printer_type_id
+    .unwrap()
+    .to_string();
+    let (_, body) = app
+        .post(
+            "/apiglobal/print_file",
+            &[
+                ("session", &session),
+                ("file_id", &file),
+                ("printer_type_id", &mk4),
+                ("copies", "2"),
+            ],
+        )
+        .await;
+    let farm_job = body["message"]["farm_job_id"].as_i64().unwrap();
+    let (cookie, csrf) = http_sign_in(app, &client, owner).await;
+    app.create_user(app.org_id, "stranger@console.test", 0);
+    let (stranger, stranger_csrf) = http_sign_in(app, &client, "stranger@console.test").await;
+    let post = |cookie: &str, path: String, form: Vec<(&'static str, String)>| {
+        client
+            .post(app.url(&path))
+            .header("cookie", cookie.to_string())
+            .form(&form)
+            .send()
+    };
+    let farm_form = |copies: &str, csrf: &str| {
+        vec![
+            ("csrf", csrf.to_string()),
+            ("file_id", file.clone()),
+            ("printer_type_id", mk4.clone()),
+            ("copies", copies.to_string()),
+        ]
+    };
+    type Case<'a> = (&'a str, String, Vec<(&'static str, String)>, u16, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            &cookie,
+            "/farm/jobs".into(),
+            farm_form("2", "forged"),
+            403,
+            "",
+        ),
+        (
+            &cookie,
+            "/farm/jobs".into(),
+            farm_form("0", &csrf),
+            400,
+            "copies must be",
+        ),
+        (
+            &cookie,
+            "/farm/jobs".into(),
+            farm_form("ten", &csrf),
+            400,
+            "copies",
+        ),
+        (
+            &stranger,
+            "/farm/jobs".into(),
+            farm_form("1", &stranger_csrf),
+            404,
+            "not found",
+        ),
+        (
+            &stranger,
+            format!("/farm/jobs/{farm_job}/cancel"),
+            vec![("csrf", stranger_csrf.clone())],
+            404,
+            "not found",
+        ),
+        (
+            &cookie,
+            format!("/farm/jobs/{farm_job}/explode"),
+            vec![("csrf", csrf.clone())],
+            404,
+            "No such action",
+        ),
+        (
+            &cookie,
+            format!("/farm/jobs/{farm_job}/retry"),
+            vec![("csrf", csrf.clone())],
+            409,
+            "no failed copy",
+        ),
+        (
+            &stranger,
+            format!("/printers/{printer}/maintenance"),
+            vec![("csrf", stranger_csrf.clone()), ("action", "start".into())],
+            404,
+            "not found",
+        ),
+        (
+            &cookie,
+            format!("/printers/{printer}/maintenance"),
+            vec![
+                ("csrf", csrf.clone()),
+                ("action", "limits".into()),
+                ("hours_limit", "lots".into()),
+            ],
+            400,
+            "hours_limit must be a number",
+        ),
+        (
+            &cookie,
+            format!("/printers/{printer}/maintenance"),
+            vec![("csrf", csrf.clone()), ("action", "nap".into())],
+            400,
+            "action must be",
+        ),
+    ];
+    for (who, path, form, status, says) in cases {
+        let res = post(who, path.clone(), form.clone()).await.unwrap();
+        assert_eq!(res.status().as_u16(), status, "{path} {form:?}");
+        let text = res.text().await.unwrap();
+        assert!(text.contains(says), "{path} {form:?}: {text}");
+    }
+    // Nothing changed: one farm job, two copies waiting, the printer in service.
+    let (_, q) = app
+        .post("/apiglobal/get_farm_queue", &[("session", &session)])
+        .await;
+    let list = q["message"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{q}");
+    assert_eq!(list[0]["waiting"], 2);
+    let (_, m) = app
+        .post(
+            "/apiglobal/printer_maintenance",
+            &[("session", &session), ("printer_id", &printer.to_string())],
+        )
+        .await;
+    assert_eq!(
+        (
+            m["message"]["in_maintenance"].clone(),
+            m["message"]["hours_limit"].clone()
+        ),
+        (json!(false), json!(null))
+    );
+    // The page itself, for a member with nothing queued: no error, the empty states.
+    let page = client
+        .get(app.url("/farm"))
+        .header("cookie", stranger.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("No farm jobs yet."));
+}
 
 /// The dashboard's stream sends every card once, then only the cards that changed.
 async fn live_updates_send_only_the_changed_cards(app: &TestApp) {
@@ -2498,7 +2801,7 @@ async fn every_console_page_passes_an_accessibility_audit() {
     )
     .await;
     // Every badge colour: printing (above), paused, offline (never reported).
-    let (_, paused) = app.register_printer(&session, "SN-A11Y-2").await;
+    let (paused_id, paused) = app.register_printer(&session, "SN-A11Y-2").await;
     app.agent(
         "command",
         report(&paused, "paused", 50.0, [60, 200], [60, 215]),
@@ -2525,6 +2828,52 @@ async fn every_console_page_passes_an_accessibility_audit() {
         )
         .await;
     let wg = wg["message"]["id"].as_i64().unwrap();
+    // The farm queue with a waiting job, a printer in maintenance and a power circuit.
+    let mk4 = printfarm::db::models::Printer::find(
+        &mut app.conn(),
+        printfarm::db::models::PrinterId(printer),
+    )
+    .unwrap()
+    .unwrap()
+    .printer_type_id
+    .unwrap()
+    .to_string();
+    let (status, body) = app
+        .post(
+            "/apiglobal/print_file",
+            &[
+                ("session", session.as_str()),
+                ("file_id", &gcode_file.to_string()),
+                ("printer_type_id", &mk4),
+                ("copies", "4"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = app
+        .post(
+            "/apiglobal/printer_maintenance",
+            &[
+                ("session", session.as_str()),
+                ("printer_id", &paused_id.to_string()),
+                ("maintenance", "1"),
+                ("note", "Belt tension"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = app
+        .post(
+            "/apiglobal/set_power_circuit",
+            &[
+                ("session", session.as_str()),
+                ("name", "Bench A"),
+                ("max_heating", "2"),
+                ("printer_id[]", &printer.to_string()),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
     // The pages reached from links: an invitation, a slicer's sign-in, Cura's browser link.
     let invited = app.create_user(app.org_id, "invited@console.test", 0);
     let invitation = printfarm::services::orgs::issue_invitation(
@@ -2561,6 +2910,7 @@ async fn every_console_page_passes_an_accessibility_audit() {
         format!("/quickprint?file_id={gcode_file}"),
         format!("/quickprint?file_id={model}"),
         "/account".into(),
+        "/farm".into(),
         "/reports".into(),
         "/admin/people".into(),
         "/admin/workgroups".into(),

@@ -314,6 +314,19 @@ async fn material_mismatch_waits_with_the_reason(app: &TestApp) {
         json!({}),
         "PLA loaded: nothing to print"
     );
+    // A later job that fits what is loaded does not wait behind it.
+    let (later, started) = farm_job(app, &f, &[("printer_type_id", &mk4(&f))]).await;
+    assert_eq!(started.len(), 1, "the later job takes the printer");
+    let cmd = a.ready(app).await;
+    a.start(app, &cmd).await;
+    a.finish(app).await;
+    assert_eq!(
+        a.ready(app).await,
+        json!({}),
+        "the tray cleared, still no PETG"
+    );
+    assert_eq!(queue(app, &f.session, later).await["done"], 1);
+    assert_eq!(queue(app, &f.session, fj).await["reason_code"], "material");
     // PETG of another colour still does not fit; the right spool does, within a second.
     a.poll(
         app,

@@ -357,6 +357,8 @@ struct FilePage {
     slices: Vec<SliceView>,
     /// A slice is under way: the page reloads itself until it is done.
     slicing: bool,
+    /// The types of the printers the person may print on (id, name): the farm queue's targets.
+    farm_types: Vec<(i64, String)>,
 }
 
 /// One slice of a model, as its page lists them.
@@ -477,6 +479,15 @@ async fn file_page(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse
     let slicing = slices
         .iter()
         .any(|j| matches!(j.status, SliceStatus::Pending | SliceStatus::Running));
+    let mut farm_types: Vec<(i64, String)> = Vec::new();
+    for c in choices.iter().filter(|c| c.may_start) {
+        if let Some(t) = c
+            .type_id
+            .filter(|t| !farm_types.iter().any(|(id, _)| id == t))
+        {
+            farm_types.push((t, c.type_name.clone()));
+        }
+    }
     let slices: Vec<SliceView> = slices.iter().map(slice_view).collect();
     render(
         StatusCode::OK,
@@ -498,6 +509,7 @@ async fn file_page(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse
             materials: slicing::MATERIALS.iter().map(|m| m.name).collect(),
             slicing,
             slices,
+            farm_types,
         },
     )
 }

@@ -6,6 +6,7 @@
 mod account;
 mod admin;
 mod assets;
+mod farm;
 mod files;
 mod google;
 mod links;
@@ -39,6 +40,7 @@ pub fn routes(r: &mut Routes) {
     r.at("/jobs/{job_id}/{action}").post(job_action);
     r.at("/assets/{file}").get(assets::serve);
     files::routes(r);
+    farm::routes(r);
     admin::routes(r);
     links::routes(r);
     printer::routes(r);
@@ -281,7 +283,13 @@ fn duration_left(seconds: i64) -> String {
 
 pub(super) fn card_view(c: PrinterCard) -> CardView {
     let state = PrinterState::parse(&c.item.state);
-    let (label, tone) = state_badge(&c.item.state);
+    // Idle in maintenance: legacy clients read `local_mode`, people read why.
+    let resting = c.maintenance.is_some() && state == PrinterState::LocalMode;
+    let (label, tone) = if resting {
+        ("Maintenance".to_string(), "warn")
+    } else {
+        state_badge(&c.item.state)
+    };
     CardView {
         id: c.item.id.0,
         name: c.item.name,
@@ -302,6 +310,7 @@ pub(super) fn card_view(c: PrinterCard) -> CardView {
             left: j.seconds_left.map(duration_left).unwrap_or_default(),
         }),
         idle: match state {
+            _ if resting => "In maintenance: it takes no jobs until it is back in service.",
             PrinterState::NotConnected => "Not connected: is its agent running?",
             PrinterState::Error => "Needs attention at the printer.",
             _ if state.is_busy() => "Busy with a job started at the printer.",

@@ -16,6 +16,7 @@ use crate::http::apiglobal::Form;
 use crate::http::browser::{browser_user, csrf_token, see_other};
 use crate::http::routes::Routes;
 use crate::services::jobs::PrinterDetail;
+use crate::services::maintenance::{self, Maintenance};
 use crate::services::printers::{self, Access};
 use crate::services::{jobs, printers as printer_rules};
 use crate::AppState;
@@ -131,6 +132,8 @@ struct PrinterPage {
     live: PrinterLive,
     /// The printer's shares, for those who manage it.
     shares: Option<Vec<ShareView>>,
+    maintenance: Maintenance,
+    last_maintained: Option<Stamp>,
 }
 
 struct ShareView {
@@ -170,6 +173,16 @@ async fn page(state: web::Data<AppState>, req: HttpRequest, path: web::Path<i64>
         .map(|token| format!("/camera/{token}/{id}.jpg"));
     let manages = live.manages;
     let me = user.clone();
+    let maintenance = match state.db(move |c| maintenance::of_printer(c, &me, id)).await {
+        Ok(m) => m,
+        Err(e) => return refused(&state, &req, e).await,
+    };
+    let last_maintained = maintenance
+        .last_maintained
+        .as_deref()
+        .and_then(|t| chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S").ok())
+        .map(Stamp::new);
+    let me = user.clone();
     let shares = if manages {
         match state.db(move |c| printers::shares(c, &me, id)).await {
             Ok(list) => Some(
@@ -207,6 +220,8 @@ async fn page(state: web::Data<AppState>, req: HttpRequest, path: web::Path<i64>
             camera,
             live,
             shares,
+            maintenance,
+            last_maintained,
         },
     )
 }
