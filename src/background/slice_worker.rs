@@ -199,8 +199,13 @@ async fn run(state: &AppState, job: &SliceJob, owner: &str) -> Result<()> {
         },
     )
     .await?;
-    if let Some(slicing::Finished::PrintRefused(e)) = finished {
-        tracing::warn!(slice = %job.uuid, error = %e, "the sliced file could not be queued on the printer")
+    match finished {
+        Some(slicing::Finished::PrintRefused(e)) => {
+            tracing::warn!(slice = %job.uuid, error = %e, "the sliced file could not be queued on the printer")
+        }
+        // A farm job may have copies for free printers now.
+        Some(slicing::Finished::PrintQueued) => state.farm_wake.notify_one(),
+        _ => {}
     }
     Ok(())
 }

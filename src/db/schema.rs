@@ -391,6 +391,8 @@ diesel::table! {
         created_at -> Timestamp,
         started_at -> Nullable<Timestamp>,
         finished_at -> Nullable<Timestamp>,
+        farm_request -> Nullable<Text>,
+        farm_job_id -> Nullable<BigInt>,
     }
 }
 

@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{Duration, NaiveDateTime};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
@@ -39,13 +39,16 @@ const HEATING_AT_MOST: i64 = 30 * 60;
 const UNKNOWN_DURATION: i64 = 3600;
 
 /// What a farm job names instead of one printer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Target {
     PrinterType(i64),
     Workgroup(i64),
     Printers(Vec<PrinterId>),
 }
 
+/// A farm job asked for (kept as JSON on a slice that ends in one).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FarmRequest {
     pub file_id: FileId,
     pub target: Target,
@@ -122,14 +125,14 @@ fn wanted(fj: &FarmJob) -> String {
     }
 }
 
-/// Creates a farm job (the caller's G-code, a target, copies) and its waiting copies. The
-/// dispatcher starts them; `dispatch_pass` right after gives free printers their copies.
-pub fn create(
-    conn: &mut DbConn,
-    user: &User,
-    req: FarmRequest,
-    ctx: &JobContext,
-) -> Result<FarmJob> {
+/// The checked values of a farm request that need no database.
+struct Fields {
+    material: Option<String>,
+    color: Option<String>,
+    priority: i32,
+}
+
+fn fields(user: &User, req: &FarmRequest) -> Result<Fields> {
     if !(1..=MAX_COPIES).contains(&req.copies) {
         return Err(Error::invalid(format!(
             "copies must be between 1 and {MAX_COPIES}"
@@ -157,6 +160,75 @@ pub fn create(
             )));
         }
     }
+    Ok(Fields {
+        material,
+        color,
+        priority,
+    })
+}
+
+/// A target as stored: its kind, printer type, workgroup and listed printers.
+type Resolved = (FarmTarget, Option<i64>, Option<i64>, Vec<PrinterId>);
+
+/// The target as stored: its kind, type, workgroup and listed printers; 404 for what is out
+/// of the caller's reach, 400 for a type other than the one the G-code was made for.
+fn resolve_target(
+    c: &mut DbConn,
+    user: &User,
+    target: &Target,
+    file_type: Option<i64>,
+) -> Result<Resolved> {
+    Ok(match target {
+        Target::PrinterType(t) => {
+            if !PrinterType::all(c)?.iter().any(|pt| pt.id == *t) {
+                return Err(Error::not_found(format!("Printer type {t} not found")));
+            }
+            if let Some(ft) = file_type.filter(|ft| ft != t) {
+                return Err(Error::invalid(format!(
+                    "The G-code was made for another printer type ({ft}), not {t}"
+                )));
+            }
+            (FarmTarget::PrinterType, Some(*t), None, vec![])
+        }
+        Target::Workgroup(w) => {
+            let wg = visible_workgroup(c, user, *w)?;
+            (FarmTarget::Workgroup, None, Some(wg.id), vec![])
+        }
+        Target::Printers(list) => {
+            let mut ids: Vec<PrinterId> = list.clone();
+            ids.sort();
+            ids.dedup();
+            for id in &ids {
+                // 404 for a printer out of reach, as everywhere.
+                printer_access::visible(c, user, *id)?;
+            }
+            (FarmTarget::Printers, None, None, ids)
+        }
+    })
+}
+
+/// Checks a farm request whose G-code does not exist yet (a slice's, of `file_type`): all but
+/// what needs the file. `create` checks the rest when the slice is done.
+pub fn check_request(
+    conn: &mut DbConn,
+    user: &User,
+    req: &FarmRequest,
+    file_type: Option<i64>,
+) -> Result<()> {
+    fields(user, req)?;
+    resolve_target(conn, user, &req.target, file_type)?;
+    Ok(())
+}
+
+/// Creates a farm job (the caller's G-code, a target, copies) and its waiting copies. The
+/// dispatcher starts them; `dispatch_pass` right after gives free printers their copies.
+pub fn create(
+    conn: &mut DbConn,
+    user: &User,
+    req: FarmRequest,
+    ctx: &JobContext,
+) -> Result<FarmJob> {
+    let f = fields(user, &req)?;
     db::write_transaction(conn, |c| {
         let now = db::now();
         let file = StoredFile::find_owned(c, user.id, req.file_id)?
@@ -167,35 +239,8 @@ pub fn create(
                 file.id
             )));
         }
-        let (kind, type_id, workgroup_id, listed) = match &req.target {
-            Target::PrinterType(t) => {
-                if !PrinterType::all(c)?.iter().any(|pt| pt.id == *t) {
-                    return Err(Error::not_found(format!("Printer type {t} not found")));
-                }
-                if file.printer_type_id.is_some_and(|ft| ft != *t) {
-                    return Err(Error::invalid(format!(
-                        "File {} was made for another printer type ({}), not {t}",
-                        file.id,
-                        file.printer_type_id.unwrap_or_default()
-                    )));
-                }
-                (FarmTarget::PrinterType, Some(*t), None, vec![])
-            }
-            Target::Workgroup(w) => {
-                let wg = visible_workgroup(c, user, *w)?;
-                (FarmTarget::Workgroup, None, Some(wg.id), vec![])
-            }
-            Target::Printers(list) => {
-                let mut ids: Vec<PrinterId> = list.clone();
-                ids.sort();
-                ids.dedup();
-                for id in &ids {
-                    // 404 for a printer out of reach, as everywhere.
-                    printer_access::visible(c, user, *id)?;
-                }
-                (FarmTarget::Printers, None, None, ids)
-            }
-        };
+        let (kind, type_id, workgroup_id, listed) =
+            resolve_target(c, user, &req.target, file.printer_type_id)?;
         let fj = FarmJob::insert(
             c,
             &NewFarmJob {
@@ -206,9 +251,9 @@ pub fn create(
                 printer_type_id: type_id,
                 workgroup_id,
                 copies: req.copies,
-                material: material.as_deref(),
-                color_hex: color.as_deref(),
-                priority,
+                material: f.material.as_deref(),
+                color_hex: f.color.as_deref(),
+                priority: f.priority,
                 created_at: now,
                 updated_at: now,
             },

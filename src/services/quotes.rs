@@ -172,6 +172,7 @@ pub fn create(
                 printer_id: None,
                 start_print: false,
                 printer_type_id: None,
+                farm: None,
             },
         )?;
         let uuid = uuid::Uuid::new_v4().to_string();

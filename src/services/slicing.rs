@@ -13,6 +13,7 @@ use crate::db::models::{
 use crate::db::{self, DbConn};
 use crate::error::{Error, Result};
 use crate::mesh::MeshAnalysis;
+use crate::services::farm::{self, FarmRequest};
 use crate::services::jobs;
 use crate::services::printers::{self, Access};
 use crate::slicer::{Profile, DEFAULT_SLICER, SLICERS};
@@ -26,6 +27,9 @@ pub struct SliceRequest {
     /// The catalogue type the profile was made for: the G-code is then offered for printers
     /// of that type only.
     pub printer_type_id: Option<i64>,
+    /// A farm job to make of the G-code when the slice is done (its `file_id` is set to the
+    /// slice's output); instead of `printer_id`.
+    pub farm: Option<FarmRequest>,
 }
 
 pub struct Requested {
@@ -54,6 +58,14 @@ pub fn request(conn: &mut DbConn, user: &User, req: &SliceRequest) -> Result<Req
                 "File {} is not a model (STL, 3MF or OBJ) to slice",
                 file.id
             )));
+        }
+        if let Some(plan) = &req.farm {
+            if req.printer_id.is_some() {
+                return Err(Error::invalid(
+                    "Name one target: a printer, or a farm target (printer type, workgroup or printers)",
+                ));
+            }
+            farm::check_request(c, user, plan, req.printer_type_id)?;
         }
         if let Some(p) = req.printer_id {
             let (_, access) = printers::visible(c, user, p)?;
@@ -112,6 +124,17 @@ pub fn request(conn: &mut DbConn, user: &User, req: &SliceRequest) -> Result<Req
             },
         )?;
         let profile_json = serde_json::to_string(&profile.keys).map_err(Error::internal)?;
+        let farm_json = req
+            .farm
+            .clone()
+            .map(|plan| {
+                serde_json::to_string(&FarmRequest {
+                    file_id: output.id,
+                    ..plan
+                })
+            })
+            .transpose()
+            .map_err(Error::internal)?;
         let uuid = uuid::Uuid::new_v4().to_string();
         let job = SliceJob::insert(
             c,
@@ -127,6 +150,7 @@ pub fn request(conn: &mut DbConn, user: &User, req: &SliceRequest) -> Result<Req
                 status: SliceStatus::Pending,
                 attempts: 0,
                 created_at: now,
+                farm_request: farm_json.as_deref(),
             },
         )?;
         let waiting = SliceJob::ahead_of(c, job.id)? > 0;
@@ -188,6 +212,20 @@ pub fn finish(
     db::write_transaction(conn, |c| {
         if !complete(c, job, owner, out, log)? {
             return Ok(Finished::LeaseLost);
+        }
+        if let Some(plan) = &job.farm_request {
+            let plan: FarmRequest = serde_json::from_str(plan).map_err(Error::internal)?;
+            let made = db::write_transaction(c, |c| {
+                let user =
+                    User::find(c, job.user_id)?.ok_or_else(|| Error::not_found("user gone"))?;
+                let fj = farm::create(c, &user, plan.clone(), ctx)?;
+                SliceJob::set_farm_job(c, job.id, fj.id)?;
+                Ok::<_, Error>(())
+            });
+            return Ok(match made {
+                Ok(()) => Finished::PrintQueued,
+                Err(e) => Finished::PrintRefused(e),
+            });
         }
         let (Some(printer), Some(output_id)) = (job.printer_id, job.output_file_id) else {
             return Ok(Finished::Done);
@@ -354,6 +392,7 @@ pub fn request_for_type(
     file_id: FileId,
     s: &TypeSlice,
     printer_id: Option<PrinterId>,
+    farm: Option<FarmRequest>,
 ) -> Result<Requested> {
     let t = PrinterType::all(conn)?
         .into_iter()
@@ -379,8 +418,55 @@ pub fn request_for_type(
             printer_id,
             start_print: false,
             printer_type_id: Some(t.id),
+            farm,
         },
     )
+}
+
+/// What a farm print of a file became: a farm job (G-code), or a slice for the target's
+/// printer type that makes the farm job when it is done (a model).
+pub enum FarmQueued {
+    Farm(crate::db::models::FarmJob),
+    Slicing(SliceJob),
+}
+
+/// `print_file` with a farm target: G-code goes to the farm queue at once; a model is first
+/// sliced for the printer type named (the catalogue's profile for it, the material asked for
+/// when the slicer knows it, else PLA).
+pub fn farm_print(
+    conn: &mut DbConn,
+    user: &User,
+    req: FarmRequest,
+    ctx: &jobs::JobContext,
+) -> Result<FarmQueued> {
+    let file = StoredFile::find_owned(conn, user.id, req.file_id)?
+        .ok_or_else(|| Error::not_found(format!("File {} not found", req.file_id)))?;
+    if !file.kind.is_model() {
+        return Ok(FarmQueued::Farm(farm::create(conn, user, req, ctx)?));
+    }
+    let farm::Target::PrinterType(printer_type_id) = req.target else {
+        return Err(Error::invalid(
+            "A model is sliced for one printer type: name printer_type_id (or slice it first)",
+        ));
+    };
+    let material = req
+        .material
+        .as_deref()
+        .and_then(|m| {
+            MATERIALS
+                .iter()
+                .find(|x| x.name.eq_ignore_ascii_case(m.trim()))
+        })
+        .map_or("PLA", |m| m.name);
+    let slice = TypeSlice {
+        printer_type_id,
+        layer_height: 0.2,
+        infill_percent: 15,
+        supports: false,
+        material: material.to_string(),
+    };
+    let requested = request_for_type(conn, user, file.id, &slice, None, Some(req))?;
+    Ok(FarmQueued::Slicing(requested.job))
 }
 
 /// The caller's slices of one file, newest first.

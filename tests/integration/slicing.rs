@@ -17,6 +17,7 @@ backend_tests!(
     flat_models_are_refused_before_slicing,
     dangerous_settings_are_refused_and_never_run,
     config_embedded_in_a_3mf_never_reaches_the_slicer,
+    sliced_models_go_to_the_farm_queue,
 );
 backend_cases!(
     slow_slices_are_stopped,
@@ -1270,4 +1271,172 @@ fn estimates_match_prusaslicer_under_every_limits_usage_and_flavor() {
     let size = std::fs::metadata(&zipped).unwrap().len();
     let a = analyse_staged(&zipped, size, Kind::Gcode, true).unwrap();
     assert_eq!(a.analysis["estimated_time_s"].as_f64().unwrap(), *ours);
+}
+
+/// A model for the farm queue: `print_file` with a printer type slices it for that type
+/// first; `slice` with a farm target makes a farm job of its G-code; either way the copies
+/// start on the free printers of the type as ordinary jobs.
+async fn sliced_models_go_to_the_farm_queue(app: &TestApp) {
+    let s = app.login_new_user("farmer@example.com").await;
+    let mut tokens = vec![];
+    for snr in ["FARM-S1", "FARM-S2"] {
+        let (_, token) = app.register_printer(&s, snr).await;
+        app.agent(
+            "command",
+            json!({"auth_token": token, "report": {"state": "ready"}, "bed_clear": true}),
+        )
+        .await;
+        tokens.push(token);
+    }
+    let (_, types) = app
+        .post("/apiglobal/get_printer_types", &[("session", &s)])
+        .await;
+    let mk4_type = types["message"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["description"] == "Prusa MK4")
+        .map(|t| t["id"].as_i64().unwrap())
+        .unwrap_or_else(|| panic!("no PRUSA_MK4 in {types}"))
+        .to_string();
+    let stl = upload(app, &s, "cube.stl", fixture("cube_20mm.stl")).await;
+    let stl_id = stl.to_string();
+
+    // print_file: a model is sliced for the type, then its copies go to the farm.
+    let (status, body) = app
+        .post(
+            "/apiglobal/print_file",
+            &[
+                ("session", &s),
+                ("file_id", &stl_id),
+                ("printer_type_id", &mk4_type),
+                ("copies", "2"),
+                ("material", "PETG"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let uuid = body["message"]["slice_job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let done = wait_done(app, &s, &uuid).await;
+    assert_eq!(done["status"], "done", "{done}");
+    let fj = done["farm_job_id"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("{done}"));
+    let (_, q) = app
+        .post(
+            "/apiglobal/get_farm_queue",
+            &[("session", &s), ("farm_job_id", &fj.to_string())],
+        )
+        .await;
+    let q = &q["message"][0];
+    assert_eq!(q["file_id"], done["output_file_id"], "{q}");
+    assert_eq!(q["material"], "PETG");
+    assert_eq!(q["reason_code"], "material", "no PETG loaded: {q}");
+    // The G-code was sliced for PETG.
+    let settings = {
+        let mut c = app.conn();
+        files::table
+            .find(done["output_file_id"].as_i64().unwrap())
+            .select(files::slicer_settings)
+            .first::<Option<String>>(&mut *c)
+            .unwrap()
+            .unwrap_or_default()
+    };
+    assert!(settings.contains("PET"), "{settings}");
+
+    // slice with a farm target: the client's profile, then the farm.
+    let (status, body) = slice(
+        app,
+        &s,
+        stl,
+        mk4(),
+        &[("printer_type_id", mk4_type.as_str()), ("copies", "3")],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let uuid = body["message"]["job_id"].as_str().unwrap().to_string();
+    let done = wait_done(app, &s, &uuid).await;
+    let fj = done["farm_job_id"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("{done}"));
+    let mut started = 0;
+    for _ in 0..50 {
+        let (_, q) = app
+            .post(
+                "/apiglobal/get_farm_queue",
+                &[("session", &s), ("farm_job_id", &fj.to_string())],
+            )
+            .await;
+        started = q["message"][0]["printing"].as_i64().unwrap();
+        if started == 2 {
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(started, 2, "both free printers took a copy");
+    for token in &tokens {
+        let cmd = app
+            .agent(
+                "command",
+                json!({"auth_token": token, "report": {"state": "ready"}}),
+            )
+            .await;
+        assert_eq!(cmd["command"], "gcodes", "{cmd}");
+        assert_eq!(cmd["filename"], "cube.gcode");
+    }
+
+    // Refusals, before anything is sliced.
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (&[("workgroup_id", "1")], "one printer type"),
+        (
+            &[("printer_type_id", "999999")],
+            "Printer type 999999 not found",
+        ),
+        (
+            &[("printer_type_id", mk4_type.as_str()), ("copies", "0")],
+            "copies",
+        ),
+    ];
+    for (extra, says) in cases {
+        let mut form = vec![("session", s.as_str()), ("file_id", stl_id.as_str())];
+        form.extend_from_slice(extra);
+        let got = app.post("/apiglobal/print_file", &form).await;
+        let status = if says.contains("not found") { 404 } else { 400 };
+        assert!(
+            assert_fail(&got, status).contains(says),
+            "{extra:?}: {got:?}"
+        );
+    }
+    let got = slice(
+        app,
+        &s,
+        stl,
+        mk4(),
+        &[
+            ("add_print_job_to_printer_id", "1"),
+            ("printer_type_id", mk4_type.as_str()),
+        ],
+    )
+    .await;
+    assert!(assert_fail(&got, 400).contains("Name one target"));
+    let got = slice(
+        app,
+        &s,
+        stl,
+        mk4(),
+        &[
+            ("printer_type_id", mk4_type.as_str()),
+            ("start_print_job", "0"),
+        ],
+    )
+    .await;
+    assert!(assert_fail(&got, 400).contains("start_print_job"));
+    let slices: i64 = {
+        let mut c = app.conn();
+        slice_jobs::table.count().get_result(&mut *c).unwrap()
+    };
+    assert_eq!(slices, 2, "refused calls queue no slice");
 }

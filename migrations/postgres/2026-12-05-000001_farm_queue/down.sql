@@ -1,3 +1,5 @@
+ALTER TABLE slice_jobs DROP COLUMN farm_job_id;
+ALTER TABLE slice_jobs DROP COLUMN farm_request;
 DROP INDEX jobs_farm_copy_live_idx;
 ALTER TABLE jobs DROP COLUMN farm_copy_id;
 DROP TABLE farm_copies;

@@ -71,3 +71,8 @@ ALTER TABLE jobs ADD COLUMN farm_copy_id BIGINT;
 -- The ledger's guard: a copy has at most one job queued, printing or finished, whatever
 -- retries, crashes or instances do.
 CREATE UNIQUE INDEX jobs_farm_copy_live_idx ON jobs (farm_copy_id) WHERE farm_copy_id IS NOT NULL AND status_id IN (11, 21, 77);
+
+-- A slice may end in a farm job instead of one printer's job: the farm job asked for (JSON,
+-- checked when the slice was asked for) and the farm job made when the slice is done.
+ALTER TABLE slice_jobs ADD COLUMN farm_request TEXT;
+ALTER TABLE slice_jobs ADD COLUMN farm_job_id BIGINT;

@@ -31,6 +31,10 @@ pub struct SliceJob {
     pub created_at: NaiveDateTime,
     pub started_at: Option<NaiveDateTime>,
     pub finished_at: Option<NaiveDateTime>,
+    /// The farm job to make of the G-code when done (JSON of `services::farm::FarmRequest`).
+    pub farm_request: Option<String>,
+    /// The farm job it made.
+    pub farm_job_id: Option<i64>,
 }
 
 /// A slice to queue.
@@ -48,6 +52,7 @@ pub struct NewSliceJob<'a> {
     pub status: SliceStatus,
     pub attempts: i32,
     pub created_at: NaiveDateTime,
+    pub farm_request: Option<&'a str>,
 }
 
 /// The G-code a finished slice produced, written on its reserved file.
@@ -173,6 +178,13 @@ impl SliceJob {
     /// Deletes the slices that made the G-code `file_id`.
     pub fn delete_making(conn: &mut DbConn, file_id: FileId) -> QResult<()> {
         diesel::delete(slice_jobs::table.filter(slice_jobs::output_file_id.eq(file_id)))
+            .execute(conn)?;
+        Ok(())
+    }
+
+    pub fn set_farm_job(conn: &mut DbConn, id: i64, farm_job: i64) -> QResult<()> {
+        diesel::update(slice_jobs::table.find(id))
+            .set(slice_jobs::farm_job_id.eq(Some(farm_job)))
             .execute(conn)?;
         Ok(())
     }

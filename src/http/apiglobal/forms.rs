@@ -302,6 +302,21 @@ pub struct Slice {
     pub profile: Value,
     pub add_print_job_to_printer_id: Option<i64>,
     pub start_print_job: Option<bool>,
+    /// Farm queue (printfarm extension): when done, print on any printer of this type (the
+    /// G-code is then offered for that type only).
+    pub printer_type_id: Option<i64>,
+    /// Farm queue: any printer of this workgroup.
+    pub workgroup_id: Option<i64>,
+    /// Farm queue: any of these printers.
+    pub printer_ids: Option<Vec<i64>>,
+    /// Farm queue: how many copies (1–1000); with `add_print_job_to_printer_id`, on it alone.
+    pub copies: Option<i64>,
+    /// Farm queue: the material that must be loaded.
+    pub material: Option<String>,
+    /// Farm queue: the colour that must be loaded, `#RRGGBB`.
+    pub color: Option<String>,
+    /// Farm queue: higher starts first (organization admins).
+    pub priority: Option<i64>,
 }
 
 /// printfarm extension `get_slice_status`.

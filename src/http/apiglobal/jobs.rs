@@ -10,7 +10,7 @@ use super::envelope::{ok, Envelope, Failures};
 use super::{forms, Signed};
 use crate::db::models::{FileId, Job, JobId, PrinterId, StoredFile, User};
 use crate::error::{Error, Result};
-use crate::services::{farm, jobs};
+use crate::services::{farm, jobs, slicing};
 use crate::AppState;
 
 const DATETIME: &str = "%Y-%m-%d %H:%M:%S";
@@ -42,8 +42,15 @@ pub async fn print_file(
 ) -> Result<HttpResponse> {
     let (me, p) = (call.caller.user, call.params);
     let ctx = state.job_context();
-    let target = match (p.printer_id, p.printer_type_id, p.workgroup_id, p.printer_ids) {
-        (Some(id), None, None, None) if p.copies.is_none() => {
+    let named = farm_target(
+        p.printer_id,
+        p.printer_type_id,
+        p.workgroup_id,
+        p.printer_ids,
+        p.copies.is_some(),
+    )?;
+    let target = match named {
+        Named::Printer(id) => {
             let only_queue = p.only_queue.unwrap_or(false);
             let created = state
                 .db(move |c| {
@@ -52,24 +59,13 @@ pub async fn print_file(
                 .await?;
             return Ok(ok(PrintFileMessage {
                 job_id: Some(created.job.id.to_string()),
-                farm_job_id: None,
-                job_ids: None,
+                ..PrintFileMessage::default()
             }));
         }
-        (Some(id), None, None, None) => farm::Target::Printers(vec![PrinterId(id)]),
-        (None, Some(t), None, None) => farm::Target::PrinterType(t),
-        (None, None, Some(w), None) => farm::Target::Workgroup(w),
-        (None, None, None, Some(list)) => {
-            farm::Target::Printers(list.into_iter().map(PrinterId).collect())
-        }
-        (None, None, None, None) => {
+        Named::Farm(target) => target,
+        Named::Nothing => {
             return Err(Error::invalid(
                 "Missing parameter printer_id (or, for the farm queue, printer_type_id, workgroup_id or printer_ids)",
-            ))
-        }
-        _ => {
-            return Err(Error::invalid(
-                "Name one target: printer_id, printer_type_id, workgroup_id or printer_ids",
             ))
         }
     };
@@ -78,33 +74,77 @@ pub async fn print_file(
             "only_queue applies to one printer's queue; farm jobs start as printers become free",
         ));
     }
-    let int = |name: &str, v: Option<i64>| -> Result<Option<i32>> {
-        v.map(|v| i32::try_from(v).map_err(|_| Error::invalid(format!("{name} is out of range"))))
-            .transpose()
-    };
     let request = farm::FarmRequest {
         file_id: FileId(p.file_id),
         target,
-        copies: int("copies", p.copies)?.unwrap_or(1),
+        copies: int32("copies", p.copies)?.unwrap_or(1),
         material: p.material,
         color: p.color,
-        priority: int("priority", p.priority)?,
+        priority: int32("priority", p.priority)?,
     };
-    let (fj, started) = state
+    let queued = state
         .db(move |c| {
-            let fj = farm::create(c, &me, request, &ctx)?;
-            // Free printers take their copies now; the rest follow as printers free up.
-            farm::dispatch_pass(c, &ctx)?;
-            let started = farm::started_jobs(c, fj.id)?;
-            Ok((fj, started))
+            Ok(match slicing::farm_print(c, &me, request, &ctx)? {
+                slicing::FarmQueued::Farm(fj) => {
+                    // Free printers take their copies now; the rest follow as printers free up.
+                    farm::dispatch_pass(c, &ctx)?;
+                    let started = farm::started_jobs(c, fj.id)?;
+                    PrintFileMessage {
+                        farm_job_id: Some(fj.id),
+                        job_ids: Some(started.iter().map(ToString::to_string).collect()),
+                        ..PrintFileMessage::default()
+                    }
+                }
+                slicing::FarmQueued::Slicing(job) => PrintFileMessage {
+                    slice_job_id: Some(job.uuid),
+                    output_file_id: job.output_file_id.map(|f| f.0),
+                    ..PrintFileMessage::default()
+                },
+            })
         })
         .await?;
     state.farm_wake.notify_one();
-    Ok(ok(PrintFileMessage {
-        job_id: None,
-        farm_job_id: Some(fj.id),
-        job_ids: Some(started.iter().map(ToString::to_string).collect()),
-    }))
+    state.slice_wake.notify_waiters();
+    Ok(ok(queued))
+}
+
+/// What a job is for: one printer, or (printfarm extension) the farm queue.
+pub(crate) enum Named {
+    Nothing,
+    Printer(i64),
+    Farm(farm::Target),
+}
+
+/// The target a call names: one of `printer_id`, `printer_type_id`, `workgroup_id` and
+/// `printer_ids`; a printer with `copies` is a farm job on that printer alone.
+pub(crate) fn farm_target(
+    printer: Option<i64>,
+    printer_type: Option<i64>,
+    workgroup: Option<i64>,
+    printers: Option<Vec<i64>>,
+    copies: bool,
+) -> Result<Named> {
+    Ok(match (printer, printer_type, workgroup, printers) {
+        (Some(id), None, None, None) if !copies => Named::Printer(id),
+        (Some(id), None, None, None) => Named::Farm(farm::Target::Printers(vec![PrinterId(id)])),
+        (None, Some(t), None, None) => Named::Farm(farm::Target::PrinterType(t)),
+        (None, None, Some(w), None) => Named::Farm(farm::Target::Workgroup(w)),
+        (None, None, None, Some(list)) => Named::Farm(farm::Target::Printers(
+            list.into_iter().map(PrinterId).collect(),
+        )),
+        (None, None, None, None) => Named::Nothing,
+        _ => {
+            return Err(Error::invalid(
+                "Name one target: printer_id, printer_type_id, workgroup_id or printer_ids",
+            ))
+        }
+    })
+}
+
+/// A number parameter that must fit 32 bits.
+pub(crate) fn int32(name: &str, v: Option<i64>) -> Result<Option<i32>> {
+    v.map(|v| i32::try_from(v).map_err(|_| Error::invalid(format!("{name} is out of range"))))
+        .transpose()
 }
 
 #[utoipa::path(post, path = "/apiglobal/job_start", tag = "Jobs",
@@ -251,7 +291,7 @@ pub struct PrinterJobsAnswer {
     pub time: i64,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, ToSchema, Default)]
 pub struct PrintFileMessage {
     /// The new job's id (a string, like every job id of the Global API); absent for a farm job.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -262,6 +302,13 @@ pub struct PrintFileMessage {
     /// printfarm extension: the jobs of the copies that started at once (strings).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub job_ids: Option<Vec<String>>,
+    /// printfarm extension: a model is sliced for the printer type first; this slice
+    /// (`get_slice_status`) makes the farm job when it is done.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slice_job_id: Option<String>,
+    /// printfarm extension: the G-code file the slice makes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_file_id: Option<i64>,
 }
 
 /// `get_job_info`: the seed's keys and types (numbers as strings, `t`/`f` flags,

@@ -6,9 +6,11 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::envelope::{ok, Envelope, Failures};
+use super::jobs::Named;
 use super::{forms, Signed};
 use crate::db::models::{FileId, PrinterId};
 use crate::error::{Error, Result};
+use crate::services::farm::{FarmRequest, Target};
 use crate::services::slicing::{self, SliceRequest};
 use crate::AppState;
 
@@ -33,6 +35,8 @@ pub struct SliceStatusMessage {
     pub output_file_id: Option<i64>,
     /// The print job it queued, as the job ids of the Global API (a string).
     pub print_job_id: Option<String>,
+    /// printfarm extension: the farm job it made (asked for with a farm target).
+    pub farm_job_id: Option<i64>,
     pub attempts: i32,
 }
 
@@ -50,13 +54,49 @@ pub async fn slice(state: web::Data<AppState>, call: Signed<forms::Slice>) -> Re
             ))
         }
     };
+    let named = super::jobs::farm_target(
+        p.add_print_job_to_printer_id,
+        p.printer_type_id,
+        p.workgroup_id,
+        p.printer_ids,
+        p.copies.is_some(),
+    )?;
+    let (printer_id, farm) = match named {
+        Named::Nothing => (None, None),
+        Named::Printer(id) => (Some(PrinterId(id)), None),
+        Named::Farm(target) => {
+            if p.start_print_job == Some(false) {
+                return Err(Error::invalid(
+                    "start_print_job=0 applies to one printer's queue; farm copies start as printers become free",
+                ));
+            }
+            let plan = FarmRequest {
+                // Replaced by the slice's output when the slice is queued.
+                file_id: FileId(file_id),
+                target,
+                copies: super::jobs::int32("copies", p.copies)?.unwrap_or(1),
+                material: p.material,
+                color: p.color,
+                priority: super::jobs::int32("priority", p.priority)?,
+            };
+            (None, Some(plan))
+        }
+    };
+    let printer_type_id = match &farm {
+        Some(FarmRequest {
+            target: Target::PrinterType(t),
+            ..
+        }) => Some(*t),
+        _ => None,
+    };
     let req = SliceRequest {
         file_id: FileId(file_id),
         slicer_id: p.slicer_id,
         profile,
-        printer_id: p.add_print_job_to_printer_id.map(PrinterId),
+        printer_id,
         start_print: p.start_print_job.unwrap_or(false),
-        printer_type_id: None,
+        printer_type_id,
+        farm,
     };
     let requested = state.db(move |c| slicing::request(c, &me, &req)).await?;
     state.slice_wake.notify_waiters();
@@ -90,6 +130,7 @@ pub async fn get_slice_status(
         error: job.error,
         output_file_id: job.output_file_id.map(|f| f.0),
         print_job_id: job.print_job_id.map(|j| j.to_string()),
+        farm_job_id: job.farm_job_id,
         attempts: job.attempts,
     }))
 }

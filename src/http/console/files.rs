@@ -615,7 +615,7 @@ async fn slice(
             }
         };
         state
-            .db(move |c| slicing::request_for_type(c, &user, file_id, &spec, printer))
+            .db(move |c| slicing::request_for_type(c, &user, file_id, &spec, printer, None))
             .await?;
         state.slice_wake.notify_waiters();
         Ok(())
