@@ -377,15 +377,12 @@ impl Facts {
 
     /// Whether the farm job's target names this printer.
     fn targets(&self, fj: &FarmJob, p: &Printer) -> bool {
-        match fj.target_kind {
-            FarmTarget::PrinterType => {
-                p.printer_type_id.is_some() && p.printer_type_id == fj.printer_type_id
-            }
-            FarmTarget::Workgroup => fj
-                .workgroup_id
-                .is_some_and(|w| self.workgroups.get(&p.id).is_some_and(|ws| ws.contains(&w))),
-            FarmTarget::Printers => self.listed.get(&fj.id).is_some_and(|l| l.contains(&p.id)),
-        }
+        names(
+            fj,
+            p,
+            self.workgroups.get(&p.id).unwrap_or(&BTreeSet::new()),
+            self.listed.get(&fj.id).unwrap_or(&BTreeSet::new()),
+        )
     }
 
     /// The printers the farm job may ever use: named by its target, printable by its owner,
@@ -622,14 +619,11 @@ pub fn dispatch_to(
         .collect();
     let mut access_of: BTreeMap<UserId, Option<(User, Access)>> = BTreeMap::new();
     for fj in FarmJob::waiting(c, None)? {
-        let named = match fj.target_kind {
-            FarmTarget::PrinterType => {
-                printer.printer_type_id.is_some() && printer.printer_type_id == fj.printer_type_id
-            }
-            FarmTarget::Workgroup => fj.workgroup_id.is_some_and(|w| groups.contains(&w)),
-            FarmTarget::Printers => FarmJob::listed_printers(c, fj.id)?.contains(&printer.id),
+        let listed: BTreeSet<PrinterId> = match fj.target_kind {
+            FarmTarget::Printers => FarmJob::listed_printers(c, fj.id)?.into_iter().collect(),
+            _ => BTreeSet::new(),
         };
-        if !named || !material_loaded(&fj, &printer) {
+        if !names(&fj, &printer, &groups, &listed) || !material_loaded(&fj, &printer) {
             continue;
         }
         if let std::collections::btree_map::Entry::Vacant(slot) = access_of.entry(fj.user_id) {
@@ -687,20 +681,61 @@ pub fn dispatch_to(
 /// A dispatch pass: every idle printer gets a copy if one may go there. Each printer in its
 /// own short transaction. Returns the number of copies started.
 pub fn dispatch_pass(conn: &mut DbConn, ctx: &JobContext) -> Result<usize> {
-    let orgs = FarmJob::orgs_waiting(conn)?;
-    if orgs.is_empty() {
+    let waiting = FarmJob::waiting(conn, None)?;
+    if waiting.is_empty() {
         return Ok(0);
     }
     let now = db::now();
     // Printers of any organization: a share may reach across.
     let idle = Printer::idle(conn, now - ctx.offline_after)?;
+    if idle.is_empty() {
+        return Ok(0);
+    }
+    // Only printers some waiting job names and has the material for get a transaction: a
+    // farm of idle printers of other types costs one read a second, not one write each.
+    let ids: Vec<i64> = waiting.iter().map(|f| f.id).collect();
+    let mut listed: BTreeMap<i64, BTreeSet<PrinterId>> = BTreeMap::new();
+    for (fj, p) in FarmJob::listed_printers_of(conn, &ids)? {
+        listed.entry(fj).or_default().insert(p);
+    }
+    let idle_ids: Vec<PrinterId> = idle.iter().map(|p| p.id).collect();
+    let mut groups: BTreeMap<PrinterId, BTreeSet<i64>> = BTreeMap::new();
+    for (p, w) in PrinterWorkgroups::of(conn, &idle_ids)? {
+        groups.entry(p).or_default().insert(w);
+    }
+    let (no_groups, no_list) = (BTreeSet::new(), BTreeSet::new());
     let mut started = 0;
     for p in idle {
-        if db::write_transaction(conn, |c| dispatch_to(c, p, true, ctx))?.is_some() {
+        let wanted = waiting.iter().any(|fj| {
+            names(
+                fj,
+                &p,
+                groups.get(&p.id).unwrap_or(&no_groups),
+                listed.get(&fj.id).unwrap_or(&no_list),
+            ) && material_loaded(fj, &p)
+        });
+        if wanted && db::write_transaction(conn, |c| dispatch_to(c, p.id, true, ctx))?.is_some() {
             started += 1;
         }
     }
     Ok(started)
+}
+
+/// Whether a farm job's target names the printer (its type, one of its workgroups, or the
+/// list of the job).
+fn names(
+    fj: &FarmJob,
+    p: &Printer,
+    workgroups: &BTreeSet<i64>,
+    listed: &BTreeSet<PrinterId>,
+) -> bool {
+    match fj.target_kind {
+        FarmTarget::PrinterType => {
+            p.printer_type_id.is_some() && p.printer_type_id == fj.printer_type_id
+        }
+        FarmTarget::Workgroup => fj.workgroup_id.is_some_and(|w| workgroups.contains(&w)),
+        FarmTarget::Printers => listed.contains(&p.id),
+    }
 }
 
 /// After a printer became free (its job ended, its tray was cleared, it came back ready): its

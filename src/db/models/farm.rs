@@ -187,19 +187,6 @@ impl FarmJob {
             .load(conn)
     }
 
-    /// The organizations with a copy waiting.
-    pub fn orgs_waiting(conn: &mut DbConn) -> QResult<Vec<OrgId>> {
-        let waiting_jobs = farm_copies::table
-            .filter(farm_copies::state.eq(CopyState::Waiting))
-            .select(farm_copies::farm_job_id);
-        farm_jobs::table
-            .filter(farm_jobs::cancelled_at.is_null())
-            .filter(farm_jobs::id.eq_any(waiting_jobs))
-            .select(farm_jobs::organization_id)
-            .distinct()
-            .load(conn)
-    }
-
     /// An organization's farm jobs (all of them, or one person's), newest first.
     pub fn of_org(
         conn: &mut DbConn,
@@ -223,20 +210,6 @@ impl FarmJob {
         diesel::update(farm_jobs::table.find(id))
             .set((
                 farm_jobs::cancelled_at.eq(Some(now)),
-                farm_jobs::updated_at.eq(now),
-            ))
-            .execute(conn)
-    }
-
-    pub fn set_priority(
-        conn: &mut DbConn,
-        id: i64,
-        priority: i32,
-        now: NaiveDateTime,
-    ) -> QResult<usize> {
-        diesel::update(farm_jobs::table.find(id))
-            .set((
-                farm_jobs::priority.eq(priority),
                 farm_jobs::updated_at.eq(now),
             ))
             .execute(conn)
@@ -276,14 +249,6 @@ impl FarmJob {
 }
 
 impl FarmCopy {
-    pub fn find(conn: &mut DbConn, id: i64) -> QResult<Option<FarmCopy>> {
-        farm_copies::table
-            .find(id)
-            .select(FarmCopy::as_select())
-            .first(conn)
-            .optional()
-    }
-
     pub fn of_job(conn: &mut DbConn, farm_job: i64) -> QResult<Vec<FarmCopy>> {
         farm_copies::table
             .filter(farm_copies::farm_job_id.eq(farm_job))
@@ -347,16 +312,6 @@ impl FarmCopy {
         )
         .set((farm_copies::state.eq(to), farm_copies::updated_at.eq(now)))
         .execute(conn)
-    }
-
-    /// Waiting copies of every farm job given, in copy order: (farm job, copies).
-    pub fn waiting_counts(conn: &mut DbConn, ids: &[i64]) -> QResult<Vec<(i64, i64)>> {
-        farm_copies::table
-            .filter(farm_copies::farm_job_id.eq_any(ids))
-            .filter(farm_copies::state.eq(CopyState::Waiting))
-            .group_by(farm_copies::farm_job_id)
-            .select((farm_copies::farm_job_id, diesel::dsl::count_star()))
-            .load(conn)
     }
 }
 

@@ -277,7 +277,7 @@ impl Printer {
 
     /// Printers that may take a job now as far as their own row tells: ready, seen since
     /// `seen_since`, no job, a clear tray, not in maintenance.
-    pub fn idle(conn: &mut DbConn, seen_since: NaiveDateTime) -> QResult<Vec<PrinterId>> {
+    pub fn idle(conn: &mut DbConn, seen_since: NaiveDateTime) -> QResult<Vec<Printer>> {
         printers::table
             .filter(printers::state.eq(PrinterState::Ready))
             .filter(printers::current_job_id.is_null())
@@ -285,7 +285,6 @@ impl Printer {
             .filter(printers::maintenance_note.is_null())
             .filter(printers::last_seen_at.ge(seen_since))
             .order(printers::id.asc())
-            .select(printers::id)
             .load(conn)
     }
 
