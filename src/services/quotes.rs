@@ -358,7 +358,7 @@ pub fn delete_file(
         if StoredFile::used_by_jobs(c, f.id)? {
             return Err(Error::conflict(
                 Conflict::InUse,
-                format!("File {file_id} was printed; it stays for the job history"),
+                format!("File {file_id} was printed or is in the farm queue; it stays for the job history"),
             ));
         }
         let mut removed = Vec::new();

@@ -838,6 +838,43 @@ async fn refusals(app: &TestApp) {
     assert_eq!(n, 0);
     drop(c);
 
+    // A file in the farm queue stays (409), before any copy printed.
+    let (waiting_on, _) = farm_job(
+        app,
+        &f,
+        &[("printer_type_id", &t), ("material", "Unobtainium")],
+    )
+    .await;
+    let (status, body) = app
+        .post(
+            "/apiglobal/create_api_token",
+            &[("session", &f.session), ("name", "farm")],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let bearer = body["message"]["token"].as_str().unwrap().to_string();
+    let got = common::read(
+        app.client
+            .delete(app.url(&format!("/v1/file/{file}")))
+            .bearer_auth(&bearer)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(got.0, 409, "{got:?}");
+    assert!(got.1.to_string().contains("farm queue"), "{got:?}");
+    let (status, _) = app
+        .post(
+            "/apiglobal/farm_job_cancel",
+            &[
+                ("session", &f.session),
+                ("farm_job_id", &waiting_on.to_string()),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200);
+
     // Cancelling: the owner; twice is a conflict.
     let (fj, _) = farm_job(app, &f, &[("printer_type_id", &t), ("copies", "3")]).await;
     let (status, body) = app

@@ -73,12 +73,17 @@ impl StoredFile {
     }
 
     /// Whether a job printed (or prints) this file.
+    /// A job or a farm job prints it (the job history and the farm queue keep it).
     pub fn used_by_jobs(conn: &mut DbConn, id: FileId) -> QResult<bool> {
         let n: i64 = jobs::table
             .filter(jobs::file_id.eq(id))
             .count()
             .get_result(conn)?;
-        Ok(n > 0)
+        let farm: i64 = farm_jobs::table
+            .filter(farm_jobs::file_id.eq(id))
+            .count()
+            .get_result(conn)?;
+        Ok(n + farm > 0)
     }
 
     pub fn delete(conn: &mut DbConn, id: FileId) -> QResult<()> {
