@@ -788,6 +788,48 @@ fn actionable(c: &mut DbConn, user: &User, id: i64) -> Result<FarmJob> {
     Ok(fj)
 }
 
+/// Sets a farm job's priority (organization admins): higher starts first. `None` puts it
+/// first in line: one above the highest waiting job of the organization (at most the top).
+pub fn set_priority(conn: &mut DbConn, user: &User, id: i64, priority: Option<i32>) -> Result<i32> {
+    if !is_org_admin(user) {
+        return Err(Error::denied(
+            "Only organization admins change the order of the farm queue",
+        ));
+    }
+    if let Some(p) = priority.filter(|p| !PRIORITIES.contains(p)) {
+        return Err(Error::invalid(format!(
+            "priority must be between {} and {} (not {p})",
+            PRIORITIES.start(),
+            PRIORITIES.end()
+        )));
+    }
+    db::write_transaction(conn, |c| {
+        let fj = actionable(c, user, id)?;
+        if fj.cancelled_at.is_some() {
+            return Err(Error::conflict(
+                Conflict::WrongState,
+                format!("Farm job {id} is cancelled"),
+            ));
+        }
+        let value = match priority {
+            Some(p) => p,
+            None => {
+                let top = FarmJob::waiting(c, Some(&[fj.organization_id]))?
+                    .iter()
+                    .filter(|w| w.id != fj.id)
+                    .map(|w| w.priority)
+                    .max()
+                    .unwrap_or(0);
+                top.saturating_add(1)
+                    .min(*PRIORITIES.end())
+                    .max(fj.priority)
+            }
+        };
+        FarmJob::set_priority(c, fj.id, value, db::now())?;
+        Ok(value)
+    })
+}
+
 /// Cancels a farm job: copies not started yet are cancelled; `and_printing` also cancels the
 /// copies printing now (as `job_cancel` would). Copies already printed stay printed.
 pub fn cancel(conn: &mut DbConn, user: &User, id: i64, and_printing: bool) -> Result<CopyCounts> {

@@ -20,6 +20,7 @@ backend_tests!(
     a_printer_going_offline_mid_queue,
     a_retry_after_a_failure_prints_the_copy_once,
     refusals,
+    priorities_order_the_farm_queue,
 );
 
 /// One virtual printer: its id and agent token.
@@ -1003,4 +1004,103 @@ async fn two_instances_never_assign_a_printer_or_a_copy_twice() {
     drop(c);
     other.stop().await;
     app.stop().await;
+}
+
+/// Waiting farm jobs start by priority, then age: an admin's raised job goes first; members
+/// may not reorder.
+async fn priorities_order_the_farm_queue(app: &TestApp) {
+    let (_, admin) = app
+        .user_with_session(app.org_id, "chief@example.com", 1)
+        .await;
+    let (id, token) = app.register_printer(&admin, "CHIEF-P0").await;
+    let a = Agent { id, token };
+    // Busy with a job of its own queue first.
+    a.poll(app, json!({"state": "printing", "percent": 10}), json!({}))
+        .await;
+    let file = upload(app, &admin).await.to_string();
+    let t = {
+        let mut c = app.conn();
+        printers::table
+            .find(id)
+            .select(printers::printer_type_id)
+            .first::<Option<i64>>(&mut *c)
+            .unwrap()
+            .unwrap()
+            .to_string()
+    };
+    let mut made = vec![];
+    for copies in ["2", "1", "1"] {
+        let (status, body) = farm_print(
+            app,
+            &admin,
+            &[
+                ("file_id", &file),
+                ("printer_type_id", &t),
+                ("copies", copies),
+            ],
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        made.push(body["message"]["farm_job_id"].as_i64().unwrap());
+    }
+    // The third goes first; the second gets a priority of its own, below it.
+    let raise = |job: i64, priority: Option<&'static str>| {
+        let admin = admin.clone();
+        async move {
+            let mut form = vec![
+                ("session".to_string(), admin),
+                ("farm_job_id".to_string(), job.to_string()),
+            ];
+            if let Some(p) = priority {
+                form.push(("priority".into(), p.into()));
+            }
+            let form: Vec<(&str, &str)> =
+                form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            app.post("/apiglobal/farm_job_priority", &form).await
+        }
+    };
+    let (status, body) = raise(made[2], None).await;
+    assert_eq!(
+        (status, body["message"]["priority"].clone()),
+        (200, json!(1)),
+        "{body}"
+    );
+    let (status, body) = raise(made[1], Some("1")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(assert_fail(&raise(made[1], Some("101")).await, 400).contains("priority"));
+    let member = app.login_new_user("pupil@example.com").await;
+    let (status, body) = app
+        .post(
+            "/apiglobal/farm_job_priority",
+            &[("session", &member), ("farm_job_id", &made[0].to_string())],
+        )
+        .await;
+    assert_fail(&(status, body), 403);
+
+    // The printer frees up: the two raised to 1 in submission order, then the first one.
+    a.poll(app, json!({"state": "printing", "percent": 100}), json!({}))
+        .await;
+    a.poll(app, json!({"state": "ready", "percent": 100}), json!({}))
+        .await;
+    let mut order = vec![];
+    for _ in 0..4 {
+        let cmd = a.ready(app).await;
+        let job = a.start(app, &cmd).await;
+        let copy_of = {
+            let mut c = app.conn();
+            let copy: i64 = jobs::table
+                .find(job)
+                .select(jobs::farm_copy_id.assume_not_null())
+                .first(&mut *c)
+                .unwrap();
+            farm_copies::table
+                .find(copy)
+                .select(farm_copies::farm_job_id)
+                .first::<i64>(&mut *c)
+                .unwrap()
+        };
+        order.push(copy_of);
+        a.finish(app).await;
+    }
+    assert_eq!(order, vec![made[1], made[2], made[0], made[0]]);
 }

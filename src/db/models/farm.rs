@@ -206,6 +206,20 @@ impl FarmJob {
             .load(conn)
     }
 
+    pub fn set_priority(
+        conn: &mut DbConn,
+        id: i64,
+        priority: i32,
+        now: NaiveDateTime,
+    ) -> QResult<usize> {
+        diesel::update(farm_jobs::table.find(id))
+            .set((
+                farm_jobs::priority.eq(priority),
+                farm_jobs::updated_at.eq(now),
+            ))
+            .execute(conn)
+    }
+
     pub fn cancel(conn: &mut DbConn, id: i64, now: NaiveDateTime) -> QResult<usize> {
         diesel::update(farm_jobs::table.find(id))
             .set((

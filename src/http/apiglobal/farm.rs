@@ -70,6 +70,28 @@ pub async fn farm_job_cancel(
 }
 
 #[derive(Serialize, ToSchema)]
+pub struct PriorityView {
+    pub priority: i32,
+}
+
+/// Changes a farm job's place in line (organization admins): its `priority`, or first in
+/// line without one. Waiting jobs start by priority, then age.
+#[utoipa::path(post, path = "/apiglobal/farm_job_priority", tag = "printfarm extensions",
+    request_body(content = forms::FarmJobPriority, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "The farm job's priority now", body = Envelope<PriorityView>), Failures))]
+pub async fn farm_job_priority(
+    state: web::Data<AppState>,
+    call: Signed<forms::FarmJobPriority>,
+) -> Result<HttpResponse> {
+    let (me, p) = (call.caller.user, call.params);
+    let priority = super::jobs::int32("priority", p.priority)?;
+    let priority = state
+        .db(move |c| farm::set_priority(c, &me, p.farm_job_id, priority))
+        .await?;
+    Ok(ok(PriorityView { priority }))
+}
+
+#[derive(Serialize, ToSchema)]
 pub struct Requeued {
     /// Copies waiting again.
     pub requeued: usize,

@@ -374,6 +374,15 @@ pub struct FarmJobCancel {
     pub cancel_printing: Option<bool>,
 }
 
+/// printfarm extension `farm_job_priority` (organization admins).
+#[derive(Deserialize, ToSchema)]
+pub struct FarmJobPriority {
+    pub session: String,
+    pub farm_job_id: i64,
+    /// -100 to 100, higher first; absent: first in line.
+    pub priority: Option<i64>,
+}
+
 /// printfarm extension `farm_job_retry`.
 #[derive(Deserialize, ToSchema)]
 pub struct FarmJobRetry {

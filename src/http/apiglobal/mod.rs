@@ -127,6 +127,7 @@ global_api! {
     Extension "get_farm_queue" => farm::get_farm_queue,
     Extension "farm_job_cancel" => farm::farm_job_cancel,
     Extension "farm_job_retry" => farm::farm_job_retry,
+    Extension "farm_job_priority" => farm::farm_job_priority,
     Extension "printer_maintenance" => farm::printer_maintenance,
     Extension "get_power_circuits" => farm::get_power_circuits,
     Extension "set_power_circuit" => farm::set_power_circuit,

@@ -49,6 +49,9 @@ struct JobRow {
     done_by: Option<Stamp>,
     may_cancel: bool,
     may_retry: bool,
+    /// Waiting, and the viewer orders the queue (organization admins).
+    may_raise: bool,
+    priority: i32,
 }
 
 fn stamp_of(text: Option<&str>) -> Option<Stamp> {
@@ -57,7 +60,7 @@ fn stamp_of(text: Option<&str>) -> Option<Stamp> {
         .map(Stamp::new)
 }
 
-fn job_row(v: FarmJobView) -> JobRow {
+fn job_row(v: FarmJobView, orders: bool) -> JobRow {
     let (state, tone) = match v.state.as_str() {
         "waiting" => ("Waiting", "warn"),
         "printing" => ("Printing", "busy"),
@@ -97,6 +100,8 @@ fn job_row(v: FarmJobView) -> JobRow {
         done_by: stamp_of(v.eta_done.as_deref()),
         may_cancel: live && (v.waiting > 0 || v.printing > 0),
         may_retry: live && v.failed > 0,
+        may_raise: orders && v.state == "waiting",
+        priority: v.priority,
     }
 }
 
@@ -164,6 +169,7 @@ async fn page(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
         Ok(x) => x,
         Err(e) => return refused(&state, &req, e).await,
     };
+    let orders = crate::services::orgs::is_org_admin(&user);
     let waiting = jobs.iter().map(|j| j.waiting).sum();
     let printing = jobs.iter().map(|j| j.printing).sum();
     let maintenance = down
@@ -190,7 +196,7 @@ async fn page(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
         &FarmPage {
             chrome: Chrome::new(Some((&user, &session)), "farm"),
             csrf: csrf_token(&session),
-            jobs: jobs.into_iter().map(job_row).collect(),
+            jobs: jobs.into_iter().map(|j| job_row(j, orders)).collect(),
             waiting,
             printing,
             maintenance,
@@ -242,8 +248,8 @@ async fn create(
     }
 }
 
-/// `cancel` (copies not started; `printing` in the form also cancels those printing) or
-/// `retry` (every failed copy).
+/// `cancel` (copies not started; `printing` in the form also cancels those printing),
+/// `retry` (every failed copy) or `first` (first in line, organization admins).
 async fn job_action(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -259,6 +265,11 @@ async fn job_action(
                 let and_printing = p.str("printing").is_some();
                 state
                     .db(move |c| farm::cancel(c, &user, id, and_printing))
+                    .await?;
+            }
+            "first" => {
+                state
+                    .db(move |c| farm::set_priority(c, &user, id, None))
                     .await?;
             }
             "retry" => {
