@@ -575,6 +575,54 @@ async fn staggered_start_never_exceeds_its_limit(app: &TestApp) {
     );
     assert_eq!(heating(app, &admin).await, 2);
 
+    // At most one download at once: the third printer has not fetched its G-code yet.
+    let (status, body) = app
+        .post(
+            "/apiglobal/set_power_circuit",
+            &[
+                ("session", &admin),
+                ("name", "Bench 1"),
+                ("max_downloads", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (
+            body["message"]["downloading"].clone(),
+            body["message"]["max_heating"].clone()
+        ),
+        (json!(1), Value::Null)
+    );
+    actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
+    let q = queue(app, &f.session, fj).await;
+    assert_eq!(q["waiting"], 1);
+    assert!(
+        q["reason"]
+            .as_str()
+            .unwrap()
+            .contains("circuit Bench 1: 1 of 1 downloading"),
+        "{q}"
+    );
+    for a in f
+        .agents
+        .iter()
+        .filter(|a| !busy.iter().any(|b| b.id == a.id))
+    {
+        let cmd = a.ready(app).await;
+        if cmd.get("command").is_some() {
+            a.start(app, &cmd).await;
+        }
+    }
+    wait_queue(
+        app,
+        &f.session,
+        fj,
+        "the last one once the download is done",
+        |q| q["printing"] == 4,
+    )
+    .await;
+
     // Members may not change circuits.
     let (status, body) = app
         .post(
