@@ -3,6 +3,7 @@
 //! the install command and pass, unless `PRINTFARM_TEST_REQUIRE_CHROMIUM=1` (CI) makes that a
 //! failure. With `PRINTFARM_SCREENSHOTS=<dir>` the pages are saved there as PNG files.
 
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -33,9 +34,20 @@ struct Browser {
 }
 
 impl Browser {
-    async fn close(mut self) {
-        let _ = self.client.close().await;
-        let _ = self.driver.kill();
+    async fn close(self) {
+        let _ = self.client.clone().close().await;
+        // Drop ends chromedriver and its browsers.
+    }
+}
+
+impl Drop for Browser {
+    /// chromedriver and every Chromium it started share a process group of their own: a
+    /// test that fails (panics) before `close` leaves no browser behind either.
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child's process group; no memory is involved.
+        unsafe {
+            libc::kill(-(self.driver.id() as i32), libc::SIGKILL);
+        }
         let _ = self.driver.wait();
     }
 }
@@ -70,6 +82,7 @@ async fn browser_with(width: u32, height: u32, dark: bool) -> Option<Browser> {
         .unwrap()
         .port();
     let child = Command::new(driver)
+        .process_group(0)
         .arg(format!("--port={port}"))
         .env("TZ", VIEWER_TZ)
         .stdout(Stdio::null())
