@@ -123,6 +123,18 @@ pub fn notify_printer(conn: &mut DbConn, printer: PrinterId) -> QResult<()> {
     Ok(())
 }
 
+/// Lets the current transaction commit without waiting for its log to reach the disk
+/// (Postgres `synchronous_commit = off`, for this transaction only): for writes that a later
+/// one overwrites anyway. A crash may lose the last such commits, never half of one, and a
+/// later durable commit flushes them first. SQLite (WAL, `synchronous = NORMAL`) already
+/// commits without a flush.
+pub fn commit_without_flush(conn: &mut DbConn) -> QResult<()> {
+    if let DbConn::Pg(pg) = conn {
+        diesel::sql_query("SET LOCAL synchronous_commit TO OFF").execute(pg)?;
+    }
+    Ok(())
+}
+
 /// Serialises writers that share `key` until the surrounding transaction ends, so that a
 /// check followed by a write (a rate limit, a counter) is one atomic step. Postgres takes a
 /// transaction-scoped advisory lock; SQLite needs nothing more, because `write_transaction`

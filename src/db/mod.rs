@@ -4,8 +4,8 @@ mod backend;
 pub mod models;
 
 pub use backend::{
-    claim_waiting_copy, claimable_slice, lock_key, lock_printer, lock_share, lock_user,
-    notify_printer, reserve_file_id, try_lock_printer, NOTIFY_CHANNEL,
+    claim_waiting_copy, claimable_slice, commit_without_flush, lock_key, lock_printer, lock_share,
+    lock_user, notify_printer, reserve_file_id, try_lock_printer, NOTIFY_CHANNEL,
 };
 pub mod schema;
 

@@ -304,14 +304,19 @@ fn bounded_value(v: &Value, list_depth: u8) -> Value {
     }
 }
 
+/// Report fields that change all the time and that agents send again and again: losing the
+/// last write of one of them after a crash costs nothing.
+const VOLATILE_FIELDS: &[&str] = &["percent", "temps", "target_temps"];
+
 /// Applies a report to the printer row. Agents omit fields that did not change, so the stored
-/// report is merged, not replaced.
+/// report is merged, not replaced. Returns true when something lasting changed (the state,
+/// materials, an error, any field but the volatile ones): an agent will not send it again.
 fn apply_report(
     conn: &mut DbConn,
     printer: &Printer,
     poll: &Poll,
     now: chrono::NaiveDateTime,
-) -> Result<()> {
+) -> Result<bool> {
     let mut merged: Map<String, Value> = printer
         .report
         .as_deref()
@@ -324,10 +329,16 @@ fn apply_report(
     let mut temps_json = printer.temps.clone();
     let mut targets_json = printer.target_temps.clone();
     let mut local_ip = printer.local_ip.clone();
+    let mut lasting = false;
     if let Some(report) = &poll.report {
         for (k, v) in report {
             if let Some(v) = bounded_report_field(k, v) {
-                merged.insert(k.clone(), v);
+                let volatile = VOLATILE_FIELDS.contains(&k.as_str());
+                if let Some(old) = merged.insert(k.clone(), v) {
+                    lasting |= !volatile && merged.get(k) != Some(&old);
+                } else {
+                    lasting |= !volatile;
+                }
             }
         }
         if let Some(s) = report
@@ -379,7 +390,11 @@ fn apply_report(
     if poll.bed_clear {
         Printer::set_tray_clear(conn, printer.id, true)?;
     }
-    Ok(())
+    lasting |= state != printer.state
+        || local_ip != printer.local_ip
+        || filaments != printer.filaments
+        || last_error != printer.last_error;
+    Ok(lasting)
 }
 
 /// Handles a poll: the report (and what it means for the running job), the acknowledgement of
@@ -393,11 +408,11 @@ pub fn poll(
 ) -> Result<Option<PrinterCommand>> {
     db::write_transaction(conn, |c| {
         let now = db::now();
-        apply_report(c, printer, poll, now)?;
+        let lasting = apply_report(c, printer, poll, now)?;
         if let Some((number, ok)) = poll.ack {
             PrinterCommand::ack(c, printer.id, number, ok, now)?;
         }
-        let ended = jobs::follow_report(c, printer, &poll.seen())?;
+        let followed = jobs::follow_report(c, printer, &poll.seen())?;
         let became_ready = printer.state != PrinterState::Ready
             && poll
                 .report
@@ -406,10 +421,27 @@ pub fn poll(
                 .and_then(Value::as_str)
                 .map(PrinterState::parse)
                 == Some(PrinterState::Ready);
-        if ended || poll.bed_clear || became_ready {
-            farm::next_for_printer(c, printer.id, ctx)?;
+        let started = if followed.ended || poll.bed_clear || became_ready {
+            farm::next_for_printer(c, printer.id, ctx)?
+        } else {
+            None
+        };
+        let command = deliver(c, printer.id)?;
+        // A report that changes only what the next report overwrites (temperatures,
+        // progress, last seen) need not wait for the log to reach the disk. A new state or
+        // material, acks, a cleared tray, job progress and ends, starts and delivered
+        // commands stay durable.
+        let overwritable = !lasting
+            && poll.ack.is_none()
+            && !poll.bed_clear
+            && !poll.reset_job
+            && !followed.changed
+            && started.is_none()
+            && command.is_none();
+        if overwritable {
+            db::commit_without_flush(c)?;
         }
-        deliver(c, printer.id)
+        Ok(command)
     })
 }
 
@@ -424,7 +456,11 @@ pub fn deliver(conn: &mut DbConn, printer_id: PrinterId) -> Result<Option<Printe
 
 /// Keeps a long-polling printer marked as connected while its request is held.
 pub fn touch(conn: &mut DbConn, printer_id: PrinterId) -> Result<()> {
-    Ok(Printer::touch(conn, printer_id, db::now())?)
+    db::write_transaction(conn, |c| {
+        // Overwritten by the next poll: no need to wait for the disk.
+        db::commit_without_flush(c)?;
+        Ok(Printer::touch(c, printer_id, db::now())?)
+    })
 }
 
 /// The wire form of a command: `{"command", "number", …extra keys}`.

@@ -703,19 +703,28 @@ pub struct AgentSeen<'a> {
     pub blocking_error: bool,
 }
 
+/// What an agent's report did to its running job.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Followed {
+    /// The job ended (finished, aborted or failed).
+    pub ended: bool,
+    /// The job row changed (its progress, or its end).
+    pub changed: bool,
+}
+
 /// Follows the running job through an agent report (`before` = the printer as it was):
 /// printing → ready at 100 % finished (77); `cancel` aborted (45); `error`, a blocking error or
-/// `reset_job` failed (43). Returns true when a job ended.
-pub fn follow_report(c: &mut DbConn, before: &Printer, seen: &AgentSeen) -> Result<bool> {
+/// `reset_job` failed (43).
+pub fn follow_report(c: &mut DbConn, before: &Printer, seen: &AgentSeen) -> Result<Followed> {
     let (report, reset_job) = (seen.report, seen.reset_job);
     let Some(job_id) = before.current_job_id else {
-        return Ok(false);
+        return Ok(Followed::default());
     };
     let Some(job) = Job::find(c, job_id)? else {
-        return Ok(false);
+        return Ok(Followed::default());
     };
     if job.status_id != JobStatus::InProgress {
-        return Ok(false);
+        return Ok(Followed::default());
     }
     let state = report
         .and_then(|r| r.get("state"))
@@ -745,12 +754,15 @@ pub fn follow_report(c: &mut DbConn, before: &Printer, seen: &AgentSeen) -> Resu
     match outcome {
         Some((status, reason)) => {
             end_job(c, &job, status, Some(reason).filter(|r| !r.is_empty()))?;
-            Ok(true)
+            Ok(Followed {
+                ended: true,
+                changed: true,
+            })
         }
         None => {
-            if (percent - job.percent).abs() >= 1.0
-                && matches!(state, PrinterState::Printing | PrinterState::Paused)
-            {
+            let progressed = (percent - job.percent).abs() >= 1.0
+                && matches!(state, PrinterState::Printing | PrinterState::Paused);
+            if progressed {
                 change(
                     c,
                     job.id,
@@ -760,7 +772,10 @@ pub fn follow_report(c: &mut DbConn, before: &Printer, seen: &AgentSeen) -> Resu
                     },
                 )?;
             }
-            Ok(false)
+            Ok(Followed {
+                ended: false,
+                changed: progressed,
+            })
         }
     }
 }
