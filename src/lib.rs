@@ -55,6 +55,9 @@ pub struct AppState {
     /// Wakes this instance's farm dispatcher at once (a farm job queued or retried, a printer
     /// out of maintenance); it also runs every second by itself.
     pub farm_wake: Arc<tokio::sync::Notify>,
+    /// On SQLite, a shared lock on `<database>.lock` while this instance runs: a restore
+    /// refuses to replace the database under a running server.
+    instance_lock: Arc<std::sync::Mutex<Option<std::fs::File>>>,
 }
 
 impl AppState {
@@ -76,6 +79,11 @@ impl AppState {
             slice_wake: Arc::new(tokio::sync::Notify::new()),
             slicers: Arc::new(slicer::Running::default()),
             farm_wake: Arc::new(tokio::sync::Notify::new()),
+            instance_lock: Arc::new(std::sync::Mutex::new(
+                services::backup::hold_shared(&config).map_err(|e| {
+                    anyhow::anyhow!("cannot lock the database for this server: {e}")
+                })?,
+            )),
             config: Arc::new(config),
             pool,
             backend,
@@ -108,6 +116,15 @@ impl AppState {
             );
         }
         Ok(state)
+    }
+
+    /// This instance has stopped using the database (its server and workers ended): a
+    /// restore may replace it.
+    pub fn release_database(&self) {
+        self.instance_lock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
     }
 
     /// Queues a command for a printer's agent and wakes the agent if it is long-polling here

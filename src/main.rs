@@ -73,6 +73,19 @@ enum Admin {
         #[arg(long, default_value = "")]
         password: String,
     },
+    /// Back up a SQLite farm into a new folder while it runs: the database (a consistent
+    /// snapshot) and the local file store. Postgres: use pg_dump (README).
+    Backup {
+        /// A folder that does not exist yet (or is empty).
+        #[arg(long)]
+        to: std::path::PathBuf,
+    },
+    /// Restore a backup folder over the configured SQLite database and file store; the server
+    /// must be stopped. An older backup is migrated forward.
+    Restore {
+        #[arg(long)]
+        from: std::path::PathBuf,
+    },
     /// Print a fresh set-password link for a user (earlier links stop working).
     InviteLink {
         #[arg(long)]
@@ -201,6 +214,18 @@ fn find_user(
 }
 
 fn admin(config: Config, cmd: Admin) -> anyhow::Result<()> {
+    // A restore replaces the database: it must not open (and lock) it first.
+    if let Admin::Restore { from } = &cmd {
+        let m = printfarm::services::backup::restore(&config, from)?;
+        println!(
+            "restored the backup of {} (schema {}, {} files) from {}",
+            m.created_at,
+            m.schema,
+            m.files,
+            from.display()
+        );
+        return Ok(());
+    }
     let pool = db::connect(&config.database.url, Some(1))?;
     let mut conn = pool.get()?;
     let hasher = PasswordHasher::new(&config.auth)?;
@@ -237,6 +262,18 @@ fn admin(config: Config, cmd: Admin) -> anyhow::Result<()> {
                 user.id, user.email, user.access_role, password
             );
         }
+        Admin::Backup { to } => {
+            let m = printfarm::services::backup::backup(&mut conn, &config, &to)?;
+            println!(
+                "backed up the database (schema {}) and {} files ({} bytes) into {}",
+                m.schema,
+                m.files,
+                m.file_bytes,
+                to.display()
+            );
+        }
+        // Done above, before the database was opened.
+        Admin::Restore { .. } => {}
         Admin::ResetPassword { email, password } => {
             let password =
                 bootstrap::reset_password(&mut conn, &hasher, &email, password.as_deref())?;

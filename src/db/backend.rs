@@ -135,6 +135,41 @@ pub fn commit_without_flush(conn: &mut DbConn) -> QResult<()> {
     Ok(())
 }
 
+/// Writes a consistent copy of a SQLite database to `path` while others keep using it
+/// (`VACUUM INTO`: one read transaction, a compact file).
+pub fn vacuum_into(conn: &mut DbConn, path: &std::path::Path) -> QResult<()> {
+    match conn {
+        DbConn::Sqlite(c) => {
+            diesel::sql_query("VACUUM INTO ?")
+                .bind::<diesel::sql_types::Text, _>(path.display().to_string())
+                .execute(c)?;
+            Ok(())
+        }
+        DbConn::Pg(_) => Err(diesel::result::Error::QueryBuilderError(
+            "VACUUM INTO is SQLite's; Postgres is backed up with pg_dump".into(),
+        )),
+    }
+}
+
+/// Fails unless SQLite's `integrity_check` finds the database sound (Postgres: nothing to do).
+pub fn check_integrity(conn: &mut DbConn) -> QResult<()> {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        integrity_check: String,
+    }
+    if let DbConn::Sqlite(c) = conn {
+        let rows: Vec<Row> = diesel::sql_query("PRAGMA integrity_check").load(c)?;
+        if rows.len() != 1 || rows[0].integrity_check != "ok" {
+            let found: Vec<String> = rows.into_iter().map(|r| r.integrity_check).collect();
+            return Err(diesel::result::Error::QueryBuilderError(
+                format!("the database is damaged: {}", found.join("; ")).into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Serialises writers that share `key` until the surrounding transaction ends, so that a
 /// check followed by a write (a rate limit, a counter) is one atomic step. Postgres takes a
 /// transaction-scoped advisory lock; SQLite needs nothing more, because `write_transaction`

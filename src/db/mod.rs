@@ -4,8 +4,9 @@ mod backend;
 pub mod models;
 
 pub use backend::{
-    claim_waiting_copy, claimable_slice, commit_without_flush, lock_key, lock_printer, lock_share,
-    lock_user, notify_printer, reserve_file_id, try_lock_printer, NOTIFY_CHANNEL,
+    check_integrity, claim_waiting_copy, claimable_slice, commit_without_flush, lock_key,
+    lock_printer, lock_share, lock_user, notify_printer, reserve_file_id, try_lock_printer,
+    vacuum_into, NOTIFY_CHANNEL,
 };
 pub mod schema;
 
@@ -352,6 +353,45 @@ pub fn run_migrations(conn: &mut DbConn) -> Result<Vec<String>, SetupError> {
         .run_pending_migrations(set)
         .map_err(|e| SetupError::Migrations(e.to_string()))?;
     Ok(applied.iter().map(|v| v.to_string()).collect())
+}
+
+/// The migrations this build knows, oldest first (their versions, digits only).
+pub fn known_migrations(backend: Backend) -> Vec<String> {
+    use diesel::migration::MigrationSource;
+    let set = match backend {
+        Backend::Postgres => PG_MIGRATIONS,
+        Backend::Sqlite => SQLITE_MIGRATIONS,
+    };
+    let mut versions: Vec<String> = MigrationSource::<diesel::sqlite::Sqlite>::migrations(&set)
+        .map(|ms| {
+            ms.iter()
+                .map(|m| digits(&m.name().version().to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    versions.sort();
+    versions
+}
+
+fn digits(v: &str) -> String {
+    v.chars().filter(char::is_ascii_digit).collect()
+}
+
+/// The last migration applied to a database (its version, digits only).
+pub fn latest_migration(conn: &mut DbConn) -> Result<String, diesel::result::Error> {
+    let applied = conn
+        .applied_migrations()
+        .map_err(|e| diesel::result::Error::QueryBuilderError(e.to_string().into()))?;
+    Ok(applied
+        .iter()
+        .map(|v| digits(&v.to_string()))
+        .max()
+        .unwrap_or_default())
+}
+
+/// The SQLite database file of a database URL (None for Postgres).
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    (backend_for_url(url) == Backend::Sqlite).then(|| std::path::PathBuf::from(sqlite_path(url)))
 }
 
 pub fn backend_of(conn: &DbConn) -> Backend {

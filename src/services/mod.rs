@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod api_tokens;
 pub mod auth;
+pub mod backup;
 pub mod bootstrap;
 pub mod commands;
 pub mod farm;

@@ -15,6 +15,7 @@ mod apiglobal_files;
 mod apiglobal_google;
 mod apiglobal_orgs;
 mod apiglobal_sessions;
+mod backup;
 mod clients;
 mod console;
 mod db_schema;

@@ -153,6 +153,11 @@ impl TestApp {
         }
     }
 
+    /// The test's file store (a local folder).
+    pub fn files_dir(&self) -> std::path::PathBuf {
+        self._dir.path().join("files")
+    }
+
     /// Every file under the test's storage and staging folders (relative paths).
     pub fn stored_files(&self) -> Vec<String> {
         fn walk(base: &std::path::Path, dir: &std::path::Path, out: &mut Vec<String>) {
@@ -291,6 +296,7 @@ impl TestApp {
     pub async fn stop(self) {
         self.state.notifier.shut_down();
         self.handle.stop(true).await;
+        self.state.release_database();
         let TestApp { state, pg_drop, .. } = self;
         drop(state);
         drop(pg_drop);
