@@ -19,6 +19,7 @@ mod backup;
 mod clients;
 mod console;
 mod db_schema;
+mod deploy;
 mod farm;
 mod faults;
 mod hostile_input;
