@@ -232,7 +232,9 @@ class Shared:
         self.protocol_errors = 0
         self.error_samples = []
         self.requests = 0
-        self.rtt = {"ack": [], "progress": [], "finish": [], "clear": [], "idle": []}
+        # Round trips of polls not held, by kind: the first poll (all agents at once, before
+        # the submission), ack, progress, finish; clear and idle in plain mode only.
+        self.rtt = {"first": [], "ack": [], "progress": [], "finish": [], "clear": [], "idle": []}
         self.held = []  # long-poll idle answers without a command: seconds held
         self.extra_after_done = 0  # gcodes received after every copy had finished
 
@@ -312,8 +314,9 @@ async def poll(http, url, sh, a, kind, state, percent, bed_clear=False, wait=Non
             continue
         if sent_ack is not None and a.ack == sent_ack:
             a.ack = None
-        if wait and not d.get("command"):
-            sh.held.append(t1 - t0)
+        if wait:  # held: not a round trip
+            if not d.get("command"):
+                sh.held.append(t1 - t0)
         else:
             sh.rtt[kind].append(t1 - t0)
         return d, t0, t1
@@ -410,7 +413,7 @@ async def print_copy(http, url, sh, a):
 
 async def agent_loop(http, url, sh, a):
     args = sh.args
-    d, _, t = await poll(http, url, sh, a, "idle", "ready", 0, bed_clear=True)
+    d, _, t = await poll(http, url, sh, a, "first", "ready", 0, bed_clear=True)
     take(sh, a, d, t)
     sh.initial_polls += 1
     if sh.initial_polls == len(sh.agents):
@@ -438,6 +441,35 @@ async def global_call(http, base, name, data):
         if r.status != 200 or not d.get("result"):
             raise RuntimeError(f"{name}: HTTP {r.status}: {d}")
         return d["message"]
+
+
+async def submit(http, base, session, file_id, type_id, copies, known, failed_calls):
+    """print_file with a printer type and copies; answers (farm job id, copies started).
+    A failed call (the server answers 503 "please retry" when its database is busy) is
+    retried up to 10 times, 1 s apart, but only after get_farm_queue shows that it made no
+    farm job: print_file commits the farm job before its dispatch pass, so a call can fail
+    after the job exists (then that job is taken, not a second one made)."""
+    form = {"session": session, "file_id": file_id, "printer_type_id": type_id, "copies": copies}
+    for attempt in range(10):
+        try:
+            msg = await global_call(http, base, "print_file", form)
+            return int(msg["farm_job_id"]), len(msg.get("job_ids") or [])
+        except (RuntimeError, aiohttp.ClientError, asyncio.TimeoutError) as e:
+            failed_calls.append(f"{time.strftime('%H:%M:%S')} {e}")
+            log(f"print_file failed (attempt {attempt + 1}): {e}")
+        await asyncio.sleep(1.0)
+        try:
+            listed = await global_call(http, base, "get_farm_queue", {"session": session, "limit": 500})
+        except (RuntimeError, aiohttp.ClientError, asyncio.TimeoutError) as e:
+            failed_calls.append(f"{time.strftime('%H:%M:%S')} get_farm_queue: {e}")
+            log(f"get_farm_queue failed too: {e}")
+            continue
+        made = [f for f in listed if f["farm_job_id"] not in known
+                and f["file_id"] == file_id and f["copies"] == copies]
+        if made:
+            failed_calls.append(f"farm job {made[0]['farm_job_id']} exists although print_file failed")
+            return made[0]["farm_job_id"], 0
+    raise RuntimeError(f"print_file failed 10 times: {failed_calls[-1]}")
 
 
 def perfect_dispatcher_makespan(durations, printers, clear):
@@ -482,12 +514,18 @@ async def main():
     ap.add_argument("--tail", type=float, default=3.0)
     ap.add_argument("--max-load", type=float, default=1.5)
     ap.add_argument("--load-wait", type=float, default=600)
+    ap.add_argument("--owner-submits", choices=("yes", "no"), default="yes",
+                    help="no: the first session registers the printers (owns them) and submits "
+                         "no farm job; the others submit")
     ap.add_argument("--out", default="")
     args = ap.parse_args()
     sessions = [s for s in args.sessions.split(",") if s]
     file_ids = [int(f) for f in args.file_ids.split(",") if f]
     if len(sessions) != len(file_ids):
         ap.error("one file id per session")
+    submitters = list(range(len(sessions))) if args.owner_submits == "yes" else list(range(1, len(sessions)))
+    if not submitters:
+        ap.error("--owner-submits no needs at least two sessions")
     if not args.sqlite_path and not args.pg_url:
         ap.error("--sqlite-path or --pg-url")
     if not 1 <= args.jobs <= args.copies:
@@ -532,23 +570,31 @@ async def main():
         cpu = CpuMeter(args.server_pid, args.pg_url)
         await cpu.start()
         sh.t_submit = sh.t_last_progress = time.monotonic()
-        farm_jobs, submit_ms, started_at_submit = [], [], 0
+        farm_jobs, submit_ms, started_at_submit, submit_failures = [], [], 0, []
         for k, n in enumerate(per_job):
-            s = k % len(sessions)
+            s = submitters[k % len(submitters)]
             t0 = time.monotonic()
-            msg = await global_call(http, args.base, "print_file", {
-                "session": sessions[s], "file_id": file_ids[s],
-                "printer_type_id": type_id, "copies": n,
-            })
+            try:
+                fj, started = await submit(http, args.base, sessions[s], file_ids[s], type_id, n,
+                                           farm_jobs, submit_failures)
+            except RuntimeError as e:
+                failures.append(f"farm job {k + 1} of {len(per_job)} not submitted: {e}")
+                break
             submit_ms.append(1000 * (time.monotonic() - t0))
-            farm_jobs.append(int(msg["farm_job_id"]))
-            started_at_submit += len(msg.get("job_ids") or [])
+            farm_jobs.append(fj)
+            started_at_submit += started
         t_submitted = time.monotonic()
-        log(f"{len(farm_jobs)} farm jobs ({args.copies} copies) submitted in "
-            f"{t_submitted - sh.t_submit:.2f}s; {started_at_submit} copies started by the calls")
+        log(f"{len(farm_jobs)} farm jobs ({sum(per_job[:len(farm_jobs)])} copies) submitted in "
+            f"{t_submitted - sh.t_submit:.2f}s; {started_at_submit} copies started by the calls; "
+            f"{len(submit_failures)} failed print_file calls")
 
         # Watch: progress every second; stall = no dispatch and no finish for --stall s.
         timeline, k = [], 0
+        if len(farm_jobs) < len(per_job):
+            # What was submitted is still followed to its end (or a stall); the run fails.
+            sh.copies = sum(per_job[:len(farm_jobs)])
+            if sh.finished >= sh.copies:
+                sh.all_finished.set()
         while not sh.all_finished.is_set():
             try:
                 await asyncio.wait_for(sh.all_finished.wait(), 1.0)
@@ -604,7 +650,7 @@ async def main():
         failures.append(f"database: jobs not finished: {by_status}")
     if copies_by_state != {"done": args.copies}:
         failures.append(f"database: farm copies by state {copies_by_state}")
-    if sh.finished != args.copies or sh.handed_out != args.copies:
+    if sh.finished != args.copies or sh.handed_out != sh.copies:
         failures.append(f"agents: {sh.handed_out} copies received, {sh.finished} finished, of {args.copies}")
     if sh.anomalies:
         failures.append(f"{len(sh.anomalies)} protocol anomalies: {sh.anomalies[:5]}")
@@ -628,6 +674,8 @@ async def main():
         "copies": args.copies,
         "farm_jobs": len(farm_jobs),
         "users": len(sessions),
+        "submitting_users": len(submitters),
+        "printer_owner_submits": args.owner_submits == "yes",
         "copies_per_job": per_job[0] if len(set(per_job)) == 1 else per_job,
         "print_s_min_max": [args.print_min, args.print_max],
         "clear_s": args.clear,
@@ -638,8 +686,9 @@ async def main():
         "load_before": load,
         "loadavg_before": load_txt,
         "submit_s": round(t_submitted - sh.t_submit, 2),
-        "print_file_ms_p50_max": [round(pct(submit_ms, 50), 1), round(max(submit_ms), 1)],
+        "print_file_ms_p50_max": [round(pct(submit_ms, 50), 1), round(max(submit_ms, default=0), 1)],
         "started_by_print_file": started_at_submit,
+        "print_file_failures": submit_failures,
         "first_wave_ms_p50_p99_max": [ms(pct(sh.first_wave, 50)), ms(pct(sh.first_wave, 99)),
                                       ms(max(sh.first_wave) if sh.first_wave else None)],
         "first_wave_n": len(sh.first_wave),
@@ -650,7 +699,7 @@ async def main():
         "makespan_s": round(makespan, 2) if makespan else None,
         "submit_to_last_finish_s": round(sh.t_last_finish - sh.t_submit, 2) if sh.t_last_finish else None,
         "utilisation_pct": round(100 * busy_print / (args.printers * makespan), 1) if makespan else None,
-        "perfect_dispatcher_utilisation_pct": round(100 * total_print / (args.printers * perfect), 1),
+        "perfect_dispatcher_utilisation_pct": round(100 * sum(received or durations) / (args.printers * perfect), 1),
         "makespan_over_ideal": round(makespan / ideal, 3) if makespan else None,
         "makespan_over_perfect_dispatcher": round(makespan / perfect, 3) if makespan else None,
         "dispatch_latency_ms_p50": ms(pct(lat, 50)),

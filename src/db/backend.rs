@@ -15,13 +15,20 @@ pub const NOTIFY_CHANNEL: &str = "printfarm_commands";
 
 type QResult<T> = Result<T, diesel::result::Error>;
 
+// Row locks are `FOR NO KEY UPDATE`, never `FOR UPDATE`: printfarm never changes a key, and
+// `FOR UPDATE` also waits for the `FOR KEY SHARE` locks that foreign-key checks take on
+// referenced rows (a printer's owner while the printer row is updated twice in one
+// transaction, a printer while a job is inserted for it). Those waits made deadlocks between
+// an agent's poll (owner's key-share, then the job counter) and a start (counter, then the
+// owner's row) under load.
+
 /// Re-reads a printer and, on Postgres, locks its row until the transaction ends, so two
 /// starts racing for one printer are serialised (SQLite's BEGIN IMMEDIATE already is).
 pub fn lock_printer(conn: &mut DbConn, id: PrinterId) -> QResult<Option<Printer>> {
     match conn {
         DbConn::Pg(pg) => printers::table
             .find(id)
-            .for_update()
+            .for_no_key_update()
             .select(Printer::as_select())
             .first(pg)
             .optional(),
@@ -35,7 +42,7 @@ pub fn try_lock_printer(conn: &mut DbConn, id: PrinterId) -> QResult<Option<Prin
     match conn {
         DbConn::Pg(pg) => printers::table
             .find(id)
-            .for_update()
+            .for_no_key_update()
             .skip_locked()
             .select(Printer::as_select())
             .first(pg)
@@ -53,7 +60,7 @@ pub fn claim_waiting_copy(conn: &mut DbConn, farm_job: i64) -> QResult<Option<i6
         .order(farm_copies::copy_number.asc())
         .select(farm_copies::id);
     match conn {
-        DbConn::Pg(pg) => waiting.for_update().skip_locked().first(pg).optional(),
+        DbConn::Pg(pg) => waiting.for_no_key_update().skip_locked().first(pg).optional(),
         DbConn::Sqlite(_) => waiting.first(conn).optional(),
     }
 }
@@ -63,7 +70,7 @@ pub fn lock_user(conn: &mut DbConn, id: UserId) -> QResult<Option<User>> {
     match conn {
         DbConn::Pg(pg) => users::table
             .find(id)
-            .for_update()
+            .for_no_key_update()
             .select(User::as_select())
             .first(pg)
             .optional(),
@@ -76,7 +83,7 @@ pub fn lock_share(conn: &mut DbConn, id: i64) -> QResult<Option<PrinterShare>> {
     match conn {
         DbConn::Pg(pg) => printer_shares::table
             .find(id)
-            .for_update()
+            .for_no_key_update()
             .select(PrinterShare::as_select())
             .first(pg)
             .optional(),
@@ -98,7 +105,7 @@ pub fn claimable_slice(conn: &mut DbConn, now: NaiveDateTime) -> QResult<Option<
             .filter(claimable)
             .order(slice_jobs::id.asc())
             .select(slice_jobs::id)
-            .for_update()
+            .for_no_key_update()
             .skip_locked()
             .first(pg)
             .optional(),
