@@ -26,8 +26,9 @@ real agent protocol (bench/farm_sim.sh runs it).
    clearing the tray) and polls ``ready`` with ``"bed_clear": true`` (+ ``wait`` in long mode).
    That poll frees the printer; the server normally answers it with the next copy's
    ``gcodes``.
-5. The run ends when every copy has finished (fails after ``--stall`` s without any dispatch
-   or finish); the agents keep polling ``--tail`` s more (nothing may arrive then).
+5. The run ends when every copy has finished; it fails after ``--stall`` s without any
+   dispatch or finish, ``--max-run`` s after the submission began, or on SIGTERM/SIGINT (the
+   report is still written). The agents keep polling ``--tail`` s more (nothing may arrive).
 
 Measured (client clock, time.monotonic):
 - makespan: first ``gcodes`` received -> last job finished (answer to its ``ready`` 100);
@@ -57,6 +58,7 @@ import heapq
 import json
 import os
 import random
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -191,8 +193,13 @@ class CpuMeter:
     def between(self, a, b):
         secs = b[0] - a[0]
         pc = lambda i: round(100.0 * (b[i] - a[i]) / CLK_TCK / secs, 1) if secs > 0 else None  # noqa: E731
+        other = None
+        if secs > 0:
+            other = round(100.0 * ((b[4] - a[4]) - (b[1] - a[1]) - (b[2] - a[2]) - (b[3] - a[3]))
+                          / CLK_TCK / secs, 1)
         return {
             "seconds": round(secs, 2),
+            "other_processes_pct_of_one_core": other,
             "server_pct_of_one_core": pc(1),
             "postgres_pct_of_one_core": pc(2) if self.pg_url else None,
             "client_pct_of_one_core": pc(3),
@@ -512,6 +519,9 @@ async def main():
     ap.add_argument("--register-concurrency", type=int, default=50)
     ap.add_argument("--stall", type=float, default=60.0)
     ap.add_argument("--tail", type=float, default=3.0)
+    ap.add_argument("--max-run", type=float, default=0,
+                    help="fail when the copies have not all finished this many s after the "
+                         "submission began (0: max(600, 10 x the ideal makespan))")
     ap.add_argument("--max-load", type=float, default=1.5)
     ap.add_argument("--load-wait", type=float, default=600)
     ap.add_argument("--owner-submits", choices=("yes", "no"), default="yes",
@@ -588,8 +598,13 @@ async def main():
             f"{t_submitted - sh.t_submit:.2f}s; {started_at_submit} copies started by the calls; "
             f"{len(submit_failures)} failed print_file calls")
 
-        # Watch: progress every second; stall = no dispatch and no finish for --stall s.
-        timeline, k = [], 0
+        # Watch: progress every second; stall = no dispatch and no finish for --stall s; too
+        # slow = not done --max-run s after the submission began; SIGTERM/SIGINT end it too.
+        max_run = args.max_run or max(600.0, 10 * max(total_print / args.printers, max(durations)))
+        interrupted = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(sig, interrupted.set)
+        timeline, k, load_max = [], 0, load1()
         if len(farm_jobs) < len(per_job):
             # What was submitted is still followed to its end (or a stall); the run fails.
             sh.copies = sum(per_job[:len(farm_jobs)])
@@ -603,11 +618,20 @@ async def main():
             k += 1
             s = await cpu.tick(k)
             idle = sum(1 for a in agents if not a.busy and a.pending is None)
+            load_max = max(load_max, load1())
             timeline.append((round(s[0] - sh.t_submit, 2), sh.handed_out, sh.finished,
                              sh.handed_out - sh.finished, idle, s[1], s[2], s[3], s[4]))
             if k % 10 == 0:
                 log(f"t={s[0] - sh.t_submit:.0f}s handed out {sh.handed_out}, finished {sh.finished}, "
                     f"idle printers {idle}, load {load1()}")
+            if interrupted.is_set():
+                failures.append(f"interrupted (handed out {sh.handed_out}, finished {sh.finished} of {args.copies})")
+                break
+            if time.monotonic() - sh.t_submit > max_run:
+                failures.append(
+                    f"too slow: {sh.finished} of {args.copies} copies finished {max_run:.0f}s after the "
+                    f"submission began (handed out {sh.handed_out})")
+                break
             if time.monotonic() - sh.t_last_progress > args.stall:
                 failures.append(
                     f"stall: no copy handed out or finished for {args.stall:.0f}s "
@@ -624,7 +648,12 @@ async def main():
         # The server's view.
         queue = {}
         for sess in sessions:
-            for fj in await global_call(http, args.base, "get_farm_queue", {"session": sess, "limit": 500}):
+            try:
+                listed = await global_call(http, args.base, "get_farm_queue", {"session": sess, "limit": 500})
+            except (RuntimeError, aiohttp.ClientError, asyncio.TimeoutError) as e:
+                failures.append(f"get_farm_queue failed: {e}")
+                break
+            for fj in listed:
                 if fj["farm_job_id"] in farm_jobs:
                     queue[fj["farm_job_id"]] = fj
     q_done = sum(fj["done"] for fj in queue.values())
@@ -685,6 +714,7 @@ async def main():
         "registration_s": round(reg_s, 1),
         "load_before": load,
         "loadavg_before": load_txt,
+        "load1_max_during_run": load_max,
         "submit_s": round(t_submitted - sh.t_submit, 2),
         "print_file_ms_p50_max": [round(pct(submit_ms, 50), 1), round(max(submit_ms, default=0), 1)],
         "started_by_print_file": started_at_submit,
@@ -773,7 +803,7 @@ def row(r):
         f"{fmt(c['server_pct_of_one_core'])} | {fmt(c['postgres_pct_of_one_core'])} | "
         f"{fmt(c['client_pct_of_one_core'])} | {fmt(c['machine_pct_of_one_core'])} | "
         f"{r['requests_per_s']} | {r['check']['get_farm_queue_done']} / {r['check']['db_copies_finished_twice']} | "
-        f"{r['errors']} | {r['load_before']} |"
+        f"{r['errors']} | {r['load_before']} ({r['load1_max_during_run']}) | {fmt(c['other_processes_pct_of_one_core'])} |"
     )
 
 
@@ -781,7 +811,8 @@ HEADER = (
     "| backend | idle polls | printers | copies | makespan s: actual / ideal / perfect dispatcher | "
     "utilisation % | dispatch latency p50 / p99 / max ms (inline) | server CPU % of a core | "
     "Postgres backends % | client % | machine % (of one core) | polls/s | done / copies printed twice | "
-    "errors | load before |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    "errors | load before (max during) | other processes % |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 

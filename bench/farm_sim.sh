@@ -25,7 +25,9 @@
 #   BENCH_MODE (long: idle printers long-poll with "wait": BENCH_WAIT; plain: a poll every
 #   BENCH_INTERVAL s), BENCH_INTERVAL (2; also the progress-report period while printing),
 #   BENCH_WAIT (20), BENCH_PRINT_MIN (2), BENCH_PRINT_MAX (12), BENCH_CLEAR_S (0.5),
-#   BENCH_SEED (1), BENCH_REGISTER_CONCURRENCY (50), BENCH_STALL_S (60), BENCH_PRINTER_TYPE
+#   BENCH_SEED (1), BENCH_REGISTER_CONCURRENCY (50), BENCH_STALL_S (60: fail after so long
+#   without a dispatch or finish), BENCH_MAX_RUN_S (0 = max(600, 10 x the ideal makespan): fail
+#   when not done so long after the submission began), BENCH_PRINTER_TYPE
 #   (PRUSA_MK4), BENCH_OWNER_SUBMITS (yes; no: the first user, who registers and so owns the
 #   printers, submits no farm job, the other BENCH_USERS - 1 do)
 set -euo pipefail
@@ -44,6 +46,7 @@ BENCH_CLEAR_S="${BENCH_CLEAR_S:-0.5}"
 BENCH_SEED="${BENCH_SEED:-1}"
 BENCH_REGISTER_CONCURRENCY="${BENCH_REGISTER_CONCURRENCY:-50}"
 BENCH_STALL_S="${BENCH_STALL_S:-60}"
+BENCH_MAX_RUN_S="${BENCH_MAX_RUN_S:-0}"
 BENCH_PRINTER_TYPE="${BENCH_PRINTER_TYPE:-PRUSA_MK4}"
 BENCH_OWNER_SUBMITS="${BENCH_OWNER_SUBMITS:-yes}"
 BENCH_RESULTS_DIR="${BENCH_RESULTS_DIR:-$BENCH_DIR/results/farm-$(date -u +%Y%m%dT%H%M%SZ)}"
@@ -123,6 +126,7 @@ bench_backend() {
         --wait "$BENCH_WAIT" --print-min "$BENCH_PRINT_MIN" --print-max "$BENCH_PRINT_MAX"
         --clear "$BENCH_CLEAR_S" --seed "$BENCH_SEED"
         --register-concurrency "$BENCH_REGISTER_CONCURRENCY" --stall "$BENCH_STALL_S"
+        --max-run "$BENCH_MAX_RUN_S"
         --owner-submits "$BENCH_OWNER_SUBMITS"
         --max-load "$BENCH_MAX_LOAD" --load-wait "$BENCH_LOAD_WAIT_SECS"
         --out "$BENCH_RESULTS_DIR/$backend.json")

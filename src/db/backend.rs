@@ -60,7 +60,11 @@ pub fn claim_waiting_copy(conn: &mut DbConn, farm_job: i64) -> QResult<Option<i6
         .order(farm_copies::copy_number.asc())
         .select(farm_copies::id);
     match conn {
-        DbConn::Pg(pg) => waiting.for_no_key_update().skip_locked().first(pg).optional(),
+        DbConn::Pg(pg) => waiting
+            .for_no_key_update()
+            .skip_locked()
+            .first(pg)
+            .optional(),
         DbConn::Sqlite(_) => waiting.first(conn).optional(),
     }
 }

@@ -296,43 +296,7 @@ pub fn print_file(
                 return Err(b.into());
             }
         }
-        let org = Organization::find(c, printer.organization_id)?
-            .ok_or_else(|| Error::internal("printer without organization"))?;
-        let est = estimates(&file);
-        let cost = material_cost(&org, &est.material, est.weight);
-        let share = share_used(c, user, &printer, access)?;
-        check_means(c, user, share.as_ref(), cost, now)?;
-        let seq = Job::next_change(c)?;
-        let job = Job::insert(
-            c,
-            &NewJob {
-                organization_id: printer.organization_id,
-                printer_id: printer.id,
-                file_id: file.id,
-                user_id: user.id,
-                share_id: share.as_ref().map(|s| s.id),
-                status_id: JobStatus::Queued,
-                change_seq: seq,
-                notes: None,
-                percent: 0.0,
-                print_time: 0,
-                printing_duration: est.duration,
-                material_type: &est.material,
-                layer_height: est.layer_height,
-                color_numbers: est.colors,
-                extruders: &est.extruders,
-                weight: est.weight,
-                heated_bed: est.heated_bed,
-                heated_bed_temperature: est.bed_temp,
-                raft: est.raft,
-                supports: est.supports,
-                file_cost: cost,
-                charged: false,
-                created_at: now,
-                updated_at: now,
-                farm_copy_id: None,
-            },
-        )?;
+        let job = queue_job(c, user, access, &file, &printer, None, now)?;
         // Jobs queued earlier go first.
         let first_in_line = Job::next_queued(c, printer.id)?.is_some_and(|j| j.id == job.id);
         if !only_queue && first_in_line && start_blocker(&printer, ctx.offline_after, now).is_none()
@@ -347,19 +311,18 @@ pub fn print_file(
     })
 }
 
-/// The dispatcher's start of one farm-queue copy on a printer it chose (locked, ready): a job
-/// row for the copy, started at once and charged like any other. The caller runs it in a
-/// savepoint: a refusal (means, printer) leaves nothing behind.
-pub fn start_farm_copy(
+/// A queued job row for the user's file on the (locked) printer, its material cost from the
+/// organization's prices, the share it goes through, once the user's means allow it; the
+/// farm copy it prints, if any.
+fn queue_job(
     c: &mut DbConn,
     user: &User,
     access: Access,
     file: &StoredFile,
     printer: &Printer,
-    copy_id: i64,
-    ctx: &JobContext,
+    farm_copy_id: Option<i64>,
+    now: NaiveDateTime,
 ) -> Result<Job> {
-    let now = db::now();
     let org = Organization::find(c, printer.organization_id)?
         .ok_or_else(|| Error::internal("printer without organization"))?;
     let est = estimates(file);
@@ -367,7 +330,7 @@ pub fn start_farm_copy(
     let share = share_used(c, user, printer, access)?;
     check_means(c, user, share.as_ref(), cost, now)?;
     let seq = Job::next_change(c)?;
-    let job = Job::insert(
+    Ok(Job::insert(
         c,
         &NewJob {
             organization_id: printer.organization_id,
@@ -394,9 +357,24 @@ pub fn start_farm_copy(
             charged: false,
             created_at: now,
             updated_at: now,
-            farm_copy_id: Some(copy_id),
+            farm_copy_id,
         },
-    )?;
+    )?)
+}
+
+/// The dispatcher's start of one farm-queue copy on a printer it chose (locked, ready): a job
+/// row for the copy, started at once and charged like any other. The caller runs it in a
+/// savepoint: a refusal (means, printer) leaves nothing behind.
+pub fn start_farm_copy(
+    c: &mut DbConn,
+    user: &User,
+    access: Access,
+    file: &StoredFile,
+    printer: &Printer,
+    copy_id: i64,
+    ctx: &JobContext,
+) -> Result<Job> {
+    let job = queue_job(c, user, access, file, printer, Some(copy_id), db::now())?;
     start(c, job, user.id, ctx)
 }
 
