@@ -17,7 +17,9 @@ real agent protocol (bench/farm_sim.sh runs it).
    mode a poll every ``--interval`` s.
 3. After a wait for a quiet machine, ``--jobs`` farm jobs are submitted with ``print_file``
    (``file_id``, ``printer_type_id``, ``copies``; ``--copies`` in all, spread evenly; job k by
-   session k mod len(sessions)), one after the other.
+   session k mod len(sessions), one after the other; with ``--owner-submits no`` the first
+   session, which registered and so owns the printers, submits none). A call answered with an
+   error is retried (see ``submit``).
 4. Each agent, on ``gcodes``: acks it at once with ``printing`` percent 1, "prints" for a
    simulated duration (the k-th copy received takes durations[k], uniform in
    [--print-min, --print-max] from ``--seed``, so the total print time is the same in every
@@ -40,7 +42,7 @@ Measured (client clock, time.monotonic):
   (answer of that poll = "inline", else a later poll), for every bed_clear followed by a copy;
   bed_clear polls that got no copy although copies were still unassigned (client view) are
   counted apart. Also: submission -> first ``gcodes`` of the printers idle at submission.
-- CPU over the makespan window: the server PID (utime+stime), the Postgres backends of its
+- CPU from the first ``print_file`` to the last finish: the server PID (utime+stime), the Postgres backends of its
   database (pg_stat_activity, refreshed every 2 s), this client, the machine; as % of one core.
 - correctness, from the database: finished farm jobs (status 77) == copies, no copy with more
   than one finished job, every farm copy ``done``, no other job status; and from
@@ -195,8 +197,8 @@ class CpuMeter:
         pc = lambda i: round(100.0 * (b[i] - a[i]) / CLK_TCK / secs, 1) if secs > 0 else None  # noqa: E731
         other = None
         if secs > 0:
-            other = round(100.0 * ((b[4] - a[4]) - (b[1] - a[1]) - (b[2] - a[2]) - (b[3] - a[3]))
-                          / CLK_TCK / secs, 1)
+            other = round(max(0.0, 100.0 * ((b[4] - a[4]) - (b[1] - a[1]) - (b[2] - a[2]) - (b[3] - a[3]))
+                                  / CLK_TCK / secs), 1)
         return {
             "seconds": round(secs, 2),
             "other_processes_pct_of_one_core": other,

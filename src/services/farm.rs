@@ -738,6 +738,15 @@ fn names(
     }
 }
 
+/// A dispatch pass right after a committed change (a farm job queued or retried, a printer
+/// back in service): the change stands whatever the pass meets; a failed pass is logged and
+/// left to the dispatcher's next run, so the caller is never told the change failed.
+pub fn dispatch_now(conn: &mut DbConn, ctx: &JobContext) {
+    if let Err(e) = dispatch_pass(conn, ctx) {
+        tracing::warn!(error = %e, "farm dispatch after a change failed; the dispatcher retries");
+    }
+}
+
 /// After a printer became free (its job ended, its tray was cleared, it came back ready): its
 /// own queue first (when its organization auto-starts), then the farm queue.
 pub fn next_for_printer(

@@ -111,7 +111,7 @@ pub async fn farm_job_retry(
     let requeued = state
         .db(move |c| {
             let n = farm::retry(c, &me, p.farm_job_id, p.job_id.map(JobId))?;
-            farm::dispatch_pass(c, &ctx)?;
+            farm::dispatch_now(c, &ctx);
             Ok(n)
         })
         .await?;
@@ -149,7 +149,7 @@ pub async fn printer_maintenance(
             let m = maintenance::change(c, &me, printer, change)?;
             if !m.in_maintenance {
                 // Back in service: the farm queue may have a copy for it.
-                farm::dispatch_pass(c, &ctx)?;
+                farm::dispatch_now(c, &ctx);
             }
             Ok(m)
         })

@@ -87,7 +87,7 @@ pub async fn print_file(
             Ok(match slicing::farm_print(c, &me, request, &ctx)? {
                 slicing::FarmQueued::Farm(fj) => {
                     // Free printers take their copies now; the rest follow as printers free up.
-                    farm::dispatch_pass(c, &ctx)?;
+                    farm::dispatch_now(c, &ctx);
                     let started = farm::started_jobs(c, fj.id)?;
                     PrintFileMessage {
                         farm_job_id: Some(fj.id),

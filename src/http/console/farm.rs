@@ -233,7 +233,7 @@ async fn create(
         let fj = state
             .db(move |c| {
                 let fj = farm::create(c, &user, request, &ctx)?;
-                farm::dispatch_pass(c, &ctx)?;
+                farm::dispatch_now(c, &ctx);
                 Ok(fj)
             })
             .await?;
@@ -276,7 +276,8 @@ async fn job_action(
                 state
                     .db(move |c| {
                         farm::retry(c, &user, id, None)?;
-                        farm::dispatch_pass(c, &ctx)
+                        farm::dispatch_now(c, &ctx);
+                        Ok(())
                     })
                     .await?;
                 state.farm_wake.notify_one();
@@ -336,7 +337,7 @@ async fn set_maintenance(
             .db(move |c| {
                 let m = maintenance::change(c, &user, id, change)?;
                 if !m.in_maintenance {
-                    farm::dispatch_pass(c, &ctx)?;
+                    farm::dispatch_now(c, &ctx);
                 }
                 Ok(())
             })
