@@ -348,8 +348,8 @@ impl Facts {
             })
             .collect();
         let mut circuits = BTreeMap::new();
-        let circuit_orgs: BTreeSet<OrgId> = printers.values().map(|p| p.organization_id).collect();
-        for org in circuit_orgs.iter().chain(orgs.iter()) {
+        orgs.extend(printers.values().map(|p| p.organization_id));
+        for org in &orgs {
             for ci in PowerCircuit::of_org(c, *org)? {
                 circuits.insert(ci.id, ci);
             }

@@ -127,8 +127,6 @@ pub fn change(
                 grams.unwrap_or(printer.maintenance_filament_limit_g),
             )?;
         }
-        let printer = Printer::find(c, printer.id)?
-            .ok_or_else(|| Error::not_found(format!("Printer {printer_id} not found")))?;
         // The limits may already be passed.
         maintenance_due(c, printer.id, now)?;
         let printer = Printer::find(c, printer.id)?

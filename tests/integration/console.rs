@@ -1885,6 +1885,7 @@ async fn a_member_queues_copies_on_the_farm_and_follows_them(db: Db) {
     })
     .await;
     assert!(card.contains("In maintenance: it takes no jobs"), "{card}");
+    screenshot(c, "dashboard-maintenance").await;
     c.goto(&app.url("/farm")).await.unwrap();
     let listed = wait_text(c, "li[data-maintenance]", |t| t.contains("Nozzle swap")).await;
     assert!(listed.contains("SN-FARM-1"), "{listed}");
