@@ -189,7 +189,7 @@ impl From<diesel::result::Error> for Error {
                 storage_full()
             }
             D::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
-                Error::Unavailable(format!("Database unavailable: {}", info.message()))
+                Error::Unavailable(format!("{}: {}", crate::db::UNAVAILABLE, info.message()))
             }
             other => Error::Internal(format!("database: {other}")),
         }

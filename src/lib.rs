@@ -157,10 +157,18 @@ impl AppState {
         T: Send + 'static,
     {
         let pool = self.pool.clone();
+        let turn = self.pool.turn().await?;
         let (result, wakes) = web::block(move || {
             // Left by work that ran on this thread outside `db` (nothing to wake for it here).
             drop(db::take_committed_wakes());
-            let result = pool.get().map_err(Error::from).and_then(|mut c| f(&mut c));
+            let result = pool.get().map_err(Error::from).and_then(|mut c| {
+                let result = f(&mut c);
+                if matches!(&result, Err(Error::Unavailable(m)) if m.starts_with(db::UNAVAILABLE)) {
+                    c.mark_broken();
+                }
+                result
+            });
+            drop(turn);
             (result, db::take_committed_wakes())
         })
         .await?;

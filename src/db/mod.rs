@@ -38,7 +38,36 @@ macro_rules! per_backend {
     };
 }
 
-pub type PooledConn = r2d2::PooledConnection<ConnectionManager>;
+/// A connection of the pool, with what the pool learnt of it in use: connections are not
+/// checked with a query at each checkout; one whose query found it closed is dropped on return.
+pub struct Pooled {
+    conn: DbConn,
+    broken: bool,
+}
+
+/// A connection checked out of the pool; it goes back when dropped.
+pub struct PooledConn(r2d2::PooledConnection<ConnectionManager>);
+
+impl PooledConn {
+    /// The connection failed in a way that says it is gone (the server closed it): the pool
+    /// opens a fresh one instead of handing it out again.
+    pub fn mark_broken(&mut self) {
+        self.0.broken = true;
+    }
+}
+
+impl std::ops::Deref for PooledConn {
+    type Target = DbConn;
+    fn deref(&self) -> &DbConn {
+        &self.0.conn
+    }
+}
+
+impl std::ops::DerefMut for PooledConn {
+    fn deref_mut(&mut self) -> &mut DbConn {
+        &mut self.0.conn
+    }
+}
 
 /// Longest wait for a pooled connection when the database is reachable but every connection
 /// is busy (ordinary contention).
@@ -50,6 +79,9 @@ const PROBE_EVERY: Duration = Duration::from_millis(250);
 const PROBE_TIMEOUT: Duration = Duration::from_millis(800);
 /// Slice of a normal checkout's wait, between looks at whether the database went away.
 const CHECKOUT_SLICE: Duration = Duration::from_millis(100);
+/// Requests waiting for a connection, per connection, beyond which a request is refused at
+/// once (503) instead of joining the queue.
+const WAITING_PER_CONNECTION: usize = 64;
 
 /// Whether the database can be reached: set down by the pool when opening a connection fails,
 /// up again when one opens. Requests fail fast while it is down instead of each waiting out
@@ -126,12 +158,15 @@ impl r2d2::HandleError<ConnError> for ReachabilityReports {
     }
 }
 
-impl r2d2::CustomizeConnection<DbConn, ConnError> for ReachabilityReports {
-    fn on_acquire(&self, _conn: &mut DbConn) -> Result<(), ConnError> {
+impl r2d2::CustomizeConnection<Pooled, ConnError> for ReachabilityReports {
+    fn on_acquire(&self, _conn: &mut Pooled) -> Result<(), ConnError> {
         self.0.mark_up();
         Ok(())
     }
 }
+
+/// How every "the database cannot be used" message starts (the pool's and a lost connection's).
+pub const UNAVAILABLE: &str = "Database unavailable";
 
 /// No connection could be had: the database is unreachable, or busy past the checkout timeout.
 #[derive(Debug, thiserror::Error)]
@@ -143,9 +178,42 @@ pub struct Unavailable(String);
 pub struct Pool {
     inner: r2d2::Pool<ConnectionManager>,
     reach: std::sync::Arc<Reachability>,
+    /// One permit per connection: requests wait here, without a thread, for their turn.
+    permits: std::sync::Arc<tokio::sync::Semaphore>,
+    waiting: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    max_waiting: usize,
 }
 
+/// A request's turn at the database: while it is held, a connection is (about to be) its own.
+pub struct Turn(#[allow(dead_code)] tokio::sync::OwnedSemaphorePermit);
+
 impl Pool {
+    /// Waits, in a bounded queue and without a thread, until a connection is free for this
+    /// request (so threads and connections stay as many as the pool, however many requests
+    /// come in); refuses at once when the queue is full, or after the checkout timeout.
+    pub async fn turn(&self) -> Result<Turn, Unavailable> {
+        use std::sync::atomic::Ordering;
+        if let Ok(permit) = self.permits.clone().try_acquire_owned() {
+            return Ok(Turn(permit));
+        }
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_waiting {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(Unavailable(
+                "the server is busy: too many requests are waiting for the database".into(),
+            ));
+        }
+        let permit =
+            tokio::time::timeout(CHECKOUT_TIMEOUT, self.permits.clone().acquire_owned()).await;
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        match permit {
+            Ok(Ok(permit)) => Ok(Turn(permit)),
+            Ok(Err(_)) => Err(Unavailable("the connection pool is closed".into())),
+            Err(_) => Err(Unavailable(
+                "the server is busy: no database connection came free in time".into(),
+            )),
+        }
+    }
+
     /// A connection: waits for a free one under contention (up to 10 s), but fails within a
     /// fraction of a second when the database cannot be reached.
     pub fn get(&self) -> Result<PooledConn, Unavailable> {
@@ -156,12 +224,13 @@ impl Pool {
             return self
                 .inner
                 .get_timeout(PROBE_TIMEOUT)
+                .map(PooledConn)
                 .map_err(|e| Unavailable(format!("{} ({e})", self.reach.last_error())));
         }
         let deadline = std::time::Instant::now() + CHECKOUT_TIMEOUT;
         loop {
             match self.inner.get_timeout(CHECKOUT_SLICE) {
-                Ok(conn) => return Ok(conn),
+                Ok(conn) => return Ok(PooledConn(conn)),
                 Err(e) => {
                     if self.reach.is_down() {
                         return Err(Unavailable(self.reach.last_error()));
@@ -179,13 +248,16 @@ impl Pool {
         if self.reach.is_down() && !self.reach.take_probe() {
             return Err(Unavailable(self.reach.last_error()));
         }
-        self.inner.get_timeout(timeout).map_err(|e| {
-            if self.reach.is_down() {
-                Unavailable(self.reach.last_error())
-            } else {
-                Unavailable(e.to_string())
-            }
-        })
+        self.inner
+            .get_timeout(timeout)
+            .map(PooledConn)
+            .map_err(|e| {
+                if self.reach.is_down() {
+                    Unavailable(self.reach.last_error())
+                } else {
+                    Unavailable(e.to_string())
+                }
+            })
     }
 }
 
@@ -276,19 +348,24 @@ impl ConnectionManager {
 }
 
 impl r2d2::ManageConnection for ConnectionManager {
-    type Connection = DbConn;
+    type Connection = Pooled;
     type Error = ConnError;
 
-    fn connect(&self) -> Result<DbConn, ConnError> {
-        self.establish()
+    fn connect(&self) -> Result<Pooled, ConnError> {
+        Ok(Pooled {
+            conn: self.establish()?,
+            broken: false,
+        })
     }
 
-    fn is_valid(&self, conn: &mut DbConn) -> Result<(), ConnError> {
-        conn.ping().map_err(ConnError::Query)
+    /// Only for readiness probes: checkouts are not tested (a query per checkout costs a
+    /// round trip on every request); a connection found closed in use is dropped instead.
+    fn is_valid(&self, conn: &mut Pooled) -> Result<(), ConnError> {
+        conn.conn.ping().map_err(ConnError::Query)
     }
 
-    fn has_broken(&self, conn: &mut DbConn) -> bool {
-        conn.is_broken()
+    fn has_broken(&self, conn: &mut Pooled) -> bool {
+        conn.broken || conn.conn.is_broken()
     }
 }
 
@@ -337,11 +414,18 @@ pub fn connect(url: &str, pool_size: Option<u32>) -> Result<Pool, SetupError> {
     let reach = std::sync::Arc::new(Reachability::default());
     let inner = r2d2::Pool::builder()
         .max_size(size)
+        .test_on_check_out(false)
         .connection_timeout(CHECKOUT_TIMEOUT)
         .error_handler(Box::new(ReachabilityReports(reach.clone())))
         .connection_customizer(Box::new(ReachabilityReports(reach.clone())))
         .build(manager)?;
-    Ok(Pool { inner, reach })
+    Ok(Pool {
+        inner,
+        reach,
+        permits: std::sync::Arc::new(tokio::sync::Semaphore::new(size as usize)),
+        waiting: Default::default(),
+        max_waiting: size as usize * WAITING_PER_CONNECTION,
+    })
 }
 
 pub fn run_migrations(conn: &mut DbConn) -> Result<Vec<String>, SetupError> {

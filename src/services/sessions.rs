@@ -218,13 +218,15 @@ pub fn authenticate(
     policy: &SessionPolicy,
     token: &str,
 ) -> Result<Authenticated> {
-    let session = find_live(conn, token)?;
-    let Some(user_id) = session.user_id else {
+    let (session, user) =
+        Session::find_with_user(conn, &hash_of(token)?)?.ok_or_else(invalid_session)?;
+    check_live(conn, &session)?;
+    if session.user_id.is_none() {
         return Err(Error::denied(
             "Registration is waiting for GDPR consent; call gdpr_registration first",
         ));
-    };
-    let user = User::find(conn, user_id)?.ok_or_else(invalid_session)?;
+    }
+    let user = user.ok_or_else(invalid_session)?;
     if user.disabled {
         return Err(Error::denied("This account is disabled"));
     }
@@ -243,15 +245,25 @@ fn invalid_session() -> Error {
 
 /// A session that has not expired (GDPR-pending ones included).
 pub fn find_live(conn: &mut DbConn, token: &str) -> Result<Session> {
+    let session = Session::find_by_hash(conn, &hash_of(token)?)?.ok_or_else(invalid_session)?;
+    check_live(conn, &session)?;
+    Ok(session)
+}
+
+fn hash_of(token: &str) -> Result<String> {
     if token.is_empty() {
         return Err(Error::Unauthenticated("Missing session".into()));
     }
-    let session = Session::find_by_hash(conn, &token_hash(token))?.ok_or_else(invalid_session)?;
+    Ok(token_hash(token))
+}
+
+/// An expired session is removed when it is next presented.
+fn check_live(conn: &mut DbConn, session: &Session) -> Result<()> {
     if session.expires_at <= db::now() {
         Session::delete(conn, session.id)?;
         return Err(Error::Unauthenticated("Session expired".into()));
     }
-    Ok(session)
+    Ok(())
 }
 
 /// Ends a session (pending GDPR sessions included).

@@ -773,7 +773,7 @@ async fn other_organizations_emails_do_not_leak(app: &TestApp) {
     let owners: Vec<i64> = users::table
         .filter(users::email.eq("member-a@example.com"))
         .select(users::organization_id)
-        .load(&mut c)
+        .load(&mut *c)
         .unwrap();
     assert_eq!(
         owners,

@@ -47,6 +47,20 @@ impl Session {
             .optional()
     }
 
+    /// A session and its user in one statement (the user is absent while a Google sign-up
+    /// waits for GDPR consent).
+    pub fn find_with_user(
+        conn: &mut DbConn,
+        hash: &str,
+    ) -> QResult<Option<(Session, Option<User>)>> {
+        sessions::table
+            .left_join(users::table)
+            .filter(sessions::token_hash.eq(hash))
+            .select((Session::as_select(), Option::<User>::as_select()))
+            .first(conn)
+            .optional()
+    }
+
     pub fn delete(conn: &mut DbConn, id: i64) -> QResult<usize> {
         diesel::delete(sessions::table.find(id)).execute(conn)
     }

@@ -24,14 +24,17 @@ pub async fn get_farm_queue(
     state: web::Data<AppState>,
     call: Signed<forms::FarmQueue>,
 ) -> Result<HttpResponse> {
-    let (me, p) = (call.caller.user, call.params);
+    let (caller, p) = (call.caller, call.params);
     let limit = p.limit.unwrap_or(100);
     if !(1..=500).contains(&limit) {
-        return Err(Error::invalid("limit must be between 1 and 500"));
+        let refused = Err(Error::invalid("limit must be between 1 and 500"));
+        return caller.valid(&state, refused).await;
     }
     let ctx = state.job_context();
-    let list = state
-        .db(move |c| farm::queue(c, &me, p.farm_job_id, limit, &ctx))
+    let list = caller
+        .db(&state, move |c, me| {
+            farm::queue(c, me, p.farm_job_id, limit, &ctx)
+        })
         .await?;
     Ok(ok(list))
 }
@@ -55,10 +58,12 @@ pub async fn farm_job_cancel(
     state: web::Data<AppState>,
     call: Signed<forms::FarmJobCancel>,
 ) -> Result<HttpResponse> {
-    let (me, p) = (call.caller.user, call.params);
+    let (caller, p) = (call.caller, call.params);
     let and_printing = p.cancel_printing.unwrap_or(false);
-    let n = state
-        .db(move |c| farm::cancel(c, &me, p.farm_job_id, and_printing))
+    let n = caller
+        .db(&state, move |c, me| {
+            farm::cancel(c, me, p.farm_job_id, and_printing)
+        })
         .await?;
     Ok(ok(CopyCountsView {
         waiting: n.waiting,
@@ -83,10 +88,14 @@ pub async fn farm_job_priority(
     state: web::Data<AppState>,
     call: Signed<forms::FarmJobPriority>,
 ) -> Result<HttpResponse> {
-    let (me, p) = (call.caller.user, call.params);
-    let priority = super::jobs::int32("priority", p.priority)?;
-    let priority = state
-        .db(move |c| farm::set_priority(c, &me, p.farm_job_id, priority))
+    let (caller, p) = (call.caller, call.params);
+    let priority = caller
+        .valid(&state, super::jobs::int32("priority", p.priority))
+        .await?;
+    let priority = caller
+        .db(&state, move |c, me| {
+            farm::set_priority(c, me, p.farm_job_id, priority)
+        })
         .await?;
     Ok(ok(PriorityView { priority }))
 }
@@ -106,11 +115,11 @@ pub async fn farm_job_retry(
     state: web::Data<AppState>,
     call: Signed<forms::FarmJobRetry>,
 ) -> Result<HttpResponse> {
-    let (me, p) = (call.caller.user, call.params);
+    let (caller, p) = (call.caller, call.params);
     let ctx = state.job_context();
-    let requeued = state
-        .db(move |c| {
-            let n = farm::retry(c, &me, p.farm_job_id, p.job_id.map(JobId))?;
+    let requeued = caller
+        .db(&state, move |c, me| {
+            let n = farm::retry(c, me, p.farm_job_id, p.job_id.map(JobId))?;
             farm::dispatch_now(c, &ctx);
             Ok(n)
         })
@@ -129,7 +138,7 @@ pub async fn printer_maintenance(
     state: web::Data<AppState>,
     call: Signed<forms::PrinterMaintenance>,
 ) -> Result<HttpResponse> {
-    let (me, p) = (call.caller.user, call.params);
+    let (caller, p) = (call.caller, call.params);
     let printer = PrinterId(p.printer_id);
     let limit = |v: Option<f64>| v.map(|v| (v != 0.0).then_some(v));
     let change = MaintenanceChange {
@@ -141,12 +150,12 @@ pub async fn printer_maintenance(
     let reads_only =
         change.on.is_none() && change.hours_limit.is_none() && change.filament_limit_g.is_none();
     let ctx = state.job_context();
-    let m = state
-        .db(move |c| {
+    let m = caller
+        .db(&state, move |c, me| {
             if reads_only {
-                return maintenance::of_printer(c, &me, printer);
+                return maintenance::of_printer(c, me, printer);
             }
-            let m = maintenance::change(c, &me, printer, change)?;
+            let m = maintenance::change(c, me, printer, change)?;
             if !m.in_maintenance {
                 // Back in service: the farm queue may have a copy for it.
                 farm::dispatch_now(c, &ctx);
@@ -166,9 +175,11 @@ pub async fn get_power_circuits(
     state: web::Data<AppState>,
     call: Signed<forms::SessionOnly>,
 ) -> Result<HttpResponse> {
-    let me = call.caller.user;
+    let caller = call.caller;
     let ctx = state.job_context();
-    let list = state.db(move |c| farm::circuits(c, &me, &ctx)).await?;
+    let list = caller
+        .db(&state, move |c, me| farm::circuits(c, me, &ctx))
+        .await?;
     Ok(ok(list))
 }
 
@@ -182,15 +193,14 @@ pub async fn set_power_circuit(
     state: web::Data<AppState>,
     call: Signed<forms::SetPowerCircuit>,
 ) -> Result<HttpResponse> {
-    let (me, p) = (call.caller.user, call.params);
+    let (caller, p) = (call.caller, call.params);
     let int = |name: &str, v: Option<i64>| -> Result<Option<i32>> {
         v.map(|v| i32::try_from(v).map_err(|_| Error::invalid(format!("{name} is out of range"))))
             .transpose()
     };
-    let (heating, downloads) = (
-        int("max_heating", p.max_heating)?,
-        int("max_downloads", p.max_downloads)?,
-    );
+    let limits = int("max_heating", p.max_heating)
+        .and_then(|h| Ok((h, int("max_downloads", p.max_downloads)?)));
+    let (heating, downloads) = caller.valid(&state, limits).await?;
     let change = farm::CircuitChange {
         name: p.name,
         max_heating: heating,
@@ -199,8 +209,8 @@ pub async fn set_power_circuit(
         remove: p.remove.unwrap_or(false),
     };
     let ctx = state.job_context();
-    let view = state
-        .db(move |c| farm::set_circuit(c, &me, &change, &ctx))
+    let view = caller
+        .db(&state, move |c, me| farm::set_circuit(c, me, &change, &ctx))
         .await?;
     state.farm_wake.notify_one();
     Ok(match view {

@@ -75,8 +75,8 @@ pub async fn get_projects(
     state: web::Data<AppState>,
     call: Signed<forms::SessionOnly>,
 ) -> Result<HttpResponse> {
-    let me = call.caller.user;
-    let list = state.db(move |c| files::projects(c, &me)).await?;
+    let caller = call.caller;
+    let list = caller.db(&state, files::projects).await?;
     Ok(ok(list
         .iter()
         .map(|p| ProjectItem {
@@ -94,10 +94,12 @@ pub async fn get_slicer_settings_for_gcode(
     state: web::Data<AppState>,
     call: Signed<forms::FileId>,
 ) -> Result<HttpResponse> {
-    let (me, p) = (call.caller.user, call.params);
+    let (caller, p) = (call.caller, call.params);
     let file_id = p.file_id;
-    let settings = state
-        .db(move |c| files::slicer_settings(c, &me, FileId(file_id)))
+    let settings = caller
+        .db(&state, move |c, me| {
+            files::slicer_settings(c, me, FileId(file_id))
+        })
         .await?;
     Ok(ok(settings))
 }
@@ -109,14 +111,15 @@ pub async fn file_update(
     state: web::Data<AppState>,
     call: Signed<forms::FileUpdate>,
 ) -> Result<HttpResponse> {
-    let (me, p) = (call.caller.user, call.params);
-    let changes = files::parse_updates(&p.updates)?;
-    let checked = {
-        let (me, changes) = (me.clone(), changes.clone());
-        state
-            .db(move |c| files::check_changes(c, &me, &changes))
-            .await?
-    };
+    let (caller, p) = (call.caller, call.params);
+    let updates = p.updates;
+    let (changes, checked) = caller
+        .db(&state, move |c, me| {
+            let changes = files::parse_updates(&updates)?;
+            let checked = files::check_changes(c, me, &changes)?;
+            Ok((changes, checked))
+        })
+        .await?;
 
     // Re-zip (or unzip) content first; the new objects replace the old ones only if the
     // metadata transaction commits.
@@ -156,8 +159,10 @@ pub async fn file_update(
     }
     let applied = {
         let new_content = new_content.clone();
-        state
-            .db(move |c| files::apply_changes(c, &me, &changes, &new_content))
+        caller
+            .db(&state, move |c, me| {
+                files::apply_changes(c, me, &changes, &new_content)
+            })
             .await
     };
     let cleanup = if applied.is_ok() {

@@ -130,10 +130,8 @@ pub async fn generate_auth_token(
     state: web::Data<AppState>,
     call: Signed<forms::SessionOnly>,
 ) -> Result<HttpResponse, Error> {
-    let me = call.caller.user;
-    let token = state
-        .db(move |c| login_tokens::generate_browser(c, &me))
-        .await?;
+    let caller = call.caller;
+    let token = caller.db(&state, login_tokens::generate_browser).await?;
     Ok(ok(token))
 }
 

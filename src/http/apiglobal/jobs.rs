@@ -40,21 +40,21 @@ pub async fn print_file(
     state: web::Data<AppState>,
     call: Signed<forms::PrintFile>,
 ) -> Result<HttpResponse> {
-    let (me, p) = (call.caller.user, call.params);
+    let (caller, mut p) = (call.caller, call.params);
     let ctx = state.job_context();
     let named = farm_target(
         p.printer_id,
         p.printer_type_id,
         p.workgroup_id,
-        p.printer_ids,
+        p.printer_ids.take(),
         p.copies.is_some(),
-    )?;
-    let target = match named {
+    );
+    let target = match caller.valid(&state, named).await? {
         Named::Printer(id) => {
             let only_queue = p.only_queue.unwrap_or(false);
-            let created = state
-                .db(move |c| {
-                    jobs::print_file(c, &me, FileId(p.file_id), PrinterId(id), only_queue, &ctx)
+            let created = caller
+                .db(&state, move |c, me| {
+                    jobs::print_file(c, me, FileId(p.file_id), PrinterId(id), only_queue, &ctx)
                 })
                 .await?;
             return Ok(ok(PrintFileMessage {
@@ -64,27 +64,16 @@ pub async fn print_file(
         }
         Named::Farm(target) => target,
         Named::Nothing => {
-            return Err(Error::invalid(
+            let refused = Err(Error::invalid(
                 "Missing parameter printer_id (or, for the farm queue, printer_type_id, workgroup_id or printer_ids)",
-            ))
+            ));
+            return caller.valid(&state, refused).await;
         }
     };
-    if p.only_queue == Some(true) {
-        return Err(Error::invalid(
-            "only_queue applies to one printer's queue; farm jobs start as printers become free",
-        ));
-    }
-    let request = farm::FarmRequest {
-        file_id: FileId(p.file_id),
-        target,
-        copies: int32("copies", p.copies)?.unwrap_or(1),
-        material: p.material,
-        color: p.color,
-        priority: int32("priority", p.priority)?,
-    };
-    let queued = state
-        .db(move |c| {
-            Ok(match slicing::farm_print(c, &me, request, &ctx)? {
+    let request = caller.valid(&state, farm_request(target, p)).await?;
+    let queued = caller
+        .db(&state, move |c, me| {
+            Ok(match slicing::farm_print(c, me, request, &ctx)? {
                 slicing::FarmQueued::Farm(fj) => {
                     // Free printers take their copies now; the rest follow as printers free up.
                     farm::dispatch_now(c, &ctx);
@@ -106,6 +95,23 @@ pub async fn print_file(
     state.farm_wake.notify_one();
     state.slice_wake.notify_waiters();
     Ok(ok(queued))
+}
+
+/// `print_file`'s farm job, from its parameters.
+fn farm_request(target: farm::Target, p: forms::PrintFile) -> Result<farm::FarmRequest> {
+    if p.only_queue == Some(true) {
+        return Err(Error::invalid(
+            "only_queue applies to one printer's queue; farm jobs start as printers become free",
+        ));
+    }
+    Ok(farm::FarmRequest {
+        file_id: FileId(p.file_id),
+        target,
+        copies: int32("copies", p.copies)?.unwrap_or(1),
+        material: p.material,
+        color: p.color,
+        priority: int32("priority", p.priority)?,
+    })
 }
 
 /// What a job is for: one printer, or (printfarm extension) the farm queue.
@@ -154,10 +160,12 @@ pub async fn job_start(
     state: web::Data<AppState>,
     call: Signed<forms::JobId>,
 ) -> Result<HttpResponse> {
-    let (me, job) = (call.caller.user, call.params.job_id);
+    let (caller, job) = (call.caller, call.params.job_id);
     let ctx = state.job_context();
-    state
-        .db(move |c| jobs::job_start(c, &me, JobId(job), &ctx))
+    caller
+        .db(&state, move |c, me| {
+            jobs::job_start(c, me, JobId(job), &ctx)
+        })
         .await?;
     Ok(ok("Ok"))
 }
@@ -167,9 +175,11 @@ async fn forward(
     call: Signed<forms::JobId>,
     command: &'static str,
 ) -> Result<HttpResponse> {
-    let (me, job) = (call.caller.user, call.params.job_id);
-    state
-        .db(move |c| jobs::job_command(c, &me, JobId(job), command))
+    let (caller, job) = (call.caller, call.params.job_id);
+    caller
+        .db(state, move |c, me| {
+            jobs::job_command(c, me, JobId(job), command)
+        })
         .await?;
     Ok(ok("Ok"))
 }
@@ -201,10 +211,12 @@ pub async fn job_cancel(
     state: web::Data<AppState>,
     call: Signed<forms::JobCancel>,
 ) -> Result<HttpResponse> {
-    let (me, p) = (call.caller.user, call.params);
+    let (caller, p) = (call.caller, call.params);
     // printfarm extension: the reason chosen from the list, and free text beside it.
-    state
-        .db(move |c| jobs::job_cancel(c, &me, JobId(p.job_id), p.reason, p.details.as_deref()))
+    caller
+        .db(&state, move |c, me| {
+            jobs::job_cancel(c, me, JobId(p.job_id), p.reason, p.details.as_deref())
+        })
         .await?;
     Ok(ok("Ok"))
 }
@@ -218,9 +230,11 @@ pub async fn job_feedback(
     state: web::Data<AppState>,
     call: Signed<forms::JobFeedback>,
 ) -> Result<HttpResponse> {
-    let (me, p) = (call.caller.user, call.params);
-    state
-        .db(move |c| jobs::job_feedback(c, &me, JobId(p.job_id), p.feedback.as_deref()))
+    let (caller, p) = (call.caller, call.params);
+    caller
+        .db(&state, move |c, me| {
+            jobs::job_feedback(c, me, JobId(p.job_id), p.feedback.as_deref())
+        })
         .await?;
     Ok(ok("Ok"))
 }
@@ -234,20 +248,24 @@ pub async fn get_printer_jobs(
     state: web::Data<AppState>,
     call: Signed<forms::PrinterJobs>,
 ) -> Result<HttpResponse> {
-    let (me, p) = (call.caller.user, call.params);
+    let (caller, p) = (call.caller, call.params);
     let printer = p.printer_id;
     let limit = p.limit.unwrap_or(20);
     let offset = p.offset.unwrap_or(0);
     if !(1..=1000).contains(&limit) {
-        return Err(Error::invalid("limit must be between 1 and 1000"));
+        let refused = Err(Error::invalid("limit must be between 1 and 1000"));
+        return caller.valid(&state, refused).await;
     }
     if offset < 0 {
-        return Err(Error::invalid("offset must not be negative"));
+        let refused = Err(Error::invalid("offset must not be negative"));
+        return caller.valid(&state, refused).await;
     }
     let prev = p.prev_time;
     let actual = p.is_actual.unwrap_or(false);
-    let page = state
-        .db(move |c| jobs::printer_jobs(c, &me, PrinterId(printer), limit, offset, prev, actual))
+    let page = caller
+        .db(&state, move |c, me| {
+            jobs::printer_jobs(c, me, PrinterId(printer), limit, offset, prev, actual)
+        })
         .await?;
     let message = page
         .jobs
@@ -389,10 +407,10 @@ pub async fn get_job_info(
     state: web::Data<AppState>,
     call: Signed<forms::JobId>,
 ) -> Result<HttpResponse> {
-    let (me, job) = (call.caller.user, call.params.job_id);
-    let info = state
-        .db(move |c| {
-            let job = jobs::visible_job(c, &me, JobId(job))?;
+    let (caller, job) = (call.caller, call.params.job_id);
+    let info = caller
+        .db(&state, move |c, me| {
+            let job = jobs::visible_job(c, me, JobId(job))?;
             let file = StoredFile::find(c, job.file_id)?
                 .ok_or_else(|| Error::internal("job without file"))?;
             let email = User::find(c, job.user_id)?
@@ -414,13 +432,13 @@ pub async fn update_organization_settings(
     state: web::Data<AppState>,
     call: Signed<forms::OrganizationSettings>,
 ) -> Result<HttpResponse> {
-    let (me, p) = (call.caller.user, call.params);
+    let (caller, p) = (call.caller, call.params);
     let report_fields = p.report_fields.map(|NameList(names)| names);
-    state
-        .db(move |c| {
+    caller
+        .db(&state, move |c, me| {
             crate::services::orgs::update_org_settings(
                 c,
-                &me,
+                me,
                 p.auto_start_queue,
                 p.actual_jobs_hours,
                 p.material_prices,

@@ -27,6 +27,7 @@ use actix_web::{web, FromRequest, Handler, HttpRequest, HttpResponse, Responder}
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
+use crate::db::models::User;
 use crate::error::Error;
 use crate::services::sessions::Authenticated;
 use crate::AppState;
@@ -297,10 +298,12 @@ pub fn client_addr(req: &HttpRequest, trust_forwarded: bool) -> String {
     .unwrap_or_else(|| "unknown".to_string())
 }
 
-/// A call made with a session: the caller's live session (from `session`, checked first, so
-/// a bad session answers 401 whatever else is wrong) and the call's typed parameters.
+/// A call made with a session: who is calling (checked in the same database hop as the call's
+/// own work, so a call costs one checkout) and the call's typed parameters. A bad session
+/// answers 401 whatever else is wrong: a missing one at once, an invalid one before the call's
+/// own checks (they run inside [`Caller::db`] after the session) and before a parameter error.
 pub struct Signed<T> {
-    pub caller: Authenticated,
+    pub caller: Caller,
     pub params: T,
 }
 
@@ -313,11 +316,70 @@ impl<T: DeserializeOwned + 'static> FromRequest for Signed<T> {
         let state = req.app_data::<web::Data<AppState>>().cloned();
         Box::pin(async move {
             let Form(p) = form.await?;
-            let state = state.ok_or_else(|| Error::internal("application state is not set"))?;
-            let caller = authenticate(&state, &p).await?;
-            let params = p.decode()?;
-            Ok(Signed { caller, params })
+            let caller = Caller::from_params(&p)?;
+            match p.decode() {
+                Ok(params) => Ok(Signed { caller, params }),
+                Err(e) => {
+                    // Rare (a client's mistake): worth a hop to keep 401 ahead of 400.
+                    let state =
+                        state.ok_or_else(|| Error::internal("application state is not set"))?;
+                    caller.valid(&state, Err(e.into())).await
+                }
+            }
         })
+    }
+}
+
+/// The session a signed call names, not yet checked: [`Caller::db`] checks it on the
+/// connection that then does the call's work.
+#[derive(Clone)]
+pub struct Caller {
+    token: String,
+}
+
+impl Caller {
+    fn from_params(params: &Params) -> Result<Caller, Error> {
+        let token = params
+            .str("session")
+            .ok_or_else(|| Error::Unauthenticated("missing required parameter 'session'".into()))?;
+        Ok(Caller {
+            token: token.to_string(),
+        })
+    }
+
+    /// Checks the session (401/403 when it is not live), then runs `f` with the caller's user:
+    /// one checkout and one blocking hop for the whole call.
+    pub async fn db<R, F>(&self, state: &AppState, f: F) -> Result<R, Error>
+    where
+        F: FnOnce(&mut crate::db::DbConn, &User) -> Result<R, Error> + Send + 'static,
+        R: Send + 'static,
+    {
+        let token = self.token.clone();
+        let policy = state.session_policy.clone();
+        state
+            .db(move |c| {
+                let me = crate::services::sessions::authenticate(c, &policy, &token)?;
+                f(c, &me.user)
+            })
+            .await
+    }
+
+    /// `checked` as it is, once the session is known to be live: a parameter refused by the
+    /// call's own checks (before its database work) still answers 401 for a bad session.
+    pub async fn valid<T>(&self, state: &AppState, checked: Result<T, Error>) -> Result<T, Error> {
+        if checked.is_err() {
+            self.authenticated(state).await?;
+        }
+        checked
+    }
+
+    /// The caller's live session and user, for a call whose work is not database work.
+    pub async fn authenticated(&self, state: &AppState) -> Result<Authenticated, Error> {
+        let token = self.token.clone();
+        let policy = state.session_policy.clone();
+        state
+            .db(move |c| crate::services::sessions::authenticate(c, &policy, &token))
+            .await
     }
 }
 
@@ -339,12 +401,5 @@ impl<T: DeserializeOwned + 'static> FromRequest for Args<T> {
 
 /// The caller's live session, from the `session` parameter.
 pub async fn authenticate(state: &AppState, params: &Params) -> Result<Authenticated, Error> {
-    let token = params
-        .str("session")
-        .ok_or_else(|| Error::Unauthenticated("missing required parameter 'session'".into()))?
-        .to_string();
-    let policy = state.session_policy.clone();
-    state
-        .db(move |c| crate::services::sessions::authenticate(c, &policy, &token))
-        .await
+    Caller::from_params(params)?.authenticated(state).await
 }

@@ -55,14 +55,14 @@ pub async fn get_organization_printers_list(
     state: web::Data<AppState>,
     call: Signed<forms::OrganizationPrinters>,
 ) -> Result<HttpResponse> {
-    let (me, p) = (call.caller.user, call.params);
+    let (caller, p) = (call.caller, call.params);
     let printer_id = p.printer_id;
     let workgroup_id = p.workgroup_id;
     let offline = offline_after(&state);
-    let items = state
-        .db(move |c| {
+    let items = caller
+        .db(&state, move |c, me| {
             let list =
-                printers::organization_printers(c, &me, printer_id.map(PrinterId), workgroup_id)?;
+                printers::organization_printers(c, me, printer_id.map(PrinterId), workgroup_id)?;
             let ctx = printers::list_context(c, &list, offline)?;
             let now = crate::db::now();
             Ok(list
@@ -81,7 +81,7 @@ pub async fn get_printers_list(
     state: web::Data<AppState>,
     call: Signed<forms::PrintersList>,
 ) -> Result<HttpResponse> {
-    let (me, p) = (call.caller.user, call.params);
+    let (caller, p) = (call.caller, call.params);
     let printer_type = p.printer_type;
     let ids: Vec<PrinterId> = p
         .printer_id
@@ -90,9 +90,9 @@ pub async fn get_printers_list(
         .map(PrinterId)
         .collect();
     let offline = offline_after(&state);
-    let items = state
-        .db(move |c| {
-            let list = printers::user_printers(c, &me, printer_type.as_deref(), &ids)?;
+    let items = caller
+        .db(&state, move |c, me| {
+            let list = printers::user_printers(c, me, printer_type.as_deref(), &ids)?;
             let ctx = printers::list_context(c, &list, offline)?;
             let now = crate::db::now();
             Ok(list
@@ -111,10 +111,12 @@ pub async fn get_printer_shares(
     state: web::Data<AppState>,
     call: Signed<forms::PrinterId>,
 ) -> Result<HttpResponse> {
-    let (me, p) = (call.caller.user, call.params);
+    let (caller, p) = (call.caller, call.params);
     let printer = p.printer_id;
-    let shares = state
-        .db(move |c| printers::shares(c, &me, PrinterId(printer)))
+    let shares = caller
+        .db(&state, move |c, me| {
+            printers::shares(c, me, PrinterId(printer))
+        })
         .await?;
     Ok(ok(shares
         .iter()
@@ -134,13 +136,15 @@ pub async fn share_printer(
     state: web::Data<AppState>,
     call: Signed<forms::SharePrinter>,
 ) -> Result<HttpResponse> {
-    let (me, p) = (call.caller.user, call.params);
+    let (caller, p) = (call.caller, call.params);
     let printer = p.printer_id;
     let role = p.role_id;
     let email = p.user_email;
     let prints = p.number_of_prints;
-    let share = state
-        .db(move |c| printers::share(c, &me, PrinterId(printer), role, &email, prints))
+    let share = caller
+        .db(&state, move |c, me| {
+            printers::share(c, me, PrinterId(printer), role, &email, prints)
+        })
         .await?;
     Ok(ok(ShareId { id: share.id }))
 }
@@ -152,9 +156,11 @@ pub async fn unshare_printer(
     state: web::Data<AppState>,
     call: Signed<forms::UnsharePrinter>,
 ) -> Result<HttpResponse> {
-    let (me, p) = (call.caller.user, call.params);
+    let (caller, p) = (call.caller, call.params);
     let share = p.share_id;
-    state.db(move |c| printers::unshare(c, &me, share)).await?;
+    caller
+        .db(&state, move |c, me| printers::unshare(c, me, share))
+        .await?;
     Ok(ok(Nothing))
 }
 
@@ -165,10 +171,10 @@ pub async fn add_printer_by_registration_code(
     state: web::Data<AppState>,
     call: Signed<forms::RegistrationCode>,
 ) -> Result<HttpResponse> {
-    let (me, p) = (call.caller.user, call.params);
+    let (caller, p) = (call.caller, call.params);
     let code = p.registration_code;
-    let printer = state
-        .db(move |c| printers::redeem_code(c, &me, &code))
+    let printer = caller
+        .db(&state, move |c, me| printers::redeem_code(c, me, &code))
         .await?;
     Ok(ok(PrinterIdMessage {
         printer_id: printer.id,
@@ -182,11 +188,13 @@ pub async fn get_camera_list_token(
     state: web::Data<AppState>,
     call: Signed<forms::CameraListToken>,
 ) -> Result<HttpResponse> {
-    let (me, p) = (call.caller.user, call.params);
+    let (caller, p) = (call.caller, call.params);
     let printer = p.printer_id;
     let ttl = Duration::seconds(state.config.printers.camera_token_secs);
-    let token = state
-        .db(move |c| printers::camera_token(c, &me, printer.map(PrinterId), ttl))
+    let token = caller
+        .db(&state, move |c, me| {
+            printers::camera_token(c, me, printer.map(PrinterId), ttl)
+        })
         .await?;
     Ok(ok(CameraToken {
         token,
@@ -202,13 +210,13 @@ pub async fn printer_clear_build_tray(
     state: web::Data<AppState>,
     call: Signed<forms::ClearBuildTray>,
 ) -> Result<HttpResponse> {
-    let (me, p) = (call.caller.user, call.params);
+    let (caller, p) = (call.caller, call.params);
     let printer = p.printer_id;
     let clear = p.is_clear.unwrap_or(true);
     let ctx = state.job_context();
-    state
-        .db(move |c| {
-            crate::services::farm::clear_build_tray(c, &me, PrinterId(printer), clear, &ctx)
+    caller
+        .db(&state, move |c, me| {
+            crate::services::farm::clear_build_tray(c, me, PrinterId(printer), clear, &ctx)
         })
         .await?;
     Ok(ok("Ok"))
@@ -223,11 +231,13 @@ pub async fn set_printer_workgroups(
     state: web::Data<AppState>,
     call: Signed<forms::SetPrinterWorkgroups>,
 ) -> Result<HttpResponse> {
-    let (me, p) = (call.caller.user, call.params);
+    let (caller, p) = (call.caller, call.params);
     let printer = p.printer_id;
     let RequiredIds(groups) = p.workgroup_id;
-    state
-        .db(move |c| printers::set_workgroups(c, &me, PrinterId(printer), &groups))
+    caller
+        .db(&state, move |c, me| {
+            printers::set_workgroups(c, me, PrinterId(printer), &groups)
+        })
         .await?;
     Ok(ok("Ok"))
 }

@@ -214,7 +214,7 @@ pub async fn get_custom_report(
     state: web::Data<AppState>,
     call: Signed<forms::CustomReport>,
 ) -> Result<HttpResponse> {
-    let (me, p) = (call.caller.user, call.params);
+    let (caller, p) = (call.caller, call.params);
     let format = p.r#type.unwrap_or_default();
     let req = CustomReportRequest {
         from: p.from,
@@ -224,8 +224,10 @@ pub async fn get_custom_report(
         workgroups: p.workgroups.unwrap_or(false),
     };
     let today = Utc::now().date_naive();
-    let report = state
-        .db(move |c| reports::custom_report(c, &me, &req, today))
+    let report = caller
+        .db(&state, move |c, me| {
+            reports::custom_report(c, me, &req, today)
+        })
         .await?;
     stream(&state, report, format).await
 }
@@ -298,12 +300,14 @@ pub async fn get_finished_jobs_report(
     state: web::Data<AppState>,
     call: Signed<forms::FinishedJobsReport>,
 ) -> Result<HttpResponse> {
-    let (me, p) = (call.caller.user, call.params);
+    let (caller, p) = (call.caller, call.params);
     let from = p.from;
     let to = p.to;
     let today = Utc::now().date_naive();
-    let rows = state
-        .db(move |c| reports::finished_jobs(c, &me, from.as_deref(), to.as_deref(), today))
+    let rows = caller
+        .db(&state, move |c, me| {
+            reports::finished_jobs(c, me, from.as_deref(), to.as_deref(), today)
+        })
         .await?;
     let list: Vec<FinishedJobItem> = rows
         .iter()

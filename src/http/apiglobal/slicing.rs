@@ -44,7 +44,26 @@ pub struct SliceStatusMessage {
     request_body(content = forms::Slice, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "The slice is queued; `output_file_id` becomes the G-code file when it ends", body = Envelope<SliceMessage>), Failures))]
 pub async fn slice(state: web::Data<AppState>, call: Signed<forms::Slice>) -> Result<HttpResponse> {
-    let (me, p) = (call.caller.user, call.params);
+    let (caller, p) = (call.caller, call.params);
+    let req = caller.valid(&state, slice_request(p)).await?;
+    let requested = caller
+        .db(&state, move |c, me| slicing::request(c, me, &req))
+        .await?;
+    state.slice_wake.notify_waiters();
+    let output_file_id = requested
+        .job
+        .output_file_id
+        .ok_or_else(|| Error::internal("a slice without a reserved output file"))?;
+    Ok(ok(SliceMessage {
+        job_id: requested.job.uuid,
+        job_waiting: requested.waiting,
+        running_jobs_limit: state.config.slicer.max_concurrent as i64,
+        output_file_id: output_file_id.0,
+    }))
+}
+
+/// `slice`'s request, from its parameters.
+fn slice_request(p: forms::Slice) -> Result<SliceRequest> {
     let file_id = p.file_id;
     let profile = match p.profile {
         v @ Value::Object(_) => v,
@@ -89,7 +108,7 @@ pub async fn slice(state: web::Data<AppState>, call: Signed<forms::Slice>) -> Re
         }) => Some(*t),
         _ => None,
     };
-    let req = SliceRequest {
+    Ok(SliceRequest {
         file_id: FileId(file_id),
         slicer_id: p.slicer_id,
         profile,
@@ -97,19 +116,7 @@ pub async fn slice(state: web::Data<AppState>, call: Signed<forms::Slice>) -> Re
         start_print: p.start_print_job.unwrap_or(false),
         printer_type_id,
         farm,
-    };
-    let requested = state.db(move |c| slicing::request(c, &me, &req)).await?;
-    state.slice_wake.notify_waiters();
-    let output_file_id = requested
-        .job
-        .output_file_id
-        .ok_or_else(|| Error::internal("a slice without a reserved output file"))?;
-    Ok(ok(SliceMessage {
-        job_id: requested.job.uuid,
-        job_waiting: requested.waiting,
-        running_jobs_limit: state.config.slicer.max_concurrent as i64,
-        output_file_id: output_file_id.0,
-    }))
+    })
 }
 
 /// printfarm extension: a slice's state (`pending`, `running`, `done`, `failed`), its error,
@@ -121,9 +128,11 @@ pub async fn get_slice_status(
     state: web::Data<AppState>,
     call: Signed<forms::SliceStatus>,
 ) -> Result<HttpResponse> {
-    let (me, p) = (call.caller.user, call.params);
+    let (caller, p) = (call.caller, call.params);
     let uuid = p.job_id;
-    let job = state.db(move |c| slicing::status(c, &me, &uuid)).await?;
+    let job = caller
+        .db(&state, move |c, me| slicing::status(c, me, &uuid))
+        .await?;
     Ok(ok(SliceStatusMessage {
         job_id: job.uuid,
         status: job.status.as_str().into(),

@@ -40,11 +40,11 @@ pub async fn create_api_token(
     state: web::Data<AppState>,
     call: Signed<forms::CreateApiToken>,
 ) -> Result<HttpResponse> {
-    let (me, p) = (call.caller.user, call.params);
+    let (caller, p) = (call.caller, call.params);
     let name = p.name;
     let days = p.expires_in_days;
-    let (row, jwt) = state
-        .db(move |c| api_tokens::create(c, &me, &name, days))
+    let (row, jwt) = caller
+        .db(&state, move |c, me| api_tokens::create(c, me, &name, days))
         .await?;
     Ok(ok(NewApiToken {
         id: row.id,
@@ -61,8 +61,8 @@ pub async fn list_api_tokens(
     state: web::Data<AppState>,
     call: Signed<forms::SessionOnly>,
 ) -> Result<HttpResponse> {
-    let me = call.caller.user;
-    let rows = state.db(move |c| api_tokens::list(c, &me)).await?;
+    let caller = call.caller;
+    let rows = caller.db(&state, api_tokens::list).await?;
     let fmt = |t: Option<chrono::NaiveDateTime>| t.map(|t| t.format(DATETIME).to_string());
     Ok(ok(rows
         .iter()
@@ -84,8 +84,10 @@ pub async fn revoke_api_token(
     state: web::Data<AppState>,
     call: Signed<forms::RevokeApiToken>,
 ) -> Result<HttpResponse> {
-    let (me, p) = (call.caller.user, call.params);
+    let (caller, p) = (call.caller, call.params);
     let id = p.token_id;
-    state.db(move |c| api_tokens::revoke(c, &me, id)).await?;
+    caller
+        .db(&state, move |c, me| api_tokens::revoke(c, me, id))
+        .await?;
     Ok(ok("Ok"))
 }

@@ -53,8 +53,8 @@ pub async fn get_workgroups_simple_list(
     state: web::Data<AppState>,
     call: Signed<forms::SessionOnly>,
 ) -> Result<HttpResponse, Error> {
-    let me = call.caller.user;
-    let list = state.db(move |c| orgs::workgroups_for(c, &me)).await?;
+    let caller = call.caller;
+    let list = caller.db(&state, orgs::workgroups_for).await?;
     Ok(ok(list
         .iter()
         .map(|(wg, r)| WorkgroupItem {
@@ -72,9 +72,11 @@ pub async fn get_workgroup_users(
     state: web::Data<AppState>,
     call: Signed<forms::WorkgroupId>,
 ) -> Result<HttpResponse, Error> {
-    let (me, p) = (call.caller.user, call.params);
+    let (caller, p) = (call.caller, call.params);
     let wg = p.workgroup_id;
-    let users = state.db(move |c| orgs::workgroup_users(c, &me, wg)).await?;
+    let users = caller
+        .db(&state, move |c, me| orgs::workgroup_users(c, me, wg))
+        .await?;
     Ok(ok(users
         .iter()
         .map(|u| WorkgroupUser {
@@ -94,15 +96,18 @@ pub async fn add_user_to_workgroup(
     state: web::Data<AppState>,
     call: Signed<forms::AddUserToWorkgroup>,
 ) -> Result<HttpResponse, Error> {
-    let (me, p) = (call.caller.user, call.params);
+    let (caller, p) = (call.caller, call.params);
     let wg = p.workgroup_id;
     let email = p.email;
     // printfarm extension: the member's rights (default 2, can print).
     let r = p.rights.map_or(Ok(rights::CAN_PRINT), |r| {
         i32::try_from(r).map_err(|_| Error::invalid("rights must be 2 or 3"))
-    })?;
-    let user_id = state
-        .db(move |c| orgs::add_user_to_workgroup(c, &me, wg, &email, r))
+    });
+    let r = caller.valid(&state, r).await?;
+    let user_id = caller
+        .db(&state, move |c, me| {
+            orgs::add_user_to_workgroup(c, me, wg, &email, r)
+        })
         .await?;
     Ok(ok(UserIdMessage { user_id: user_id.0 }))
 }
@@ -114,11 +119,13 @@ pub async fn delete_user_from_workgroup(
     state: web::Data<AppState>,
     call: Signed<forms::DeleteUserFromWorkgroup>,
 ) -> Result<HttpResponse, Error> {
-    let (me, p) = (call.caller.user, call.params);
+    let (caller, p) = (call.caller, call.params);
     let wg = p.workgroup_id;
     let user = UserId(p.user_id);
-    state
-        .db(move |c| orgs::delete_user_from_workgroup(c, &me, wg, user))
+    caller
+        .db(&state, move |c, me| {
+            orgs::delete_user_from_workgroup(c, me, wg, user)
+        })
         .await?;
     Ok(ok(Nothing))
 }
@@ -130,7 +137,7 @@ pub async fn create_organization_user(
     state: web::Data<AppState>,
     call: Signed<forms::CreateOrganizationUser>,
 ) -> Result<HttpResponse, Error> {
-    let (me, p) = (call.caller.user, call.params);
+    let (caller, p) = (call.caller, call.params);
     let email = p.email;
     let gdpr = p.gdpr;
     let role = p.access_role.unwrap_or(0);
@@ -141,13 +148,12 @@ pub async fn create_organization_user(
     );
     let ttl = chrono::Duration::hours(state.config.auth.invitation_hours);
     let st = state.clone();
-    let org = me.organization_id;
-    let created = state
-        .db(move |c| {
-            orgs::create_organization_user(
+    let (org, created) = caller
+        .db(&state, move |c, me| {
+            let created = orgs::create_organization_user(
                 c,
                 &st.hasher,
-                &me,
+                me,
                 &OrgUserRequest {
                     email: &email,
                     gdpr: i32::try_from(gdpr).unwrap_or(-1),
@@ -157,7 +163,8 @@ pub async fn create_organization_user(
                     access_role: i32::try_from(role).unwrap_or(-1),
                 },
                 ttl,
-            )
+            )?;
+            Ok((me.organization_id, created))
         })
         .await?;
     match created {
@@ -182,12 +189,14 @@ pub async fn update_user_settings(
     state: web::Data<AppState>,
     call: Signed<forms::UpdateUserSettings>,
 ) -> Result<HttpResponse, Error> {
-    let (me, p) = (call.caller.user, call.params);
+    let (caller, p) = (call.caller, call.params);
     let user = UserId(p.user_id);
     let balance = p.balance;
     let quota = p.quota;
-    state
-        .db(move |c| orgs::update_user_settings(c, &me, user, balance, quota))
+    caller
+        .db(&state, move |c, me| {
+            orgs::update_user_settings(c, me, user, balance, quota)
+        })
         .await?;
     Ok(ok("Ok"))
 }
@@ -200,11 +209,13 @@ pub async fn create_workgroup(
     state: web::Data<AppState>,
     call: Signed<forms::CreateWorkgroup>,
 ) -> Result<HttpResponse, Error> {
-    let (me, p) = (call.caller.user, call.params);
+    let (caller, p) = (call.caller, call.params);
     let name = p.name;
     let password = p.password.unwrap_or_default();
-    let wg = state
-        .db(move |c| orgs::create_workgroup(c, &me, &name, &password))
+    let wg = caller
+        .db(&state, move |c, me| {
+            orgs::create_workgroup(c, me, &name, &password)
+        })
         .await?;
     Ok(ok(WorkgroupCreated {
         id: wg.id,
