@@ -182,6 +182,7 @@ pub struct Pool {
     permits: std::sync::Arc<tokio::sync::Semaphore>,
     waiting: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     max_waiting: usize,
+    turned_away: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A request's turn at the database: while it is held, a connection is (about to be) its own.
@@ -198,6 +199,7 @@ impl Pool {
         }
         if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_waiting {
             self.waiting.fetch_sub(1, Ordering::AcqRel);
+            self.turned_away.fetch_add(1, Ordering::Relaxed);
             return Err(Unavailable(
                 "the server is busy: too many requests are waiting for the database".into(),
             ));
@@ -208,10 +210,23 @@ impl Pool {
         match permit {
             Ok(Ok(permit)) => Ok(Turn(permit)),
             Ok(Err(_)) => Err(Unavailable("the connection pool is closed".into())),
-            Err(_) => Err(Unavailable(
-                "the server is busy: no database connection came free in time".into(),
-            )),
+            Err(_) => {
+                self.turned_away.fetch_add(1, Ordering::Relaxed);
+                Err(Unavailable(
+                    "the server is busy: no database connection came free in time".into(),
+                ))
+            }
         }
+    }
+
+    /// Requests waiting for a connection now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Requests refused because the wait for a connection was full or too long, since start.
+    pub fn turned_away(&self) -> u64 {
+        self.turned_away.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// A connection: waits for a free one under contention (up to 10 s), but fails within a
@@ -425,6 +440,7 @@ pub fn connect(url: &str, pool_size: Option<u32>) -> Result<Pool, SetupError> {
         permits: std::sync::Arc::new(tokio::sync::Semaphore::new(size as usize)),
         waiting: Default::default(),
         max_waiting: size as usize * WAITING_PER_CONNECTION,
+        turned_away: Default::default(),
     })
 }
 

@@ -154,23 +154,37 @@ pub async fn export(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
     match TextEncoder::new().encode(&state.metrics.registry.gather(), &mut buf) {
         Ok(()) => HttpResponse::Ok()
             .content_type("text/plain; version=0.0.4")
-            .body([buf, process_counters().into_bytes()].concat()),
+            .body([buf, process_counters(&state.pool).into_bytes()].concat()),
         Err(e) => HttpResponse::InternalServerError().body(e.to_string()),
     }
 }
 
-/// Counters kept by code that has no `AppState` at hand (the database layer), in the text
-/// format.
-fn process_counters() -> String {
-    let counters = [(
-        "printfarm_db_transaction_retries_total",
-        "Write transactions run again after a deadlock or serialization failure",
-        crate::db::transient_retries(),
-    )];
-    counters
+/// Figures kept by the database layer, in the text format.
+fn process_counters(pool: &crate::db::Pool) -> String {
+    let figures = [
+        (
+            "printfarm_db_transaction_retries_total",
+            "Write transactions run again after a deadlock or serialization failure",
+            "counter",
+            crate::db::transient_retries(),
+        ),
+        (
+            "printfarm_db_waiting_requests",
+            "Requests waiting for a database connection now",
+            "gauge",
+            pool.waiting() as u64,
+        ),
+        (
+            "printfarm_db_turned_away_total",
+            "Requests answered 503 because the wait for a database connection was full or too long",
+            "counter",
+            pool.turned_away(),
+        ),
+    ];
+    figures
         .iter()
-        .map(|(name, help, value)| {
-            format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n")
+        .map(|(name, help, kind, value)| {
+            format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n")
         })
         .collect()
 }

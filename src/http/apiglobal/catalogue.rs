@@ -35,8 +35,11 @@ pub async fn get_printer_types(
     call: Signed<forms::PrinterTypes>,
 ) -> Result<HttpResponse, Error> {
     let description = call.params.description;
-    let types = state
-        .db(move |c| printer_types::list(c, description.as_deref()))
+    let types = call
+        .caller
+        .db(&state, move |c, _| {
+            printer_types::list(c, description.as_deref())
+        })
         .await?;
     Ok(ok(types
         .iter()

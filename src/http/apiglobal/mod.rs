@@ -332,9 +332,20 @@ impl<T: DeserializeOwned + 'static> FromRequest for Signed<T> {
 
 /// The session a signed call names, not yet checked: [`Caller::db`] checks it on the
 /// connection that then does the call's work.
-#[derive(Clone)]
 pub struct Caller {
     token: String,
+    /// Whether the session was (or is being) checked: a call that forgets to check it is a
+    /// bug caught where it happens (see `Drop`).
+    checked: std::cell::Cell<bool>,
+}
+
+impl Drop for Caller {
+    fn drop(&mut self) {
+        if !self.checked.get() && !std::thread::panicking() {
+            tracing::error!("a signed call ended without checking its session");
+            debug_assert!(false, "a signed call ended without checking its session");
+        }
+    }
 }
 
 impl Caller {
@@ -344,6 +355,7 @@ impl Caller {
             .ok_or_else(|| Error::Unauthenticated("missing required parameter 'session'".into()))?;
         Ok(Caller {
             token: token.to_string(),
+            checked: std::cell::Cell::new(false),
         })
     }
 
@@ -356,6 +368,7 @@ impl Caller {
     {
         let token = self.token.clone();
         let policy = state.session_policy.clone();
+        self.checked.set(true);
         state
             .db(move |c| {
                 let me = crate::services::sessions::authenticate(c, &policy, &token)?;
@@ -377,6 +390,7 @@ impl Caller {
     pub async fn authenticated(&self, state: &AppState) -> Result<Authenticated, Error> {
         let token = self.token.clone();
         let policy = state.session_policy.clone();
+        self.checked.set(true);
         state
             .db(move |c| crate::services::sessions::authenticate(c, &policy, &token))
             .await

@@ -71,6 +71,10 @@ pub async fn logout(state: web::Data<AppState>, Form(p): Form) -> Result<HttpRes
 #[utoipa::path(post, path = "/apiglobal/check_session", tag = "Sessions",
     request_body(content = forms::SessionOnly, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "`Session is valid`", body = Envelope<String>), Failures))]
-pub async fn check_session(_call: Signed<forms::SessionOnly>) -> Result<HttpResponse, Error> {
+pub async fn check_session(
+    state: web::Data<AppState>,
+    call: Signed<forms::SessionOnly>,
+) -> Result<HttpResponse, Error> {
+    call.caller.authenticated(&state).await?;
     Ok(ok("Session is valid"))
 }
