@@ -48,98 +48,6 @@ done
 install_traps
 FAILURES=0
 
-# --- seeding -------------------------------------------------------------------------------
-PRINTER_COLS="organization_id, owner_user_id, printer_type_id, name, snr, host_num, local_ip, vid, pid, mac,
-    agent_version, auth_token_hash, state, percent, temps, target_temps, report, last_error,
-    current_job_id, tray_clear, filaments, camera_watched_until, last_seen_at, next_command_number,
-    created_at, updated_at"
-JOB_COLS="id, organization_id, printer_id, file_id, user_id, share_id, status_id, change_seq, notes,
-    percent, print_time, printing_duration, material_type, layer_height, color_numbers, extruders,
-    weight, heated_bed, heated_bed_temperature, raft, supports, file_cost, cost, charged,
-    cancel_reason, cancel_details, cancelled_by_user_id, started_by_user_id, feedback,
-    created_at, started_at, ended_at, updated_at, download_token_hash"
-
-# Status of job g: 1 % queued (11), 1 % failed (43), 2 % aborted (45), the rest finished (77).
-status_case() {
-    echo "CASE WHEN $1 % 100 = 0 THEN 11 WHEN $1 % 100 = 1 THEN 43 WHEN $1 % 50 = 2 THEN 45 ELSE 77 END"
-}
-
-seed_postgres() {
-    local uid="$1" fid="$2"
-    pg_db <<SQL || return 1
-BEGIN;
-INSERT INTO printers ($PRINTER_COLS)
-SELECT 1, $uid, NULL, 'bench printer ' || g, 'BENCH' || lpad(g::text, 6, '0'), 'bench-host-' || g,
-       '10.0.' || (g / 256) || '.' || (g % 256), '2C99', '0002', '', 'bench', NULL, 'ready', 0,
-       NULL, NULL, NULL, NULL, NULL, true, NULL, NULL, NULL, 1,
-       now() AT TIME ZONE 'utc', now() AT TIME ZONE 'utc'
-FROM generate_series(1, $BENCH_PRINTERS) AS g;
-CREATE TEMP TABLE bench_printers AS
-    SELECT row_number() OVER (ORDER BY id) - 1 AS k, id FROM printers WHERE snr LIKE 'BENCH%';
-INSERT INTO jobs ($JOB_COLS)
-SELECT g, 1, p.id, $fid, $uid, NULL, s.status, g, NULL,
-       CASE WHEN s.status = 77 THEN 100 ELSE 0 END,
-       CASE WHEN s.status = 11 THEN 0 ELSE 956 END, 956, 'PLA', 0.2, 1, '{"L":0,"R":215}', 3.83,
-       true, 60, false, false, NULL, NULL, s.status <> 11,
-       CASE WHEN s.status = 45 THEN 'CANCELLED_WEB' WHEN s.status = 43 THEN 'PRINTER_ERROR' END,
-       NULL, NULL, CASE WHEN s.status = 11 THEN NULL ELSE $uid END, NULL,
-       t.ts, CASE WHEN s.status = 11 THEN NULL ELSE t.ts END,
-       CASE WHEN s.status = 11 THEN NULL ELSE t.ts + interval '956 seconds' END,
-       t.ts + interval '956 seconds', NULL
-FROM generate_series(1, $BENCH_JOBS) AS g
-JOIN bench_printers p ON p.k = g % $BENCH_PRINTERS
-CROSS JOIN LATERAL (SELECT $(status_case g) AS status) s
-CROSS JOIN LATERAL (SELECT (now() AT TIME ZONE 'utc') - make_interval(secs => ($BENCH_JOBS - g) * 2 + 1000) AS ts) t;
-SELECT setval(pg_get_serial_sequence('jobs', 'id'), (SELECT max(id) FROM jobs));
-UPDATE counters SET value = (SELECT max(change_seq) FROM jobs) WHERE name = 'job_changes';
-COMMIT;
-VACUUM ANALYZE printers;
-VACUUM ANALYZE jobs;
-SQL
-}
-
-seed_sqlite() {
-    local uid="$1" fid="$2"
-    local now="strftime('%Y-%m-%d %H:%M:%f', 'now')"
-    sqlite3 -bail "$DB_URL" <<SQL || return 1
-PRAGMA foreign_keys = ON;
-PRAGMA journal_mode = WAL;
-BEGIN;
-WITH RECURSIVE seq(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM seq WHERE g < $BENCH_PRINTERS)
-INSERT INTO printers ($PRINTER_COLS)
-SELECT 1, $uid, NULL, 'bench printer ' || g, 'BENCH' || printf('%06d', g), 'bench-host-' || g,
-       '10.0.' || (g / 256) || '.' || (g % 256), '2C99', '0002', '', 'bench', NULL, 'ready', 0,
-       NULL, NULL, NULL, NULL, NULL, 1, NULL, NULL, NULL, 1, $now, $now
-FROM seq;
-CREATE TEMP TABLE bench_printers AS
-    SELECT row_number() OVER (ORDER BY id) - 1 AS k, id FROM printers WHERE snr LIKE 'BENCH%';
-CREATE UNIQUE INDEX temp.bench_printers_k ON bench_printers (k);
-WITH RECURSIVE seq(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM seq WHERE g < $BENCH_JOBS),
-rows AS (
-    SELECT g, $(status_case g) AS status,
-           strftime('%Y-%m-%d %H:%M:%f', 'now', '-' || (($BENCH_JOBS - g) * 2 + 1000) || ' seconds') AS ts,
-           strftime('%Y-%m-%d %H:%M:%f', 'now', '-' || (($BENCH_JOBS - g) * 2 + 1000 - 956) || ' seconds') AS te
-    FROM seq
-)
-INSERT INTO jobs ($JOB_COLS)
-SELECT g, 1, p.id, $fid, $uid, NULL, status, g, NULL,
-       CASE WHEN status = 77 THEN 100 ELSE 0 END,
-       CASE WHEN status = 11 THEN 0 ELSE 956 END, 956, 'PLA', 0.2, 1, '{"L":0,"R":215}', 3.83,
-       1, 60, 0, 0, NULL, NULL, status <> 11,
-       CASE WHEN status = 45 THEN 'CANCELLED_WEB' WHEN status = 43 THEN 'PRINTER_ERROR' END,
-       NULL, NULL, CASE WHEN status = 11 THEN NULL ELSE $uid END, NULL,
-       ts, CASE WHEN status = 11 THEN NULL ELSE ts END, CASE WHEN status = 11 THEN NULL ELSE te END,
-       te, NULL
-FROM rows JOIN bench_printers p ON p.k = g % $BENCH_PRINTERS;
-UPDATE counters SET value = (SELECT max(change_seq) FROM jobs) WHERE name = 'job_changes';
-COMMIT;
-PRAGMA wal_checkpoint(TRUNCATE);
-SQL
-    if [[ -n "${BENCH_SQLITE_ANALYZE:-}" ]]; then
-        sqlite3 -bail "$DB_URL" "ANALYZE;" || return 1
-    fi
-}
-
 # --- measuring -----------------------------------------------------------------------------
 to_ms() { # wrk latency ("812.00us", "3.21ms", "1.02s") -> milliseconds
     awk -v v="$1" 'BEGIN {
@@ -211,46 +119,9 @@ run_wrk() {
 
 bench_backend() {
     local backend="$1"
-    new_database "$backend"
-    SERVER_ENV=()
-    start_server "$backend"
-    create_bench_user
-    local uid fid answer t0 t1
-    answer="$(upload_file "$REPO/fixtures/cube_20mm.gcode")" || die "upload failed"
-    fid="$(json_field file_id <<<"$answer")"
-    [[ -n "$fid" ]] || die "no file_id in the upload answer: $answer"
-    stop_server
-    if [[ $backend == postgres ]]; then
-        uid="$(pg_db -c "SELECT id FROM users WHERE email = '$BENCH_EMAIL'")"
-    else
-        uid="$(sqlite3 "$DB_URL" "SELECT id FROM users WHERE email = '$BENCH_EMAIL'")"
-    fi
-    [[ -n "$uid" ]] || die "bench user not found"
-    log "$backend: seeding $BENCH_PRINTERS printers and $BENCH_JOBS jobs (user $uid, file $fid)"
-    t0="$(date +%s.%N)"
-    "seed_$backend" "$uid" "$fid" >"$WORK_DIR/seed.log" 2>&1 || {
-        cat "$WORK_DIR/seed.log" >&2
-        die "seeding failed"
-    }
-    t1="$(date +%s.%N)"
-    local seed_s db_mib jobs_mib
-    seed_s="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", b - a }')"
-    db_mib="$(database_size_mib "$backend")"
-    if [[ $backend == postgres ]]; then
-        jobs_mib="$(pg_db -c "SELECT round(pg_total_relation_size('jobs') / 1048576.0)")"
-        export BENCH_PRINTER_MIN BENCH_PRINTER_MAX BENCH_JOB_MIN BENCH_JOB_MAX
-        read -r BENCH_PRINTER_MIN BENCH_PRINTER_MAX < <(pg_db -F ' ' -c "SELECT min(id), max(id) FROM printers WHERE snr LIKE 'BENCH%'")
-        read -r BENCH_JOB_MIN BENCH_JOB_MAX < <(pg_db -F ' ' -c "SELECT min(id), max(id) FROM jobs")
-    else
-        # dbstat may be missing from the CLI build: then "?".
-        jobs_mib="$(sqlite3 "$DB_URL" "SELECT round(sum(pgsize) / 1048576.0) FROM dbstat WHERE name = 'jobs' OR name IN (SELECT name FROM sqlite_master WHERE tbl_name = 'jobs')" 2>/dev/null || echo '?')"
-        export BENCH_PRINTER_MIN BENCH_PRINTER_MAX BENCH_JOB_MIN BENCH_JOB_MAX
-        read -r BENCH_PRINTER_MIN BENCH_PRINTER_MAX < <(sqlite3 -separator ' ' "$DB_URL" "SELECT min(id), max(id) FROM printers WHERE snr LIKE 'BENCH%'")
-        read -r BENCH_JOB_MIN BENCH_JOB_MAX < <(sqlite3 -separator ' ' "$DB_URL" "SELECT min(id), max(id) FROM jobs")
-    fi
-    [[ -n "$BENCH_PRINTER_MIN" && -n "$BENCH_JOB_MIN" ]] || die "seeding left no printers or jobs"
-    log "$backend: seeded in ${seed_s}s; database $db_mib MiB (jobs table + indexes $jobs_mib MiB); printers $BENCH_PRINTER_MIN..$BENCH_PRINTER_MAX, jobs $BENCH_JOB_MIN..$BENCH_JOB_MAX"
-    printf '| %s | %s | %s | %s | %s |\n' "$backend" "$BENCH_PRINTERS" "$BENCH_JOBS" "$db_mib" "$jobs_mib" >>"$SIZES"
+    local answer
+    seed_jobs_database "$backend"
+    printf '| %s | %s | %s | %s | %s |\n' "$backend" "$BENCH_PRINTERS" "$BENCH_JOBS" "$DB_MIB" "$JOBS_MIB" >>"$SIZES"
 
     start_server "$backend (seeded)"
     # Sanity: both calls answer on the seeded data (20 jobs for a printer, a job's record).

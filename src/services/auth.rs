@@ -13,8 +13,10 @@ use crate::error::{Error, Result};
 pub struct PasswordHasher {
     params: Params,
     /// A real hash of a random password, verified when the user does not exist so that
-    /// unknown accounts take as long to refuse as wrong passwords.
-    dummy_hash: String,
+    /// unknown accounts take as long to refuse as wrong passwords. Made at the first such
+    /// sign-in, not at start: a hash holds `argon2_memory_kib` of memory while it runs, which
+    /// the allocator may keep for the life of an idle server.
+    dummy_hash: std::sync::Arc<std::sync::OnceLock<String>>,
 }
 
 impl PasswordHasher {
@@ -26,11 +28,10 @@ impl PasswordHasher {
             None,
         )
         .map_err(|e| Error::internal(format!("invalid argon2 parameters: {e}")))?;
-        let mut hasher = PasswordHasher {
+        let hasher = PasswordHasher {
             params,
-            dummy_hash: String::new(),
+            dummy_hash: Default::default(),
         };
-        hasher.dummy_hash = hasher.hash(&random_password())?;
         Ok(hasher)
     }
 
@@ -51,9 +52,16 @@ impl PasswordHasher {
     /// Verifies against the stored hash (its own parameters apply), or burns the same time
     /// against the dummy hash when there is none.
     pub fn verify(&self, password: &str, stored: Option<&str>) -> bool {
+        let dummy = || {
+            self.dummy_hash.get_or_init(|| {
+                // Hashing a random password with valid parameters cannot fail; were it to,
+                // the empty hash below refuses the sign-in all the same.
+                self.hash(&random_password()).unwrap_or_default()
+            })
+        };
         let (hash, real) = match stored {
             Some(h) => (h, true),
-            None => (self.dummy_hash.as_str(), false),
+            None => (dummy().as_str(), false),
         };
         let Ok(parsed) = PasswordHash::new(hash) else {
             return false;

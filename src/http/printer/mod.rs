@@ -162,23 +162,31 @@ fn printer_token(body: &Value) -> String {
         .to_string()
 }
 
-async fn authenticated(state: &AppState, body: &Value) -> Result<Printer, HttpResponse> {
-    let token = printer_token(body);
-    state
-        .db(move |c| agent::authenticate(c, &token))
-        .await
-        .map_err(render)
-}
-
-/// A protocol request from a registered printer: its JSON body and the printer its token names.
+/// A protocol request from a printer: its JSON body and its printer token, checked by
+/// [`as_printer`] on the connection that then does the request's work.
 async fn printer_request(
-    state: &AppState,
     payload: web::Payload,
     limit: usize,
-) -> Result<(Value, Printer), HttpResponse> {
+) -> Result<(Value, String), HttpResponse> {
     let body = body_json(payload, limit).await?;
-    let printer = authenticated(state, &body).await?;
-    Ok((body, printer))
+    let token = printer_token(&body);
+    Ok((body, token))
+}
+
+/// Runs `f` for the printer `token` names (refused with the protocol's bad-token code
+/// otherwise): one checkout and one blocking hop for the whole request.
+async fn as_printer<T, F>(state: &AppState, token: String, f: F) -> Result<T, HttpResponse>
+where
+    F: FnOnce(&mut crate::db::DbConn, Printer) -> Result<T, Error> + Send + 'static,
+    T: Send + 'static,
+{
+    state
+        .db(move |c| {
+            let printer = agent::authenticate(c, &token)?;
+            f(c, printer)
+        })
+        .await
+        .map_err(render)
 }
 
 /// A command on the wire. Print links stored as paths (no `server.public_url`) are made
@@ -205,23 +213,20 @@ async fn command(
     req: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
-    let (body, printer) = match printer_request(&state, payload, MAX_COMMAND_BODY).await {
+    let (body, token) = match printer_request(payload, MAX_COMMAND_BODY).await {
         Ok(r) => r,
         Err(r) => return r,
     };
     let poll = Poll::from_json(&body);
-    let id = printer.id;
     let ctx = state.job_context();
     let base = crate::http::public_base(&state.config, Some(&req));
-    let first = {
-        let poll = poll.clone();
-        state
-            .db(move |c| agent::poll(c, &printer, &poll, &ctx))
-            .await
-    };
-    let first = match first {
-        Ok(c) => c,
-        Err(e) => return render(e),
+    let polled = as_printer(&state, token, move |c, printer| {
+        Ok((printer.id, agent::poll(c, &printer, &poll, &ctx)?))
+    })
+    .await;
+    let (id, first) = match polled {
+        Ok(r) => r,
+        Err(r) => return r,
     };
     // The report is committed: open dashboards show it.
     state.notifier.printers_changed();
@@ -288,7 +293,7 @@ fn closing() -> HttpResponse {
 }
 
 async fn camera(state: web::Data<AppState>, payload: web::Payload) -> HttpResponse {
-    let (body, printer) = match printer_request(&state, payload, MAX_CAMERA_BODY).await {
+    let (body, token) = match printer_request(payload, MAX_CAMERA_BODY).await {
         Ok(r) => r,
         Err(r) => return r,
     };
@@ -298,40 +303,47 @@ async fn camera(state: web::Data<AppState>, payload: web::Payload) -> HttpRespon
         .and_then(Value::as_str)
         .unwrap_or("S")
         .to_string();
-    match state
-        .db(move |c| agent::camera_frame(c, &printer, &image))
-        .await
+    match as_printer(&state, token, move |c, printer| {
+        agent::camera_frame(c, &printer, &image)
+    })
+    .await
     {
         Ok(watched) => answer(json!({"state": i32::from(watched)})),
-        Err(e) => render(e),
+        Err(r) => r,
     }
 }
 
 /// We ship no client-side printer profiles: agents keep their own.
 async fn printer_profiles(state: web::Data<AppState>, payload: web::Payload) -> HttpResponse {
-    if let Err(r) = printer_request(&state, payload, MAX_COMMAND_BODY).await {
-        return r;
+    let token = match printer_request(payload, MAX_COMMAND_BODY).await {
+        Ok((_, token)) => token,
+        Err(r) => return r,
+    };
+    match as_printer(&state, token, |_, _| Ok(())).await {
+        Ok(()) => answer(json!([])),
+        Err(r) => r,
     }
-    answer(json!([]))
 }
 
 /// The printer's queue, next job first.
 async fn queued_jobs(state: web::Data<AppState>, payload: web::Payload) -> HttpResponse {
-    let (_, printer) = match printer_request(&state, payload, MAX_COMMAND_BODY).await {
-        Ok(r) => r,
+    let token = match printer_request(payload, MAX_COMMAND_BODY).await {
+        Ok((_, token)) => token,
         Err(r) => return r,
     };
-    let id = printer.id;
-    let list = state.db(move |c| agent::queued_jobs(c, id)).await;
-    match list {
+    match as_printer(&state, token, |c, printer| {
+        agent::queued_jobs(c, printer.id)
+    })
+    .await
+    {
         Ok(l) => answer(json!(l)),
-        Err(e) => render(e),
+        Err(r) => r,
     }
 }
 
 /// The agent starts a job of its own queue (e.g. after a print, with `automatic: true`).
 async fn start_queued_job(state: web::Data<AppState>, payload: web::Payload) -> HttpResponse {
-    let (body, printer) = match printer_request(&state, payload, MAX_COMMAND_BODY).await {
+    let (body, token) = match printer_request(payload, MAX_COMMAND_BODY).await {
         Ok(r) => r,
         Err(r) => return r,
     };
@@ -342,16 +354,18 @@ async fn start_queued_job(state: web::Data<AppState>, payload: web::Payload) -> 
         return render(Error::agent(AgentCode::BadRequest, "job_id is required"));
     };
     let ctx = state.job_context();
-    match state
-        .db(move |c| jobs::agent_start(c, &printer, JobId(job_id), &ctx))
-        .await
-    {
-        Ok(_) => answer(json!([])),
+    let started = as_printer(&state, token, move |c, printer| {
         // The agent shows why its queue's job cannot start, and goes on polling.
-        Err(e @ (Error::Conflict(..) | Error::NotFound(_) | Error::Denied(_))) => {
+        Ok(jobs::agent_start(c, &printer, JobId(job_id), &ctx))
+    })
+    .await;
+    match started {
+        Ok(Ok(_)) => answer(json!([])),
+        Ok(Err(e @ (Error::Conflict(..) | Error::NotFound(_) | Error::Denied(_)))) => {
             refusal(e.status_code().as_u16().into(), e.to_string())
         }
-        Err(e) => render(e),
+        Ok(Err(e)) => render(e),
+        Err(r) => r,
     }
 }
 
