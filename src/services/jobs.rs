@@ -465,11 +465,31 @@ fn actionable(c: &mut DbConn, user: &User, job_id: JobId) -> Result<(Job, Access
 pub fn visible_job(c: &mut DbConn, user: &User, job_id: JobId) -> Result<Job> {
     let job = Job::find(c, job_id)?.ok_or_else(|| not_found(job_id))?;
     let printer = Printer::find(c, job.printer_id)?.ok_or_else(|| not_found(job_id))?;
-    printer_access::access(c, user, &printer)?.ok_or_else(|| not_found(job_id))?;
-    if job.user_id != user.id && !printer_access::sees_all_jobs(user, &printer) {
-        return Err(not_found(job_id));
-    }
+    check_visible(c, user, &job, &printer)?;
     Ok(job)
+}
+
+/// A job the user may see, with its file and its owner's email (`get_job_info`), read in one
+/// statement.
+pub fn job_info(
+    c: &mut DbConn,
+    user: &User,
+    job_id: JobId,
+) -> Result<(Job, crate::db::models::StoredFile, String)> {
+    let (job, printer, file, email) =
+        read::job_with_printer_and_file(c, job_id)?.ok_or_else(|| not_found(job_id))?;
+    check_visible(c, user, &job, &printer)?;
+    Ok((job, file, email))
+}
+
+/// Unknown to those who may not see it: someone else's job on a printer they cannot reach,
+/// or whose jobs they see only their own of.
+fn check_visible(c: &mut DbConn, user: &User, job: &Job, printer: &Printer) -> Result<()> {
+    printer_access::access(c, user, printer)?.ok_or_else(|| not_found(job.id))?;
+    if job.user_id != user.id && !printer_access::sees_all_jobs(user, printer) {
+        return Err(not_found(job.id));
+    }
+    Ok(())
 }
 
 /// `job_start`: starts a queued job now (needs "can print" rights and a ready printer).

@@ -52,6 +52,14 @@ fn access_via_share(s: &PrinterShare) -> Access {
 
 /// Every printer the user can reach, with the strongest access they have to it.
 pub fn reachable(conn: &mut DbConn, user: &User) -> Result<BTreeMap<PrinterId, Access>> {
+    Ok(reachable_and_org_printers(conn, user)?.0)
+}
+
+/// [`reachable`], with the rows of the organization's printers it read on the way.
+fn reachable_and_org_printers(
+    conn: &mut DbConn,
+    user: &User,
+) -> Result<(BTreeMap<PrinterId, Access>, Vec<Printer>)> {
     let mut out: BTreeMap<PrinterId, Access> = BTreeMap::new();
     let mut grant = |id: PrinterId, a: Access| {
         let e = out.entry(id).or_insert(a);
@@ -59,7 +67,8 @@ pub fn reachable(conn: &mut DbConn, user: &User) -> Result<BTreeMap<PrinterId, A
             *e = a;
         }
     };
-    for p in Printer::in_org(conn, user.organization_id)? {
+    let org_printers = Printer::in_org(conn, user.organization_id)?;
+    for p in &org_printers {
         if is_org_admin(user) || p.owner_user_id == Some(user.id) {
             grant(p.id, Access::Manage);
         }
@@ -76,7 +85,7 @@ pub fn reachable(conn: &mut DbConn, user: &User) -> Result<BTreeMap<PrinterId, A
     for s in PrinterShare::for_email(conn, &user.email)? {
         grant(s.printer_id, access_via_share(&s));
     }
-    Ok(out)
+    Ok((out, org_printers))
 }
 
 /// The user's access to one printer, or `None` when it is out of reach.
@@ -442,13 +451,20 @@ pub fn user_printers(
     printer_type: Option<&str>,
     ids: &[PrinterId],
 ) -> Result<Vec<Printer>> {
-    let reach = reachable(conn, user)?;
-    let wanted: Vec<PrinterId> = reach
+    let (reach, org_printers) = reachable_and_org_printers(conn, user)?;
+    let wanted = |id: &PrinterId| reach.contains_key(id) && (ids.is_empty() || ids.contains(id));
+    let mut printers: Vec<Printer> = org_printers.into_iter().filter(|p| wanted(&p.id)).collect();
+    // Printers of other organizations (shared with the user) were not read yet.
+    let read: BTreeSet<PrinterId> = printers.iter().map(|p| p.id).collect();
+    let elsewhere: Vec<PrinterId> = reach
         .keys()
         .copied()
-        .filter(|id| ids.is_empty() || ids.contains(id))
+        .filter(|id| wanted(id) && !read.contains(id))
         .collect();
-    let mut printers = Printer::by_ids(conn, &wanted)?;
+    if !elsewhere.is_empty() {
+        printers.extend(Printer::by_ids(conn, &elsewhere)?);
+        printers.sort_by_key(|p| p.id);
+    }
     if let Some(t) = printer_type {
         let t = t.trim().to_uppercase();
         let types: BTreeMap<i64, String> = PrinterType::all(conn)?

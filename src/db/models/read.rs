@@ -7,6 +7,26 @@ use super::*;
 use crate::db::schema::*;
 use crate::db::DbConn;
 
+/// A job with its printer, its file and its owner's email, in one statement (`get_job_info`).
+pub fn job_with_printer_and_file(
+    conn: &mut DbConn,
+    id: JobId,
+) -> QResult<Option<(Job, Printer, StoredFile, String)>> {
+    jobs::table
+        .inner_join(printers::table)
+        .inner_join(files::table)
+        .inner_join(users::table.on(users::id.eq(jobs::user_id)))
+        .filter(jobs::id.eq(id))
+        .select((
+            Job::as_select(),
+            Printer::as_select(),
+            StoredFile::as_select(),
+            users::email,
+        ))
+        .first(conn)
+        .optional()
+}
+
 /// A queued job with its file and owner, for the agent's `get_queued_jobs`.
 pub type QueuedJobRow = (
     i64,

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use super::decode::NameList;
 use super::envelope::{ok, Envelope, Failures};
 use super::{forms, Signed};
-use crate::db::models::{FileId, Job, JobId, PrinterId, StoredFile, User};
+use crate::db::models::{FileId, Job, JobId, PrinterId, StoredFile};
 use crate::error::{Error, Result};
 use crate::services::{farm, jobs, slicing};
 use crate::AppState;
@@ -410,12 +410,7 @@ pub async fn get_job_info(
     let (caller, job) = (call.caller, call.params.job_id);
     let info = caller
         .db(&state, move |c, me| {
-            let job = jobs::visible_job(c, me, JobId(job))?;
-            let file = StoredFile::find(c, job.file_id)?
-                .ok_or_else(|| Error::internal("job without file"))?;
-            let email = User::find(c, job.user_id)?
-                .map(|u| u.email)
-                .unwrap_or_default();
+            let (job, file, email) = jobs::job_info(c, me, JobId(job))?;
             Ok(job_info(&job, &file, &email))
         })
         .await?;
