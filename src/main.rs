@@ -8,11 +8,6 @@ use printfarm::services::auth::{random_password, PasswordHasher};
 use printfarm::services::bootstrap::{self, NewAccount};
 use printfarm::{db, AppState};
 
-/// mimalloc returns freed memory to the system and keeps a small, flat footprint under
-/// sustained load, where glibc's per-thread arenas grew without a plateau (issue #20).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "printfarm",
