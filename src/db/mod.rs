@@ -373,8 +373,8 @@ impl r2d2::ManageConnection for ConnectionManager {
         })
     }
 
-    /// Only for readiness probes: checkouts are not tested (a query per checkout costs a
-    /// round trip on every request); a connection found closed in use is dropped instead.
+    /// Unused while checkouts are not tested (a query per checkout costs a round trip on
+    /// every request); a connection found closed in use is dropped instead (`has_broken`).
     fn is_valid(&self, conn: &mut Pooled) -> Result<(), ConnError> {
         conn.conn.ping().map_err(ConnError::Query)
     }
