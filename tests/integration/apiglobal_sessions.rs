@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 backend_tests!(
     login_check_and_logout,
+    a_bad_session_answers_401_before_bad_parameters,
     login_accepts_sloppy_clients,
     wrong_password_and_unknown_user_are_refused_alike,
     missing_parameters_name_the_parameter,
@@ -605,4 +606,32 @@ async fn made_up_methods_share_one_metrics_label(app: &TestApp) {
         ),
         "{text}"
     );
+}
+
+/// The session is checked in the same database hop as the call's work, yet a bad session still
+/// answers 401 ahead of a parameter the call itself refuses (before its work) or cannot decode.
+async fn a_bad_session_answers_401_before_bad_parameters(app: &TestApp) {
+    let session = app.login_new_user("order@sessions.test").await;
+    let cases: [&[(&str, &str)]; 3] = [
+        &[("printer_id", "1"), ("limit", "0")],
+        &[("printer_id", "1"), ("offset", "-1")],
+        &[("printer_id", "not-a-number")],
+    ];
+    for params in cases {
+        let mut bad = vec![("session", "no-such-session")];
+        bad.extend_from_slice(params);
+        let (status, body) = app.post("/apiglobal/get_printer_jobs", &bad).await;
+        assert_eq!(status, 401, "{params:?}: {body}");
+        let mut good = vec![("session", session.as_str())];
+        good.extend_from_slice(params);
+        let (status, body) = app.post("/apiglobal/get_printer_jobs", &good).await;
+        assert_eq!(status, 400, "{params:?}: {body}");
+    }
+    let (status, body) = app
+        .post(
+            "/apiglobal/get_farm_queue",
+            &[("session", "no-such-session"), ("limit", "0")],
+        )
+        .await;
+    assert_eq!(status, 401, "{body}");
 }
