@@ -354,46 +354,103 @@ pub fn scope_for(conn: &mut DbConn, user: &User) -> Result<Scope> {
     }
 }
 
-/// One value of a report row.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Cell {
+/// One value of a report row, borrowed from the row it was read from: a report of a million
+/// rows formats each value straight into the output instead of into a string of its own.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Cell<'a> {
     Null,
     Int(i64),
     Float(f64),
-    Text(String),
+    Text(&'a str),
+    /// `YYYY-MM-DD HH:MM:SS` (UTC).
+    DateTime(NaiveDateTime),
+    /// Seconds, as `H:MM:SS`.
+    Hms(i64),
+}
+
+impl Cell<'_> {
+    /// Appends the value as text (nothing for null): what a CSV cell holds.
+    pub fn write_text(&self, out: &mut Vec<u8>) {
+        let mut num = itoa::Buffer::new();
+        match *self {
+            Cell::Null => {}
+            Cell::Int(i) => out.extend_from_slice(num.format(i).as_bytes()),
+            Cell::Float(f) => {
+                use std::io::Write;
+                let _ = write!(out, "{f}");
+            }
+            Cell::Text(t) => out.extend_from_slice(t.as_bytes()),
+            Cell::DateTime(t) => write_datetime(t, out),
+            Cell::Hms(seconds) => {
+                let s = seconds.max(0);
+                out.extend_from_slice(num.format(s / 3600).as_bytes());
+                out.push(b':');
+                two_digits(s / 60 % 60, out);
+                out.push(b':');
+                two_digits(s % 60, out);
+            }
+        }
+    }
+}
+
+fn two_digits(n: i64, out: &mut Vec<u8>) {
+    out.extend_from_slice(&[b'0' + (n / 10) as u8, b'0' + (n % 10) as u8]);
+}
+
+/// [`DATETIME`] without going through chrono's format machinery (a report writes one or two
+/// per row); years outside 0..=9999 take chrono's own form.
+fn write_datetime(t: NaiveDateTime, out: &mut Vec<u8>) {
+    use chrono::{Datelike, Timelike};
+    let year = i64::from(t.year());
+    if !(0..=9999).contains(&year) {
+        out.extend_from_slice(t.format(DATETIME).to_string().as_bytes());
+        return;
+    }
+    two_digits(year / 100, out);
+    two_digits(year % 100, out);
+    for (sep, n) in [
+        (b'-', t.month()),
+        (b'-', t.day()),
+        (b' ', t.hour()),
+        (b':', t.minute()),
+        (b':', t.second()),
+    ] {
+        out.push(sep);
+        two_digits(i64::from(n), out);
+    }
 }
 
 /// Seconds as `H:MM:SS` (hours unbounded).
 pub fn hms(seconds: i64) -> String {
-    let s = seconds.max(0);
-    format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+    let mut out = Vec::new();
+    Cell::Hms(seconds).write_text(&mut out);
+    String::from_utf8(out).expect("digits and colons")
 }
 
 /// The status word of a job: DONE, CANCELLED_WEB (cancelled through the API or the web),
 /// CANCELLED_PRINTER (cancelled on the printer), CANCELLED (other aborts), FAILED, IN_PROGRESS,
 /// QUEUED.
-pub fn status_word(status: JobStatus, source: Option<&str>) -> String {
+pub fn status_word(status: JobStatus, source: Option<&str>) -> &'static str {
     match status {
-        JobStatus::Finished => "DONE".into(),
+        JobStatus::Finished => "DONE",
         JobStatus::Aborted => match source {
-            Some(s @ (cancel_source::CANCELLED_WEB | cancel_source::CANCELLED_PRINTER)) => s.into(),
-            _ => "CANCELLED".into(),
+            Some(cancel_source::CANCELLED_WEB) => cancel_source::CANCELLED_WEB,
+            Some(cancel_source::CANCELLED_PRINTER) => cancel_source::CANCELLED_PRINTER,
+            _ => "CANCELLED",
         },
-        JobStatus::Failed => "FAILED".into(),
-        JobStatus::InProgress => "IN_PROGRESS".into(),
-        JobStatus::Queued => "QUEUED".into(),
+        JobStatus::Failed => "FAILED",
+        JobStatus::InProgress => "IN_PROGRESS",
+        JobStatus::Queued => "QUEUED",
     }
 }
 
 /// "Cancel Reason": the label of the reason the person who cancelled chose. When nobody chose
 /// one, a job the printer or the server ended says why in words; a web cancel without a
 /// choice (also every one from before reasons existed) has none.
-pub fn cancel_reason_text(reason: Option<&str>, source: Option<&str>) -> Option<String> {
+pub fn cancel_reason_text<'a>(reason: Option<&'a str>, source: Option<&str>) -> Option<&'a str> {
     if let Some(r) = reason {
         // A stored code always parses; anything else is shown as stored rather than hidden.
-        return Some(
-            CancelReason::from_code(r).map_or_else(|| r.to_string(), |r| r.label().into()),
-        );
+        return Some(CancelReason::from_code(r).map_or(r, |c| c.label()));
     }
     let words = match source? {
         cancel_source::CANCELLED_PRINTER => "Cancelled on the printer",
@@ -403,7 +460,7 @@ pub fn cancel_reason_text(reason: Option<&str>, source: Option<&str>) -> Option<
         cancel_source::NOT_CHARGEABLE => "Could not be charged",
         _ => return None,
     };
-    Some(words.into())
+    Some(words)
 }
 
 /// What the parameters of `get_custom_report` ask for.
@@ -423,9 +480,9 @@ pub struct CustomReport {
     pub scope: Scope,
     pub range: DateRange,
     pub columns: Vec<Column>,
-    /// Printer id → its workgroups (id, name, join password) the caller may see; only loaded
-    /// with `workgroups=1`.
-    workgroups: HashMap<i64, Vec<(i64, String, String)>>,
+    /// Printer id → the ids, names and join passwords of its workgroups the caller may see,
+    /// each joined with commas; only loaded with `workgroups=1`.
+    workgroups: HashMap<i64, [String; 3]>,
 }
 
 /// Checks the caller and the parameters of `get_custom_report`. Everything that can be refused
@@ -454,7 +511,7 @@ pub fn custom_report(
         organization_fields(&org)
     };
     let mut columns: Vec<Column> = fields.into_iter().map(Column::Field).collect();
-    let mut wg_map: HashMap<i64, Vec<(i64, String, String)>> = HashMap::new();
+    let mut workgroups: HashMap<i64, [String; 3]> = HashMap::new();
     if req.workgroups {
         columns.extend([
             Column::WorkgroupIds,
@@ -468,26 +525,47 @@ pub fn custom_report(
         };
         let rows = read::printer_workgroup_names(conn, scope.organization(), own)?;
         for (printer, id, name, password) in rows {
-            wg_map
-                .entry(printer)
-                .or_default()
-                .push((id, name, password));
+            let joined = workgroups.entry(printer).or_default();
+            for (list, item) in joined.iter_mut().zip([id.to_string(), name, password]) {
+                if !list.is_empty() {
+                    list.push(',');
+                }
+                list.push_str(&item);
+            }
         }
     }
     Ok(CustomReport {
         scope,
         range,
         columns,
-        workgroups: wg_map,
+        workgroups,
     })
 }
 
-fn text(s: &str) -> Cell {
-    Cell::Text(s.to_string())
+/// One query's worth of report rows, with what their cells need beside them.
+pub struct Batch {
+    rows: Vec<ReportRow>,
+    /// "Started By" emails of the rows started by someone other than the job's owner.
+    starters: HashMap<UserId, String>,
 }
 
-fn opt_text(s: &Option<String>) -> Cell {
-    s.as_deref().map_or(Cell::Null, text)
+impl Batch {
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The job id to read the next batch after.
+    pub fn last_id(&self) -> Option<i64> {
+        self.rows.last().map(|r| r.id)
+    }
+}
+
+fn opt_text(s: &Option<String>) -> Cell<'_> {
+    s.as_deref().map_or(Cell::Null, Cell::Text)
 }
 
 impl CustomReport {
@@ -503,15 +581,9 @@ impl CustomReport {
         self.columns.contains(&Column::Field(f))
     }
 
-    /// The next rows after job id `after` (ascending job id), at most `limit`, as
-    /// `(job id, cells)`. An empty or short batch means the report is complete.
-    pub fn batch(
-        &self,
-        conn: &mut DbConn,
-        after: i64,
-        limit: i64,
-        now: NaiveDateTime,
-    ) -> Result<Vec<(i64, Vec<Cell>)>> {
+    /// The next rows after job id `after` (ascending job id), at most `limit`. An empty or
+    /// short batch means the report is complete.
+    pub fn batch(&self, conn: &mut DbConn, after: i64, limit: i64) -> Result<Batch> {
         let printers = match &self.scope {
             Scope::Workgroups { printers, .. } => Some(printers.as_slice()),
             Scope::Organization(_) => None,
@@ -541,75 +613,81 @@ impl CustomReport {
                 starters = User::emails(conn, &ids)?.into_iter().collect();
             }
         }
-        Ok(rows
-            .iter()
-            .map(|r| (r.id, self.cells(r, &starters, now)))
-            .collect())
+        Ok(Batch { rows, starters })
     }
 
-    fn cells(
-        &self,
-        r: &ReportRow,
-        starters: &HashMap<UserId, String>,
+    /// Calls `f` with the cells of each row of `batch`, in order.
+    pub fn each_row<'a, E>(
+        &'a self,
+        batch: &'a Batch,
         now: NaiveDateTime,
-    ) -> Vec<Cell> {
-        let no_groups = Vec::new();
-        let groups = self.workgroups.get(&r.printer_id.0).unwrap_or(&no_groups);
-        let join = |f: &dyn Fn(&(i64, String, String)) -> String| {
-            Cell::Text(groups.iter().map(f).collect::<Vec<_>>().join(","))
+        mut f: impl FnMut(&[Cell<'a>]) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
+        let mut cells = Vec::with_capacity(self.columns.len());
+        for r in &batch.rows {
+            cells.clear();
+            cells.extend(
+                self.columns
+                    .iter()
+                    .map(|c| self.cell(*c, r, &batch.starters, now)),
+            );
+            f(&cells)?;
+        }
+        Ok(())
+    }
+
+    fn cell<'a>(
+        &'a self,
+        column: Column,
+        r: &'a ReportRow,
+        starters: &'a HashMap<UserId, String>,
+        now: NaiveDateTime,
+    ) -> Cell<'a> {
+        let groups = |i: usize| {
+            self.workgroups
+                .get(&r.printer_id.0)
+                .map_or(Cell::Text(""), |g| Cell::Text(&g[i]))
         };
-        self.columns
-            .iter()
-            .map(|c| match c {
-                Column::Field(f) => match f {
-                    Field::JobId => Cell::Int(r.id),
-                    Field::PrinterId => Cell::Int(r.printer_id.0),
-                    Field::PrinterName => text(&r.printer_name),
-                    Field::PrinterType => opt_text(&r.printer_type),
-                    Field::FileId => Cell::Int(r.file_id.0),
-                    Field::FileName => text(&r.file_name),
-                    Field::PrintDate => Cell::Text(
-                        r.started_at
-                            .unwrap_or(r.created_at)
-                            .format(DATETIME)
-                            .to_string(),
-                    ),
-                    Field::Email => text(&r.email),
-                    Field::Fname => text(&r.firstname),
-                    Field::Lname => text(&r.lastname),
-                    Field::Filament => Cell::Float(r.weight),
-                    // What was charged; before a start, what the material would cost.
-                    Field::Cost => r.cost.or(r.file_cost).map_or(Cell::Null, Cell::Float),
-                    Field::Status => {
-                        Cell::Text(status_word(r.status_id, r.cancel_source.as_deref()))
-                    }
-                    Field::PrintTime => Cell::Text(hms(i64::from(r.printing_duration))),
-                    // The column promises H:MM:SS: a job that never ran printed for 0:00:00
-                    // (dashboards split this text; a null crashed one).
-                    Field::RealPrintTime => match r.started_at {
-                        None => Cell::Text(hms(0)),
-                        Some(s) if r.status_id == JobStatus::InProgress => {
-                            Cell::Text(hms((now - s).num_seconds()))
-                        }
-                        Some(_) => Cell::Text(hms(i64::from(r.print_time))),
-                    },
-                    Field::CancelReason => opt_text(&cancel_reason_text(
-                        r.cancel_reason.as_deref(),
-                        r.cancel_source.as_deref(),
-                    )),
-                    Field::CancelDetails => opt_text(&r.cancel_details),
-                    Field::StartedByEmail => match r.started_by {
-                        None => Cell::Null,
-                        Some(s) if s == r.user_id => text(&r.email),
-                        Some(s) => starters.get(&s).map_or(Cell::Null, |e| text(e)),
-                    },
-                    Field::Feedback => opt_text(&r.feedback),
+        match column {
+            Column::Field(f) => match f {
+                Field::JobId => Cell::Int(r.id),
+                Field::PrinterId => Cell::Int(r.printer_id.0),
+                Field::PrinterName => Cell::Text(&r.printer_name),
+                Field::PrinterType => opt_text(&r.printer_type),
+                Field::FileId => Cell::Int(r.file_id.0),
+                Field::FileName => Cell::Text(&r.file_name),
+                Field::PrintDate => Cell::DateTime(r.started_at.unwrap_or(r.created_at)),
+                Field::Email => Cell::Text(&r.email),
+                Field::Fname => Cell::Text(&r.firstname),
+                Field::Lname => Cell::Text(&r.lastname),
+                Field::Filament => Cell::Float(r.weight),
+                // What was charged; before a start, what the material would cost.
+                Field::Cost => r.cost.or(r.file_cost).map_or(Cell::Null, Cell::Float),
+                Field::Status => Cell::Text(status_word(r.status_id, r.cancel_source.as_deref())),
+                Field::PrintTime => Cell::Hms(i64::from(r.printing_duration)),
+                // The column promises H:MM:SS: a job that never ran printed for 0:00:00
+                // (dashboards split this text; a null crashed one).
+                Field::RealPrintTime => Cell::Hms(match r.started_at {
+                    None => 0,
+                    Some(s) if r.status_id == JobStatus::InProgress => (now - s).num_seconds(),
+                    Some(_) => i64::from(r.print_time),
+                }),
+                Field::CancelReason => {
+                    cancel_reason_text(r.cancel_reason.as_deref(), r.cancel_source.as_deref())
+                        .map_or(Cell::Null, Cell::Text)
+                }
+                Field::CancelDetails => opt_text(&r.cancel_details),
+                Field::StartedByEmail => match r.started_by {
+                    None => Cell::Null,
+                    Some(s) if s == r.user_id => Cell::Text(&r.email),
+                    Some(s) => starters.get(&s).map_or(Cell::Null, |e| Cell::Text(e)),
                 },
-                Column::WorkgroupIds => join(&|g| g.0.to_string()),
-                Column::WorkgroupNames => join(&|g| g.1.clone()),
-                Column::WorkgroupPasswords => join(&|g| g.2.clone()),
-            })
-            .collect()
+                Field::Feedback => opt_text(&r.feedback),
+            },
+            Column::WorkgroupIds => groups(0),
+            Column::WorkgroupNames => groups(1),
+            Column::WorkgroupPasswords => groups(2),
+        }
     }
 }
 
@@ -800,8 +878,8 @@ pub fn summary(
             if r.status_id == JobStatus::Aborted {
                 let why =
                     cancel_reason_text(r.cancel_reason.as_deref(), r.cancel_source.as_deref())
-                        .unwrap_or_else(|| "No reason given".into());
-                *reasons.entry(why).or_default() += 1.0;
+                        .unwrap_or("No reason given");
+                *reasons.entry(why.to_string()).or_default() += 1.0;
             }
         }
         match rows.last() {
@@ -856,6 +934,34 @@ mod tests {
     }
 
     #[test]
+    fn cells_as_text() {
+        let text = |c: Cell| {
+            let mut out = Vec::new();
+            c.write_text(&mut out);
+            String::from_utf8(out).unwrap()
+        };
+        for s in [
+            "2026-12-04 09:05:07",
+            "0999-01-31 23:59:59",
+            "0000-02-29 00:00:00",
+            "9999-12-31 23:59:59",
+        ] {
+            let t = NaiveDateTime::parse_from_str(s, DATETIME).unwrap();
+            assert_eq!(text(Cell::DateTime(t)), s);
+        }
+        let far = NaiveDate::from_ymd_opt(12345, 6, 7)
+            .unwrap()
+            .and_hms_opt(1, 2, 3)
+            .unwrap();
+        assert_eq!(text(Cell::DateTime(far)), far.format(DATETIME).to_string());
+        assert_eq!(text(Cell::Hms(-5)), "0:00:00");
+        assert_eq!(text(Cell::Float(3.83)), "3.83");
+        assert_eq!(text(Cell::Float(2.0)), "2");
+        assert_eq!(text(Cell::Int(-12)), "-12");
+        assert_eq!(text(Cell::Null), "");
+    }
+
+    #[test]
     fn fields_and_words() {
         let f = parse_fields("fields", ["email, JOB_ID", "job_id"]).unwrap();
         assert_eq!(f, vec![Field::JobId, Field::Email]);
@@ -884,11 +990,11 @@ mod tests {
         // The person's choice wins; the source speaks when nobody chose; an old web cancel
         // (its source moved out of cancel_reason by the migration) has no reason.
         assert_eq!(
-            cancel_reason_text(Some("print_quality"), Some("CANCELLED_WEB")).as_deref(),
+            cancel_reason_text(Some("print_quality"), Some("CANCELLED_WEB")),
             Some("Print quality")
         );
         assert_eq!(
-            cancel_reason_text(None, Some("PRINTER_ERROR")).as_deref(),
+            cancel_reason_text(None, Some("PRINTER_ERROR")),
             Some("Printer error")
         );
         assert_eq!(cancel_reason_text(None, Some("CANCELLED_WEB")), None);
