@@ -55,6 +55,8 @@ pub struct AppState {
     /// Wakes this instance's farm dispatcher at once (a farm job queued or retried, a printer
     /// out of maintenance); it also runs every second by itself.
     pub farm_wake: Arc<tokio::sync::Notify>,
+    /// Agents' volatile reports waiting to be written (about once a second).
+    pub heartbeats: Arc<services::agent::Heartbeats>,
     /// On SQLite, a shared lock on `<database>.lock` while this instance runs: a restore
     /// refuses to replace the database under a running server.
     instance_lock: Arc<std::sync::Mutex<Option<std::fs::File>>>,
@@ -79,6 +81,7 @@ impl AppState {
             slice_wake: Arc::new(tokio::sync::Notify::new()),
             slicers: Arc::new(slicer::Running::default()),
             farm_wake: Arc::new(tokio::sync::Notify::new()),
+            heartbeats: Arc::default(),
             instance_lock: Arc::new(std::sync::Mutex::new(
                 services::backup::hold_shared(&config).map_err(|e| {
                     anyhow::anyhow!("cannot lock the database for this server: {e}")

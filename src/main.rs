@@ -197,8 +197,11 @@ fn serve(config: Config) -> anyhow::Result<()> {
         printfarm::spawn_background(state.clone());
         // actix stops on SIGINT/SIGTERM and lets in-flight requests finish (shutdown_timeout).
         let slicers = state.slicers.clone();
+        let last = state.clone();
         let served = printfarm::server(state, listener)?.await;
         slicers.kill_all();
+        // Polls answered during the shutdown may have left heartbeats behind.
+        printfarm::background::write_heartbeats(&last).await;
         served
     })?;
     tracing::info!("printfarm stopped");

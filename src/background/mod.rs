@@ -15,7 +15,42 @@ pub fn spawn_background(state: AppState) {
         slice_worker::spawn(state.clone(), n, state.slice_wake.clone());
     }
     spawn_farm_dispatcher(state.clone());
+    spawn_heartbeat_writer(state.clone());
     spawn_maintenance(state);
+}
+
+/// Writes the agents' buffered heartbeats ([`services::agent::Heartbeats`]) every second, and
+/// once more when the server shuts down.
+pub fn spawn_heartbeat_writer(state: AppState) {
+    actix_web::rt::spawn(async move {
+        let every = std::time::Duration::from_secs(1);
+        loop {
+            let stopping = tokio::select! {
+                _ = actix_web::rt::time::sleep(every) => false,
+                _ = state.notifier.shutting_down() => true,
+            };
+            write_heartbeats(&state).await;
+            if stopping {
+                return;
+            }
+        }
+    });
+}
+
+/// Writes what agents reported since the last write and did not need written at once.
+pub async fn write_heartbeats(state: &AppState) {
+    let beats = state.heartbeats.take();
+    if beats.is_empty() {
+        return;
+    }
+    match state
+        .db(move |c| services::agent::write_heartbeats(c, &beats))
+        .await
+    {
+        // Open dashboards show the new temperatures.
+        Ok(_) => state.notifier.printers_changed(),
+        Err(e) => tracing::warn!(error = %e, "writing agent heartbeats failed"),
+    }
 }
 
 /// The farm queue's dispatcher: a pass over the idle printers when woken and at least every

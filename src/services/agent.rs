@@ -1,6 +1,8 @@
 //! The printer-agent channel: reports, durable commands (pending → sent → acked/failed, one
 //! per poll, in number order, re-sent until acknowledged), and camera frames.
 
+use std::collections::HashMap;
+
 use chrono::Duration;
 use serde_json::{Map, Value};
 
@@ -308,15 +310,24 @@ fn bounded_value(v: &Value, list_depth: u8) -> Value {
 /// last write of one of them after a crash costs nothing.
 const VOLATILE_FIELDS: &[&str] = &["percent", "temps", "target_temps"];
 
-/// Applies a report to the printer row. Agents omit fields that did not change, so the stored
-/// report is merged, not replaced. Returns true when something lasting changed (the state,
-/// materials, an error, any field but the volatile ones): an agent will not send it again.
-fn apply_report(
-    conn: &mut DbConn,
-    printer: &Printer,
-    poll: &Poll,
-    now: chrono::NaiveDateTime,
-) -> Result<bool> {
+/// What a report makes of its printer's agent state, worked out before anything is written.
+struct Reported {
+    state: PrinterState,
+    percent: f64,
+    temps: Option<String>,
+    target_temps: Option<String>,
+    local_ip: String,
+    filaments: Option<String>,
+    report: String,
+    last_error: Option<String>,
+    /// Something lasting changed (the state, materials, an error, any field but the volatile
+    /// ones): an agent will not send it again, so it must be written durably.
+    lasting: bool,
+}
+
+/// Merges a report into the printer's agent state. Agents omit fields that did not change, so
+/// the stored report is merged, not replaced.
+fn read_report(printer: &Printer, poll: &Poll) -> Result<Reported> {
     let mut merged: Map<String, Value> = printer
         .report
         .as_deref()
@@ -371,18 +382,44 @@ fn apply_report(
         Some(e) => Some(e.to_string()),
         None => printer.last_error.clone(),
     };
+    lasting |= state != printer.state
+        || local_ip != printer.local_ip
+        || filaments != printer.filaments
+        || last_error != printer.last_error;
+    Ok(Reported {
+        state,
+        percent,
+        temps: temps_json,
+        target_temps: targets_json,
+        local_ip,
+        filaments,
+        report: Value::Object(merged).to_string(),
+        last_error,
+        lasting,
+    })
+}
+
+/// Writes a report on the printer row (and a cleared tray). Returns whether something lasting
+/// changed.
+fn apply_report(
+    conn: &mut DbConn,
+    printer: &Printer,
+    poll: &Poll,
+    now: chrono::NaiveDateTime,
+) -> Result<bool> {
+    let r = read_report(printer, poll)?;
     Printer::apply_report(
         conn,
         printer.id,
         &PrinterReport {
-            state: &state,
-            percent,
-            temps: temps_json.as_deref(),
-            target_temps: targets_json.as_deref(),
-            local_ip: &local_ip,
-            filaments: filaments.as_deref(),
-            report: Some(Value::Object(merged).to_string()),
-            last_error: last_error.as_deref(),
+            state: &r.state,
+            percent: r.percent,
+            temps: r.temps.as_deref(),
+            target_temps: r.target_temps.as_deref(),
+            local_ip: &r.local_ip,
+            filaments: r.filaments.as_deref(),
+            report: Some(r.report),
+            last_error: r.last_error.as_deref(),
             last_seen_at: Some(now),
             updated_at: now,
         },
@@ -390,24 +427,147 @@ fn apply_report(
     if poll.bed_clear {
         Printer::set_tray_clear(conn, printer.id, true)?;
     }
-    lasting |= state != printer.state
-        || local_ip != printer.local_ip
-        || filaments != printer.filaments
-        || last_error != printer.last_error;
-    Ok(lasting)
+    Ok(r.lasting)
+}
+
+/// Polls whose report changes only what the next report overwrites (temperatures, progress,
+/// the merged report, last seen), kept in memory and written for all printers at once, about
+/// once a second ([`write_heartbeats`]): 1,000 agents polling every second would otherwise
+/// cost a write transaction each. Everything else a poll does (a new state, acks, a cleared
+/// tray, job progress and ends, starts, delivered commands) is written before its answer.
+/// A crash loses at most the last second of such reports; the agents send them again.
+#[derive(Debug, Default)]
+pub struct Heartbeats {
+    pending: std::sync::Mutex<HashMap<PrinterId, Heartbeat>>,
+}
+
+/// The volatile agent state of one printer, as of `seen_at`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Heartbeat {
+    pub percent: f64,
+    pub temps: Option<String>,
+    pub target_temps: Option<String>,
+    pub report: String,
+    pub seen_at: chrono::NaiveDateTime,
+}
+
+impl Heartbeats {
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<PrinterId, Heartbeat>> {
+        // A panic while holding the lock leaves a map that is still consistent.
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The printer as its agent last reported it: its row with a newer heartbeat not yet
+    /// written laid over it.
+    pub fn overlay(&self, printer: &mut Printer) {
+        let pending = self.pending();
+        let Some(h) = pending.get(&printer.id) else {
+            return;
+        };
+        if printer.last_seen_at.is_some_and(|seen| seen >= h.seen_at) {
+            return;
+        }
+        printer.percent = h.percent;
+        printer.temps.clone_from(&h.temps);
+        printer.target_temps.clone_from(&h.target_temps);
+        printer.report = Some(h.report.clone());
+        printer.last_seen_at = Some(h.seen_at);
+    }
+
+    fn keep(&self, printer: PrinterId, heartbeat: Heartbeat) {
+        self.pending().insert(printer, heartbeat);
+    }
+
+    /// After a durable write of the printer's report: what was pending is in it.
+    fn written(&self, printer: PrinterId, at: chrono::NaiveDateTime) {
+        let mut pending = self.pending();
+        if pending.get(&printer).is_some_and(|h| h.seen_at <= at) {
+            pending.remove(&printer);
+        }
+    }
+
+    /// Everything pending, to be written.
+    pub fn take(&self) -> Vec<(PrinterId, Heartbeat)> {
+        self.pending().drain().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.pending().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Writes heartbeats in one transaction that need not wait for the disk. A printer row written
+/// since (a durable report, a rename: its `updated_at` is later) keeps what it has: the next
+/// report brings fresh values anyway. Returns the rows written.
+pub fn write_heartbeats(conn: &mut DbConn, beats: &[(PrinterId, Heartbeat)]) -> Result<usize> {
+    if beats.is_empty() {
+        return Ok(0);
+    }
+    db::write_transaction(conn, |c| {
+        db::commit_without_flush(c)?;
+        let mut written = 0;
+        for (id, h) in beats {
+            written += Printer::write_heartbeat(
+                c,
+                *id,
+                h.percent,
+                h.temps.as_deref(),
+                h.target_temps.as_deref(),
+                &h.report,
+                h.seen_at,
+            )?;
+        }
+        Ok(written)
+    })
 }
 
 /// Handles a poll: the report (and what it means for the running job), the acknowledgement of
 /// the previous command, the auto-start of the next queued job when the printer became free,
 /// then hands out the oldest unacknowledged command (re-sending one never acknowledged).
+/// A poll that only refreshes volatile state and finds no command is kept in `heartbeats`
+/// instead of being written, unless the row's own `last_seen_at` is older than half the
+/// offline delay (a printer coming back, or one whose heartbeats could not be written, must
+/// not look offline). Returns the command and whether the poll wrote something (dashboards
+/// then look).
 pub fn poll(
     conn: &mut DbConn,
-    printer: &Printer,
+    mut printer: Printer,
     poll: &Poll,
     ctx: &JobContext,
-) -> Result<Option<PrinterCommand>> {
-    db::write_transaction(conn, |c| {
-        let now = db::now();
+    heartbeats: &Heartbeats,
+) -> Result<(Option<PrinterCommand>, bool)> {
+    let written_seen = printer.last_seen_at;
+    heartbeats.overlay(&mut printer);
+    let printer = &printer;
+    let recently_written =
+        written_seen.is_some_and(|seen| db::now() - seen < ctx.offline_after / 2);
+    let quiet = recently_written
+        && poll.ack.is_none()
+        && !poll.bed_clear
+        && !poll.reset_job
+        && printer.current_job_id.is_none();
+    if quiet {
+        let reported = read_report(printer, poll)?;
+        if !reported.lasting && PrinterCommand::next_unacked(conn, printer.id)?.is_none() {
+            heartbeats.keep(
+                printer.id,
+                Heartbeat {
+                    percent: reported.percent,
+                    temps: reported.temps,
+                    target_temps: reported.target_temps,
+                    report: reported.report,
+                    seen_at: db::now(),
+                },
+            );
+            return Ok((None, false));
+        }
+    }
+    let now = db::now();
+    let command = db::write_transaction(conn, |c| {
         let lasting = apply_report(c, printer, poll, now)?;
         if let Some((number, ok)) = poll.ack {
             PrinterCommand::ack(c, printer.id, number, ok, now)?;
@@ -427,8 +587,8 @@ pub fn poll(
             None
         };
         let command = deliver(c, printer.id)?;
-        // A report that changes only what the next report overwrites (temperatures,
-        // progress, last seen) need not wait for the log to reach the disk. A new state or
+        // A report that changes only what the next report overwrites (a printing printer's
+        // temperatures) need not wait for the log to reach the disk. A new state or
         // material, acks, a cleared tray, job progress and ends, starts and delivered
         // commands stay durable.
         let overwritable = !lasting
@@ -441,8 +601,10 @@ pub fn poll(
         if overwritable {
             db::commit_without_flush(c)?;
         }
-        Ok(command)
-    })
+        Ok::<_, Error>(command)
+    })?;
+    heartbeats.written(printer.id, now);
+    Ok((command, true))
 }
 
 /// The next command for a printer, marked as sent.

@@ -26,6 +26,7 @@ backend_tests!(
     register_stores_a_bounded_device,
     re_pairing_needs_the_right_to_manage,
     maintenance_prunes_expired_agent_rows,
+    volatile_reports_are_written_in_batches,
 );
 backend_cases!(
     forged_host_never_reaches_the_agent,
@@ -778,13 +779,22 @@ async fn reports_are_merged_and_tolerated(app: &TestApp) {
         .await;
     let got = agent(app, "command", json!({"auth_token": token, "report": {"state": "printing", "temps": [1, [2, 3], null, "4"]}})).await;
     assert_eq!(got, json!({}));
-    let (_, body) = app
-        .post(
-            "/apiglobal/get_organization_printers_list",
-            &[("session", &admin)],
-        )
-        .await;
-    assert_eq!(body["message"][0]["temps"], json!([1, 2, null, 4]));
+    // Only temperatures changed: the list shows them once the heartbeats are written (about
+    // a second).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (_, body) = app
+            .post(
+                "/apiglobal/get_organization_printers_list",
+                &[("session", &admin)],
+            )
+            .await;
+        if body["message"][0]["temps"] == json!([1, 2, null, 4]) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{body}");
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 async fn long_poll_wakes_on_a_new_command(app: &TestApp) {
@@ -1573,4 +1583,73 @@ async fn maintenance_prunes_expired_agent_rows(app: &TestApp) {
         .unwrap();
     assert!(left.iter().any(|k| k.ends_with("SN-NEW")), "{left:?}");
     assert!(!left.iter().any(|k| k.ends_with("SN-OLD")), "{left:?}");
+}
+
+/// Reports that only refresh temperatures or progress are kept in memory and written for all
+/// printers about once a second; a report that changes something lasting is in the database
+/// when its answer arrives.
+async fn volatile_reports_are_written_in_batches(app: &TestApp) {
+    let owner = app.login_new_user("owner@example.com").await;
+    let (id, token) = register(app, &owner, "SN-BEAT").await;
+    type Row = (String, f64, Option<String>, Option<String>);
+    let row = || -> Row {
+        let mut c = app.conn();
+        printers::table
+            .find(id)
+            .select((
+                printers::state,
+                printers::percent,
+                printers::temps,
+                printers::report,
+            ))
+            .first(&mut *c)
+            .unwrap()
+    };
+    let temps =
+        |r: &Row| -> Value { serde_json::from_str(r.2.as_deref().unwrap_or("null")).unwrap() };
+    // A new state: written before the answer.
+    report(app, &token, json!({})).await;
+    let first = row();
+    assert_eq!(first.0, "ready");
+    assert_eq!(temps(&first), json!([22.5, 24.1]));
+
+    // Temperatures, then progress alone: the second report is merged onto the first in
+    // memory, so both reach the row.
+    report(app, &token, json!({"report": {"temps": [30, 31]}})).await;
+    report(app, &token, json!({"report": {"percent": 7}})).await;
+    eventually("the heartbeats were written", || {
+        let r = row();
+        r.1 == 7.0 && temps(&r) == json!([30.0, 31.0])
+    })
+    .await;
+    let merged: Value = serde_json::from_str(row().3.as_deref().unwrap()).unwrap();
+    assert_eq!(merged["state"], "ready", "{merged}");
+    assert_eq!(merged["temps"], json!([30, 31]), "{merged}");
+    assert_eq!(merged["percent"], 7, "{merged}");
+    let (status, body) = app
+        .post(
+            "/apiglobal/get_printers_list",
+            &[("session", owner.as_str())],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let listed = body["message"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == id)
+        .unwrap_or_else(|| panic!("printer {id} not listed: {body}"));
+    assert_eq!(listed["temps"], json!([30, 31]), "{listed}");
+
+    // A lasting change is there as soon as the poll is answered, with the volatile values the
+    // same report carries.
+    report(
+        app,
+        &token,
+        json!({"report": {"state": "error", "temps": [40, 41]}}),
+    )
+    .await;
+    let after = row();
+    assert_eq!(after.0, "error");
+    assert_eq!(temps(&after), json!([40.0, 41.0]));
 }

@@ -128,6 +128,34 @@ impl Printer {
         Ok(())
     }
 
+    /// Writes an agent's volatile state as of `seen_at`, unless the row was written since
+    /// (`updated_at` later). Returns the rows written (0 or 1).
+    #[allow(clippy::too_many_arguments)]
+    pub fn write_heartbeat(
+        conn: &mut DbConn,
+        id: PrinterId,
+        percent: f64,
+        temps: Option<&str>,
+        target_temps: Option<&str>,
+        report: &str,
+        seen_at: NaiveDateTime,
+    ) -> QResult<usize> {
+        diesel::update(
+            printers::table
+                .find(id)
+                .filter(printers::updated_at.lt(seen_at)),
+        )
+        .set((
+            printers::percent.eq(percent),
+            printers::temps.eq(temps),
+            printers::target_temps.eq(target_temps),
+            printers::report.eq(report),
+            printers::last_seen_at.eq(Some(seen_at)),
+            printers::updated_at.eq(seen_at),
+        ))
+        .execute(conn)
+    }
+
     /// Keeps a long-polling printer marked as connected.
     pub fn touch(conn: &mut DbConn, id: PrinterId, now: NaiveDateTime) -> QResult<()> {
         diesel::update(printers::table.find(id))

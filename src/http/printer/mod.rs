@@ -220,16 +220,21 @@ async fn command(
     let poll = Poll::from_json(&body);
     let ctx = state.job_context();
     let base = crate::http::public_base(&state.config, Some(&req));
+    let heartbeats = state.heartbeats.clone();
     let polled = as_printer(&state, token, move |c, printer| {
-        Ok((printer.id, agent::poll(c, &printer, &poll, &ctx)?))
+        let id = printer.id;
+        let (command, wrote) = agent::poll(c, printer, &poll, &ctx, &heartbeats)?;
+        Ok((id, command, wrote))
     })
     .await;
-    let (id, first) = match polled {
+    let (id, first, wrote) = match polled {
         Ok(r) => r,
         Err(r) => return r,
     };
-    // The report is committed: open dashboards show it.
-    state.notifier.printers_changed();
+    if wrote {
+        // The report is committed: open dashboards show it.
+        state.notifier.printers_changed();
+    }
     let wait = body
         .get("wait")
         .and_then(Value::as_f64)
