@@ -51,11 +51,11 @@ fn clip(text: &str) -> String {
 /// The path as logged: a matched route's own pattern with its placeholders filled in, except
 /// the secret ones; an unmatched path as sent (it matched nothing, so it opens nothing).
 fn logged_path(req: &HttpRequest) -> String {
-    let Some(pattern) = req.match_pattern() else {
+    let Some(pattern) = crate::http::routes::matched_pattern(req) else {
         return clip(req.path());
     };
     let mut out = String::with_capacity(pattern.len());
-    let mut rest = pattern.as_str();
+    let mut rest: &str = &pattern;
     while let Some(open) = rest.find('{') {
         out.push_str(&rest[..open]);
         let Some(close) = rest[open..].find('}') else {

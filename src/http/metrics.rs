@@ -83,12 +83,9 @@ pub async fn track(
     let method = method_label(req.method());
     let res = next.call(req).await?;
     if let Some(metrics) = metrics {
-        let route = res
-            .request()
-            .match_pattern()
-            .unwrap_or_else(|| "unmatched".to_string());
+        let route = crate::http::routes::matched_pattern(res.request());
         metrics.observe(
-            &route,
+            route.as_deref().unwrap_or("unmatched"),
             method,
             res.status().as_u16(),
             started.elapsed().as_secs_f64(),

@@ -2,9 +2,25 @@
 //! routes and the route list (`http::route_list`, snapshotted by the tests), so the list
 //! cannot drift from what is served.
 
+use std::borrow::Cow;
+
 use actix_web::dev::HttpServiceFactory;
 use actix_web::http::Method;
-use actix_web::{web, FromRequest, Handler, Responder};
+use actix_web::{guard, web, FromRequest, Handler, HttpRequest, Responder};
+
+/// The pattern of the route a request matched, kept on its resource: actix's
+/// `HttpRequest::match_pattern` finds it again by matching the path against every route
+/// (a tenth of the CPU of an agent poll), and the metrics and the access log both need it.
+struct RoutePattern(String);
+
+/// The pattern of the route `req` matched (`/files/{file_id}/download`), if any.
+pub fn matched_pattern(req: &HttpRequest) -> Option<Cow<'_, str>> {
+    match req.app_data::<RoutePattern>() {
+        Some(p) => Some(Cow::Borrowed(p.0.as_str())),
+        // Services that route by themselves (the docs pages).
+        None => req.match_pattern().map(Cow::Owned),
+    }
+}
 
 pub struct Routes<'a> {
     cfg: &'a mut web::ServiceConfig,
@@ -28,7 +44,13 @@ impl<'a> Routes<'a> {
         F::Output: Responder + 'static,
     {
         self.list.push(format!("{method} {path}"));
-        self.cfg.route(path, web::method(method).to(handler));
+        // The method guard is on the resource, as `cfg.route` puts it.
+        self.cfg.service(
+            web::resource(path)
+                .guard(guard::Method(method))
+                .app_data(RoutePattern(path.to_string()))
+                .route(web::route().to(handler)),
+        );
     }
 
     /// One resource: add its methods, then it is registered when the builder is dropped.
@@ -40,7 +62,7 @@ impl<'a> Routes<'a> {
     /// One resource answering on several paths (a call with and without a trailing slash).
     pub fn at_paths(&mut self, paths: Vec<String>) -> Resource<'_, 'a> {
         Resource {
-            resource: Some(web::resource(paths.clone())),
+            resource: Some(web::resource(paths.clone()).app_data(RoutePattern(paths[0].clone()))),
             paths,
             methods: Vec::new(),
             fallback: None,

@@ -7,7 +7,7 @@ use chrono::Duration;
 use serde_json::{Map, Value};
 
 use crate::db::models::{
-    read, CameraFrame, Printer, PrinterCommand, PrinterId, PrinterReport, PrinterState,
+    read, CameraFrame, Heartbeat, Printer, PrinterCommand, PrinterId, PrinterReport, PrinterState,
     RegistrationCode,
 };
 use crate::db::{self, DbConn};
@@ -21,22 +21,38 @@ use crate::services::jobs::{self, JobContext};
 /// since its token was issued (pairing clears `last_seen_at`), so steady-state polls skip
 /// that write.
 pub fn authenticate(conn: &mut DbConn, token: &str) -> Result<Printer> {
-    let bad = || {
-        Error::agent(
-            AgentCode::BadToken,
-            "Invalid auth token; register the printer again",
-        )
-    };
     if token.is_empty() {
-        return Err(bad());
+        return Err(bad_token());
     }
-    let Some(printer) = Printer::find_by_token_hash(conn, &token_hash(token))? else {
-        return Err(bad());
-    };
+    let printer = Printer::find_by_token_hash(conn, &token_hash(token))?.ok_or_else(bad_token)?;
+    first_use(conn, &printer)?;
+    Ok(printer)
+}
+
+/// [`authenticate`] for a poll, in the same statement: also whether a command waits for the
+/// printer.
+pub fn authenticate_poll(conn: &mut DbConn, token: &str) -> Result<(Printer, bool)> {
+    if token.is_empty() {
+        return Err(bad_token());
+    }
+    let (printer, waiting) =
+        Printer::find_by_token_hash_for_poll(conn, &token_hash(token))?.ok_or_else(bad_token)?;
+    first_use(conn, &printer)?;
+    Ok((printer, waiting))
+}
+
+fn bad_token() -> Error {
+    Error::agent(
+        AgentCode::BadToken,
+        "Invalid auth token; register the printer again",
+    )
+}
+
+fn first_use(conn: &mut DbConn, printer: &Printer) -> Result<()> {
     if printer.last_seen_at.is_none() {
         RegistrationCode::forget_token(conn, printer.id)?;
     }
-    Ok(printer)
+    Ok(())
 }
 
 /// One `command` request, decoded.
@@ -441,16 +457,6 @@ pub struct Heartbeats {
     pending: std::sync::Mutex<HashMap<PrinterId, Heartbeat>>,
 }
 
-/// The volatile agent state of one printer, as of `seen_at`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Heartbeat {
-    pub percent: f64,
-    pub temps: Option<String>,
-    pub target_temps: Option<String>,
-    pub report: String,
-    pub seen_at: chrono::NaiveDateTime,
-}
-
 impl Heartbeats {
     fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<PrinterId, Heartbeat>> {
         // A panic while holding the lock leaves a map that is still consistent.
@@ -487,8 +493,8 @@ impl Heartbeats {
     }
 
     /// Everything pending, to be written.
-    pub fn take(&self) -> Vec<(PrinterId, Heartbeat)> {
-        self.pending().drain().collect()
+    pub fn take(&self) -> Vec<Heartbeat> {
+        self.pending().drain().map(|(_, h)| h).collect()
     }
 
     pub fn len(&self) -> usize {
@@ -503,32 +509,21 @@ impl Heartbeats {
 /// Writes heartbeats in one transaction that need not wait for the disk. A printer row written
 /// since (a durable report, a rename: its `updated_at` is later) keeps what it has: the next
 /// report brings fresh values anyway. Returns the rows written.
-pub fn write_heartbeats(conn: &mut DbConn, beats: &[(PrinterId, Heartbeat)]) -> Result<usize> {
+pub fn write_heartbeats(conn: &mut DbConn, beats: &[Heartbeat]) -> Result<usize> {
     if beats.is_empty() {
         return Ok(0);
     }
     db::write_transaction(conn, |c| {
         db::commit_without_flush(c)?;
-        let mut written = 0;
-        for (id, h) in beats {
-            written += Printer::write_heartbeat(
-                c,
-                *id,
-                h.percent,
-                h.temps.as_deref(),
-                h.target_temps.as_deref(),
-                &h.report,
-                h.seen_at,
-            )?;
-        }
-        Ok(written)
+        Ok(Printer::write_heartbeats(c, beats)?)
     })
 }
 
 /// Handles a poll: the report (and what it means for the running job), the acknowledgement of
 /// the previous command, the auto-start of the next queued job when the printer became free,
 /// then hands out the oldest unacknowledged command (re-sending one never acknowledged).
-/// A poll that only refreshes volatile state and finds no command is kept in `heartbeats`
+/// `waiting` says whether a command waits ([`authenticate_poll`]). A poll that only
+/// refreshes volatile state and finds no command is kept in `heartbeats`
 /// instead of being written, unless the row's own `last_seen_at` is older than half the
 /// offline delay (a printer coming back, or one whose heartbeats could not be written, must
 /// not look offline). Returns the command and whether the poll wrote something (dashboards
@@ -536,6 +531,7 @@ pub fn write_heartbeats(conn: &mut DbConn, beats: &[(PrinterId, Heartbeat)]) -> 
 pub fn poll(
     conn: &mut DbConn,
     mut printer: Printer,
+    waiting: bool,
     poll: &Poll,
     ctx: &JobContext,
     heartbeats: &Heartbeats,
@@ -546,16 +542,18 @@ pub fn poll(
     let recently_written =
         written_seen.is_some_and(|seen| db::now() - seen < ctx.offline_after / 2);
     let quiet = recently_written
+        && !waiting
         && poll.ack.is_none()
         && !poll.bed_clear
         && !poll.reset_job
         && printer.current_job_id.is_none();
     if quiet {
         let reported = read_report(printer, poll)?;
-        if !reported.lasting && PrinterCommand::next_unacked(conn, printer.id)?.is_none() {
+        if !reported.lasting {
             heartbeats.keep(
                 printer.id,
                 Heartbeat {
+                    printer: printer.id,
                     percent: reported.percent,
                     temps: reported.temps,
                     target_temps: reported.target_temps,

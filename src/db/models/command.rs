@@ -51,7 +51,12 @@ impl PrinterCommand {
     pub fn next_unacked(conn: &mut DbConn, printer: PrinterId) -> QResult<Option<PrinterCommand>> {
         printer_commands::table
             .filter(printer_commands::printer_id.eq(printer))
-            .filter(printer_commands::status.eq_any([CommandStatus::Pending, CommandStatus::Sent]))
+            // Not `eq_any`: its SQLite form is prepared anew for every call (a poll each).
+            .filter(
+                printer_commands::status
+                    .eq(CommandStatus::Pending)
+                    .or(printer_commands::status.eq(CommandStatus::Sent)),
+            )
             .order(printer_commands::number.asc())
             .first(conn)
             .optional()

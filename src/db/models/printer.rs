@@ -75,6 +75,18 @@ pub struct NewPrinter<'a> {
     pub updated_at: NaiveDateTime,
 }
 
+/// An agent's volatile state (temperatures, progress, the merged report) as of `seen_at`,
+/// written with others in one go.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Heartbeat {
+    pub printer: PrinterId,
+    pub percent: f64,
+    pub temps: Option<String>,
+    pub target_temps: Option<String>,
+    pub report: String,
+    pub seen_at: NaiveDateTime,
+}
+
 /// What an agent's report writes on its printer.
 #[derive(Debug, AsChangeset)]
 #[diesel(table_name = printers, treat_none_as_null = true)]
@@ -128,32 +140,55 @@ impl Printer {
         Ok(())
     }
 
-    /// Writes an agent's volatile state as of `seen_at`, unless the row was written since
-    /// (`updated_at` later). Returns the rows written (0 or 1).
-    #[allow(clippy::too_many_arguments)]
-    pub fn write_heartbeat(
-        conn: &mut DbConn,
-        id: PrinterId,
-        percent: f64,
-        temps: Option<&str>,
-        target_temps: Option<&str>,
-        report: &str,
-        seen_at: NaiveDateTime,
-    ) -> QResult<usize> {
-        diesel::update(
-            printers::table
-                .find(id)
-                .filter(printers::updated_at.lt(seen_at)),
-        )
-        .set((
-            printers::percent.eq(percent),
-            printers::temps.eq(temps),
-            printers::target_temps.eq(target_temps),
-            printers::report.eq(report),
-            printers::last_seen_at.eq(Some(seen_at)),
-            printers::updated_at.eq(seen_at),
-        ))
-        .execute(conn)
+    /// Writes agents' volatile state, each row unless it was written after its heartbeat
+    /// (`updated_at` later). Postgres: one statement for all; SQLite: one each (no round
+    /// trips there). Returns the rows written.
+    pub fn write_heartbeats(conn: &mut DbConn, beats: &[Heartbeat]) -> QResult<usize> {
+        use diesel::sql_types::{Array, BigInt, Double, Nullable, Text, Timestamp};
+        match conn {
+            DbConn::Pg(pg) => diesel::sql_query(
+                "UPDATE printers AS p SET percent = v.percent, temps = v.temps, \
+                 target_temps = v.target_temps, report = v.report, last_seen_at = v.seen_at, \
+                 updated_at = v.seen_at \
+                 FROM unnest($1::bigint[], $2::float8[], $3::text[], $4::text[], $5::text[], \
+                 $6::timestamp[]) AS v(id, percent, temps, target_temps, report, seen_at) \
+                 WHERE p.id = v.id AND p.updated_at < v.seen_at",
+            )
+            .bind::<Array<BigInt>, _>(beats.iter().map(|b| b.printer.0).collect::<Vec<_>>())
+            .bind::<Array<Double>, _>(beats.iter().map(|b| b.percent).collect::<Vec<_>>())
+            .bind::<Array<Nullable<Text>>, _>(
+                beats.iter().map(|b| b.temps.as_deref()).collect::<Vec<_>>(),
+            )
+            .bind::<Array<Nullable<Text>>, _>(
+                beats
+                    .iter()
+                    .map(|b| b.target_temps.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Text>, _>(beats.iter().map(|b| b.report.as_str()).collect::<Vec<_>>())
+            .bind::<Array<Timestamp>, _>(beats.iter().map(|b| b.seen_at).collect::<Vec<_>>())
+            .execute(pg),
+            DbConn::Sqlite(_) => {
+                let mut written = 0;
+                for b in beats {
+                    written += diesel::update(
+                        printers::table
+                            .find(b.printer)
+                            .filter(printers::updated_at.lt(b.seen_at)),
+                    )
+                    .set((
+                        printers::percent.eq(b.percent),
+                        printers::temps.eq(b.temps.as_deref()),
+                        printers::target_temps.eq(b.target_temps.as_deref()),
+                        printers::report.eq(b.report.as_str()),
+                        printers::last_seen_at.eq(Some(b.seen_at)),
+                        printers::updated_at.eq(b.seen_at),
+                    ))
+                    .execute(conn)?;
+                }
+                Ok(written)
+            }
+        }
     }
 
     /// Keeps a long-polling printer marked as connected.
@@ -187,6 +222,26 @@ impl Printer {
 
     pub fn find(conn: &mut DbConn, id: PrinterId) -> QResult<Option<Printer>> {
         printers::table.find(id).first(conn).optional()
+    }
+
+    /// The printer of an agent token, and whether a command waits for it (pending or sent,
+    /// not acknowledged): an agent's poll in one statement.
+    pub fn find_by_token_hash_for_poll(
+        conn: &mut DbConn,
+        hash: &str,
+    ) -> QResult<Option<(Printer, bool)>> {
+        let waiting = printer_commands::table
+            .filter(printer_commands::printer_id.eq(printers::id))
+            .filter(
+                printer_commands::status
+                    .eq(CommandStatus::Pending)
+                    .or(printer_commands::status.eq(CommandStatus::Sent)),
+            );
+        printers::table
+            .filter(printers::auth_token_hash.eq(hash))
+            .select((Printer::as_select(), diesel::dsl::exists(waiting)))
+            .first(conn)
+            .optional()
     }
 
     pub fn find_by_token_hash(conn: &mut DbConn, hash: &str) -> QResult<Option<Printer>> {

@@ -221,12 +221,15 @@ async fn command(
     let ctx = state.job_context();
     let base = crate::http::public_base(&state.config, Some(&req));
     let heartbeats = state.heartbeats.clone();
-    let polled = as_printer(&state, token, move |c, printer| {
-        let id = printer.id;
-        let (command, wrote) = agent::poll(c, printer, &poll, &ctx, &heartbeats)?;
-        Ok((id, command, wrote))
-    })
-    .await;
+    let polled = state
+        .db(move |c| {
+            let (printer, waiting) = agent::authenticate_poll(c, &token)?;
+            let id = printer.id;
+            let (command, wrote) = agent::poll(c, printer, waiting, &poll, &ctx, &heartbeats)?;
+            Ok((id, command, wrote))
+        })
+        .await
+        .map_err(render);
     let (id, first, wrote) = match polled {
         Ok(r) => r,
         Err(r) => return r,
