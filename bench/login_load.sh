@@ -117,18 +117,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # --- helpers -----------------------------------------------------------------------------
-free_port() {
-    local port
-    for _ in $(seq 1 100); do
-        port=$((20000 + RANDOM % 40000))
-        # Nothing answers on it (the connect fails) -> free.
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            echo "$port"
-            return
-        fi
-    done
-    die "no free port found"
-}
+. "$(dirname "${BASH_SOURCE[0]}")/ports.sh"
 
 load1() { cut -d' ' -f1 /proc/loadavg; }
 

@@ -16,3 +16,12 @@ end
 function request()
   return wrk.format("POST", "/apiglobal/get_printer_jobs", headers, prefix .. math.random(lo, hi))
 end
+
+-- With BENCH_THINK_MS set (bench/concurrency_bench.sh), each connection waits that long after
+-- every answer: a fixed number of clients that do not saturate the machine.
+local think = tonumber(os.getenv("BENCH_THINK_MS") or "")
+if think ~= nil and think > 0 then
+  function delay()
+    return think
+  end
+end

@@ -93,15 +93,8 @@ query=""
 DB_URL="${base%/*}/$PG_DB$query"
 pg_db() { psql "$DB_URL" -v ON_ERROR_STOP=1 -qAtX "$@"; }
 
-port=""
-for _ in $(seq 1 100); do
-    p=$((20000 + RANDOM % 40000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-        port="$p"
-        break
-    fi
-done
-[[ -n "$port" ]] || die "no free port"
+. "$BENCH_DIR/ports.sh"
+port="$(free_port)"
 BASE="http://127.0.0.1:$port"
 log "starting $BIN serve on $BASE, database $PG_DB"
 env DATABASE_URL="$DB_URL" PRINTFARM_SERVER__BIND="127.0.0.1:$port" \
