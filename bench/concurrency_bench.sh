@@ -11,7 +11,7 @@
 #
 # Per backend: seed_jobs_database (lib.sh), one server (production defaults) for all runs, a
 # warm-up, then per client count: wait for a quiet machine and
-#   wrk -t2 -c<clients> -d$BENCH_DURATION --timeout 10s --latency -s bench/printer_jobs.lua
+#   wrk -t2 -c<clients> -d$BENCH_DURATION (-t1 for one client) --timeout 10s --latency -s bench/printer_jobs.lua
 # Connections: Postgres backends of the bench database (pg_stat_activity); SQLite: the
 # server's open descriptors of the database file. Fails on any non-2xx answer or socket error.
 #
@@ -88,8 +88,9 @@ run() {
     busy0="$(cpu_busy_ticks)"
     own0="$(proc_ticks "$SERVER_PID" $(database_pids))"
     t0="$(date +%s.%N)"
-    log "$tag: wrk -t2 -c$clients -d$BENCH_DURATION --latency${think:+ (think $think ms)}"
-    BENCH_THINK_MS="$think" wrk -t2 -c"$clients" -d"$BENCH_DURATION" --timeout 10s --latency \
+    local threads=$((clients < 2 ? clients : 2))
+    log "$tag: wrk -t$threads -c$clients -d$BENCH_DURATION --latency${think:+ (think $think ms)}"
+    BENCH_THINK_MS="$think" wrk -t"$threads" -c"$clients" -d"$BENCH_DURATION" --timeout 10s --latency \
         -s "$SCRIPT" "$BASE" >"$out" 2>&1 || {
         kill "$sampler"
         cat "$out" >&2

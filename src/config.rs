@@ -67,6 +67,8 @@ pub struct ServerConfig {
 pub struct DatabaseConfig {
     pub url: String,
     pub pool_size: u32,
+    /// Requests that may wait for a connection before the next is refused (503); 0 = default.
+    pub max_waiting: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -67,7 +67,10 @@ impl AppState {
     /// the first organization and admin when there are no users yet.
     pub fn init(config: Config) -> anyhow::Result<AppState> {
         let pool_size = (config.database.pool_size > 0).then_some(config.database.pool_size);
-        let pool = db::connect(&config.database.url, pool_size)?;
+        let mut pool = db::connect(&config.database.url, pool_size)?;
+        if config.database.max_waiting > 0 {
+            pool = pool.with_max_waiting(config.database.max_waiting);
+        }
         let backend = db::backend_for_url(&config.database.url);
         let hasher = PasswordHasher::new(&config.auth)?;
         let state = AppState {

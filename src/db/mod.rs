@@ -79,9 +79,12 @@ const PROBE_EVERY: Duration = Duration::from_millis(250);
 const PROBE_TIMEOUT: Duration = Duration::from_millis(800);
 /// Slice of a normal checkout's wait, between looks at whether the database went away.
 const CHECKOUT_SLICE: Duration = Duration::from_millis(100);
-/// Requests waiting for a connection, per connection, beyond which a request is refused at
-/// once (503) instead of joining the queue.
+/// Requests waiting for a connection, by default: per connection, and at least in all, beyond
+/// which a request is refused at once (503) instead of joining the queue. A waiting request
+/// holds no thread, only its few kilobytes; SQLite's 4 connections would otherwise refuse most
+/// of 256 concurrent clients.
 const WAITING_PER_CONNECTION: usize = 64;
+const MIN_WAITING: usize = 1024;
 
 /// Whether the database can be reached: set down by the pool when opening a connection fails,
 /// up again when one opens. Requests fail fast while it is down instead of each waiting out
@@ -217,6 +220,12 @@ impl Pool {
                 ))
             }
         }
+    }
+
+    /// Sets how many requests may wait for a connection (`database.max_waiting`).
+    pub fn with_max_waiting(mut self, max_waiting: usize) -> Pool {
+        self.max_waiting = max_waiting;
+        self
     }
 
     /// Requests waiting for a connection now.
@@ -439,7 +448,7 @@ pub fn connect(url: &str, pool_size: Option<u32>) -> Result<Pool, SetupError> {
         reach,
         permits: std::sync::Arc::new(tokio::sync::Semaphore::new(size as usize)),
         waiting: Default::default(),
-        max_waiting: size as usize * WAITING_PER_CONNECTION,
+        max_waiting: (size as usize * WAITING_PER_CONNECTION).max(MIN_WAITING),
         turned_away: Default::default(),
     })
 }

@@ -1,5 +1,5 @@
 //! More requests at once than the database has connections: they wait for a connection in a
-//! bounded queue (64 per connection), not each in a thread of its own; the overflow is refused
+//! bounded queue (`database.max_waiting`, 64 here), not each in a thread of its own; the overflow is refused
 //! at once with 503 and every waiting request is served when a connection comes free.
 
 use crate::common::{Db, TestApp};
@@ -7,7 +7,15 @@ use crate::common::{Db, TestApp};
 crate::backend_cases!(requests_past_the_wait_queue_are_refused_and_the_rest_served);
 
 async fn requests_past_the_wait_queue_are_refused_and_the_rest_served(db: Db) {
-    let Some(app) = TestApp::start(db, &[("PRINTFARM_DATABASE__POOL_SIZE", "1")]).await else {
+    let Some(app) = TestApp::start(
+        db,
+        &[
+            ("PRINTFARM_DATABASE__POOL_SIZE", "1"),
+            ("PRINTFARM_DATABASE__MAX_WAITING", "64"),
+        ],
+    )
+    .await
+    else {
         return;
     };
     let session = app.login_new_user("queue@faults.test").await;
