@@ -496,14 +496,6 @@ impl Heartbeats {
     pub fn take(&self) -> Vec<Heartbeat> {
         self.pending().drain().map(|(_, h)| h).collect()
     }
-
-    pub fn len(&self) -> usize {
-        self.pending().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// Writes heartbeats in one transaction that need not wait for the disk. A printer row written

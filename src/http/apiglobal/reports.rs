@@ -1,9 +1,9 @@
 //! Calls 22 (`get_custom_report`) and 27 (`get_finished_jobs_report`).
 //!
-//! The custom report streams: a blocking task reads the rows in keyset-paginated batches
-//! (each batch on a connection borrowed from the pool only for that query), encodes them as
-//! CSV or JSON into chunks of about 64 KiB, and pushes the chunks through a bounded channel
-//! into the response body. A slow client therefore holds back the reader instead of filling
+//! The custom report streams: a reader thread reads the rows in keyset-paginated batches
+//! (each batch on a connection borrowed from the pool only for that query) one batch ahead of
+//! a blocking task that encodes them as CSV or JSON into chunks of about 64 KiB and pushes the
+//! chunks through a bounded channel into the response body. A slow client therefore holds back the reader instead of filling
 //! memory, and memory stays flat however many rows a report has. Everything that can be
 //! refused (session, role, parameters) and the first batch's query are checked before the
 //! response starts, so those failures still answer the JSON envelope; a failure later can
