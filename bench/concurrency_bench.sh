@@ -35,25 +35,12 @@ BENCH_DB_PREFIX="${BENCH_DB_PREFIX:-pf_conc}"
 need_tools wrk curl python3
 backends=("$@")
 [[ ${#backends[@]} -gt 0 ]] || backends=(postgres sqlite)
-for b in "${backends[@]}"; do
-    case "$b" in
-        sqlite) need_tools sqlite3 ;;
-        postgres) need_tools psql ;;
-        *) die "unknown backend '$b' (sqlite | postgres)" ;;
-    esac
-done
+check_backends
 install_traps
 FAILURES=0
 TCK="$(clk_tck)"
 SCRIPT="$BENCH_DIR/printer_jobs.lua"
 
-to_ms() { # wrk latency ("812.00us", "3.21ms", "1.02s") -> milliseconds
-    awk -v v="$1" 'BEGIN {
-        n = v + 0
-        if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n = n; else if (v ~ /m$/) n *= 60000; else if (v ~ /s$/) n *= 1000
-        printf (n < 10 ? "%.2f" : (n < 100 ? "%.1f" : "%.0f")), n
-    }'
-}
 
 # Connections the server holds to its database right now.
 connections() {

@@ -43,13 +43,7 @@ BENCH_DB_PREFIX="${BENCH_DB_PREFIX:-pf_floor}" # Postgres: pf_floor_<uuid>, drop
 need_tools wrk curl python3
 backends=("$@")
 [[ ${#backends[@]} -gt 0 ]] || backends=(postgres sqlite)
-for b in "${backends[@]}"; do
-    case "$b" in
-        sqlite) need_tools sqlite3 ;;
-        postgres) need_tools psql ;;
-        *) die "unknown backend '$b' (sqlite | postgres)" ;;
-    esac
-done
+check_backends
 read -ra calls <<<"$BENCH_CALLS"
 for c in "${calls[@]}"; do
     case "$c" in
@@ -152,13 +146,6 @@ database_backends() {
     pg_admin -c "SELECT pid FROM pg_stat_activity WHERE datname = '$PG_DB'"
 }
 
-to_ms() { # wrk latency ("812.00us", "3.21ms", "1.02s") -> milliseconds
-    awk -v v="$1" 'BEGIN {
-        n = v + 0
-        if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n = n; else if (v ~ /m$/) n *= 60000; else if (v ~ /s$/) n *= 1000
-        printf (n < 10 ? "%.2f" : (n < 100 ? "%.1f" : "%.0f")), n
-    }'
-}
 
 # measure BACKEND CALL SERVER ROUND: one run of SERVER (printfarm | floor) on the call; appends
 # a row to runs.md and runs.tsv.

@@ -38,24 +38,11 @@ BENCH_RESULTS_DIR="${BENCH_RESULTS_DIR:-$BENCH_DIR/results/jobs-$(date -u +%Y%m%
 need_tools wrk curl
 backends=("$@")
 [[ ${#backends[@]} -gt 0 ]] || backends=(postgres sqlite)
-for b in "${backends[@]}"; do
-    case "$b" in
-        sqlite) need_tools sqlite3 ;;
-        postgres) need_tools psql ;;
-        *) die "unknown backend '$b' (sqlite | postgres)" ;;
-    esac
-done
+check_backends
 install_traps
 FAILURES=0
 
 # --- measuring -----------------------------------------------------------------------------
-to_ms() { # wrk latency ("812.00us", "3.21ms", "1.02s") -> milliseconds
-    awk -v v="$1" 'BEGIN {
-        n = v + 0
-        if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n = n; else if (v ~ /m$/) n *= 60000; else if (v ~ /s$/) n *= 1000
-        printf (n < 10 ? "%.2f" : (n < 100 ? "%.1f" : "%.0f")), n
-    }'
-}
 
 # run_wrk BACKEND CALL SCRIPT -> one table row
 run_wrk() {

@@ -41,6 +41,28 @@ need_tools() {
     done
 }
 
+# --- arguments -----------------------------------------------------------------------------
+# check_backends: every name in the array `backends` is sqlite or postgres, with its CLI.
+check_backends() {
+    local b
+    for b in "${backends[@]}"; do
+        case "$b" in
+            sqlite) need_tools sqlite3 ;;
+            postgres) need_tools psql ;;
+            *) die "unknown backend '$b' (sqlite | postgres)" ;;
+        esac
+    done
+}
+
+# to_ms: wrk's latency text ("812.00us", "3.21ms", "1.02s") in milliseconds.
+to_ms() {
+    awk -v v="$1" 'BEGIN {
+        n = v + 0
+        if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n = n; else if (v ~ /m$/) n *= 60000; else if (v ~ /s$/) n *= 1000
+        printf (n < 10 ? "%.2f" : (n < 100 ? "%.1f" : "%.0f")), n
+    }'
+}
+
 # --- the binary ----------------------------------------------------------------------------
 # Sets BIN. Builds the release server into a target dir of its own (never ./target).
 build_server() {

@@ -31,13 +31,7 @@ BENCH_DB_PREFIX="${BENCH_DB_PREFIX:-pf_rss}"
 need_tools wrk curl
 backends=("$@")
 [[ ${#backends[@]} -gt 0 ]] || backends=(sqlite postgres)
-for b in "${backends[@]}"; do
-    case "$b" in
-        sqlite) need_tools sqlite3 ;;
-        postgres) need_tools psql ;;
-        *) die "unknown backend '$b' (sqlite | postgres)" ;;
-    esac
-done
+check_backends
 install_traps
 mkdir -p "$BENCH_RESULTS_DIR"
 SUMMARY="$BENCH_RESULTS_DIR/summary.md"

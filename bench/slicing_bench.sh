@@ -49,13 +49,7 @@ PRINTER_CONFIG='{"bed_size_x": 220, "bed_size_y": 220, "bed_size_z": 250}'
 need_tools curl python3 prusa-slicer
 backends=("$@")
 [[ ${#backends[@]} -gt 0 ]] || backends=(sqlite postgres)
-for b in "${backends[@]}"; do
-    case "$b" in
-        sqlite) need_tools sqlite3 ;;
-        postgres) need_tools psql ;;
-        *) die "unknown backend '$b' (sqlite | postgres)" ;;
-    esac
-done
+check_backends
 
 SAMPLER_PID=""
 stop_sampler() {

@@ -46,13 +46,7 @@ backends=("$@")
 [[ ${#backends[@]} -gt 0 ]] || read -ra backends <<<"${BACKENDS:-sqlite postgres}"
 need_tools curl python3 wrk prusa-slicer
 python3 -c 'import aiohttp' 2>/dev/null || die "python3 lacks aiohttp (pip install aiohttp)"
-for b in "${backends[@]}"; do
-    case "$b" in
-        sqlite) need_tools sqlite3 ;;
-        postgres) need_tools psql ;;
-        *) die "unknown backend '$b' (sqlite | postgres)" ;;
-    esac
-done
+check_backends
 
 # Every load generator runs in the background; their PIDs (only these) are ended on exit.
 declare -a LOAD_PIDS=()
