@@ -528,11 +528,11 @@ pub fn poll(
     ctx: &JobContext,
     heartbeats: &Heartbeats,
 ) -> Result<(Option<PrinterCommand>, bool)> {
+    let now = db::now();
     let written_seen = printer.last_seen_at;
     heartbeats.overlay(&mut printer);
     let printer = &printer;
-    let recently_written =
-        written_seen.is_some_and(|seen| db::now() - seen < ctx.offline_after / 2);
+    let recently_written = written_seen.is_some_and(|seen| now - seen < ctx.offline_after / 2);
     let quiet = recently_written
         && !waiting
         && poll.ack.is_none()
@@ -550,13 +550,12 @@ pub fn poll(
                     temps: reported.temps,
                     target_temps: reported.target_temps,
                     report: reported.report,
-                    seen_at: db::now(),
+                    seen_at: now,
                 },
             );
             return Ok((None, false));
         }
     }
-    let now = db::now();
     let command = db::write_transaction(conn, |c| {
         let lasting = apply_report(c, printer, poll, now)?;
         if let Some((number, ok)) = poll.ack {

@@ -14,6 +14,7 @@
 //! the HTTP layer streams.
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 
 use chrono::{Duration, NaiveDate, NaiveDateTime};
 
@@ -616,13 +617,13 @@ impl CustomReport {
         Ok(Batch { rows, starters })
     }
 
-    /// Calls `f` with the cells of each row of `batch`, in order.
-    pub fn each_row<'a, E>(
+    /// Calls `f` with the cells of each row of `batch`, in order, until it breaks.
+    pub fn each_row<'a>(
         &'a self,
         batch: &'a Batch,
         now: NaiveDateTime,
-        mut f: impl FnMut(&[Cell<'a>]) -> std::result::Result<(), E>,
-    ) -> std::result::Result<(), E> {
+        mut f: impl FnMut(&[Cell<'a>]) -> Result<ControlFlow<()>>,
+    ) -> Result<ControlFlow<()>> {
         let mut cells = Vec::with_capacity(self.columns.len());
         for r in &batch.rows {
             cells.clear();
@@ -631,9 +632,11 @@ impl CustomReport {
                     .iter()
                     .map(|c| self.cell(*c, r, &batch.starters, now)),
             );
-            f(&cells)?;
+            if f(&cells)?.is_break() {
+                return Ok(ControlFlow::Break(()));
+            }
         }
-        Ok(())
+        Ok(ControlFlow::Continue(()))
     }
 
     fn cell<'a>(

@@ -51,12 +51,7 @@ impl PrinterCommand {
     pub fn next_unacked(conn: &mut DbConn, printer: PrinterId) -> QResult<Option<PrinterCommand>> {
         printer_commands::table
             .filter(printer_commands::printer_id.eq(printer))
-            // Not `eq_any`: its SQLite form is prepared anew for every call (a poll each).
-            .filter(
-                printer_commands::status
-                    .eq(CommandStatus::Pending)
-                    .or(printer_commands::status.eq(CommandStatus::Sent)),
-            )
+            .filter(unacknowledged())
             .order(printer_commands::number.asc())
             .first(conn)
             .optional()
@@ -107,4 +102,17 @@ impl PrinterCommand {
             .order(printer_commands::number.asc())
             .load(conn)
     }
+}
+
+/// Pending or sent, not acknowledged: the commands an agent still has to be given. Not
+/// `eq_any`: its SQLite form is prepared anew for every call (a poll each).
+pub type Unacknowledged = diesel::dsl::Or<
+    diesel::dsl::Eq<printer_commands::status, CommandStatus>,
+    diesel::dsl::Eq<printer_commands::status, CommandStatus>,
+>;
+
+pub fn unacknowledged() -> Unacknowledged {
+    printer_commands::status
+        .eq(CommandStatus::Pending)
+        .or(printer_commands::status.eq(CommandStatus::Sent))
 }

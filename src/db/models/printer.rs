@@ -232,11 +232,7 @@ impl Printer {
     ) -> QResult<Option<(Printer, bool)>> {
         let waiting = printer_commands::table
             .filter(printer_commands::printer_id.eq(printers::id))
-            .filter(
-                printer_commands::status
-                    .eq(CommandStatus::Pending)
-                    .or(printer_commands::status.eq(CommandStatus::Sent)),
-            );
+            .filter(super::command::unacknowledged());
         printers::table
             .filter(printers::auth_token_hash.eq(hash))
             .select((Printer::as_select(), diesel::dsl::exists(waiting)))

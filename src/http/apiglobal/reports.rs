@@ -23,6 +23,7 @@ use super::envelope::{ok, Envelope, Failures};
 use super::{forms, Signed};
 use crate::db::Pool;
 use crate::error::{Error, Result};
+use std::ops::ControlFlow;
 use std::sync::mpsc::{Receiver, SyncSender};
 
 use crate::services::reports::{self, Batch, Cell, CustomReport, CustomReportRequest};
@@ -252,20 +253,14 @@ fn encode(
     // Chunks go out only after a batch was read, so the first query's failure still becomes
     // the JSON error answer.
     for batch in batches {
-        let batch = batch?;
-        let mut gone = false;
-        report
-            .each_row(&batch, now, |cells| {
-                enc.row(cells)?;
-                if enc.buffered() >= CHUNK_BYTES && tx.blocking_send(Ok(enc.take()?)).is_err() {
-                    gone = true;
-                    // Any error ends the loop; it is not reported.
-                    return Err(Error::internal("the client went away"));
-                }
-                Ok(())
-            })
-            .or_else(|e| if gone { Ok(()) } else { Err(e) })?;
-        if gone {
+        let sent = report.each_row(&batch?, now, |cells| {
+            enc.row(cells)?;
+            if enc.buffered() >= CHUNK_BYTES && tx.blocking_send(Ok(enc.take()?)).is_err() {
+                return Ok(ControlFlow::Break(())); // the client went away
+            }
+            Ok(ControlFlow::Continue(()))
+        })?;
+        if sent.is_break() {
             return Ok(());
         }
     }
