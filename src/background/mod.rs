@@ -68,7 +68,7 @@ pub fn spawn_farm_dispatcher(state: AppState) {
             }
             let ctx = state.job_context();
             match state
-                .db(move |c| services::farm::dispatch_pass(c, &ctx))
+                .db(move |c| services::farm::dispatch_pass(c, &ctx, true))
                 .await
             {
                 Ok(0) => {}

@@ -679,8 +679,9 @@ pub fn dispatch_to(
 }
 
 /// A dispatch pass: every idle printer gets a copy if one may go there. Each printer in its
-/// own short transaction. Returns the number of copies started.
-pub fn dispatch_pass(conn: &mut DbConn, ctx: &JobContext) -> Result<usize> {
+/// own short transaction; `skip_locked` as in [`dispatch_to`]. Returns the number of copies
+/// started.
+pub fn dispatch_pass(conn: &mut DbConn, ctx: &JobContext, skip_locked: bool) -> Result<usize> {
     let waiting = FarmJob::waiting(conn, None)?;
     if waiting.is_empty() {
         return Ok(0);
@@ -714,7 +715,9 @@ pub fn dispatch_pass(conn: &mut DbConn, ctx: &JobContext) -> Result<usize> {
                 listed.get(&fj.id).unwrap_or(&no_list),
             ) && material_loaded(fj, &p)
         });
-        if wanted && db::write_transaction(conn, |c| dispatch_to(c, p.id, true, ctx))?.is_some() {
+        if wanted
+            && db::write_transaction(conn, |c| dispatch_to(c, p.id, skip_locked, ctx))?.is_some()
+        {
             started += 1;
         }
     }
@@ -740,9 +743,11 @@ fn names(
 
 /// A dispatch pass right after a committed change (a farm job queued or retried, a printer
 /// back in service): the change stands whatever the pass meets; a failed pass is logged and
-/// left to the dispatcher's next run, so the caller is never told the change failed.
+/// left to the dispatcher's next run, so the caller is never told the change failed. It waits
+/// for a printer another pass holds rather than skipping it: once it returns, every copy a
+/// free printer took is committed, so the caller's answer lists them all.
 pub fn dispatch_now(conn: &mut DbConn, ctx: &JobContext) {
-    if let Err(e) = dispatch_pass(conn, ctx) {
+    if let Err(e) = dispatch_pass(conn, ctx, false) {
         tracing::warn!(error = %e, "farm dispatch after a change failed; the dispatcher retries");
     }
 }
