@@ -19,8 +19,9 @@
 //!           [--workers N] [--pool-size N]
 //!
 //! Defaults as printfarm's: one worker per core; pool of 10 connections for Postgres, 4 for
-//! SQLite (`PRAGMA busy_timeout = 5000; foreign_keys = ON; synchronous = NORMAL`, WAL), not
-//! tested on checkout; Postgres sessions in UTC.
+//! SQLite (`PRAGMA busy_timeout = 5000; foreign_keys = ON; synchronous = NORMAL`, WAL, the
+//! query planner stability guarantee so that `LIMIT ?` statements stay prepared), not tested on
+//! checkout; Postgres sessions in UTC.
 
 mod schema;
 
@@ -137,6 +138,7 @@ impl r2d2::ManageConnection for Manager {
                 .strip_prefix("sqlite://")
                 .or_else(|| self.url.strip_prefix("sqlite:"))
                 .unwrap_or(&self.url);
+            keep_sqlite_plans_cached();
             let mut c = SqliteConnection::establish(path).map_err(failure)?;
             c.batch_execute(
                 "PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
@@ -156,6 +158,32 @@ impl r2d2::ManageConnection for Manager {
 }
 
 type Pool = r2d2::Pool<Manager>;
+
+/// As printfarm (`db::keep_sqlite_plans_cached`): SQLite otherwise prepares every statement
+/// with a bound `LIMIT` again on each run, a cost the floor must not carry either.
+fn keep_sqlite_plans_cached() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        unsafe extern "C" fn enable_qpsg(
+            db: *mut libsqlite3_sys::sqlite3,
+            _err: *mut *mut std::ffi::c_char,
+            _api: *const libsqlite3_sys::sqlite3_api_routines,
+        ) -> std::ffi::c_int {
+            // SAFETY: called by SQLite with the connection it opens.
+            unsafe {
+                libsqlite3_sys::sqlite3_db_config(
+                    db,
+                    libsqlite3_sys::SQLITE_DBCONFIG_ENABLE_QPSG,
+                    1 as std::ffi::c_int,
+                    std::ptr::null_mut::<std::ffi::c_int>(),
+                );
+            }
+            libsqlite3_sys::SQLITE_OK
+        }
+        // SAFETY: the entry point has the signature SQLite calls it with.
+        unsafe { libsqlite3_sys::sqlite3_auto_extension(Some(enable_qpsg)) };
+    });
+}
 
 /// What every handler shares: the pool and the user the floor answers as.
 struct Floor {
