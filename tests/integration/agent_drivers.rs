@@ -2,8 +2,9 @@
 //! with its virtual printer, Moonraker with the stand-in Klippy. Each test starts its own
 //! peer on a free loopback port and stops it afterwards.
 //!
-//! Without the peers installed (`tests/peers/setup.sh`) the tests print a loud SKIPPING
-//! line and pass — unless `PRINTFARM_TEST_REQUIRE_PEERS=1` (CI), which makes it a failure.
+//! The peers install themselves on first use (`peers::provision`, from PyPI under
+//! `target/peers`); when that cannot be done the tests print a loud SKIPPING line and pass —
+//! unless `PRINTFARM_TEST_REQUIRE_PEERS=1` (CI), which makes it a failure.
 
 use crate::peers;
 

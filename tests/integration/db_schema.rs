@@ -157,3 +157,42 @@ fn sqlite_url_forms_and_missing_folders() {
     assert_eq!(n, 1);
     assert!(nested.exists());
 }
+
+#[derive(QueryableByName)]
+struct Flag {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    on: bool,
+}
+
+/// The libpq the binary carries (built with OpenSSL, `postgres-bundled`) talks TLS: a pool on
+/// `sslmode=require` connects, migrates and its connections are encrypted as Postgres sees them.
+#[test]
+fn postgres_over_tls() {
+    let Some(pg) = common::PgDatabase::create() else {
+        return;
+    };
+    let mut url = url::Url::parse(&pg.url).unwrap();
+    let mut plain = diesel::PgConnection::establish(url.as_str()).unwrap();
+    let ssl: Vec<Flag> = diesel::sql_query("SELECT current_setting('ssl') = 'on' AS on")
+        .load(&mut plain)
+        .unwrap();
+    if !ssl[0].on {
+        // Not this build's doing: the server was set up without certificates.
+        eprintln!(
+            "!!! SKIPPING the TLS check: the Postgres at {} has ssl = off",
+            pg.url
+        );
+        return;
+    }
+    url.query_pairs_mut().append_pair("sslmode", "require");
+    let pool = db::connect(url.as_str(), Some(1)).expect("connect with sslmode=require");
+    let mut c = pool.get().unwrap();
+    let DbConn::Pg(pg_conn) = &mut *c else {
+        panic!("a Postgres URL gave another backend");
+    };
+    let encrypted: Vec<Flag> =
+        diesel::sql_query("SELECT ssl AS on FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .load(pg_conn)
+            .unwrap();
+    assert!(encrypted[0].on, "the connection is not encrypted");
+}

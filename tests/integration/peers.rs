@@ -15,10 +15,73 @@ pub fn peers_script(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn peers_dir() -> PathBuf {
+pub fn peers_dir() -> PathBuf {
     std::env::var_os("PEERS_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/peers"))
+}
+
+/// Installs the peers that come from PyPI (OctoPrint, Moonraker, moto; Spoolman too when
+/// `SPOOLMAN_SRC` names its source tree) with `tests/peers/setup.sh`, once per test process:
+/// the first test that finds one missing runs it while the others wait here. The script holds
+/// a lock file while it installs, so test processes started at once wait for one installation
+/// instead of racing pip into the same venvs; it is idempotent, so the one that gets the lock
+/// after another installed everything returns in about a second. `Err` says why it could not
+/// (no `python3 -m venv`, no package index).
+pub fn provision() -> Result<(), String> {
+    static DONE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    DONE.get_or_init(|| {
+        let dir = peers_dir();
+        eprintln!(
+            "peers: installing the test peers under {} (once; tests/peers/setup.sh)",
+            dir.display()
+        );
+        let started = Instant::now();
+        let out = Command::new("bash")
+            .arg(peers_script("setup.sh"))
+            .env("PEERS_DIR", &dir)
+            .output()
+            .map_err(|e| format!("cannot run tests/peers/setup.sh: {e}"))?;
+        let log = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!("{log}peers: setup took {:?}", started.elapsed());
+        if out.status.success() {
+            Ok(())
+        } else {
+            let tail: Vec<&str> = log.lines().rev().take(5).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            Err(format!(
+                "tests/peers/setup.sh failed ({}): {}",
+                out.status,
+                tail.join(" | ")
+            ))
+        }
+    })
+    .clone()
+}
+
+/// `path` of an installed peer, installing the peers first when it is missing. `None` (after
+/// a loud message) when they cannot be installed and `required` is off; a panic when it is on.
+pub fn installed(what: &str, path: PathBuf, required: bool, switch: &str) -> Option<PathBuf> {
+    if path.exists() {
+        return Some(path);
+    }
+    let msg = match provision() {
+        Ok(()) if path.exists() => return Some(path),
+        Ok(()) => format!(
+            "{what} is not installed at {} after tests/peers/setup.sh",
+            path.display()
+        ),
+        Err(e) => format!("{what} could not be installed: {e}"),
+    };
+    if required {
+        panic!("{switch}=1 but {msg}");
+    }
+    eprintln!("!!! SKIPPING this test: {msg}. Set {switch}=1 to fail instead.");
+    None
 }
 
 /// Whether a missing `kind` fails the test instead of skipping it. Spoolman has its own
@@ -45,17 +108,16 @@ impl Peer {
     pub fn start(kind: &str, env: &[(&str, &str)]) -> Option<Peer> {
         let venv = peers_dir().join(format!("{kind}-venv"));
         let bin = if kind == "spoolman" { "uvicorn" } else { kind };
-        if !venv.join("bin").join(bin).exists() {
-            let msg = format!(
-                "the {kind} peer is not installed in {} (run tests/peers/setup.sh)",
-                venv.display()
-            );
-            if required(kind) {
-                panic!("the {kind} peer is required but {msg}");
-            }
-            eprintln!("!!! SKIPPING this test: {msg}. Set PRINTFARM_TEST_REQUIRE_PEERS=1 (Spoolman: PRINTFARM_TEST_REQUIRE_SPOOLMAN=1) to fail instead.");
-            return None;
-        }
+        let (what, switch) = if kind == "spoolman" {
+            (
+                "the spoolman peer (it installs only from a source tree named by SPOOLMAN_SRC)"
+                    .to_string(),
+                "PRINTFARM_TEST_REQUIRE_SPOOLMAN",
+            )
+        } else {
+            (format!("the {kind} peer"), "PRINTFARM_TEST_REQUIRE_PEERS")
+        };
+        installed(&what, venv.join("bin").join(bin), required(kind), switch)?;
         // Short path: Moonraker's Unix socket lives in it (108-byte limit).
         let run_dir = tempfile::Builder::new()
             .prefix("pfpeer")

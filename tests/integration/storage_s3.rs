@@ -1,14 +1,13 @@
-//! `storage.backend = "s3"` against a real S3 implementation: moto's server (installed by
-//! tests/peers/setup.sh) on 127.0.0.1, on both database backends. Uploads, plain and ranged
+//! `storage.backend = "s3"` against a real S3 implementation: moto's server (from PyPI, installed
+//! on first use by `peers::provision`) on 127.0.0.1, on both database backends. Uploads, plain and ranged
 //! downloads, previews, refused uploads and deletion are checked against the bucket itself.
 //!
-//! Without moto the tests print a loud SKIPPING line and pass, unless
+//! When moto cannot be installed the tests print a loud SKIPPING line and pass, unless
 //! `PRINTFARM_TEST_REQUIRE_PEERS=1` (CI), which makes that a failure.
 
 use crate::common;
 
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,21 +43,12 @@ struct Moto {
 impl Moto {
     /// `None` (after a loud message) when moto is not installed and peers are not required.
     fn start() -> Option<Moto> {
-        let dir = std::env::var_os("PEERS_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/peers"));
-        let server = dir.join("moto-venv/bin/moto_server");
-        if !server.exists() {
-            let msg = format!(
-                "moto is not installed at {} (run tests/peers/setup.sh)",
-                server.display()
-            );
-            if std::env::var("PRINTFARM_TEST_REQUIRE_PEERS").is_ok_and(|v| v == "1") {
-                panic!("PRINTFARM_TEST_REQUIRE_PEERS=1 but {msg}");
-            }
-            eprintln!("!!! SKIPPING this test: {msg}. Set PRINTFARM_TEST_REQUIRE_PEERS=1 to fail instead.");
-            return None;
-        }
+        let server = crate::peers::installed(
+            "moto",
+            crate::peers::peers_dir().join("moto-venv/bin/moto_server"),
+            std::env::var("PRINTFARM_TEST_REQUIRE_PEERS").is_ok_and(|v| v == "1"),
+            "PRINTFARM_TEST_REQUIRE_PEERS",
+        )?;
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()

@@ -6,9 +6,15 @@
 # Moonraker needs Klipper's host process; tests/peers/fake_klippy.py stands in for it
 # (standard library only, nothing to install).
 # A second run with everything present only checks and returns in about a second.
+# Several runs at once (test processes that each found a peer missing) take turns on a lock:
+# the later ones then find everything installed.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 mkdir -p "$PEERS_DIR"
+if command -v flock >/dev/null; then
+  exec 9>"$PEERS_DIR/.setup.lock"
+  flock 9
+fi
 
 install() { # venv package version module [extras]
   local venv=$1 pkg=$2 ver=$3 module=$4 extras=${5:-}

@@ -38,6 +38,33 @@ pub struct TestApp {
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// The slicer the tests' servers run: `prusa-slicer`, or with `PRINTFARM_TEST_HIDE_SLICER=1` a
+/// path that does not exist, so that the suite can be run as on a machine without PrusaSlicer
+/// (where this machine has it) to check that every test needing it skips, loudly.
+pub fn slicer_command() -> &'static str {
+    if std::env::var("PRINTFARM_TEST_HIDE_SLICER").is_ok_and(|v| v == "1") {
+        "/nonexistent/prusa-slicer"
+    } else {
+        "prusa-slicer"
+    }
+}
+
+/// Whether the tests that slice can run here. PrusaSlicer comes from the system's package
+/// manager, which no test drives: without it such a test prints one loud line naming the
+/// install command and passes, unless `PRINTFARM_TEST_REQUIRE_PEERS=1` (CI) makes that a
+/// failure.
+pub fn slicer_present() -> bool {
+    if printfarm::slicer::installed(slicer_command()) {
+        return true;
+    }
+    let msg = "PrusaSlicer is not installed (apt-get install prusa-slicer)";
+    if std::env::var("PRINTFARM_TEST_REQUIRE_PEERS").is_ok_and(|v| v == "1") {
+        panic!("PRINTFARM_TEST_REQUIRE_PEERS=1 but {msg}");
+    }
+    eprintln!("!!! SKIPPING this test: {msg}. Set PRINTFARM_TEST_REQUIRE_PEERS=1 to fail instead.");
+    false
+}
+
 fn pg_admin_url() -> String {
     std::env::var("TEST_PG_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
@@ -101,6 +128,10 @@ impl TestApp {
             ("PRINTFARM_STORAGE__STAGING_DIR".into(), staging),
             ("PRINTFARM_SERVER__WORKERS".into(), "2".into()),
             ("PRINTFARM_SERVER__SHUTDOWN_TIMEOUT_SECS".into(), "1".into()),
+            (
+                "PRINTFARM_SLICER__PRUSA_SLICER".into(),
+                slicer_command().into(),
+            ),
             // Cheaper hashing keeps the suite fast; production cost is the default.
             ("PRINTFARM_AUTH__ARGON2_MEMORY_KIB".into(), "1024".into()),
             ("PRINTFARM_AUTH__ARGON2_ITERATIONS".into(), "1".into()),
