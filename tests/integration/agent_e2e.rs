@@ -42,11 +42,17 @@ struct Proxy {
     down: Arc<AtomicBool>,
     /// Requests carrying a `command_ack` are logged but fail (502).
     block_acks: Arc<AtomicBool>,
+    served: Arc<Vec<std::sync::atomic::AtomicUsize>>,
     handle: actix_web::dev::ServerHandle,
 }
 
 struct ProxyState {
-    target: String,
+    /// The servers behind the proxy, taken in turn (one request each), as a reverse proxy
+    /// in front of several instances does.
+    targets: Vec<String>,
+    next: std::sync::atomic::AtomicUsize,
+    /// Requests each target answered.
+    served: Arc<Vec<std::sync::atomic::AtomicUsize>>,
     /// The proxy's own base: the server's public address as the agent knows it.
     own: String,
     client: reqwest::Client,
@@ -68,9 +74,12 @@ async fn forward(req: HttpRequest, body: web::Bytes, st: web::Data<ProxyState>) 
             return HttpResponse::BadGateway().body("proxy: ack lost");
         }
     }
+    let turn = st.next.fetch_add(1, Ordering::SeqCst) % st.targets.len();
+    st.served[turn].fetch_add(1, Ordering::SeqCst);
+    let target = &st.targets[turn];
     let url = format!(
         "{}{}",
-        st.target,
+        target,
         req.uri()
             .path_and_query()
             .map(|p| p.as_str())
@@ -107,7 +116,7 @@ async fn forward(req: HttpRequest, body: web::Bytes, st: web::Data<ProxyState>) 
     if json {
         // The server's links name its public address, which for the agent is this proxy
         // (agents download only from the server they are registered with).
-        let text = String::from_utf8_lossy(&bytes).replace(&st.target, &st.own);
+        let text = String::from_utf8_lossy(&bytes).replace(target.as_str(), &st.own);
         return answer.body(text);
     }
     answer.body(bytes)
@@ -115,13 +124,22 @@ async fn forward(req: HttpRequest, body: web::Bytes, st: web::Data<ProxyState>) 
 
 impl Proxy {
     async fn start(target: &str) -> Proxy {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        Proxy::start_over(listener, &[target])
+    }
+
+    /// A proxy on `listener` (bound first, so that servers can be told its address as their
+    /// public URL before it starts) in front of `targets`.
+    fn start_over(listener: std::net::TcpListener, targets: &[&str]) -> Proxy {
         let log: Log = Arc::default();
         let down = Arc::new(AtomicBool::new(false));
         let block_acks = Arc::new(AtomicBool::new(false));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
+        let served = Arc::new(targets.iter().map(|_| Default::default()).collect());
         let data = web::Data::new(ProxyState {
-            target: target.to_string(),
+            targets: targets.iter().map(|t| t.to_string()).collect(),
+            next: Default::default(),
+            served: Arc::clone(&served),
             own: format!("http://127.0.0.1:{port}"),
             client: reqwest::Client::new(),
             log: log.clone(),
@@ -146,8 +164,17 @@ impl Proxy {
             log,
             down,
             block_acks,
+            served,
             handle,
         }
+    }
+
+    /// Requests each target answered, in the order of `start_over`'s targets.
+    fn served(&self) -> Vec<usize> {
+        self.served
+            .iter()
+            .map(|n| n.load(Ordering::SeqCst))
+            .collect()
     }
 
     fn requests(&self, target: &str) -> Vec<Value> {
@@ -1447,4 +1474,176 @@ async fn loaded_filaments_reach_get_printers_list(app: &TestApp) {
         .unwrap();
     assert!(res.status().is_success() || res.status().is_client_error());
     assert_eq!(listed_filaments(app, &session, id).await.unwrap(), f);
+}
+
+/// A `printfarm worker` process, killed when dropped.
+struct WorkerProcess(std::process::Child);
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Issue #19's deployment (deploy/README.md): two server instances behind one reverse proxy,
+/// on one Postgres database and one S3 store (moto), slices done by a separate `printfarm
+/// worker` process (neither server slices). An STL uploaded through one instance is sliced by
+/// the worker for a slice asked of the other; the print goes to an agent whose long polls and
+/// download reach either instance through the proxy, and it prints to the end.
+#[actix_web::test]
+async fn two_servers_and_a_worker_on_one_database_and_store() {
+    use crate::common::Db;
+    use crate::storage_s3::{keys, Moto, BUCKET, REGION};
+    if !crate::common::slicer_present() {
+        return;
+    }
+    let Some(moto) = Moto::with_bucket().await else {
+        return;
+    };
+    let proxy_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let public = format!("http://{}", proxy_listener.local_addr().unwrap());
+    let shared = [
+        ("PRINTFARM_STORAGE__BACKEND", "s3"),
+        ("PRINTFARM_STORAGE__S3_BUCKET", BUCKET),
+        ("PRINTFARM_STORAGE__S3_ENDPOINT", moto.endpoint.as_str()),
+        ("PRINTFARM_STORAGE__S3_REGION", REGION),
+        ("PRINTFARM_SLICER__IN_PROCESS_WORKERS", "false"),
+        ("PRINTFARM_SERVER__PUBLIC_URL", public.as_str()),
+    ];
+    let Some(a) = TestApp::start(Db::Postgres, &shared).await else {
+        return;
+    };
+    let b = TestApp::start_on(
+        a.db_url.clone(),
+        tempfile::tempdir().unwrap(),
+        None,
+        &shared,
+    )
+    .await;
+    let proxy = Proxy::start_over(proxy_listener, &[&a.base, &b.base]);
+    let worker_dir = tempfile::tempdir().unwrap();
+    let worker = WorkerProcess(
+        std::process::Command::new(env!("CARGO_BIN_EXE_printfarm"))
+            .arg("worker")
+            .env("DATABASE_URL", &a.db_url)
+            .envs(shared.iter().copied())
+            .env(
+                "PRINTFARM_SLICER__PRUSA_SLICER",
+                crate::common::slicer_command(),
+            )
+            .env(
+                "PRINTFARM_STORAGE__FILES_DIR",
+                worker_dir.path().join("files"),
+            )
+            .env(
+                "PRINTFARM_STORAGE__STAGING_DIR",
+                worker_dir.path().join("staging"),
+            )
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start printfarm worker"),
+    );
+
+    let session = a.login_new_user("deploy@example.com").await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = agent_config(&proxy.base, dir.path());
+    let (printer, driver) = virtual_printer("VIRT-DEPLOY-1");
+    let agent = Agent::start(&cfg, &printer, &driver);
+    let id = redeem(&b, &session, dir.path(), "VIRT-DEPLOY-1").await;
+    agent.stop().await;
+    cfg.long_poll_secs = 20;
+    let agent = Agent::start(&cfg, &printer, &driver);
+
+    let cube = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/cube_20mm.stl"
+    ))
+    .unwrap();
+    let (status, body) = b.upload(&session, "cube.stl", cube, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let stl = body["message"]["file_id"].as_i64().unwrap().to_string();
+    let sliced = ok(
+        &a,
+        "slice",
+        &[
+            ("session", &session),
+            ("file_id", &stl),
+            (
+                "profile",
+                r#"{"bed_size_x": 250, "bed_size_y": 210, "bed_size_z": 220}"#,
+            ),
+            ("add_print_job_to_printer_id", &id.to_string()),
+            ("start_print_job", "1"),
+        ],
+    )
+    .await;
+    let uuid = sliced["job_id"].as_str().unwrap().to_string();
+    let mut status = Value::Null;
+    for _ in 0..900 {
+        status = ok(
+            &b,
+            "get_slice_status",
+            &[("session", &session), ("job_id", &uuid)],
+        )
+        .await;
+        if status["status"] == "done" || status["status"] == "failed" {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        status["status"], "done",
+        "the worker process slices: {status}"
+    );
+    let job = status["print_job_id"]
+        .as_str()
+        .expect("a print job")
+        .to_string();
+    let mut info = Value::Null;
+    for _ in 0..600 {
+        info = ok(
+            &a,
+            "get_job_info",
+            &[("session", &session), ("job_id", &job)],
+        )
+        .await;
+        if info["status_id"] == "77" {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(info["status_id"], "77", "{info}");
+
+    // The sliced G-code lives in the bucket, not on either server's disk.
+    let output: i64 = status["output_file_id"].as_i64().unwrap();
+    let key: String = {
+        use printfarm::db::schema::files;
+        let mut c = a.conn();
+        files::table
+            .find(output)
+            .select(files::storage_key)
+            .first(&mut *c)
+            .unwrap()
+    };
+    assert!(
+        keys(&moto.bucket()).await.contains(&key),
+        "{key} in the bucket"
+    );
+    // The agent held long polls, and both instances answered its requests.
+    assert!(proxy
+        .requests("command")
+        .iter()
+        .any(|b| b["wait"] == json!(20)));
+    let served = proxy.served();
+    assert!(
+        served.iter().all(|n| *n > 0),
+        "requests per instance: {served:?}"
+    );
+
+    agent.stop().await;
+    proxy.handle.stop(true).await;
+    drop(worker);
+    b.stop().await;
+    a.stop().await;
 }

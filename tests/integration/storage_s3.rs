@@ -23,8 +23,8 @@ use serde_json::json;
 
 backend_cases!(s3_storage_round_trip, reconciliation_on_s3_and_local);
 
-const BUCKET: &str = "printfarm-test";
-const REGION: &str = "us-east-1";
+pub const BUCKET: &str = "printfarm-test";
+pub const REGION: &str = "us-east-1";
 // moto accepts any credentials; the server reads them the documented way (AWS_* variables).
 const KEY_ID: &str = "printfarm-test-key";
 const SECRET: &str = "printfarm-test-secret";
@@ -34,9 +34,9 @@ fn fixture(name: &str) -> Vec<u8> {
 }
 
 /// A moto S3 server on a free loopback port, stopped when dropped.
-struct Moto {
+pub struct Moto {
     child: Child,
-    endpoint: String,
+    pub endpoint: String,
     _log: tempfile::NamedTempFile,
 }
 
@@ -85,7 +85,7 @@ impl Moto {
     }
 
     /// A moto server with the test bucket, the server's AWS credentials set.
-    async fn with_bucket() -> Option<Moto> {
+    pub async fn with_bucket() -> Option<Moto> {
         static CREDENTIALS: std::sync::Once = std::sync::Once::new();
         CREDENTIALS.call_once(|| {
             std::env::set_var("AWS_ACCESS_KEY_ID", KEY_ID);
@@ -102,7 +102,7 @@ impl Moto {
     }
 
     /// A client of our own on the bucket, to look at what the server stored.
-    fn bucket(&self) -> Arc<dyn ObjectStore> {
+    pub fn bucket(&self) -> Arc<dyn ObjectStore> {
         Arc::new(
             AmazonS3Builder::new()
                 .with_endpoint(&self.endpoint)
@@ -124,7 +124,7 @@ impl Drop for Moto {
     }
 }
 
-async fn keys(bucket: &Arc<dyn ObjectStore>) -> Vec<String> {
+pub async fn keys(bucket: &Arc<dyn ObjectStore>) -> Vec<String> {
     let mut keys: Vec<String> = bucket
         .list(None)
         .map_ok(|m| m.location.to_string())
