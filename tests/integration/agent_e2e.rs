@@ -868,8 +868,56 @@ async fn global_api_jobs_with_the_agent(app: &TestApp) {
     agent.stop().await;
 }
 
-/// With `long_poll_secs` an idle agent's poll is held by the server, and a command
-/// reaches it at once instead of after the (here 5 s) poll period.
+/// Slices the 20 mm cube for printer `id`, its job to start when the slice is done: the STL
+/// uploaded through `upload_via`, the slice asked of `ask`, its status read from `poll` until
+/// it ends (90 s at most). Returns the slice call's answer and the last status.
+async fn slice_cube_to_print(
+    upload_via: &TestApp,
+    ask: &TestApp,
+    poll: &TestApp,
+    session: &str,
+    id: i64,
+) -> (Value, Value) {
+    let cube = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/cube_20mm.stl"
+    ))
+    .unwrap();
+    let (status, body) = upload_via.upload(session, "cube.stl", cube, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let stl = body["message"]["file_id"].as_i64().unwrap().to_string();
+    let sliced = ok(
+        ask,
+        "slice",
+        &[
+            ("session", session),
+            ("file_id", &stl),
+            (
+                "profile",
+                r#"{"bed_size_x": 250, "bed_size_y": 210, "bed_size_z": 220}"#,
+            ),
+            ("add_print_job_to_printer_id", &id.to_string()),
+            ("start_print_job", "1"),
+        ],
+    )
+    .await;
+    let uuid = sliced["job_id"].as_str().unwrap().to_string();
+    let mut status = Value::Null;
+    for _ in 0..900 {
+        status = ok(
+            poll,
+            "get_slice_status",
+            &[("session", session), ("job_id", &uuid)],
+        )
+        .await;
+        if status["status"] == "done" || status["status"] == "failed" {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    (sliced, status)
+}
+
 /// Call 28 end to end: the real PrusaSlicer slices the cube, the G-code is queued and started
 /// on the agent's virtual printer, which prints it to the end (77).
 async fn sliced_model_prints_on_the_virtual_agent(app: &TestApp) {
@@ -885,43 +933,7 @@ async fn sliced_model_prints_on_the_virtual_agent(app: &TestApp) {
     let id = redeem(app, &session, dir.path(), "VIRT-E2E-SLICE").await;
     wait_until("ready", 10, || printer_row(app, id).0 == "ready").await;
 
-    let cube = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/fixtures/cube_20mm.stl"
-    ))
-    .unwrap();
-    let (status, body) = app.upload(&session, "cube.stl", cube, &[]).await;
-    assert_eq!(status, 200, "{body}");
-    let stl = body["message"]["file_id"].as_i64().unwrap().to_string();
-    let sliced = ok(
-        app,
-        "slice",
-        &[
-            ("session", &session),
-            ("file_id", &stl),
-            (
-                "profile",
-                r#"{"bed_size_x": 250, "bed_size_y": 210, "bed_size_z": 220}"#,
-            ),
-            ("add_print_job_to_printer_id", &id.to_string()),
-            ("start_print_job", "1"),
-        ],
-    )
-    .await;
-    let uuid = sliced["job_id"].as_str().unwrap().to_string();
-    let mut status = Value::Null;
-    for _ in 0..600 {
-        status = ok(
-            app,
-            "get_slice_status",
-            &[("session", &session), ("job_id", &uuid)],
-        )
-        .await;
-        if status["status"] == "done" || status["status"] == "failed" {
-            break;
-        }
-        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (sliced, status) = slice_cube_to_print(app, app, app, &session, id).await;
     assert_eq!(status["status"], "done", "{status}");
     let job = status["print_job_id"]
         .as_str()
@@ -955,6 +967,8 @@ async fn sliced_model_prints_on_the_virtual_agent(app: &TestApp) {
     agent.stop().await;
 }
 
+/// With `long_poll_secs` an idle agent's poll is held by the server, and a command
+/// reaches it at once instead of after the (here 5 s) poll period.
 async fn long_poll_brings_commands_at_once(app: &TestApp) {
     let session = app.login_new_user("lp@example.com").await;
     let proxy = Proxy::start(&app.base).await;
@@ -1555,43 +1569,7 @@ async fn two_servers_and_a_worker_on_one_database_and_store() {
     cfg.long_poll_secs = 20;
     let agent = Agent::start(&cfg, &printer, &driver);
 
-    let cube = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/fixtures/cube_20mm.stl"
-    ))
-    .unwrap();
-    let (status, body) = b.upload(&session, "cube.stl", cube, &[]).await;
-    assert_eq!(status, 200, "{body}");
-    let stl = body["message"]["file_id"].as_i64().unwrap().to_string();
-    let sliced = ok(
-        &a,
-        "slice",
-        &[
-            ("session", &session),
-            ("file_id", &stl),
-            (
-                "profile",
-                r#"{"bed_size_x": 250, "bed_size_y": 210, "bed_size_z": 220}"#,
-            ),
-            ("add_print_job_to_printer_id", &id.to_string()),
-            ("start_print_job", "1"),
-        ],
-    )
-    .await;
-    let uuid = sliced["job_id"].as_str().unwrap().to_string();
-    let mut status = Value::Null;
-    for _ in 0..900 {
-        status = ok(
-            &b,
-            "get_slice_status",
-            &[("session", &session), ("job_id", &uuid)],
-        )
-        .await;
-        if status["status"] == "done" || status["status"] == "failed" {
-            break;
-        }
-        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (_, status) = slice_cube_to_print(&b, &a, &b, &session, id).await;
     assert_eq!(
         status["status"], "done",
         "the worker process slices: {status}"

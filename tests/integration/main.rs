@@ -30,5 +30,6 @@ mod reports;
 mod security_access;
 mod slicing;
 mod storage_s3;
+mod upgrade;
 mod v1;
 mod wire_snapshots;

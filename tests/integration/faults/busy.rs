@@ -41,10 +41,21 @@ async fn requests_past_the_wait_queue_are_refused_and_the_rest_served(db: Db) {
         }));
     }
     // The queue fills (a background task may hold a place too); the rest are refused at once.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(8);
-    while (app.state.pool.waiting() < 60 || app.state.pool.turned_away() < 130)
-        && std::time::Instant::now() < deadline
-    {
+    // Under load the last requests may still be on their way once the counts look right, so
+    // the refusals must also have stopped growing (half a second) before the release.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let (mut last, mut steady_since) = (u64::MAX, std::time::Instant::now());
+    loop {
+        let refused = app.state.pool.turned_away();
+        if refused != last {
+            (last, steady_since) = (refused, std::time::Instant::now());
+        }
+        let settled = app.state.pool.waiting() >= 60
+            && refused >= 130
+            && steady_since.elapsed() >= std::time::Duration::from_millis(500);
+        if settled || std::time::Instant::now() >= deadline {
+            break;
+        }
         actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     let refused_while_held = app.state.pool.turned_away();
