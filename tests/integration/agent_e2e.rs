@@ -868,6 +868,24 @@ async fn global_api_jobs_with_the_agent(app: &TestApp) {
     agent.stop().await;
 }
 
+/// `get_job_info` of `job` once it has printed to the end (77), or the last answer after 60 s.
+async fn job_info_once_printed(app: &TestApp, session: &str, job: &str) -> Value {
+    let mut info = Value::Null;
+    for _ in 0..600 {
+        info = ok(
+            app,
+            "get_job_info",
+            &[("session", session), ("job_id", job)],
+        )
+        .await;
+        if info["status_id"] == "77" {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    info
+}
+
 /// Slices the 20 mm cube for printer `id`, its job to start when the slice is done: the STL
 /// uploaded through `upload_via`, the slice asked of `ask`, its status read from `poll` until
 /// it ends (90 s at most). Returns the slice call's answer and the last status.
@@ -921,7 +939,6 @@ async fn slice_cube_to_print(
 /// Call 28 end to end: the real PrusaSlicer slices the cube, the G-code is queued and started
 /// on the agent's virtual printer, which prints it to the end (77).
 async fn sliced_model_prints_on_the_virtual_agent(app: &TestApp) {
-    // PrusaSlicer comes from the system's package manager: without it, a loud skip.
     if !crate::common::slicer_present() {
         return;
     }
@@ -946,19 +963,7 @@ async fn sliced_model_prints_on_the_virtual_agent(app: &TestApp) {
         matches!(printer_row(app, id).0.as_str(), "printing" | "ready")
     })
     .await;
-    let mut info = Value::Null;
-    for _ in 0..300 {
-        info = ok(
-            app,
-            "get_job_info",
-            &[("session", &session), ("job_id", &job)],
-        )
-        .await;
-        if info["status_id"] == "77" {
-            break;
-        }
-        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
-    }
+    let info = job_info_once_printed(app, &session, &job).await;
     assert_eq!(info["status_id"], "77", "{info}");
     assert_eq!(info["file_id"], status["output_file_id"].to_string());
     // The job carries the sliced file's own estimate (PrusaSlicer's 20 mm cube: ~16 min).
@@ -1578,19 +1583,7 @@ async fn two_servers_and_a_worker_on_one_database_and_store() {
         .as_str()
         .expect("a print job")
         .to_string();
-    let mut info = Value::Null;
-    for _ in 0..600 {
-        info = ok(
-            &a,
-            "get_job_info",
-            &[("session", &session), ("job_id", &job)],
-        )
-        .await;
-        if info["status_id"] == "77" {
-            break;
-        }
-        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
-    }
+    let info = job_info_once_printed(&a, &session, &job).await;
     assert_eq!(info["status_id"], "77", "{info}");
 
     // The sliced G-code lives in the bucket, not on either server's disk.

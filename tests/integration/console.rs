@@ -679,7 +679,6 @@ async fn a_member_uploads_a_gcode_and_prints_it(db: Db) {
 }
 
 async fn a_member_slices_a_model_for_their_printer(db: Db) {
-    // PrusaSlicer comes from the system's package manager: without it, a loud skip.
     if !crate::common::slicer_present() {
         return;
     }

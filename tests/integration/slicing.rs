@@ -180,7 +180,6 @@ fn mk4() -> Value {
 }
 
 async fn slices_a_cube_into_a_normal_gcode_file(app: &TestApp) {
-    // PrusaSlicer comes from the system's package manager: without it, a loud skip.
     if !crate::common::slicer_present() {
         return;
     }
@@ -329,7 +328,6 @@ async fn refusals_before_slicing(app: &TestApp) {
 }
 
 async fn sliced_job_prints_on_the_printer(app: &TestApp) {
-    // PrusaSlicer comes from the system's package manager: without it, a loud skip.
     if !crate::common::slicer_present() {
         return;
     }
@@ -525,7 +523,6 @@ fn group_members(pgid: i32) -> Vec<i32> {
 }
 
 async fn slow_slices_are_stopped(db: Db) {
-    // PrusaSlicer comes from the system's package manager: without it, a loud skip.
     if !crate::common::slicer_present() {
         return;
     }
@@ -594,7 +591,6 @@ async fn slow_slices_are_stopped(db: Db) {
 }
 
 async fn a_killed_worker_s_slice_finishes_once_after_restart(db: Db) {
-    // PrusaSlicer comes from the system's package manager: without it, a loud skip.
     if !crate::common::slicer_present() {
         return;
     }
@@ -659,7 +655,6 @@ async fn a_killed_worker_s_slice_finishes_once_after_restart(db: Db) {
 /// a message a client can act on, and leaves nothing behind (no output row, no stored object,
 /// the reserved output id unusable).
 async fn slicer_failures_are_clear_and_leave_nothing(app: &TestApp) {
-    // PrusaSlicer comes from the system's package manager: without it, a loud skip.
     if !crate::common::slicer_present() {
         return;
     }
@@ -843,7 +838,6 @@ async fn driver_names_each_failure() {
 /// loader refuses: they are handed to it as OBJ written from our own reading, and slice like
 /// any other.
 async fn stls_prusaslicer_would_misread_still_slice(app: &TestApp) {
-    // PrusaSlicer comes from the system's package manager: without it, a loud skip.
     if !crate::common::slicer_present() {
         return;
     }
@@ -916,7 +910,6 @@ async fn flat_models_are_refused_before_slicing(app: &TestApp) {
 /// Settings that would make PrusaSlicer run a program, write where it likes or expand a
 /// template are refused by name before anything is queued; nothing they name ever runs.
 async fn dangerous_settings_are_refused_and_never_run(app: &TestApp) {
-    // PrusaSlicer comes from the system's package manager: without it, a loud skip.
     if !crate::common::slicer_present() {
         return;
     }
@@ -988,7 +981,6 @@ async fn dangerous_settings_are_refused_and_never_run(app: &TestApp) {
 /// when it loads such a 3MF itself) never reaches the slicer: it gets only the mesh we read,
 /// and the part is still sliced whole and to scale.
 async fn config_embedded_in_a_3mf_never_reaches_the_slicer(app: &TestApp) {
-    // PrusaSlicer comes from the system's package manager: without it, a loud skip.
     if !crate::common::slicer_present() {
         return;
     }
@@ -1037,7 +1029,6 @@ async fn config_embedded_in_a_3mf_never_reaches_the_slicer(app: &TestApp) {
 /// Stopping the server kills its running slicers' whole process groups (the slice itself is
 /// retried by the next instance, as after any crash).
 async fn shutdown_kills_running_slicers(db: Db) {
-    // PrusaSlicer comes from the system's package manager: without it, a loud skip.
     if !crate::common::slicer_present() {
         return;
     }
@@ -1075,7 +1066,6 @@ async fn shutdown_kills_running_slicers(db: Db) {
 /// The slicer's CPU-time and output-size limits end a slice with a clear reason (no server
 /// path, no slicer output) and leave no output behind.
 async fn slicer_resource_limits_end_the_slice_clearly(db: Db) {
-    // PrusaSlicer comes from the system's package manager: without it, a loud skip.
     if !crate::common::slicer_present() {
         return;
     }
@@ -1119,7 +1109,6 @@ async fn slicer_resource_limits_end_the_slice_clearly(db: Db) {
 /// The lease is short (the owner's heartbeat keeps it): a slice that runs several leases long
 /// is done once, by its first worker, and nobody takes it over meanwhile.
 async fn a_long_slice_keeps_its_short_lease(db: Db) {
-    // PrusaSlicer comes from the system's package manager: without it, a loud skip.
     if !crate::common::slicer_present() {
         return;
     }
@@ -1315,7 +1304,6 @@ fn estimates_match_prusaslicer_under_every_limits_usage_and_flavor() {
 /// first; `slice` with a farm target makes a farm job of its G-code; either way the copies
 /// start on the free printers of the type as ordinary jobs.
 async fn sliced_models_go_to_the_farm_queue(app: &TestApp) {
-    // PrusaSlicer comes from the system's package manager: without it, a loud skip.
     if !crate::common::slicer_present() {
         return;
     }

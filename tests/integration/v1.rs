@@ -466,7 +466,6 @@ async fn post_quote(app: &TestApp, t: &str, path: &str, body: Value) -> (u16, Va
 }
 
 async fn quotes_priced_from_the_gcode(app: &TestApp) {
-    // PrusaSlicer comes from the system's package manager: without it, a loud skip.
     if !crate::common::slicer_present() {
         return;
     }
@@ -647,7 +646,6 @@ async fn quotes_priced_from_the_gcode(app: &TestApp) {
 }
 
 async fn async_quotes_and_limits(db: Db) {
-    // PrusaSlicer comes from the system's package manager: without it, a loud skip.
     if !crate::common::slicer_present() {
         return;
     }
@@ -837,7 +835,6 @@ fn footer<'a>(gcode: &'a str, key: &str) -> &'a str {
 }
 
 async fn a_100k_triangle_quote_matches_its_gcode(app: &TestApp) {
-    // PrusaSlicer comes from the system's package manager: without it, a loud skip.
     if !crate::common::slicer_present() {
         return;
     }
@@ -918,7 +915,6 @@ async fn a_100k_triangle_quote_matches_its_gcode(app: &TestApp) {
 /// A model PrusaSlicer cannot slice: the quote fails with the slicer's reason (422, also when
 /// fetched later), has no G-code, and leaves no file or stored object behind.
 async fn failed_quotes_are_clear_and_leave_nothing(app: &TestApp) {
-    // PrusaSlicer comes from the system's package manager: without it, a loud skip.
     if !crate::common::slicer_present() {
         return;
     }
@@ -993,7 +989,6 @@ async fn failed_quotes_are_clear_and_leave_nothing(app: &TestApp) {
 /// values carrying a newline are refused by name (422, like every validation error of /v1)
 /// before any quote or slice exists, and nothing they name ever runs.
 async fn dangerous_printer_config_is_refused_and_never_runs(app: &TestApp) {
-    // PrusaSlicer comes from the system's package manager: without it, a loud skip.
     if !crate::common::slicer_present() {
         return;
     }

@@ -200,7 +200,6 @@ fn profile() -> Value {
 }
 
 async fn cloud_slicer_quick_start_and_contract(db: Db) {
-    // PrusaSlicer comes from the system's package manager: without it, a loud skip.
     if !crate::common::slicer_present() {
         return;
     }
