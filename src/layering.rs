@@ -34,7 +34,8 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "background",
         &[
-            "ROOT", "config", "db", "error", "services", "slicer", "staging", "storage",
+            // The demo farm runs the agent's virtual printers in-process.
+            "ROOT", "agent", "config", "db", "error", "services", "slicer", "staging", "storage",
         ],
     ),
     (

@@ -55,6 +55,8 @@ pub struct AppState {
     /// Wakes this instance's farm dispatcher at once (a farm job queued or retried, a printer
     /// out of maintenance); it also runs every second by itself.
     pub farm_wake: Arc<tokio::sync::Notify>,
+    /// Tells this instance's demo-farm runner to look again at once (the demo was removed).
+    pub demo_changed: Arc<tokio::sync::Notify>,
     /// Agents' volatile reports waiting to be written (about once a second).
     pub heartbeats: Arc<services::agent::Heartbeats>,
     /// On SQLite, a shared lock on `<database>.lock` while this instance runs: a restore
@@ -85,6 +87,7 @@ impl AppState {
             slicers: Arc::new(slicer::Running::default()),
             farm_wake: Arc::new(tokio::sync::Notify::new()),
             heartbeats: Arc::default(),
+            demo_changed: Arc::new(tokio::sync::Notify::new()),
             instance_lock: Arc::new(std::sync::Mutex::new(
                 services::backup::hold_shared(&config).map_err(|e| {
                     anyhow::anyhow!("cannot lock the database for this server: {e}")
@@ -154,6 +157,87 @@ impl AppState {
             base_url: http::agent_link_base(&self.config),
             offline_after: chrono::Duration::seconds(self.config.printers.offline_after_secs),
         }
+    }
+
+    /// Checks, analyses, stores and registers a staged file as `me`'s upload: what every
+    /// upload path and the demo farm's samples go through (see `http::upload`).
+    pub async fn store_upload(
+        &self,
+        me: &db::models::User,
+        meta: &services::files::UploadMeta,
+        staged: services::files::StagedContent<'_>,
+        zip_flag: bool,
+    ) -> Result<(db::models::StoredFile, db::models::Project)> {
+        use services::files;
+        let (kind, zipped) = files::kind_from_filename(staged.filename, zip_flag)?;
+        {
+            let (me, meta) = (me.clone(), meta.clone());
+            self.db(move |c| files::check_project(c, &me, &meta))
+                .await?;
+        }
+
+        fail::fail_point!("upload-staged");
+        let path = staged.path.to_path_buf();
+        let size = staged.size;
+        let max_unzipped = self.storage.max_unzipped_bytes;
+        let analysed = web::block(move || {
+            files::analyse_staged_limited(&path, size, kind, zipped, max_unzipped)
+        })
+        .await??;
+
+        let registered = files::store_and_register(
+            &self.storage,
+            staged.path,
+            analysed.preview_png.clone(),
+            |stored| async move {
+                // `return` stands for a registration that fails (tests/integration/faults/crash.rs).
+                fail::fail_point!("upload-stored", |_| Err(Error::Internal(
+                    "fail point upload-stored".into()
+                )));
+                let (me, meta) = (me.clone(), meta.clone());
+                let (name, sha) = (staged.filename.to_string(), staged.sha256.to_string());
+                self.db(move |c| {
+                    files::register(
+                        c,
+                        &me,
+                        &meta,
+                        &files::Upload {
+                            filename: &name,
+                            size,
+                            sha256: &sha,
+                            storage_key: &stored.storage_key,
+                            picture: &stored.picture,
+                            analysed: &analysed,
+                        },
+                    )
+                })
+                .await
+                .map(Some)
+            },
+        )
+        .await?;
+        registered
+            .ok_or_else(|| Error::Internal("an upload was registered without its file".into()))
+    }
+
+    /// Removes the demo farm (`serve --demo`) and its stored files; `by` is the admin asking
+    /// (None: the command line). A demo runner on this instance stops its printers at once,
+    /// one on another instance within seconds.
+    pub async fn remove_demo(
+        &self,
+        by: Option<db::models::User>,
+    ) -> Result<db::models::DemoCounts> {
+        let (counts, keys) = self
+            .db(move |c| services::demo::remove(c, by.as_ref()))
+            .await?;
+        for key in keys {
+            if let Err(e) = self.storage.delete(&key).await {
+                // The orphan sweep removes what is left (storage.orphan_grace_secs).
+                tracing::warn!(key, error = %e, "demo farm: a stored file is left for the orphan sweep");
+            }
+        }
+        self.demo_changed.notify_one();
+        Ok(counts)
     }
 
     /// Runs blocking database work on the thread pool with a pooled connection.

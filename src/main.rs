@@ -22,7 +22,13 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the HTTP server (the default).
-    Serve,
+    Serve {
+        /// Add a demo farm if there is none (virtual printers printing sample files, run by
+        /// this server) and run it; remove it under Admin › Printers or with
+        /// `printfarm admin remove-demo`.
+        #[arg(long)]
+        demo: bool,
+    },
     /// Run slice workers only (no HTTP), sharing the database and file store with the servers.
     Worker,
     /// Apply pending database migrations and exit.
@@ -112,6 +118,9 @@ enum Admin {
         #[arg(long)]
         id: i64,
     },
+    /// Remove the demo farm (`serve --demo`): its virtual printers, their jobs, the sample
+    /// files and the demo user. A server running it stops its printers within seconds.
+    RemoveDemo,
     /// Create the first organization and admin if the database has no users.
     Bootstrap {
         #[arg(long)]
@@ -149,8 +158,8 @@ fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::load()?;
     init_tracing(&config);
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(config),
+    match cli.command.unwrap_or(Command::Serve { demo: false }) {
+        Command::Serve { demo } => serve(config, demo),
         Command::Migrate => {
             let manager = db::ConnectionManager::new(&config.database.url);
             let mut conn = manager.establish()?;
@@ -185,7 +194,7 @@ fn run() -> anyhow::Result<()> {
     }
 }
 
-fn serve(config: Config) -> anyhow::Result<()> {
+fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     limit_malloc_arenas();
     // Crash tests stop the server at chosen points (FAILPOINTS); only test builds have them.
     let _fail_points = fail::has_failpoints().then(fail::FailScenario::setup);
@@ -193,13 +202,24 @@ fn serve(config: Config) -> anyhow::Result<()> {
     let state = AppState::init(config)?;
     let listener =
         TcpListener::bind(&bind).map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
+    let addr = listener.local_addr()?;
     tracing::info!(address = %bind, database = state.backend.name(), "printfarm listening");
     actix_web::rt::System::new().block_on(async move {
         printfarm::spawn_background(state.clone());
         // actix stops on SIGINT/SIGTERM and lets in-flight requests finish (shutdown_timeout).
         let slicers = state.slicers.clone();
         let last = state.clone();
-        let served = printfarm::server(state, listener)?.await;
+        let server = printfarm::server(state.clone(), listener)?;
+        let started = match demo {
+            true => printfarm::background::demo::start(&state, addr)
+                .await
+                .map_err(|e| std::io::Error::other(format!("cannot start the demo farm: {e}")))?,
+            false => false,
+        };
+        if started {
+            tracing::info!("demo farm added: four virtual printers, sample files and a queue");
+        }
+        let served = server.await;
         slicers.kill_all();
         // Polls answered during the shutdown may have left heartbeats behind.
         printfarm::background::write_heartbeats(&last).await;
@@ -242,6 +262,15 @@ fn admin(config: Config, cmd: Admin) -> anyhow::Result<()> {
             m.schema,
             m.files,
             from.display()
+        );
+        return Ok(());
+    }
+    if let Admin::RemoveDemo = &cmd {
+        let state = AppState::init(config)?;
+        let removed = actix_web::rt::System::new().block_on(state.remove_demo(None))?;
+        println!(
+            "demo farm removed: {} printers, {} files, {} jobs",
+            removed.printers, removed.files, removed.jobs
         );
         return Ok(());
     }
@@ -292,7 +321,7 @@ fn admin(config: Config, cmd: Admin) -> anyhow::Result<()> {
             );
         }
         // Done above, before the database was opened.
-        Admin::Restore { .. } => {}
+        Admin::Restore { .. } | Admin::RemoveDemo => {}
         Admin::ResetPassword { email, password } => {
             let password =
                 bootstrap::reset_password(&mut conn, &hasher, &email, password.as_deref())?;

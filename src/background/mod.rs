@@ -2,6 +2,7 @@
 //! Like `http/`, it runs on the assembled `AppState` and calls services; nothing below it
 //! (services, db, storage) imports it.
 
+pub mod demo;
 pub mod housekeeping;
 pub mod slice_worker;
 

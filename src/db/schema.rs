@@ -441,6 +441,15 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    demo_farm (id) {
+        id -> Integer,
+        user_id -> BigInt,
+        organization_id -> BigInt,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(users -> organizations (organization_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(user_tokens -> users (user_id));
@@ -485,6 +494,7 @@ diesel::joinable!(jobs -> farm_copies (farm_copy_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     server_secrets,
+    demo_farm,
     organizations,
     users,
     sessions,

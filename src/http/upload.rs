@@ -4,7 +4,7 @@
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
-use actix_web::{web, HttpRequest};
+use actix_web::HttpRequest;
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
@@ -12,7 +12,7 @@ use tokio::io::AsyncWriteExt;
 use crate::db::models::{Project, StoredFile, User};
 use crate::error::{Error, Result};
 use crate::http::apiglobal::form::Params;
-use crate::services::files::{self, Upload, UploadMeta};
+use crate::services::files::{self, StagedContent, UploadMeta};
 use crate::AppState;
 
 /// Text parts are small; anything bigger is not a parameter.
@@ -315,55 +315,14 @@ pub async fn store(
     staged: StagedUpload,
     zip_flag: bool,
 ) -> Result<(StoredFile, Project)> {
-    let (kind, zipped) = files::kind_from_filename(&staged.filename, zip_flag)?;
-    {
-        let (me, meta) = (me.clone(), meta.clone());
-        state
-            .db(move |c| files::check_project(c, &me, &meta))
-            .await?;
-    }
-
-    fail::fail_point!("upload-staged");
-    let path = staged.file.path().to_path_buf();
-    let size = staged.size;
-    let max_unzipped = state.storage.max_unzipped_bytes;
-    let analysed =
-        web::block(move || files::analyse_staged_limited(&path, size, kind, zipped, max_unzipped))
-            .await??;
-
-    let registered = files::store_and_register(
-        &state.storage,
-        staged.file.path(),
-        analysed.preview_png.clone(),
-        |stored| async move {
-            // `return` stands for a registration that fails (tests/integration/faults/crash.rs).
-            fail::fail_point!("upload-stored", |_| Err(Error::Internal(
-                "fail point upload-stored".into()
-            )));
-            let (me, meta) = (me.clone(), meta.clone());
-            let (name, sha) = (staged.filename.clone(), staged.sha256.clone());
-            state
-                .db(move |c| {
-                    files::register(
-                        c,
-                        &me,
-                        &meta,
-                        &Upload {
-                            filename: &name,
-                            size,
-                            sha256: &sha,
-                            storage_key: &stored.storage_key,
-                            picture: &stored.picture,
-                            analysed: &analysed,
-                        },
-                    )
-                })
-                .await
-                .map(Some)
-        },
-    )
-    .await?;
-    registered.ok_or_else(|| Error::Internal("an upload was registered without its file".into()))
+    let content = StagedContent {
+        path: staged.file.path(),
+        filename: &staged.filename,
+        size: staged.size,
+        sha256: &staged.sha256,
+    };
+    // `staged` (its temporary file) lives until the file is stored.
+    state.store_upload(me, meta, content, zip_flag).await
 }
 
 #[cfg(test)]

@@ -370,6 +370,15 @@ fn resolve_project(conn: &mut DbConn, user: &User, meta: &UploadMeta) -> Result<
     Ok(Project::insert(conn, user.id, name, color)?)
 }
 
+/// A complete file in staging, before analysis.
+pub struct StagedContent<'a> {
+    pub path: &'a Path,
+    /// Already cleaned (`clean_filename`).
+    pub filename: &'a str,
+    pub size: u64,
+    pub sha256: &'a str,
+}
+
 /// Everything known about a stored upload, ready to register.
 pub struct Upload<'a> {
     pub filename: &'a str,

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod backup;
 pub mod bootstrap;
 pub mod commands;
+pub mod demo;
 pub mod farm;
 pub mod files;
 pub mod google;

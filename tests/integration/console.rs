@@ -23,6 +23,7 @@ backend_cases!(
     an_admin_makes_an_api_token_and_sets_the_organization_up,
     google_sign_in_from_the_console,
     a_member_queues_copies_on_the_farm_and_follows_them,
+    a_newcomer_watches_the_demo_farm_and_removes_it,
 );
 
 /// The browsers' time zone: far from UTC, so times shown in UTC would be caught.
@@ -254,7 +255,11 @@ async fn next_command(app: &TestApp, token: &str, wanted: &str) -> serde_json::V
 }
 
 /// Signs in over plain HTTP; answers the cookie and the CSRF token of the dashboard.
-async fn http_sign_in(app: &TestApp, client: &reqwest::Client, email: &str) -> (String, String) {
+pub(crate) async fn http_sign_in(
+    app: &TestApp,
+    client: &reqwest::Client,
+    email: &str,
+) -> (String, String) {
     let res = client
         .post(app.url("/login"))
         .form(&[("username", email), ("password", PASSWORD)])
@@ -3001,4 +3006,63 @@ async fn every_console_page_passes_an_accessibility_audit() {
         "accessibility problems:\n{}",
         broken.join("\n")
     );
+}
+
+/// `serve --demo` as a newcomer meets it: the dashboard shows the virtual printers printing,
+/// the admin's printer page offers the removal (accessible, as every page), one click removes
+/// it and the dashboard is empty again.
+async fn a_newcomer_watches_the_demo_farm_and_removes_it(db: Db) {
+    let Some(app) = TestApp::start(db, &[]).await else {
+        return;
+    };
+    let admin = "newcomer@console.test";
+    app.create_user(app.org_id, admin, 1);
+    let addr: std::net::SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
+    printfarm::background::demo::start(&app.state, addr)
+        .await
+        .unwrap();
+    let Some(b) = browser(1280, 900).await else {
+        app.stop().await;
+        return;
+    };
+    let c = &b.client;
+    sign_in(c, &app, admin).await;
+    let names = printfarm::services::demo::PRINTERS;
+    // Live: the cards arrive and start printing without a reload.
+    wait_text_within(c, "main", Duration::from_secs(90), |t| {
+        names.iter().all(|p| t.contains(p.name)) && t.contains("Printing")
+    })
+    .await;
+    // (a picture of it printing, for the README)
+    wait_text_within(c, "main", Duration::from_secs(90), |t| {
+        t.lines()
+            .filter_map(|l| l.strip_suffix(" %")?.parse::<f64>().ok())
+            .any(|p| p >= 20.0)
+    })
+    .await;
+    screenshot(c, "demo-dashboard").await;
+
+    c.goto(&app.url("/admin/printers")).await.unwrap();
+    wait_text(c, "#demo-title", |t| t == "Demo farm").await;
+    screenshot(c, "demo-admin-printers").await;
+    if let Some(axe) = axe_source() {
+        let broken = audit(c, &axe).await;
+        assert!(broken.is_empty(), "{broken:?}");
+    }
+    c.find(Locator::Css("form[action='/admin/demo/remove'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(c, "p.notice", |t| t.contains("The demo farm was removed")).await;
+    assert!(c.find(Locator::Id("demo-title")).await.is_err());
+    c.goto(&app.url("/")).await.unwrap();
+    let main = wait_text(c, "main", |_| true).await;
+    assert!(
+        names.iter().all(|p| !main.contains(p.name)),
+        "the dashboard still shows demo printers: {main}"
+    );
+    b.close().await;
+    app.stop().await;
 }

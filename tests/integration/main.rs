@@ -19,6 +19,7 @@ mod backup;
 mod clients;
 mod console;
 mod db_schema;
+mod demo;
 mod deploy;
 mod farm;
 mod faults;

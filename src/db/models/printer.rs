@@ -220,6 +220,15 @@ impl Printer {
             .get_result(conn)
     }
 
+    pub fn set_name(conn: &mut DbConn, id: PrinterId, name: &str) -> QResult<usize> {
+        diesel::update(printers::table.find(id))
+            .set((
+                printers::name.eq(name),
+                printers::updated_at.eq(crate::db::now()),
+            ))
+            .execute(conn)
+    }
+
     pub fn find(conn: &mut DbConn, id: PrinterId) -> QResult<Option<Printer>> {
         printers::table.find(id).first(conn).optional()
     }

@@ -32,6 +32,7 @@ pub fn routes(r: &mut Routes) {
         .post(remove_member);
     r.at("/admin/workgroups/{id}/printers").post(set_printers);
     r.at("/admin/printers").get(printers_page).post(add_printer);
+    r.at("/admin/demo/remove").post(remove_demo);
     r.at("/admin/settings")
         .get(settings_page)
         .post(save_settings);
@@ -581,6 +582,9 @@ struct PrintersPage {
     tab: &'static str,
     csrf: String,
     printers: Vec<OrgPrinterView>,
+    /// The demo farm, when this admin may remove it.
+    demo: Option<crate::db::models::DemoCounts>,
+    demo_removed: bool,
 }
 
 async fn printers_page(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
@@ -592,6 +596,7 @@ async fn printers_page(state: web::Data<AppState>, req: HttpRequest) -> HttpResp
     let offline = chrono::Duration::seconds(state.config.printers.offline_after_secs);
     let loaded = state
         .db(move |c| {
+            let demo = crate::services::demo::status(c, &me)?;
             let list = printers::organization_printers(c, &me, None, None)?;
             let ctx = printers::list_context(c, &list, offline)?;
             let names: Vec<(i64, String)> = orgs::workgroups_for(c, &me)?
@@ -599,7 +604,7 @@ async fn printers_page(state: web::Data<AppState>, req: HttpRequest) -> HttpResp
                 .map(|(w, _)| (w.id, w.name))
                 .collect();
             let now = crate::db::now();
-            Ok(list
+            let views = list
                 .iter()
                 .map(|p| {
                     let item = printers::org_list_item(&ctx, p, now);
@@ -620,17 +625,20 @@ async fn printers_page(state: web::Data<AppState>, req: HttpRequest) -> HttpResp
                             .join(", "),
                     }
                 })
-                .collect::<Vec<_>>())
+                .collect::<Vec<_>>();
+            Ok((views, demo))
         })
         .await;
     match loaded {
-        Ok(printers) => render(
+        Ok((printers, demo)) => render(
             StatusCode::OK,
             &PrintersPage {
                 chrome: Chrome::new(Some((&user, &session)), "admin"),
                 tab: "printers",
                 csrf: csrf_token(&session),
                 printers,
+                demo,
+                demo_removed: super::query(&req, "demo").as_deref() == Some("removed"),
             },
         ),
         Err(e) => refused(&state, &req, e).await,
@@ -663,6 +671,25 @@ async fn add_printer(
     .await;
     match outcome {
         Ok(_) => see_other("/admin/printers").finish(),
+        Err(e) => refused(&state, &req, e).await,
+    }
+}
+
+/// Removes the demo farm (`serve --demo`) with everything it made.
+async fn remove_demo(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: Result<Form, Error>,
+) -> HttpResponse {
+    let outcome = async {
+        let (_, user, _) = posted(&state, &req, form).await?;
+        state.remove_demo(Some(user)).await?;
+        state.notifier.printers_changed();
+        Ok(())
+    }
+    .await;
+    match outcome {
+        Ok(()) => see_other("/admin/printers?demo=removed").finish(),
         Err(e) => refused(&state, &req, e).await,
     }
 }
