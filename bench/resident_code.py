@@ -34,6 +34,17 @@ def resident(pid, lo, hi):
             yield lo + i * PAGE
 
 
+def sections(exe):
+    """(start, end, name) of the allocated sections, by address."""
+    out = subprocess.run(["readelf", "-SW", exe], capture_output=True, text=True).stdout
+    found = []
+    for m in re.finditer(r"\]\s+(\S+)\s+\S+\s+([0-9a-f]{16})\s+[0-9a-f]+\s+([0-9a-f]+)", out):
+        name, addr, size = m.group(1), int(m.group(2), 16), int(m.group(3), 16)
+        if addr:
+            found.append((addr, addr + size, name))
+    return sorted(found)
+
+
 def crate_of(symbol):
     # Demangled Rust paths: `<a::B as c::D>::f` or `a::b::f`; take the first path segment.
     s = symbol.lstrip("<&*")
@@ -56,12 +67,18 @@ def main():
     # minus that mapping's file offset.
     maps = list(mappings(pid, exe))
     base = maps[0][0] - maps[0][3]
+    secs = sections(exe)
     by_crate = collections.Counter()
     by_map = collections.Counter()
     for lo, hi, perms, _ in maps:
         for page in resident(pid, lo, hi):
             by_map[perms] += PAGE
             at = page - base
+            sec = next((n for lo_, hi_, n in secs if lo_ <= at < hi_), "?")
+            if sec != ".text":
+                # Data without symbols (strings, unwind tables, relocations): by section.
+                by_crate[sec] += PAGE
+                continue
             i = bisect.bisect_right(addrs, at) - 1
             by_crate[crate_of(syms[i][1]) if i >= 0 else "?"] += PAGE
     total = sum(by_map.values())

@@ -473,6 +473,10 @@ pub fn connect(url: &str, pool_size: Option<u32>) -> Result<Pool, SetupError> {
     let reach = std::sync::Arc::new(Reachability::default());
     let inner = r2d2::Pool::builder()
         .max_size(size)
+        // Connections open as load asks for them (and close again after r2d2's idle
+        // timeout): an idle server holds one, not `size` (each a Postgres backend, and
+        // libpq's and TLS's buffers here).
+        .min_idle(Some(1))
         .test_on_check_out(false)
         .connection_timeout(CHECKOUT_TIMEOUT)
         .error_handler(Box::new(ReachabilityReports(reach.clone())))

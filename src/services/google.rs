@@ -53,7 +53,9 @@ struct KeyCache {
 
 pub struct GoogleVerifier {
     cfg: GoogleConfig,
-    http: reqwest::Client,
+    /// Made on first use: its TLS roots and code stay out of a server that never verifies a
+    /// Google token (issue #20 goal 5, idle memory).
+    http: std::sync::OnceLock<reqwest::Client>,
     cache: RwLock<KeyCache>,
 }
 
@@ -63,15 +65,20 @@ fn bad_token(why: impl std::fmt::Display) -> Error {
 
 impl GoogleVerifier {
     pub fn new(cfg: GoogleConfig) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .unwrap_or_default();
         GoogleVerifier {
             cfg,
-            http,
+            http: std::sync::OnceLock::new(),
             cache: RwLock::new(KeyCache::default()),
         }
+    }
+
+    fn http(&self) -> &reqwest::Client {
+        self.http.get_or_init(|| {
+            reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .unwrap_or_default()
+        })
     }
 
     pub fn enabled(&self) -> bool {
@@ -184,7 +191,7 @@ impl GoogleVerifier {
             Error::Unavailable(format!("Cannot fetch Google's signing keys: {e}"))
         };
         let res = self
-            .http
+            .http()
             .get(&self.cfg.jwks_url)
             .send()
             .await

@@ -150,6 +150,9 @@ async fn an_older_sqlite_database_migrates_and_answers_as_before() {
 
 #[actix_web::test]
 async fn an_older_postgres_dump_migrates_and_answers_as_before() {
+    if !crate::common::pg_client_present("psql") {
+        return;
+    }
     let Some(pg) = PgDatabase::create() else {
         return;
     };

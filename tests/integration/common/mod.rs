@@ -65,6 +65,24 @@ pub fn slicer_present() -> bool {
     false
 }
 
+/// Whether a Postgres client program (`pg_dump`, `pg_restore`, `psql`) is installed. It comes
+/// from the system's package manager, separately from the server a test may reach: without it
+/// the test prints one loud line naming the install command and passes, unless
+/// `PRINTFARM_TEST_REQUIRE_PG=1` (CI) makes that a failure.
+pub fn pg_client_present(program: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()));
+    if found {
+        return true;
+    }
+    let msg = format!("{program} is not installed (apt-get install postgresql-client)");
+    if require_pg() {
+        panic!("PRINTFARM_TEST_REQUIRE_PG=1 but {msg}");
+    }
+    eprintln!("!!! SKIPPING this test: {msg}. Set PRINTFARM_TEST_REQUIRE_PG=1 to fail instead.");
+    false
+}
+
 fn pg_admin_url() -> String {
     std::env::var("TEST_PG_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
