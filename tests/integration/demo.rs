@@ -162,28 +162,16 @@ async fn a_demo_farm_prints_and_one_action_removes_it_and_nothing_else(db: Db) {
     assert_eq!(printers(&app, &admin).await.len(), PRINTERS.len() + 1);
 
     // The admin's page offers the removal; one click removes it.
-    let page = client
-        .get(app.url("/admin/printers"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page_as_admin = |path: &str| {
+        let req = client.get(app.url(path)).header("cookie", cookie.clone());
+        async move { req.send().await.unwrap().text().await.unwrap() }
+    };
+    let page = page_as_admin("/admin/printers").await;
     assert!(page.contains("Remove the demo farm"), "{page}");
     let res = remove(cookie.clone(), csrf).await;
     assert_eq!(res.status(), 303);
     assert_eq!(res.headers()["location"], "/admin/printers?demo=removed");
-    let page = client
-        .get(app.url("/admin/printers?demo=removed"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_as_admin("/admin/printers?demo=removed").await;
     assert!(page.contains("The demo farm was removed"), "{page}");
     assert!(!page.contains("Remove the demo farm"), "{page}");
 
@@ -251,14 +239,29 @@ async fn serve_demo_then_admin_remove_demo() {
             .env_remove("DATABASE_URL");
     };
     let log = dir.path().join("server.log");
-    let mut serve = Command::new(env!("CARGO_BIN_EXE_printfarm"));
-    env(&mut serve);
-    let mut server = serve
-        .args(["serve", "--demo"])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("start printfarm serve --demo");
+    let start = || {
+        let mut serve = Command::new(env!("CARGO_BIN_EXE_printfarm"));
+        env(&mut serve);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        serve
+            .args(["serve", "--demo"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start printfarm serve --demo")
+    };
+    let stop = |mut server: std::process::Child| {
+        // SAFETY: kill(2) on our own child process.
+        unsafe {
+            libc::kill(server.id() as i32, libc::SIGTERM);
+        }
+        assert!(server.wait().unwrap().success());
+    };
+    let mut server = start();
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     // The first start's one-time password, from the log (where a newcomer reads it).
@@ -269,7 +272,7 @@ async fn serve_demo_then_admin_remove_demo() {
             .map(|r| r.split_whitespace().next().unwrap().to_string())
     })
     .await;
-    let session = until("the admin signs in", 60, || async {
+    let sign_in = || async {
         let res = client
             .post(format!("{base}/apiglobal/login"))
             .form(&[
@@ -281,8 +284,8 @@ async fn serve_demo_then_admin_remove_demo() {
             .ok()?;
         let body: Value = res.json().await.ok()?;
         body["message"]["session"].as_str().map(str::to_string)
-    })
-    .await;
+    };
+    let session = until("the admin signs in", 60, sign_in).await;
     let list = |session: String| {
         let (client, url) = (
             client.clone(),
@@ -301,11 +304,23 @@ async fn serve_demo_then_admin_remove_demo() {
             body["message"].as_array().unwrap().clone()
         }
     };
-    until("the demo farm prints", 90, || async {
-        let l = list(session.clone()).await;
-        (l.len() == PRINTERS.len() && l.iter().any(|p| p["state"] == "printing")).then_some(())
+    let printing = |session: String| async move {
+        let l = list(session).await;
+        let mut ids: Vec<i64> = l.iter().map(|p| p["id"].as_i64().unwrap()).collect();
+        ids.sort();
+        (l.len() == PRINTERS.len() && l.iter().any(|p| p["state"] == "printing")).then_some(ids)
+    };
+    let ids = until("the demo farm prints", 90, || printing(session.clone())).await;
+    // A restart with --demo runs the same printers again (they register afresh and are
+    // admitted as the printers they were); nothing is added twice.
+    stop(server);
+    server = start();
+    let session = until("the admin signs in again", 60, sign_in).await;
+    let again = until("the demo farm prints after a restart", 90, || {
+        printing(session.clone())
     })
     .await;
+    assert_eq!(again, ids);
 
     let mut remove = Command::new(env!("CARGO_BIN_EXE_printfarm"));
     env(&mut remove);
@@ -338,9 +353,5 @@ async fn serve_demo_then_admin_remove_demo() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("There is no demo farm"));
 
-    // SAFETY: kill(2) on our own child process.
-    unsafe {
-        libc::kill(server.id() as i32, libc::SIGTERM);
-    }
-    assert!(server.wait().unwrap().success());
+    stop(server);
 }
