@@ -26,12 +26,31 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
-# wait_http URL SECONDS [curl args...]: until URL answers 2xx.
+# http_get URL [HEADER: value ...]: prints the body of a 2xx answer, fails otherwise. With
+# python3 (which the peers need anyway) rather than curl, which a minimal machine lacks.
+http_get() {
+  python3 - "$@" <<'PY'
+import sys
+import urllib.request
+
+req = urllib.request.Request(sys.argv[1])
+for header in sys.argv[2:]:
+    name, value = header.split(":", 1)
+    req.add_header(name.strip(), value.strip())
+try:
+    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(req, timeout=2) as r:
+        sys.stdout.write(r.read().decode("utf-8", "replace"))
+except Exception:
+    sys.exit(1)
+PY
+}
+
+# wait_http URL SECONDS [HEADER: value ...]: until URL answers 2xx.
 wait_http() {
   local url=$1 secs=$2; shift 2
   local deadline=$((SECONDS + secs))
   while [ $SECONDS -lt $deadline ]; do
-    if curl -fsS -o /dev/null --max-time 2 "$@" "$url" 2>/dev/null; then return 0; fi
+    if http_get "$url" "$@" >/dev/null 2>&1; then return 0; fi
     sleep 0.2
   done
   return 1

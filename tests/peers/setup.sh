@@ -77,5 +77,4 @@ wait $o || rc=1
 wait $m || rc=1
 wait $s || rc=1
 [ $rc -eq 0 ] || { echo "peers: installation failed" >&2; exit 1; }
-command -v curl >/dev/null || { echo "peers: curl is required" >&2; exit 1; }
 echo "peers: ready in $PEERS_DIR"

@@ -57,7 +57,7 @@ nohup "$MOONRAKER_VENV/bin/moonraker" -d "$data" -c "$data/config/moonraker.conf
   -l "$data/logs/moonraker.log" > "$run/moonraker.log" 2>&1 &
 echo $! > "$run/moonraker.pid"
 deadline=$((SECONDS + 60))
-until curl -fsS --max-time 2 "http://127.0.0.1:$port/server/info" 2>/dev/null | grep -q '"klippy_state": *"ready"'; do
+until http_get "http://127.0.0.1:$port/server/info" 2>/dev/null | grep -q '"klippy_state": *"ready"'; do
   if [ $SECONDS -ge $deadline ]; then
     echo "Moonraker/fake Klippy did not become ready on port $port; log tails:" >&2
     tail -n 30 "$run/moonraker.log" "$data/logs/moonraker.log" "$run/fake_klippy.log" >&2 || true

@@ -49,7 +49,7 @@ YAML
 nohup "$OCTOPRINT_VENV/bin/octoprint" serve --iknowwhatimdoing --basedir "$base" \
   --host 127.0.0.1 --port "$port" > "$run/octoprint.log" 2>&1 &
 echo $! > "$run/octoprint.pid"
-if ! wait_http "http://127.0.0.1:$port/api/version" 60 -H "X-Api-Key: $key"; then
+if ! wait_http "http://127.0.0.1:$port/api/version" 60 "X-Api-Key: $key"; then
   echo "OctoPrint did not come up on port $port; log tail:" >&2
   tail -n 30 "$run/octoprint.log" >&2
   kill "$(cat "$run/octoprint.pid")" 2>/dev/null || true
