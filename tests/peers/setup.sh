@@ -16,8 +16,8 @@ if command -v flock >/dev/null; then
   flock 9
 fi
 
-install() { # venv package version module [extras]
-  local venv=$1 pkg=$2 ver=$3 module=$4 extras=${5:-}
+install() { # venv package version modules [extras] [what the modules need from the system]
+  local venv=$1 pkg=$2 ver=$3 module=$4 extras=${5:-} needs=${6:-}
   local stamp="$venv/.printfarm-$pkg-$ver"
   if [ -f "$stamp" ] && "$venv/bin/python" -c "import $module" 2>/dev/null; then
     echo "peers: $pkg $ver already installed in $venv"
@@ -28,14 +28,20 @@ install() { # venv package version module [extras]
   rm -rf "$venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check "$pkg$extras==$ver"
-  "$venv/bin/python" -c "import $module"
+  "$venv/bin/python" -c "import $module" || {
+    echo "peers: $pkg is installed but cannot load ($module)${needs:+: it needs $needs}" >&2
+    return 1
+  }
   touch "$stamp"
   echo "peers: $pkg installed in $((SECONDS - t0)) s"
 }
 
 # All at once: the time is mostly waiting on downloads.
 install "$OCTOPRINT_VENV" octoprint "$OCTOPRINT_VERSION" octoprint & o=$!
-install "$MOONRAKER_VENV" moonraker "$MOONRAKER_VERSION" moonraker & m=$!
+# libnacl (Moonraker's authorization component) loads the system's libsodium when Moonraker
+# starts; checked here so that a machine without it skips the tests that need Moonraker.
+install "$MOONRAKER_VENV" moonraker "$MOONRAKER_VERSION" "moonraker, libnacl" "" \
+  "libsodium (Debian: apt-get install libsodium23)" & m=$!
 # The [server] extra brings Flask, which moto_server (the standalone HTTP server) needs.
 install "$MOTO_VENV" moto "$MOTO_VERSION" moto.server "[server]" & s=$!
 # Spoolman: only from a source tree ($SPOOLMAN_SRC, e.g. a checkout of Donkie/Spoolman at
