@@ -30,6 +30,8 @@ install() { # venv package version modules [extras] [what the modules need from 
   "$venv/bin/pip" install --quiet --disable-pip-version-check "$pkg$extras==$ver"
   "$venv/bin/python" -c "import $module" || {
     echo "peers: $pkg is installed but cannot load ($module)${needs:+: it needs $needs}" >&2
+    # Gone again, so that the tests see it missing (and skip) rather than start it and fail.
+    rm -rf "$venv"
     return 1
   }
   touch "$stamp"
