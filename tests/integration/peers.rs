@@ -63,14 +63,17 @@ pub fn provision() -> Result<(), String> {
     .clone()
 }
 
-/// `path` of an installed peer, installing the peers first when it is missing. `None` (after
+/// `path` of an installed peer, after `provision` made sure of the peers. `None` (after
 /// a loud message) when they cannot be installed and `required` is off; a panic when it is on.
 pub fn installed(what: &str, path: PathBuf, required: bool, switch: &str) -> Option<PathBuf> {
+    // Always (once per process; about a second when all is there): the script also repairs or
+    // removes a peer that cannot load, and no peer starts here while it runs. A peer that is
+    // there afterwards is usable, whatever happened to the others.
+    let provisioned = provision();
     if path.exists() {
         return Some(path);
     }
-    let msg = match provision() {
-        Ok(()) if path.exists() => return Some(path),
+    let msg = match provisioned {
         Ok(()) => format!(
             "{what} is not installed at {} after tests/peers/setup.sh",
             path.display()
