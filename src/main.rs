@@ -210,13 +210,11 @@ fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
         let slicers = state.slicers.clone();
         let last = state.clone();
         let server = printfarm::server(state.clone(), listener)?;
-        let started = match demo {
-            true => printfarm::background::demo::start(&state, addr)
+        let demo_added = demo
+            && printfarm::background::demo::start(&state, addr)
                 .await
-                .map_err(|e| std::io::Error::other(format!("cannot start the demo farm: {e}")))?,
-            false => false,
-        };
-        if started {
+                .map_err(|e| std::io::Error::other(format!("cannot start the demo farm: {e}")))?;
+        if demo_added {
             tracing::info!("demo farm added: four virtual printers, sample files and a queue");
         }
         let served = server.await;

@@ -3,7 +3,7 @@
 //! to this server over HTTP, as a real agent does), admits them, and keeps them printing. It
 //! stops the printers as soon as the demo is removed, from the console or the command line.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -31,10 +31,16 @@ pub async fn start(state: &AppState, addr: SocketAddr) -> Result<bool> {
 
 /// Stores the sample files that are not stored yet, as the demo user's uploads.
 async fn store_samples(state: &AppState) -> Result<()> {
-    let Some((_, user)) = state.db(demo::get).await? else {
+    let found = state
+        .db(|c| match demo::get(c)? {
+            Some((d, user)) => Ok(Some((user, demo::missing_samples(c, &d)?))),
+            None => Ok(None),
+        })
+        .await?;
+    let Some((user, missing)) = found else {
         return Ok(());
     };
-    for (name, content) in state.db(demo::missing_samples).await? {
+    for (name, content) in missing {
         let staged = state.storage.staging_file()?;
         std::fs::write(staged.path(), content).map_err(|e| Error::io("staging file", e))?;
         let sha256 = hex::encode(Sha256::digest(content));
@@ -69,9 +75,10 @@ impl Printers {
             .prefix("demo-agent-")
             .tempdir_in(state.storage.staging_dir())
             .map_err(|e| Error::io("demo agent folder", e))?;
-        let ip = match addr.ip() {
-            ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".parse().expect("ip"),
-            ip if ip.is_unspecified() => "::1".parse().expect("ip"),
+        // Listening on every address: talk to it over loopback.
+        let ip: IpAddr = match addr.ip() {
+            IpAddr::V4(a) if a.is_unspecified() => Ipv4Addr::LOCALHOST.into(),
+            IpAddr::V6(a) if a.is_unspecified() => Ipv6Addr::LOCALHOST.into(),
             ip => ip,
         };
         let mut cfg = AgentConfig::new(
@@ -133,8 +140,9 @@ async fn run(state: AppState, addr: SocketAddr) {
     let mut printers: Option<Printers> = None;
     let mut announced = false;
     loop {
-        match state.db(demo::get).await {
-            Ok(Some(_)) => {
+        let ctx = state.job_context();
+        match state.db(move |c| demo::tend(c, &ctx)).await {
+            Ok(Some(tended)) => {
                 if printers.is_none() {
                     match Printers::start(&state, addr) {
                         Ok(p) => printers = Some(p),
@@ -143,8 +151,15 @@ async fn run(state: AppState, addr: SocketAddr) {
                         }
                     }
                 }
-                if let Err(e) = tend(&state, &mut announced).await {
-                    tracing::warn!(error = %e, "demo farm");
+                if tended.admitted > 0 && !announced {
+                    announced = true;
+                    tracing::info!(
+                        printers = PRINTERS.len(),
+                        "demo farm running: sign in to the console to watch it; remove it under Admin › Printers or with `printfarm admin remove-demo`"
+                    );
+                }
+                if tended.admitted > 0 || tended.fed {
+                    state.farm_wake.notify_one();
                 }
             }
             Ok(None) => {
@@ -171,32 +186,4 @@ async fn run(state: AppState, addr: SocketAddr) {
             }
         }
     }
-}
-
-/// One look at the demo: admit waiting printers, keep the queue fed.
-async fn tend(state: &AppState, announced: &mut bool) -> Result<()> {
-    let admitted = state
-        .db(|c| match demo::get(c)? {
-            Some((_, user)) => demo::admit_printers(c, &user),
-            None => Ok(0),
-        })
-        .await?;
-    if admitted > 0 && !*announced {
-        *announced = true;
-        tracing::info!(
-            printers = PRINTERS.len(),
-            "demo farm running: sign in to the console to watch it; remove it under Admin › Printers or with `printfarm admin remove-demo`"
-        );
-    }
-    let ctx = state.job_context();
-    let fed = state
-        .db(move |c| match demo::get(c)? {
-            Some((d, user)) => demo::feed(c, &d, &user, &ctx),
-            None => Ok(None),
-        })
-        .await?;
-    if admitted > 0 || fed.is_some() {
-        state.farm_wake.notify_one();
-    }
-    Ok(())
 }

@@ -16,6 +16,7 @@ use crate::error::{Conflict, Error, Result};
 use crate::services::auth::PasswordHasher;
 use crate::services::bootstrap::{self, NewAccount};
 use crate::services::farm::{self, FarmRequest, Target};
+use crate::services::files;
 use crate::services::jobs::JobContext;
 use crate::services::orgs::is_org_admin;
 use crate::services::printers;
@@ -149,8 +150,10 @@ pub fn get(conn: &mut DbConn) -> Result<Option<(DemoFarm, User)>> {
 }
 
 /// The sample files not stored yet (a start interrupted while storing them goes on).
-pub fn missing_samples(conn: &mut DbConn) -> Result<Vec<(&'static str, &'static [u8])>> {
-    let demo = DemoFarm::get(conn)?.ok_or_else(|| Error::not_found("There is no demo farm"))?;
+pub fn missing_samples(
+    conn: &mut DbConn,
+    demo: &DemoFarm,
+) -> Result<Vec<(&'static str, &'static [u8])>> {
     let have: Vec<String> = demo.files(conn)?.into_iter().map(|f| f.filename).collect();
     Ok(SAMPLES
         .iter()
@@ -161,7 +164,7 @@ pub fn missing_samples(conn: &mut DbConn) -> Result<Vec<(&'static str, &'static 
 
 /// Adds the virtual printers that wait with a registration code, as the demo user's printers
 /// (the same redemption an admin does for a real printer). Answers how many joined.
-pub fn admit_printers(conn: &mut DbConn, user: &User) -> Result<usize> {
+fn admit_printers(conn: &mut DbConn, user: &User) -> Result<usize> {
     let mut joined = 0;
     for p in PRINTERS {
         if let Some(code) = RegistrationCode::waiting_for_device(conn, &p.device_key())? {
@@ -179,7 +182,7 @@ pub fn admit_printers(conn: &mut DbConn, user: &User) -> Result<usize> {
 /// Keeps the virtual printers busy: once the demo user's farm jobs have no copy waiting,
 /// queues one copy per printer of the next sample G-code on the demo printers only (never on
 /// the organization's real ones). Answers the farm job queued, if any.
-pub fn feed(
+fn feed(
     conn: &mut DbConn,
     demo: &DemoFarm,
     user: &User,
@@ -227,6 +230,25 @@ pub fn feed(
     Ok(Some(fj))
 }
 
+/// What one look at the demo farm did.
+pub struct Tended {
+    /// Virtual printers admitted now.
+    pub admitted: usize,
+    /// Whether a batch was queued.
+    pub fed: bool,
+}
+
+/// One look at the demo farm (its runner's, every few seconds): admits the virtual printers
+/// that wait with a code and keeps the queue fed. None: there is no demo farm (any more).
+pub fn tend(conn: &mut DbConn, ctx: &JobContext) -> Result<Option<Tended>> {
+    let Some((demo, user)) = get(conn)? else {
+        return Ok(None);
+    };
+    let admitted = admit_printers(conn, &user)?;
+    let fed = feed(conn, &demo, &user, ctx)?.is_some();
+    Ok(Some(Tended { admitted, fed }))
+}
+
 /// What the demo farm holds, for an organization admin of its organization (None otherwise,
 /// and when there is no demo).
 pub fn status(conn: &mut DbConn, admin: &User) -> Result<Option<DemoCounts>> {
@@ -252,16 +274,11 @@ pub fn remove(conn: &mut DbConn, by: Option<&User>) -> Result<(DemoCounts, Vec<S
             }
         }
         let counts = demo.counts(c)?;
-        let files = demo.delete_all(c, &device_keys())?;
-        let mut keys = Vec::new();
-        for f in files {
-            if !f.storage_key.is_empty() {
-                keys.push(f.storage_key);
-            }
-            if let Some(p) = f.picture {
-                keys.push(format!("render/{p}"));
-            }
-        }
+        let keys = demo
+            .delete_all(c, &device_keys())?
+            .iter()
+            .flat_map(files::stored_keys)
+            .collect();
         Ok((counts, keys))
     })
 }

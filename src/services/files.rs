@@ -671,6 +671,18 @@ pub fn visible_picture(conn: &mut DbConn, user: &User, picture: &str) -> Result<
     Err(Error::not_found("No such picture"))
 }
 
+/// The storage keys of a file's content and its preview (what deleting it must remove).
+pub fn stored_keys(f: &StoredFile) -> Vec<String> {
+    let mut keys = Vec::new();
+    if !f.storage_key.is_empty() {
+        keys.push(f.storage_key.clone());
+    }
+    if let Some(p) = &f.picture {
+        keys.push(format!("render/{p}"));
+    }
+    keys
+}
+
 /// Where a stored file and its preview are: `storage_key` (`files/<token>`) and `picture`
 /// (stored as `render/<picture>`).
 pub struct StoredObjects {

@@ -14,6 +14,7 @@ use crate::db::models::{
 };
 use crate::db::{self, DbConn};
 use crate::error::{Conflict, Error, Result};
+use crate::services::files;
 use crate::services::slicing::{self, SliceRequest};
 
 fn default_currency() -> String {
@@ -264,17 +265,6 @@ fn refresh(conn: &mut DbConn, q: Quote) -> Result<Quote> {
 /// Storage keys to remove once the deleting transaction committed.
 pub type Removed = Vec<String>;
 
-fn file_keys(f: &StoredFile) -> Removed {
-    let mut keys = Vec::new();
-    if !f.storage_key.is_empty() {
-        keys.push(f.storage_key.clone());
-    }
-    if let Some(p) = &f.picture {
-        keys.push(format!("render/{p}"));
-    }
-    keys
-}
-
 fn delete_quote_rows(conn: &mut DbConn, q: &Quote) -> Result<Removed> {
     let mut removed = Vec::new();
     Quote::delete(conn, q.id)?;
@@ -284,7 +274,7 @@ fn delete_quote_rows(conn: &mut DbConn, q: &Quote) -> Result<Removed> {
             if let Some(f) = StoredFile::find(conn, gid)? {
                 SliceJob::delete_making(conn, gid)?;
                 StoredFile::delete(conn, gid)?;
-                removed.extend(file_keys(&f));
+                removed.extend(files::stored_keys(&f));
             }
         }
     }
@@ -369,7 +359,7 @@ pub fn delete_file(
         // Slices of this model that are not quotes lose their input; their outputs stay.
         SliceJob::delete_reading(c, f.id)?;
         StoredFile::delete(c, f.id)?;
-        removed.extend(file_keys(&f));
+        removed.extend(files::stored_keys(&f));
         Ok((f, removed))
     })
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
-use crate::common::{Db, TestApp, PASSWORD};
+use crate::common::{program, Db, TestApp, PASSWORD};
 
 backend_cases!(
     a_signed_in_admin_watches_a_printer_change_live,
@@ -51,15 +51,6 @@ impl Drop for Browser {
         }
         let _ = self.driver.wait();
     }
-}
-
-fn program(name: &str) -> Option<String> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
-            .map(|p| p.to_string_lossy().into_owned())
-    })
 }
 
 /// A headless Chromium at `width` × `height`, or None (after saying so) without one.
@@ -3056,6 +3047,7 @@ async fn a_newcomer_watches_the_demo_farm_and_removes_it(db: Db) {
         .await
         .unwrap();
     wait_text(c, "p.notice", |t| t.contains("The demo farm was removed")).await;
+    screenshot(c, "demo-removed").await;
     assert!(c.find(Locator::Id("demo-title")).await.is_err());
     c.goto(&app.url("/")).await.unwrap();
     let main = wait_text(c, "main", |_| true).await;

@@ -131,12 +131,14 @@ async fn a_demo_farm_prints_and_one_action_removes_it_and_nothing_else(db: Db) {
     })
     .await;
 
-    // Refused: a member, an admin of another organization, and a forged form.
+    // Refused: a member, a workgroup admin (whose printers page does not offer it), an admin
+    // of another organization, and a forged form.
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
     app.create_user(app.org_id, "member@demo.test", 0);
+    app.create_user(app.org_id, "wgadmin@demo.test", 2);
     let other_org = app.create_org("Elsewhere");
     app.create_user(other_org, "admin@elsewhere.test", 1);
     let remove = |cookie: String, csrf: String| {
@@ -152,8 +154,23 @@ async fn a_demo_farm_prints_and_one_action_removes_it_and_nothing_else(db: Db) {
                 .unwrap()
         }
     };
-    for who in ["member@demo.test", "admin@elsewhere.test"] {
+    for who in [
+        "member@demo.test",
+        "wgadmin@demo.test",
+        "admin@elsewhere.test",
+    ] {
         let (cookie, csrf) = http_sign_in(&app, &client, who).await;
+        if who == "wgadmin@demo.test" {
+            let page = client
+                .get(app.url("/admin/printers"))
+                .header("cookie", &cookie)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(page.status(), 200);
+            let page = page.text().await.unwrap();
+            assert!(!page.contains("Remove the demo farm"), "{page}");
+        }
         let res = remove(cookie, csrf).await;
         assert_eq!(res.status(), 403, "{who} removed the demo");
     }

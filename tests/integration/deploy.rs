@@ -5,11 +5,7 @@ use std::path::Path;
 use std::process::Command;
 
 fn systemd_analyze() -> Option<String> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("systemd-analyze"))
-            .find(|p| p.is_file())
-    });
+    let found = crate::common::program("systemd-analyze");
     if found.is_none() {
         let msg = "systemd-analyze is not installed (apt-get install systemd)";
         assert!(
@@ -18,7 +14,7 @@ fn systemd_analyze() -> Option<String> {
         );
         eprintln!("!!! SKIPPING the systemd unit check: {msg}");
     }
-    found.map(|p| p.display().to_string())
+    found
 }
 
 #[test]

@@ -98,10 +98,7 @@ impl DemoFarm {
                 .filter(files::user_id.eq(user))
                 .select(files::id)
         };
-        let removed: Vec<StoredFile> = files::table
-            .filter(files::user_id.eq(self.user_id))
-            .select(StoredFile::as_select())
-            .load(conn)?;
+        let removed = self.files(conn)?;
         // Jobs of the demo: on its printers, of its files, or its user's.
         let demo_jobs: Vec<i64> = jobs::table
             .filter(

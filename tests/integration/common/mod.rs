@@ -65,17 +65,25 @@ pub fn slicer_present() -> bool {
     false
 }
 
+/// The path of `name` on the `PATH`, if it is installed.
+pub fn program(name: &str) -> Option<String> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+            .map(|p| p.to_string_lossy().into_owned())
+    })
+}
+
 /// Whether a Postgres client program (`pg_dump`, `pg_restore`, `psql`) is installed. It comes
 /// from the system's package manager, separately from the server a test may reach: without it
 /// the test prints one loud line naming the install command and passes, unless
 /// `PRINTFARM_TEST_REQUIRE_PG=1` (CI) makes that a failure.
-pub fn pg_client_present(program: &str) -> bool {
-    let found = std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()));
-    if found {
+pub fn pg_client_present(name: &str) -> bool {
+    if program(name).is_some() {
         return true;
     }
-    let msg = format!("{program} is not installed (apt-get install postgresql-client)");
+    let msg = format!("{name} is not installed (apt-get install postgresql-client)");
     if require_pg() {
         panic!("PRINTFARM_TEST_REQUIRE_PG=1 but {msg}");
     }
