@@ -19,6 +19,7 @@ pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
     latency: HistogramVec,
+    signed_reads: IntCounterVec,
 }
 
 impl Metrics {
@@ -43,6 +44,19 @@ impl Metrics {
             &["route", "method"],
         )
         .expect("static metric definition");
+        let signed_reads = IntCounterVec::new(
+            Opts::new(
+                "printfarm_signed_reads_total",
+                "Global API read calls by how they were answered: `one` statement with the \
+                 session check, or the `exact` path (a session or rights that statement does \
+                 not cover)",
+            ),
+            &["statement"],
+        )
+        .expect("static metric definition");
+        registry
+            .register(Box::new(signed_reads.clone()))
+            .expect("metric registered once");
         registry
             .register(Box::new(requests.clone()))
             .expect("metric registered once");
@@ -53,7 +67,14 @@ impl Metrics {
             registry,
             requests,
             latency,
+            signed_reads,
         }
+    }
+
+    /// Counts a signed read (`Caller::read`): answered in one statement or by the exact path.
+    pub fn signed_read(&self, one_statement: bool) {
+        let label = if one_statement { "one" } else { "exact" };
+        self.signed_reads.with_label_values(&[label]).inc();
     }
 
     fn observe(&self, route: &str, method: &str, status: u16, seconds: f64) {

@@ -68,6 +68,21 @@ pub fn workgroups_for(conn: &mut DbConn, caller: &User) -> Result<Vec<(Workgroup
         .collect())
 }
 
+/// [`workgroups_for`] from the organization's workgroups with the caller's rights in each
+/// (`signed::org_workgroups`): all of them for an admin, otherwise those the caller belongs to.
+pub fn workgroups_of_org_rows(
+    role: i32,
+    rows: Vec<(Workgroup, Option<i32>)>,
+) -> Vec<(Workgroup, i32)> {
+    let admin = role == access_role::ADMIN;
+    rows.into_iter()
+        .filter_map(|(wg, r)| match r {
+            Some(r) => Some((wg, r)),
+            None => admin.then_some((wg, rights::CAN_PRINT)),
+        })
+        .collect()
+}
+
 pub fn workgroup_users(conn: &mut DbConn, caller: &User, workgroup_id: i64) -> Result<Vec<User>> {
     let wg = manageable_workgroup(conn, caller, workgroup_id)?;
     Ok(WorkgroupMember::users_of(conn, wg.id)?)

@@ -3,6 +3,7 @@
 use chrono::{Duration, NaiveDateTime};
 
 use crate::config::AuthConfig;
+use crate::db::models::signed::LiveSession;
 use crate::db::models::{LoginFailure, NewSession, Session, User, UserId};
 use crate::db::{self, DbConn, Pool};
 use crate::error::{Error, Result};
@@ -230,13 +231,31 @@ pub fn authenticate(
     if user.disabled {
         return Err(Error::denied("This account is disabled"));
     }
-    let now = db::now();
-    // Sliding expiry without a write on every request: refresh once a minute at most.
+    slide(
+        conn,
+        policy,
+        &LiveSession {
+            id: session.id,
+            created_at: session.created_at,
+            last_seen_at: session.last_seen_at,
+        },
+        db::now(),
+    )?;
+    Ok(Authenticated { session, user })
+}
+
+/// Sliding expiry without a write on every request: refreshed once a minute at most.
+pub fn slide(
+    conn: &mut DbConn,
+    policy: &SessionPolicy,
+    session: &LiveSession,
+    now: NaiveDateTime,
+) -> Result<()> {
     if now - session.last_seen_at >= Duration::minutes(1) {
         let expires_at = policy.expiry(session.created_at, now);
         Session::touch(conn, session.id, now, expires_at)?;
     }
-    Ok(Authenticated { session, user })
+    Ok(())
 }
 
 fn invalid_session() -> Error {

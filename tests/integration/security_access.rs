@@ -6,13 +6,14 @@ use crate::common;
 
 use common::{assert_fail, TestApp};
 use diesel::prelude::*;
-use printfarm::db::schema::{jobs, printers};
+use printfarm::db::schema::{jobs, printers, sessions, users};
 use serde_json::{json, Value};
 
 backend_tests!(
     cross_org_share_holder_sees_own_jobs_only,
     previews_need_the_right_to_see_them,
     queue_only_holders_cannot_toggle_the_build_tray,
+    reads_take_one_statement_for_everyone_allowed,
 );
 
 /// Registers a virtual printer for the session's user, who becomes its owner; it reports ready.
@@ -393,4 +394,265 @@ async fn queue_only_holders_cannot_toggle_the_build_tray(app: &TestApp) {
     assert_eq!(status, 200, "{body}");
     assert!(tray() || job_status() != 11);
     assert_ne!(job_status(), 11, "the cleared tray started the queued job");
+}
+
+/// How many signed reads the server answered in one statement and by the exact path so far.
+async fn signed_reads(app: &TestApp) -> (u64, u64) {
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let count = |label: &str| {
+        let key = format!("printfarm_signed_reads_total{{statement=\"{label}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&key))
+            .map_or(0, |n| n.trim().parse().unwrap())
+    };
+    (count("one"), count("exact"))
+}
+
+/// Issue #20: the read calls check the session and the caller's rights in the statement that
+/// reads their data. Everyone the rules let read (organization admin, owner, workgroup member,
+/// holder of a share from another organization) is answered in one statement, with exactly the
+/// rows the rules allow; everyone else (and the live-update form of `get_printer_jobs`) takes
+/// the exact path, which refuses as before.
+async fn reads_take_one_statement_for_everyone_allowed(app: &TestApp) {
+    let owner = app.login_new_user("owner@example.com").await;
+    let (pid, _) = printer(app, &owner, "SIGNED-1").await;
+    let p = pid.to_string();
+    let owner_job = queue(app, &owner, pid, upload(app, &owner).await).await;
+    let (_, admin) = app
+        .user_with_session(app.org_id, "admin@example.com", 1)
+        .await;
+    let (_, member) = app
+        .user_with_session(app.org_id, "member@example.com", 0)
+        .await;
+    let (_, stranger) = app
+        .user_with_session(app.org_id, "stranger@example.com", 0)
+        .await;
+
+    let (status, body) = app
+        .post(
+            "/apiglobal/create_workgroup",
+            &[
+                ("session", &admin),
+                ("name", "Lab"),
+                ("password", "join-me"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let wg = body["message"]["id"].as_i64().unwrap().to_string();
+    for (path, form) in [
+        (
+            "/apiglobal/add_user_to_workgroup",
+            vec![
+                ("workgroup_id", wg.as_str()),
+                ("email", "member@example.com"),
+                ("rights", "3"),
+            ],
+        ),
+        (
+            "/apiglobal/set_printer_workgroups",
+            vec![("printer_id", p.as_str()), ("workgroup_id[]", wg.as_str())],
+        ),
+    ] {
+        let mut form = form;
+        form.push(("session", &admin));
+        let (status, body) = app.post(path, &form).await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    let member_job = queue(app, &member, pid, upload(app, &member).await).await;
+
+    let partner = app.create_org("Partner Lab");
+    let (_, guest) = app
+        .user_with_session(partner, "guest@partner.example", 0)
+        .await;
+    share(app, &owner, pid, "guest@partner.example", "2").await;
+    let guest_job = queue(app, &guest, pid, upload(app, &guest).await).await;
+
+    let jobs_of = |session: &str| listed_ids(app, session.to_string(), pid);
+    let mut counted = signed_reads(app).await;
+    let mut expect = |one: u64, exact: u64, now: (u64, u64), what: &str| {
+        assert_eq!(
+            (now.0 - counted.0, now.1 - counted.1),
+            (one, exact),
+            "{what}: (one statement, exact path)"
+        );
+        counted = now;
+    };
+
+    // The organization admin: everything, each in one statement.
+    let (status, body) = app
+        .post("/apiglobal/get_projects", &[("session", &admin)])
+        .await;
+    assert_eq!((status, body["message"].clone()), (200, json!([])));
+    let (_, body) = app
+        .post(
+            "/apiglobal/get_workgroups_simple_list",
+            &[("session", &admin)],
+        )
+        .await;
+    assert_eq!(
+        body["message"],
+        json!([{"id": wg.parse::<i64>().unwrap(), "name": "Lab", "rights": 2}])
+    );
+    let (_, body) = app
+        .post(
+            "/apiglobal/get_printer_shares",
+            &[("session", &admin), ("printer_id", &p)],
+        )
+        .await;
+    assert_eq!(
+        body["message"][0]["email"],
+        json!("guest@partner.example"),
+        "{body}"
+    );
+    assert_eq!(
+        jobs_of(&admin).await,
+        vec![guest_job, member_job, owner_job]
+    );
+    assert_eq!(job_info(app, &admin, guest_job).await.0, 200);
+    expect(5, 0, signed_reads(app).await, "admin");
+
+    // The owner (no admin): the printer's shares, all its jobs.
+    let (status, body) = app
+        .post(
+            "/apiglobal/get_printer_shares",
+            &[("session", &owner), ("printer_id", &p)],
+        )
+        .await;
+    assert_eq!(
+        (status, body["message"].as_array().map(Vec::len)),
+        (200, Some(1))
+    );
+    assert_eq!(
+        jobs_of(&owner).await,
+        vec![guest_job, member_job, owner_job]
+    );
+    let (status, body) = app
+        .post("/apiglobal/get_projects", &[("session", &owner)])
+        .await;
+    assert_eq!(
+        (status, body["message"].as_array().map(Vec::len)),
+        (200, Some(1))
+    );
+    expect(3, 0, signed_reads(app).await, "owner");
+
+    // The workgroup member (queue rights): their workgroup, every job of the printer (same
+    // organization); the shares are the managers' (403, exact path).
+    let (_, body) = app
+        .post(
+            "/apiglobal/get_workgroups_simple_list",
+            &[("session", &member)],
+        )
+        .await;
+    assert_eq!(
+        body["message"],
+        json!([{"id": wg.parse::<i64>().unwrap(), "name": "Lab", "rights": 3}])
+    );
+    assert_eq!(
+        jobs_of(&member).await,
+        vec![guest_job, member_job, owner_job]
+    );
+    assert_eq!(job_info(app, &member, owner_job).await.0, 200);
+    assert_fail(
+        &app.post(
+            "/apiglobal/get_printer_shares",
+            &[("session", &member), ("printer_id", &p)],
+        )
+        .await,
+        403,
+    );
+    expect(3, 1, signed_reads(app).await, "member");
+
+    // The share holder from another organization: only their own job, in one statement; the
+    // owner's job is unknown to them (exact path).
+    assert_eq!(jobs_of(&guest).await, vec![guest_job]);
+    assert_eq!(job_info(app, &guest, guest_job).await.0, 200);
+    assert_fail(&job_info(app, &guest, owner_job).await, 404);
+    let (_, body) = app
+        .post(
+            "/apiglobal/get_workgroups_simple_list",
+            &[("session", &guest)],
+        )
+        .await;
+    assert_eq!(body["message"], json!([]));
+    expect(3, 1, signed_reads(app).await, "guest");
+
+    // Someone of the organization without rights: the printer and its jobs do not exist.
+    for got in [
+        app.post(
+            "/apiglobal/get_printer_jobs",
+            &[("session", &stranger), ("printer_id", &p)],
+        )
+        .await,
+        job_info(app, &stranger, owner_job).await,
+        app.post(
+            "/apiglobal/get_printer_shares",
+            &[("session", &stranger), ("printer_id", &p)],
+        )
+        .await,
+    ] {
+        assert_fail(&got, 404);
+    }
+    let (_, body) = app
+        .post(
+            "/apiglobal/get_workgroups_simple_list",
+            &[("session", &stranger)],
+        )
+        .await;
+    assert_eq!(body["message"], json!([]));
+    expect(1, 3, signed_reads(app).await, "stranger");
+
+    // Live updates (a change cursor) take the exact path, with the same rows.
+    let (status, body) = app
+        .post(
+            "/apiglobal/get_printer_jobs",
+            &[
+                ("session", &admin),
+                ("printer_id", &p),
+                ("prev_time", "0"),
+                ("is_actual", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (status, body["message"].as_array().map(Vec::len)),
+        (200, Some(3)),
+        "{body}"
+    );
+    expect(0, 1, signed_reads(app).await, "live updates");
+
+    // A disabled account and an expired session: refused as before, by the exact path.
+    let mut c = app.conn();
+    diesel::update(users::table.filter(users::email.eq("member@example.com")))
+        .set(users::disabled.eq(true))
+        .execute(&mut *c)
+        .unwrap();
+    assert_fail(
+        &app.post("/apiglobal/get_projects", &[("session", &member)])
+            .await,
+        403,
+    );
+    diesel::update(sessions::table)
+        .set(sessions::expires_at.eq(chrono::Utc::now().naive_utc() - chrono::Duration::minutes(1)))
+        .execute(&mut *c)
+        .unwrap();
+    drop(c);
+    let got = app
+        .post("/apiglobal/get_projects", &[("session", &admin)])
+        .await;
+    assert!(assert_fail(&got, 401).to_lowercase().contains("expired"));
+    assert_fail(&job_info(app, &owner, owner_job).await, 401);
+    expect(0, 3, signed_reads(app).await, "refused sessions");
+}
+
+async fn listed_ids(app: &TestApp, session: String, printer: i64) -> Vec<i64> {
+    listed(app, &session, printer).await.0
 }

@@ -20,6 +20,7 @@ pub mod read;
 mod registration;
 mod session;
 mod share;
+pub mod signed;
 mod slice_job;
 mod upload_id;
 mod user;

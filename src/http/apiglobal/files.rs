@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use super::envelope::{ok, Envelope, Failures, Nothing};
 use super::form::Params;
 use super::{authenticate, forms, Signed};
-use crate::db::models::{FileId, FileKind};
+use crate::db::models::{signed, FileId, FileKind};
 use crate::error::{Error, Result};
 use crate::http::upload;
 use crate::services::auth::random_token;
@@ -76,7 +76,13 @@ pub async fn get_projects(
     call: Signed<forms::SessionOnly>,
 ) -> Result<HttpResponse> {
     let caller = call.caller;
-    let list = caller.db(&state, files::projects).await?;
+    let list = caller
+        .read(
+            &state,
+            |c, gate| Ok(signed::projects(c, gate)?),
+            files::projects,
+        )
+        .await?;
     Ok(ok(list
         .iter()
         .map(|p| ProjectItem {

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use super::decode::NameList;
 use super::envelope::{ok, Envelope, Failures};
 use super::{forms, Signed};
-use crate::db::models::{FileId, Job, JobId, PrinterId, StoredFile};
+use crate::db::models::{signed, FileId, Job, JobId, PrinterId, StoredFile};
 use crate::error::{Error, Result};
 use crate::services::{farm, jobs, slicing};
 use crate::AppState;
@@ -262,10 +262,19 @@ pub async fn get_printer_jobs(
     }
     let prev = p.prev_time;
     let actual = p.is_actual.unwrap_or(false);
+    let plain = !actual && prev.is_none_or(|p| p <= 0);
     let page = caller
-        .db(&state, move |c, me| {
-            jobs::printer_jobs(c, me, PrinterId(printer), limit, offset, prev, actual)
-        })
+        .read(
+            &state,
+            move |c, gate| {
+                if !plain {
+                    return Ok(None);
+                }
+                let page = signed::printer_jobs(c, gate, PrinterId(printer), limit, offset)?;
+                Ok(page.map(|(session, (cursor, jobs))| (session, jobs::JobPage { jobs, cursor })))
+            },
+            move |c, me| jobs::printer_jobs(c, me, PrinterId(printer), limit, offset, prev, actual),
+        )
         .await?;
     let message = page
         .jobs
@@ -408,12 +417,14 @@ pub async fn get_job_info(
     call: Signed<forms::JobId>,
 ) -> Result<HttpResponse> {
     let (caller, job) = (call.caller, call.params.job_id);
-    let info = caller
-        .db(&state, move |c, me| {
-            let (job, file, email) = jobs::job_info(c, me, JobId(job))?;
-            Ok(job_info(&job, &file, &email))
-        })
+    let (job, file, email) = caller
+        .read(
+            &state,
+            move |c, gate| Ok(signed::job_info(c, gate, JobId(job))?),
+            move |c, me| jobs::job_info(c, me, JobId(job)),
+        )
         .await?;
+    let info = job_info(&job, &file, &email);
     Ok(ok(info))
 }
 

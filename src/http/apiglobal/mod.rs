@@ -377,6 +377,48 @@ impl Caller {
             .await
     }
 
+    /// A read call whose common case is one statement: `signed` reads the data with the
+    /// session check in the same statement (`db::models::signed`); when it finds no live session
+    /// that may read it, `exact` runs after the full session check and says why (or answers
+    /// what `signed` does not cover). One checkout and one blocking hop either way.
+    pub async fn read<R, S, F>(&self, state: &AppState, signed: S, exact: F) -> Result<R, Error>
+    where
+        S: FnOnce(
+                &mut crate::db::DbConn,
+                &crate::db::models::signed::Gate,
+            )
+                -> Result<Option<(crate::db::models::signed::LiveSession, R)>, Error>
+            + Send
+            + 'static,
+        F: FnOnce(&mut crate::db::DbConn, &User) -> Result<R, Error> + Send + 'static,
+        R: Send + 'static,
+    {
+        let token = self.token.clone();
+        let policy = state.session_policy.clone();
+        let metrics = state.metrics.clone();
+        self.checked.set(true);
+        state
+            .db(move |c| {
+                if !token.is_empty() {
+                    let now = crate::db::now();
+                    let hash = crate::services::auth::token_hash(&token);
+                    let gate = crate::db::models::signed::Gate {
+                        token_hash: &hash,
+                        now,
+                    };
+                    if let Some((session, answer)) = signed(c, &gate)? {
+                        crate::services::sessions::slide(c, &policy, &session, now)?;
+                        metrics.signed_read(true);
+                        return Ok(answer);
+                    }
+                }
+                metrics.signed_read(false);
+                let me = crate::services::sessions::authenticate(c, &policy, &token)?;
+                exact(c, &me.user)
+            })
+            .await
+    }
+
     /// `checked` as it is, once the session is known to be live: a parameter refused by the
     /// call's own checks (before its database work) still answers 401 for a bad session.
     pub async fn valid<T>(&self, state: &AppState, checked: Result<T, Error>) -> Result<T, Error> {

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use super::decode::RequiredIds;
 use super::envelope::{ok, Envelope, Failures, Nothing};
 use super::{forms, Signed};
-use crate::db::models::PrinterId;
+use crate::db::models::{signed, PrinterId};
 use crate::error::Result;
 use crate::services::printers;
 use crate::AppState;
@@ -114,9 +114,11 @@ pub async fn get_printer_shares(
     let (caller, p) = (call.caller, call.params);
     let printer = p.printer_id;
     let shares = caller
-        .db(&state, move |c, me| {
-            printers::shares(c, me, PrinterId(printer))
-        })
+        .read(
+            &state,
+            move |c, gate| Ok(signed::managed_printer_shares(c, gate, PrinterId(printer))?),
+            move |c, me| printers::shares(c, me, PrinterId(printer)),
+        )
         .await?;
     Ok(ok(shares
         .iter()

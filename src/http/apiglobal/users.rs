@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 
 use super::envelope::{ok, Envelope, Failures, Nothing};
 use super::{forms, Signed};
-use crate::db::models::{rights, UserId};
+use crate::db::models::{rights, signed, UserId};
 use crate::error::Error;
 use crate::services::orgs::{self, OrgUserRequest};
 use crate::AppState;
@@ -54,7 +54,19 @@ pub async fn get_workgroups_simple_list(
     call: Signed<forms::SessionOnly>,
 ) -> Result<HttpResponse, Error> {
     let caller = call.caller;
-    let list = caller.db(&state, orgs::workgroups_for).await?;
+    let list = caller
+        .read(
+            &state,
+            |c, gate| {
+                Ok(
+                    signed::org_workgroups(c, gate)?.map(|(session, (role, rows))| {
+                        (session, orgs::workgroups_of_org_rows(role, rows))
+                    }),
+                )
+            },
+            orgs::workgroups_for,
+        )
+        .await?;
     Ok(ok(list
         .iter()
         .map(|(wg, r)| WorkgroupItem {
