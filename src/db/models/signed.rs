@@ -202,7 +202,10 @@ pub fn job_info(conn: &mut DbConn, gate: &Gate, job: JobId) -> QResult<Signed<Jo
 }
 
 /// `get_printer_jobs` without a change cursor or the "actual" filter: a page of the jobs the
-/// caller sees on a printer they reach, newest first, with the counter of job changes.
+/// caller sees on a printer they reach, newest first, with the counter of job changes. The jobs
+/// drive the statement (the printer's job index, read backwards, stops at the page) and the
+/// caller's row is joined to each; a page without jobs therefore answers `None`, and the
+/// exact path answers it.
 pub fn printer_jobs(
     conn: &mut DbConn,
     gate: &Gate,
@@ -210,41 +213,33 @@ pub fn printer_jobs(
     limit: i64,
     offset: i64,
 ) -> QResult<Signed<JobPage>> {
-    type Row = (
-        LiveSession,
-        i64,
-        Option<Job>,
-        Option<String>,
-        Option<String>,
-    );
-    let rows: Vec<Row> = sessions::table
-        .inner_join(users::table)
-        .inner_join(printers::table.on(printers::id.eq(printer)))
+    let rows: Vec<(LiveSession, i64, (Job, String, String))> = jobs::table
+        .inner_join(files::table.on(files::id.eq(jobs::file_id)))
+        .inner_join(job_owners.on(job_owners.field(users::id).eq(jobs::user_id)))
+        .inner_join(sessions::table.on(sessions::token_hash.eq(gate.token_hash.to_owned())))
+        .inner_join(users::table.on(users::id.nullable().eq(sessions::user_id)))
+        .inner_join(printers::table.on(printers::id.eq(jobs::printer_id)))
         .inner_join(counters::table.on(counters::name.eq("job_changes")))
-        .left_join(jobs::table.on(jobs::printer_id.eq(printers::id).and(sees_job!())))
-        .left_join(files::table.on(files::id.eq(jobs::file_id)))
-        .left_join(job_owners.on(job_owners.field(users::id).eq(jobs::user_id)))
+        .filter(jobs::printer_id.eq(printer))
         .filter(live(gate))
         .filter(reaches_printer!())
+        .filter(sees_job!())
         .order(jobs::id.desc())
         .limit(limit)
         .offset(offset)
         .select((
             LIVE_SESSION,
             counters::value,
-            Option::<Job>::as_select(),
-            files::filename.nullable(),
-            job_owners.field(users::email).nullable(),
+            (
+                Job::as_select(),
+                files::filename,
+                job_owners.field(users::email),
+            ),
         ))
         .load(conn)?;
-    let Some(&(session, cursor, ..)) = rows.first() else {
+    let Some(&(session, cursor, _)) = rows.first() else {
         return Ok(None);
     };
-    // Jobs always have their file and owner (foreign keys): the left joins only keep the row
-    // of a printer without jobs, the one that says the caller may read it.
-    let jobs = rows
-        .into_iter()
-        .filter_map(|(_, _, job, file, email)| Some((job?, file?, email?)))
-        .collect();
+    let jobs = rows.into_iter().map(|(_, _, job)| job).collect();
     Ok(Some((session, (cursor, jobs))))
 }
