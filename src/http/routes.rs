@@ -11,6 +11,7 @@ use actix_web::{guard, web, FromRequest, Handler, HttpRequest, Responder};
 /// The pattern of the route a request matched, kept on its resource: actix's
 /// `HttpRequest::match_pattern` finds it again by matching the path against every route
 /// (a tenth of the CPU of an agent poll), and the metrics and the access log both need it.
+#[derive(Clone)]
 struct RoutePattern(String);
 
 /// The pattern of the route `req` matched (`/files/{file_id}/download`), if any.
@@ -60,9 +61,15 @@ impl<'a> Routes<'a> {
     }
 
     /// One resource answering on several paths (a call with and without a trailing slash).
+    /// Each path is registered as a resource of its own: actix matches a resource of several
+    /// paths with a regular expression set, a resource of one plain path by comparing text.
     pub fn at_paths(&mut self, paths: Vec<String>) -> Resource<'_, 'a> {
+        let label = RoutePattern(paths[0].clone());
         Resource {
-            resource: Some(web::resource(paths.clone()).app_data(RoutePattern(paths[0].clone()))),
+            resources: paths
+                .iter()
+                .map(|p| web::resource(p.as_str()).app_data(label.clone()))
+                .collect(),
             paths,
             methods: Vec::new(),
             fallback: None,
@@ -84,20 +91,28 @@ impl<'a> Routes<'a> {
 pub struct Resource<'r, 'a> {
     routes: &'r mut Routes<'a>,
     paths: Vec<String>,
-    resource: Option<actix_web::Resource>,
+    resources: Vec<actix_web::Resource>,
     methods: Vec<&'static str>,
     fallback: Option<&'static str>,
 }
 
 impl Resource<'_, '_> {
-    fn route<F, Args>(mut self, method: &'static str, route: actix_web::Route, handler: F) -> Self
+    fn route<F, Args>(
+        mut self,
+        method: &'static str,
+        route: fn() -> actix_web::Route,
+        handler: F,
+    ) -> Self
     where
         F: Handler<Args>,
         Args: FromRequest + 'static,
         F::Output: Responder + 'static,
     {
         self.methods.push(method);
-        self.resource = self.resource.take().map(|r| r.route(route.to(handler)));
+        self.resources = std::mem::take(&mut self.resources)
+            .into_iter()
+            .map(|r| r.route(route().to(handler.clone())))
+            .collect();
         self
     }
 
@@ -107,7 +122,7 @@ impl Resource<'_, '_> {
         Args: FromRequest + 'static,
         F::Output: Responder + 'static,
     {
-        self.route("GET", web::get(), handler)
+        self.route("GET", web::get, handler)
     }
 
     pub fn post<F, Args>(self, handler: F) -> Self
@@ -116,7 +131,7 @@ impl Resource<'_, '_> {
         Args: FromRequest + 'static,
         F::Output: Responder + 'static,
     {
-        self.route("POST", web::post(), handler)
+        self.route("POST", web::post, handler)
     }
 
     pub fn delete<F, Args>(self, handler: F) -> Self
@@ -125,7 +140,7 @@ impl Resource<'_, '_> {
         Args: FromRequest + 'static,
         F::Output: Responder + 'static,
     {
-        self.route("DELETE", web::delete(), handler)
+        self.route("DELETE", web::delete, handler)
     }
 
     /// What every other method on these paths gets; `label` says what that is in the list.
@@ -136,19 +151,16 @@ impl Resource<'_, '_> {
         F::Output: Responder + 'static,
     {
         self.fallback = Some(label);
-        self.resource = self
-            .resource
-            .take()
-            .map(|r| r.default_service(web::to(handler)));
+        self.resources = std::mem::take(&mut self.resources)
+            .into_iter()
+            .map(|r| r.default_service(web::to(handler.clone())))
+            .collect();
         self
     }
 }
 
 impl Drop for Resource<'_, '_> {
     fn drop(&mut self) {
-        let Some(resource) = self.resource.take() else {
-            return;
-        };
         let methods = self.methods.join(", ");
         for path in &self.paths {
             let mut line = format!("{methods} {path}");
@@ -157,6 +169,8 @@ impl Drop for Resource<'_, '_> {
             }
             self.routes.list.push(line);
         }
-        self.routes.cfg.service(resource);
+        for resource in std::mem::take(&mut self.resources) {
+            self.routes.cfg.service(resource);
+        }
     }
 }

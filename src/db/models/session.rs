@@ -53,12 +53,12 @@ impl Session {
         conn: &mut DbConn,
         hash: &str,
     ) -> QResult<Option<(Session, Option<User>)>> {
-        sessions::table
+        crate::per_backend!(conn, |c| sessions::table
             .left_join(users::table)
             .filter(sessions::token_hash.eq(hash))
             .select((Session::as_select(), Option::<User>::as_select()))
-            .first(conn)
-            .optional()
+            .first(c)
+            .optional())
     }
 
     pub fn delete(conn: &mut DbConn, id: i64) -> QResult<usize> {

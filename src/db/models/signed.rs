@@ -6,6 +6,11 @@
 //! its exact path (the session check, then the services' rules), which says why or answers
 //! what this statement could not. So a gate here may grant *less* than the services' rules,
 //! never more: whatever it answers, the exact path would have answered the same.
+//!
+//! They run on the concrete connection (`per_backend!`): through Diesel's multi-backend
+//! connection a statement's SQL text is written out again on every execution (twice: to learn
+//! whether it may be cached and to collect its binds), which for statements of this size costs
+//! more than the database's own work on SQLite.
 
 use chrono::NaiveDateTime;
 use diesel::dsl::{And, Eq, Gt};
@@ -65,14 +70,14 @@ fn split<T>(rows: Vec<(LiveSession, Option<T>)>) -> Signed<Vec<T>> {
 
 /// `get_projects`: the caller's projects (as `Project::of_user`).
 pub fn projects(conn: &mut DbConn, gate: &Gate) -> QResult<Signed<Vec<Project>>> {
-    sessions::table
+    crate::per_backend!(conn, |c| sessions::table
         .inner_join(users::table)
         .left_join(projects::table.on(projects::user_id.eq(users::id)))
         .filter(live(gate))
         .order(projects::id.asc())
         .select((LIVE_SESSION, Option::<Project>::as_select()))
-        .load(conn)
-        .map(split)
+        .load(c))
+    .map(split)
 }
 
 /// `get_workgroups_simple_list`: the workgroups of the caller's organization with the caller's
@@ -80,23 +85,24 @@ pub fn projects(conn: &mut DbConn, gate: &Gate) -> QResult<Signed<Vec<Project>>>
 /// belong only to workgroups of their own organization: `orgs::add_user_to_workgroup` is the
 /// one way in and checks it.)
 pub fn org_workgroups(conn: &mut DbConn, gate: &Gate) -> QResult<Signed<OrgWorkgroups>> {
-    let rows: Vec<(LiveSession, i32, Option<Workgroup>, Option<i32>)> = sessions::table
-        .inner_join(users::table)
-        .left_join(workgroups::table.on(workgroups::organization_id.eq(users::organization_id)))
-        .left_join(
-            workgroup_members::table.on(workgroup_members::workgroup_id
-                .eq(workgroups::id)
-                .and(workgroup_members::user_id.eq(users::id))),
-        )
-        .filter(live(gate))
-        .order(workgroups::id.asc())
-        .select((
-            LIVE_SESSION,
-            users::access_role,
-            Option::<Workgroup>::as_select(),
-            workgroup_members::rights.nullable(),
-        ))
-        .load(conn)?;
+    let rows: Vec<(LiveSession, i32, Option<Workgroup>, Option<i32>)> =
+        crate::per_backend!(conn, |c| sessions::table
+            .inner_join(users::table)
+            .left_join(workgroups::table.on(workgroups::organization_id.eq(users::organization_id)))
+            .left_join(
+                workgroup_members::table.on(workgroup_members::workgroup_id
+                    .eq(workgroups::id)
+                    .and(workgroup_members::user_id.eq(users::id))),
+            )
+            .filter(live(gate))
+            .order(workgroups::id.asc())
+            .select((
+                LIVE_SESSION,
+                users::access_role,
+                Option::<Workgroup>::as_select(),
+                workgroup_members::rights.nullable(),
+            ))
+            .load(c))?;
     let Some(&(session, role, _, _)) = rows.first() else {
         return Ok(None);
     };
@@ -114,7 +120,7 @@ pub fn managed_printer_shares(
     gate: &Gate,
     printer: PrinterId,
 ) -> QResult<Signed<Vec<PrinterShare>>> {
-    sessions::table
+    crate::per_backend!(conn, |c| sessions::table
         .inner_join(users::table)
         .inner_join(
             printers::table.on(printers::id
@@ -130,8 +136,8 @@ pub fn managed_printer_shares(
         .filter(live(gate))
         .order(printer_shares::id.asc())
         .select((LIVE_SESSION, Option::<PrinterShare>::as_select()))
-        .load(conn)
-        .map(split)
+        .load(c))
+    .map(split)
 }
 
 diesel::alias!(users as job_owners: JobOwners);
@@ -180,7 +186,7 @@ macro_rules! sees_job {
 
 /// `get_job_info`: a job the caller may see, with its file and its owner's email.
 pub fn job_info(conn: &mut DbConn, gate: &Gate, job: JobId) -> QResult<Signed<JobInfo>> {
-    sessions::table
+    crate::per_backend!(conn, |c| sessions::table
         .inner_join(users::table)
         .inner_join(jobs::table.on(jobs::id.eq(job)))
         .inner_join(printers::table.on(printers::id.eq(jobs::printer_id)))
@@ -197,8 +203,8 @@ pub fn job_info(conn: &mut DbConn, gate: &Gate, job: JobId) -> QResult<Signed<Jo
                 job_owners.field(users::email),
             ),
         ))
-        .first(conn)
-        .optional()
+        .first(c))
+    .optional()
 }
 
 /// `get_printer_jobs` without a change cursor or the "actual" filter: a page of the jobs the
@@ -213,30 +219,31 @@ pub fn printer_jobs(
     limit: i64,
     offset: i64,
 ) -> QResult<Signed<JobPage>> {
-    let rows: Vec<(LiveSession, i64, (Job, String, String))> = jobs::table
-        .inner_join(files::table.on(files::id.eq(jobs::file_id)))
-        .inner_join(job_owners.on(job_owners.field(users::id).eq(jobs::user_id)))
-        .inner_join(sessions::table.on(sessions::token_hash.eq(gate.token_hash.to_owned())))
-        .inner_join(users::table.on(users::id.nullable().eq(sessions::user_id)))
-        .inner_join(printers::table.on(printers::id.eq(jobs::printer_id)))
-        .inner_join(counters::table.on(counters::name.eq("job_changes")))
-        .filter(jobs::printer_id.eq(printer))
-        .filter(live(gate))
-        .filter(reaches_printer!())
-        .filter(sees_job!())
-        .order(jobs::id.desc())
-        .limit(limit)
-        .offset(offset)
-        .select((
-            LIVE_SESSION,
-            counters::value,
-            (
-                Job::as_select(),
-                files::filename,
-                job_owners.field(users::email),
-            ),
-        ))
-        .load(conn)?;
+    let rows: Vec<(LiveSession, i64, (Job, String, String))> =
+        crate::per_backend!(conn, |c| jobs::table
+            .inner_join(files::table.on(files::id.eq(jobs::file_id)))
+            .inner_join(job_owners.on(job_owners.field(users::id).eq(jobs::user_id)))
+            .inner_join(sessions::table.on(sessions::token_hash.eq(gate.token_hash.to_owned())))
+            .inner_join(users::table.on(users::id.nullable().eq(sessions::user_id)))
+            .inner_join(printers::table.on(printers::id.eq(jobs::printer_id)))
+            .inner_join(counters::table.on(counters::name.eq("job_changes")))
+            .filter(jobs::printer_id.eq(printer))
+            .filter(live(gate))
+            .filter(reaches_printer!())
+            .filter(sees_job!())
+            .order(jobs::id.desc())
+            .limit(limit)
+            .offset(offset)
+            .select((
+                LIVE_SESSION,
+                counters::value,
+                (
+                    Job::as_select(),
+                    files::filename,
+                    job_owners.field(users::email),
+                ),
+            ))
+            .load(c))?;
     let Some(&(session, cursor, _)) = rows.first() else {
         return Ok(None);
     };
