@@ -239,21 +239,26 @@ impl Printer {
         conn: &mut DbConn,
         hash: &str,
     ) -> QResult<Option<(Printer, bool)>> {
-        let waiting = printer_commands::table
-            .filter(printer_commands::printer_id.eq(printers::id))
-            .filter(super::command::unacknowledged());
-        printers::table
-            .filter(printers::auth_token_hash.eq(hash))
-            .select((Printer::as_select(), diesel::dsl::exists(waiting)))
-            .first(conn)
-            .optional()
+        // Every poll runs it: on the concrete connection, so its SQL is not written out again
+        // on each execution (see `signed`).
+        crate::per_backend!(conn, |c| {
+            let waiting = printer_commands::table
+                .filter(printer_commands::printer_id.eq(printers::id))
+                .filter(super::command::unacknowledged());
+            printers::table
+                .filter(printers::auth_token_hash.eq(hash))
+                .select((Printer::as_select(), diesel::dsl::exists(waiting)))
+                .first(c)
+                .optional()
+        })
     }
 
     pub fn find_by_token_hash(conn: &mut DbConn, hash: &str) -> QResult<Option<Printer>> {
-        printers::table
+        crate::per_backend!(conn, |c| printers::table
             .filter(printers::auth_token_hash.eq(hash))
-            .first(conn)
-            .optional()
+            .select(Printer::as_select())
+            .first(c)
+            .optional())
     }
 
     pub fn find_device(

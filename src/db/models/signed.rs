@@ -134,10 +134,16 @@ pub fn managed_printer_shares(
         )
         .left_join(printer_shares::table.on(printer_shares::printer_id.eq(printers::id)))
         .filter(live(gate))
-        .order(printer_shares::id.asc())
         .select((LIVE_SESSION, Option::<PrinterShare>::as_select()))
         .load(c))
-    .map(split)
+    .map(|rows| {
+        // In id order as `PrinterShare::of_printer` lists them, sorted here: the shares come
+        // by the (printer, email) index, and SQLite would sort them in a temporary B-tree.
+        split(rows).map(|(session, mut shares)| {
+            shares.sort_unstable_by_key(|s| s.id);
+            (session, shares)
+        })
+    })
 }
 
 diesel::alias!(users as job_owners: JobOwners);
