@@ -464,20 +464,21 @@ impl Heartbeats {
     }
 
     /// The printer as its agent last reported it: its row with a newer heartbeat not yet
-    /// written laid over it.
-    pub fn overlay(&self, printer: &mut Printer) {
+    /// written laid over it. Returns whether one was.
+    pub fn overlay(&self, printer: &mut Printer) -> bool {
         let pending = self.pending();
         let Some(h) = pending.get(&printer.id) else {
-            return;
+            return false;
         };
         if printer.last_seen_at.is_some_and(|seen| seen >= h.seen_at) {
-            return;
+            return false;
         }
         printer.percent = h.percent;
         printer.temps.clone_from(&h.temps);
         printer.target_temps.clone_from(&h.target_temps);
         printer.report = Some(h.report.clone());
         printer.last_seen_at = Some(h.seen_at);
+        true
     }
 
     fn keep(&self, printer: PrinterId, heartbeat: Heartbeat) {
@@ -530,7 +531,7 @@ pub fn poll(
 ) -> Result<(Option<PrinterCommand>, bool)> {
     let now = db::now();
     let written_seen = printer.last_seen_at;
-    heartbeats.overlay(&mut printer);
+    let overlaid = heartbeats.overlay(&mut printer);
     let printer = &printer;
     let recently_written = written_seen.is_some_and(|seen| now - seen < ctx.offline_after / 2);
     let quiet = recently_written
@@ -541,6 +542,16 @@ pub fn poll(
         && printer.current_job_id.is_none();
     if quiet {
         let reported = read_report(printer, poll)?;
+        // The row already says all of it (an idle printer's steady readings) and was written
+        // recently enough to look connected: nothing to write, not even later.
+        let unchanged = !overlaid
+            && reported.percent == printer.percent
+            && reported.temps == printer.temps
+            && reported.target_temps == printer.target_temps
+            && printer.report.as_deref() == Some(reported.report.as_str());
+        if !reported.lasting && unchanged {
+            return Ok((None, false));
+        }
         if !reported.lasting {
             heartbeats.keep(
                 printer.id,

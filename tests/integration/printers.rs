@@ -1651,4 +1651,34 @@ async fn volatile_reports_are_written_in_batches(app: &TestApp) {
     let after = row();
     assert_eq!(after.0, "error");
     assert_eq!(temps(&after), json!([40.0, 41.0]));
+
+    // The same report again (an idle printer's steady readings) writes nothing, not even the
+    // time it was seen: the row says it all and was written recently. A new reading is
+    // written with the next batch.
+    let seen = || -> Option<chrono::NaiveDateTime> {
+        let mut c = app.conn();
+        printers::table
+            .find(id)
+            .select(printers::last_seen_at)
+            .first(&mut *c)
+            .unwrap()
+    };
+    let seen_before = seen();
+    let same = json!({"report": {"state": "error", "temps": [40, 41]}});
+    for _ in 0..3 {
+        report(app, &token, same.clone()).await;
+        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    }
+    assert_eq!(seen(), seen_before, "a steady report was written");
+    assert_eq!(row(), after);
+    report(
+        app,
+        &token,
+        json!({"report": {"state": "error", "temps": [42, 41]}}),
+    )
+    .await;
+    eventually("the new reading was written", || {
+        temps(&row()) == json!([42.0, 41.0]) && seen() > seen_before
+    })
+    .await;
 }
