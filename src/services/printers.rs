@@ -186,10 +186,14 @@ pub fn list_context(
         .into_iter()
         .map(|t| (t.id, t))
         .collect();
-    let ids: Vec<PrinterId> = printers.iter().map(|p| p.id).collect();
+    let ids: BTreeSet<PrinterId> = printers.iter().map(|p| p.id).collect();
+    let orgs: BTreeSet<_> = printers.iter().map(|p| p.organization_id).collect();
+    let orgs: Vec<_> = orgs.into_iter().collect();
     let mut workgroups: BTreeMap<PrinterId, Vec<i64>> = BTreeMap::new();
-    for (p, wg) in PrinterWorkgroups::of(conn, &ids)? {
-        workgroups.entry(p).or_default().push(wg);
+    for (p, wg) in PrinterWorkgroups::of_orgs(conn, &orgs)? {
+        if ids.contains(&p) {
+            workgroups.entry(p).or_default().push(wg);
+        }
     }
     Ok(ListContext {
         offline_after,

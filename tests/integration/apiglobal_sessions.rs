@@ -461,15 +461,7 @@ async fn health_ready_and_metrics(app: &TestApp) {
     assert_eq!(parts["google_sign_in"], false, "{body}");
     app.post("/apiglobal/check_session", &[("session", "nope")])
         .await;
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     assert!(
         text.contains("printfarm_http_requests_total{method=\"POST\",route=\"/apiglobal/check_session\",status=\"401\"} 1"),
         "{text}"

@@ -83,6 +83,48 @@ async fn share(app: &TestApp, owner: &str, printer: i64, email: &str, role: &str
     assert_eq!(status, 200, "{body}");
 }
 
+/// A workgroup "Lab" created by an organization admin, holding the printer, with the user of
+/// that email as a member with these rights. Returns its id.
+async fn workgroup_with_printer(
+    app: &TestApp,
+    admin: &str,
+    printer: i64,
+    email: &str,
+    rights: &str,
+) -> String {
+    let (status, body) = app
+        .post(
+            "/apiglobal/create_workgroup",
+            &[("session", admin), ("name", "Lab"), ("password", "join-me")],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let wg = body["message"]["id"].as_i64().unwrap().to_string();
+    let printer = printer.to_string();
+    for (call, form) in [
+        (
+            "set_printer_workgroups",
+            [
+                ("printer_id", printer.as_str()),
+                ("workgroup_id[]", wg.as_str()),
+            ],
+        ),
+        (
+            "add_user_to_workgroup",
+            [("workgroup_id", wg.as_str()), ("email", email)],
+        ),
+    ] {
+        let mut f: Vec<(&str, &str)> = vec![("session", admin)];
+        f.extend(form);
+        if call == "add_user_to_workgroup" {
+            f.push(("rights", rights));
+        }
+        let (status, body) = app.post(&format!("/apiglobal/{call}"), &f).await;
+        assert_eq!(status, 200, "{call}: {body}");
+    }
+    wg
+}
+
 async fn job_info(app: &TestApp, session: &str, job: i64) -> (u16, Value) {
     app.post(
         "/apiglobal/get_job_info",
@@ -321,42 +363,7 @@ async fn queue_only_holders_cannot_toggle_the_build_tray(app: &TestApp) {
     share(app, &owner, pid, "queuer@example.com", "5").await;
     // And a workgroup member with rights 3 (can queue) on a workgroup holding the printer.
     let wg_queuer = app.login_new_user("wg-queuer@example.com").await;
-    let (status, body) = app
-        .post(
-            "/apiglobal/create_workgroup",
-            &[
-                ("session", &admin),
-                ("name", "Lab"),
-                ("password", "join-me"),
-            ],
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let wg = body["message"]["id"].as_i64().unwrap().to_string();
-    for (call, form) in [
-        (
-            "set_printer_workgroups",
-            [
-                ("printer_id", pid.to_string()),
-                ("workgroup_id[]", wg.clone()),
-            ],
-        ),
-        (
-            "add_user_to_workgroup",
-            [
-                ("workgroup_id", wg.clone()),
-                ("email", "wg-queuer@example.com".into()),
-            ],
-        ),
-    ] {
-        let mut f: Vec<(&str, &str)> = vec![("session", &admin)];
-        f.extend(form.iter().map(|(k, v)| (*k, v.as_str())));
-        if call == "add_user_to_workgroup" {
-            f.push(("rights", "3"));
-        }
-        let (status, body) = app.post(&format!("/apiglobal/{call}"), &f).await;
-        assert_eq!(status, 200, "{call}: {body}");
-    }
+    workgroup_with_printer(app, &admin, pid, "wg-queuer@example.com", "3").await;
     for s in [&far_queuer, &near_queuer, &wg_queuer] {
         assert_fail(&set_tray(s.clone(), "1").await, 403);
         assert!(!tray(), "the tray flag is unchanged");
@@ -398,15 +405,7 @@ async fn queue_only_holders_cannot_toggle_the_build_tray(app: &TestApp) {
 
 /// How many signed reads the server answered in one statement and by the exact path so far.
 async fn signed_reads(app: &TestApp) -> (u64, u64) {
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     let count = |label: &str| {
         let key = format!("printfarm_signed_reads_total{{statement=\"{label}\"}} ");
         text.lines()
@@ -436,37 +435,7 @@ async fn reads_take_one_statement_for_everyone_allowed(app: &TestApp) {
         .user_with_session(app.org_id, "stranger@example.com", 0)
         .await;
 
-    let (status, body) = app
-        .post(
-            "/apiglobal/create_workgroup",
-            &[
-                ("session", &admin),
-                ("name", "Lab"),
-                ("password", "join-me"),
-            ],
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let wg = body["message"]["id"].as_i64().unwrap().to_string();
-    for (path, form) in [
-        (
-            "/apiglobal/add_user_to_workgroup",
-            vec![
-                ("workgroup_id", wg.as_str()),
-                ("email", "member@example.com"),
-                ("rights", "3"),
-            ],
-        ),
-        (
-            "/apiglobal/set_printer_workgroups",
-            vec![("printer_id", p.as_str()), ("workgroup_id[]", wg.as_str())],
-        ),
-    ] {
-        let mut form = form;
-        form.push(("session", &admin));
-        let (status, body) = app.post(path, &form).await;
-        assert_eq!(status, 200, "{path}: {body}");
-    }
+    let wg = workgroup_with_printer(app, &admin, pid, "member@example.com", "3").await;
     let member_job = queue(app, &member, pid, upload(app, &member).await).await;
 
     let partner = app.create_org("Partner Lab");

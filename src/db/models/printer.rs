@@ -410,6 +410,24 @@ impl PrinterWorkgroups {
             .load(conn)
     }
 
+    /// Workgroup ids per printer, for the printers of these organizations. Lists ask by
+    /// organization rather than by printer: an `IN` list of every listed printer's id is a new
+    /// statement to prepare on each request on SQLite.
+    pub fn of_orgs(conn: &mut DbConn, orgs: &[OrgId]) -> QResult<Vec<(PrinterId, i64)>> {
+        printer_workgroups::table
+            .inner_join(printers::table)
+            .filter(printers::organization_id.eq_any(orgs))
+            .order((
+                printer_workgroups::printer_id,
+                printer_workgroups::workgroup_id,
+            ))
+            .select((
+                printer_workgroups::printer_id,
+                printer_workgroups::workgroup_id,
+            ))
+            .load(conn)
+    }
+
     /// Printers in any of the workgroups, with the workgroup they are reached through.
     pub fn printers_in(conn: &mut DbConn, workgroup_ids: &[i64]) -> QResult<Vec<(PrinterId, i64)>> {
         printer_workgroups::table

@@ -272,6 +272,13 @@ impl TestApp {
         format!("{}{}", self.base, path)
     }
 
+    /// The `/metrics` page as this machine's client reads it.
+    pub async fn metrics_text(&self) -> String {
+        let res = self.client.get(self.url("/metrics")).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        res.text().await.unwrap()
+    }
+
     /// POSTs a form and returns (status, JSON body).
     pub async fn post(&self, path: &str, form: &[(&str, &str)]) -> (u16, Value) {
         let res = self
