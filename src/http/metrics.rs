@@ -9,7 +9,7 @@ use actix_web::http::{header, Method};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpRequest, HttpResponse};
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
 };
 
 use crate::AppState;
@@ -19,7 +19,26 @@ pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
     latency: HistogramVec,
-    signed_reads: IntCounterVec,
+    signed_reads: SignedReads,
+}
+
+/// The two counts of `printfarm_signed_reads_total`, resolved once: a read call counts one
+/// without looking its label up.
+#[derive(Clone)]
+pub struct SignedReads {
+    one: IntCounter,
+    exact: IntCounter,
+}
+
+impl SignedReads {
+    /// Counts a signed read (`Caller::read`): answered in one statement or by the exact path.
+    pub fn count(&self, one_statement: bool) {
+        if one_statement {
+            self.one.inc();
+        } else {
+            self.exact.inc();
+        }
+    }
 }
 
 impl Metrics {
@@ -67,14 +86,15 @@ impl Metrics {
             registry,
             requests,
             latency,
-            signed_reads,
+            signed_reads: SignedReads {
+                one: signed_reads.with_label_values(&["one"]),
+                exact: signed_reads.with_label_values(&["exact"]),
+            },
         }
     }
 
-    /// Counts a signed read (`Caller::read`): answered in one statement or by the exact path.
-    pub fn signed_read(&self, one_statement: bool) {
-        let label = if one_statement { "one" } else { "exact" };
-        self.signed_reads.with_label_values(&[label]).inc();
+    pub fn signed_reads(&self) -> &SignedReads {
+        &self.signed_reads
     }
 
     fn observe(&self, route: &str, method: &str, status: u16, seconds: f64) {

@@ -542,28 +542,27 @@ pub fn poll(
         && printer.current_job_id.is_none();
     if quiet {
         let reported = read_report(printer, poll)?;
-        // The row already says all of it (an idle printer's steady readings) and was written
-        // recently enough to look connected: nothing to write, not even later.
-        let unchanged = !overlaid
-            && reported.percent == printer.percent
-            && reported.temps == printer.temps
-            && reported.target_temps == printer.target_temps
-            && printer.report.as_deref() == Some(reported.report.as_str());
-        if !reported.lasting && unchanged {
-            return Ok((None, false));
-        }
         if !reported.lasting {
-            heartbeats.keep(
-                printer.id,
-                Heartbeat {
-                    printer: printer.id,
-                    percent: reported.percent,
-                    temps: reported.temps,
-                    target_temps: reported.target_temps,
-                    report: reported.report,
-                    seen_at: now,
-                },
-            );
+            // The row already says all of it (an idle printer's steady readings) and was
+            // written recently enough to look connected: nothing to write, not even later.
+            let unchanged = !overlaid
+                && reported.percent == printer.percent
+                && reported.temps == printer.temps
+                && reported.target_temps == printer.target_temps
+                && printer.report.as_deref() == Some(reported.report.as_str());
+            if !unchanged {
+                heartbeats.keep(
+                    printer.id,
+                    Heartbeat {
+                        printer: printer.id,
+                        percent: reported.percent,
+                        temps: reported.temps,
+                        target_temps: reported.target_temps,
+                        report: reported.report,
+                        seen_at: now,
+                    },
+                );
+            }
             return Ok((None, false));
         }
     }

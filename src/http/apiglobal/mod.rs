@@ -27,8 +27,11 @@ use actix_web::{web, FromRequest, Handler, HttpRequest, HttpResponse, Responder}
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
+use crate::db::models::signed::{self, Gate};
 use crate::db::models::User;
+use crate::db::DbConn;
 use crate::error::Error;
+use crate::services::sessions as session_check;
 use crate::services::sessions::Authenticated;
 use crate::AppState;
 use form::Params;
@@ -383,37 +386,31 @@ impl Caller {
     /// what `signed` does not cover). One checkout and one blocking hop either way.
     pub async fn read<R, S, F>(&self, state: &AppState, signed: S, exact: F) -> Result<R, Error>
     where
-        S: FnOnce(
-                &mut crate::db::DbConn,
-                &crate::db::models::signed::Gate,
-            )
-                -> Result<Option<(crate::db::models::signed::LiveSession, R)>, Error>
-            + Send
-            + 'static,
-        F: FnOnce(&mut crate::db::DbConn, &User) -> Result<R, Error> + Send + 'static,
+        S: FnOnce(&mut DbConn, &Gate) -> Result<signed::Signed<R>, Error> + Send + 'static,
+        F: FnOnce(&mut DbConn, &User) -> Result<R, Error> + Send + 'static,
         R: Send + 'static,
     {
         let token = self.token.clone();
         let policy = state.session_policy.clone();
-        let metrics = state.metrics.clone();
+        let counts = state.metrics.signed_reads().clone();
         self.checked.set(true);
         state
             .db(move |c| {
                 if !token.is_empty() {
                     let now = crate::db::now();
                     let hash = crate::services::auth::token_hash(&token);
-                    let gate = crate::db::models::signed::Gate {
+                    let gate = Gate {
                         token_hash: &hash,
                         now,
                     };
                     if let Some((session, answer)) = signed(c, &gate)? {
-                        crate::services::sessions::slide(c, &policy, &session, now)?;
-                        metrics.signed_read(true);
+                        session_check::slide(c, &policy, &session, now)?;
+                        counts.count(true);
                         return Ok(answer);
                     }
                 }
-                metrics.signed_read(false);
-                let me = crate::services::sessions::authenticate(c, &policy, &token)?;
+                counts.count(false);
+                let me = session_check::authenticate(c, &policy, &token)?;
                 exact(c, &me.user)
             })
             .await
