@@ -144,6 +144,30 @@ ticks() {
     echo $((f[11] + f[12]))
 }
 CLK="$(getconf CLK_TCK)"
+pid_ticks() { # utime + stime of one pid (all threads), 0 when gone
+    local s
+    s="$(cat "/proc/$1/stat" 2>/dev/null)" || {
+        echo 0
+        return
+    }
+    s="${s##*) }"
+    read -ra f <<<"$s"
+    echo $((f[11] + f[12]))
+}
+# Postgres backends of the bench database: the server's pool connections and their CPU.
+declare -A DB_TICKS0
+db_backends() { pg_admin -c "SELECT pid FROM pg_stat_activity WHERE datname = '$PG_DB' AND pid <> pg_backend_pid()"; }
+db_ticks_start() {
+    DB_TICKS0=()
+    local p
+    for p in $(db_backends); do DB_TICKS0[$p]="$(pid_ticks "$p")"; done
+}
+db_ticks_since() { # ticks the backends spent since db_ticks_start (backends opened since count whole)
+    local p total=0
+    for p in $(db_backends); do total=$((total + $(pid_ticks "$p") - ${DB_TICKS0[$p]:-0})); done
+    echo "$total"
+}
+busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8; exit }' /proc/stat; }
 csv_rows() { # records in a CSV file, BOM skipped, header included
     python3 -c '
 import csv, sys
@@ -175,21 +199,25 @@ TABLE="$BENCH_RESULTS_DIR/results.md"
     echo "$(nproc) cores; $(psql "$DB_URL" -qAtX -c 'SHOW server_version'); binary $BIN;"
     echo "seed: ${SEED_SECS}s; range $FROM .. $TO; all 19 fields + 3 workgroup columns."
     echo
-    echo "| run | rows | bytes | first byte s | total s | rows/s | MiB/s | server CPU s | server RSS before MiB | server peak RSS during export MiB | load before |"
-    echo "|---|---|---|---|---|---|---|---|---|---|---|"
+    echo "| run | rows | bytes | first byte s | total s | rows/s | MiB/s | server CPU s | database CPU s | machine CPU s | server RSS before MiB | server peak RSS during export MiB | load before |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 } >"$TABLE"
 
 export_once() { # export_once LABEL TYPE OUTFILE
-    local label="$1" type="$2" out="$3" rss hwm c0 c1 w code ttfb total size rows
+    local label="$1" type="$2" out="$3" rss hwm c0 c1 b0 b1 db w code ttfb total size rows
     wait_for_quiet
     rss="$(status_kb VmRSS)"
     # Reset the peak-RSS counter (VmHWM) to the current RSS.
     echo 5 >"/proc/$SERVER_PID/clear_refs" 2>/dev/null || log "warning: cannot reset VmHWM (not root?)"
+    db_ticks_start
+    b0="$(busy_ticks)"
     c0="$(ticks)"
     w="$(curl -sS -o "$out" -w '%{http_code} %{time_starttransfer} %{time_total} %{size_download}' \
         -X POST "$BASE/apiglobal/get_custom_report" --data-urlencode "session=$SESSION" \
         -d "from=$FROM" -d "to=$TO" -d all_fields=1 -d workgroups=1 -d "type=$type")"
     c1="$(ticks)"
+    b1="$(busy_ticks)"
+    db="$(db_ticks_since)"
     hwm="$(status_kb VmHWM)"
     read -r code ttfb total size <<<"$w"
     [[ $code == 200 ]] || die "$label: HTTP $code: $(head -c 300 "$out")"
@@ -199,10 +227,12 @@ export_once() { # export_once LABEL TYPE OUTFILE
         rows="$(python3 -c 'import json, sys; print(len(json.load(open(sys.argv[1]))["message"]) - 2)' "$out")"
     fi
     [[ $rows == "$IN_RANGE" ]] || die "$label: $rows rows, expected $IN_RANGE"
-    printf '| %s | %s | %s | %.3f | %.2f | %.0f | %.1f | %.2f | %s | %s | %s |\n' \
+    printf '| %s | %s | %s | %.3f | %.2f | %.0f | %.1f | %.2f | %.2f | %.2f | %s | %s | %s |\n' \
         "$label" "$rows" "$size" "$ttfb" "$total" "$(awk -v r="$rows" -v t="$total" 'BEGIN { print r / t }')" \
         "$(awk -v b="$size" -v t="$total" 'BEGIN { print b / 1048576 / t }')" \
         "$(awk -v a="$c0" -v b="$c1" -v k="$CLK" 'BEGIN { print (b - a) / k }')" \
+        "$(awk -v d="$db" -v k="$CLK" 'BEGIN { print d / k }')" \
+        "$(awk -v a="$b0" -v b="$b1" -v k="$CLK" 'BEGIN { print (b - a) / k }')" \
         "$(mib "$rss")" "$(mib "$hwm")" "$LOAD" | tee -a "$TABLE"
 }
 
@@ -250,16 +280,19 @@ ORDER BY j.id
 ) TO STDOUT WITH (FORMAT csv, HEADER)"
 for r in 1 2; do
     wait_for_quiet
+    b0="$(busy_ticks)"
     t0="$(date +%s.%N)"
     psql "$DB_URL" -v ON_ERROR_STOP=1 -qAtX -c "$COPY_SQL" >"$WORK_DIR/copy.csv"
     t1="$(date +%s.%N)"
+    b1="$(busy_ticks)"
     rows="$(($(csv_rows "$WORK_DIR/copy.csv") - 1))"
     [[ $rows == "$IN_RANGE" ]] || die "COPY: $rows rows, expected $IN_RANGE"
     size="$(stat -c %s "$WORK_DIR/copy.csv")"
     total="$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')"
-    printf '| psql COPY … TO STDOUT WITH CSV #%s | %s | %s | – | %.2f | %.0f | %.1f | – | – | – | %s |\n' \
+    printf '| psql COPY … TO STDOUT WITH CSV #%s | %s | %s | – | %.2f | %.0f | %.1f | – | – | %.2f | – | – | %s |\n' \
         "$r" "$rows" "$size" "$total" "$(awk -v r="$rows" -v t="$total" 'BEGIN { print r / t }')" \
-        "$(awk -v b="$size" -v t="$total" 'BEGIN { print b / 1048576 / t }')" "$LOAD" | tee -a "$TABLE"
+        "$(awk -v b="$size" -v t="$total" 'BEGIN { print b / 1048576 / t }')" \
+        "$(awk -v a="$b0" -v b="$b1" -v k="$CLK" 'BEGIN { print (b - a) / k }')" "$LOAD" | tee -a "$TABLE"
 done
 
 # One keyset batch from the middle of the range, as the server runs it (shape of the query).

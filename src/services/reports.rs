@@ -14,12 +14,16 @@
 //! the HTTP layer streams.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::ops::ControlFlow;
+use std::sync::Arc;
 
 use chrono::{Duration, NaiveDate, NaiveDateTime};
 
-use crate::db::models::read::{self, ReportRow};
-use crate::db::models::{access_role, JobStatus, OrgId, Organization, User, UserId, Workgroup};
+use crate::db::models::read::{self, ReportJob};
+use crate::db::models::{
+    access_role, FileId, JobStatus, OrgId, Organization, PrinterId, User, UserId, Workgroup,
+};
 use crate::db::DbConn;
 use crate::error::{Error, Result};
 use crate::services::job_states::{cancel_source, CancelReason};
@@ -543,11 +547,162 @@ pub fn custom_report(
     })
 }
 
-/// One query's worth of report rows, with what their cells need beside them.
+/// A printer as a report names it.
+#[derive(Debug)]
+pub struct PrinterLabel {
+    pub name: String,
+    pub kind: Option<String>,
+}
+
+/// A user as a report names them.
+#[derive(Debug)]
+pub struct Person {
+    pub email: String,
+    pub firstname: String,
+    pub lastname: String,
+}
+
+/// A report row: the job and the names it points at (shared with the other rows that point at
+/// the same printer, file or user; `None` when no column of the report shows them).
+#[derive(Debug)]
+pub struct ReportRow {
+    pub job: ReportJob,
+    pub printer: Option<Arc<PrinterLabel>>,
+    pub file_name: Option<Arc<str>>,
+    pub user: Option<Arc<Person>>,
+    pub started_by: Option<Arc<Person>>,
+}
+
+/// Names of a kind kept at most across batches: a farm's printers, users and files recur from
+/// batch to batch and are read once, yet a report over more of them than this (every job its
+/// own file) keeps memory flat.
+const NAMES_KEPT: usize = 20_000;
+/// Ids per lookup query (SQLite binds each one).
+const IDS_PER_QUERY: usize = 5_000;
+
+/// The names report rows point at, read by id for each batch (only those not known yet)
+/// instead of joined to every row: joined to each of a million rows, Postgres spent more on
+/// the joins than on the jobs.
+#[derive(Debug, Default)]
+pub struct Names {
+    printers: HashMap<PrinterId, Arc<PrinterLabel>>,
+    files: HashMap<FileId, Arc<str>>,
+    users: HashMap<UserId, Arc<Person>>,
+    want_printers: bool,
+    want_files: bool,
+    want_users: bool,
+    want_starters: bool,
+}
+
+/// Reads into `known` the names of the `wanted` ids it lacks. When that would keep more than
+/// `keep`, it starts over with this batch's ids alone.
+fn learn<K: Copy + Eq + Hash + Ord, V>(
+    known: &mut HashMap<K, V>,
+    keep: usize,
+    wanted: impl Iterator<Item = K>,
+    mut read: impl FnMut(&[K]) -> diesel::QueryResult<Vec<(K, V)>>,
+) -> diesel::QueryResult<()> {
+    let mut ids: Vec<K> = wanted.collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let missing = ids.iter().filter(|id| !known.contains_key(id)).count();
+    if missing == 0 {
+        return Ok(());
+    }
+    if known.len() + missing > keep {
+        known.clear();
+    } else {
+        ids.retain(|id| !known.contains_key(id));
+    }
+    for chunk in ids.chunks(IDS_PER_QUERY) {
+        known.extend(read(chunk)?);
+    }
+    Ok(())
+}
+
+impl Names {
+    /// Names for the columns of `report`: only the kinds one of them shows are read.
+    pub fn for_report(report: &CustomReport) -> Names {
+        Names {
+            want_printers: report.has(Field::PrinterName) || report.has(Field::PrinterType),
+            want_files: report.has(Field::FileName),
+            want_users: [Field::Email, Field::Fname, Field::Lname]
+                .iter()
+                .any(|f| report.has(*f)),
+            want_starters: report.has(Field::StartedByEmail),
+            ..Names::default()
+        }
+    }
+
+    /// The rows of `jobs`, with their names (read here when not known yet).
+    pub fn rows(&mut self, conn: &mut DbConn, jobs: Vec<ReportJob>) -> Result<Vec<ReportRow>> {
+        if self.want_printers {
+            learn(
+                &mut self.printers,
+                NAMES_KEPT,
+                jobs.iter().map(|j| j.printer_id),
+                |ids| {
+                    Ok(read::report_printers(conn, ids)?
+                        .into_iter()
+                        .map(|(id, name, kind)| (id, Arc::new(PrinterLabel { name, kind })))
+                        .collect())
+                },
+            )?;
+        }
+        if self.want_files {
+            learn(
+                &mut self.files,
+                NAMES_KEPT,
+                jobs.iter().map(|j| j.file_id),
+                |ids| {
+                    Ok(read::report_files(conn, ids)?
+                        .into_iter()
+                        .map(|(id, name)| (id, Arc::from(name)))
+                        .collect())
+                },
+            )?;
+        }
+        if self.want_users || self.want_starters {
+            let owners = jobs.iter().filter(|_| self.want_users).map(|j| j.user_id);
+            let starters = jobs
+                .iter()
+                .filter(|_| self.want_starters)
+                .filter_map(|j| j.started_by);
+            learn(&mut self.users, NAMES_KEPT, owners.chain(starters), |ids| {
+                Ok(read::report_users(conn, ids)?
+                    .into_iter()
+                    .map(|(id, email, firstname, lastname)| {
+                        let person = Person {
+                            email,
+                            firstname,
+                            lastname,
+                        };
+                        (id, Arc::new(person))
+                    })
+                    .collect())
+            })?;
+        }
+        // A kind no column shows was never read: its map is empty. Owners and starters share
+        // the users' map.
+        let (owners, starters) = (self.want_users, self.want_starters);
+        Ok(jobs
+            .into_iter()
+            .map(|job| ReportRow {
+                printer: self.printers.get(&job.printer_id).cloned(),
+                file_name: self.files.get(&job.file_id).cloned(),
+                user: self.users.get(&job.user_id).filter(|_| owners).cloned(),
+                started_by: job
+                    .started_by
+                    .and_then(|s| self.users.get(&s).filter(|_| starters).cloned()),
+                job,
+            })
+            .collect())
+    }
+}
+
+/// One query's worth of report rows.
 pub struct Batch {
     rows: Vec<ReportRow>,
-    /// "Started By" emails of the rows started by someone other than the job's owner.
-    starters: HashMap<UserId, String>,
 }
 
 impl Batch {
@@ -561,7 +716,7 @@ impl Batch {
 
     /// The job id to read the next batch after.
     pub fn last_id(&self) -> Option<i64> {
-        self.rows.last().map(|r| r.id)
+        self.rows.last().map(|r| r.job.id)
     }
 }
 
@@ -584,12 +739,18 @@ impl CustomReport {
 
     /// The next rows after job id `after` (ascending job id), at most `limit`. An empty or
     /// short batch means the report is complete.
-    pub fn batch(&self, conn: &mut DbConn, after: i64, limit: i64) -> Result<Batch> {
+    pub fn batch(
+        &self,
+        conn: &mut DbConn,
+        names: &mut Names,
+        after: i64,
+        limit: i64,
+    ) -> Result<Batch> {
         let printers = match &self.scope {
             Scope::Workgroups { printers, .. } => Some(printers.as_slice()),
             Scope::Organization(_) => None,
         };
-        let rows = read::report_rows(
+        let jobs = read::report_jobs(
             conn,
             &read::ReportFilter {
                 organization: self.scope.organization(),
@@ -600,21 +761,9 @@ impl CustomReport {
             after,
             limit,
         )?;
-
-        // "Started By": usually the job's own user; others are looked up once per batch.
-        let mut starters: HashMap<UserId, String> = HashMap::new();
-        if self.has(Field::StartedByEmail) {
-            let mut ids: Vec<UserId> = rows
-                .iter()
-                .filter_map(|r| r.started_by.filter(|s| *s != r.user_id))
-                .collect();
-            ids.sort_unstable();
-            ids.dedup();
-            if !ids.is_empty() {
-                starters = User::emails(conn, &ids)?.into_iter().collect();
-            }
-        }
-        Ok(Batch { rows, starters })
+        Ok(Batch {
+            rows: names.rows(conn, jobs)?,
+        })
     }
 
     /// Calls `f` with the cells of each row of `batch`, in order, until it breaks.
@@ -627,11 +776,7 @@ impl CustomReport {
         let mut cells = Vec::with_capacity(self.columns.len());
         for r in &batch.rows {
             cells.clear();
-            cells.extend(
-                self.columns
-                    .iter()
-                    .map(|c| self.cell(*c, r, &batch.starters, now)),
-            );
+            cells.extend(self.columns.iter().map(|c| self.cell(*c, r, now)));
             if f(&cells)?.is_break() {
                 return Ok(ControlFlow::Break(()));
             }
@@ -639,53 +784,54 @@ impl CustomReport {
         Ok(ControlFlow::Continue(()))
     }
 
-    fn cell<'a>(
-        &'a self,
-        column: Column,
-        r: &'a ReportRow,
-        starters: &'a HashMap<UserId, String>,
-        now: NaiveDateTime,
-    ) -> Cell<'a> {
+    fn cell<'a>(&'a self, column: Column, r: &'a ReportRow, now: NaiveDateTime) -> Cell<'a> {
+        let j = &r.job;
         let groups = |i: usize| {
             self.workgroups
-                .get(&r.printer_id.0)
+                .get(&j.printer_id.0)
                 .map_or(Cell::Text(""), |g| Cell::Text(&g[i]))
+        };
+        let person = |p: &'a Option<Arc<Person>>, text: fn(&Person) -> &str| {
+            Cell::Text(p.as_deref().map_or("", text))
         };
         match column {
             Column::Field(f) => match f {
-                Field::JobId => Cell::Int(r.id),
-                Field::PrinterId => Cell::Int(r.printer_id.0),
-                Field::PrinterName => Cell::Text(&r.printer_name),
-                Field::PrinterType => opt_text(&r.printer_type),
-                Field::FileId => Cell::Int(r.file_id.0),
-                Field::FileName => Cell::Text(&r.file_name),
-                Field::PrintDate => Cell::DateTime(r.started_at.unwrap_or(r.created_at)),
-                Field::Email => Cell::Text(&r.email),
-                Field::Fname => Cell::Text(&r.firstname),
-                Field::Lname => Cell::Text(&r.lastname),
-                Field::Filament => Cell::Float(r.weight),
+                Field::JobId => Cell::Int(j.id),
+                Field::PrinterId => Cell::Int(j.printer_id.0),
+                Field::PrinterName => Cell::Text(r.printer.as_deref().map_or("", |p| &p.name)),
+                Field::PrinterType => r
+                    .printer
+                    .as_deref()
+                    .and_then(|p| p.kind.as_deref())
+                    .map_or(Cell::Null, Cell::Text),
+                Field::FileId => Cell::Int(j.file_id.0),
+                Field::FileName => Cell::Text(r.file_name.as_deref().unwrap_or("")),
+                Field::PrintDate => Cell::DateTime(j.started_at.unwrap_or(j.created_at)),
+                Field::Email => person(&r.user, |p| &p.email),
+                Field::Fname => person(&r.user, |p| &p.firstname),
+                Field::Lname => person(&r.user, |p| &p.lastname),
+                Field::Filament => Cell::Float(j.weight),
                 // What was charged; before a start, what the material would cost.
-                Field::Cost => r.cost.or(r.file_cost).map_or(Cell::Null, Cell::Float),
-                Field::Status => Cell::Text(status_word(r.status_id, r.cancel_source.as_deref())),
-                Field::PrintTime => Cell::Hms(i64::from(r.printing_duration)),
+                Field::Cost => j.cost.or(j.file_cost).map_or(Cell::Null, Cell::Float),
+                Field::Status => Cell::Text(status_word(j.status_id, j.cancel_source.as_deref())),
+                Field::PrintTime => Cell::Hms(i64::from(j.printing_duration)),
                 // The column promises H:MM:SS: a job that never ran printed for 0:00:00
                 // (dashboards split this text; a null crashed one).
-                Field::RealPrintTime => Cell::Hms(match r.started_at {
+                Field::RealPrintTime => Cell::Hms(match j.started_at {
                     None => 0,
-                    Some(s) if r.status_id == JobStatus::InProgress => (now - s).num_seconds(),
-                    Some(_) => i64::from(r.print_time),
+                    Some(s) if j.status_id == JobStatus::InProgress => (now - s).num_seconds(),
+                    Some(_) => i64::from(j.print_time),
                 }),
                 Field::CancelReason => {
-                    cancel_reason_text(r.cancel_reason.as_deref(), r.cancel_source.as_deref())
+                    cancel_reason_text(j.cancel_reason.as_deref(), j.cancel_source.as_deref())
                         .map_or(Cell::Null, Cell::Text)
                 }
-                Field::CancelDetails => opt_text(&r.cancel_details),
-                Field::StartedByEmail => match r.started_by {
-                    None => Cell::Null,
-                    Some(s) if s == r.user_id => Cell::Text(&r.email),
-                    Some(s) => starters.get(&s).map_or(Cell::Null, |e| Cell::Text(e)),
-                },
-                Field::Feedback => opt_text(&r.feedback),
+                Field::CancelDetails => opt_text(&j.cancel_details),
+                Field::StartedByEmail => r
+                    .started_by
+                    .as_deref()
+                    .map_or(Cell::Null, |p| Cell::Text(&p.email)),
+                Field::Feedback => opt_text(&j.feedback),
             },
             Column::WorkgroupIds => groups(0),
             Column::WorkgroupNames => groups(1),
@@ -834,7 +980,8 @@ pub fn summary(
         }
     }
     let mut group_hours: HashMap<String, f64> = HashMap::new();
-    let mut user_hours: HashMap<String, f64> = HashMap::new();
+    // By id while reading (emails are read once at the end, for the users who printed).
+    let mut user_hours: HashMap<UserId, f64> = HashMap::new();
     let mut reasons: HashMap<String, f64> = HashMap::new();
     let mut out = Summary::default();
     let filter = read::ReportFilter {
@@ -843,9 +990,11 @@ pub fn summary(
         from: range.start(),
         until: range.end(),
     };
+    // Printers that printed here but are not the organization's (moved since), named at the end.
+    let mut other_printers: HashMap<PrinterId, f64> = HashMap::new();
     let mut after = 0;
     loop {
-        let rows = read::report_rows(conn, &filter, after, 5_000)?;
+        let rows = read::report_jobs(conn, &filter, after, 5_000)?;
         for r in &rows {
             out.jobs += 1;
             out.filament_g += r.weight;
@@ -865,10 +1014,10 @@ pub fn summary(
             };
             let hours = seconds.max(0) as f64 / 3600.0;
             out.print_hours += hours;
-            printer_hours
-                .entry(r.printer_id.0)
-                .or_insert_with(|| (r.printer_name.clone(), 0.0))
-                .1 += hours;
+            match printer_hours.get_mut(&r.printer_id.0) {
+                Some((_, h)) => *h += hours,
+                None => *other_printers.entry(r.printer_id).or_default() += hours,
+            }
             match groups_of.get(&r.printer_id.0) {
                 Some(names) => {
                     for n in names {
@@ -877,7 +1026,7 @@ pub fn summary(
                 }
                 None => *group_hours.entry("(no workgroup)".into()).or_default() += hours,
             }
-            *user_hours.entry(r.email.clone()).or_default() += hours;
+            *user_hours.entry(r.user_id).or_default() += hours;
             if r.status_id == JobStatus::Aborted {
                 let why =
                     cancel_reason_text(r.cancel_reason.as_deref(), r.cancel_source.as_deref())
@@ -888,6 +1037,19 @@ pub fn summary(
         match rows.last() {
             Some(last) if rows.len() == 5_000 => after = last.id,
             _ => break,
+        }
+    }
+    let ids: Vec<PrinterId> = other_printers.keys().copied().collect();
+    for chunk in ids.chunks(IDS_PER_QUERY) {
+        for (id, name, _) in read::report_printers(conn, chunk)? {
+            printer_hours.insert(id.0, (name, other_printers[&id]));
+        }
+    }
+    let ids: Vec<UserId> = user_hours.keys().copied().collect();
+    let mut email_hours: HashMap<String, f64> = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(IDS_PER_QUERY) {
+        for (id, email) in User::emails(conn, chunk)? {
+            email_hours.insert(email, user_hours[&id]);
         }
     }
     let range_hours = span_days as f64 * 24.0;
@@ -906,7 +1068,7 @@ pub fn summary(
     });
     out.utilisation = utilisation;
     out.workgroup_hours = ranked(group_hours, usize::MAX);
-    out.top_users = ranked(user_hours, 10);
+    out.top_users = ranked(email_hours, 10);
     out.cancel_reasons = ranked(reasons, usize::MAX);
     Ok(out)
 }
@@ -934,6 +1096,29 @@ mod tests {
         assert!(e.to_string().contains("'from'"), "{e}");
         let e = DateRange::parse(None, Some("2024-02-30"), today).unwrap_err();
         assert!(e.to_string().contains("'to'"), "{e}");
+    }
+
+    #[test]
+    fn names_are_read_once_and_kept_bounded() {
+        let mut known: HashMap<i64, String> = HashMap::new();
+        let mut asked: Vec<Vec<i64>> = Vec::new();
+        let mut batch = |known: &mut HashMap<i64, String>, ids: &[i64]| {
+            learn(known, 4, ids.iter().copied(), |chunk| {
+                asked.push(chunk.to_vec());
+                Ok(chunk.iter().map(|i| (*i, format!("n{i}"))).collect())
+            })
+            .unwrap();
+            for i in ids {
+                assert_eq!(known[i], format!("n{i}"), "every id of the batch is known");
+            }
+        };
+        batch(&mut known, &[3, 1, 3, 2]);
+        batch(&mut known, &[2, 1]);
+        batch(&mut known, &[1, 4]);
+        // Five would be more than kept: this batch's ids alone, read again.
+        batch(&mut known, &[5, 1]);
+        assert_eq!(known.len(), 2);
+        assert_eq!(asked, vec![vec![1, 2, 3], vec![4], vec![1, 5]]);
     }
 
     #[test]

@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use std::ops::ControlFlow;
 use std::sync::mpsc::{Receiver, SyncSender};
 
-use crate::services::reports::{self, Batch, Cell, CustomReport, CustomReportRequest};
+use crate::services::reports::{self, Batch, Cell, CustomReport, CustomReportRequest, Names};
 use crate::AppState;
 
 /// Rows read per query.
@@ -221,11 +221,12 @@ fn produce(pool: Pool, report: CustomReport, format: Format, tx: mpsc::Sender<Re
 /// a short batch, a failure, or the encoder has stopped listening.
 fn read_batches(pool: &Pool, report: &CustomReport, out: SyncSender<Result<Batch>>) {
     let mut after = 0i64;
+    let mut names = Names::for_report(report);
     loop {
         let batch = pool
             .get()
             .map_err(Error::from)
-            .and_then(|mut conn| report.batch(&mut conn, after, BATCH_ROWS));
+            .and_then(|mut conn| report.batch(&mut conn, &mut names, after, BATCH_ROWS));
         let next = match &batch {
             Ok(b) if b.len() as i64 == BATCH_ROWS => b.last_id(),
             _ => None,
