@@ -298,10 +298,10 @@ done
 # One keyset batch from the middle of the range, as the server runs it (shape of the query).
 MID="$(pg_db -c "SELECT id FROM jobs WHERE organization_id = 1 ORDER BY id OFFSET $((IN_RANGE / 2)) LIMIT 1")"
 pg_db -c "EXPLAIN (ANALYZE, BUFFERS)
-SELECT j.id, p.name, pt.description, f.filename, u.email, u.firstname, u.lastname
+SELECT j.id, j.user_id, j.printer_id, j.file_id, j.created_at, j.started_at, j.weight, j.cost,
+  j.file_cost, j.status_id, j.printing_duration, j.print_time, j.cancel_reason, j.cancel_details,
+  j.started_by_user_id, j.feedback, j.cancel_source
 FROM jobs j
-JOIN printers p ON p.id = j.printer_id LEFT JOIN printer_types pt ON pt.id = p.printer_type_id
-JOIN files f ON f.id = j.file_id JOIN users u ON u.id = j.user_id
 WHERE j.organization_id = 1 AND j.created_at >= '$FROM' AND j.created_at < date '$TO' + 1
   AND j.id > $MID
 ORDER BY j.id LIMIT 5000" >"$BENCH_RESULTS_DIR/batch-plan.txt"
