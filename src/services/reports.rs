@@ -990,8 +990,6 @@ pub fn summary(
         from: range.start(),
         until: range.end(),
     };
-    // Printers that printed here but are not the organization's (moved since), named at the end.
-    let mut other_printers: HashMap<PrinterId, f64> = HashMap::new();
     let mut after = 0;
     loop {
         let rows = read::report_jobs(conn, &filter, after, 5_000)?;
@@ -1014,9 +1012,10 @@ pub fn summary(
             };
             let hours = seconds.max(0) as f64 / 3600.0;
             out.print_hours += hours;
-            match printer_hours.get_mut(&r.printer_id.0) {
-                Some((_, h)) => *h += hours,
-                None => *other_printers.entry(r.printer_id).or_default() += hours,
+            // A job's organization is its printer's, and printers never change organization:
+            // every job's printer has its bar.
+            if let Some((_, h)) = printer_hours.get_mut(&r.printer_id.0) {
+                *h += hours;
             }
             match groups_of.get(&r.printer_id.0) {
                 Some(names) => {
@@ -1037,12 +1036,6 @@ pub fn summary(
         match rows.last() {
             Some(last) if rows.len() == 5_000 => after = last.id,
             _ => break,
-        }
-    }
-    let ids: Vec<PrinterId> = other_printers.keys().copied().collect();
-    for chunk in ids.chunks(IDS_PER_QUERY) {
-        for (id, name, _) in read::report_printers(conn, chunk)? {
-            printer_hours.insert(id.0, (name, other_printers[&id]));
         }
     }
     let ids: Vec<UserId> = user_hours.keys().copied().collect();
