@@ -18,6 +18,8 @@
 #   BENCH_PG_URL       Postgres admin URL, allowed to CREATE DATABASE
 #                      (default postgres://postgres@127.0.0.1:5432/postgres)
 #   BENCH_JOBS         jobs to seed (default 1000000)
+#   BENCH_FILES        files to seed (default 2000); as many as BENCH_JOBS gives every job its
+#                      own file, so the names a report shows never repeat from batch to batch
 #   BENCH_RUNS         CSV exports to measure (default 3)
 #   BENCH_MAX_LOAD     before each measurement, wait until the 1-minute load average is below
 #                      this (default 1.5) for at most BENCH_LOAD_WAIT_SECS (default 600)
@@ -30,6 +32,7 @@ BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$BENCH_DIR/.." && pwd)"
 BENCH_PG_URL="${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 BENCH_JOBS="${BENCH_JOBS:-1000000}"
+BENCH_FILES="${BENCH_FILES:-2000}"
 BENCH_RUNS="${BENCH_RUNS:-3}"
 BENCH_MAX_LOAD="${BENCH_MAX_LOAD:-1.5}"
 BENCH_LOAD_WAIT_SECS="${BENCH_LOAD_WAIT_SECS:-600}"
@@ -121,9 +124,9 @@ answer="$(curl -fsS -X POST "$BASE/apiglobal/login" --data-urlencode "username=$
 SESSION="$(sed -n 's/.*"session"[[:space:]]*:[[:space:]]*"\([0-9a-fA-F]*\)".*/\1/p' <<<"$answer")"
 [[ -n "$SESSION" ]] || die "no session in the login answer: $answer"
 
-log "seeding $BENCH_JOBS jobs (bench/reports_seed.sql)"
+log "seeding $BENCH_JOBS jobs, $BENCH_FILES files (bench/reports_seed.sql)"
 t0="$(date +%s.%N)"
-pg_db -v org=1 -v jobs="$BENCH_JOBS" -f "$BENCH_DIR/reports_seed.sql" >/dev/null
+pg_db -v org=1 -v jobs="$BENCH_JOBS" -v files="$BENCH_FILES" -f "$BENCH_DIR/reports_seed.sql" >/dev/null
 t1="$(date +%s.%N)"
 SEED_SECS="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')"
 log "seeded in ${SEED_SECS}s; database $(pg_db -c "SELECT pg_size_pretty(pg_database_size(current_database()))")"
@@ -197,7 +200,7 @@ TABLE="$BENCH_RESULTS_DIR/results.md"
     echo "# get_custom_report CSV export, $IN_RANGE jobs on Postgres ($(date -u +%FT%TZ))"
     echo
     echo "$(nproc) cores; $(psql "$DB_URL" -qAtX -c 'SHOW server_version'); binary $BIN;"
-    echo "seed: ${SEED_SECS}s; range $FROM .. $TO; all 19 fields + 3 workgroup columns."
+    echo "seed: ${SEED_SECS}s, $BENCH_FILES files; range $FROM .. $TO; all 19 fields + 3 workgroup columns."
     echo
     echo "| run | rows | bytes | first byte s | total s | rows/s | MiB/s | server CPU s | database CPU s | machine CPU s | server RSS before MiB | server peak RSS during export MiB | load before |"
     echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"

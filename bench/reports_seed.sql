@@ -1,9 +1,11 @@
 -- Seeds an organization with a year of a large farm for bench/reports_csv.sh:
--- 500 users, 100 printers in 10 workgroups, 2,000 files and :jobs jobs (psql variable),
--- created evenly over the last 363 days, ids ascending with time.
+-- 500 users, 100 printers in 10 workgroups, :files files and :jobs jobs (psql variables),
+-- created evenly over the last 363 days, ids ascending with time. Job i prints file
+-- 1 + i % :files: with as many files as jobs every job has its own (the report's name cache
+-- then finds nothing it knows).
 -- Names carry what CSV must quote: commas, double quotes, line breaks and non-ASCII.
 --
---   psql "$DB_URL" -v ON_ERROR_STOP=1 -v org=1 -v jobs=1000000 -f bench/reports_seed.sql
+--   psql "$DB_URL" -v ON_ERROR_STOP=1 -v org=1 -v jobs=1000000 -v files=2000 -f bench/reports_seed.sql
 
 BEGIN;
 
@@ -43,7 +45,7 @@ INSERT INTO files (user_id, organization_id, state, filename, kind, size, sha256
                    upload_type_id, zip, created_at, updated_at)
 SELECT b.u[1 + i % 500], :org, 'ready', E'cube, "v2"\nstraße 🚀 ' || i || '.gcode', 'gcode',
        1000, '', 'bench/' || i, 0, false, now() AT TIME ZONE 'utc', now() AT TIME ZONE 'utc'
-FROM bench_ids b, generate_series(1, 2000) AS i;
+FROM bench_ids b, generate_series(1, :files) AS i;
 
 ALTER TABLE bench_ids ADD COLUMN f BIGINT[];
 UPDATE bench_ids SET f = (SELECT array_agg(id ORDER BY id) FROM files
@@ -56,7 +58,7 @@ INSERT INTO jobs (organization_id, printer_id, file_id, user_id, status_id, chan
                   extruders, weight, heated_bed, heated_bed_temperature, raft, supports,
                   file_cost, cost, charged, cancel_reason, cancel_details, started_by_user_id,
                   feedback, created_at, started_at, ended_at, updated_at)
-SELECT :org, b.p[1 + i % 100], b.f[1 + i % 2000], b.u[1 + i % 500], s.status, i, 100,
+SELECT :org, b.p[1 + i % 100], b.f[1 + i % :files], b.u[1 + i % 500], s.status, i, 100,
        CASE WHEN s.status IN (11, 21) THEN 0 ELSE d.secs END, d.secs, 'PLA', 0.2, 1,
        '{"R":215,"L":0}', d.weight, true, 60, false, false,
        round((d.weight * 0.025)::numeric, 2), round((d.weight * 0.025)::numeric, 2),

@@ -600,8 +600,8 @@ fn learn<K: Copy + Eq + Hash + Ord, V>(
     known: &mut HashMap<K, V>,
     keep: usize,
     wanted: impl Iterator<Item = K>,
-    mut read: impl FnMut(&[K]) -> diesel::QueryResult<Vec<(K, V)>>,
-) -> diesel::QueryResult<()> {
+    mut read: impl FnMut(&[K]) -> Result<Vec<(K, V)>>,
+) -> Result<()> {
     let mut ids: Vec<K> = wanted.collect();
     ids.sort_unstable();
     ids.dedup();
