@@ -22,7 +22,8 @@
    - after ``--warmup`` s (and once every job agent reported ``printing``), measure for
      ``--duration`` s: the server's CPU (utime+stime from /proc/PID/stat), that of the
      Postgres backends serving its database (``--pg-url``), this client's, the machine's;
-     every poll's latency; and ``--jobs`` times, spread over the window, ``job_pause`` of one
+     every poll's latency; the server's VmRSS at the window's end, every agent still connected;
+     and ``--jobs`` times, spread over the window, ``job_pause`` of one
      job: the delay from sending ``job_pause`` to the agent's poll returning
      ``{"command": "pause", ...}``.
    Results go to stdout (a table row per mode) and to ``--out`` (JSON).
@@ -78,6 +79,18 @@ def machine_busy_ticks():
     # user nice system idle iowait irq softirq steal
     v = list(map(int, parts[1:9]))
     return v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
+
+
+def status_kib(pid, field):
+    """A ``/proc/PID/status`` size in KiB (None when the process is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
 
 
 def load1():
@@ -352,6 +365,10 @@ async def run_mode(http, args, agents, job_agents, mode, stats):
     c_srv1, c_pg1, c_me1, busy1 = (
         proc_ticks(server_pids), proc_ticks(pg_pids), proc_ticks(me), machine_busy_ticks()
     )
+    # Memory with every agent still connected (in long mode, most of them held).
+    rss_kib, anon_kib, file_kib = (
+        status_kib(args.server_pid, f) for f in ("VmRSS", "RssAnon", "RssFile")
+    )
     # Pauses still in flight get up to interval + wait + 5 s more.
     for a in job_agents:
         try:
@@ -399,6 +416,9 @@ async def run_mode(http, args, agents, job_agents, mode, stats):
         "pause_delay_ms_max": round(1000 * max(delays), 1) if delays else None,
         "pause_delay_ms_all": [round(1000 * d, 1) for d in sorted(delays)],
         "job_pause_call_ms_p50": round(1000 * pct(pause_calls, 50), 1),
+        "server_rss_mib_end_of_window": round(rss_kib / 1024, 1) if rss_kib else None,
+        "server_rss_anon_mib_end_of_window": round(anon_kib / 1024, 1) if anon_kib else None,
+        "server_rss_file_mib_end_of_window": round(file_kib / 1024, 1) if file_kib else None,
         "errors": stats.errors,
         "http_errors": stats.http_errors,
         "protocol_errors": stats.protocol_errors,
@@ -425,14 +445,16 @@ def row(r):
         f"{r['client_cpu_pct_of_one_core']} | {lat} | "
         f"{r['pause_delay_ms_p50']} / {r['pause_delay_ms_p99']} / {fmt(r['pause_delay_ms_max'])} "
         f"({r['pauses_received']}/{r['pauses']}) | "
-        f"{r['errors'] + r['http_errors'] + r['protocol_errors']} | {r['load_before']} | {r['other_cpu_cores']} |"
+        f"{r['errors'] + r['http_errors'] + r['protocol_errors']} | {r['load_before']} | {r['other_cpu_cores']} | "
+        f"{fmt(r['server_rss_mib_end_of_window'])} |"
     )
 
 
 HEADER = (
     "| backend | mode | agents | polls/s | server CPU % of a core | Postgres backends CPU % | "
     "client CPU % | poll latency p50 / p99 ms | pause delay p50 / p99 / max ms (received) | "
-    "errors | load before | other CPU (cores) |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+    "errors | load before | other CPU (cores) | server RSS MiB, end of window |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
