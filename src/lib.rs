@@ -248,20 +248,23 @@ impl AppState {
     {
         let pool = self.pool.clone();
         let turn = self.pool.turn().await?;
-        let (result, wakes) = web::block(move || {
-            // Left by work that ran on this thread outside `db` (nothing to wake for it here).
-            drop(db::take_committed_wakes());
-            let result = pool.get().map_err(Error::from).and_then(|mut c| {
+        let (result, wakes) = self
+            .pool
+            .spawn(move || {
+                // Left by work that ran on this thread outside `db` (nothing to wake for it here).
+                drop(db::take_committed_wakes());
+                let result = pool.get().map_err(Error::from).and_then(|mut c| {
                 let result = f(&mut c);
                 if matches!(&result, Err(Error::Unavailable(m)) if m.starts_with(db::UNAVAILABLE)) {
                     c.mark_broken();
                 }
                 result
             });
-            drop(turn);
-            (result, db::take_committed_wakes())
-        })
-        .await?;
+                drop(turn);
+                (result, db::take_committed_wakes())
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("database work did not finish: {e}")))?;
         // The one place where agents learn of committed commands on this instance.
         for printer in wakes {
             self.notifier.wake(printer);
