@@ -130,18 +130,29 @@ enum Admin {
     },
 }
 
-fn init_tracing(cfg: &Config) {
+/// Logs go to stderr from a thread of their own, written in batches: one `write` per line from
+/// the request's thread cost a tenth of a cheap call's CPU. Nothing is dropped (the request
+/// waits when 128k lines are pending); the returned guard writes out the rest when dropped.
+fn init_tracing(cfg: &Config) -> tracing_appender::non_blocking::WorkerGuard {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.log.level));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("printfarm-log")
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stderr(),
+        ));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     if cfg.log.format == "json" {
         builder.json().init();
     } else {
         builder.init();
     }
+    guard
 }
 
 fn main() -> std::process::ExitCode {
@@ -157,7 +168,7 @@ fn main() -> std::process::ExitCode {
 fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::load()?;
-    init_tracing(&config);
+    let _log_writer = init_tracing(&config);
     match cli.command.unwrap_or(Command::Serve { demo: false }) {
         Command::Serve { demo } => serve(config, demo),
         Command::Migrate => {
