@@ -73,14 +73,8 @@ fn reachable_and_org_printers(
             grant(p.id, Access::Manage);
         }
     }
-    let mine = Workgroup::of_user(conn, user.id)?;
-    let wg_rights: BTreeMap<i64, i32> = mine.iter().map(|(w, r)| (w.id, *r)).collect();
-    let wg_ids: Vec<i64> = wg_rights.keys().copied().collect();
-    for (printer, wg) in PrinterWorkgroups::printers_in(conn, &wg_ids)? {
-        grant(
-            printer,
-            access_via_rights(wg_rights.get(&wg).copied().unwrap_or(rights::CAN_PRINT)),
-        );
+    for (printer, rights) in PrinterWorkgroups::member_rights(conn, user.id)? {
+        grant(printer, access_via_rights(rights));
     }
     for s in PrinterShare::for_email(conn, &user.email)? {
         grant(s.printer_id, access_via_share(&s));
@@ -171,21 +165,31 @@ fn int_temps(text: Option<&str>) -> Option<Vec<Option<i64>>> {
     )
 }
 
+/// What `user_list_item` needs besides the printer: the printer types' short names.
 pub struct ListContext {
     pub offline_after: Duration,
-    pub types: BTreeMap<i64, PrinterType>,
+    pub types: BTreeMap<i64, String>,
+}
+
+pub fn list_context(conn: &mut DbConn, offline_after: Duration) -> Result<ListContext> {
+    Ok(ListContext {
+        offline_after,
+        types: PrinterType::short_names(conn)?.into_iter().collect(),
+    })
+}
+
+/// What `org_list_item` needs: the user list's context and the printers' workgroups.
+pub struct OrgListContext {
+    pub list: ListContext,
     pub workgroups: BTreeMap<PrinterId, Vec<i64>>,
 }
 
-pub fn list_context(
+pub fn org_list_context(
     conn: &mut DbConn,
     printers: &[Printer],
     offline_after: Duration,
-) -> Result<ListContext> {
-    let types = PrinterType::all(conn)?
-        .into_iter()
-        .map(|t| (t.id, t))
-        .collect();
+) -> Result<OrgListContext> {
+    let list = list_context(conn, offline_after)?;
     let ids: BTreeSet<PrinterId> = printers.iter().map(|p| p.id).collect();
     let orgs: BTreeSet<_> = printers.iter().map(|p| p.organization_id).collect();
     let orgs: Vec<_> = orgs.into_iter().collect();
@@ -195,17 +199,13 @@ pub fn list_context(
             workgroups.entry(p).or_default().push(wg);
         }
     }
-    Ok(ListContext {
-        offline_after,
-        types,
-        workgroups,
-    })
+    Ok(OrgListContext { list, workgroups })
 }
 
 fn type_name(ctx: &ListContext, p: &Printer) -> String {
     p.printer_type_id
         .and_then(|t| ctx.types.get(&t))
-        .map(|t| t.short_name.clone())
+        .cloned()
         .unwrap_or_default()
 }
 
@@ -230,16 +230,16 @@ pub struct OrgPrinterItem {
     pub percent: i64,
 }
 
-pub fn org_list_item(ctx: &ListContext, p: &Printer, now: NaiveDateTime) -> OrgPrinterItem {
+pub fn org_list_item(ctx: &OrgListContext, p: &Printer, now: NaiveDateTime) -> OrgPrinterItem {
     OrgPrinterItem {
         id: p.id,
         name: p.name.clone(),
-        r#type: type_name(ctx, p),
+        r#type: type_name(&ctx.list, p),
         snr: p.snr.clone(),
         host_num: p.host_num.clone(),
         local_ip: p.local_ip.clone(),
         workgroups: ctx.workgroups.get(&p.id).filter(|w| !w.is_empty()).cloned(),
-        state: display_state(p, ctx.offline_after, now).to_string(),
+        state: display_state(p, ctx.list.offline_after, now).to_string(),
         temps: int_temps(p.temps.as_deref()),
         target_temps: int_temps(p.target_temps.as_deref()),
         percent: p.percent.round() as i64,
@@ -339,7 +339,7 @@ fn cards_of(
     }
     let mut printers = Printer::by_ids(conn, &ids)?;
     printers.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
-    let ctx = list_context(conn, &printers, offline_after)?;
+    let ctx = list_context(conn, offline_after)?;
     let busy: Vec<JobId> = printers.iter().filter_map(|p| p.current_job_id).collect();
     let jobs: BTreeMap<JobId, (Job, String, String)> = read::jobs_with_file(conn, &busy)?
         .into_iter()
@@ -471,10 +471,7 @@ pub fn user_printers(
     }
     if let Some(t) = printer_type {
         let t = t.trim().to_uppercase();
-        let types: BTreeMap<i64, String> = PrinterType::all(conn)?
-            .into_iter()
-            .map(|pt| (pt.id, pt.short_name))
-            .collect();
+        let types: BTreeMap<i64, String> = PrinterType::short_names(conn)?.into_iter().collect();
         printers.retain(|p| {
             p.printer_type_id
                 .and_then(|id| types.get(&id))

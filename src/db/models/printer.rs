@@ -429,6 +429,19 @@ impl PrinterWorkgroups {
     }
 
     /// Printers in any of the workgroups, with the workgroup they are reached through.
+    /// The printers of the user's workgroups, each with the user's rights in that workgroup
+    /// (a printer in several of them comes once for each).
+    pub fn member_rights(conn: &mut DbConn, user: UserId) -> QResult<Vec<(PrinterId, i32)>> {
+        printer_workgroups::table
+            .inner_join(
+                workgroup_members::table
+                    .on(workgroup_members::workgroup_id.eq(printer_workgroups::workgroup_id)),
+            )
+            .filter(workgroup_members::user_id.eq(user))
+            .select((printer_workgroups::printer_id, workgroup_members::rights))
+            .load(conn)
+    }
+
     pub fn printers_in(conn: &mut DbConn, workgroup_ids: &[i64]) -> QResult<Vec<(PrinterId, i64)>> {
         printer_workgroups::table
             .filter(printer_workgroups::workgroup_id.eq_any(workgroup_ids))

@@ -57,4 +57,11 @@ impl PrinterType {
             .order(printer_types::id.asc())
             .load(conn)
     }
+
+    /// Every type's id and short name: what printer lists show, without the profiles.
+    pub fn short_names(conn: &mut DbConn) -> QResult<Vec<(i64, String)>> {
+        printer_types::table
+            .select((printer_types::id, printer_types::short_name))
+            .load(conn)
+    }
 }

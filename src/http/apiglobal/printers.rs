@@ -63,7 +63,7 @@ pub async fn get_organization_printers_list(
         .db(&state, move |c, me| {
             let list =
                 printers::organization_printers(c, me, printer_id.map(PrinterId), workgroup_id)?;
-            let ctx = printers::list_context(c, &list, offline)?;
+            let ctx = printers::org_list_context(c, &list, offline)?;
             let now = crate::db::now();
             Ok(list
                 .iter()
@@ -93,7 +93,7 @@ pub async fn get_printers_list(
     let items = caller
         .db(&state, move |c, me| {
             let list = printers::user_printers(c, me, printer_type.as_deref(), &ids)?;
-            let ctx = printers::list_context(c, &list, offline)?;
+            let ctx = printers::list_context(c, offline)?;
             let now = crate::db::now();
             Ok(list
                 .iter()

@@ -598,7 +598,7 @@ async fn printers_page(state: web::Data<AppState>, req: HttpRequest) -> HttpResp
         .db(move |c| {
             let demo = crate::services::demo::status(c, &me)?;
             let list = printers::organization_printers(c, &me, None, None)?;
-            let ctx = printers::list_context(c, &list, offline)?;
+            let ctx = printers::org_list_context(c, &list, offline)?;
             let names: Vec<(i64, String)> = orgs::workgroups_for(c, &me)?
                 .into_iter()
                 .map(|(w, _)| (w.id, w.name))
