@@ -130,14 +130,20 @@ enum Admin {
     },
 }
 
+/// Lines a request may leave for the log thread before it waits. The queue's slots are
+/// allocated up front: tracing-appender's default of 128,000 held ~5 MiB.
+const LOG_LINES_PENDING: usize = 4096;
+
 /// Logs go to stderr from a thread of their own, written in batches: one `write` per line from
 /// the request's thread cost a tenth of a cheap call's CPU. Nothing is dropped (the request
-/// waits when 128k lines are pending); the returned guard writes out the rest when dropped.
+/// waits when `LOG_LINES_PENDING` lines are pending, as it waited for a slow stderr before);
+/// the returned guard writes out the rest when dropped.
 fn init_tracing(cfg: &Config) -> tracing_appender::non_blocking::WorkerGuard {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.log.level));
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
+        .buffered_lines_limit(LOG_LINES_PENDING)
         .thread_name("printfarm-log")
         .finish(std::io::BufWriter::with_capacity(
             64 * 1024,
