@@ -240,7 +240,7 @@ impl AppState {
         Ok(counts)
     }
 
-    /// Runs blocking database work on the thread pool with a pooled connection.
+    /// Runs blocking database work on the pool's database threads with a pooled connection.
     pub async fn db<T, F>(&self, f: F) -> Result<T>
     where
         F: FnOnce(&mut DbConn) -> Result<T> + Send + 'static,
