@@ -254,12 +254,13 @@ impl AppState {
                 // Left by work that ran on this thread outside `db` (nothing to wake for it here).
                 drop(db::take_committed_wakes());
                 let result = pool.get().map_err(Error::from).and_then(|mut c| {
-                let result = f(&mut c);
-                if matches!(&result, Err(Error::Unavailable(m)) if m.starts_with(db::UNAVAILABLE)) {
-                    c.mark_broken();
-                }
-                result
-            });
+                    let result = f(&mut c);
+                    let lost = |m: &String| m.starts_with(db::UNAVAILABLE);
+                    if matches!(&result, Err(Error::Unavailable(m)) if lost(m)) {
+                        c.mark_broken();
+                    }
+                    result
+                });
                 drop(turn);
                 (result, db::take_committed_wakes())
             })

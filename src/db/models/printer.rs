@@ -428,7 +428,6 @@ impl PrinterWorkgroups {
             .load(conn)
     }
 
-    /// Printers in any of the workgroups, with the workgroup they are reached through.
     /// The printers of the user's workgroups, each with the user's rights in that workgroup
     /// (a printer in several of them comes once for each).
     pub fn member_rights(conn: &mut DbConn, user: UserId) -> QResult<Vec<(PrinterId, i32)>> {
@@ -442,6 +441,7 @@ impl PrinterWorkgroups {
             .load(conn)
     }
 
+    /// Printers in any of the workgroups, with the workgroup they are reached through.
     pub fn printers_in(conn: &mut DbConn, workgroup_ids: &[i64]) -> QResult<Vec<(PrinterId, i64)>> {
         printer_workgroups::table
             .filter(printer_workgroups::workgroup_id.eq_any(workgroup_ids))
