@@ -819,6 +819,32 @@ mod tests {
         }
     }
 
+    /// Database work runs on at most one thread per connection however much is queued, and
+    /// work that panics fails alone (its caller gets the error; the threads go on).
+    #[tokio::test]
+    async fn database_threads_are_as_many_as_connections() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = dir.path().join("threads.db").display().to_string();
+        let pool = super::connect(&url, Some(2)).unwrap();
+        let work: Vec<_> = (0..16)
+            .map(|_| {
+                pool.spawn(|| {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    std::thread::current().id()
+                })
+            })
+            .collect();
+        let mut threads = std::collections::BTreeSet::new();
+        for w in work {
+            threads.insert(format!("{:?}", w.await.unwrap()));
+        }
+        assert!(threads.len() <= 2, "16 jobs ran on {threads:?}");
+
+        let panicked = pool.spawn(|| panic!("a failing job")).await;
+        assert!(panicked.is_err());
+        assert_eq!(pool.spawn(|| 7).await.unwrap(), 7);
+    }
+
     #[test]
     fn statements_with_a_bound_limit_stay_prepared() {
         assert_eq!(reprepares(true), 0);
