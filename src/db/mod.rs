@@ -9,6 +9,7 @@ pub use backend::{
     vacuum_into, NOTIFY_CHANNEL,
 };
 pub mod schema;
+mod stamp;
 
 use std::time::Duration;
 

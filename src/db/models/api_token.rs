@@ -15,9 +15,13 @@ pub struct ApiToken {
     pub name: String,
     #[serde(skip)]
     pub token_hash: String,
+    #[diesel(deserialize_as = Stamp)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = MaybeStamp)]
     pub last_used_at: Option<NaiveDateTime>,
+    #[diesel(deserialize_as = MaybeStamp)]
     pub revoked_at: Option<NaiveDateTime>,
+    #[diesel(deserialize_as = MaybeStamp)]
     pub expires_at: Option<NaiveDateTime>,
 }
 

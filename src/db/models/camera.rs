@@ -14,7 +14,9 @@ pub struct CameraToken {
     pub token_hash: String,
     pub user_id: UserId,
     pub printer_id: Option<PrinterId>,
+    #[diesel(deserialize_as = Stamp)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = Stamp)]
     pub expires_at: NaiveDateTime,
 }
 

@@ -20,8 +20,11 @@ pub struct PrinterCommand {
     /// pending → sent → acked | failed
     pub status: CommandStatus,
     pub result: Option<String>,
+    #[diesel(deserialize_as = Stamp)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = MaybeStamp)]
     pub sent_at: Option<NaiveDateTime>,
+    #[diesel(deserialize_as = MaybeStamp)]
     pub finished_at: Option<NaiveDateTime>,
 }
 

@@ -13,6 +13,7 @@ pub struct DemoFarm {
     pub id: i32,
     pub user_id: UserId,
     pub organization_id: OrgId,
+    #[diesel(deserialize_as = Stamp)]
     pub created_at: NaiveDateTime,
 }
 

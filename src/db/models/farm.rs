@@ -45,8 +45,11 @@ pub struct FarmJob {
     /// The colour that must be loaded (`#RRGGBB`, upper case); None: any.
     pub color_hex: Option<String>,
     pub priority: i32,
+    #[diesel(deserialize_as = MaybeStamp)]
     pub cancelled_at: Option<NaiveDateTime>,
+    #[diesel(deserialize_as = Stamp)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = Stamp)]
     pub updated_at: NaiveDateTime,
 }
 
@@ -78,6 +81,7 @@ pub struct FarmCopy {
     pub job_id: Option<JobId>,
     /// Jobs made for this copy so far.
     pub attempts: i32,
+    #[diesel(deserialize_as = Stamp)]
     pub updated_at: NaiveDateTime,
 }
 
@@ -89,6 +93,7 @@ pub struct PowerCircuit {
     pub name: String,
     pub max_heating: Option<i32>,
     pub max_downloads: Option<i32>,
+    #[diesel(deserialize_as = Stamp)]
     pub created_at: NaiveDateTime,
 }
 

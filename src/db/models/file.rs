@@ -34,7 +34,9 @@ pub struct StoredFile {
     pub slicer_settings: Option<String>,
     /// Preview image name, served at `/render/<picture>`.
     pub picture: Option<String>,
+    #[diesel(deserialize_as = Stamp)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = Stamp)]
     pub updated_at: NaiveDateTime,
 }
 

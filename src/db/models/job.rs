@@ -46,9 +46,13 @@ pub struct Job {
     pub cancelled_by_user_id: Option<UserId>,
     pub started_by_user_id: Option<UserId>,
     pub feedback: Option<String>,
+    #[diesel(deserialize_as = Stamp)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = MaybeStamp)]
     pub started_at: Option<NaiveDateTime>,
+    #[diesel(deserialize_as = MaybeStamp)]
     pub ended_at: Option<NaiveDateTime>,
+    #[diesel(deserialize_as = Stamp)]
     pub updated_at: NaiveDateTime,
     pub download_token_hash: Option<String>,
     /// Who or what ended the job early: a `services::job_states::cancel_source` code.

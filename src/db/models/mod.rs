@@ -48,4 +48,6 @@ pub use upload_id::*;
 pub use user::*;
 pub use workgroup::*;
 
+use crate::db::stamp::{MaybeStamp, Stamp};
+
 type QResult<T> = Result<T, diesel::result::Error>;

@@ -17,6 +17,7 @@ pub struct Organization {
     pub report_fields: Option<String>,
     pub material_prices: Option<String>,
     pub currency: String,
+    #[diesel(deserialize_as = Stamp)]
     pub created_at: NaiveDateTime,
 }
 

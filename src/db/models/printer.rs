@@ -36,17 +36,23 @@ pub struct Printer {
     pub current_job_id: Option<JobId>,
     pub tray_clear: bool,
     pub filaments: Option<String>,
+    #[diesel(deserialize_as = MaybeStamp)]
     pub camera_watched_until: Option<NaiveDateTime>,
+    #[diesel(deserialize_as = MaybeStamp)]
     pub last_seen_at: Option<NaiveDateTime>,
     pub next_command_number: i64,
+    #[diesel(deserialize_as = Stamp)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = Stamp)]
     pub updated_at: NaiveDateTime,
     /// The location or power circuit whose staggered-start limits the printer counts in.
     pub circuit_id: Option<i64>,
     /// Set while the printer is in maintenance (it takes no jobs): why, and since when.
     pub maintenance_note: Option<String>,
+    #[diesel(deserialize_as = MaybeStamp)]
     pub maintenance_since: Option<NaiveDateTime>,
     /// The end of the last maintenance; the maintenance counters count from here.
+    #[diesel(deserialize_as = MaybeStamp)]
     pub maintained_at: Option<NaiveDateTime>,
     pub maintenance_hours_limit: Option<f64>,
     pub maintenance_filament_limit_g: Option<f64>,

@@ -20,6 +20,7 @@ pub struct PrinterType {
     pub printer_parameters: String,
     /// The whole catalogue entry (kinematics, nozzle, flavour) as JSON.
     pub profile: String,
+    #[diesel(deserialize_as = Stamp)]
     pub created_at: NaiveDateTime,
 }
 

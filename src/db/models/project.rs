@@ -14,6 +14,7 @@ pub struct Project {
     pub user_id: UserId,
     pub name: String,
     pub color: String,
+    #[diesel(deserialize_as = Stamp)]
     pub created_at: NaiveDateTime,
 }
 

@@ -28,7 +28,9 @@ pub struct Quote {
     pub time_cost: Option<f64>,
     pub total_price: Option<f64>,
     pub currency: String,
+    #[diesel(deserialize_as = Stamp)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = MaybeStamp)]
     pub finished_at: Option<NaiveDateTime>,
 }
 

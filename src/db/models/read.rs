@@ -169,7 +169,9 @@ pub struct ReportJob {
     pub user_id: UserId,
     pub printer_id: PrinterId,
     pub file_id: FileId,
+    #[diesel(deserialize_as = Stamp)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = MaybeStamp)]
     pub started_at: Option<NaiveDateTime>,
     pub weight: f64,
     pub cost: Option<f64>,

@@ -16,13 +16,17 @@ pub struct RegistrationCode {
     pub device_key: String,
     pub agent_info: String,
     pub printer_type_alias: Option<String>,
+    #[diesel(deserialize_as = Stamp)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = Stamp)]
     pub expires_at: NaiveDateTime,
     pub redeemed_by_user_id: Option<UserId>,
+    #[diesel(deserialize_as = MaybeStamp)]
     pub redeemed_at: Option<NaiveDateTime>,
     pub printer_id: Option<PrinterId>,
     /// The printer's auth token, kept only until the agent first uses it.
     pub pending_auth_token: Option<String>,
+    #[diesel(deserialize_as = MaybeStamp)]
     pub delivered_at: Option<NaiveDateTime>,
 }
 

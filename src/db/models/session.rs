@@ -16,8 +16,11 @@ pub struct Session {
     /// Set while a Google sign-up waits for GDPR consent (JSON of the verified identity).
     pub gdpr_pending: Option<String>,
     pub client_addr: Option<String>,
+    #[diesel(deserialize_as = Stamp)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = Stamp)]
     pub last_seen_at: NaiveDateTime,
+    #[diesel(deserialize_as = Stamp)]
     pub expires_at: NaiveDateTime,
 }
 

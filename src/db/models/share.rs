@@ -21,6 +21,7 @@ pub struct PrinterShare {
     pub number_of_prints: Option<i32>,
     pub prints_used: i32,
     pub created_by_user_id: Option<UserId>,
+    #[diesel(deserialize_as = Stamp)]
     pub created_at: NaiveDateTime,
 }
 

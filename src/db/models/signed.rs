@@ -30,7 +30,9 @@ pub struct Gate<'a> {
 #[derive(Debug, Clone, Copy, Queryable)]
 pub struct LiveSession {
     pub id: i64,
+    #[diesel(deserialize_as = Stamp)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = Stamp)]
     pub last_seen_at: NaiveDateTime,
 }
 

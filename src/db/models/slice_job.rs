@@ -26,10 +26,14 @@ pub struct SliceJob {
     pub stderr: Option<String>,
     pub attempts: i32,
     pub lease_owner: Option<String>,
+    #[diesel(deserialize_as = MaybeStamp)]
     pub lease_until: Option<NaiveDateTime>,
     pub print_job_id: Option<JobId>,
+    #[diesel(deserialize_as = Stamp)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = MaybeStamp)]
     pub started_at: Option<NaiveDateTime>,
+    #[diesel(deserialize_as = MaybeStamp)]
     pub finished_at: Option<NaiveDateTime>,
     /// The farm job to make of the G-code when done (JSON of `services::farm::FarmRequest`).
     pub farm_request: Option<String>,

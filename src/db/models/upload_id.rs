@@ -12,7 +12,9 @@ use crate::db::DbConn;
 #[diesel(table_name = upload_ids, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 pub struct UploadId {
     pub user_id: UserId,
+    #[diesel(deserialize_as = Stamp)]
     pub expires_at: NaiveDateTime,
+    #[diesel(deserialize_as = MaybeStamp)]
     pub used_at: Option<NaiveDateTime>,
     pub reserved_file_id: Option<FileId>,
 }

@@ -36,7 +36,9 @@ pub struct User {
     pub quota_used: i32,
     pub quota_period: Option<String>,
     pub disabled: bool,
+    #[diesel(deserialize_as = Stamp)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = Stamp)]
     pub updated_at: NaiveDateTime,
 }
 
@@ -208,9 +210,13 @@ pub struct UserToken {
     pub purpose: String,
     pub token_hash: String,
     pub user_id: Option<UserId>,
+    #[diesel(deserialize_as = Stamp)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = Stamp)]
     pub expires_at: NaiveDateTime,
+    #[diesel(deserialize_as = MaybeStamp)]
     pub confirmed_at: Option<NaiveDateTime>,
+    #[diesel(deserialize_as = MaybeStamp)]
     pub used_at: Option<NaiveDateTime>,
 }
 

@@ -14,6 +14,7 @@ pub struct Workgroup {
     pub organization_id: OrgId,
     pub name: String,
     pub join_password: String,
+    #[diesel(deserialize_as = Stamp)]
     pub created_at: NaiveDateTime,
 }
 
@@ -78,6 +79,7 @@ pub struct WorkgroupMember {
     pub workgroup_id: i64,
     pub user_id: UserId,
     pub rights: i32,
+    #[diesel(deserialize_as = Stamp)]
     pub created_at: NaiveDateTime,
 }
 

@@ -3,6 +3,7 @@
 //! description of both.
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
@@ -13,6 +14,17 @@ use utoipa::openapi::response::Response;
 use utoipa::openapi::schema::{ArrayBuilder, Schema};
 use utoipa::openapi::RefOr;
 use utoipa::{IntoResponses, PartialSchema, ToSchema};
+
+/// A time as the Global API writes it (`2016-08-18 20:39:52`), with chrono's format items
+/// prepared once: a job list writes one per job.
+pub fn datetime(t: &chrono::NaiveDateTime) -> String {
+    static ITEMS: LazyLock<Vec<chrono::format::Item<'static>>> = LazyLock::new(|| {
+        chrono::format::StrftimeItems::new("%Y-%m-%d %H:%M:%S")
+            .parse_to_owned()
+            .expect("a valid chrono format")
+    });
+    t.format_with_items(ITEMS.iter()).to_string()
+}
 
 pub fn ok(message: impl Serialize) -> HttpResponse {
     HttpResponse::Ok().json(Envelope {

@@ -6,14 +6,12 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::decode::NameList;
-use super::envelope::{ok, Envelope, Failures};
+use super::envelope::{datetime, ok, Envelope, Failures};
 use super::{forms, Signed};
 use crate::db::models::{signed, FileId, Job, JobId, PrinterId, StoredFile};
 use crate::error::{Error, Result};
 use crate::services::{farm, jobs, slicing};
 use crate::AppState;
-
-const DATETIME: &str = "%Y-%m-%d %H:%M:%S";
 
 /// Numbers as the Global API writes them in job records: strings, no trailing ".0".
 fn num(v: f64) -> String {
@@ -283,7 +281,7 @@ pub async fn get_printer_jobs(
             id: j.id.to_string(),
             status_id: j.status_id.id().to_string(),
             filename: filename.clone(),
-            datetime: j.created_at.format(DATETIME).to_string(),
+            datetime: datetime(&j.created_at),
             email: email.clone(),
         })
         .collect();
@@ -384,7 +382,7 @@ fn job_info(job: &Job, file: &StoredFile, email: &str) -> JobInfo {
     JobInfo {
         id: job.id.to_string(),
         status_id: job.status_id.id().to_string(),
-        datetime: job.created_at.format(DATETIME).to_string(),
+        datetime: datetime(&job.created_at),
         printer_id: job.printer_id.to_string(),
         print_time: job.print_time.to_string(),
         gif_image: None,

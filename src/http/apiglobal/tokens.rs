@@ -5,13 +5,11 @@ use actix_web::{web, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::envelope::{ok, Envelope, Failures};
+use super::envelope::{datetime, ok, Envelope, Failures};
 use super::{forms, Signed};
 use crate::error::Result;
 use crate::services::api_tokens;
 use crate::AppState;
-
-const DATETIME: &str = "%Y-%m-%d %H:%M:%S";
 
 #[derive(Serialize, ToSchema)]
 pub struct NewApiToken {
@@ -50,7 +48,7 @@ pub async fn create_api_token(
         id: row.id,
         name: row.name,
         token: jwt,
-        expires_at: row.expires_at.map(|e| e.format(DATETIME).to_string()),
+        expires_at: row.expires_at.as_ref().map(datetime),
     }))
 }
 
@@ -63,13 +61,13 @@ pub async fn list_api_tokens(
 ) -> Result<HttpResponse> {
     let caller = call.caller;
     let rows = caller.db(&state, api_tokens::list).await?;
-    let fmt = |t: Option<chrono::NaiveDateTime>| t.map(|t| t.format(DATETIME).to_string());
+    let fmt = |t: Option<chrono::NaiveDateTime>| t.as_ref().map(datetime);
     Ok(ok(rows
         .iter()
         .map(|t| ApiTokenItem {
             id: t.id,
             name: t.name.clone(),
-            created_at: t.created_at.format(DATETIME).to_string(),
+            created_at: datetime(&t.created_at),
             last_used_at: fmt(t.last_used_at),
             expires_at: fmt(t.expires_at),
             revoked: t.revoked_at.is_some(),
