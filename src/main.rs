@@ -8,6 +8,21 @@ use printfarm::services::auth::{random_password, PasswordHasher};
 use printfarm::services::bootstrap::{self, NewAccount};
 use printfarm::{db, AppState};
 
+/// jemalloc instead of glibc's malloc, for Rust, SQLite and libpq alike: a fifth less CPU per
+/// read call (glibc's arenas contend and consolidate under the database threads) and less
+/// memory with many agents connected (bench/README.md, "Session 19"). One arena and a thread
+/// cache of small sizes only keep the footprint of an idle or agent-heavy server low.
+#[cfg(target_os = "linux")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options, read at its first allocation (`MALLOC_CONF` in the environment
+/// overrides them).
+#[cfg(target_os = "linux")]
+#[allow(non_upper_case_globals)]
+#[export_name = "malloc_conf"]
+pub static malloc_conf: &[u8] = b"narenas:1,tcache_max:1024\0";
+
 #[derive(Parser)]
 #[command(
     name = "printfarm",

@@ -71,3 +71,24 @@ fn systemd_units_verify_and_run_real_commands() {
     }
     assert_eq!(units, 3, "server, worker and agent units");
 }
+
+/// The server binary allocates with jemalloc and its own options (src/main.rs): jemalloc
+/// prints its options at exit with `stats_print`, and ignores a `malloc_conf` symbol it was not
+/// built to read (a prefixed build reads `_rjem_malloc_conf`), so this is what notices.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_server_runs_on_jemalloc_with_one_arena() {
+    let out = Command::new(env!("CARGO_BIN_EXE_printfarm"))
+        .arg("--version")
+        .env("MALLOC_CONF", "stats_print:true")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stats = String::from_utf8_lossy(&out.stderr);
+    for option in ["opt.narenas: 1\n", "opt.tcache_max: 1024\n"] {
+        assert!(
+            stats.contains(option),
+            "{option:?} not in jemalloc's stats:\n{stats}"
+        );
+    }
+}
