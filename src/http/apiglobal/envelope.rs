@@ -1,6 +1,6 @@
 //! The Global API envelope `{"result": …, "message": …}`: the success half, the failure half
-//! (how an `Error` is rendered, also for the pages and downloads), and the OpenAPI
-//! description of both.
+//! (how an `Error` is rendered, also for the pages and downloads), the OpenAPI description of
+//! both, and how answers write times.
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
