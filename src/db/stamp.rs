@@ -117,4 +117,32 @@ mod tests {
             assert_eq!(parse_stored(text), None, "{text}");
         }
     }
+
+    /// What the prepared format does not read still loads as Diesel loads it; NULL loads as
+    /// `None`; text that is no time at all is an error, not a made-up time.
+    #[test]
+    fn other_forms_null_and_garbage_load_as_diesel_loads_them() {
+        use diesel::dsl::sql;
+        use diesel::{Connection, RunQueryDsl, SqliteConnection};
+
+        let mut conn = SqliteConnection::establish(":memory:").unwrap();
+        for text in [
+            "2026-12-05T19:30:00",
+            "2026-12-05 19:30",
+            "2026-12-05 19:30:00+01:00",
+            "2461014.5",
+        ] {
+            let query = || diesel::select(sql::<Timestamp>(&format!("'{text}'")));
+            let ours = query().get_result::<Stamp>(&mut conn).unwrap();
+            let diesels = query().get_result::<NaiveDateTime>(&mut conn).unwrap();
+            assert_eq!(NaiveDateTime::from(ours), diesels, "{text}");
+        }
+        let garbage = diesel::select(sql::<Timestamp>("'not a time'"));
+        assert!(garbage.get_result::<Stamp>(&mut conn).is_err());
+
+        let null = diesel::select(sql::<Nullable<Timestamp>>("NULL"))
+            .get_result::<MaybeStamp>(&mut conn)
+            .unwrap();
+        assert_eq!(Option::<NaiveDateTime>::from(null), None);
+    }
 }
